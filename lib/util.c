@@ -1,0 +1,228 @@
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int util_read_file(const char *path, size_t max, char **buf, size_t *len)
+{
+	struct stat st;
+	char *b = NULL;
+	size_t have = 0;
+	int fd, ret;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	if ((size_t)st.st_size > max) {
+		ret = -EFBIG;
+		goto out;
+	}
+	/* st_size is a hint (procfs says 0, files grow): read until EOF, never past max */
+	size_t cap = (size_t)st.st_size < max ? (size_t)st.st_size + 1 : max + 1;
+	if (cap < 4096 && max + 1 > 4096)
+		cap = 4096;
+	b = malloc(cap);
+	if (!b) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		if (have == cap) {
+			if (cap > max) {
+				ret = -EFBIG;
+				goto out;
+			}
+			size_t ncap = cap > max / 2 ? max + 1 : cap * 2;
+			char *nb = realloc(b, ncap);
+			if (!nb) {
+				ret = -ENOMEM;
+				goto out;
+			}
+			b = nb;
+			cap = ncap;
+		}
+		ssize_t n = read(fd, b + have, cap - have);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			ret = -errno;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		have += (size_t)n;
+	}
+	/* here have < cap: there is room for the terminator */
+	b[have] = '\0';
+	*buf = b;
+	b = NULL;
+	if (len)
+		*len = have;
+	ret = 0;
+out:
+	free(b);
+	close(fd);
+	return ret;
+}
+
+int util_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode)
+{
+	char tmp[PATH_MAX];
+	const char *p = buf;
+	int fd, ret;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return -errno;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			ret = -errno;
+			goto fail;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	if (fsync(fd) < 0 || fchmod(fd, mode) < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		ret = -errno;
+		goto fail;
+	}
+	fd = -1;
+	if (rename(tmp, path) < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+	return ret;
+}
+
+int util_mkdir_p(const char *path, mode_t mode)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(path);
+
+	if (n == 0 || n >= sizeof(buf))
+		return n ? -ENAMETOOLONG : -EINVAL;
+	memcpy(buf, path, n + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, mode) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int util_random(void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = getrandom(p, len, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+void util_hex(const uint8_t *in, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+bool util_ct_equal(const void *a, const void *b, size_t n)
+{
+	const volatile uint8_t *x = a, *y = b;
+	uint8_t d = 0;
+
+	for (size_t i = 0; i < n; i++)
+		d |= x[i] ^ y[i];
+	return d == 0;
+}
+
+bool util_valid_name(const char *s, size_t max, char *why, size_t whylen)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (n == 0) {
+		snprintf(why, whylen, "the name is empty");
+		return false;
+	}
+	if (n > max) {
+		snprintf(why, whylen, "the name has %zu characters; at most %zu are allowed", n, max);
+		return false;
+	}
+	if (s[0] == '.' || s[0] == '-') {
+		snprintf(why, whylen, "the name may not start with '%c'", s[0]);
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    c == '.' || c == '_' || c == '-')
+			continue;
+		if ((unsigned char)c < 0x20 || (unsigned char)c >= 0x7f)
+			snprintf(why, whylen, "the name has a control or non-ASCII character at position %zu", i + 1);
+		else
+			snprintf(why, whylen, "the name may not contain '%c'; use letters, digits, '.', '_' and '-'", c);
+		return false;
+	}
+	return true;
+}
+
+uint64_t util_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+const char *util_strerror(int neg_errno)
+{
+	return strerror(neg_errno < 0 ? -neg_errno : neg_errno);
+}

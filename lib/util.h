@@ -1,0 +1,41 @@
+/* Small utilities shared by every binary. Functions return 0 or -errno. */
+#ifndef VMK_UTIL_H
+#define VMK_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Reads a whole file of at most `max` bytes into a NUL-terminated buffer.
+ * -EFBIG when larger. Ownership: *buf is malloc'd, the caller frees it. */
+int util_read_file(const char *path, size_t max, char **buf, size_t *len);
+
+/* Writes via PATH.tmp + fsync + rename, so readers see old or new, never half. */
+int util_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode);
+
+/* mkdir -p; existing directories are fine. */
+int util_mkdir_p(const char *path, mode_t mode);
+
+/* Fills buf with len bytes from the kernel CSPRNG. */
+int util_random(void *buf, size_t len);
+
+/* Lower-case hex of n bytes into out (2n+1 bytes). */
+void util_hex(const uint8_t *in, size_t n, char *out);
+
+/* Constant-time comparison of two equal-length buffers. */
+bool util_ct_equal(const void *a, const void *b, size_t n);
+
+/* Object names (datastores, VMs, accounts...): 1..max characters of
+ * [A-Za-z0-9._-], not starting with '.' or '-'. On failure writes why. */
+bool util_valid_name(const char *s, size_t max, char *why, size_t whylen);
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+uint64_t util_now_ms(void);
+
+/* strerror for a negative errno. */
+const char *util_strerror(int neg_errno);
+
+#endif

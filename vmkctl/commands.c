@@ -1,0 +1,156 @@
+/* The command table of vmkctl (../shared/CLI.md). Commands that are not
+ * built yet are absent, not stubs. */
+#include <string.h>
+
+#include "cmd.h"
+#include "handlers.h"
+#include "util.h"
+
+static const struct vmkctl_ns namespaces[] = {
+	{"hardware", "host hardware: CPU and memory"},
+	{"hardware cpu", "the host's processors"},
+	{"hardware memory", "the host's memory"},
+	{"storage", "storage of the host"},
+	{"storage datastore", "datastores: directories that hold VMs, local or shared"},
+	{"system", "host-wide settings and information"},
+	{"system version", "product version of the host"},
+};
+
+static const struct vmkctl_cmd commands[] = {
+	{
+		.path = "system version",
+		.verb = "get",
+		.help = "Show the product name, version and build of the host.",
+		.run = cmd_system_version_get,
+	},
+	{
+		.path = "hardware cpu",
+		.verb = "get",
+		.help = "Show the CPU model, core counts, KVM availability and the CPUID "
+			"features a VM can rely on when it migrates.",
+		.run = cmd_hardware_cpu_get,
+	},
+	{
+		.path = "hardware memory",
+		.verb = "get",
+		.help = "Show the host's physical and available memory and huge pages.",
+		.run = cmd_hardware_memory_get,
+	},
+	{
+		.path = "storage datastore",
+		.verb = "list",
+		.help = "List the datastores of the host with capacity and free space.",
+		.run = cmd_storage_datastore_list,
+	},
+	{
+		.path = "storage datastore",
+		.verb = "add",
+		.help = "Add a directory of the host as a datastore (persisted across "
+			"restarts).",
+		.opts = {
+			{.name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME",
+			 .help = "datastore name: letters, digits, '.', '_', '-'", .required = true},
+			{.name = "path", .type = OPT_STR, .metavar = "DIR",
+			 .help = "absolute path of an existing directory", .required = true},
+			{.name = "shared", .type = OPT_FLAG,
+			 .help = "the directory is shared with other hosts (NFS, cluster FS)"},
+		},
+		.run = cmd_storage_datastore_add,
+	},
+	{
+		.path = "storage datastore",
+		.verb = "remove",
+		.help = "Remove a datastore added at runtime (its files are kept).",
+		.opts = {
+			{.name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME",
+			 .help = "datastore to remove", .required = true},
+		},
+		.run = cmd_storage_datastore_remove,
+	},
+};
+
+/* Global options (CLI.md): before the namespace words. */
+static const struct vmkctl_cmd globals = {
+	.path = "vmkctl",
+	.verb = "",
+	.help = "Drive a vmk host (hostd) from the command line, esxcli style.",
+	.opts = {
+		{.name = "server", .shortname = 's', .type = OPT_STR, .metavar = "HOST[:PORT]",
+		 .help = "hostd to talk to (env VMK_SERVER; default localhost:4443); with --lab "
+			 "a lab host name"},
+		{.name = "username", .shortname = 'u', .type = OPT_STR, .metavar = "USER",
+		 .help = "account (env VMK_USERNAME; default root)"},
+		{.name = "password", .shortname = 'p', .type = OPT_STR, .metavar = "PASSWORD",
+		 .help = "password (env VMK_PASSWORD); prompted on a TTY when missing"},
+		{.name = "password-file", .type = OPT_STR, .metavar = "FILE",
+		 .help = "read the password from the first line of FILE"},
+		{.name = "thumbprint", .type = OPT_STR, .metavar = "SHA256",
+		 .help = "pin the host certificate (env VMK_THUMBPRINT); remembered in "
+			 "~/.vmk/known_hosts"},
+		{.name = "sessionfile", .type = OPT_STR, .metavar = "FILE",
+		 .help = "save and reuse a session token instead of logging in every time"},
+		{.name = "formatter", .type = OPT_ENUM, .metavar = "FORMAT",
+		 .choices = "table|json|csv|keyvalue|xml", .help = "output format (default table)"},
+		{.name = "lab", .type = OPT_STR, .metavar = "DIR",
+		 .help = "resolve host names, thumbprints and credentials through a lab "
+			 "(env VMK_LAB)"},
+		{.name = "timeout", .type = OPT_INT, .metavar = "SECONDS", .min = 1, .max = 86400,
+		 .help = "give up on an unanswered host after SECONDS (default 30)"},
+		{.name = "help", .shortname = 'h', .type = OPT_FLAG, .help = "show help"},
+		{.name = "version", .type = OPT_FLAG, .help = "show vmkctl's version"},
+		{.name = "generate-completion", .type = OPT_ENUM, .metavar = "SHELL",
+		 .choices = "bash", .help = "print a shell completion script"},
+	},
+};
+
+const struct vmkctl_cmd *vmkctl_globals(void)
+{
+	return &globals;
+}
+
+const struct vmkctl_cmd *vmkctl_commands(size_t *n)
+{
+	*n = ARRAY_SIZE(commands);
+	return commands;
+}
+
+const struct vmkctl_ns *vmkctl_namespaces(size_t *n)
+{
+	*n = ARRAY_SIZE(namespaces);
+	return namespaces;
+}
+
+bool vmkctl_is_namespace(const char *path)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(namespaces); i++) {
+		if (strcmp(namespaces[i].path, path) == 0)
+			return true;
+	}
+	return false;
+}
+
+const struct vmkctl_cmd *vmkctl_find(int nwords, char **words, int *used)
+{
+	char path[256] = "";
+
+	*used = 0;
+	for (int i = 0; i < nwords; i++) {
+		/* words[0..i-1] is a namespace; is words[i] a verb of it? */
+		if (i > 0) {
+			for (size_t c = 0; c < ARRAY_SIZE(commands); c++) {
+				if (strcmp(commands[c].path, path) == 0 &&
+				    strcmp(commands[c].verb, words[i]) == 0) {
+					*used = i + 1;
+					return &commands[c];
+				}
+			}
+		}
+		char next[256];
+		int n = snprintf(next, sizeof(next), "%s%s%s", path, i ? " " : "", words[i]);
+		if (n < 0 || (size_t)n >= sizeof(next) || !vmkctl_is_namespace(next))
+			break;
+		memcpy(path, next, (size_t)n + 1);
+		*used = i + 1;
+	}
+	return NULL;
+}
