@@ -64,7 +64,7 @@ void hostd_auth_free(struct hostd_auth *a)
 }
 
 int hostd_auth_check(struct hostd_auth *a, const char *user, const char *password,
-		     enum hostd_role *role)
+                     enum hostd_role *role)
 {
 	const struct hostd_account *acct = NULL;
 	struct crypt_data *cd;

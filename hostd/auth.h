@@ -13,7 +13,7 @@ void hostd_auth_free(struct hostd_auth *a);
 /* 0 and the account's role when user/password match; -EACCES otherwise.
  * Takes the same time for an unknown user as for a wrong password. */
 int hostd_auth_check(struct hostd_auth *a, const char *user, const char *password,
-		     enum hostd_role *role);
+                     enum hostd_role *role);
 
 /* A new yescrypt hash of password (malloc'd), for `hostd --hash-password`. */
 int hostd_auth_hash(const char *password, char **hash);

@@ -18,7 +18,7 @@ struct loader {
 };
 
 static int fail(struct loader *l, const config_setting_t *s, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 static int fail(struct loader *l, const config_setting_t *s, const char *fmt, ...)
 {
@@ -30,13 +30,13 @@ static int fail(struct loader *l, const config_setting_t *s, const char *fmt, ..
 	va_end(ap);
 	if (s && config_setting_source_line(s) > 0)
 		snprintf(l->err, l->errlen, "%s:%d: %s", l->file, config_setting_source_line(s),
-			 msg);
+		         msg);
 	else
 		snprintf(l->err, l->errlen, "%s: %s", l->file, msg);
 	return -EINVAL;
 }
 
-static const char *const role_names[] = {"NoAccess", "ReadOnly", "Admin"};
+static const char *const role_names[] = { "NoAccess", "ReadOnly", "Admin" };
 
 const char *hostd_role_name(enum hostd_role r)
 {
@@ -56,7 +56,7 @@ int hostd_role_parse(const char *s, enum hostd_role *r)
 
 /* Every key of group `g` must be one of `known` (NULL-terminated). */
 static int check_keys(struct loader *l, const config_setting_t *g, const char *where,
-		      const char *const *known)
+                      const char *const *known)
 {
 	int n = config_setting_length(g);
 
@@ -72,16 +72,16 @@ static int check_keys(struct loader *l, const config_setting_t *g, const char *w
 			char list[256] = "";
 			for (const char *const *k = known; *k; k++)
 				snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
-					 k == known ? "" : ", ", *k);
+				         k == known ? "" : ", ", *k);
 			return fail(l, s, "unknown setting %s.%s; %s takes: %s", where, name, where,
-				    list);
+			            list);
 		}
 	}
 	return 0;
 }
 
-static int get_str(struct loader *l, const config_setting_t *g, const char *where,
-		   const char *key, bool required, const char *def, char **out)
+static int get_str(struct loader *l, const config_setting_t *g, const char *where, const char *key,
+                   bool required, const char *def, char **out)
 {
 	const config_setting_t *s = config_setting_get_member(g, key);
 
@@ -97,8 +97,8 @@ static int get_str(struct loader *l, const config_setting_t *g, const char *wher
 	return *out ? 0 : -ENOMEM;
 }
 
-static int get_bool(struct loader *l, const config_setting_t *g, const char *where,
-		    const char *key, bool def, bool *out)
+static int get_bool(struct loader *l, const config_setting_t *g, const char *where, const char *key,
+                    bool def, bool *out)
 {
 	const config_setting_t *s = config_setting_get_member(g, key);
 
@@ -111,8 +111,8 @@ static int get_bool(struct loader *l, const config_setting_t *g, const char *whe
 	return 0;
 }
 
-static int get_int(struct loader *l, const config_setting_t *g, const char *where,
-		   const char *key, long long def, long long lo, long long hi, long long *out)
+static int get_int(struct loader *l, const config_setting_t *g, const char *where, const char *key,
+                   long long def, long long lo, long long hi, long long *out)
 {
 	const config_setting_t *s = config_setting_get_member(g, key);
 	long long v;
@@ -126,20 +126,26 @@ static int get_int(struct loader *l, const config_setting_t *g, const char *wher
 		v = config_setting_get_int64(s);
 	else
 		return fail(l, s, "%s.%s must be a whole number from %lld to %lld", where, key, lo,
-			    hi);
+		            hi);
 	if (v < lo || v > hi)
 		return fail(l, s, "%s.%s = %lld is out of range; use %lld to %lld", where, key, v,
-			    lo, hi);
+		            lo, hi);
 	*out = v;
 	return 0;
 }
 
 static int load_host(struct loader *l, const config_setting_t *h, struct hostd_config *c)
 {
-	static const char *const keys[] = {"name",      "listen",   "state_dir",
-					   "log_level", "log_file", "insecure",
-					   "max_message_bytes",     "workers",
-					   "session_timeout_s",     NULL};
+	static const char *const keys[] = { "name",
+		                            "listen",
+		                            "state_dir",
+		                            "log_level",
+		                            "log_file",
+		                            "insecure",
+		                            "max_message_bytes",
+		                            "workers",
+		                            "session_timeout_s",
+		                            NULL };
 	char why[256], host[256], port[16], *level = NULL;
 	long long v;
 	bool tls;
@@ -152,33 +158,34 @@ static int load_host(struct loader *l, const config_setting_t *h, struct hostd_c
 	if ((ret = get_str(l, h, "host", "name", true, NULL, &c->name)) < 0)
 		return ret;
 	if (!util_valid_name(c->name, 63, why, sizeof(why)))
-		return fail(l, config_setting_get_member(h, "name"), "host.name \"%s\": %s", c->name,
-			    why);
+		return fail(l, config_setting_get_member(h, "name"), "host.name \"%s\": %s",
+		            c->name, why);
 	if ((ret = get_str(l, h, "host", "listen", false, HOSTD_DEFAULT_LISTEN, &c->listen)) < 0)
 		return ret;
 	if ((ret = get_bool(l, h, "host", "insecure", false, &c->insecure)) < 0)
 		return ret;
 	const config_setting_t *ls = config_setting_get_member(h, "listen");
 	if (rpc_parse_url(c->listen, &tls, host, sizeof(host), port, sizeof(port), why,
-			  sizeof(why)) < 0)
+	                  sizeof(why)) < 0)
 		return fail(l, ls ? ls : h, "host.listen: %s; use e.g. \"%s\"", why,
-			    HOSTD_DEFAULT_LISTEN);
+		            HOSTD_DEFAULT_LISTEN);
 	if (!tls && !c->insecure)
-		return fail(l, ls, "host.listen \"%s\" is unencrypted; use tls+tcp://, or set "
-				   "host.insecure = true (lab use only)",
-			    c->listen);
+		return fail(l, ls,
+		            "host.listen \"%s\" is unencrypted; use tls+tcp://, or set "
+		            "host.insecure = true (lab use only)",
+		            c->listen);
 	if ((ret = get_str(l, h, "host", "state_dir", true, NULL, &c->state_dir)) < 0)
 		return ret;
 	if (c->state_dir[0] != '/')
 		return fail(l, config_setting_get_member(h, "state_dir"),
-			    "host.state_dir \"%s\" must be an absolute path", c->state_dir);
+		            "host.state_dir \"%s\" must be an absolute path", c->state_dir);
 	if ((ret = get_str(l, h, "host", "log_level", false, "info", &level)) < 0)
 		return ret;
 	ret = log_level_parse(level, &c->log_level);
 	if (ret < 0) {
 		ret = fail(l, config_setting_get_member(h, "log_level"),
-			   "host.log_level \"%s\" is unknown; use error, warn, info or debug",
-			   level);
+		           "host.log_level \"%s\" is unknown; use error, warn, info or debug",
+		           level);
 		free(level);
 		return ret;
 	}
@@ -186,7 +193,7 @@ static int load_host(struct loader *l, const config_setting_t *h, struct hostd_c
 	if ((ret = get_str(l, h, "host", "log_file", false, NULL, &c->log_file)) < 0)
 		return ret;
 	if ((ret = get_int(l, h, "host", "max_message_bytes", RPC_DEFAULT_MAX_MSG, 4096,
-			   256ll << 20, &v)) < 0)
+	                   256ll << 20, &v)) < 0)
 		return ret;
 	c->max_message_bytes = (size_t)v;
 	if ((ret = get_int(l, h, "host", "workers", 8, 1, 256, &v)) < 0)
@@ -200,13 +207,14 @@ static int load_host(struct loader *l, const config_setting_t *h, struct hostd_c
 
 static int load_datastores(struct loader *l, const config_setting_t *list, struct hostd_config *c)
 {
-	static const char *const keys[] = {"name", "path", "shared", NULL};
+	static const char *const keys[] = { "name", "path", "shared", NULL };
 	char why[256];
 	int n, ret;
 
 	if (!config_setting_is_list(list) && !config_setting_is_array(list))
-		return fail(l, list, "datastores must be a list: datastores = ( { name = ...; "
-				     "path = ...; } );");
+		return fail(l, list,
+		            "datastores must be a list: datastores = ( { name = ...; "
+		            "path = ...; } );");
 	n = config_setting_length(list);
 	c->datastores = calloc((size_t)n + 1, sizeof(*c->datastores));
 	if (!c->datastores)
@@ -229,11 +237,13 @@ static int load_datastores(struct loader *l, const config_setting_t *list, struc
 		if (!util_valid_name(d->name, 63, why, sizeof(why)))
 			return fail(l, g, "%s.name \"%s\": %s", where, d->name, why);
 		if (d->path[0] != '/')
-			return fail(l, g, "%s.path \"%s\" must be an absolute path", where, d->path);
+			return fail(l, g, "%s.path \"%s\" must be an absolute path", where,
+			            d->path);
 		for (size_t j = 0; j + 1 < c->ndatastores; j++) {
 			if (strcmp(c->datastores[j].name, d->name) == 0)
-				return fail(l, g, "datastore \"%s\" is defined twice (also on line %d)",
-					    d->name, c->datastores[j].line);
+				return fail(l, g,
+				            "datastore \"%s\" is defined twice (also on line %d)",
+				            d->name, c->datastores[j].line);
 		}
 	}
 	return 0;
@@ -241,13 +251,14 @@ static int load_datastores(struct loader *l, const config_setting_t *list, struc
 
 static int load_accounts(struct loader *l, const config_setting_t *list, struct hostd_config *c)
 {
-	static const char *const keys[] = {"id", "password_hash", "role", "description", NULL};
+	static const char *const keys[] = { "id", "password_hash", "role", "description", NULL };
 	char why[256], *role = NULL;
 	int n, ret;
 
 	if (!config_setting_is_list(list))
-		return fail(l, list, "accounts must be a list: accounts = ( { id = ...; "
-				     "password_hash = ...; role = ...; } );");
+		return fail(l, list,
+		            "accounts must be a list: accounts = ( { id = ...; "
+		            "password_hash = ...; role = ...; } );");
 	n = config_setting_length(list);
 	c->accounts = calloc((size_t)n + 1, sizeof(*c->accounts));
 	if (!c->accounts)
@@ -259,12 +270,13 @@ static int load_accounts(struct loader *l, const config_setting_t *list, struct 
 		snprintf(where, sizeof(where), "accounts[%d]", i);
 		if (!config_setting_is_group(g))
 			return fail(l, g, "%s must be a group { id = ...; password_hash = ...; }",
-				    where);
+			            where);
 		if ((ret = check_keys(l, g, where, keys)) < 0)
 			return ret;
 		c->naccounts++;
 		if ((ret = get_str(l, g, where, "id", true, NULL, &a->id)) < 0 ||
-		    (ret = get_str(l, g, where, "password_hash", true, NULL, &a->password_hash)) < 0 ||
+		    (ret = get_str(l, g, where, "password_hash", true, NULL, &a->password_hash)) <
+		            0 ||
 		    (ret = get_str(l, g, where, "description", false, "", &a->description)) < 0 ||
 		    (ret = get_str(l, g, where, "role", false, "Admin", &role)) < 0)
 			return ret;
@@ -272,16 +284,16 @@ static int load_accounts(struct loader *l, const config_setting_t *list, struct 
 		free(role);
 		if (ret < 0)
 			return fail(l, config_setting_get_member(g, "role"),
-				    "%s.role is unknown; use Admin, ReadOnly or NoAccess", where);
+			            "%s.role is unknown; use Admin, ReadOnly or NoAccess", where);
 		if (!util_valid_name(a->id, 64, why, sizeof(why)))
 			return fail(l, g, "%s.id \"%s\": %s", where, a->id, why);
 		const char *hsh = a->password_hash;
 		if (strncmp(hsh, "$y$", 3) != 0 && strncmp(hsh, "$6$", 3) != 0 &&
 		    strncmp(hsh, "$gy$", 4) != 0 && strncmp(hsh, "$5$", 3) != 0)
 			return fail(l, g,
-				    "%s.password_hash of \"%s\" is not a yescrypt ($y$) or "
-				    "sha512-crypt ($6$) hash; make one with: hostd --hash-password",
-				    where, a->id);
+			            "%s.password_hash of \"%s\" is not a yescrypt ($y$) or "
+			            "sha512-crypt ($6$) hash; make one with: hostd --hash-password",
+			            where, a->id);
 		for (size_t j = 0; j + 1 < c->naccounts; j++) {
 			if (strcmp(c->accounts[j].id, a->id) == 0)
 				return fail(l, g, "account \"%s\" is defined twice", a->id);
@@ -292,8 +304,8 @@ static int load_accounts(struct loader *l, const config_setting_t *list, struct 
 
 int hostd_config_load(const char *path, struct hostd_config *c, char *err, size_t errlen)
 {
-	static const char *const top_keys[] = {"host", "datastores", "accounts", NULL};
-	struct loader l = {.file = path, .err = err, .errlen = errlen};
+	static const char *const top_keys[] = { "host", "datastores", "accounts", NULL };
+	struct loader l = { .file = path, .err = err, .errlen = errlen };
 	config_t cfg;
 	char *text = NULL;
 	int ret;
@@ -303,8 +315,8 @@ int hostd_config_load(const char *path, struct hostd_config *c, char *err, size_
 	ret = util_read_file(path, CONFIG_MAX_BYTES, &text, NULL);
 	if (ret < 0) {
 		if (ret == -EFBIG)
-			snprintf(err, errlen, "%s: larger than %u bytes; is this a host config?", path,
-				 CONFIG_MAX_BYTES);
+			snprintf(err, errlen, "%s: larger than %u bytes; is this a host config?",
+			         path, CONFIG_MAX_BYTES);
 		else
 			snprintf(err, errlen, "%s: %s", path, util_strerror(ret));
 		return ret;
@@ -312,9 +324,10 @@ int hostd_config_load(const char *path, struct hostd_config *c, char *err, size_
 	c->path = strdup(path);
 	config_init(&cfg);
 	if (!config_read_string(&cfg, text)) {
-		snprintf(err, errlen, "%s:%d: %s (libconfig syntax: key = value; groups in { }, "
-				      "lists in ( ))",
-			 path, config_error_line(&cfg), config_error_text(&cfg));
+		snprintf(err, errlen,
+		         "%s:%d: %s (libconfig syntax: key = value; groups in { }, "
+		         "lists in ( ))",
+		         path, config_error_line(&cfg), config_error_text(&cfg));
 		ret = -EINVAL;
 		goto out;
 	}
@@ -323,8 +336,9 @@ int hostd_config_load(const char *path, struct hostd_config *c, char *err, size_
 		goto out;
 	config_setting_t *h = config_lookup(&cfg, "host");
 	if (!h) {
-		ret = fail(&l, NULL, "no host group; start with host = { name = \"esx1\"; "
-				     "state_dir = \"/var/lib/vmk\"; };");
+		ret = fail(&l, NULL,
+		           "no host group; start with host = { name = \"esx1\"; "
+		           "state_dir = \"/var/lib/vmk\"; };");
 		goto out;
 	}
 	if ((ret = load_host(&l, h, c)) < 0)
@@ -336,9 +350,10 @@ int hostd_config_load(const char *path, struct hostd_config *c, char *err, size_
 	if (acc && (ret = load_accounts(&l, acc, c)) < 0)
 		goto out;
 	if (c->naccounts == 0) {
-		ret = fail(&l, acc, "no accounts: nobody could log in; add accounts = ( { id = "
-				    "\"root\"; password_hash = \"...\"; role = \"Admin\"; } ); "
-				    "(hash from: hostd --hash-password)");
+		ret = fail(&l, acc,
+		           "no accounts: nobody could log in; add accounts = ( { id = "
+		           "\"root\"; password_hash = \"...\"; role = \"Admin\"; } ); "
+		           "(hash from: hostd --hash-password)");
 		goto out;
 	}
 	if (!c->log_file) {
@@ -383,7 +398,7 @@ void hostd_config_free(struct hostd_config *c)
 
 void hostd_config_dump(const struct hostd_config *c, FILE *f)
 {
-	static const char *const levels[] = {"error", "warn", "info", "debug"};
+	static const char *const levels[] = { "error", "warn", "info", "debug" };
 
 	fprintf(f, "host.name = %s\n", c->name);
 	fprintf(f, "host.listen = %s\n", c->listen);
@@ -396,8 +411,8 @@ void hostd_config_dump(const struct hostd_config *c, FILE *f)
 	fprintf(f, "host.session_timeout_s = %u\n", c->session_timeout_s);
 	for (size_t i = 0; i < c->ndatastores; i++)
 		fprintf(f, "datastore %s = %s%s\n", c->datastores[i].name, c->datastores[i].path,
-			c->datastores[i].shared ? " (shared)" : "");
+		        c->datastores[i].shared ? " (shared)" : "");
 	for (size_t i = 0; i < c->naccounts; i++)
 		fprintf(f, "account %s role=%s description=\"%s\"\n", c->accounts[i].id,
-			hostd_role_name(c->accounts[i].role), c->accounts[i].description);
+		        hostd_role_name(c->accounts[i].role), c->accounts[i].description);
 }

@@ -27,12 +27,12 @@ struct hostd_ds_conf {
 };
 
 struct hostd_config {
-	char *path;          /* the file it was loaded from */
-	char *name;          /* host name */
-	char *listen;        /* nng URL */
+	char *path;   /* the file it was loaded from */
+	char *name;   /* host name */
+	char *listen; /* nng URL */
 	char *state_dir;
 	enum log_level log_level;
-	char *log_file;      /* default: <state_dir>/hostd.log */
+	char *log_file; /* default: <state_dir>/hostd.log */
 	bool insecure;
 	size_t max_message_bytes;
 	int workers;

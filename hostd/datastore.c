@@ -65,7 +65,7 @@ static int save_runtime(struct hostd_datastores *d)
 	if (!f)
 		return -ENOMEM;
 	fprintf(f, "# written by hostd: datastores added with `storage datastore add`\n"
-		   "datastores = (\n");
+	           "datastores = (\n");
 	bool first = true;
 	for (size_t i = 0; i < d->n; i++) {
 		if (d->tab[i].from_config)
@@ -99,13 +99,13 @@ static void load_runtime(struct hostd_datastores *d)
 		return;
 	if (ret < 0) {
 		log_warn("%s: %s; runtime datastores not loaded", d->state_file,
-			 util_strerror(ret));
+		         util_strerror(ret));
 		return;
 	}
 	config_init(&cfg);
 	if (!config_read_string(&cfg, text)) {
 		log_warn("%s:%d: %s; runtime datastores not loaded (fix or remove the file)",
-			 d->state_file, config_error_line(&cfg), config_error_text(&cfg));
+		         d->state_file, config_error_line(&cfg), config_error_text(&cfg));
 		goto out;
 	}
 	config_setting_t *list = config_lookup(&cfg, "datastores");
@@ -117,14 +117,14 @@ static void load_runtime(struct hostd_datastores *d)
 		if (!config_setting_lookup_string(g, "name", &name) ||
 		    !config_setting_lookup_string(g, "path", &path)) {
 			log_warn("%s:%d: datastore entry without name or path skipped",
-				 d->state_file, line);
+			         d->state_file, line);
 			continue;
 		}
 		config_setting_lookup_bool(g, "shared", &shared);
 		if (!util_valid_name(name, 63, why, sizeof(why)) || path[0] != '/' ||
 		    strlen(path) >= PATH_MAX || find(d, name) || d->n == DATASTORE_MAX) {
 			log_warn("%s:%d: datastore \"%s\" skipped (invalid, duplicate or too many)",
-				 d->state_file, line, name);
+			         d->state_file, line, name);
 			continue;
 		}
 		struct ds *e = &d->tab[d->n++];
@@ -139,7 +139,7 @@ out:
 }
 
 int hostd_datastores_init(struct hostd_datastores **dp, const struct hostd_config *cfg, char *err,
-			  size_t errlen)
+                          size_t errlen)
 {
 	struct hostd_datastores *d = calloc(1, sizeof(*d));
 	int ret;
@@ -151,7 +151,7 @@ int hostd_datastores_init(struct hostd_datastores **dp, const struct hostd_confi
 	snprintf(d->state_file, sizeof(d->state_file), "%s/%s", cfg->state_dir, RUNTIME_FILE);
 	if (cfg->ndatastores > DATASTORE_MAX) {
 		snprintf(err, errlen, "%s: %zu datastores; at most %d are supported", cfg->path,
-			 cfg->ndatastores, DATASTORE_MAX);
+		         cfg->ndatastores, DATASTORE_MAX);
 		hostd_datastores_free(d);
 		return -E2BIG;
 	}
@@ -165,7 +165,7 @@ int hostd_datastores_init(struct hostd_datastores **dp, const struct hostd_confi
 		ret = util_mkdir_p(e->path, 0755);
 		if (ret < 0)
 			log_warn("datastore %s: cannot create %s: %s (shown as inaccessible)",
-				 e->name, e->path, util_strerror(ret));
+			         e->name, e->path, util_strerror(ret));
 	}
 	load_runtime(d);
 	*dp = d;
@@ -254,44 +254,44 @@ int hostd_op_datastore_add(struct hostd_call *call, const Vmk__Request *req)
 
 	if (!util_valid_name(r->name, 63, why, sizeof(why)))
 		return hostd_fail(call, VMK__STATUS__STATUS_USAGE, "datastore name \"%s\": %s",
-				  r->name, why);
+		                  r->name, why);
 	if (r->path[0] != '/' || strlen(r->path) >= PATH_MAX)
 		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
-				  "datastore %s: --path \"%s\" must be an absolute path", r->name,
-				  r->path);
+		                  "datastore %s: --path \"%s\" must be an absolute path", r->name,
+		                  r->path);
 	if (!realpath(r->path, real) || stat(real, &st) < 0)
 		return hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
-				  "datastore %s: %s: %s; create the directory first", r->name,
-				  r->path, strerror(errno));
+		                  "datastore %s: %s: %s; create the directory first", r->name,
+		                  r->path, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
 		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
-				  "datastore %s: %s is not a directory", r->name, r->path);
+		                  "datastore %s: %s is not a directory", r->name, r->path);
 	if (access(real, R_OK | W_OK | X_OK) < 0)
 		return hostd_fail(call, VMK__STATUS__STATUS_DENIED,
-				  "datastore %s: hostd cannot read and write %s: %s", r->name,
-				  real, strerror(errno));
+		                  "datastore %s: hostd cannot read and write %s: %s", r->name, real,
+		                  strerror(errno));
 
 	pthread_mutex_lock(&d->lock);
 	if (find(d, r->name)) {
 		status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
-				    "datastore %s already exists; pick another name or remove it "
-				    "first",
-				    r->name);
+		                    "datastore %s already exists; pick another name or remove it "
+		                    "first",
+		                    r->name);
 		goto out;
 	}
 	for (size_t i = 0; i < d->n; i++) {
 		char other[PATH_MAX];
 		if (realpath(d->tab[i].path, other) && strcmp(other, real) == 0) {
 			status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
-					    "%s is already datastore %s", real, d->tab[i].name);
+			                    "%s is already datastore %s", real, d->tab[i].name);
 			goto out;
 		}
 	}
 	if (d->n == DATASTORE_MAX) {
 		status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
-				    "this host has %d datastores, the most it supports; remove one "
-				    "first",
-				    DATASTORE_MAX);
+		                    "this host has %d datastores, the most it supports; remove one "
+		                    "first",
+		                    DATASTORE_MAX);
 		goto out;
 	}
 	struct ds *e = &d->tab[d->n++];
@@ -303,8 +303,8 @@ int hostd_op_datastore_add(struct hostd_call *call, const Vmk__Request *req)
 	if (ret < 0) {
 		d->n--;
 		status = hostd_fail(call, VMK__STATUS__STATUS_FAILED,
-				    "datastore %s not added: cannot write %s: %s", r->name,
-				    d->state_file, util_strerror(ret));
+		                    "datastore %s not added: cannot write %s: %s", r->name,
+		                    d->state_file, util_strerror(ret));
 		goto out;
 	}
 	call->resp->datastore = ds_message(call->a, e);
@@ -325,15 +325,15 @@ int hostd_op_datastore_remove(struct hostd_call *call, const Vmk__Request *req)
 	struct ds *e = find(d, r->name);
 	if (!e) {
 		status = hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
-				    "no datastore named \"%s\"; see storage datastore list",
-				    r->name);
+		                    "no datastore named \"%s\"; see storage datastore list",
+		                    r->name);
 		goto out;
 	}
 	if (e->from_config) {
 		status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
-				    "datastore %s is defined in %s line %d; remove it there and "
-				    "restart hostd",
-				    r->name, d->config_path, e->line);
+		                    "datastore %s is defined in %s line %d; remove it there and "
+		                    "restart hostd",
+		                    r->name, d->config_path, e->line);
 		goto out;
 	}
 	struct ds saved = *e;
@@ -346,13 +346,13 @@ int hostd_op_datastore_remove(struct hostd_call *call, const Vmk__Request *req)
 		d->tab[idx] = saved;
 		d->n++;
 		status = hostd_fail(call, VMK__STATUS__STATUS_FAILED,
-				    "datastore %s not removed: cannot write %s: %s", r->name,
-				    d->state_file, util_strerror(ret));
+		                    "datastore %s not removed: cannot write %s: %s", r->name,
+		                    d->state_file, util_strerror(ret));
 		goto out;
 	}
 	call->resp->body_case = VMK__RESPONSE__BODY_EMPTY;
 	log_info("datastore %s removed by %s (its files are left in %s)", r->name, call->user,
-		 saved.path);
+	         saved.path);
 out:
 	pthread_mutex_unlock(&d->lock);
 	return status;

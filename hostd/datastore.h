@@ -13,7 +13,7 @@ struct hostd_datastores;
 /* Creates missing config datastore directories, loads the runtime ones
  * (a bad entry there is logged and skipped, never fatal). */
 int hostd_datastores_init(struct hostd_datastores **d, const struct hostd_config *cfg, char *err,
-			  size_t errlen);
+                          size_t errlen);
 void hostd_datastores_free(struct hostd_datastores *d);
 
 /* Path of a datastore by name, copied into out; -ENOENT if unknown. */

@@ -11,17 +11,17 @@
 #include "util.h"
 
 static const struct hostd_op ops[] = {
-	{VMK__REQUEST__BODY_LOGIN, "login", PRIV_NONE, hostd_op_login},
-	{VMK__REQUEST__BODY_LOGOUT, "logout", PRIV_SESSION, hostd_op_logout},
-	{VMK__REQUEST__BODY_VERSION_GET, "system.version.get", PRIV_READ, hostd_op_version_get},
-	{VMK__REQUEST__BODY_CPU_GET, "hardware.cpu.get", PRIV_READ, hostd_op_cpu_get},
-	{VMK__REQUEST__BODY_MEMORY_GET, "hardware.memory.get", PRIV_READ, hostd_op_memory_get},
-	{VMK__REQUEST__BODY_DATASTORE_LIST, "storage.datastore.list", PRIV_READ,
-	 hostd_op_datastore_list},
-	{VMK__REQUEST__BODY_DATASTORE_ADD, "storage.datastore.add", PRIV_MODIFY,
-	 hostd_op_datastore_add},
-	{VMK__REQUEST__BODY_DATASTORE_REMOVE, "storage.datastore.remove", PRIV_MODIFY,
-	 hostd_op_datastore_remove},
+	{ VMK__REQUEST__BODY_LOGIN, "login", PRIV_NONE, hostd_op_login },
+	{ VMK__REQUEST__BODY_LOGOUT, "logout", PRIV_SESSION, hostd_op_logout },
+	{ VMK__REQUEST__BODY_VERSION_GET, "system.version.get", PRIV_READ, hostd_op_version_get },
+	{ VMK__REQUEST__BODY_CPU_GET, "hardware.cpu.get", PRIV_READ, hostd_op_cpu_get },
+	{ VMK__REQUEST__BODY_MEMORY_GET, "hardware.memory.get", PRIV_READ, hostd_op_memory_get },
+	{ VMK__REQUEST__BODY_DATASTORE_LIST, "storage.datastore.list", PRIV_READ,
+	  hostd_op_datastore_list },
+	{ VMK__REQUEST__BODY_DATASTORE_ADD, "storage.datastore.add", PRIV_MODIFY,
+	  hostd_op_datastore_add },
+	{ VMK__REQUEST__BODY_DATASTORE_REMOVE, "storage.datastore.remove", PRIV_MODIFY,
+	  hostd_op_datastore_remove },
 };
 
 const struct hostd_op *hostd_ops(size_t *n)
@@ -61,7 +61,9 @@ void hostd_dispatch(void *arg, const Vmk__Request *req, Vmk__Response *resp, str
 {
 	struct hostd *h = arg;
 	char user[65] = "";
-	struct hostd_call call = {.h = h, .a = a, .user = "", .role = ROLE_NOACCESS, .resp = resp};
+	struct hostd_call call = {
+		.h = h, .a = a, .user = "", .role = ROLE_NOACCESS, .resp = resp
+	};
 	const struct hostd_op *op = NULL;
 	int ret;
 
@@ -71,36 +73,36 @@ void hostd_dispatch(void *arg, const Vmk__Request *req, Vmk__Response *resp, str
 	}
 	if (!op) {
 		hostd_fail(&call, VMK__STATUS__STATUS_USAGE,
-			   "operation %d is not served by this host; upgrade hostd",
-			   (int)req->body_case);
+		           "operation %d is not served by this host; upgrade hostd",
+		           (int)req->body_case);
 		return;
 	}
 	if (op->priv != PRIV_NONE) {
 		ret = hostd_session_check(h->sessions, req->header->session, user, &call.role);
 		if (ret < 0) {
 			hostd_fail(&call, VMK__STATUS__STATUS_DENIED,
-				   ret == -ETIMEDOUT
-					   ? "session expired after %u s idle; log in again"
-					   : "not logged in (no valid session token); log in with "
-					     "-u USER and a password",
-				   h->cfg.session_timeout_s);
+			           ret == -ETIMEDOUT
+			                   ? "session expired after %u s idle; log in again"
+			                   : "not logged in (no valid session token); log in with "
+			                     "-u USER and a password",
+			           h->cfg.session_timeout_s);
 			return;
 		}
 		call.user = user;
 		if (!role_allows(call.role, op->priv)) {
 			log_info("denied %s to %s (role %s)", op->name, user,
-				 hostd_role_name(call.role));
+			         hostd_role_name(call.role));
 			hostd_fail(&call, VMK__STATUS__STATUS_DENIED,
-				   "%s: account %s (role %s) lacks the privilege %s", op->name,
-				   user, hostd_role_name(call.role),
-				   op->priv == PRIV_MODIFY ? "System.Modify" : "System.Read");
+			           "%s: account %s (role %s) lacks the privilege %s", op->name,
+			           user, hostd_role_name(call.role),
+			           op->priv == PRIV_MODIFY ? "System.Modify" : "System.Read");
 			return;
 		}
 	}
 	ret = op->fn(&call, req);
 	if (ret != VMK__STATUS__STATUS_OK)
 		log_info("%s by %s: %s: %s", op->name, call.user[0] ? call.user : "-",
-			 rpc_status_name(ret), resp->error ? resp->error : "");
+		         rpc_status_name(ret), resp->error ? resp->error : "");
 	else
 		log_debug("%s by %s: ok", op->name, call.user[0] ? call.user : "-");
 }
@@ -116,18 +118,18 @@ int hostd_op_login(struct hostd_call *call, const Vmk__Request *req)
 	if (!r || !r->username || !r->password || strlen(r->username) > 64 ||
 	    strlen(r->password) > 1024)
 		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
-				  "login needs a username (at most 64 bytes) and a password");
+		                  "login needs a username (at most 64 bytes) and a password");
 	ret = hostd_auth_check(call->h->auth, r->username, r->password, &role);
 	if (ret < 0) {
 		log_warn("failed login for \"%s\"", r->username);
 		return hostd_fail(call, VMK__STATUS__STATUS_DENIED,
-				  "login failed: wrong username or password");
+		                  "login failed: wrong username or password");
 	}
 	ret = hostd_session_create(call->h->sessions, r->username, role, token);
 	out = arena_alloc(call->a, sizeof(*out));
 	if (ret < 0 || !out)
 		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "cannot create a session: %s",
-				  util_strerror(ret < 0 ? ret : -ENOMEM));
+		                  util_strerror(ret < 0 ? ret : -ENOMEM));
 	vmk__login_response__init(out);
 	out->session = arena_strdup(call->a, token);
 	out->expires_in_s = call->h->cfg.session_timeout_s;

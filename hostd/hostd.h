@@ -26,8 +26,8 @@ struct hostd {
 /* What a handler knows about the call it serves. */
 struct hostd_call {
 	struct hostd *h;
-	struct arena *a;         /* allocate everything for the response here */
-	const char *user;        /* authenticated account ("" for login) */
+	struct arena *a;  /* allocate everything for the response here */
+	const char *user; /* authenticated account ("" for login) */
 	enum hostd_role role;
 	Vmk__Response *resp;
 };
@@ -37,7 +37,7 @@ struct hostd_call {
 typedef int (*hostd_handler_fn)(struct hostd_call *call, const Vmk__Request *req);
 
 int hostd_fail(struct hostd_call *call, int status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 #define HOSTD_PRODUCT "vmk"
 #define HOSTD_VERSION "0.1.0"

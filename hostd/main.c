@@ -21,16 +21,16 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: hostd -c CONFIG [--check | --thumbprint]\n"
-		   "       hostd --hash-password\n"
-		   "\n"
-		   "  -c, --config FILE   host configuration (libconfig; see configs/host.cfg)\n"
-		   "      --check         validate the configuration, print it, and exit\n"
-		   "      --thumbprint    print the SHA-256 thumbprint of this host's TLS\n"
-		   "                      certificate (creating it on first use) and exit\n"
-		   "      --hash-password read a password line on stdin, print its yescrypt hash\n"
-		   "                      for accounts[].password_hash, and exit\n"
-		   "  -h, --help          this help\n"
-		   "  -V, --version       print the version\n");
+	           "       hostd --hash-password\n"
+	           "\n"
+	           "  -c, --config FILE   host configuration (libconfig; see configs/host.cfg)\n"
+	           "      --check         validate the configuration, print it, and exit\n"
+	           "      --thumbprint    print the SHA-256 thumbprint of this host's TLS\n"
+	           "                      certificate (creating it on first use) and exit\n"
+	           "      --hash-password read a password line on stdin, print its yescrypt hash\n"
+	           "                      for accounts[].password_hash, and exit\n"
+	           "  -h, --help          this help\n"
+	           "  -V, --version       print the version\n");
 }
 
 static int hash_password(void)
@@ -99,7 +99,7 @@ static int load_cert(struct hostd *h, char **cert, char **key)
 	ret = cert_thumbprint(*cert, clen, h->thumbprint);
 	if (ret < 0)
 		log_error("%s is not a PEM certificate; remove it and %s to make a new one", cpath,
-			  kpath);
+		          kpath);
 	return ret;
 }
 
@@ -109,22 +109,22 @@ static int init_state_dir(struct hostd *h)
 
 	if (ret < 0)
 		fprintf(stderr, "hostd: %s: host.state_dir %s: %s\n", h->cfg.path, h->cfg.state_dir,
-			util_strerror(ret));
+		        util_strerror(ret));
 	return ret;
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"check", no_argument, NULL, 'k'},
-		{"thumbprint", no_argument, NULL, 't'},
-		{"hash-password", no_argument, NULL, 'p'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+		{ "config", required_argument, NULL, 'c' },
+		{ "check", no_argument, NULL, 'k' },
+		{ "thumbprint", no_argument, NULL, 't' },
+		{ "hash-password", no_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
 	};
-	struct hostd h = {0};
+	struct hostd h = { 0 };
 	struct rpc_server *srv = NULL;
 	const char *cfgpath = NULL;
 	char err[1024], *cert = NULL, *key = NULL;
@@ -192,7 +192,7 @@ int main(int argc, char **argv)
 	ret = log_set_file(h.cfg.log_file);
 	if (ret < 0)
 		log_warn("cannot open log file %s: %s (logging to stderr only)", h.cfg.log_file,
-			 util_strerror(ret));
+		         util_strerror(ret));
 	if (load_cert(&h, &cert, &key) < 0)
 		goto out;
 
@@ -235,14 +235,14 @@ int main(int argc, char **argv)
 	int n = snprintf(pidbuf, sizeof(pidbuf), "%d\n", (int)getpid());
 	util_write_file_atomic(pidfile, pidbuf, (size_t)n, 0644);
 	log_info("%s %s serving %s (thumbprint %s, %d workers)", HOSTD_PRODUCT, HOSTD_VERSION,
-		 h.cfg.listen, h.thumbprint, h.cfg.workers);
+	         h.cfg.listen, h.thumbprint, h.cfg.workers);
 
 	for (;;) {
 		int sig = 0;
 		sigwait(&set, &sig);
 		if (sig == SIGHUP) {
 			log_info("SIGHUP: nothing to reload yet; restart hostd to apply %s",
-				 h.cfg.path);
+			         h.cfg.path);
 			continue;
 		}
 		log_info("signal %d: shutting down", sig);

@@ -50,7 +50,7 @@ void hostd_sessions_free(struct hostd_sessions *s)
 }
 
 int hostd_session_create(struct hostd_sessions *s, const char *user, enum hostd_role role,
-			 char token[SESSION_TOKEN_LEN + 1])
+                         char token[SESSION_TOKEN_LEN + 1])
 {
 	uint8_t rnd[SESSION_TOKEN_LEN / 2];
 	struct session *slot = NULL;
@@ -95,7 +95,7 @@ static struct session *find(struct hostd_sessions *s, const char *token)
 }
 
 int hostd_session_check(struct hostd_sessions *s, const char *token, char user[65],
-			enum hostd_role *role)
+                        enum hostd_role *role)
 {
 	int ret = 0;
 

@@ -17,12 +17,12 @@ void hostd_sessions_free(struct hostd_sessions *s);
 /* Creates a session; token gets SESSION_TOKEN_LEN + 1 bytes. When the table
  * is full the least recently used session is dropped. */
 int hostd_session_create(struct hostd_sessions *s, const char *user, enum hostd_role role,
-			 char token[SESSION_TOKEN_LEN + 1]);
+                         char token[SESSION_TOKEN_LEN + 1]);
 
 /* Looks a token up and renews it: 0 with the user (copied into user[64])
  * and role, or -ENOENT (unknown) / -ETIMEDOUT (expired, now removed). */
 int hostd_session_check(struct hostd_sessions *s, const char *token, char user[65],
-			enum hostd_role *role);
+                        enum hostd_role *role);
 
 int hostd_session_remove(struct hostd_sessions *s, const char *token);
 

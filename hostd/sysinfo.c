@@ -91,10 +91,9 @@ int hostd_op_cpu_get(struct hostd_call *call, const Vmk__Request *req)
 	ret = util_read_file("/proc/cpuinfo", PROC_MAX, &text, NULL);
 	if (ret < 0)
 		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "/proc/cpuinfo: %s",
-				  util_strerror(ret));
-	c->model = arena_strdup(call->a, proc_value(text, "model name", buf, sizeof(buf))
-						 ? buf
-						 : "unknown");
+		                  util_strerror(ret));
+	c->model = arena_strdup(call->a,
+	                        proc_value(text, "model name", buf, sizeof(buf)) ? buf : "unknown");
 	c->mhz = proc_value(text, "cpu MHz", buf, sizeof(buf)) ? (uint32_t)atof(buf) : 0;
 	/* packages: distinct physical ids; cores: "cpu cores" per package */
 	uint32_t maxpkg = 0, cores = 0;
@@ -144,7 +143,7 @@ int hostd_op_memory_get(struct hostd_call *call, const Vmk__Request *req)
 	ret = util_read_file("/proc/meminfo", PROC_MAX, &text, NULL);
 	if (ret < 0)
 		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "/proc/meminfo: %s",
-				  util_strerror(ret));
+		                  util_strerror(ret));
 	m->total_bytes = meminfo_kib(text, "MemTotal") * 1024;
 	m->available_bytes = meminfo_kib(text, "MemAvailable") * 1024;
 	m->hugepage_bytes = meminfo_kib(text, "Hugepagesize") * 1024;

@@ -13,9 +13,9 @@ struct arena_chunk;
 
 struct arena {
 	struct arena_chunk *head;
-	size_t total;           /* bytes handed out, for limits */
-	size_t limit;           /* 0 = unlimited; allocations past it fail */
-	ProtobufCAllocator pb;  /* allocator view for protobuf-c */
+	size_t total;          /* bytes handed out, for limits */
+	size_t limit;          /* 0 = unlimited; allocations past it fail */
+	ProtobufCAllocator pb; /* allocator view for protobuf-c */
 };
 
 void arena_init(struct arena *a, size_t limit);

@@ -73,7 +73,7 @@ static int wr_cert(BIO *b, void *x)
 }
 
 int cert_generate(const char *cert_path, const char *key_path, const char *cn, char *err,
-		  size_t errlen)
+                  size_t errlen)
 {
 	EVP_PKEY *key = NULL;
 	X509 *x = NULL;
@@ -103,7 +103,8 @@ int cert_generate(const char *cert_path, const char *key_path, const char *cn, c
 	X509_gmtime_adj(X509_getm_notAfter(x), 10L * 365 * 24 * 3600);
 	X509_set_pubkey(x, key);
 	X509_NAME *name = X509_get_subject_name(x);
-	X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"vmk", -1, -1, 0);
+	X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"vmk", -1, -1,
+	                           0);
 	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
 	X509_set_issuer_name(x, name);
 	snprintf(san, sizeof(san), "DNS:%s", cn);
@@ -221,7 +222,7 @@ int cert_subject_cn(const char *pem, size_t len, char *out, size_t outlen)
 }
 
 int cert_fetch_peer(const char *host, const char *port, int timeout_ms, char **pem, char *err,
-		    size_t errlen)
+                    size_t errlen)
 {
 	SSL_CTX *ctx = NULL;
 	SSL *ssl = NULL;
@@ -239,8 +240,16 @@ int cert_fetch_peer(const char *host, const char *port, int timeout_ms, char **p
 	ssl = SSL_new(ctx);
 	if (!ssl || !SSL_set_fd(ssl, fd))
 		goto sslfail;
-	if (SSL_connect(ssl) != 1)
+	errno = 0;
+	if (SSL_connect(ssl) != 1) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			snprintf(err, errlen, "no TLS answer from %s:%s within %d ms", host, port,
+			         timeout_ms);
+			ret = -ETIMEDOUT;
+			goto out;
+		}
 		goto sslfail;
+	}
 	peer = SSL_get1_peer_certificate(ssl);
 	if (!peer) {
 		snprintf(err, errlen, "%s:%s presented no certificate", host, port);
@@ -266,7 +275,7 @@ sslfail:
 	{
 		char tmp[300];
 		snprintf(tmp, sizeof(tmp), "%s:%s: %s (is hostd listening with TLS there?)", host,
-			 port, err);
+		         port, err);
 		snprintf(err, errlen, "%s", tmp);
 	}
 out:

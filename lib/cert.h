@@ -12,7 +12,7 @@
 /* Creates an EC P-256 key (mode 0600) and a self-signed certificate for `cn`
  * valid for 10 years, with `cn` as DNS subjectAltName. */
 int cert_generate(const char *cert_path, const char *key_path, const char *cn, char *err,
-		  size_t errlen);
+                  size_t errlen);
 
 /* Thumbprint (SHA-256 of the DER encoding) of the first certificate in pem. */
 int cert_thumbprint(const char *pem, size_t len, char out[CERT_THUMBPRINT_LEN]);
@@ -28,6 +28,6 @@ int cert_subject_cn(const char *pem, size_t len, char *out, size_t outlen);
  * returns the server's certificate as PEM (*pem malloc'd, caller frees).
  * -ETIMEDOUT / -ECONNREFUSED / -EHOSTUNREACH / -EPROTO with a message. */
 int cert_fetch_peer(const char *host, const char *port, int timeout_ms, char **pem, char *err,
-		    size_t errlen);
+                    size_t errlen);
 
 #endif

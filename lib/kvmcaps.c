@@ -10,8 +10,7 @@
 
 #include "util.h"
 
-int kvm_supported_leaves(struct cpuid_leaf *out, size_t max, size_t *n, char *err,
-			 size_t errlen)
+int kvm_supported_leaves(struct cpuid_leaf *out, size_t max, size_t *n, char *err, size_t errlen)
 {
 	const unsigned nent = 256;
 	struct kvm_cpuid2 *c = NULL;
@@ -21,16 +20,16 @@ int kvm_supported_leaves(struct cpuid_leaf *out, size_t max, size_t *n, char *er
 	if (fd < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "%s: %s%s", KVM_DEVICE, util_strerror(ret),
-			 ret == -ENOENT || ret == -ENODEV
-				 ? " (no KVM on this host: load kvm_intel/kvm_amd or enable "
-				   "nested virtualization)"
-				 : "");
+		         ret == -ENOENT || ret == -ENODEV
+		                 ? " (no KVM on this host: load kvm_intel/kvm_amd or enable "
+		                   "nested virtualization)"
+		                 : "");
 		return ret;
 	}
 	ver = ioctl(fd, KVM_GET_API_VERSION, 0);
 	if (ver != KVM_API_VERSION) {
 		snprintf(err, errlen, "%s: API version %d, expected %d", KVM_DEVICE, ver,
-			 KVM_API_VERSION);
+		         KVM_API_VERSION);
 		ret = -ENOTSUP;
 		goto out;
 	}

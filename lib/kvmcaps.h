@@ -10,7 +10,6 @@
 
 /* The CPUID leaves KVM can present to a guest (KVM_GET_SUPPORTED_CPUID).
  * 0 with *n set, or -errno and err saying why KVM is not usable here. */
-int kvm_supported_leaves(struct cpuid_leaf *out, size_t max, size_t *n, char *err,
-			 size_t errlen);
+int kvm_supported_leaves(struct cpuid_leaf *out, size_t max, size_t *n, char *err, size_t errlen);
 
 #endif

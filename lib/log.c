@@ -12,7 +12,7 @@ static enum log_level log_level_cur = LOG_INFO;
 static char log_tag[64] = "vmk";
 static FILE *log_file;
 
-static const char *const level_names[] = {"error", "warn", "info", "debug"};
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
 int log_level_parse(const char *name, enum log_level *out)
 {
@@ -73,9 +73,9 @@ void log_msg(enum log_level level, const char *fmt, ...)
 
 	pthread_mutex_lock(&log_lock);
 	fprintf(stderr, "%s.%03ldZ %s %s: %s\n", stamp, ts.tv_nsec / 1000000, log_tag,
-		level_names[level], line);
+	        level_names[level], line);
 	if (log_file)
 		fprintf(log_file, "%s.%03ldZ %s %s: %s\n", stamp, ts.tv_nsec / 1000000, log_tag,
-			level_names[level], line);
+		        level_names[level], line);
 	pthread_mutex_unlock(&log_lock);
 }

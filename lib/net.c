@@ -14,7 +14,7 @@
 
 int net_connect(const char *host, const char *port, int timeout_ms, char *err, size_t errlen)
 {
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
 	int fd = -1, ret;
 
 	ret = getaddrinfo(host, port, &hints, &res);
@@ -31,7 +31,7 @@ int net_connect(const char *host, const char *port, int timeout_ms, char *err, s
 		ret = -errno;
 		goto fail;
 	}
-	struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
 	do
 		ret = poll(&pfd, 1, timeout_ms);
 	while (ret < 0 && errno == EINTR);
@@ -47,7 +47,7 @@ int net_connect(const char *host, const char *port, int timeout_ms, char *err, s
 		goto fail;
 	}
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	freeaddrinfo(res);
@@ -59,4 +59,3 @@ fail:
 	freeaddrinfo(res);
 	return ret;
 }
-

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <nng/nng.h>
@@ -65,7 +66,7 @@ int rpc_nng_errno(int rv)
 }
 
 int rpc_parse_url(const char *url, bool *tls, char *host, size_t hostlen, char *port,
-		  size_t portlen, char *why, size_t whylen)
+                  size_t portlen, char *why, size_t whylen)
 {
 	const char *rest, *colon;
 
@@ -82,7 +83,12 @@ int rpc_parse_url(const char *url, bool *tls, char *host, size_t hostlen, char *
 	if (rest[0] == '[') {
 		const char *end = strchr(rest, ']');
 		if (!end || end[1] != ':') {
-			snprintf(why, whylen, "'%s': an IPv6 address needs the form [ADDR]:PORT", url);
+			snprintf(why, whylen, "'%s': an IPv6 address needs the form [ADDR]:PORT",
+			         url);
+			return -EINVAL;
+		}
+		if (end == rest + 1) {
+			snprintf(why, whylen, "'%s' has an empty address", url);
 			return -EINVAL;
 		}
 		if ((size_t)(end - rest - 1) >= hostlen)
@@ -104,7 +110,8 @@ int rpc_parse_url(const char *url, bool *tls, char *host, size_t hostlen, char *
 	const char *p = colon + 1;
 	char *end;
 	long v = strtol(p, &end, 10);
-	if (!*p || *end || v < 1 || v > 65535) {
+	/* digits only: strtol alone would take " 443", "+443" */
+	if (*p < '0' || *p > '9' || *end || v < 1 || v > 65535) {
 		snprintf(why, whylen, "'%s': the port must be a number from 1 to 65535", url);
 		return -EINVAL;
 	}
@@ -119,8 +126,90 @@ toolong:
 
 /* ---------------------------------------------------------------- server */
 
+/* Well-formed UTF-8 (RFC 3629): no overlong forms, surrogates or code points
+ * past U+10FFFF. */
+static bool utf8_valid(const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+
+	while (*s) {
+		unsigned char c = *s++;
+		int n;
+		unsigned char lo = 0x80, hi = 0xbf;
+
+		if (c < 0x80)
+			continue;
+		if (c >= 0xc2 && c <= 0xdf) {
+			n = 1;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 2;
+			if (c == 0xe0)
+				lo = 0xa0; /* overlong */
+			else if (c == 0xed)
+				hi = 0x9f; /* surrogates */
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 3;
+			if (c == 0xf0)
+				lo = 0x90; /* overlong */
+			else if (c == 0xf4)
+				hi = 0x8f; /* past U+10FFFF */
+		} else {
+			return false;
+		}
+		for (int i = 0; i < n; i++, s++) {
+			if (*s < lo || *s > hi)
+				return false; /* also the terminating NUL */
+			lo = 0x80;
+			hi = 0xbf;
+		}
+	}
+	return true;
+}
+
+/* proto3 strings must be UTF-8, but protobuf-c does not check. The name of
+ * the first string field of m (or of a message in it) that is not, or NULL.
+ * A peer's strings end up in logs and in error messages of responses, which
+ * stricter protobuf implementations would refuse to decode. */
+static const char *invalid_utf8_field(const ProtobufCMessage *m, int depth)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	const char *base = (const char *)m;
+
+	if (depth > 32)
+		return d->name;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		void *const *vals;
+		size_t n = 1;
+
+		if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+		    *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+			continue; /* another arm of the oneof */
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			n = *(const size_t *)(base + f->quantifier_offset);
+			vals = *(void *const *const *)(base + f->offset);
+		} else {
+			vals = (void *const *)(base + f->offset);
+		}
+		for (size_t j = 0; j < n; j++) {
+			const char *bad;
+			if (!vals[j])
+				continue;
+			if (f->type == PROTOBUF_C_TYPE_STRING)
+				bad = utf8_valid(vals[j]) ? NULL : f->name;
+			else
+				bad = invalid_utf8_field(vals[j], depth + 1);
+			if (bad)
+				return bad;
+		}
+	}
+	return NULL;
+}
+
 int rpc_decode_request(const uint8_t *buf, size_t len, size_t max_msg, struct arena *a,
-		       Vmk__Request **req, char *why, size_t whylen)
+                       Vmk__Request **req, char *why, size_t whylen)
 {
 	Vmk__Request *r;
 
@@ -128,14 +217,15 @@ int rpc_decode_request(const uint8_t *buf, size_t len, size_t max_msg, struct ar
 		max_msg = RPC_DEFAULT_MAX_MSG;
 	if (len > max_msg) {
 		snprintf(why, whylen,
-			 "request of %zu bytes exceeds this host's limit of %zu bytes "
-			 "(host.max_message_bytes)",
-			 len, max_msg);
+		         "request of %zu bytes exceeds this host's limit of %zu bytes "
+		         "(host.max_message_bytes)",
+		         len, max_msg);
 		return -EMSGSIZE;
 	}
 	r = vmk__request__unpack(&a->pb, len, buf);
 	if (!r) {
-		snprintf(why, whylen, "malformed request (%zu bytes): not a vmk.Request message", len);
+		snprintf(why, whylen, "malformed request (%zu bytes): not a vmk.Request message",
+		         len);
 		return -EBADMSG;
 	}
 	if (!r->header) {
@@ -144,19 +234,25 @@ int rpc_decode_request(const uint8_t *buf, size_t len, size_t max_msg, struct ar
 	}
 	if (r->header->version != RPC_PROTOCOL_VERSION) {
 		snprintf(why, whylen,
-			 "protocol version %u is not supported by this host (it speaks %u); "
-			 "use a matching vmkctl",
-			 r->header->version, RPC_PROTOCOL_VERSION);
+		         "protocol version %u is not supported by this host (it speaks %u); "
+		         "use a matching vmkctl",
+		         r->header->version, RPC_PROTOCOL_VERSION);
+		return -EBADMSG;
+	}
+	const char *bad = invalid_utf8_field(&r->base, 0);
+	if (bad) {
+		snprintf(why, whylen, "malformed request: field %s is not valid UTF-8", bad);
 		return -EBADMSG;
 	}
 	if (r->header->session && strlen(r->header->session) > RPC_MAX_SESSION_LEN) {
 		snprintf(why, whylen, "malformed request: session token longer than %d bytes",
-			 RPC_MAX_SESSION_LEN);
+		         RPC_MAX_SESSION_LEN);
 		return -EBADMSG;
 	}
 	if (r->body_case == VMK__REQUEST__BODY__NOT_SET) {
-		snprintf(why, whylen,
-			 "request has no operation (or one this host does not know: upgrade hostd)");
+		snprintf(
+		        why, whylen,
+		        "request has no operation (or one this host does not know: upgrade hostd)");
 		return -EBADMSG;
 	}
 	*req = r;
@@ -177,7 +273,7 @@ static int pack_response(const Vmk__Response *resp, uint8_t **out, size_t *outle
 }
 
 int rpc_handle_message(const struct rpc_server_opts *o, const uint8_t *in, size_t inlen,
-		       uint8_t **out, size_t *outlen)
+                       uint8_t **out, size_t *outlen)
 {
 	size_t max_msg = o->max_msg ? o->max_msg : RPC_DEFAULT_MAX_MSG;
 	Vmk__Response resp = VMK__RESPONSE__INIT;
@@ -237,7 +333,7 @@ static void *rpc_worker_main(void *arg)
 		uint8_t *out = NULL;
 		size_t outlen = 0;
 		int ret = rpc_handle_message(&w->srv->opts, nng_msg_body(msg), nng_msg_len(msg),
-					     &out, &outlen);
+		                             &out, &outlen);
 		if (ret < 0) {
 			nng_msg_free(msg);
 			continue;
@@ -263,7 +359,7 @@ static void *rpc_worker_main(void *arg)
 }
 
 int rpc_server_start(struct rpc_server **sp, const struct rpc_server_opts *o, char *err,
-		     size_t errlen)
+                     size_t errlen)
 {
 	struct rpc_server *s;
 	char host[256], port[16];
@@ -275,8 +371,9 @@ int rpc_server_start(struct rpc_server **sp, const struct rpc_server_opts *o, ch
 		return ret;
 	if (!tls && !o->insecure) {
 		snprintf(err, errlen,
-			 "%s is not encrypted: use tls+tcp://, or set insecure = true (lab use only)",
-			 o->url);
+		         "%s is not encrypted: use tls+tcp://, or set insecure = true (lab use "
+		         "only)",
+		         o->url);
 		return -EINVAL;
 	}
 	s = calloc(1, sizeof(*s));
@@ -353,6 +450,9 @@ void rpc_server_stop(struct rpc_server *s)
 /* ---------------------------------------------------------------- client */
 
 struct rpc_client {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool connected;
 	nng_socket sock;
 	nng_dialer dialer;
 	nng_tls_config *tls;
@@ -362,8 +462,40 @@ struct rpc_client {
 	char url[300];
 };
 
+static void client_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct rpc_client *c = arg;
+
+	(void)p;
+	pthread_mutex_lock(&c->lock);
+	c->connected = ev == NNG_PIPE_EV_ADD_POST;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Waits until a connection (TLS handshake included) is up, or timeout. */
+static int wait_connected(struct rpc_client *c)
+{
+	struct timespec dl;
+	int ret = 0;
+
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += c->timeout_ms / 1000;
+	dl.tv_nsec += (long)(c->timeout_ms % 1000) * 1000000L;
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&c->lock);
+	while (!c->connected && ret == 0)
+		ret = pthread_cond_timedwait(&c->cond, &c->lock, &dl);
+	bool up = c->connected;
+	pthread_mutex_unlock(&c->lock);
+	return up ? 0 : -ETIMEDOUT;
+}
+
 int rpc_client_open(struct rpc_client **cp, const struct rpc_client_opts *o, char *err,
-		    size_t errlen)
+                    size_t errlen)
 {
 	struct rpc_client *c;
 	char host[256], port[16];
@@ -376,6 +508,8 @@ int rpc_client_open(struct rpc_client **cp, const struct rpc_client_opts *o, cha
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
 	c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
 	c->max_msg = o->max_msg ? o->max_msg : RPC_DEFAULT_MAX_MSG;
 	snprintf(c->url, sizeof(c->url), "%s", o->url);
@@ -387,8 +521,8 @@ int rpc_client_open(struct rpc_client **cp, const struct rpc_client_opts *o, cha
 	 * that is down (refused / unreachable / timeout) from a TLS problem. */
 	fd = net_connect(host, port, c->timeout_ms, err, errlen);
 	if (fd < 0) {
-		free(c);
-		return fd;
+		ret = fd;
+		goto fail;
 	}
 	close(fd);
 
@@ -404,7 +538,7 @@ int rpc_client_open(struct rpc_client **cp, const struct rpc_client_opts *o, cha
 	if (tls) {
 		if (!o->ca_pem || !o->server_name) {
 			snprintf(err, errlen, "%s: no pinned certificate to verify the host with",
-				 o->url);
+			         o->url);
 			ret = -EACCES;
 			goto fail;
 		}
@@ -417,15 +551,21 @@ int rpc_client_open(struct rpc_client **cp, const struct rpc_client_opts *o, cha
 	}
 	nng_dialer_set_ms(c->dialer, NNG_OPT_RECONNMINT, 100);
 	nng_dialer_set_ms(c->dialer, NNG_OPT_RECONNMAXT, 1000);
-	if ((rv = nng_dialer_start(c->dialer, 0)) != 0) {
-		ret = rpc_nng_errno(rv);
-		if (ret == -EACCES)
-			snprintf(err, errlen,
-				 "%s: the host's certificate does not match the pinned thumbprint "
-				 "(%s)",
-				 o->url, nng_strerror(rv));
-		else
-			snprintf(err, errlen, "cannot connect to %s: %s", o->url, nng_strerror(rv));
+	/* Non-blocking dial, then a bounded wait for the connection: a host
+	 * that accepts TCP but never completes the handshake (hung hostd)
+	 * must not hang the client. A certificate that fails verification
+	 * never connects either, so callers verify the thumbprint first
+	 * (cert_fetch_peer) to tell the two apart. */
+	nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_POST, client_pipe_event, c);
+	nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, client_pipe_event, c);
+	if ((rv = nng_dialer_start(c->dialer, NNG_FLAG_NONBLOCK)) != 0)
+		goto nngfail;
+	if (wait_connected(c) < 0) {
+		snprintf(err, errlen,
+		         "%s accepted the connection but completed no %shandshake within %d ms: "
+		         "is hostd there hung or overloaded?",
+		         o->url, tls ? "TLS " : "", c->timeout_ms);
+		ret = -ETIMEDOUT;
 		goto fail;
 	}
 	*cp = c;
@@ -438,8 +578,8 @@ fail:
 	return ret;
 }
 
-int rpc_client_call(struct rpc_client *c, const char *session, Vmk__Request *req,
-		    struct arena *a, Vmk__Response **resp, char *err, size_t errlen)
+int rpc_client_call(struct rpc_client *c, const char *session, Vmk__Request *req, struct arena *a,
+                    Vmk__Response **resp, char *err, size_t errlen)
 {
 	Vmk__RequestHeader hdr = VMK__REQUEST_HEADER__INIT;
 	nng_msg *msg = NULL;
@@ -454,7 +594,7 @@ int rpc_client_call(struct rpc_client *c, const char *session, Vmk__Request *req
 	n = vmk__request__get_packed_size(req);
 	if (n > c->max_msg) {
 		snprintf(err, errlen, "request of %zu bytes exceeds the %zu-byte message limit", n,
-			 c->max_msg);
+		         c->max_msg);
 		req->header = NULL;
 		return -EMSGSIZE;
 	}
@@ -477,15 +617,15 @@ int rpc_client_call(struct rpc_client *c, const char *session, Vmk__Request *req
 	}
 	if ((*resp)->request_id != hdr.request_id && (*resp)->request_id != 0) {
 		snprintf(err, errlen, "%s answered request %llu, expected %llu", c->url,
-			 (unsigned long long)(*resp)->request_id,
-			 (unsigned long long)hdr.request_id);
+		         (unsigned long long)(*resp)->request_id,
+		         (unsigned long long)hdr.request_id);
 		return -EBADMSG;
 	}
 	return 0;
 nngfail:
 	if (rv == NNG_ETIMEDOUT)
 		snprintf(err, errlen, "no answer from %s within %d ms: is hostd running there?",
-			 c->url, c->timeout_ms);
+		         c->url, c->timeout_ms);
 	else
 		snprintf(err, errlen, "%s: %s", c->url, nng_strerror(rv));
 	return rpc_nng_errno(rv);
@@ -498,5 +638,7 @@ void rpc_client_close(struct rpc_client *c)
 	nng_close(c->sock);
 	if (c->tls)
 		nng_tls_config_free(c->tls);
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
 	free(c);
 }

@@ -30,15 +30,15 @@ int rpc_nng_errno(int nng_rv);
  * Everything it allocates comes from `a`, freed after the reply is sent.
  * Called concurrently from the worker threads. */
 typedef void (*rpc_dispatch_fn)(void *arg, const Vmk__Request *req, Vmk__Response *resp,
-				struct arena *a);
+                                struct arena *a);
 
 struct rpc_server_opts {
 	const char *url;      /* tls+tcp://ADDR:PORT, or tcp://ADDR:PORT when insecure */
 	const char *cert_pem; /* TLS certificate and key, PEM */
 	const char *key_pem;
-	bool insecure;        /* permit tcp:// */
-	size_t max_msg;       /* bytes; 0 = RPC_DEFAULT_MAX_MSG */
-	int workers;          /* concurrent requests; 0 = 8 */
+	bool insecure;  /* permit tcp:// */
+	size_t max_msg; /* bytes; 0 = RPC_DEFAULT_MAX_MSG */
+	int workers;    /* concurrent requests; 0 = 8 */
 	rpc_dispatch_fn dispatch;
 	void *arg;
 };
@@ -46,20 +46,20 @@ struct rpc_server_opts {
 struct rpc_server;
 
 int rpc_server_start(struct rpc_server **s, const struct rpc_server_opts *o, char *err,
-		     size_t errlen);
+                     size_t errlen);
 /* Closes the socket, joins the workers, frees s. */
 void rpc_server_stop(struct rpc_server *s);
 
 /* Decodes and validates one request of len bytes. On failure returns
  * -EMSGSIZE or -EBADMSG and writes why (a message for the peer). */
 int rpc_decode_request(const uint8_t *buf, size_t len, size_t max_msg, struct arena *a,
-		       Vmk__Request **req, char *why, size_t whylen);
+                       Vmk__Request **req, char *why, size_t whylen);
 
 /* What a worker does with one raw message: decode, dispatch, encode. *out is
  * malloc'd (caller frees). Never fails for bad input: that gets an error
  * response. Returns -ENOMEM only. Exposed for tests and fuzzing. */
 int rpc_handle_message(const struct rpc_server_opts *o, const uint8_t *in, size_t inlen,
-		       uint8_t **out, size_t *outlen);
+                       uint8_t **out, size_t *outlen);
 
 /* ---- client ---- */
 
@@ -73,22 +73,24 @@ struct rpc_client_opts {
 
 struct rpc_client;
 
-/* Connects. -ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH: host not reachable;
- * -EACCES: the server's certificate is not the pinned one; err says which. */
+/* Connects within timeout_ms. -ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH:
+ * host not reachable or not answering; err says which. A server whose
+ * certificate is not ca_pem never connects (-ETIMEDOUT): check the
+ * certificate first with cert_fetch_peer for a precise error. */
 int rpc_client_open(struct rpc_client **c, const struct rpc_client_opts *o, char *err,
-		    size_t errlen);
+                    size_t errlen);
 
 /* Fills req->header (version, request id, session) and performs one call.
  * *resp is allocated in `a`. Returns 0 (then look at (*resp)->status) or
  * -errno with err set (-ETIMEDOUT when no answer within the timeout). */
-int rpc_client_call(struct rpc_client *c, const char *session, Vmk__Request *req,
-		    struct arena *a, Vmk__Response **resp, char *err, size_t errlen);
+int rpc_client_call(struct rpc_client *c, const char *session, Vmk__Request *req, struct arena *a,
+                    Vmk__Response **resp, char *err, size_t errlen);
 
 void rpc_client_close(struct rpc_client *c);
 
 /* Splits "tls+tcp://host:port" into its parts (host without [] for IPv6).
  * -EINVAL with why for anything else. */
 int rpc_parse_url(const char *url, bool *tls, char *host, size_t hostlen, char *port,
-		  size_t portlen, char *why, size_t whylen);
+                  size_t portlen, char *why, size_t whylen);
 
 #endif

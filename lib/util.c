@@ -193,7 +193,8 @@ bool util_valid_name(const char *s, size_t max, char *why, size_t whylen)
 		return false;
 	}
 	if (n > max) {
-		snprintf(why, whylen, "the name has %zu characters; at most %zu are allowed", n, max);
+		snprintf(why, whylen, "the name has %zu characters; at most %zu are allowed", n,
+		         max);
 		return false;
 	}
 	if (s[0] == '.' || s[0] == '-') {
@@ -206,9 +207,14 @@ bool util_valid_name(const char *s, size_t max, char *why, size_t whylen)
 		    c == '.' || c == '_' || c == '-')
 			continue;
 		if ((unsigned char)c < 0x20 || (unsigned char)c >= 0x7f)
-			snprintf(why, whylen, "the name has a control or non-ASCII character at position %zu", i + 1);
+			snprintf(why, whylen,
+			         "the name has a control or non-ASCII character at position %zu",
+			         i + 1);
 		else
-			snprintf(why, whylen, "the name may not contain '%c'; use letters, digits, '.', '_' and '-'", c);
+			snprintf(why, whylen,
+			         "the name may not contain '%c'; use letters, digits, '.', '_' and "
+			         "'-'",
+			         c);
 		return false;
 	}
 	return true;

@@ -63,7 +63,7 @@ static char *golden_path(const char *name)
 
 static void make_golden_dirs(void)
 {
-	static const char *const dirs[] = {"tests", "tests/golden", "tests/golden/output"};
+	static const char *const dirs[] = { "tests", "tests/golden", "tests/golden/output" };
 	const char *srcdir = getenv("VMK_SRCDIR");
 	char *path;
 	size_t i;
@@ -137,15 +137,15 @@ static void check_golden(const char *name, const char *actual, size_t len)
 /* ---- test documents ---- */
 
 static const char *const vm_cols[] = {
-    "name", "state", "vcpus", "memory_mib", "ft_enabled", "ft_role", "networks", "annotation",
+	"name", "state", "vcpus", "memory_mib", "ft_enabled", "ft_role", "networks", "annotation",
 };
 
 /* A list of virtual machines: strings, ints, bools, nulls and string lists; the annotation of
  * the first has a comma, quotes, an ampersand, a newline and a non-ASCII character. */
 static void build_vm_list(struct out_doc *d, bool with_rows)
 {
-	static const char *const nets0[] = {"VM Network", "vMotion"};
-	static const char *const nets1[] = {"Storage"};
+	static const char *const nets0[] = { "VM Network", "vMotion" };
+	static const char *const nets1[] = { "Storage" };
 	int r;
 
 	assert_int_equal(out_init(d, "VirtualMachine", true, ARRAY_SIZE(vm_cols), vm_cols), 0);
@@ -189,10 +189,10 @@ static void build_vm_list(struct out_doc *d, bool with_rows)
 static void build_host_object(struct out_doc *d)
 {
 	static const char *const cols[] = {
-	    "hostname",   "product",          "version",        "cpus",
-	    "memory_mib", "maintenance_mode", "tls_thumbprint", "ipv4_addresses",
+		"hostname",   "product",          "version",        "cpus",
+		"memory_mib", "maintenance_mode", "tls_thumbprint", "ipv4_addresses",
 	};
-	static const char *const addrs[] = {"192.168.1.10", "10.0.0.5"};
+	static const char *const addrs[] = { "192.168.1.10", "10.0.0.5" };
 
 	assert_int_equal(out_init(d, "HostInfo", false, ARRAY_SIZE(cols), cols), 0);
 	assert_int_equal(out_add_row(d), 0);
@@ -209,7 +209,7 @@ static void build_host_object(struct out_doc *d)
 /* A single-object doc with one string column "s" set to value. */
 static void build_one_string(struct out_doc *d, const char *value)
 {
-	static const char *const cols[] = {"s"};
+	static const char *const cols[] = { "s" };
 
 	assert_int_equal(out_init(d, "T", false, 1, cols), 0);
 	assert_int_equal(out_add_row(d), 0);
@@ -258,35 +258,35 @@ static void test_title_case(void **state)
 	static const struct {
 		const char *col, *title;
 	} cases[] = {
-	    {"name", "Name"},
-	    {"memory_mib", "Memory MiB"},
-	    {"world_id", "World ID"},
-	    {"config_file", "Config File"},
-	    {"vcpus", "vCPUs"},
-	    {"cpus", "CPUs"},
-	    {"cpu_reservation_mhz", "CPU Reservation MHz"},
-	    {"disk_gib", "Disk GiB"},
-	    {"cache_kib", "Cache KiB"},
-	    {"kvm_version", "KVM Version"},
-	    {"ip", "IP"},
-	    {"ipv4_address", "IPv4 Address"},
-	    {"mtu", "MTU"},
-	    {"mac_address", "MAC Address"},
-	    {"ft_role", "FT Role"},
-	    {"vm_uuid", "VM UUID"},
-	    {"pid", "PID"},
-	    {"tls_thumbprint", "TLS Thumbprint"},
-	    {"url", "URL"},
-	    {"downtime_ms", "Downtime ms"},
-	    {"transferred_bytes", "Transferred Bytes"},
-	    /* fixed spellings apply to whole words only */
-	    {"identity", "Identity"},
-	    {"video_ram", "Video Ram"},
-	    {"vms", "Vms"},
-	    {"x", "X"},
-	    {"ipv6", "Ipv6"},
-	    {"", ""},
-	    {"a__b_", "A B"},
+		{ "name", "Name" },
+		{ "memory_mib", "Memory MiB" },
+		{ "world_id", "World ID" },
+		{ "config_file", "Config File" },
+		{ "vcpus", "vCPUs" },
+		{ "cpus", "CPUs" },
+		{ "cpu_reservation_mhz", "CPU Reservation MHz" },
+		{ "disk_gib", "Disk GiB" },
+		{ "cache_kib", "Cache KiB" },
+		{ "kvm_version", "KVM Version" },
+		{ "ip", "IP" },
+		{ "ipv4_address", "IPv4 Address" },
+		{ "mtu", "MTU" },
+		{ "mac_address", "MAC Address" },
+		{ "ft_role", "FT Role" },
+		{ "vm_uuid", "VM UUID" },
+		{ "pid", "PID" },
+		{ "tls_thumbprint", "TLS Thumbprint" },
+		{ "url", "URL" },
+		{ "downtime_ms", "Downtime ms" },
+		{ "transferred_bytes", "Transferred Bytes" },
+		/* fixed spellings apply to whole words only */
+		{ "identity", "Identity" },
+		{ "video_ram", "Video Ram" },
+		{ "vms", "Vms" },
+		{ "x", "X" },
+		{ "ipv6", "Ipv6" },
+		{ "", "" },
+		{ "a__b_", "A B" },
 	};
 	char *title;
 	size_t i;
@@ -302,7 +302,7 @@ static void test_title_case(void **state)
 
 static void test_table_titles(void **state)
 {
-	static const char *const cols[] = {"world_id", "memory_mib", "ft_role"};
+	static const char *const cols[] = { "world_id", "memory_mib", "ft_role" };
 	struct out_doc d;
 
 	(void)state;
@@ -334,22 +334,22 @@ static void test_json_utf8(void **state)
 	static const struct {
 		const char *in, *out;
 	} cases[] = {
-	    /* valid UTF-8 passes through: 2, 3 and 4 byte sequences, U+10FFFF */
-	    {"café € 日本 \xf0\x9d\x84\x9e \xf4\x8f\xbf\xbf",
-	     "\"café € 日本 \xf0\x9d\x84\x9e \xf4\x8f\xbf\xbf\""},
-	    {"a\xff"
-	     "b",
-	     "\"a\\ufffdb\""},             /* never a lead byte */
-	    {"\x80", "\"\\ufffd\""},       /* lone continuation */
-	    {"caf\xc3", "\"caf\\ufffd\""}, /* truncated at the end */
-	    {"\xe2\x82"
-	     "x",
-	     "\"\\ufffdx\""},                                         /* truncated: one U+FFFD */
-	    {"\xc0\xaf", "\"\\ufffd\\ufffd\""},                       /* overlong '/' */
-	    {"\xe0\x80\xaf", "\"\\ufffd\\ufffd\\ufffd\""},            /* overlong, 3 bytes */
-	    {"\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\""},            /* surrogate U+D800 */
-	    {"\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\""}, /* above U+10FFFF */
-	    {"\xf5\x80", "\"\\ufffd\\ufffd\""},
+		/* valid UTF-8 passes through: 2, 3 and 4 byte sequences, U+10FFFF */
+		{ "café € 日本 \xf0\x9d\x84\x9e \xf4\x8f\xbf\xbf",
+		  "\"café € 日本 \xf0\x9d\x84\x9e \xf4\x8f\xbf\xbf\"" },
+		{ "a\xff"
+		  "b",
+		  "\"a\\ufffdb\"" },             /* never a lead byte */
+		{ "\x80", "\"\\ufffd\"" },       /* lone continuation */
+		{ "caf\xc3", "\"caf\\ufffd\"" }, /* truncated at the end */
+		{ "\xe2\x82"
+		  "x",
+		  "\"\\ufffdx\"" },                              /* truncated: one U+FFFD */
+		{ "\xc0\xaf", "\"\\ufffd\\ufffd\"" },            /* overlong '/' */
+		{ "\xe0\x80\xaf", "\"\\ufffd\\ufffd\\ufffd\"" }, /* overlong, 3 bytes */
+		{ "\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\"" }, /* surrogate U+D800 */
+		{ "\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\"" }, /* above U+10FFFF */
+		{ "\xf5\x80", "\"\\ufffd\\ufffd\"" },
 	};
 	struct out_doc d;
 	char *text, *expected;
@@ -369,8 +369,8 @@ static void test_json_utf8(void **state)
 
 static void test_json_types(void **state)
 {
-	static const char *const cols[] = {"a", "b", "c", "d", "e", "f"};
-	static const char *const one[] = {"x\"y"};
+	static const char *const cols[] = { "a", "b", "c", "d", "e", "f" };
+	static const char *const one[] = { "x\"y" };
 	struct out_doc d;
 
 	(void)state;
@@ -409,7 +409,7 @@ static void test_json_error(void **state)
 
 static void test_table_sanitize(void **state)
 {
-	static const char *const cols[] = {"name", "size", "note"};
+	static const char *const cols[] = { "name", "size", "note" };
 	struct out_doc d;
 
 	(void)state;
@@ -448,9 +448,9 @@ static void test_table_object_sanitize(void **state)
 
 static void test_csv_quoting(void **state)
 {
-	static const char *const cols[] = {"a", "b", "c", "d", "e"};
-	static const char *const one[] = {"x"};
-	static const char *const quoted[] = {"say \"hi\""};
+	static const char *const cols[] = { "a", "b", "c", "d", "e" };
+	static const char *const one[] = { "x" };
+	static const char *const quoted[] = { "say \"hi\"" };
 	struct out_doc d;
 
 	(void)state;
@@ -500,7 +500,7 @@ static void test_xml_escape(void **state)
 
 static void test_set_errors(void **state)
 {
-	static const char *const v[] = {"a"};
+	static const char *const v[] = { "a" };
 	struct out_doc d;
 
 	(void)state;
@@ -531,7 +531,7 @@ static void test_set_errors(void **state)
 
 static void test_set_replaces(void **state)
 {
-	static const char *const v[] = {"a", "b"};
+	static const char *const v[] = { "a", "b" };
 	const struct out_cell *c;
 	struct out_doc d;
 
@@ -565,8 +565,8 @@ static void test_set_replaces(void **state)
 
 static void test_init_and_free(void **state)
 {
-	static const char *const dup[] = {"a", "b", "a"};
-	static const char *const with_null[] = {"a", NULL};
+	static const char *const dup[] = { "a", "b", "a" };
+	static const char *const with_null[] = { "a", NULL };
 	struct out_doc d;
 
 	(void)state;
@@ -602,7 +602,7 @@ static void test_init_and_free(void **state)
 
 static void test_many_rows(void **state)
 {
-	static const char *const cols[] = {"id", "name"};
+	static const char *const cols[] = { "id", "name" };
 	struct out_doc d;
 	char *text, *p, name[16];
 	size_t len, lines = 0;
@@ -635,10 +635,10 @@ static void test_format_parse(void **state)
 		const char *name;
 		enum out_format fmt;
 	} names[] = {
-	    {"table", FMT_TABLE},       {"json", FMT_JSON}, {"csv", FMT_CSV},
-	    {"keyvalue", FMT_KEYVALUE}, {"xml", FMT_XML},
+		{ "table", FMT_TABLE },       { "json", FMT_JSON }, { "csv", FMT_CSV },
+		{ "keyvalue", FMT_KEYVALUE }, { "xml", FMT_XML },
 	};
-	static const char *const bad[] = {"yaml", "", "JSON", "json ", "tab", "key-value"};
+	static const char *const bad[] = { "yaml", "", "JSON", "json ", "tab", "key-value" };
 	enum out_format f;
 	size_t i;
 
@@ -660,7 +660,7 @@ static void test_format_parse(void **state)
 
 static void test_render_errors(void **state)
 {
-	static const char *const cols[] = {"a"};
+	static const char *const cols[] = { "a" };
 	struct out_doc d;
 	char *text;
 	size_t len;
@@ -689,44 +689,44 @@ static void test_render_errors(void **state)
 #define GOLDEN(k, f, file)                                                                         \
 	{                                                                                          \
 		.name = "golden " file, .test_func = test_golden,                                  \
-		.initial_state = &(struct golden_case){k, f, file},                                \
+		.initial_state = &(struct golden_case){ k, f, file },                              \
 	}
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    GOLDEN(DOC_LIST, FMT_TABLE, "list.table"),
-	    GOLDEN(DOC_LIST, FMT_JSON, "list.json"),
-	    GOLDEN(DOC_LIST, FMT_CSV, "list.csv"),
-	    GOLDEN(DOC_LIST, FMT_KEYVALUE, "list.keyvalue"),
-	    GOLDEN(DOC_LIST, FMT_XML, "list.xml"),
-	    GOLDEN(DOC_OBJECT, FMT_TABLE, "object.table"),
-	    GOLDEN(DOC_OBJECT, FMT_JSON, "object.json"),
-	    GOLDEN(DOC_OBJECT, FMT_CSV, "object.csv"),
-	    GOLDEN(DOC_OBJECT, FMT_KEYVALUE, "object.keyvalue"),
-	    GOLDEN(DOC_OBJECT, FMT_XML, "object.xml"),
-	    GOLDEN(DOC_EMPTY, FMT_TABLE, "empty.table"),
-	    GOLDEN(DOC_EMPTY, FMT_JSON, "empty.json"),
-	    GOLDEN(DOC_EMPTY, FMT_CSV, "empty.csv"),
-	    GOLDEN(DOC_EMPTY, FMT_KEYVALUE, "empty.keyvalue"),
-	    GOLDEN(DOC_EMPTY, FMT_XML, "empty.xml"),
-	    cmocka_unit_test(test_title_case),
-	    cmocka_unit_test(test_table_titles),
-	    cmocka_unit_test(test_json_escape_control),
-	    cmocka_unit_test(test_json_utf8),
-	    cmocka_unit_test(test_json_types),
-	    cmocka_unit_test(test_json_error),
-	    cmocka_unit_test(test_table_sanitize),
-	    cmocka_unit_test(test_table_object_sanitize),
-	    cmocka_unit_test(test_csv_quoting),
-	    cmocka_unit_test(test_keyvalue_escape),
-	    cmocka_unit_test(test_xml_escape),
-	    cmocka_unit_test(test_set_errors),
-	    cmocka_unit_test(test_set_replaces),
-	    cmocka_unit_test(test_init_and_free),
-	    cmocka_unit_test(test_many_rows),
-	    cmocka_unit_test(test_format_parse),
-	    cmocka_unit_test(test_render_errors),
+		GOLDEN(DOC_LIST, FMT_TABLE, "list.table"),
+		GOLDEN(DOC_LIST, FMT_JSON, "list.json"),
+		GOLDEN(DOC_LIST, FMT_CSV, "list.csv"),
+		GOLDEN(DOC_LIST, FMT_KEYVALUE, "list.keyvalue"),
+		GOLDEN(DOC_LIST, FMT_XML, "list.xml"),
+		GOLDEN(DOC_OBJECT, FMT_TABLE, "object.table"),
+		GOLDEN(DOC_OBJECT, FMT_JSON, "object.json"),
+		GOLDEN(DOC_OBJECT, FMT_CSV, "object.csv"),
+		GOLDEN(DOC_OBJECT, FMT_KEYVALUE, "object.keyvalue"),
+		GOLDEN(DOC_OBJECT, FMT_XML, "object.xml"),
+		GOLDEN(DOC_EMPTY, FMT_TABLE, "empty.table"),
+		GOLDEN(DOC_EMPTY, FMT_JSON, "empty.json"),
+		GOLDEN(DOC_EMPTY, FMT_CSV, "empty.csv"),
+		GOLDEN(DOC_EMPTY, FMT_KEYVALUE, "empty.keyvalue"),
+		GOLDEN(DOC_EMPTY, FMT_XML, "empty.xml"),
+		cmocka_unit_test(test_title_case),
+		cmocka_unit_test(test_table_titles),
+		cmocka_unit_test(test_json_escape_control),
+		cmocka_unit_test(test_json_utf8),
+		cmocka_unit_test(test_json_types),
+		cmocka_unit_test(test_json_error),
+		cmocka_unit_test(test_table_sanitize),
+		cmocka_unit_test(test_table_object_sanitize),
+		cmocka_unit_test(test_csv_quoting),
+		cmocka_unit_test(test_keyvalue_escape),
+		cmocka_unit_test(test_xml_escape),
+		cmocka_unit_test(test_set_errors),
+		cmocka_unit_test(test_set_replaces),
+		cmocka_unit_test(test_init_and_free),
+		cmocka_unit_test(test_many_rows),
+		cmocka_unit_test(test_format_parse),
+		cmocka_unit_test(test_render_errors),
 	};
 
 	return cmocka_run_group_tests_name("output", tests, NULL, NULL);

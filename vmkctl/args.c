@@ -47,7 +47,7 @@ static bool enum_has(const char *choices, const char *v)
 }
 
 static int check_value(const struct vmkctl_cmd *cmd, const struct vmkctl_opt *o, const char *v,
-		       char *err, size_t errlen)
+                       char *err, size_t errlen)
 {
 	char nm[200];
 
@@ -57,30 +57,27 @@ static int check_value(const struct vmkctl_cmd *cmd, const struct vmkctl_opt *o,
 		errno = 0;
 		long long x = strtoll(v, &end, 10);
 		if (!*v || *end || errno) {
-			snprintf(err, errlen, "%s: --%s wants a whole number, not '%s'",
-				 nm, o->name, v);
+			snprintf(err, errlen, "%s: --%s wants a whole number, not '%s'", nm,
+			         o->name, v);
 			return 2;
 		}
 		if (x < o->min || x > o->max) {
-			snprintf(err, errlen, "%s: --%s %lld is out of range; use %lld to %lld",
-				 nm, o->name, x, (long long)o->min,
-				 (long long)o->max);
+			snprintf(err, errlen, "%s: --%s %lld is out of range; use %lld to %lld", nm,
+			         o->name, x, (long long)o->min, (long long)o->max);
 			return 2;
 		}
 	} else if (o->type == OPT_ENUM && !enum_has(o->choices, v)) {
-		snprintf(err, errlen, "%s: --%s '%s' is not one of %s", nm,
-			 o->name, v, o->choices);
+		snprintf(err, errlen, "%s: --%s '%s' is not one of %s", nm, o->name, v, o->choices);
 		return 2;
 	} else if (o->type == OPT_STR && !*v) {
-		snprintf(err, errlen, "%s: --%s needs a non-empty value", nm,
-			 o->name);
+		snprintf(err, errlen, "%s: --%s needs a non-empty value", nm, o->name);
 		return 2;
 	}
 	return 0;
 }
 
 static int store(const struct vmkctl_cmd *cmd, struct vmkctl_args *out, int idx, const char *v,
-		 char *err, size_t errlen)
+                 char *err, size_t errlen)
 {
 	const struct vmkctl_opt *o = &cmd->opts[idx];
 	char nm[200];
@@ -94,8 +91,7 @@ static int store(const struct vmkctl_cmd *cmd, struct vmkctl_args *out, int idx,
 		return 2;
 	}
 	if (out->nvals[idx] == sizeof(out->vals[0]) / sizeof(out->vals[0][0])) {
-		snprintf(err, errlen, "%s: --%s given too often", nm,
-			 o->name);
+		snprintf(err, errlen, "%s: --%s given too often", nm, o->name);
 		return 2;
 	}
 	out->vals[idx][out->nvals[idx]++] = v;
@@ -105,7 +101,7 @@ static int store(const struct vmkctl_cmd *cmd, struct vmkctl_args *out, int idx,
 /* Parses options of cmd from argv. With stop_at_word, the first argument
  * that is not an option ends parsing and *consumed says where. */
 static int parse(const struct vmkctl_cmd *cmd, int argc, char **argv, struct vmkctl_args *out,
-		 bool stop_at_word, int *consumed, char *err, size_t errlen)
+                 bool stop_at_word, int *consumed, char *err, size_t errlen)
 {
 	char nm[200];
 	int ret, i;
@@ -132,9 +128,8 @@ static int parse(const struct vmkctl_cmd *cmd, int argc, char **argv, struct vmk
 			name[n] = '\0';
 			idx = opt_index(cmd, name);
 			if (idx < 0) {
-				snprintf(err, errlen,
-					 "%s: unknown option --%s; see %s --help",
-					 nm, name, nm);
+				snprintf(err, errlen, "%s: unknown option --%s; see %s --help", nm,
+				         name, nm);
 				return 2;
 			}
 			if (eq)
@@ -142,17 +137,16 @@ static int parse(const struct vmkctl_cmd *cmd, int argc, char **argv, struct vmk
 		} else if (a[0] == '-' && a[1] && a[1] != '-') {
 			idx = opt_index_short(cmd, a[1]);
 			if (idx < 0) {
-				snprintf(err, errlen,
-					 "%s: unknown option -%c; see %s --help",
-					 nm, a[1], nm);
+				snprintf(err, errlen, "%s: unknown option -%c; see %s --help", nm,
+				         a[1], nm);
 				return 2;
 			}
 			if (a[2])
 				val = a + 2;
 		} else {
 			snprintf(err, errlen,
-				 "%s: unexpected argument '%s' (options start with - or --)",
-				 nm, a);
+			         "%s: unexpected argument '%s' (options start with - or --)", nm,
+			         a);
 			return 2;
 		}
 		const struct vmkctl_opt *o = &cmd->opts[idx];
@@ -164,7 +158,8 @@ static int parse(const struct vmkctl_cmd *cmd, int argc, char **argv, struct vmk
 			val = "";
 		} else if (!val) {
 			if (i + 1 >= argc) {
-				snprintf(err, errlen, "%s: --%s needs a value (%s)", nm, o->name, o->metavar ? o->metavar : "VALUE");
+				snprintf(err, errlen, "%s: --%s needs a value (%s)", nm, o->name,
+				         o->metavar ? o->metavar : "VALUE");
 				return 2;
 			}
 			val = argv[++i];
@@ -176,23 +171,23 @@ static int parse(const struct vmkctl_cmd *cmd, int argc, char **argv, struct vmk
 		*consumed = i;
 	for (i = 0; i < VMKCTL_MAX_OPTS && cmd->opts[i].name; i++) {
 		if (cmd->opts[i].required && out->nvals[i] == 0) {
-			snprintf(err, errlen, "%s: missing --%s %s; see %s --help",
-				 nm, cmd->opts[i].name,
-				 cmd->opts[i].metavar ? cmd->opts[i].metavar : "", nm);
+			snprintf(err, errlen, "%s: missing --%s %s; see %s --help", nm,
+			         cmd->opts[i].name,
+			         cmd->opts[i].metavar ? cmd->opts[i].metavar : "", nm);
 			return 2;
 		}
 	}
 	return 0;
 }
 
-int vmkctl_parse_args(const struct vmkctl_cmd *cmd, int argc, char **argv,
-		      struct vmkctl_args *out, char *err, size_t errlen)
+int vmkctl_parse_args(const struct vmkctl_cmd *cmd, int argc, char **argv, struct vmkctl_args *out,
+                      char *err, size_t errlen)
 {
 	return parse(cmd, argc, argv, out, false, NULL, err, errlen);
 }
 
 int vmkctl_parse_globals(const struct vmkctl_cmd *globals, int argc, char **argv,
-			 struct vmkctl_args *out, int *consumed, char *err, size_t errlen)
+                         struct vmkctl_args *out, int *consumed, char *err, size_t errlen)
 {
 	return parse(globals, argc, argv, out, true, consumed, err, errlen);
 }

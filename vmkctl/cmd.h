@@ -14,22 +14,22 @@
 #define VMKCTL_MAX_OPTS 16
 
 enum opt_type {
-	OPT_FLAG,   /* no value */
-	OPT_STR,    /* any string */
-	OPT_INT,    /* integer in [min, max] */
-	OPT_ENUM,   /* one of `choices` ("a|b|c") */
+	OPT_FLAG, /* no value */
+	OPT_STR,  /* any string */
+	OPT_INT,  /* integer in [min, max] */
+	OPT_ENUM, /* one of `choices` ("a|b|c") */
 };
 
 struct vmkctl_opt {
-	const char *name;     /* long name without "--" */
-	char shortname;       /* 0 if none */
+	const char *name; /* long name without "--" */
+	char shortname;   /* 0 if none */
 	enum opt_type type;
-	const char *metavar;  /* shown in help, e.g. "NAME" */
+	const char *metavar; /* shown in help, e.g. "NAME" */
 	const char *help;
 	bool required;
 	bool repeatable;
-	int64_t min, max;     /* OPT_INT */
-	const char *choices;  /* OPT_ENUM */
+	int64_t min, max;    /* OPT_INT */
+	const char *choices; /* OPT_ENUM */
 };
 
 struct vmkctl;
@@ -66,12 +66,12 @@ struct vmkctl_args {
 
 /* Parses argv (after the verb) against cmd's options. Exit code 0, or 2 with
  * err naming the bad option and the fix. */
-int vmkctl_parse_args(const struct vmkctl_cmd *cmd, int argc, char **argv,
-		      struct vmkctl_args *out, char *err, size_t errlen);
+int vmkctl_parse_args(const struct vmkctl_cmd *cmd, int argc, char **argv, struct vmkctl_args *out,
+                      char *err, size_t errlen);
 /* The same for the global options, which end at the first word that is not
  * an option; *consumed is how many arguments they took. */
 int vmkctl_parse_globals(const struct vmkctl_cmd *globals, int argc, char **argv,
-			 struct vmkctl_args *out, int *consumed, char *err, size_t errlen);
+                         struct vmkctl_args *out, int *consumed, char *err, size_t errlen);
 /* Last value of an option, or NULL. */
 const char *args_str(const struct vmkctl_args *a, const char *name);
 bool args_flag(const struct vmkctl_args *a, const char *name);

@@ -3,9 +3,9 @@
 
 int cmd_hardware_cpu_get(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out)
 {
-	static const char *const cols[] = {"model",   "vendor",        "packages",  "cores",
-					   "threads", "mhz",           "kvm_available", "kvm_error",
-					   "features", "kvm_features"};
+	static const char *const cols[] = { "model",    "vendor",      "packages",      "cores",
+		                            "threads",  "mhz",         "kvm_available", "kvm_error",
+		                            "features", "kvm_features" };
 	Vmk__Request req = VMK__REQUEST__INIT;
 	Vmk__CpuGetRequest body = VMK__CPU_GET_REQUEST__INIT;
 	Vmk__Response *resp;
@@ -32,14 +32,14 @@ int cmd_hardware_cpu_get(struct vmkctl *v, const struct vmkctl_args *a, struct o
 		out_set_str(out, 0, "kvm_error", r->kvm_error);
 	out_set_list(out, 0, "features", (const char *const *)r->features, r->n_features);
 	out_set_list(out, 0, "kvm_features", (const char *const *)r->kvm_features,
-		     r->n_kvm_features);
+	             r->n_kvm_features);
 	return 0;
 }
 
 int cmd_hardware_memory_get(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out)
 {
-	static const char *const cols[] = {"total_bytes", "available_bytes", "hugepage_bytes",
-					   "hugepages_total", "hugepages_free"};
+	static const char *const cols[] = { "total_bytes", "available_bytes", "hugepage_bytes",
+		                            "hugepages_total", "hugepages_free" };
 	Vmk__Request req = VMK__REQUEST__INIT;
 	Vmk__MemoryGetRequest body = VMK__MEMORY_GET_REQUEST__INIT;
 	Vmk__Response *resp;
@@ -51,7 +51,7 @@ int cmd_hardware_memory_get(struct vmkctl *v, const struct vmkctl_args *a, struc
 	if ((ret = vmkctl_call(v, &req, &resp)))
 		return ret;
 	const Vmk__MemoryGetResponse *r =
-		VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_MEMORY_GET, memory_get);
+	        VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_MEMORY_GET, memory_get);
 	if (!r)
 		return 1;
 	if (out_init(out, "MemoryInfo", false, 5, cols) < 0 || out_add_row(out) < 0)

@@ -1,8 +1,8 @@
 /* vmkctl storage ... */
 #include "handlers.h"
 
-static const char *const ds_cols[] = {"name",       "path",      "shared",    "capacity_bytes",
-				      "free_bytes", "accessible", "source"};
+static const char *const ds_cols[] = { "name",       "path",       "shared", "capacity_bytes",
+	                               "free_bytes", "accessible", "source" };
 
 static int ds_row(struct out_doc *out, const Vmk__Datastore *d)
 {
@@ -20,8 +20,7 @@ static int ds_row(struct out_doc *out, const Vmk__Datastore *d)
 	return 0;
 }
 
-int cmd_storage_datastore_list(struct vmkctl *v, const struct vmkctl_args *a,
-			       struct out_doc *out)
+int cmd_storage_datastore_list(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out)
 {
 	Vmk__Request req = VMK__REQUEST__INIT;
 	Vmk__DatastoreListRequest body = VMK__DATASTORE_LIST_REQUEST__INIT;
@@ -34,7 +33,7 @@ int cmd_storage_datastore_list(struct vmkctl *v, const struct vmkctl_args *a,
 	if ((ret = vmkctl_call(v, &req, &resp)))
 		return ret;
 	const Vmk__DatastoreListResponse *r =
-		VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_DATASTORE_LIST, datastore_list);
+	        VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_DATASTORE_LIST, datastore_list);
 	if (!r)
 		return 1;
 	if (out_init(out, "Datastore", true, 7, ds_cols) < 0)
@@ -46,8 +45,7 @@ int cmd_storage_datastore_list(struct vmkctl *v, const struct vmkctl_args *a,
 	return 0;
 }
 
-int cmd_storage_datastore_add(struct vmkctl *v, const struct vmkctl_args *a,
-			      struct out_doc *out)
+int cmd_storage_datastore_add(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out)
 {
 	Vmk__Request req = VMK__REQUEST__INIT;
 	Vmk__DatastoreAddRequest body = VMK__DATASTORE_ADD_REQUEST__INIT;
@@ -69,10 +67,9 @@ int cmd_storage_datastore_add(struct vmkctl *v, const struct vmkctl_args *a,
 	return 0;
 }
 
-int cmd_storage_datastore_remove(struct vmkctl *v, const struct vmkctl_args *a,
-				 struct out_doc *out)
+int cmd_storage_datastore_remove(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out)
 {
-	static const char *const cols[] = {"name", "removed"};
+	static const char *const cols[] = { "name", "removed" };
 	Vmk__Request req = VMK__REQUEST__INIT;
 	Vmk__DatastoreRemoveRequest body = VMK__DATASTORE_REMOVE_REQUEST__INIT;
 	Vmk__Response *resp;

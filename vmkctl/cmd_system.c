@@ -3,8 +3,8 @@
 
 int cmd_system_version_get(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out)
 {
-	static const char *const cols[] = {"product", "version", "build", "protocol", "hostname",
-					   "kernel"};
+	static const char *const cols[] = { "product",  "version",  "build",
+		                            "protocol", "hostname", "kernel" };
 	Vmk__Request req = VMK__REQUEST__INIT;
 	Vmk__VersionGetRequest body = VMK__VERSION_GET_REQUEST__INIT;
 	Vmk__Response *resp;
@@ -16,7 +16,7 @@ int cmd_system_version_get(struct vmkctl *v, const struct vmkctl_args *a, struct
 	if ((ret = vmkctl_call(v, &req, &resp)))
 		return ret;
 	const Vmk__VersionGetResponse *r =
-		VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_VERSION_GET, version_get);
+	        VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_VERSION_GET, version_get);
 	if (!r)
 		return 1;
 	if (out_init(out, "VersionInfo", false, 6, cols) < 0 || out_add_row(out) < 0)

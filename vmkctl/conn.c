@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
@@ -67,7 +68,7 @@ static int kv_lookup(const char *text, const char *key, char *out, size_t outlen
 /* In a whitespace-separated lines file, the line whose field `col` equals
  * `key`: copies fields 1 and 2 (address and thumbprint for lab hosts). */
 static int table_lookup(const char *text, int col, const char *key, char *f0, size_t f0len,
-			char *f1, size_t f1len, char *f2, size_t f2len)
+                        char *f1, size_t f1len, char *f2, size_t f2len)
 {
 	char line[LINE_MAX_BYTES];
 
@@ -77,7 +78,7 @@ static int table_lookup(const char *text, int col, const char *key, char *f0, si
 			continue;
 		memcpy(line, p, n);
 		line[n] = '\0';
-		char *save = NULL, *f[3] = {0};
+		char *save = NULL, *f[3] = { 0 };
 		f[0] = strtok_r(line, " \t\r", &save);
 		f[1] = f[0] ? strtok_r(NULL, " \t\r", &save) : NULL;
 		f[2] = f[1] ? strtok_r(NULL, " \t\r", &save) : NULL;
@@ -103,6 +104,50 @@ static int read_small(const char *path, char **text, char *err, size_t errlen)
 	return ret;
 }
 
+/* A lab's addresses exist only inside its network namespaces: the lab names
+ * the admin namespace (attached to its management network) in DIR/netns,
+ * and vmkctl enters it before opening any socket. */
+static int enter_lab_netns(struct vmkctl_conn *c)
+{
+	char path[PATH_MAX], name[128], nspath[PATH_MAX];
+	char *text = NULL;
+	int fd, ret;
+
+	snprintf(path, sizeof(path), "%s/netns", c->o.lab);
+	ret = util_read_file(path, SMALL_FILE, &text, NULL);
+	if (ret == -ENOENT)
+		return 0; /* a lab reachable from here */
+	if (ret < 0) {
+		snprintf(c->err, sizeof(c->err), "%s: %s", path, util_strerror(ret));
+		return 2;
+	}
+	snprintf(name, sizeof(name), "%.*s", (int)strcspn(text, " \t\r\n"), text);
+	free(text);
+	if (!name[0] || strchr(name, '/')) {
+		snprintf(c->err, sizeof(c->err), "%s: not a namespace name", path);
+		return 2;
+	}
+	snprintf(nspath, sizeof(nspath), "/run/netns/%s", name);
+	fd = open(nspath, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(c->err, sizeof(c->err),
+		         "the lab's network namespace %s: %s (is the lab up? integration/lab "
+		         "status)",
+		         name, strerror(errno));
+		return 6;
+	}
+	ret = setns(fd, CLONE_NEWNET);
+	close(fd);
+	if (ret < 0) {
+		snprintf(c->err, sizeof(c->err),
+		         "cannot enter the lab's network namespace %s: %s (run vmkctl as root, "
+		         "or inside it: ip netns exec %s vmkctl ...)",
+		         name, strerror(errno), name);
+		return 3;
+	}
+	return 0;
+}
+
 /* Turns the server option into c->url and c->display; fills the thumbprint
  * from the lab when it knows the host. */
 static int resolve(struct vmkctl_conn *c)
@@ -114,10 +159,12 @@ static int resolve(struct vmkctl_conn *c)
 
 	if (c->o.lab) {
 		char path[PATH_MAX];
+		if ((ret = enter_lab_netns(c)) != 0)
+			return ret;
 		snprintf(path, sizeof(path), "%s/hosts", c->o.lab);
 		if (read_small(path, &hosts, c->err, sizeof(c->err)) < 0) {
 			strncat(c->err, " (is --lab the directory of a running lab?)",
-				sizeof(c->err) - strlen(c->err) - 1);
+			        sizeof(c->err) - strlen(c->err) - 1);
 			return 2;
 		}
 		if (!s) {
@@ -128,9 +175,9 @@ static int resolve(struct vmkctl_conn *c)
 				return 2;
 			}
 		} else if (table_lookup(hosts, 0, s, name, sizeof(name), addr, sizeof(addr), tp,
-					sizeof(tp)) < 0 &&
-			   table_lookup(hosts, 1, s, name, sizeof(name), addr, sizeof(addr), tp,
-					sizeof(tp)) < 0) {
+		                        sizeof(tp)) < 0 &&
+		           table_lookup(hosts, 1, s, name, sizeof(name), addr, sizeof(addr), tp,
+		                        sizeof(tp)) < 0) {
 			addr[0] = '\0';
 		}
 		free(hosts);
@@ -145,7 +192,7 @@ static int resolve(struct vmkctl_conn *c)
 		}
 		/* HOST, HOST:PORT, [V6]:PORT */
 		if (s[0] == '[' ? strstr(s, "]:") != NULL
-				: (strchr(s, ':') && strchr(s, ':') == strrchr(s, ':')))
+		                : (strchr(s, ':') && strchr(s, ':') == strrchr(s, ':')))
 			snprintf(addr, sizeof(addr), "%s", s);
 		else if (s[0] != '[' && strchr(s, ':'))
 			snprintf(addr, sizeof(addr), "[%s]:%s", s, RPC_DEFAULT_PORT);
@@ -162,16 +209,16 @@ thumb:
 	if (c->o.thumbprint) {
 		if (cert_thumbprint_normalize(c->o.thumbprint, c->thumbprint) < 0) {
 			snprintf(c->err, sizeof(c->err),
-				 "--thumbprint '%s' is not a SHA-256 thumbprint (64 hex digits, "
-				 "':' separators optional)",
-				 c->o.thumbprint);
+			         "--thumbprint '%s' is not a SHA-256 thumbprint (64 hex digits, "
+			         "':' separators optional)",
+			         c->o.thumbprint);
 			return 2;
 		}
 	} else if (tp[0]) {
 		ret = cert_thumbprint_normalize(tp, c->thumbprint);
 		if (ret < 0) {
-			snprintf(c->err, sizeof(c->err), "%s/hosts: bad thumbprint for %s", c->o.lab,
-				 name);
+			snprintf(c->err, sizeof(c->err), "%s/hosts: bad thumbprint for %s",
+			         c->o.lab, name);
 			return 2;
 		}
 	} else {
@@ -213,59 +260,43 @@ static void remember_host(struct vmkctl_conn *c)
 	close(fd);
 }
 
-/* The pinned certificate: from the cache, or fetched and checked against the
- * thumbprint. *pem malloc'd. */
-static int pinned_cert(struct vmkctl_conn *c, bool refetch, char **pem)
+/* The host's certificate, fetched with a bounded TLS handshake and checked
+ * against the pinned thumbprint; nng then verifies the connection against
+ * exactly this certificate. *pem malloc'd. */
+static int pinned_cert(struct vmkctl_conn *c, char **pem)
 {
-	char home[PATH_MAX], path[PATH_MAX + 128], hex[65], host[256], port[16], tp[CERT_THUMBPRINT_LEN];
-	size_t j = 0;
+	char host[256], port[16], tp[CERT_THUMBPRINT_LEN];
 	bool tls;
 	int ret;
 
-	for (const char *p = c->thumbprint; *p && j < 64; p++)
-		if (*p != ':')
-			hex[j++] = *p;
-	hex[j] = '\0';
-	vmk_home(home, sizeof(home));
-	snprintf(path, sizeof(path), "%s/certs/%s.pem", home, hex);
-	if (c->thumbprint[0] && home[0] && !refetch &&
-	    util_read_file(path, SMALL_FILE, pem, NULL) == 0) {
-		if (cert_thumbprint(*pem, strlen(*pem), tp) == 0 && strcmp(tp, c->thumbprint) == 0)
-			return 0;
-		free(*pem); /* a corrupt cache entry: fetch again */
-		*pem = NULL;
-	}
-	rpc_parse_url(c->url, &tls, host, sizeof(host), port, sizeof(port), c->err,
-		      sizeof(c->err));
+	rpc_parse_url(c->url, &tls, host, sizeof(host), port, sizeof(port), c->err, sizeof(c->err));
 	ret = cert_fetch_peer(host, port, c->o.timeout_ms, pem, c->err, sizeof(c->err));
-	if (ret < 0)
-		return vmkctl_errno_exit(ret) == 6 ? 6 : 3;
+	if (ret < 0) {
+		char tmp[1100];
+		snprintf(tmp, sizeof(tmp), "%s: %s", c->display, c->err);
+		snprintf(c->err, sizeof(c->err), "%s", tmp);
+		return vmkctl_errno_exit(ret);
+	}
 	if (cert_thumbprint(*pem, strlen(*pem), tp) < 0) {
 		snprintf(c->err, sizeof(c->err), "%s sent an unreadable certificate", c->display);
 		goto denied;
 	}
 	if (!c->thumbprint[0]) {
 		snprintf(c->err, sizeof(c->err),
-			 "the host %s is not known. Its certificate thumbprint is\n  %s\n"
-			 "Check it on the host (hostd -c CONFIG --thumbprint) and run again with "
-			 "--thumbprint %s",
-			 c->display, tp, tp);
+		         "the host %s is not known. Its certificate thumbprint is\n  %s\n"
+		         "Check it on the host (hostd -c CONFIG --thumbprint) and run again with "
+		         "--thumbprint %s",
+		         c->display, tp, tp);
 		goto denied;
 	}
 	if (strcmp(tp, c->thumbprint) != 0) {
 		snprintf(c->err, sizeof(c->err),
-			 "the certificate of %s has thumbprint\n  %s\nbut\n  %s\nwas expected "
-			 "(--thumbprint, lab hosts file or ~/.vmk/known_hosts). If the host was "
-			 "reinstalled, update the thumbprint; otherwise the connection may be "
-			 "intercepted",
-			 c->display, tp, c->thumbprint);
+		         "the certificate of %s has thumbprint\n  %s\nbut\n  %s\nwas expected "
+		         "(--thumbprint, lab hosts file or ~/.vmk/known_hosts). If the host was "
+		         "reinstalled, update the thumbprint; otherwise the connection may be "
+		         "intercepted",
+		         c->display, tp, c->thumbprint);
 		goto denied;
-	}
-	if (home[0]) {
-		char dir[PATH_MAX + 8];
-		snprintf(dir, sizeof(dir), "%s/certs", home);
-		if (util_mkdir_p(dir, 0700) == 0)
-			util_write_file_atomic(path, *pem, strlen(*pem), 0644);
 	}
 	return 0;
 denied:
@@ -342,17 +373,16 @@ static int credentials(struct vmkctl_conn *c, char *user, size_t ulen, char *pw,
 		snprintf(prompt, sizeof(prompt), "password for %s@%s: ", user, c->display);
 		if (!c->o.interactive || read_password_tty(pw, pwlen, prompt) < 0) {
 			snprintf(c->err, sizeof(c->err),
-				 "no password for %s@%s: pass -p, --password-file, VMK_PASSWORD "
-				 "or --sessionfile",
-				 user, c->display);
+			         "no password for %s@%s: pass -p, --password-file, VMK_PASSWORD "
+			         "or --sessionfile",
+			         user, c->display);
 			return 3;
 		}
 	}
 	return 0;
 }
 
-static int raw_call(struct vmkctl_conn *c, Vmk__Request *req, struct arena *a,
-		    Vmk__Response **resp)
+static int raw_call(struct vmkctl_conn *c, Vmk__Request *req, struct arena *a, Vmk__Response **resp)
 {
 	*resp = NULL;
 	int ret = rpc_client_call(c->rpc, c->session, req, a, resp, c->err, sizeof(c->err));
@@ -361,7 +391,7 @@ static int raw_call(struct vmkctl_conn *c, Vmk__Request *req, struct arena *a,
 		return vmkctl_errno_exit(ret);
 	if ((*resp)->status != VMK__STATUS__STATUS_OK) {
 		snprintf(c->err, sizeof(c->err), "%s",
-			 (*resp)->error && (*resp)->error[0] ? (*resp)->error : "operation failed");
+		         (*resp)->error && (*resp)->error[0] ? (*resp)->error : "operation failed");
 		return (int)(*resp)->status;
 	}
 	return 0;
@@ -388,7 +418,7 @@ static int login(struct vmkctl_conn *c)
 	ret = raw_call(c, &req, &a, &resp);
 	explicit_bzero(pw, sizeof(pw));
 	if (ret == 0 && (resp->body_case != VMK__RESPONSE__BODY_LOGIN || !resp->login->session ||
-			 strlen(resp->login->session) > RPC_MAX_SESSION_LEN)) {
+	                 strlen(resp->login->session) > RPC_MAX_SESSION_LEN)) {
 		snprintf(c->err, sizeof(c->err), "%s sent a malformed login response", c->display);
 		ret = 1;
 	}
@@ -397,11 +427,12 @@ static int login(struct vmkctl_conn *c)
 		if (c->o.sessionfile) {
 			char buf[800];
 			int n = snprintf(buf, sizeof(buf), "server=%s\nsession=%s\n", c->url,
-					 c->session);
+			                 c->session);
 			int wr = util_write_file_atomic(c->o.sessionfile, buf, (size_t)n, 0600);
 			if (wr < 0)
-				fprintf(stderr, "vmkctl: warning: cannot write session file %s: %s\n",
-					c->o.sessionfile, util_strerror(wr));
+				fprintf(stderr,
+				        "vmkctl: warning: cannot write session file %s: %s\n",
+				        c->o.sessionfile, util_strerror(wr));
 		}
 	} else if (ret == 3) {
 		char tmp[1100];
@@ -425,29 +456,23 @@ int vmkctl_conn_open(struct vmkctl_conn *c, const struct vmkctl_conn_opts *o)
 	if (ret)
 		return ret;
 
-	struct rpc_client_opts ro = {.url = c->url, .timeout_ms = c->o.timeout_ms};
+	struct rpc_client_opts ro = { .url = c->url, .timeout_ms = c->o.timeout_ms };
 	bool tls = strncmp(c->url, "tls+tcp://", 10) == 0;
-	for (int attempt = 0; attempt < 2; attempt++) {
-		if (tls) {
-			ret = pinned_cert(c, attempt > 0, &pem);
-			if (ret)
-				return ret;
-			if (cert_subject_cn(pem, strlen(pem), cn, sizeof(cn)) < 0) {
-				snprintf(c->err, sizeof(c->err), "%s: certificate has no common name",
-					 c->display);
-				free(pem);
-				return 3;
-			}
-			ro.ca_pem = pem;
-			ro.server_name = cn;
+	if (tls) {
+		ret = pinned_cert(c, &pem);
+		if (ret)
+			return ret;
+		if (cert_subject_cn(pem, strlen(pem), cn, sizeof(cn)) < 0) {
+			snprintf(c->err, sizeof(c->err), "%s: certificate has no common name",
+			         c->display);
+			free(pem);
+			return 3;
 		}
-		ret = rpc_client_open(&c->rpc, &ro, c->err, sizeof(c->err));
-		free(pem);
-		pem = NULL;
-		if (ret == -EACCES && attempt == 0)
-			continue; /* cached certificate is stale: fetch and compare again */
-		break;
+		ro.ca_pem = pem;
+		ro.server_name = cn;
 	}
+	ret = rpc_client_open(&c->rpc, &ro, c->err, sizeof(c->err));
+	free(pem);
 	if (ret < 0)
 		return vmkctl_errno_exit(ret);
 	if (tls && o->thumbprint && !o->lab)
@@ -469,7 +494,7 @@ int vmkctl_conn_open(struct vmkctl_conn *c, const struct vmkctl_conn_opts *o)
 }
 
 int vmkctl_conn_call(struct vmkctl_conn *c, Vmk__Request *req, struct arena *a,
-		     Vmk__Response **resp)
+                     Vmk__Response **resp)
 {
 	int ret = raw_call(c, req, a, resp);
 

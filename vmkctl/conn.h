@@ -11,21 +11,21 @@
 #include "rpc.h"
 
 struct vmkctl_conn_opts {
-	const char *server;        /* HOST[:PORT], lab host name, or a tcp:// / tls+tcp:// URL */
+	const char *server; /* HOST[:PORT], lab host name, or a tcp:// / tls+tcp:// URL */
 	const char *username;
 	const char *password;
 	const char *password_file;
 	const char *thumbprint;
 	const char *sessionfile;
-	const char *lab;           /* lab directory: hosts and credentials files */
+	const char *lab; /* lab directory: hosts and credentials files */
 	int timeout_ms;
-	bool interactive;          /* may prompt for a password on the TTY */
+	bool interactive; /* may prompt for a password on the TTY */
 };
 
 struct vmkctl_conn {
 	struct vmkctl_conn_opts o;
 	char url[300];
-	char display[300];         /* "esx1 (198.18.0.11:4443)" for messages */
+	char display[300]; /* "esx1 (198.18.0.11:4443)" for messages */
 	char thumbprint[CERT_THUMBPRINT_LEN];
 	char session[RPC_MAX_SESSION_LEN + 1];
 	struct rpc_client *rpc;
@@ -39,7 +39,7 @@ int vmkctl_conn_open(struct vmkctl_conn *c, const struct vmkctl_conn_opts *o);
  * transport failures. c->err holds the message when it is not 0. A session
  * that expired is renewed once when a password is at hand. */
 int vmkctl_conn_call(struct vmkctl_conn *c, Vmk__Request *req, struct arena *a,
-		     Vmk__Response **resp);
+                     Vmk__Response **resp);
 void vmkctl_conn_close(struct vmkctl_conn *c);
 
 /* Exit code for a -errno from the rpc layer. */

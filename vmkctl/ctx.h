@@ -10,7 +10,7 @@ struct vmkctl {
 	struct vmkctl_conn_opts copts;
 	struct vmkctl_conn conn;
 	bool connected;
-	struct arena a;        /* per-command allocations, freed at exit */
+	struct arena a; /* per-command allocations, freed at exit */
 	enum out_format fmt;
 	char err[1200];
 };
@@ -21,15 +21,15 @@ int vmkctl_call(struct vmkctl *v, Vmk__Request *req, Vmk__Response **resp);
 
 /* Sets v->err and returns code, for `return vmkctl_error(...)`. */
 int vmkctl_error(struct vmkctl *v, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 /* The response body, checked to be the expected case; NULL (and exit code 1
  * with a message in v->err) when the host sent something else. */
 #define VMKCTL_BODY(v, resp, kase, field)                                                          \
 	((resp)->body_case == (kase) && (resp)->field ? (resp)->field                              \
-						      : (vmkctl_error((v), 1,                      \
-								      "unexpected response from "  \
-								      "the host"),                 \
-							 NULL))
+	                                              : (vmkctl_error((v), 1,                      \
+	                                                              "unexpected response from "  \
+	                                                              "the host"),                 \
+	                                                 NULL))
 
 #endif

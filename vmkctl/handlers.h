@@ -8,11 +8,9 @@
 int cmd_system_version_get(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_hardware_cpu_get(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_hardware_memory_get(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
-int cmd_storage_datastore_list(struct vmkctl *v, const struct vmkctl_args *a,
-			       struct out_doc *out);
-int cmd_storage_datastore_add(struct vmkctl *v, const struct vmkctl_args *a,
-			      struct out_doc *out);
+int cmd_storage_datastore_list(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_storage_datastore_add(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_storage_datastore_remove(struct vmkctl *v, const struct vmkctl_args *a,
-				 struct out_doc *out);
+                                 struct out_doc *out);
 
 #endif

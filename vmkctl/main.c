@@ -38,16 +38,16 @@ static const char *env_or(const char *opt, const char *env)
 
 int main(int argc, char **argv)
 {
-	struct vmkctl v = {0};
+	struct vmkctl v = { 0 };
 	struct vmkctl_args g, ca;
-	struct out_doc out = {0};
+	struct out_doc out = { 0 };
 	char err[1024];
 	int used = 0, words_used = 0, ret;
 
 	arena_init(&v.a, 0);
 	v.fmt = FMT_TABLE;
 	ret = vmkctl_parse_globals(vmkctl_globals(), argc - 1, argv + 1, &g, &used, err,
-				   sizeof(err));
+	                           sizeof(err));
 	if (ret) {
 		fprintf(stderr, "vmkctl: %s\n", err);
 		return 2;
@@ -73,10 +73,10 @@ int main(int argc, char **argv)
 		char path[256] = "";
 		for (int i = 0; i < words_used; i++)
 			snprintf(path + strlen(path), sizeof(path) - strlen(path), "%s%s",
-				 i ? " " : "", words[i]);
+			         i ? " " : "", words[i]);
 		bool help = args_flag(&g, "help");
 		if (words_used < nw && (strcmp(words[words_used], "--help") == 0 ||
-					strcmp(words[words_used], "-h") == 0))
+		                        strcmp(words[words_used], "-h") == 0))
 			help = true, words_used++;
 		if (words_used == nw || help) {
 			if (words_used == 0) {
@@ -86,10 +86,11 @@ int main(int argc, char **argv)
 			vmkctl_ns_help(stdout, path);
 			return 0;
 		}
-		snprintf(err, sizeof(err), "unknown %s '%s'%s%s; run vmkctl %s--help to see what "
-					   "there is",
-			 words_used ? "command or namespace" : "namespace", words[words_used],
-			 words_used ? " in " : "", path, path[0] ? path : "");
+		snprintf(err, sizeof(err),
+		         "unknown %s '%s'%s%s; run vmkctl %s--help to see what "
+		         "there is",
+		         words_used ? "command or namespace" : "namespace", words[words_used],
+		         words_used ? " in " : "", path, path[0] ? path : "");
 		if (path[0])
 			strncat(err, "", 1);
 		ret = fail(&v, 2, err);

@@ -183,15 +183,16 @@ struct cp_range {
 
 /* Zero-width combining marks and format characters (the common ones). */
 static const struct cp_range zero_width[] = {
-    {0x0300, 0x036f}, {0x200b, 0x200f}, {0x20d0, 0x20ff}, {0xfe00, 0xfe0f}, {0xfe20, 0xfe2f},
+	{ 0x0300, 0x036f }, { 0x200b, 0x200f }, { 0x20d0, 0x20ff },
+	{ 0xfe00, 0xfe0f }, { 0xfe20, 0xfe2f },
 };
 
 /* East Asian wide and fullwidth characters, emoji (approximately). */
 static const struct cp_range double_width[] = {
-    {0x1100, 0x115f},   {0x2e80, 0x303e},   {0x3041, 0x33ff},   {0x3400, 0x4dbf},
-    {0x4e00, 0x9fff},   {0xa000, 0xa4cf},   {0xac00, 0xd7a3},   {0xf900, 0xfaff},
-    {0xfe30, 0xfe4f},   {0xff00, 0xff60},   {0xffe0, 0xffe6},   {0x1f300, 0x1f64f},
-    {0x1f900, 0x1f9ff}, {0x20000, 0x2fffd}, {0x30000, 0x3fffd},
+	{ 0x1100, 0x115f },   { 0x2e80, 0x303e },   { 0x3041, 0x33ff },   { 0x3400, 0x4dbf },
+	{ 0x4e00, 0x9fff },   { 0xa000, 0xa4cf },   { 0xac00, 0xd7a3 },   { 0xf900, 0xfaff },
+	{ 0xfe30, 0xfe4f },   { 0xff00, 0xff60 },   { 0xffe0, 0xffe6 },   { 0x1f300, 0x1f64f },
+	{ 0x1f900, 0x1f9ff }, { 0x20000, 0x2fffd }, { 0x30000, 0x3fffd },
 };
 
 static bool cp_in(uint32_t cp, const struct cp_range *r, size_t n)
@@ -228,11 +229,12 @@ static const struct {
 	const char *word;
 	const char *title;
 } title_words[] = {
-    {"id", "ID"},       {"mib", "MiB"},   {"gib", "GiB"},     {"kib", "KiB"}, {"mhz", "MHz"},
-    {"cpu", "CPU"},     {"cpus", "CPUs"}, {"vcpus", "vCPUs"}, {"kvm", "KVM"}, {"ip", "IP"},
-    {"ipv4", "IPv4"},   {"mtu", "MTU"},   {"mac", "MAC"},     {"ft", "FT"},   {"vm", "VM"},
-    {"uuid", "UUID"},   {"pid", "PID"},   {"tls", "TLS"},     {"url", "URL"}, {"ms", "ms"},
-    {"bytes", "Bytes"},
+	{ "id", "ID" },       { "mib", "MiB" }, { "gib", "GiB" },   { "kib", "KiB" },
+	{ "mhz", "MHz" },     { "cpu", "CPU" }, { "cpus", "CPUs" }, { "vcpus", "vCPUs" },
+	{ "kvm", "KVM" },     { "ip", "IP" },   { "ipv4", "IPv4" }, { "mtu", "MTU" },
+	{ "mac", "MAC" },     { "ft", "FT" },   { "vm", "VM" },     { "uuid", "UUID" },
+	{ "pid", "PID" },     { "tls", "TLS" }, { "url", "URL" },   { "ms", "ms" },
+	{ "bytes", "Bytes" },
 };
 
 static void title_text(struct sbuf *b, const char *col)
@@ -271,7 +273,7 @@ static void title_text(struct sbuf *b, const char *col)
 
 int out_column_title(const char *col, char **title)
 {
-	struct sbuf b = {0};
+	struct sbuf b = { 0 };
 
 	if (!col || !title)
 		return -EINVAL;
@@ -493,8 +495,8 @@ void out_free(struct out_doc *d)
 /* ---- format names ---- */
 
 static const char *const format_names[] = {
-    [FMT_TABLE] = "table",       [FMT_JSON] = "json", [FMT_CSV] = "csv",
-    [FMT_KEYVALUE] = "keyvalue", [FMT_XML] = "xml",
+	[FMT_TABLE] = "table",       [FMT_JSON] = "json", [FMT_CSV] = "csv",
+	[FMT_KEYVALUE] = "keyvalue", [FMT_XML] = "xml",
 };
 
 #define NFORMATS (sizeof(format_names) / sizeof(format_names[0]))
@@ -586,7 +588,7 @@ struct tcell {
 
 static int tcell_title(struct tcell *t, const char *col)
 {
-	struct sbuf raw = {0}, b = {0};
+	struct sbuf raw = { 0 }, b = { 0 };
 	int ret;
 
 	title_text(&raw, col);
@@ -604,7 +606,7 @@ out:
 
 static int tcell_value(struct tcell *t, const struct out_cell *c)
 {
-	struct sbuf b = {0};
+	struct sbuf b = { 0 };
 
 	t->w = table_cell(&b, c);
 	t->s = sb_steal(&b);
@@ -703,7 +705,7 @@ out:
 /* A single object, as esxcli's `system version get`: "   Title: value" per column. */
 static int render_table_object(struct sbuf *b, const struct out_doc *d)
 {
-	struct sbuf raw = {0};
+	struct sbuf raw = { 0 };
 	size_t c, start;
 	int ret = 0;
 
@@ -1191,7 +1193,7 @@ static bool doc_valid(const struct out_doc *d)
 
 int out_render(FILE *f, enum out_format fmt, const struct out_doc *d)
 {
-	struct sbuf b = {0};
+	struct sbuf b = { 0 };
 	int ret;
 
 	if (!f || !d || !doc_valid(d))
@@ -1226,7 +1228,7 @@ int out_render(FILE *f, enum out_format fmt, const struct out_doc *d)
 
 int out_render_json_error(FILE *f, int code, const char *code_name, const char *message)
 {
-	struct sbuf b = {0};
+	struct sbuf b = { 0 };
 	int ret;
 
 	if (!f)
