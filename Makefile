@@ -46,10 +46,21 @@ BENCHES    := $(patsubst bench/%.c,$(BENCH_DIR)/%,$(BENCH_SRCS))
 
 PROGS := $(BIN_DIR)/hostd $(BIN_DIR)/vmkctl
 
-.PHONY: all deps check check-unit check-integration demo asan bench format format-check clean
-.DEFAULT_GOAL := all
+# ---- micro guests (guest/): freestanding PVH ELF, see guest/boot.S ----
+GUEST_DIR    := $(BUILD)/guest
+GUEST_SRCS   := $(wildcard guest/*.c) $(wildcard guest/*.S)
+GUEST_OBJS   := $(patsubst guest/%,$(GUEST_DIR)/obj/%.o,$(GUEST_SRCS))
+GUEST_ELF    := $(GUEST_DIR)/vmk-guest.elf
+GUEST_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -ffreestanding -fno-pic -fno-pie \
+	-fno-stack-protector -mno-red-zone -fno-asynchronous-unwind-tables -mcmodel=small \
+	-fno-builtin -fcf-protection=none -MMD -MP
 
-all: $(PROGS) $(TESTS) $(BENCHES) $(BUILD)/vmkctl.bash-completion
+.PHONY: all deps check check-unit check-integration demo asan bench fuzz format format-check clean
+.DEFAULT_GOAL := all
+# keep objects of tests and benches (make would delete them as intermediates)
+.SECONDARY:
+
+all: $(PROGS) $(TESTS) $(BENCHES) $(BUILD)/vmkctl.bash-completion $(GUEST_ELF)
 
 deps:
 	@scripts/deps
@@ -91,6 +102,18 @@ $(BIN_DIR)/vmkctl: $(call obj,vmkctl/main.c) $(LIBVMKCTL) $(LIBVMK)
 $(BUILD)/vmkctl.bash-completion: $(BIN_DIR)/vmkctl
 	$< --generate-completion bash > $@
 
+$(GUEST_DIR)/obj/%.c.o: guest/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(GUEST_CFLAGS) -c $< -o $@
+
+$(GUEST_DIR)/obj/%.S.o: guest/%.S
+	@mkdir -p $(dir $@)
+	$(CC) $(GUEST_CFLAGS) -c $< -o $@
+
+$(GUEST_ELF): $(GUEST_OBJS) guest/link.ld
+	$(CC) -nostdlib -static -no-pie -Wl,-T,guest/link.ld -Wl,--build-id=none \
+		-Wl,-z,max-page-size=4096 -Wl,--no-warn-rwx-segments $(GUEST_OBJS) -o $@
+
 # unit tests link every library; the linker takes only what a test uses
 $(TEST_DIR)/%: $(call obj,tests/%.c) $(LIBHOSTD) $(LIBVMKCTL) $(LIBVMK)
 	@mkdir -p $(dir $@)
@@ -123,7 +146,26 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
 
-FORMAT_SRCS = $(filter-out $(GEN_DIR)/%,$(wildcard */*.c */*.h))
+# libFuzzer targets (clang from Debian's clang package): fuzz/fuzz_<name>.c
+FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@command -v clang >/dev/null || { echo "make fuzz: needs clang (apt-get install clang)"; exit 1; }
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang \
+		WFLAGS="$(WFLAGS) -Wno-unknown-warning-option" \
+		SAN="-fsanitize=fuzzer-no-link,address,undefined" CFLAGS="-O1 -g" \
+		build-fuzz/libhostd.a build-fuzz/libvmkctl.a build-fuzz/libvmk.a
+	@mkdir -p build-fuzz/fuzz
+	@for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
+		clang $(WFLAGS) -Wno-unknown-warning-option -O1 -g -fsanitize=fuzzer,address,undefined -I. -Ilib -Ibuild-fuzz/gen \
+		  $$f build-fuzz/libhostd.a build-fuzz/libvmkctl.a build-fuzz/libvmk.a \
+		  $(HOSTD_LIBS) -o build-fuzz/fuzz/$$n || exit 1; \
+		mkdir -p build-fuzz/corpus/$$n; \
+		echo "== $$n ($(FUZZ_SECONDS) s)"; \
+		build-fuzz/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus/$$n tests/corpus/$$n || exit 1; \
+	done
+
+FORMAT_SRCS = $(wildcard */*.c */*.h)
 format:
 	clang-format -i $(FORMAT_SRCS)
 
@@ -131,6 +173,6 @@ format-check:
 	@clang-format --dry-run --Werror $(FORMAT_SRCS) && echo "format-check: ok"
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
