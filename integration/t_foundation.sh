@@ -129,6 +129,10 @@ expect 6 "hung hostd -> 6 within --timeout" vmkctl -s esx1 --timeout 2 system ve
 expect_match "no (TLS )?answer|timed out|handshake" "timeout message" "$err"
 kill -CONT "$pid"
 expect 0 "other host unaffected" vmkctl -s esx2 system version get
+"$LAB" link esx2 mgmt down --dir "$LAB_DIR" >/dev/null 2>&1
+expect 6 "host cut off its management network -> 6" vmkctl -s esx2 --timeout 2 system version get
+"$LAB" link esx2 mgmt up --dir "$LAB_DIR" >/dev/null 2>&1
+expect 0 "link restored: host answers again" vmkctl -s esx2 system version get
 
 # --- teardown leaves nothing behind ---
 "$LAB" down --dir "$LAB_DIR" >/dev/null 2>&1
