@@ -29,15 +29,18 @@ PROTO_H    := $(PROTO_C:.c=.h)
 LIB_SRCS    := $(wildcard lib/*.c)
 HOSTD_SRCS  := $(filter-out hostd/main.c,$(wildcard hostd/*.c))
 VMKCTL_SRCS := $(filter-out vmkctl/main.c,$(wildcard vmkctl/*.c))
+VMM_SRCS    := $(filter-out vmm/main.c,$(wildcard vmm/*.c))
 
 obj = $(patsubst %.c,$(OBJ_DIR)/%.o,$(1))
 
 LIBVMK    := $(BUILD)/libvmk.a
 LIBHOSTD  := $(BUILD)/libhostd.a
 LIBVMKCTL := $(BUILD)/libvmkctl.a
+LIBVMM    := $(BUILD)/libvmm.a
 
 HOSTD_LIBS  := -lconfig -lcrypt -lssl -lcrypto $(LDLIBS_COMMON)
 VMKCTL_LIBS := -lssl -lcrypto $(LDLIBS_COMMON)
+VMX_LIBS    := -lconfig $(LDLIBS_COMMON)
 
 TEST_SRCS  := $(wildcard tests/test_*.c)
 TESTS      := $(patsubst tests/%.c,$(TEST_DIR)/%,$(TEST_SRCS))
@@ -91,6 +94,10 @@ $(LIBVMKCTL): $(call obj,$(VMKCTL_SRCS))
 	@rm -f $@
 	ar rcs $@ $^
 
+$(LIBVMM): $(call obj,$(VMM_SRCS))
+	@rm -f $@
+	ar rcs $@ $^
+
 $(BIN_DIR)/hostd: $(call obj,hostd/main.c) $(LIBHOSTD) $(LIBVMK)
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN) $(LDFLAGS) $^ $(HOSTD_LIBS) -o $@
@@ -115,11 +122,11 @@ $(GUEST_ELF): $(GUEST_OBJS) guest/link.ld
 		-Wl,-z,max-page-size=4096 -Wl,--no-warn-rwx-segments $(GUEST_OBJS) -o $@
 
 # unit tests link every library; the linker takes only what a test uses
-$(TEST_DIR)/%: $(call obj,tests/%.c) $(LIBHOSTD) $(LIBVMKCTL) $(LIBVMK)
+$(TEST_DIR)/%: $(call obj,tests/%.c) $(LIBHOSTD) $(LIBVMKCTL) $(LIBVMM) $(LIBVMK)
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN) $(LDFLAGS) $^ -lcmocka $(HOSTD_LIBS) -o $@
 
-$(BENCH_DIR)/%: $(call obj,bench/%.c) $(LIBHOSTD) $(LIBVMKCTL) $(LIBVMK)
+$(BENCH_DIR)/%: $(call obj,bench/%.c) $(LIBHOSTD) $(LIBVMKCTL) $(LIBVMM) $(LIBVMK)
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN) $(LDFLAGS) $^ $(HOSTD_LIBS) -lm -o $@
 

@@ -1,0 +1,90 @@
+#include "mem.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define MIN_RAM (16ull << 20)
+#define MAX_RAM (64ull << 30)
+#define HUGE_2M (2ull << 20)
+
+static int map_slot(struct vmm_mem_slot *s, uint64_t gpa, uint64_t size, bool use_memfd)
+{
+	int flags = MAP_SHARED | MAP_NORESERVE;
+
+	s->gpa = gpa;
+	s->size = size;
+	s->memfd = -1;
+	if (use_memfd) {
+		s->memfd = memfd_create("vmk-guest-ram", MFD_CLOEXEC);
+		if (s->memfd < 0)
+			return -errno;
+		if (ftruncate(s->memfd, (off_t)size) < 0) {
+			int e = -errno;
+			close(s->memfd);
+			s->memfd = -1;
+			return e;
+		}
+	} else {
+		flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+	}
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, s->memfd, 0);
+	if (p == MAP_FAILED) {
+		int e = -errno;
+		if (s->memfd >= 0)
+			close(s->memfd);
+		s->memfd = -1;
+		return e;
+	}
+	/* transparent huge pages where the kernel has them: fewer TLB misses
+	 * and EPT/shadow entries; best effort */
+	if (size >= HUGE_2M)
+		madvise(p, size, MADV_HUGEPAGE);
+	s->host = p;
+	return 0;
+}
+
+int vmm_mem_init(struct vmm_mem *m, uint64_t bytes, bool use_memfd)
+{
+	int ret;
+
+	memset(m, 0, sizeof(*m));
+	if (bytes < MIN_RAM || bytes > MAX_RAM || bytes % VMM_PAGE_SIZE)
+		return -EINVAL;
+	uint64_t low = bytes < VMM_MMIO_HOLE_START ? bytes : VMM_MMIO_HOLE_START;
+	ret = map_slot(&m->slots[0], 0, low, use_memfd);
+	if (ret < 0)
+		return ret;
+	m->nslots = 1;
+	if (bytes > low) {
+		ret = map_slot(&m->slots[1], 4ull << 30, bytes - low, use_memfd);
+		if (ret < 0) {
+			vmm_mem_free(m);
+			return ret;
+		}
+		m->nslots = 2;
+	}
+	m->ram_bytes = bytes;
+	return 0;
+}
+
+void vmm_mem_free(struct vmm_mem *m)
+{
+	for (unsigned i = 0; i < m->nslots; i++) {
+		munmap(m->slots[i].host, m->slots[i].size);
+		if (m->slots[i].memfd >= 0)
+			close(m->slots[i].memfd);
+	}
+	memset(m, 0, sizeof(*m));
+}
+
+void *vmm_gpa(const struct vmm_mem *m, uint64_t gpa, uint64_t len)
+{
+	for (unsigned i = 0; i < m->nslots; i++) {
+		const struct vmm_mem_slot *s = &m->slots[i];
+		if (gpa >= s->gpa && gpa - s->gpa <= s->size && len <= s->size - (gpa - s->gpa))
+			return s->host + (gpa - s->gpa);
+	}
+	return NULL;
+}

@@ -1,0 +1,37 @@
+/* Guest physical memory: one or more slots of host memory (mmap). */
+#ifndef VMM_MEM_H
+#define VMM_MEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define VMM_PAGE_SIZE 4096u
+#define VMM_MAX_SLOTS 4
+
+struct vmm_mem_slot {
+	uint64_t gpa;  /* guest physical base */
+	uint64_t size; /* bytes, page multiple */
+	uint8_t *host; /* mapping of the slot */
+	int memfd;     /* backing memfd, or -1 for anonymous memory */
+};
+
+struct vmm_mem {
+	struct vmm_mem_slot slots[VMM_MAX_SLOTS];
+	unsigned nslots;
+	uint64_t ram_bytes; /* sum of the slots */
+};
+
+/* Lays out `bytes` of RAM (16 MiB .. 64 GiB) below and above the 32-bit
+ * MMIO hole [VMM_MMIO_HOLE_START, 4 GiB), maps it (MAP_NORESERVE, memfd
+ * when use_memfd, 2 MiB huge pages when available) and zeroes nothing (the
+ * kernel does). -EINVAL for a size out of range, -ENOMEM. */
+#define VMM_MMIO_HOLE_START 0xc0000000ull
+int vmm_mem_init(struct vmm_mem *m, uint64_t bytes, bool use_memfd);
+void vmm_mem_free(struct vmm_mem *m);
+
+/* Host pointer for [gpa, gpa+len) if it lies inside one slot, else NULL.
+ * Every device access to guest memory goes through here (bounds). */
+void *vmm_gpa(const struct vmm_mem *m, uint64_t gpa, uint64_t len);
+
+#endif

@@ -1,0 +1,263 @@
+#include "state.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cpuid.h>
+
+/* ---- crc32c (Castagnoli): SSE4.2 instruction when present, table else ---- */
+
+static uint32_t crc_table[256];
+
+static void crc_table_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+		crc_table[i] = c;
+	}
+}
+
+static uint32_t crc_sw(uint32_t crc, const uint8_t *p, size_t n)
+{
+	while (n--)
+		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+	return crc;
+}
+
+__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const uint8_t *p, size_t n)
+{
+	uint64_t c = crc;
+
+	while (n >= 8) {
+		uint64_t v;
+		memcpy(&v, p, 8);
+		c = __builtin_ia32_crc32di(c, v);
+		p += 8;
+		n -= 8;
+	}
+	while (n--)
+		c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
+	return (uint32_t)c;
+}
+
+uint32_t vmm_crc32c(uint32_t crc, const void *p, size_t n)
+{
+	static int have_hw = -1;
+
+	if (have_hw < 0) {
+		unsigned a, b, c, d;
+		crc_table_init();
+		have_hw = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSE4_2);
+	}
+	crc = ~crc;
+	crc = have_hw ? crc_hw(crc, p, n) : crc_sw(crc, p, n);
+	return ~crc;
+}
+
+/* ---- fd streams ---- */
+
+static int fd_write(void *arg, const void *p, size_t n)
+{
+	int fd = *(int *)arg;
+	const uint8_t *b = p;
+
+	while (n) {
+		ssize_t w = write(fd, b, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		b += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int fd_read(void *arg, void *p, size_t n)
+{
+	int fd = *(int *)arg;
+	uint8_t *b = p;
+
+	while (n) {
+		ssize_t r = read(fd, b, n);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -EPIPE;
+		b += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+void vmm_stream_fd(struct vmm_stream *s, int *fd)
+{
+	s->write = fd_write;
+	s->read = fd_read;
+	s->arg = fd;
+	s->bytes = 0;
+}
+
+static int put(struct vmm_stream *s, const void *p, size_t n)
+{
+	int ret = s->write(s->arg, p, n);
+	if (ret == 0)
+		s->bytes += n;
+	return ret;
+}
+
+static int get(struct vmm_stream *s, void *p, size_t n)
+{
+	int ret = s->read(s->arg, p, n);
+	if (ret == 0)
+		s->bytes += n;
+	return ret;
+}
+
+void vmm_fourcc_str(uint32_t t, char out[5])
+{
+	for (int i = 0; i < 4; i++) {
+		char c = (char)(t >> (8 * i));
+		out[i] = c >= 0x20 && c < 0x7f ? c : '?';
+	}
+	out[4] = '\0';
+}
+
+/* ---- header ---- */
+
+#define HDR_LEN 28
+
+int vmm_state_write_header(struct vmm_stream *s)
+{
+	struct sbuf b;
+	int ret;
+
+	sbuf_init(&b);
+	sbuf_put(&b, VMM_STATE_MAGIC, 8);
+	sbuf_u32(&b, VMM_STATE_VERSION);
+	sbuf_u32(&b, 0);
+	sbuf_u64(&b, 0);
+	sbuf_u32(&b, vmm_crc32c(0, b.data, b.len));
+	ret = b.err ? b.err : put(s, b.data, b.len);
+	sbuf_free(&b);
+	return ret;
+}
+
+int vmm_state_read_header(struct vmm_stream *s, char *err, size_t errlen)
+{
+	uint8_t h[HDR_LEN];
+	struct rbuf r;
+	int ret;
+
+	ret = get(s, h, sizeof(h));
+	if (ret < 0) {
+		snprintf(err, errlen, "state stream: cannot read the header: %s",
+		         ret == -EPIPE ? "stream ends early" : strerror(-ret));
+		return ret;
+	}
+	if (memcmp(h, VMM_STATE_MAGIC, 8) != 0) {
+		snprintf(err, errlen, "not a vmk state stream (no VMKSTATE magic)");
+		return -EBADMSG;
+	}
+	rbuf_init(&r, h + 8, sizeof(h) - 8);
+	uint32_t version = rbuf_u32(&r);
+	uint32_t flags = rbuf_u32(&r);
+	rbuf_u64(&r);
+	uint32_t crc = rbuf_u32(&r);
+	if (crc != vmm_crc32c(0, h, HDR_LEN - 4)) {
+		snprintf(err, errlen, "state stream header is corrupt (checksum mismatch)");
+		return -EBADMSG;
+	}
+	if (version != VMM_STATE_VERSION) {
+		snprintf(err, errlen,
+		         "state stream version %u is not supported (this vmx reads version %u); "
+		         "use a vmx of the same release",
+		         version, VMM_STATE_VERSION);
+		return -EPROTONOSUPPORT;
+	}
+	if (flags != 0) {
+		snprintf(err, errlen, "state stream uses flags 0x%x this vmx does not know", flags);
+		return -EPROTONOSUPPORT;
+	}
+	return 0;
+}
+
+/* ---- sections ---- */
+
+int vmm_state_write_section(struct vmm_stream *s, uint32_t type, uint32_t instance,
+                            const void *payload, size_t len)
+{
+	uint8_t h[16], t[4];
+	uint32_t crc;
+	int ret;
+
+	if (len > VMM_STATE_MAX_SECTION)
+		return -E2BIG;
+	memcpy(h, &type, 4);
+	memcpy(h + 4, &instance, 4);
+	uint64_t l = len;
+	memcpy(h + 8, &l, 8);
+	crc = vmm_crc32c(0, h, sizeof(h));
+	crc = vmm_crc32c(crc, payload, len); /* continues the running crc */
+	memcpy(t, &crc, 4);
+	if ((ret = put(s, h, sizeof(h))) < 0 || (len && (ret = put(s, payload, len)) < 0) ||
+	    (ret = put(s, t, 4)) < 0)
+		return ret;
+	return 0;
+}
+
+int vmm_state_read_section(struct vmm_stream *s, uint32_t *type, uint32_t *instance,
+                           struct sbuf *payload, char *err, size_t errlen)
+{
+	uint8_t h[16], t[4];
+	uint64_t len;
+	uint32_t crc, want;
+	char name[5];
+	int ret;
+
+	payload->len = 0;
+	payload->err = 0;
+	ret = get(s, h, sizeof(h));
+	if (ret < 0) {
+		snprintf(err, errlen, "state stream ends before its END section (%s)",
+		         ret == -EPIPE ? "truncated" : strerror(-ret));
+		return ret;
+	}
+	memcpy(type, h, 4);
+	memcpy(instance, h + 4, 4);
+	memcpy(&len, h + 8, 8);
+	vmm_fourcc_str(*type, name);
+	if (len > VMM_STATE_MAX_SECTION) {
+		snprintf(err, errlen, "state section %s/%u claims %llu bytes (limit %u): corrupt",
+		         name, *instance, (unsigned long long)len, VMM_STATE_MAX_SECTION);
+		return -EBADMSG;
+	}
+	if ((ret = sbuf_reserve(payload, (size_t)len)) < 0)
+		return ret;
+	payload->len = (size_t)len;
+	if (len && (ret = get(s, payload->data, (size_t)len)) < 0) {
+		snprintf(err, errlen, "state section %s/%u is truncated", name, *instance);
+		return ret;
+	}
+	if ((ret = get(s, t, 4)) < 0) {
+		snprintf(err, errlen, "state section %s/%u is truncated", name, *instance);
+		return ret;
+	}
+	memcpy(&want, t, 4);
+	crc = vmm_crc32c(0, h, sizeof(h));
+	crc = vmm_crc32c(crc, payload->data, (size_t)len);
+	if (crc != want) {
+		snprintf(err, errlen, "state section %s/%u is corrupt (checksum mismatch)", name,
+		         *instance);
+		return -EBADMSG;
+	}
+	return 0;
+}

@@ -1,0 +1,61 @@
+/* The VM state stream: what vmx saves and restores, and what migrate/ and
+ * replica/ send. Format (docs/state-format.md):
+ *
+ *   header   "VMKSTATE" u32 version u32 flags u64 reserved u32 crc32c
+ *   section* u32 type u32 instance u64 length payload[length] u32 crc32c
+ *   the last section is type END.
+ *
+ * Little-endian; the crc32c of a section covers its type, instance, length
+ * and payload. A reader refuses an unknown version, a section longer than
+ * VMM_STATE_MAX_SECTION, and any checksum mismatch, naming what it found. */
+#ifndef VMM_STATE_H
+#define VMM_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sbuf.h"
+
+#define VMM_STATE_MAGIC       "VMKSTATE"
+#define VMM_STATE_VERSION     1
+#define VMM_STATE_MAX_SECTION (64u << 20)
+
+#define VMM_FOURCC(a, b, c, d)                                                                     \
+	((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
+#define SEC_CPU_MODEL VMM_FOURCC('C', 'P', 'U', 'M') /* first: compatibility record */
+#define SEC_CONFIG    VMM_FOURCC('C', 'O', 'N', 'F') /* memory layout, vCPU count */
+#define SEC_VCPU      VMM_FOURCC('V', 'C', 'P', 'U') /* instance = vCPU index */
+#define SEC_IRQCHIP   VMM_FOURCC('I', 'R', 'Q', 'C')
+#define SEC_PIT       VMM_FOURCC('P', 'I', 'T', '2')
+#define SEC_CLOCK     VMM_FOURCC('C', 'L', 'C', 'K')
+#define SEC_DEVICE    VMM_FOURCC('D', 'E', 'V', 'S') /* instance = device index */
+#define SEC_RAM       VMM_FOURCC('R', 'A', 'M', ' ') /* pages, zero pages as flags */
+#define SEC_END       VMM_FOURCC('E', 'N', 'D', ' ')
+
+/* Where bytes go to or come from: a file, a socket, a buffer. Both return
+ * 0 or -errno; read fails with -EPIPE at a premature end. */
+struct vmm_stream {
+	int (*write)(void *arg, const void *p, size_t n);
+	int (*read)(void *arg, void *p, size_t n);
+	void *arg;
+	uint64_t bytes; /* moved so far */
+};
+
+/* An fd-backed stream (handles partial reads/writes and EINTR). */
+void vmm_stream_fd(struct vmm_stream *s, int *fd);
+
+uint32_t vmm_crc32c(uint32_t crc, const void *p, size_t n);
+
+int vmm_state_write_header(struct vmm_stream *s);
+int vmm_state_write_section(struct vmm_stream *s, uint32_t type, uint32_t instance,
+                            const void *payload, size_t len);
+
+int vmm_state_read_header(struct vmm_stream *s, char *err, size_t errlen);
+/* Reads the next section into payload (reset first). */
+int vmm_state_read_section(struct vmm_stream *s, uint32_t *type, uint32_t *instance,
+                           struct sbuf *payload, char *err, size_t errlen);
+
+/* "CPUM" etc. for messages. */
+void vmm_fourcc_str(uint32_t t, char out[5]);
+
+#endif
