@@ -1,0 +1,405 @@
+#include "vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "kvmcaps.h"
+#include "log.h"
+#include "util.h"
+
+#define VCPU_KICK_SIGNAL SIGUSR1
+#define TSS_ADDR         0xfffbd000ull
+#define IDENTITY_MAP     0xfffbc000ull
+
+static const char *const state_names[] = { "created", "running", "paused", "poweredOff",
+	                                   "crashed" };
+
+const char *vmm_run_state_name(enum vmm_run_state s)
+{
+	return (unsigned)s < ARRAY_SIZE(state_names) ? state_names[s] : "unknown";
+}
+
+static void irq_set(void *arg, uint32_t gsi, int level)
+{
+	struct vmm_vm *vm = arg;
+	struct kvm_irq_level l = { .irq = gsi, .level = (uint32_t)level };
+
+	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &l) < 0)
+		log_warn("KVM_IRQ_LINE gsi %u: %s", gsi, strerror(errno));
+}
+
+static void kick_handler(int sig)
+{
+	(void)sig; /* only interrupts KVM_RUN */
+}
+
+static int vcpu_create(struct vmm_vm *vm, unsigned i, char *err, size_t errlen)
+{
+	struct vmm_vcpu *c = &vm->vcpus[i];
+	int mmap_size;
+
+	c->vm = vm;
+	c->index = i;
+	c->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)i);
+	if (c->fd < 0) {
+		snprintf(err, errlen, "KVM_CREATE_VCPU %u: %s", i, strerror(errno));
+		return -errno;
+	}
+	mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (mmap_size < (int)sizeof(struct kvm_run)) {
+		snprintf(err, errlen, "KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+		return -EINVAL;
+	}
+	c->run_size = (size_t)mmap_size;
+	c->run = mmap(NULL, c->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, c->fd, 0);
+	if (c->run == MAP_FAILED) {
+		c->run = NULL;
+		snprintf(err, errlen, "mmap of vCPU %u run area: %s", i, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+int vmm_vm_create(struct vmm_vm *vm, uint64_t ram_bytes, unsigned nvcpus, bool use_memfd, char *err,
+                  size_t errlen)
+{
+	int ret;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->kvm_fd = vm->vm_fd = -1;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
+	atomic_store(&vm->state, VM_CREATED);
+	snprintf(vm->cpu_model_name, sizeof(vm->cpu_model_name), "host");
+	if (nvcpus == 0 || nvcpus > VMM_MAX_VCPUS) {
+		snprintf(err, errlen, "%u vCPUs: use 1 to %d", nvcpus, VMM_MAX_VCPUS);
+		return -EINVAL;
+	}
+	vm->kvm_fd = open(KVM_DEVICE, O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s (is KVM available on this host?)", KVM_DEVICE,
+		         strerror(errno));
+		goto fail;
+	}
+	if (ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
+		snprintf(err, errlen, "%s speaks another KVM API version", KVM_DEVICE);
+		ret = -ENOTSUP;
+		goto fail;
+	}
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "KVM_CREATE_VM: %s", strerror(errno));
+		goto fail;
+	}
+	ret = vmm_mem_init(&vm->mem, ram_bytes, use_memfd);
+	if (ret < 0) {
+		snprintf(err, errlen, "guest memory of %llu MiB: %s",
+		         (unsigned long long)(ram_bytes >> 20), strerror(-ret));
+		goto fail;
+	}
+	for (unsigned i = 0; i < vm->mem.nslots; i++) {
+		struct kvm_userspace_memory_region r = {
+			.slot = i,
+			.guest_phys_addr = vm->mem.slots[i].gpa,
+			.memory_size = vm->mem.slots[i].size,
+			.userspace_addr = (uint64_t)(uintptr_t)vm->mem.slots[i].host,
+		};
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "KVM_SET_USER_MEMORY_REGION slot %u: %s", i,
+			         strerror(errno));
+			goto fail;
+		}
+	}
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, TSS_ADDR) < 0 ||
+	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ IDENTITY_MAP }) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "KVM_SET_TSS_ADDR: %s", strerror(errno));
+		goto fail;
+	}
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
+		goto fail;
+	}
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "KVM_CREATE_PIT2: %s", strerror(errno));
+		goto fail;
+	}
+	for (unsigned i = 0; i < nvcpus; i++) {
+		if ((ret = vcpu_create(vm, i, err, errlen)) < 0)
+			goto fail;
+		vm->nvcpus++;
+	}
+	int khz = ioctl(vm->vcpus[0].fd, KVM_GET_TSC_KHZ, 0);
+	vm->tsc_khz = khz > 0 ? (uint32_t)khz : 0;
+	vm->bus.mem = &vm->mem;
+	vm->bus.irq_set = irq_set;
+	vm->bus.irq_arg = vm;
+	struct sigaction sa = { .sa_handler = kick_handler };
+	sigaction(VCPU_KICK_SIGNAL, &sa, NULL);
+	return 0;
+fail:
+	vmm_vm_destroy(vm);
+	return ret;
+}
+
+void vmm_vm_destroy(struct vmm_vm *vm)
+{
+	vmm_vm_stop(vm, VM_POWERED_OFF, NULL);
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		struct vmm_vcpu *c = &vm->vcpus[i];
+		if (c->started)
+			pthread_join(c->thread, NULL);
+		if (c->run)
+			munmap(c->run, c->run_size);
+		if (c->fd >= 0)
+			close(c->fd);
+	}
+	for (unsigned i = 0; i < vm->ndevs; i++)
+		if (vm->devs[i]->ops->destroy)
+			vm->devs[i]->ops->destroy(vm->devs[i]);
+	vmm_mem_free(&vm->mem);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	vm->vm_fd = vm->kvm_fd = -1;
+	vm->nvcpus = vm->ndevs = 0;
+}
+
+int vmm_vm_add_device(struct vmm_vm *vm, struct vmm_device *d)
+{
+	if (vm->ndevs == VMM_MAX_DEVICES)
+		return -ENOSPC;
+	d->bus = &vm->bus;
+	vm->devs[vm->ndevs++] = d;
+	return 0;
+}
+
+/* ---- exits ---- */
+
+static struct vmm_device *pio_device(struct vmm_vm *vm, uint16_t port)
+{
+	for (unsigned i = 0; i < vm->ndevs; i++) {
+		struct vmm_device *d = vm->devs[i];
+		if (d->pio_len && port >= d->pio_base && port - d->pio_base < d->pio_len)
+			return d;
+	}
+	return NULL;
+}
+
+static struct vmm_device *mmio_device(struct vmm_vm *vm, uint64_t addr)
+{
+	for (unsigned i = 0; i < vm->ndevs; i++) {
+		struct vmm_device *d = vm->devs[i];
+		if (d->mmio_len && addr >= d->mmio_base && addr - d->mmio_base < d->mmio_len)
+			return d;
+	}
+	return NULL;
+}
+
+static void handle_io(struct vmm_vcpu *c)
+{
+	struct kvm_run *r = c->run;
+	uint8_t *data = (uint8_t *)r + r->io.data_offset;
+	struct vmm_device *d = pio_device(c->vm, r->io.port);
+
+	/* string I/O (rep outsb) arrives as count elements back to back */
+	for (uint32_t i = 0; i < r->io.count; i++, data += r->io.size) {
+		if (d)
+			d->ops->pio(d, (uint16_t)(r->io.port - d->pio_base),
+			            r->io.direction == KVM_EXIT_IO_OUT, data, r->io.size);
+		else if (r->io.direction == KVM_EXIT_IO_IN)
+			memset(data, 0xff, r->io.size); /* nothing there: floating bus */
+	}
+}
+
+static void handle_mmio(struct vmm_vcpu *c)
+{
+	struct kvm_run *r = c->run;
+	struct vmm_device *d = mmio_device(c->vm, r->mmio.phys_addr);
+
+	if (d)
+		d->ops->mmio(d, r->mmio.phys_addr - d->mmio_base, r->mmio.is_write, r->mmio.data,
+		             r->mmio.len);
+	else if (!r->mmio.is_write)
+		memset(r->mmio.data, 0xff, sizeof(r->mmio.data));
+}
+
+void vmm_vm_stop(struct vmm_vm *vm, enum vmm_run_state final, const char *why)
+{
+	int cur = atomic_load(&vm->state);
+
+	pthread_mutex_lock(&vm->lock);
+	if (cur == VM_RUNNING || cur == VM_PAUSED || cur == VM_CREATED) {
+		atomic_store(&vm->state, final);
+		if (why)
+			snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%s", why);
+	}
+	vm->pause_requested = false;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		if (vm->vcpus[i].started && vm->vcpus[i].run) {
+			vm->vcpus[i].run->immediate_exit = 1;
+			pthread_kill(vm->vcpus[i].thread, VCPU_KICK_SIGNAL);
+		}
+	}
+}
+
+/* Parks the calling vCPU while a pause is requested. */
+static void park(struct vmm_vcpu *c)
+{
+	struct vmm_vm *vm = c->vm;
+
+	pthread_mutex_lock(&vm->lock);
+	if (vm->pause_requested) {
+		vm->vcpus_paused++;
+		pthread_cond_broadcast(&vm->cond);
+		while (vm->pause_requested)
+			pthread_cond_wait(&vm->cond, &vm->lock);
+		vm->vcpus_paused--;
+	}
+	c->run->immediate_exit = 0;
+	pthread_mutex_unlock(&vm->lock);
+}
+
+static void *vcpu_main(void *arg)
+{
+	struct vmm_vcpu *c = arg;
+	struct vmm_vm *vm = c->vm;
+	char why[200];
+
+	for (;;) {
+		int st = atomic_load(&vm->state);
+		if (st == VM_POWERED_OFF || st == VM_CRASHED)
+			break;
+		park(c);
+		if (atomic_load(&vm->state) != VM_RUNNING)
+			continue;
+		int ret = ioctl(c->fd, KVM_RUN, 0);
+		if (ret < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue; /* kicked: pause or stop */
+			snprintf(why, sizeof(why), "vCPU %u: KVM_RUN: %s", c->index,
+			         strerror(errno));
+			vmm_vm_stop(vm, VM_CRASHED, why);
+			break;
+		}
+		c->exits++;
+		switch (c->run->exit_reason) {
+		case KVM_EXIT_IO:
+			handle_io(c);
+			break;
+		case KVM_EXIT_MMIO:
+			handle_mmio(c);
+			break;
+		case KVM_EXIT_HLT:
+			/* with the in-kernel LAPIC, HLT is handled in KVM; a halted
+			 * vCPU with no interrupt source is a dead guest */
+			vmm_vm_stop(vm, VM_CRASHED, "guest halted with interrupts disabled");
+			break;
+		case KVM_EXIT_SHUTDOWN:
+			snprintf(why, sizeof(why), "vCPU %u: triple fault (shutdown)", c->index);
+			vmm_vm_stop(vm, VM_CRASHED, why);
+			break;
+		case KVM_EXIT_FAIL_ENTRY:
+			snprintf(why, sizeof(why), "vCPU %u: VM entry failed (reason 0x%llx)",
+			         c->index,
+			         (unsigned long long)
+			                 c->run->fail_entry.hardware_entry_failure_reason);
+			vmm_vm_stop(vm, VM_CRASHED, why);
+			break;
+		case KVM_EXIT_INTERNAL_ERROR:
+			snprintf(why, sizeof(why),
+			         "vCPU %u: KVM internal error %u (emulation failed)", c->index,
+			         c->run->internal.suberror);
+			vmm_vm_stop(vm, VM_CRASHED, why);
+			break;
+		case KVM_EXIT_SYSTEM_EVENT:
+			vmm_vm_stop(vm, VM_POWERED_OFF, "guest system event (shutdown/reset)");
+			break;
+		case KVM_EXIT_INTR:
+			break;
+		default:
+			snprintf(why, sizeof(why), "vCPU %u: unhandled exit reason %u", c->index,
+			         c->run->exit_reason);
+			vmm_vm_stop(vm, VM_CRASHED, why);
+		}
+	}
+	return NULL;
+}
+
+int vmm_vm_start(struct vmm_vm *vm)
+{
+	sigset_t set;
+
+	atomic_store(&vm->state, VM_RUNNING);
+	/* vCPU threads take the kick signal; others block it */
+	sigemptyset(&set);
+	sigaddset(&set, VCPU_KICK_SIGNAL);
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		struct vmm_vcpu *c = &vm->vcpus[i];
+		if (pthread_create(&c->thread, NULL, vcpu_main, c) != 0) {
+			vmm_vm_stop(vm, VM_CRASHED, "cannot start vCPU threads");
+			return -EAGAIN;
+		}
+		c->started = true;
+	}
+	return 0;
+}
+
+void vmm_vm_pause(struct vmm_vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (atomic_load(&vm->state) != VM_RUNNING) {
+		pthread_mutex_unlock(&vm->lock);
+		return;
+	}
+	vm->pause_requested = true;
+	atomic_store(&vm->state, VM_PAUSED);
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		vm->vcpus[i].run->immediate_exit = 1;
+		pthread_kill(vm->vcpus[i].thread, VCPU_KICK_SIGNAL);
+	}
+	pthread_mutex_lock(&vm->lock);
+	while (vm->vcpus_paused < vm->nvcpus && atomic_load(&vm->state) == VM_PAUSED)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void vmm_vm_resume(struct vmm_vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (atomic_load(&vm->state) == VM_PAUSED) {
+		atomic_store(&vm->state, VM_RUNNING);
+		vm->pause_requested = false;
+		pthread_cond_broadcast(&vm->cond);
+	}
+	pthread_mutex_unlock(&vm->lock);
+}
+
+enum vmm_run_state vmm_vm_wait(struct vmm_vm *vm)
+{
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		if (vm->vcpus[i].started) {
+			pthread_join(vm->vcpus[i].thread, NULL);
+			vm->vcpus[i].started = false;
+		}
+	}
+	return (enum vmm_run_state)atomic_load(&vm->state);
+}

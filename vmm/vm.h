@@ -1,0 +1,87 @@
+/* One KVM virtual machine: memory, in-kernel irqchip and PIT, vCPU
+ * threads, and the devices that vCPU exits are dispatched to. */
+#ifndef VMM_VM_H
+#define VMM_VM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "boot.h"
+#include "cpumodel.h"
+#include "device.h"
+#include "mem.h"
+
+#define VMM_MAX_VCPUS   64
+#define VMM_MAX_DEVICES 16
+
+enum vmm_run_state {
+	VM_CREATED,
+	VM_RUNNING,
+	VM_PAUSED,
+	VM_POWERED_OFF, /* the guest powered off (status in power_status) */
+	VM_CRASHED,     /* triple fault, failed entry, internal error: see exit_reason */
+};
+
+struct vmm_vm;
+
+struct vmm_vcpu {
+	struct vmm_vm *vm;
+	unsigned index;
+	int fd;
+	struct kvm_run *run;
+	size_t run_size;
+	pthread_t thread;
+	bool started;
+	uint64_t exits; /* counted, for stats and tuning */
+};
+
+struct vmm_vm {
+	int kvm_fd, vm_fd;
+	struct vmm_mem mem;
+	struct vmm_bus bus;
+	struct vmm_vcpu vcpus[VMM_MAX_VCPUS];
+	unsigned nvcpus;
+	struct vmm_device *devs[VMM_MAX_DEVICES];
+	unsigned ndevs;
+	uint32_t tsc_khz;
+	char cpu_model_name[32];      /* from the .vmx; "host" by default */
+	struct vmm_cpumodel cpumodel; /* what the guest was given (state section CPUM) */
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	_Atomic int state; /* enum vmm_run_state */
+	bool pause_requested;
+	unsigned vcpus_paused; /* vCPU threads parked outside KVM_RUN */
+	int power_status;
+	char exit_reason[256];
+};
+
+/* Opens /dev/kvm, creates the VM with ram_bytes of memory (memfd-backed when
+ * use_memfd), irqchip, PIT and nvcpus vCPUs. Errors name what KVM refused. */
+int vmm_vm_create(struct vmm_vm *vm, uint64_t ram_bytes, unsigned nvcpus, bool use_memfd, char *err,
+                  size_t errlen);
+void vmm_vm_destroy(struct vmm_vm *vm);
+
+/* Takes ownership of d (destroyed with the VM). */
+int vmm_vm_add_device(struct vmm_vm *vm, struct vmm_device *d);
+
+/* Sets CPUID (host-supported, filtered to vm->cpu_model_name) and the boot
+ * vCPU's registers for
+ * the entry protocol in b; other vCPUs wait for INIT/SIPI. */
+int vmm_vm_setup_boot(struct vmm_vm *vm, const struct vmm_boot *b, char *err, size_t errlen);
+
+/* Starts the vCPU threads. */
+int vmm_vm_start(struct vmm_vm *vm);
+/* Pause: every vCPU leaves KVM_RUN and parks; returns when all are parked. */
+void vmm_vm_pause(struct vmm_vm *vm);
+void vmm_vm_resume(struct vmm_vm *vm);
+/* Waits until the VM powers off or crashes; returns the final state. */
+enum vmm_run_state vmm_vm_wait(struct vmm_vm *vm);
+/* Asks the vCPUs to stop (power off from the host side). */
+void vmm_vm_stop(struct vmm_vm *vm, enum vmm_run_state final, const char *why);
+
+const char *vmm_run_state_name(enum vmm_run_state s);
+
+#endif
