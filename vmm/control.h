@@ -1,0 +1,35 @@
+/* vmx's control socket: hostd drives its VM through it (status, pause,
+ * resume, power off, stats), and re-attaches to it after its own restart.
+ * nng REP over ipc://<path>, socket mode 0600, and every connecting peer
+ * must have vmx's own uid. Messages: proto/vmx.proto. */
+#ifndef VMM_CONTROL_H
+#define VMM_CONTROL_H
+
+#include <stdint.h>
+
+#include "vmx.pb-c.h"
+
+/* What the control socket asks of the VM; each returns a status code
+ * (0 ok, 5 conflict with the current state, ...) and may set *why. */
+struct vmm_control_ops {
+	int (*status)(void *arg, Vmx__StatusInfo *out); /* strings must outlive the reply */
+	int (*pause)(void *arg, const char **why);
+	int (*resume)(void *arg, const char **why);
+	int (*power_off)(void *arg, int hard, const char **why);
+	int (*stats)(void *arg, Vmx__StatsInfo *out);
+};
+
+struct vmm_control;
+
+int vmm_control_start(struct vmm_control **c, const char *path, const struct vmm_control_ops *ops,
+                      void *arg, char *err, size_t errlen);
+void vmm_control_stop(struct vmm_control *c);
+
+/* One raw request in, one packed response out (malloc'd): the decoder the
+ * server uses, exposed for tests and fuzzing. Never fails on bad input. */
+int vmm_control_handle(const struct vmm_control_ops *ops, void *arg, const uint8_t *in,
+                       size_t inlen, uint8_t **out, size_t *outlen);
+
+#define VMM_CONTROL_MAX_MSG (64u << 10)
+
+#endif
