@@ -47,7 +47,7 @@ TESTS      := $(patsubst tests/%.c,$(TEST_DIR)/%,$(TEST_SRCS))
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCHES    := $(patsubst bench/%.c,$(BENCH_DIR)/%,$(BENCH_SRCS))
 
-PROGS := $(BIN_DIR)/hostd $(BIN_DIR)/vmkctl
+PROGS := $(BIN_DIR)/hostd $(BIN_DIR)/vmkctl $(BIN_DIR)/vmx
 
 # ---- micro guests (guest/): freestanding PVH ELF, see guest/boot.S ----
 GUEST_DIR    := $(BUILD)/guest
@@ -105,6 +105,10 @@ $(BIN_DIR)/hostd: $(call obj,hostd/main.c) $(LIBHOSTD) $(LIBVMK)
 $(BIN_DIR)/vmkctl: $(call obj,vmkctl/main.c) $(LIBVMKCTL) $(LIBVMK)
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN) $(LDFLAGS) $^ $(VMKCTL_LIBS) -o $@
+
+$(BIN_DIR)/vmx: $(call obj,vmm/main.c) $(LIBVMM) $(LIBVMK)
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN) $(LDFLAGS) $^ $(VMX_LIBS) -o $@
 
 $(BUILD)/vmkctl.bash-completion: $(BIN_DIR)/vmkctl
 	$< --generate-completion bash > $@

@@ -73,7 +73,7 @@ static int find_entry(const uint8_t *img, size_t len, const Elf64_Phdr *ph, unsi
 			continue;
 		uint64_t off = ph[i].p_offset, end = off + ph[i].p_filesz;
 		if (end < off || end > len)
-			return -EBADMSG;
+			return -EOVERFLOW;
 		while (end - off >= sizeof(Elf64_Nhdr)) {
 			Elf64_Nhdr nh;
 			memcpy(&nh, img + off, sizeof(nh));
@@ -141,6 +141,13 @@ int vmm_boot_pvh(struct vmm_mem *m, const uint8_t *img, size_t len, const char *
 		         "no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY): build the "
 		         "kernel with CONFIG_PVH=y, or boot a bzImage");
 		return -ENOEXEC;
+	}
+	if (ret == -EOVERFLOW) {
+		snprintf(err, errlen,
+		         "the note segment runs past the end of the file (%zu bytes): "
+		         "truncated image?",
+		         len);
+		return -EBADMSG;
 	}
 	if (ret < 0) {
 		snprintf(err, errlen, "malformed ELF note segment");

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# vmx: bad inputs are refused with clear errors (no KVM needed: vmx --check
+# loads the kernel into scratch memory), and, where /dev/kvm exists, micro
+# guests boot, run and power off with their status.
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+VMK_BIN=${VMK_BIN:-$top/build/bin}
+VMX=$VMK_BIN/vmx
+ELF=${VMK_GUEST_ELF:-$VMK_BIN/../guest/vmk-guest.elf}
+tmp=$(mktemp -d /tmp/vmk-test-vmx.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+
+n=0 failed=0
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; shift; printf '#   %s\n' "$@"; }
+skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
+
+# vmxcfg NAME MIB KERNEL CMDLINE: writes $tmp/NAME/NAME.vmx
+vmxcfg() {
+	mkdir -p "$tmp/$1"
+	cat >"$tmp/$1/$1.vmx" <<EOC
+vm = { name = "$1"; uuid = "564d0000-0000-4000-8000-00000000000$n"; memory_mib = $2;
+       vcpus = 1; kernel = "$3"; cmdline = "$4"; };
+EOC
+}
+
+# expect CODE REGEX NAME -- CMD...
+expect() {
+	local code=$1 re=$2 name=$3
+	shift 4
+	local out rc
+	out=$("$@" 2>&1)
+	rc=$?
+	if [[ $rc -eq $code ]] && grep -Eq -- "$re" <<<"$out"; then
+		ok "$name"
+	else
+		not_ok "$name" "expected exit $code and /$re/, got $rc:" "$out"
+	fi
+}
+
+vmxcfg good 64 "$ELF" "hello"
+expect 0 "PVH entry 0x100000" "--check accepts the micro guest" -- "$VMX" --check -c "$tmp/good/good.vmx"
+
+head -c 1000 "$ELF" >"$tmp/trunc.elf"
+vmxcfg trunc 64 "$tmp/trunc.elf" "hello"
+expect 101 "trunc.elf: .*(past the end|truncated|bad program header)" "truncated ELF refused" -- \
+	"$VMX" --check -c "$tmp/trunc/trunc.vmx"
+
+# the PVH note type (18) rewritten to 17: an ELF without a PVH entry
+python3 - "$ELF" "$tmp/nonote.elf" <<'EOP'
+import struct, sys
+d = bytearray(open(sys.argv[1], "rb").read())
+phoff, = struct.unpack_from("<Q", d, 0x20)
+phnum, = struct.unpack_from("<H", d, 0x38)
+for i in range(phnum):
+    p = phoff + 56 * i
+    if struct.unpack_from("<I", d, p)[0] == 4:  # PT_NOTE
+        off, = struct.unpack_from("<Q", d, p + 8)
+        struct.pack_into("<I", d, off + 8, 17)
+open(sys.argv[2], "wb").write(d)
+EOP
+vmxcfg nonote 64 "$tmp/nonote.elf" "hello"
+expect 101 "no PVH entry note.*CONFIG_PVH" "ELF without PVH note refused" -- \
+	"$VMX" --check -c "$tmp/nonote/nonote.vmx"
+
+vmxcfg zero 0 "$ELF" "hello"
+expect 101 "memory_mib = 0 MiB is out of range; use 16 to 65536" "0 MiB of RAM refused" -- \
+	"$VMX" --check -c "$tmp/zero/zero.vmx"
+
+vmxcfg nokernel 64 "$tmp/missing.elf" "hello"
+expect 101 "missing.elf: No such file" "missing kernel refused" -- \
+	"$VMX" --check -c "$tmp/nokernel/nokernel.vmx"
+
+printf 'not a kernel at all' >"$tmp/junk.bin"
+vmxcfg junk 64 "$tmp/junk.bin" "hello"
+expect 101 "neither a PVH ELF nor a Linux bzImage" "unknown image format refused" -- \
+	"$VMX" --check -c "$tmp/junk/junk.vmx"
+
+expect 2 "no --config" "no config: usage error" -- "$VMX"
+
+# ---- booting needs KVM ----
+kvm_reason=""
+if [[ ! -c /dev/kvm ]]; then
+	kvm_reason="needs /dev/kvm (absent on this machine)"
+elif ! exec 3<>/dev/kvm 2>/dev/null; then
+	kvm_reason="needs a usable /dev/kvm (cannot open it)"
+fi
+boot_tests=("hello powers off with status 0" "heartbeat prints consecutive lines"
+	"verify finds no corruption" "a crashed guest is reported, exit 103")
+if [[ -n $kvm_reason ]]; then
+	for t in "${boot_tests[@]}"; do skip "$t" "$kvm_reason"; done
+else
+	expect 0 "" "${boot_tests[0]}" -- timeout 30 "$VMX" -c "$tmp/good/good.vmx"
+	grep -q "hello from vmk guest" "$tmp/good/serial.log" && ok "hello wrote serial.log" ||
+		not_ok "hello wrote serial.log" "$(cat "$tmp/good/serial.log" 2>&1)"
+	vmxcfg hb 64 "$ELF" "heartbeat interval_ms=1 count=200"
+	timeout 60 "$VMX" -c "$tmp/hb/hb.vmx" >/dev/null 2>&1
+	seq_ok=$(awk '/^hb /{ if ($2 != n) bad=1; n++ } END { print (n == 200 && !bad) }' \
+		"$tmp/hb/serial.log")
+	[[ $seq_ok == 1 ]] && ok "${boot_tests[1]}" || not_ok "${boot_tests[1]}" "$(tail "$tmp/hb/serial.log")"
+	vmxcfg ver 128 "$ELF" "verify mib=32 passes=3"
+	expect 0 "" "${boot_tests[2]}" -- timeout 120 "$VMX" -c "$tmp/ver/ver.vmx"
+	# garbage at the entry point: the guest cannot run, vmx reports it
+	python3 - "$ELF" "$tmp/garbage.elf" <<'EOP'
+import struct, sys
+d = bytearray(open(sys.argv[1], "rb").read())
+phoff, = struct.unpack_from("<Q", d, 0x20)
+off, = struct.unpack_from("<Q", d, phoff + 8)   # first PT_LOAD starts with pvh_start
+d[off:off + 16] = b"\x0f\x0b" * 8               # ud2 before any IDT exists
+open(sys.argv[2], "wb").write(d)
+EOP
+	vmxcfg crash 64 "$tmp/garbage.elf" "hello"
+	expect 103 "crashed: .*(triple fault|shutdown)" "${boot_tests[3]}" -- \
+		timeout 30 "$VMX" -c "$tmp/crash/crash.vmx"
+fi
+echo "1..$n"
+[[ $failed -eq 0 ]]

@@ -1,0 +1,307 @@
+/* vmx: one VM per process (DESIGN.md). `vmx --config DIR/NAME.vmx` boots it
+ * in the foreground; `--check` validates the configuration and loads the
+ * kernel into scratch memory without KVM.
+ *
+ * Exit status: the guest's power-off status (0..99) when it powers off;
+ * 101 bad configuration or kernel, 102 KVM or host failure, 103 the guest
+ * crashed (triple fault, failed entry, ...), 104 stopped by a signal. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "boot.h"
+#include "control.h"
+#include "log.h"
+#include "power.h"
+#include "uart.h"
+#include "util.h"
+#include "vm.h"
+#include "vmcfg.h"
+
+#define EXIT_CONFIG  101
+#define EXIT_HOST    102
+#define EXIT_CRASHED 103
+#define EXIT_SIGNAL  104
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: vmx --config DIR/NAME.vmx [--check]\n"
+	           "  -c, --config FILE  the VM's configuration (libconfig .vmx)\n"
+	           "      --check        validate it and load the kernel without KVM, then exit\n"
+	           "  -h, --help         this help\n"
+	           "exit status: the guest's power-off status (0..99); 101 bad configuration or\n"
+	           "kernel, 102 KVM/host failure, 103 guest crashed, 104 stopped by a signal\n");
+}
+
+static void on_poweroff(void *arg, int status)
+{
+	struct vmm_vm *vm = arg;
+	char why[64];
+
+	snprintf(why, sizeof(why), "guest powered off with status %d", status);
+	vm->power_status = status;
+	vmm_vm_stop(vm, VM_POWERED_OFF, why);
+}
+
+static struct vmm_vm *signal_vm;
+
+/* ---- the control socket's view of the VM ---- */
+
+struct vmx_ctx {
+	struct vmm_vm *vm;
+	const struct vmcfg *cfg;
+	uint64_t start_ms;
+};
+
+static int ctl_status(void *arg, Vmx__StatusInfo *o)
+{
+	struct vmx_ctx *x = arg;
+
+	o->name = x->cfg->name;
+	o->state = (char *)vmm_run_state_name((enum vmm_run_state)atomic_load(&x->vm->state));
+	o->pid = (int32_t)getpid();
+	o->uptime_ms = util_now_ms() - x->start_ms;
+	o->exit_reason = x->vm->exit_reason;
+	o->power_status = x->vm->power_status;
+	return 0;
+}
+
+static int ctl_pause(void *arg, const char **why)
+{
+	struct vmx_ctx *x = arg;
+
+	if (atomic_load(&x->vm->state) != VM_RUNNING) {
+		*why = "the VM is not running";
+		return 5;
+	}
+	vmm_vm_pause(x->vm);
+	return 0;
+}
+
+static int ctl_resume(void *arg, const char **why)
+{
+	struct vmx_ctx *x = arg;
+
+	if (atomic_load(&x->vm->state) != VM_PAUSED) {
+		*why = "the VM is not paused";
+		return 5;
+	}
+	vmm_vm_resume(x->vm);
+	return 0;
+}
+
+static int ctl_power_off(void *arg, int hard, const char **why)
+{
+	struct vmx_ctx *x = arg;
+
+	(void)hard;
+	(void)why;
+	vmm_vm_stop(x->vm, VM_POWERED_OFF, "powered off by hostd");
+	return 0;
+}
+
+static int ctl_stats(void *arg, Vmx__StatsInfo *o)
+{
+	struct vmx_ctx *x = arg;
+
+	for (unsigned i = 0; i < x->vm->nvcpus; i++)
+		o->exits += x->vm->vcpus[i].exits;
+	o->ram_bytes = x->vm->mem.ram_bytes;
+	o->vcpus = x->vm->nvcpus;
+	return 0;
+}
+
+static const struct vmm_control_ops control_ops = { ctl_status, ctl_pause, ctl_resume,
+	                                            ctl_power_off, ctl_stats };
+
+static void *signal_thread(void *arg)
+{
+	sigset_t *set = arg;
+	int sig = 0;
+
+	sigwait(set, &sig);
+	if (signal_vm) {
+		char why[64];
+		snprintf(why, sizeof(why), "stopped by signal %d", sig);
+		signal_vm->power_status = -sig;
+		vmm_vm_stop(signal_vm, VM_POWERED_OFF, why);
+	}
+	return NULL;
+}
+
+/* --check: everything that does not need KVM. */
+static int check(const struct vmcfg *c)
+{
+	struct vmm_mem m;
+	struct vmm_boot b;
+	char err[600];
+	int ret;
+
+	ret = vmm_mem_init(&m, (uint64_t)c->memory_mib << 20, false);
+	if (ret < 0) {
+		fprintf(stderr, "vmx: %s: %u MiB of guest memory: %s\n", c->path, c->memory_mib,
+		        strerror(-ret));
+		return EXIT_HOST;
+	}
+	ret = vmm_boot_load(&m, c->kernel, c->initrd, c->cmdline, &b, err, sizeof(err));
+	vmm_mem_free(&m);
+	if (ret < 0) {
+		fprintf(stderr, "vmx: %s\n", err);
+		return EXIT_CONFIG;
+	}
+	printf("vm %s: %u MiB, %u vCPUs, %s entry 0x%llx, %u disks, %u nics\n", c->name,
+	       c->memory_mib, c->vcpus, b.kind == BOOT_PVH ? "PVH" : "Linux 64-bit",
+	       (unsigned long long)b.entry, c->ndisks, c->nnics);
+	return 0;
+}
+
+static int run(const struct vmcfg *c)
+{
+	struct vmm_vm *vm = calloc(1, sizeof(*vm));
+	struct vmm_device *uart = NULL, *power = NULL;
+	struct vmm_control *control = NULL;
+	struct vmm_boot b;
+	char err[600];
+	int rc = EXIT_HOST, ret, logfd;
+
+	if (!vm)
+		return EXIT_HOST;
+	logfd = open(c->serial_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (logfd < 0) {
+		fprintf(stderr, "vmx: serial log %s: %s\n", c->serial_log, strerror(errno));
+		free(vm);
+		return EXIT_HOST;
+	}
+	ret = vmm_vm_create(vm, (uint64_t)c->memory_mib << 20, c->vcpus, true, err, sizeof(err));
+	if (ret < 0) {
+		fprintf(stderr, "vmx: %s: %s\n", c->name, err);
+		goto out;
+	}
+	ret = vmm_boot_load(&vm->mem, c->kernel, c->initrd, c->cmdline, &b, err, sizeof(err));
+	if (ret < 0) {
+		fprintf(stderr, "vmx: %s\n", err);
+		rc = EXIT_CONFIG;
+		goto out;
+	}
+	if ((ret = vmm_uart_create(&uart, &vm->bus, logfd)) < 0 ||
+	    (ret = vmm_vm_add_device(vm, uart)) < 0 ||
+	    (ret = vmm_power_create(&power, &vm->bus, on_poweroff, vm)) < 0 ||
+	    (ret = vmm_vm_add_device(vm, power)) < 0) {
+		fprintf(stderr, "vmx: devices: %s\n", strerror(-ret));
+		goto out;
+	}
+	uart = power = NULL; /* owned by the VM now */
+	snprintf(vm->cpu_model_name, sizeof(vm->cpu_model_name), "%s", c->cpu_model);
+	if (vmm_vm_setup_boot(vm, &b, err, sizeof(err)) < 0) {
+		fprintf(stderr, "vmx: %s\n", err);
+		goto out;
+	}
+	struct vmx_ctx ctx = { .vm = vm, .cfg = c, .start_ms = util_now_ms() };
+	char sock[300];
+	snprintf(sock, sizeof(sock), "%s/vmx.sock", c->dir);
+	if (vmm_control_start(&control, sock, &control_ops, &ctx, err, sizeof(err)) < 0) {
+		fprintf(stderr, "vmx: %s\n", err);
+		goto out;
+	}
+	signal_vm = vm;
+	log_info("vm %s: %u MiB, %u vCPUs, TSC %u kHz, entry 0x%llx", c->name, c->memory_mib,
+	         c->vcpus, vm->tsc_khz, (unsigned long long)b.entry);
+	if (vmm_vm_start(vm) < 0) {
+		fprintf(stderr, "vmx: cannot start vCPU threads\n");
+		goto out;
+	}
+	enum vmm_run_state st = vmm_vm_wait(vm);
+	for (unsigned i = 0; i < vm->ndevs; i++)
+		if (strcmp(vm->devs[i]->ops->name, "uart") == 0)
+			vmm_uart_flush(vm->devs[i]);
+	uint64_t exits = 0;
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		exits += vm->vcpus[i].exits;
+	log_info("vm %s: %s: %s (%llu exits)", c->name, vmm_run_state_name(st), vm->exit_reason,
+	         (unsigned long long)exits);
+	if (st == VM_CRASHED) {
+		fprintf(stderr, "vmx: %s crashed: %s\n", c->name, vm->exit_reason);
+		rc = EXIT_CRASHED;
+	} else if (vm->power_status < 0) {
+		rc = EXIT_SIGNAL;
+	} else {
+		rc = vm->power_status > 99 ? 99 : vm->power_status;
+	}
+out:
+	signal_vm = NULL;
+	vmm_control_stop(control);
+	if (uart)
+		uart->ops->destroy(uart);
+	if (power)
+		power->ops->destroy(power);
+	vmm_vm_destroy(vm);
+	free(vm);
+	close(logfd);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check", no_argument, NULL, 'k' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *cfgpath = NULL;
+	bool only_check = false;
+	struct vmcfg c;
+	char err[700];
+	int opt, rc;
+
+	while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			cfgpath = optarg;
+			break;
+		case 'k':
+			only_check = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!cfgpath || optind < argc) {
+		fprintf(stderr, "vmx: %s\n", cfgpath ? "unexpected argument" : "no --config given");
+		usage(stderr);
+		return 2;
+	}
+	if (vmcfg_load(cfgpath, &c, err, sizeof(err)) < 0) {
+		fprintf(stderr, "vmx: %s\n", err);
+		return EXIT_CONFIG;
+	}
+	char tag[120];
+	snprintf(tag, sizeof(tag), "vmx[%s]", c.name);
+	log_set_tag(tag);
+	if (only_check) {
+		rc = check(&c);
+	} else {
+		sigset_t set;
+		pthread_t t;
+		sigemptyset(&set);
+		sigaddset(&set, SIGTERM);
+		sigaddset(&set, SIGINT);
+		sigaddset(&set, SIGHUP);
+		pthread_sigmask(SIG_BLOCK, &set, NULL);
+		signal(SIGPIPE, SIG_IGN);
+		pthread_create(&t, NULL, signal_thread, &set);
+		pthread_detach(t);
+		rc = run(&c);
+	}
+	vmcfg_free(&c);
+	return rc;
+}
