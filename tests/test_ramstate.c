@@ -1,0 +1,137 @@
+/* RAM sections: round trip through a state stream, zero pages cost a bit,
+ * malformed sections are refused before guest memory is touched. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "vmm/ramstate.h"
+
+struct membuf {
+	uint8_t *data;
+	size_t len, cap, off;
+};
+
+static int mw(void *arg, const void *p, size_t n)
+{
+	struct membuf *m = arg;
+	if (m->len + n > m->cap) {
+		m->cap = (m->len + n) * 2;
+		m->data = realloc(m->data, m->cap);
+	}
+	memcpy(m->data + m->len, p, n);
+	m->len += n;
+	return 0;
+}
+
+static int mr(void *arg, void *p, size_t n)
+{
+	struct membuf *m = arg;
+	if (n > m->len - m->off)
+		return -EPIPE;
+	memcpy(p, m->data + m->off, n);
+	m->off += n;
+	return 0;
+}
+
+static void test_round_trip(void **state)
+{
+	struct vmm_mem a, b;
+	struct membuf buf = { 0 };
+	struct vmm_stream s = { mw, mr, &buf, 0 };
+	struct ram_stats st = { 0 };
+	struct sbuf p;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(vmm_mem_init(&a, 16ull << 20, true), 0);
+	assert_int_equal(vmm_mem_init(&b, 16ull << 20, true), 0);
+	/* every 7th page written; the rest stays zero */
+	size_t pages = (16u << 20) / VMM_PAGE_SIZE;
+	for (size_t i = 0; i < pages; i += 7)
+		memset(a.slots[0].host + i * VMM_PAGE_SIZE + (i % 4000), (int)(i % 251) + 1, 13);
+	/* stale data at the destination must be cleared where the source is zero */
+	memset(b.slots[0].host, 0xee, 1u << 20);
+	assert_int_equal(vmm_ram_save_all(&a, &s, &st), 0);
+	assert_int_equal(st.pages, pages);
+	assert_int_equal(st.zero_pages, pages - (pages + 6) / 7);
+	/* zero pages cost a bit, not 4 KiB */
+	assert_true(buf.len < ((pages + 6) / 7 + 64) * VMM_PAGE_SIZE);
+	sbuf_init(&p);
+	uint32_t type, inst;
+	while (buf.off < buf.len) {
+		assert_int_equal(vmm_state_read_section(&s, &type, &inst, &p, err, sizeof(err)), 0);
+		assert_int_equal(type, SEC_RAM);
+		assert_int_equal(vmm_ram_load(&b, p.data, p.len, err, sizeof(err)), 0);
+	}
+	assert_memory_equal(a.slots[0].host, b.slots[0].host, 16u << 20);
+	sbuf_free(&p);
+	free(buf.data);
+	vmm_mem_free(&a);
+	vmm_mem_free(&b);
+}
+
+static void test_malformed(void **state)
+{
+	struct vmm_mem m;
+	struct membuf buf = { 0 };
+	struct vmm_stream s = { mw, mr, &buf, 0 };
+	struct sbuf p;
+	char err[256];
+	uint32_t type, inst;
+
+	(void)state;
+	assert_int_equal(vmm_mem_init(&m, 16ull << 20, false), 0);
+	memset(m.slots[0].host + 8192, 0x11, 4096);
+	assert_int_equal(vmm_ram_save_range(&m, &s, 0, 4, 0, NULL), 0);
+	sbuf_init(&p);
+	assert_int_equal(vmm_state_read_section(&s, &type, &inst, &p, err, sizeof(err)), 0);
+	/* outside guest RAM */
+	uint64_t far = 1ull << 40;
+	uint8_t *copy = malloc(p.len);
+	memcpy(copy, p.data, p.len);
+	memcpy(copy, &far, 8);
+	assert_int_equal(vmm_ram_load(&m, copy, p.len, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "outside guest RAM"));
+	/* a bitmap that claims more pages than the data has: refused, nothing written */
+	memcpy(copy, p.data, p.len);
+	copy[12] |= 0x01;
+	memset(m.slots[0].host, 0x77, 4096);
+	assert_int_equal(vmm_ram_load(&m, copy, p.len, err, sizeof(err)), -EBADMSG);
+	assert_int_equal(m.slots[0].host[0], 0x77);
+	/* every truncation is refused */
+	for (size_t len = 0; len < p.len; len += len < 32 ? 1 : 509)
+		assert_int_equal(vmm_ram_load(&m, p.data, len, err, sizeof(err)), -EBADMSG);
+	/* page count 0, over 256, unaligned address */
+	uint32_t bad[] = { 0, 257 };
+	for (int i = 0; i < 2; i++) {
+		memcpy(copy, p.data, p.len);
+		memcpy(copy + 8, &bad[i], 4);
+		assert_int_equal(vmm_ram_load(&m, copy, p.len, err, sizeof(err)), -EBADMSG);
+	}
+	uint64_t odd = 4097;
+	memcpy(copy, &odd, 8);
+	assert_int_equal(vmm_ram_load(&m, copy, p.len, err, sizeof(err)), -EBADMSG);
+	/* and the original applies */
+	assert_int_equal(vmm_ram_load(&m, p.data, p.len, err, sizeof(err)), 0);
+	assert_int_equal(m.slots[0].host[0], 0);
+	assert_int_equal(m.slots[0].host[8192], 0x11);
+	free(copy);
+	sbuf_free(&p);
+	free(buf.data);
+	vmm_mem_free(&m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_malformed),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,122 @@
+#include "ramstate.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sbuf.h"
+
+#define PAGE VMM_PAGE_SIZE
+
+static bool page_is_zero(const uint8_t *p)
+{
+	const uint64_t *w = (const uint64_t *)p;
+	uint64_t acc = 0;
+
+	for (unsigned i = 0; i < PAGE / 8; i += 8)
+		acc |= w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] |
+		       w[i + 7];
+	return acc == 0;
+}
+
+int vmm_ram_save_range(const struct vmm_mem *m, struct vmm_stream *s, uint64_t gpa, uint32_t npages,
+                       uint32_t instance, struct ram_stats *st)
+{
+	uint8_t bitmap[RAMSTATE_CHUNK_PAGES / 8] = { 0 };
+	const uint8_t *src;
+	struct sbuf b;
+	int ret;
+
+	if (npages == 0 || npages > RAMSTATE_CHUNK_PAGES || gpa % PAGE)
+		return -EINVAL;
+	src = vmm_gpa(m, gpa, (uint64_t)npages * PAGE);
+	if (!src)
+		return -EFAULT;
+	sbuf_init(&b);
+	sbuf_u64(&b, gpa);
+	sbuf_u32(&b, npages);
+	size_t bm_at = b.len;
+	sbuf_put(&b, bitmap, (npages + 7) / 8);
+	for (uint32_t i = 0; i < npages; i++) {
+		const uint8_t *p = src + (size_t)i * PAGE;
+		if (page_is_zero(p)) {
+			if (st)
+				st->zero_pages++;
+			continue;
+		}
+		if (!b.err)
+			b.data[bm_at + i / 8] |= (uint8_t)(1u << (i % 8));
+		sbuf_put(&b, p, PAGE);
+	}
+	if (st)
+		st->pages += npages;
+	ret = b.err ? b.err : vmm_state_write_section(s, SEC_RAM, instance, b.data, b.len);
+	if (st && ret == 0)
+		st->bytes += b.len + 20;
+	sbuf_free(&b);
+	return ret;
+}
+
+int vmm_ram_save_all(const struct vmm_mem *m, struct vmm_stream *s, struct ram_stats *st)
+{
+	uint32_t inst = 0;
+	int ret;
+
+	for (unsigned i = 0; i < m->nslots; i++) {
+		const struct vmm_mem_slot *sl = &m->slots[i];
+		for (uint64_t off = 0; off < sl->size;
+		     off += (uint64_t)RAMSTATE_CHUNK_PAGES * PAGE) {
+			uint64_t left = (sl->size - off) / PAGE;
+			uint32_t n =
+			        left < RAMSTATE_CHUNK_PAGES ? (uint32_t)left : RAMSTATE_CHUNK_PAGES;
+			ret = vmm_ram_save_range(m, s, sl->gpa + off, n, inst++, st);
+			if (ret < 0)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+int vmm_ram_load(struct vmm_mem *m, const uint8_t *payload, size_t len, char *err, size_t errlen)
+{
+	struct rbuf r;
+	uint8_t bitmap[RAMSTATE_CHUNK_PAGES / 8];
+
+	rbuf_init(&r, payload, len);
+	uint64_t gpa = rbuf_u64(&r);
+	uint32_t n = rbuf_u32(&r);
+	if (r.err || n == 0 || n > RAMSTATE_CHUNK_PAGES || gpa % PAGE) {
+		snprintf(err, errlen, "RAM section: bad header (%u pages at 0x%llx)", n,
+		         (unsigned long long)gpa);
+		return -EBADMSG;
+	}
+	uint8_t *dst = vmm_gpa(m, gpa, (uint64_t)n * PAGE);
+	if (!dst) {
+		snprintf(err, errlen,
+		         "RAM section: [0x%llx, +%u pages) is outside guest RAM (%llu MiB)",
+		         (unsigned long long)gpa, n, (unsigned long long)(m->ram_bytes >> 20));
+		return -EBADMSG;
+	}
+	if (rbuf_get(&r, bitmap, (n + 7) / 8) < 0)
+		goto bad;
+	unsigned nonzero = 0;
+	for (uint32_t i = 0; i < n; i++)
+		nonzero += (bitmap[i / 8] >> (i % 8)) & 1;
+	for (uint32_t i = n; i < (n + 7) / 8 * 8; i++)
+		if ((bitmap[i / 8] >> (i % 8)) & 1)
+			goto bad; /* bits past the page count */
+	if (len - r.off != (size_t)nonzero * PAGE)
+		goto bad; /* validated in full before touching guest memory */
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t *p = dst + (size_t)i * PAGE;
+		if ((bitmap[i / 8] >> (i % 8)) & 1)
+			rbuf_get(&r, p, PAGE);
+		else
+			memset(p, 0, PAGE);
+	}
+	return rbuf_done(&r);
+bad:
+	snprintf(err, errlen, "RAM section at 0x%llx: page data does not match its bitmap",
+	         (unsigned long long)gpa);
+	return -EBADMSG;
+}

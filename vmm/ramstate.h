@@ -1,0 +1,29 @@
+/* Guest RAM in the state stream: RAM sections of up to 256 pages, each a
+ * header, a bitmap of which pages are non-zero, then those pages. Zero
+ * pages cost one bit (the destination's fresh memfd RAM reads as zero, and
+ * pages known zero are cleared explicitly). Migration sends the same
+ * sections for its dirty pages. */
+#ifndef VMM_RAMSTATE_H
+#define VMM_RAMSTATE_H
+
+#include <stdint.h>
+
+#include "mem.h"
+#include "state.h"
+
+#define RAMSTATE_CHUNK_PAGES 256
+
+struct ram_stats {
+	uint64_t pages, zero_pages, bytes;
+};
+
+/* Pages [gpa, gpa + npages * 4 KiB) as one RAM section (npages <= 256). */
+int vmm_ram_save_range(const struct vmm_mem *m, struct vmm_stream *s, uint64_t gpa, uint32_t npages,
+                       uint32_t instance, struct ram_stats *st);
+/* All of guest RAM. */
+int vmm_ram_save_all(const struct vmm_mem *m, struct vmm_stream *s, struct ram_stats *st);
+/* Applies one RAM section payload; -EBADMSG for anything malformed or
+ * outside guest RAM (nothing is written then). */
+int vmm_ram_load(struct vmm_mem *m, const uint8_t *payload, size_t len, char *err, size_t errlen);
+
+#endif
