@@ -67,7 +67,18 @@ static int f_stats(void *arg, Vmx__StatsInfo *o)
 	return 0;
 }
 
-static const struct vmm_control_ops ops = { f_status, f_pause, f_resume, f_power_off, f_stats };
+static int f_save(void *arg, const char *path, const char **why)
+{
+	(void)arg;
+	if (strcmp(path, "/nonexistent/x") == 0) {
+		*why = "cannot write /nonexistent/x";
+		return 1;
+	}
+	return 0;
+}
+
+static const struct vmm_control_ops ops = { f_status,    f_pause, f_resume,
+	                                    f_power_off, f_stats, f_save };
 
 static Vmx__Response *call(struct fake *f, const Vmx__Request *req)
 {
@@ -121,6 +132,20 @@ static void test_ops(void **state)
 	req.stats = &e;
 	r = call(&f, &req);
 	assert_int_equal(r->stats_info->exits, 7);
+	vmx__response__free_unpacked(r, NULL);
+
+	Vmx__SaveRequest sv = VMX__SAVE_REQUEST__INIT;
+	req.body_case = VMX__REQUEST__BODY_SAVE;
+	req.save = &sv;
+	sv.path = "relative/path";
+	r = call(&f, &req);
+	assert_int_equal(r->status, 2);
+	assert_non_null(strstr(r->error, "absolute"));
+	vmx__response__free_unpacked(r, NULL);
+	sv.path = "/nonexistent/x";
+	r = call(&f, &req);
+	assert_int_equal(r->status, 1);
+	assert_string_equal(r->error, "cannot write /nonexistent/x");
 	vmx__response__free_unpacked(r, NULL);
 }
 

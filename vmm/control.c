@@ -65,6 +65,14 @@ int vmm_control_handle(const struct vmm_control_ops *ops, void *arg, const uint8
 		case VMX__REQUEST__BODY_RESUME:
 			resp.status = ops->resume(arg, &why);
 			break;
+		case VMX__REQUEST__BODY_SAVE:
+			if (!req->save->path[0] || req->save->path[0] != '/') {
+				resp.status = 2;
+				why = "save needs an absolute path";
+			} else {
+				resp.status = ops->save(arg, req->save->path, &why);
+			}
+			break;
 		case VMX__REQUEST__BODY_POWER_OFF:
 			resp.status = ops->power_off(arg, req->power_off->hard, &why);
 			break;

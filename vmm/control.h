@@ -17,6 +17,7 @@ struct vmm_control_ops {
 	int (*resume)(void *arg, const char **why);
 	int (*power_off)(void *arg, int hard, const char **why);
 	int (*stats)(void *arg, Vmx__StatsInfo *out);
+	int (*save)(void *arg, const char *path, const char **why);
 };
 
 struct vmm_control;

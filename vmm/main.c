@@ -18,6 +18,7 @@
 #include "control.h"
 #include "log.h"
 #include "power.h"
+#include "snapshot.h"
 #include "uart.h"
 #include "util.h"
 #include "vm.h"
@@ -30,10 +31,11 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: vmx --config DIR/NAME.vmx [--check]\n"
-	           "  -c, --config FILE  the VM's configuration (libconfig .vmx)\n"
-	           "      --check        validate it and load the kernel without KVM, then exit\n"
-	           "  -h, --help         this help\n"
+	fprintf(f, "usage: vmx --config DIR/NAME.vmx [--check | --restore STATE]\n"
+	           "  -c, --config FILE   the VM's configuration (libconfig .vmx)\n"
+	           "      --check         validate it and load the kernel without KVM, then exit\n"
+	           "      --restore FILE  start from a state saved through the control socket\n"
+	           "  -h, --help          this help\n"
 	           "exit status: the guest's power-off status (0..99); 101 bad configuration or\n"
 	           "kernel, 102 KVM/host failure, 103 guest crashed, 104 stopped by a signal\n");
 }
@@ -116,8 +118,49 @@ static int ctl_stats(void *arg, Vmx__StatsInfo *o)
 	return 0;
 }
 
-static const struct vmm_control_ops control_ops = { ctl_status, ctl_pause, ctl_resume,
-	                                            ctl_power_off, ctl_stats };
+/* Pauses the VM and writes its state to path (via path.tmp + rename); the
+ * VM stays paused: hostd resumes it or powers it off. */
+static int ctl_save(void *arg, const char *path, const char **why)
+{
+	struct vmx_ctx *x = arg;
+	static char msg[700];
+	char tmp[4200];
+	int st = atomic_load(&x->vm->state), fd, ret;
+
+	if (st != VM_RUNNING && st != VM_PAUSED) {
+		*why = "the VM is not running";
+		return 5;
+	}
+	vmm_vm_pause(x->vm);
+	for (unsigned i = 0; i < x->vm->ndevs; i++)
+		if (strcmp(x->vm->devs[i]->ops->name, "uart") == 0)
+			vmm_uart_flush(x->vm->devs[i]);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(msg, sizeof(msg), "cannot write %s: %s", tmp, strerror(errno));
+		*why = msg;
+		return 1;
+	}
+	struct vmm_stream s;
+	vmm_stream_fd(&s, &fd);
+	ret = vmm_vm_save(x->vm, &s, msg, sizeof(msg));
+	if (ret == 0 && (fsync(fd) < 0 || rename(tmp, path) < 0)) {
+		snprintf(msg, sizeof(msg), "%s: %s", path, strerror(errno));
+		ret = -errno;
+	}
+	close(fd);
+	if (ret < 0) {
+		unlink(tmp);
+		*why = msg;
+		return 1;
+	}
+	log_info("state saved to %s (%llu bytes)", path, (unsigned long long)s.bytes);
+	return 0;
+}
+
+static const struct vmm_control_ops control_ops = { ctl_status,    ctl_pause, ctl_resume,
+	                                            ctl_power_off, ctl_stats, ctl_save };
 
 static void *signal_thread(void *arg)
 {
@@ -160,6 +203,8 @@ static int check(const struct vmcfg *c)
 	return 0;
 }
 
+static const char *restore_path; /* --restore: start from a saved state */
+
 static int run(const struct vmcfg *c)
 {
 	struct vmm_vm *vm = calloc(1, sizeof(*vm));
@@ -200,6 +245,25 @@ static int run(const struct vmcfg *c)
 	if (vmm_vm_setup_boot(vm, &b, err, sizeof(err)) < 0) {
 		fprintf(stderr, "vmx: %s\n", err);
 		goto out;
+	}
+	if (restore_path) {
+		/* the boot above set CPUID; the state stream overwrites the rest */
+		int sfd = open(restore_path, O_RDONLY | O_CLOEXEC);
+		struct vmm_stream s;
+		if (sfd < 0) {
+			fprintf(stderr, "vmx: %s: %s\n", restore_path, strerror(errno));
+			rc = EXIT_CONFIG;
+			goto out;
+		}
+		vmm_stream_fd(&s, &sfd);
+		ret = vmm_vm_restore(vm, &s, err, sizeof(err));
+		close(sfd);
+		if (ret < 0) {
+			fprintf(stderr, "vmx: restore from %s: %s\n", restore_path, err);
+			rc = EXIT_CONFIG;
+			goto out;
+		}
+		log_info("restored from %s", restore_path);
 	}
 	struct vmx_ctx ctx = { .vm = vm, .cfg = c, .start_ms = util_now_ms() };
 	char sock[300];
@@ -266,6 +330,9 @@ int main(int argc, char **argv)
 			break;
 		case 'k':
 			only_check = true;
+			break;
+		case 'r':
+			restore_path = optarg;
 			break;
 		case 'h':
 			usage(stdout);

@@ -1,0 +1,379 @@
+#include "snapshot.h"
+
+#include <errno.h>
+#include <linux/kvm.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "kvmcaps.h"
+#include "ramstate.h"
+#include "util.h"
+
+#define MAX_MSRS 256
+
+/* A KVM ioctl whose argument struct is saved/restored as raw bytes. The
+ * structs are KVM's ABI (stable across kernels of one architecture); the
+ * stream is refused on a different vmx release by its version anyway. */
+struct kvm_blob {
+	const char *name;
+	unsigned long get, set;
+	size_t size;
+};
+
+static const struct kvm_blob vcpu_blobs[] = {
+	{ "regs", KVM_GET_REGS, KVM_SET_REGS, sizeof(struct kvm_regs) },
+	{ "sregs", KVM_GET_SREGS, KVM_SET_SREGS, sizeof(struct kvm_sregs) },
+	{ "xsave", KVM_GET_XSAVE, KVM_SET_XSAVE, sizeof(struct kvm_xsave) },
+	{ "xcrs", KVM_GET_XCRS, KVM_SET_XCRS, sizeof(struct kvm_xcrs) },
+	{ "lapic", KVM_GET_LAPIC, KVM_SET_LAPIC, sizeof(struct kvm_lapic_state) },
+	{ "mp_state", KVM_GET_MP_STATE, KVM_SET_MP_STATE, sizeof(struct kvm_mp_state) },
+	{ "debugregs", KVM_GET_DEBUGREGS, KVM_SET_DEBUGREGS, sizeof(struct kvm_debugregs) },
+	/* events last: it carries pending exceptions/NMIs that the others must not clobber */
+	{ "events", KVM_GET_VCPU_EVENTS, KVM_SET_VCPU_EVENTS, sizeof(struct kvm_vcpu_events) },
+};
+
+static int msr_list(struct vmm_vm *vm, uint32_t *idx, uint32_t *n)
+{
+	struct kvm_msr_list *l = calloc(1, sizeof(*l) + MAX_MSRS * sizeof(uint32_t));
+	int ret = 0;
+
+	if (!l)
+		return -ENOMEM;
+	l->nmsrs = MAX_MSRS;
+	if (ioctl(vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, l) < 0) {
+		ret = -errno;
+	} else {
+		*n = l->nmsrs;
+		memcpy(idx, l->indices, l->nmsrs * sizeof(uint32_t));
+	}
+	free(l);
+	return ret;
+}
+
+static int save_vcpu(struct vmm_vm *vm, struct vmm_vcpu *c, struct sbuf *b, char *err,
+                     size_t errlen)
+{
+	uint8_t buf[8192];
+	uint32_t idx[MAX_MSRS], n = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(vcpu_blobs); i++) {
+		const struct kvm_blob *k = &vcpu_blobs[i];
+		memset(buf, 0, k->size);
+		if (ioctl(c->fd, k->get, buf) < 0) {
+			snprintf(err, errlen, "vCPU %u: get %s: %s", c->index, k->name,
+			         strerror(errno));
+			return -errno;
+		}
+		sbuf_u32(b, (uint32_t)k->size);
+		sbuf_put(b, buf, k->size);
+	}
+	if (msr_list(vm, idx, &n) < 0) {
+		snprintf(err, errlen, "KVM_GET_MSR_INDEX_LIST: %s", strerror(errno));
+		return -errno;
+	}
+	struct kvm_msrs *m = calloc(1, sizeof(*m) + n * sizeof(struct kvm_msr_entry));
+	if (!m)
+		return -ENOMEM;
+	m->nmsrs = n;
+	for (uint32_t i = 0; i < n; i++)
+		m->entries[i].index = idx[i];
+	/* KVM stops at the first MSR it cannot read: keep what it read */
+	int got = ioctl(c->fd, KVM_GET_MSRS, m);
+	if (got < 0)
+		got = 0;
+	sbuf_u32(b, (uint32_t)got);
+	for (int i = 0; i < got; i++) {
+		sbuf_u32(b, m->entries[i].index);
+		sbuf_u64(b, m->entries[i].data);
+	}
+	free(m);
+	return b->err;
+}
+
+static int restore_vcpu(struct vmm_vcpu *c, struct rbuf *r, char *err, size_t errlen)
+{
+	uint8_t buf[8192];
+
+	for (size_t i = 0; i < ARRAY_SIZE(vcpu_blobs); i++) {
+		const struct kvm_blob *k = &vcpu_blobs[i];
+		if (rbuf_u32(r) != k->size || rbuf_get(r, buf, k->size) < 0) {
+			snprintf(err, errlen, "vCPU %u: %s state has the wrong size", c->index,
+			         k->name);
+			return -EBADMSG;
+		}
+		if (ioctl(c->fd, k->set, buf) < 0) {
+			snprintf(err, errlen, "vCPU %u: set %s: %s", c->index, k->name,
+			         strerror(errno));
+			return -errno;
+		}
+	}
+	uint32_t n = rbuf_u32(r);
+	if (n > MAX_MSRS) {
+		snprintf(err, errlen, "vCPU %u: %u MSRs (at most %d)", c->index, n, MAX_MSRS);
+		return -EBADMSG;
+	}
+	struct kvm_msrs *m = calloc(1, sizeof(*m) + n * sizeof(struct kvm_msr_entry));
+	if (!m)
+		return -ENOMEM;
+	m->nmsrs = n;
+	for (uint32_t i = 0; i < n; i++) {
+		m->entries[i].index = rbuf_u32(r);
+		m->entries[i].data = rbuf_u64(r);
+	}
+	int set = r->err ? -1 : ioctl(c->fd, KVM_SET_MSRS, m);
+	free(m);
+	if (rbuf_done(r) < 0) {
+		snprintf(err, errlen, "vCPU %u: malformed state", c->index);
+		return -EBADMSG;
+	}
+	if (set != (int)n) {
+		snprintf(err, errlen, "vCPU %u: KVM accepted %d of %u MSRs", c->index, set, n);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int put_section(struct vmm_stream *s, uint32_t type, uint32_t inst, struct sbuf *b)
+{
+	int ret = b->err ? b->err : vmm_state_write_section(s, type, inst, b->data, b->len);
+
+	b->len = 0;
+	return ret;
+}
+
+int vmm_vm_save(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t errlen)
+{
+	struct sbuf b;
+	int ret;
+
+	sbuf_init(&b);
+	if ((ret = vmm_state_write_header(s)) < 0)
+		goto io;
+	vmm_cpumodel_save(&vm->cpumodel, &b);
+	if ((ret = put_section(s, SEC_CPU_MODEL, 0, &b)) < 0)
+		goto io;
+	sbuf_u32(&b, vm->nvcpus);
+	sbuf_u32(&b, vm->mem.nslots);
+	for (unsigned i = 0; i < vm->mem.nslots; i++) {
+		sbuf_u64(&b, vm->mem.slots[i].gpa);
+		sbuf_u64(&b, vm->mem.slots[i].size);
+	}
+	if ((ret = put_section(s, SEC_CONFIG, 0, &b)) < 0)
+		goto io;
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		if ((ret = save_vcpu(vm, &vm->vcpus[i], &b, err, errlen)) < 0)
+			goto out;
+		if ((ret = put_section(s, SEC_VCPU, i, &b)) < 0)
+			goto io;
+	}
+	for (uint32_t chip = 0; chip < 3; chip++) {
+		struct kvm_irqchip ic = { .chip_id = chip };
+		if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &ic) < 0) {
+			snprintf(err, errlen, "KVM_GET_IRQCHIP %u: %s", chip, strerror(errno));
+			ret = -errno;
+			goto out;
+		}
+		sbuf_put(&b, &ic, sizeof(ic));
+	}
+	if ((ret = put_section(s, SEC_IRQCHIP, 0, &b)) < 0)
+		goto io;
+	struct kvm_pit_state2 pit;
+	struct kvm_clock_data clk;
+	memset(&clk, 0, sizeof(clk));
+	if (ioctl(vm->vm_fd, KVM_GET_PIT2, &pit) < 0 || ioctl(vm->vm_fd, KVM_GET_CLOCK, &clk) < 0) {
+		snprintf(err, errlen, "KVM_GET_PIT2/KVM_GET_CLOCK: %s", strerror(errno));
+		ret = -errno;
+		goto out;
+	}
+	sbuf_put(&b, &pit, sizeof(pit));
+	if ((ret = put_section(s, SEC_PIT, 0, &b)) < 0)
+		goto io;
+	sbuf_u64(&b, clk.clock);
+	if ((ret = put_section(s, SEC_CLOCK, 0, &b)) < 0)
+		goto io;
+	for (unsigned i = 0; i < vm->ndevs; i++) {
+		struct vmm_device *d = vm->devs[i];
+		size_t nl = strlen(d->ops->name);
+		sbuf_u8(&b, (uint8_t)nl);
+		sbuf_put(&b, d->ops->name, nl);
+		if (d->ops->save && (ret = d->ops->save(d, &b)) < 0) {
+			snprintf(err, errlen, "device %s: save failed: %s", d->ops->name,
+			         strerror(-ret));
+			goto out;
+		}
+		if ((ret = put_section(s, SEC_DEVICE, i, &b)) < 0)
+			goto io;
+	}
+	if ((ret = vmm_ram_save_all(&vm->mem, s, NULL)) < 0)
+		goto io;
+	ret = vmm_state_write_section(s, SEC_END, 0, NULL, 0);
+	if (ret == 0)
+		goto out;
+io:
+	snprintf(err, errlen, "writing the state stream: %s", strerror(-ret));
+out:
+	sbuf_free(&b);
+	return ret;
+}
+
+static int check_cpu(struct vmm_vm *vm, struct rbuf *r, char *err, size_t errlen)
+{
+	struct vmm_cpumodel need;
+	struct cpuid_leaf l[256];
+	size_t n = 0;
+	char why[300], missing[600];
+
+	if (vmm_cpumodel_restore(&need, r) < 0) {
+		snprintf(err, errlen, "the CPU model record of the stream is malformed");
+		return -EBADMSG;
+	}
+	(void)vm;
+	if (kvm_supported_leaves(l, ARRAY_SIZE(l), &n, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "%s", why);
+		return -ENODEV;
+	}
+	if (vmm_cpumodel_missing(&need, l, n, missing, sizeof(missing))) {
+		snprintf(err, errlen,
+		         "this host cannot run the VM's CPU model %s: KVM here lacks %s", need.name,
+		         missing);
+		return -ENOTSUP;
+	}
+	vm->cpumodel = need;
+	return 0;
+}
+
+int vmm_vm_restore(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t errlen)
+{
+	struct sbuf p;
+	struct rbuf r;
+	uint32_t type = 0, inst = 0, expect = SEC_CPU_MODEL;
+	int ret;
+
+	sbuf_init(&p);
+	if ((ret = vmm_state_read_header(s, err, errlen)) < 0)
+		return ret;
+	while (type != SEC_END) {
+		if ((ret = vmm_state_read_section(s, &type, &inst, &p, err, errlen)) < 0)
+			goto out;
+		rbuf_init(&r, p.data, p.len);
+		if (expect == SEC_CPU_MODEL && type != SEC_CPU_MODEL) {
+			snprintf(err, errlen,
+			         "the stream does not start with its CPU model record");
+			ret = -EBADMSG;
+			goto out;
+		}
+		expect = 0;
+		switch (type) {
+		case SEC_CPU_MODEL:
+			ret = check_cpu(vm, &r, err, errlen);
+			break;
+		case SEC_CONFIG: {
+			uint32_t nv = rbuf_u32(&r), ns = rbuf_u32(&r);
+			ret = 0;
+			if (nv != vm->nvcpus || ns != vm->mem.nslots)
+				ret = -EINVAL;
+			for (uint32_t i = 0; ret == 0 && i < ns; i++)
+				if (rbuf_u64(&r) != vm->mem.slots[i].gpa ||
+				    rbuf_u64(&r) != vm->mem.slots[i].size)
+					ret = -EINVAL;
+			if (ret == 0 && rbuf_done(&r) < 0)
+				ret = -EBADMSG;
+			if (ret)
+				snprintf(err, errlen,
+				         "the stream is of a VM with another memory size "
+				         "or vCPU count (%u vCPUs)",
+				         nv);
+			break;
+		}
+		case SEC_VCPU:
+			if (inst >= vm->nvcpus) {
+				snprintf(err, errlen, "state for vCPU %u of a %u-vCPU VM", inst,
+				         vm->nvcpus);
+				ret = -EBADMSG;
+				break;
+			}
+			ret = restore_vcpu(&vm->vcpus[inst], &r, err, errlen);
+			break;
+		case SEC_IRQCHIP:
+			ret = 0;
+			for (uint32_t chip = 0; ret == 0 && chip < 3; chip++) {
+				struct kvm_irqchip ic;
+				if (rbuf_get(&r, &ic, sizeof(ic)) < 0 || ic.chip_id != chip)
+					ret = -EBADMSG;
+				else if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &ic) < 0)
+					ret = -errno;
+			}
+			if (ret == 0)
+				ret = rbuf_done(&r);
+			if (ret)
+				snprintf(err, errlen, "interrupt controller state: %s",
+				         strerror(-ret));
+			break;
+		case SEC_PIT: {
+			struct kvm_pit_state2 pit;
+			ret = rbuf_get(&r, &pit, sizeof(pit)) < 0 || rbuf_done(&r) < 0 ? -EBADMSG
+			      : ioctl(vm->vm_fd, KVM_SET_PIT2, &pit) < 0               ? -errno
+			                                                               : 0;
+			if (ret)
+				snprintf(err, errlen, "PIT state: %s", strerror(-ret));
+			break;
+		}
+		case SEC_CLOCK: {
+			struct kvm_clock_data clk;
+			memset(&clk, 0, sizeof(clk));
+			clk.clock = rbuf_u64(&r);
+			ret = rbuf_done(&r) < 0                           ? -EBADMSG
+			      : ioctl(vm->vm_fd, KVM_SET_CLOCK, &clk) < 0 ? -errno
+			                                                  : 0;
+			if (ret)
+				snprintf(err, errlen, "kvmclock: %s", strerror(-ret));
+			break;
+		}
+		case SEC_DEVICE: {
+			char name[64];
+			uint8_t nl = rbuf_u8(&r);
+			if (inst >= vm->ndevs || nl >= sizeof(name) || rbuf_get(&r, name, nl) < 0) {
+				snprintf(err, errlen, "state for unknown device %u", inst);
+				ret = -EBADMSG;
+				break;
+			}
+			name[nl] = '\0';
+			struct vmm_device *d = vm->devs[inst];
+			if (strcmp(name, d->ops->name) != 0) {
+				snprintf(err, errlen,
+				         "device %u is a %s here but a %s in the stream", inst,
+				         d->ops->name, name);
+				ret = -EBADMSG;
+				break;
+			}
+			struct rbuf rest;
+			rbuf_init(&rest, r.data + r.off, r.len - r.off);
+			ret = d->ops->restore ? d->ops->restore(d, &rest) : 0;
+			if (ret)
+				snprintf(err, errlen, "device %s: its state is malformed", name);
+			break;
+		}
+		case SEC_RAM:
+			ret = vmm_ram_load(&vm->mem, p.data, p.len, err, errlen);
+			break;
+		case SEC_END:
+			ret = 0;
+			break;
+		default: {
+			char fc[5];
+			vmm_fourcc_str(type, fc);
+			snprintf(err, errlen,
+			         "unknown state section %s: the stream is from a newer vmx", fc);
+			ret = -EPROTONOSUPPORT;
+		}
+		}
+		if (ret < 0)
+			goto out;
+	}
+	ret = 0;
+out:
+	sbuf_free(&p);
+	return ret;
+}

@@ -1,0 +1,17 @@
+/* Whole-VM save and restore over the state stream (docs/state-format.md):
+ * CPUM, CONF, one VCPU per vCPU, IRQC, PIT2, CLCK, one DEVS per device,
+ * RAM, END. The VM must be paused (or not yet started, for restore). */
+#ifndef VMM_SNAPSHOT_H
+#define VMM_SNAPSHOT_H
+
+#include "state.h"
+#include "vm.h"
+
+int vmm_vm_save(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t errlen);
+
+/* Restores into a VM created with the same memory size, vCPU count and
+ * devices (in the same order). Refuses a stream whose CPU model needs
+ * features this host's KVM lacks, naming them. */
+int vmm_vm_restore(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t errlen);
+
+#endif
