@@ -86,7 +86,9 @@ elif ! exec 3<>/dev/kvm 2>/dev/null; then
 	kvm_reason="needs a usable /dev/kvm (cannot open it)"
 fi
 boot_tests=("hello powers off with status 0" "heartbeat prints consecutive lines"
-	"verify finds no corruption" "a crashed guest is reported, exit 103")
+	"verify finds no corruption" "a crashed guest is reported, exit 103"
+	"save and restore: heartbeat continues without a reset"
+	"save and restore: verify finds no corruption")
 if [[ -n $kvm_reason ]]; then
 	for t in "${boot_tests[@]}"; do skip "$t" "$kvm_reason"; done
 else
@@ -112,6 +114,41 @@ EOP
 	vmxcfg crash 64 "$tmp/garbage.elf" "hello"
 	expect 103 "crashed: .*(triple fault|shutdown)" "${boot_tests[3]}" -- \
 		timeout 30 "$VMX" -c "$tmp/crash/crash.vmx"
+
+	# save a running guest through the control socket, then continue it in a
+	# fresh vmx from the saved state
+	wait_for() { # FILE REGEX: bounded wait for a line
+		for _ in $(seq 600); do grep -Eq "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+		return 1
+	}
+	save_restore() { # NAME CMDLINE WAIT_REGEX
+		vmxcfg "$1" 128 "$ELF" "$2"
+		local d=$tmp/$1
+		timeout 120 "$VMX" -c "$d/$1.vmx" >"$d/run1.log" 2>&1 &
+		wait_for "$d/serial.log" "$3" || return 1
+		"$VMX" --control "$d/vmx.sock" save "$d/state" || return 1
+		"$VMX" --control "$d/vmx.sock" power-off
+		wait
+		echo "--- restored" >>"$d/serial.log"
+		timeout 120 "$VMX" -c "$d/$1.vmx" --restore "$d/state" >"$d/run2.log" 2>&1 &
+		sleep 2
+		"$VMX" --control "$d/vmx.sock" power-off
+		wait
+	}
+	if save_restore hbsr "heartbeat interval_ms=5" "^hb 100$"; then
+		# lines after the restore continue the sequence: no reset to 0, no gap
+		cont=$(awk '/^--- restored/ { r=1; next } /^hb / { if (r && !seen) { first=$2; seen=1 } last0=r?last0:$2 }
+			END { print (seen && first == last0 + 1) }' "$tmp/hbsr/serial.log")
+		[[ $cont == 1 ]] && ok "${boot_tests[4]}" || not_ok "${boot_tests[4]}" "$(tail -5 "$tmp/hbsr/serial.log")"
+	else
+		not_ok "${boot_tests[4]}" "$(cat "$tmp/hbsr/run1.log")"
+	fi
+	if save_restore versr "verify mib=32" "^verify pass 2 OK"; then
+		! grep -q CORRUPT "$tmp/versr/serial.log" && ok "${boot_tests[5]}" ||
+			not_ok "${boot_tests[5]}" "$(grep CORRUPT "$tmp/versr/serial.log")"
+	else
+		not_ok "${boot_tests[5]}" "$(cat "$tmp/versr/run1.log")"
+	fi
 fi
 echo "1..$n"
 [[ $failed -eq 0 ]]

@@ -33,4 +33,12 @@ int vmm_control_handle(const struct vmm_control_ops *ops, void *arg, const uint8
 
 #define VMM_CONTROL_MAX_MSG (64u << 10)
 
+/* Client: one call to the vmx at path. *resp is freed with
+ * vmx__response__free_unpacked. -ECONNREFUSED / -ETIMEDOUT / -EIO. */
+int vmm_control_call(const char *path, const Vmx__Request *req, Vmx__Response **resp,
+                     int timeout_ms, char *err, size_t errlen);
+
+/* `vmx --control SOCK VERB [ARG]`: returns an exit code (the status). */
+int vmm_control_cli(const char *path, int argc, char **argv);
+
 #endif

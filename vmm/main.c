@@ -31,13 +31,16 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: vmx --config DIR/NAME.vmx [--check | --restore STATE]\n"
-	           "  -c, --config FILE   the VM's configuration (libconfig .vmx)\n"
-	           "      --check         validate it and load the kernel without KVM, then exit\n"
-	           "      --restore FILE  start from a state saved through the control socket\n"
-	           "  -h, --help          this help\n"
-	           "exit status: the guest's power-off status (0..99); 101 bad configuration or\n"
-	           "kernel, 102 KVM/host failure, 103 guest crashed, 104 stopped by a signal\n");
+	fprintf(f,
+	        "usage: vmx --config DIR/NAME.vmx [--check | --restore STATE]\n"
+	        "  -c, --config FILE   the VM's configuration (libconfig .vmx)\n"
+	        "      --check         validate it and load the kernel without KVM, then exit\n"
+	        "      --restore FILE  start from a state saved through the control socket\n"
+	        "  -h, --help          this help\n"
+	        "       vmx --control DIR/vmx.sock status|stats|pause|resume|power-off|save PATH\n"
+	        "                      drive a running VM through its control socket\n"
+	        "exit status: the guest's power-off status (0..99); 101 bad configuration or\n"
+	        "kernel, 102 KVM/host failure, 103 guest crashed, 104 stopped by a signal\n");
 }
 
 static void on_poweroff(void *arg, int status)
@@ -314,6 +317,8 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check", no_argument, NULL, 'k' },
+		{ "restore", required_argument, NULL, 'r' },
+		{ "control", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -334,6 +339,8 @@ int main(int argc, char **argv)
 		case 'r':
 			restore_path = optarg;
 			break;
+		case 'C':
+			return vmm_control_cli(optarg, argc - optind, argv + optind);
 		case 'h':
 			usage(stdout);
 			return 0;

@@ -1,0 +1,107 @@
+/* The client side of vmx's control socket: what hostd uses, and
+ * `vmx --control SOCK VERB` for people and tests. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "control.h"
+
+int vmm_control_call(const char *path, const Vmx__Request *req, Vmx__Response **resp,
+                     int timeout_ms, char *err, size_t errlen)
+{
+	char url[300];
+	nng_socket s;
+	nng_msg *m = NULL;
+	int rv;
+
+	snprintf(url, sizeof(url), "ipc://%s", path);
+	if ((rv = nng_req0_open(&s)) != 0) {
+		snprintf(err, errlen, "nng: %s", nng_strerror(rv));
+		return -ENOMEM;
+	}
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, timeout_ms);
+	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, timeout_ms);
+	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, VMM_CONTROL_MAX_MSG);
+	if ((rv = nng_dial(s, url, NULL, 0)) != 0) {
+		snprintf(err, errlen, "%s: %s (is the VM's vmx running?)", path, nng_strerror(rv));
+		nng_close(s);
+		return -ECONNREFUSED;
+	}
+	size_t n = vmx__request__get_packed_size(req);
+	if ((rv = nng_msg_alloc(&m, n)) == 0) {
+		vmx__request__pack(req, nng_msg_body(m));
+		if ((rv = nng_sendmsg(s, m, 0)) != 0)
+			nng_msg_free(m);
+	}
+	if (rv == 0 && (rv = nng_recvmsg(s, &m, 0)) == 0) {
+		*resp = vmx__response__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+		nng_msg_free(m);
+		if (!*resp)
+			rv = NNG_EPROTO;
+	}
+	nng_close(s);
+	if (rv != 0) {
+		snprintf(err, errlen, "%s: %s", path, nng_strerror(rv));
+		return rv == NNG_ETIMEDOUT ? -ETIMEDOUT : -EIO;
+	}
+	return 0;
+}
+
+int vmm_control_cli(const char *path, int argc, char **argv)
+{
+	Vmx__Request req = VMX__REQUEST__INIT;
+	Vmx__Empty e = VMX__EMPTY__INIT;
+	Vmx__PowerOffRequest po = VMX__POWER_OFF_REQUEST__INIT;
+	Vmx__SaveRequest sv = VMX__SAVE_REQUEST__INIT;
+	Vmx__Response *r = NULL;
+	char err[400];
+
+	req.version = 1;
+	req.request_id = 1;
+	const char *verb = argc > 0 ? argv[0] : "";
+	if (strcmp(verb, "status") == 0) {
+		req.body_case = VMX__REQUEST__BODY_STATUS;
+		req.status = &e;
+	} else if (strcmp(verb, "stats") == 0) {
+		req.body_case = VMX__REQUEST__BODY_STATS;
+		req.stats = &e;
+	} else if (strcmp(verb, "pause") == 0) {
+		req.body_case = VMX__REQUEST__BODY_PAUSE;
+		req.pause = &e;
+	} else if (strcmp(verb, "resume") == 0) {
+		req.body_case = VMX__REQUEST__BODY_RESUME;
+		req.resume = &e;
+	} else if (strcmp(verb, "power-off") == 0) {
+		req.body_case = VMX__REQUEST__BODY_POWER_OFF;
+		req.power_off = &po;
+	} else if (strcmp(verb, "save") == 0 && argc == 2) {
+		req.body_case = VMX__REQUEST__BODY_SAVE;
+		sv.path = argv[1];
+		req.save = &sv;
+	} else {
+		fprintf(stderr, "vmx --control SOCK: verbs are status, stats, pause, resume, "
+		                "power-off, save PATH\n");
+		return 2;
+	}
+	if (vmm_control_call(path, &req, &r, 60000, err, sizeof(err)) < 0) {
+		fprintf(stderr, "vmx: %s\n", err);
+		return 6;
+	}
+	int status = r->status;
+	if (status != 0)
+		fprintf(stderr, "vmx: %s: %s\n", verb, r->error);
+	else if (r->body_case == VMX__RESPONSE__BODY_STATUS_INFO)
+		printf("name=%s\nstate=%s\npid=%d\nuptime_ms=%llu\nexit_reason=%s\n",
+		       r->status_info->name, r->status_info->state, r->status_info->pid,
+		       (unsigned long long)r->status_info->uptime_ms, r->status_info->exit_reason);
+	else if (r->body_case == VMX__RESPONSE__BODY_STATS_INFO)
+		printf("exits=%llu\nram_bytes=%llu\nvcpus=%u\n",
+		       (unsigned long long)r->stats_info->exits,
+		       (unsigned long long)r->stats_info->ram_bytes, r->stats_info->vcpus);
+	vmx__response__free_unpacked(r, NULL);
+	return status;
+}
