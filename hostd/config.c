@@ -1,40 +1,15 @@
 #include "config.h"
 
 #include <errno.h>
-#include <libconfig.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "confload.h"
 #include "rpc.h"
 #include "util.h"
 
 #define CONFIG_MAX_BYTES (1u << 20)
-
-struct loader {
-	const char *file;
-	char *err;
-	size_t errlen;
-};
-
-static int fail(struct loader *l, const config_setting_t *s, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static int fail(struct loader *l, const config_setting_t *s, const char *fmt, ...)
-{
-	char msg[768];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (s && config_setting_source_line(s) > 0)
-		snprintf(l->err, l->errlen, "%s:%d: %s", l->file, config_setting_source_line(s),
-		         msg);
-	else
-		snprintf(l->err, l->errlen, "%s: %s", l->file, msg);
-	return -EINVAL;
-}
 
 static const char *const role_names[] = { "NoAccess", "ReadOnly", "Admin" };
 
@@ -54,51 +29,26 @@ int hostd_role_parse(const char *s, enum hostd_role *r)
 	return -EINVAL;
 }
 
-/* Every key of group `g` must be one of `known` (NULL-terminated). */
-static int check_keys(struct loader *l, const config_setting_t *g, const char *where,
-                      const char *const *known)
-{
-	int n = config_setting_length(g);
-
-	for (int i = 0; i < n; i++) {
-		const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
-		const char *name = config_setting_name(s);
-		bool ok = false;
-		if (!name)
-			continue;
-		for (const char *const *k = known; *k; k++)
-			ok |= strcmp(*k, name) == 0;
-		if (!ok) {
-			char list[256] = "";
-			for (const char *const *k = known; *k; k++)
-				snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
-				         k == known ? "" : ", ", *k);
-			return fail(l, s, "unknown setting %s.%s; %s takes: %s", where, name, where,
-			            list);
-		}
-	}
-	return 0;
-}
-
-static int get_str(struct loader *l, const config_setting_t *g, const char *where, const char *key,
-                   bool required, const char *def, char **out)
+static int get_str(struct conf_ctx *l, const config_setting_t *g, const char *where,
+                   const char *key, bool required, const char *def, char **out)
 {
 	const config_setting_t *s = config_setting_get_member(g, key);
 
 	if (!s) {
 		if (required)
-			return fail(l, g, "%s.%s is missing; add %s = \"...\";", where, key, key);
+			return conf_fail(l, g, "%s.%s is missing; add %s = \"...\";", where, key,
+			                 key);
 		*out = def ? strdup(def) : NULL;
 		return def && !*out ? -ENOMEM : 0;
 	}
 	if (config_setting_type(s) != CONFIG_TYPE_STRING)
-		return fail(l, s, "%s.%s must be a string in double quotes", where, key);
+		return conf_fail(l, s, "%s.%s must be a string in double quotes", where, key);
 	*out = strdup(config_setting_get_string(s));
 	return *out ? 0 : -ENOMEM;
 }
 
-static int get_bool(struct loader *l, const config_setting_t *g, const char *where, const char *key,
-                    bool def, bool *out)
+static int get_bool(struct conf_ctx *l, const config_setting_t *g, const char *where,
+                    const char *key, bool def, bool *out)
 {
 	const config_setting_t *s = config_setting_get_member(g, key);
 
@@ -106,13 +56,13 @@ static int get_bool(struct loader *l, const config_setting_t *g, const char *whe
 	if (!s)
 		return 0;
 	if (config_setting_type(s) != CONFIG_TYPE_BOOL)
-		return fail(l, s, "%s.%s must be true or false (without quotes)", where, key);
+		return conf_fail(l, s, "%s.%s must be true or false (without quotes)", where, key);
 	*out = config_setting_get_bool(s);
 	return 0;
 }
 
-static int get_int(struct loader *l, const config_setting_t *g, const char *where, const char *key,
-                   long long def, long long lo, long long hi, long long *out)
+static int get_int(struct conf_ctx *l, const config_setting_t *g, const char *where,
+                   const char *key, long long def, long long lo, long long hi, long long *out)
 {
 	const config_setting_t *s = config_setting_get_member(g, key);
 	long long v;
@@ -125,16 +75,16 @@ static int get_int(struct loader *l, const config_setting_t *g, const char *wher
 	else if (config_setting_type(s) == CONFIG_TYPE_INT64)
 		v = config_setting_get_int64(s);
 	else
-		return fail(l, s, "%s.%s must be a whole number from %lld to %lld", where, key, lo,
-		            hi);
+		return conf_fail(l, s, "%s.%s must be a whole number from %lld to %lld", where, key,
+		                 lo, hi);
 	if (v < lo || v > hi)
-		return fail(l, s, "%s.%s = %lld is out of range; use %lld to %lld", where, key, v,
-		            lo, hi);
+		return conf_fail(l, s, "%s.%s = %lld is out of range; use %lld to %lld", where, key,
+		                 v, lo, hi);
 	*out = v;
 	return 0;
 }
 
-static int load_host(struct loader *l, const config_setting_t *h, struct hostd_config *c)
+static int load_host(struct conf_ctx *l, const config_setting_t *h, struct hostd_config *c)
 {
 	static const char *const keys[] = { "name",
 		                            "listen",
@@ -152,14 +102,14 @@ static int load_host(struct loader *l, const config_setting_t *h, struct hostd_c
 	int ret;
 
 	if (!config_setting_is_group(h))
-		return fail(l, h, "host must be a group: host = { name = \"...\"; ... };");
-	if ((ret = check_keys(l, h, "host", keys)) < 0)
+		return conf_fail(l, h, "host must be a group: host = { name = \"...\"; ... };");
+	if ((ret = conf_check_keys(l, h, "host", keys)) < 0)
 		return ret;
 	if ((ret = get_str(l, h, "host", "name", true, NULL, &c->name)) < 0)
 		return ret;
 	if (!util_valid_name(c->name, 63, why, sizeof(why)))
-		return fail(l, config_setting_get_member(h, "name"), "host.name \"%s\": %s",
-		            c->name, why);
+		return conf_fail(l, config_setting_get_member(h, "name"), "host.name \"%s\": %s",
+		                 c->name, why);
 	if ((ret = get_str(l, h, "host", "listen", false, HOSTD_DEFAULT_LISTEN, &c->listen)) < 0)
 		return ret;
 	if ((ret = get_bool(l, h, "host", "insecure", false, &c->insecure)) < 0)
@@ -167,25 +117,25 @@ static int load_host(struct loader *l, const config_setting_t *h, struct hostd_c
 	const config_setting_t *ls = config_setting_get_member(h, "listen");
 	if (rpc_parse_url(c->listen, &tls, host, sizeof(host), port, sizeof(port), why,
 	                  sizeof(why)) < 0)
-		return fail(l, ls ? ls : h, "host.listen: %s; use e.g. \"%s\"", why,
-		            HOSTD_DEFAULT_LISTEN);
+		return conf_fail(l, ls ? ls : h, "host.listen: %s; use e.g. \"%s\"", why,
+		                 HOSTD_DEFAULT_LISTEN);
 	if (!tls && !c->insecure)
-		return fail(l, ls,
-		            "host.listen \"%s\" is unencrypted; use tls+tcp://, or set "
-		            "host.insecure = true (lab use only)",
-		            c->listen);
+		return conf_fail(l, ls,
+		                 "host.listen \"%s\" is unencrypted; use tls+tcp://, or set "
+		                 "host.insecure = true (lab use only)",
+		                 c->listen);
 	if ((ret = get_str(l, h, "host", "state_dir", true, NULL, &c->state_dir)) < 0)
 		return ret;
 	if (c->state_dir[0] != '/')
-		return fail(l, config_setting_get_member(h, "state_dir"),
-		            "host.state_dir \"%s\" must be an absolute path", c->state_dir);
+		return conf_fail(l, config_setting_get_member(h, "state_dir"),
+		                 "host.state_dir \"%s\" must be an absolute path", c->state_dir);
 	if ((ret = get_str(l, h, "host", "log_level", false, "info", &level)) < 0)
 		return ret;
 	ret = log_level_parse(level, &c->log_level);
 	if (ret < 0) {
-		ret = fail(l, config_setting_get_member(h, "log_level"),
-		           "host.log_level \"%s\" is unknown; use error, warn, info or debug",
-		           level);
+		ret = conf_fail(l, config_setting_get_member(h, "log_level"),
+		                "host.log_level \"%s\" is unknown; use error, warn, info or debug",
+		                level);
 		free(level);
 		return ret;
 	}
@@ -205,16 +155,16 @@ static int load_host(struct loader *l, const config_setting_t *h, struct hostd_c
 	return 0;
 }
 
-static int load_datastores(struct loader *l, const config_setting_t *list, struct hostd_config *c)
+static int load_datastores(struct conf_ctx *l, const config_setting_t *list, struct hostd_config *c)
 {
 	static const char *const keys[] = { "name", "path", "shared", NULL };
 	char why[256];
 	int n, ret;
 
 	if (!config_setting_is_list(list) && !config_setting_is_array(list))
-		return fail(l, list,
-		            "datastores must be a list: datastores = ( { name = ...; "
-		            "path = ...; } );");
+		return conf_fail(l, list,
+		                 "datastores must be a list: datastores = ( { name = ...; "
+		                 "path = ...; } );");
 	n = config_setting_length(list);
 	c->datastores = calloc((size_t)n + 1, sizeof(*c->datastores));
 	if (!c->datastores)
@@ -225,8 +175,9 @@ static int load_datastores(struct loader *l, const config_setting_t *list, struc
 		char where[32];
 		snprintf(where, sizeof(where), "datastores[%d]", i);
 		if (!config_setting_is_group(g))
-			return fail(l, g, "%s must be a group { name = ...; path = ...; }", where);
-		if ((ret = check_keys(l, g, where, keys)) < 0)
+			return conf_fail(l, g, "%s must be a group { name = ...; path = ...; }",
+			                 where);
+		if ((ret = conf_check_keys(l, g, where, keys)) < 0)
 			return ret;
 		c->ndatastores++;
 		d->line = config_setting_source_line(g);
@@ -235,30 +186,30 @@ static int load_datastores(struct loader *l, const config_setting_t *list, struc
 		    (ret = get_bool(l, g, where, "shared", false, &d->shared)) < 0)
 			return ret;
 		if (!util_valid_name(d->name, 63, why, sizeof(why)))
-			return fail(l, g, "%s.name \"%s\": %s", where, d->name, why);
+			return conf_fail(l, g, "%s.name \"%s\": %s", where, d->name, why);
 		if (d->path[0] != '/')
-			return fail(l, g, "%s.path \"%s\" must be an absolute path", where,
-			            d->path);
+			return conf_fail(l, g, "%s.path \"%s\" must be an absolute path", where,
+			                 d->path);
 		for (size_t j = 0; j + 1 < c->ndatastores; j++) {
 			if (strcmp(c->datastores[j].name, d->name) == 0)
-				return fail(l, g,
-				            "datastore \"%s\" is defined twice (also on line %d)",
-				            d->name, c->datastores[j].line);
+				return conf_fail(
+				        l, g, "datastore \"%s\" is defined twice (also on line %d)",
+				        d->name, c->datastores[j].line);
 		}
 	}
 	return 0;
 }
 
-static int load_accounts(struct loader *l, const config_setting_t *list, struct hostd_config *c)
+static int load_accounts(struct conf_ctx *l, const config_setting_t *list, struct hostd_config *c)
 {
 	static const char *const keys[] = { "id", "password_hash", "role", "description", NULL };
 	char why[256], *role = NULL;
 	int n, ret;
 
 	if (!config_setting_is_list(list))
-		return fail(l, list,
-		            "accounts must be a list: accounts = ( { id = ...; "
-		            "password_hash = ...; role = ...; } );");
+		return conf_fail(l, list,
+		                 "accounts must be a list: accounts = ( { id = ...; "
+		                 "password_hash = ...; role = ...; } );");
 	n = config_setting_length(list);
 	c->accounts = calloc((size_t)n + 1, sizeof(*c->accounts));
 	if (!c->accounts)
@@ -269,9 +220,10 @@ static int load_accounts(struct loader *l, const config_setting_t *list, struct 
 		char where[32];
 		snprintf(where, sizeof(where), "accounts[%d]", i);
 		if (!config_setting_is_group(g))
-			return fail(l, g, "%s must be a group { id = ...; password_hash = ...; }",
-			            where);
-		if ((ret = check_keys(l, g, where, keys)) < 0)
+			return conf_fail(l, g,
+			                 "%s must be a group { id = ...; password_hash = ...; }",
+			                 where);
+		if ((ret = conf_check_keys(l, g, where, keys)) < 0)
 			return ret;
 		c->naccounts++;
 		if ((ret = get_str(l, g, where, "id", true, NULL, &a->id)) < 0 ||
@@ -283,20 +235,22 @@ static int load_accounts(struct loader *l, const config_setting_t *list, struct 
 		ret = hostd_role_parse(role, &a->role);
 		free(role);
 		if (ret < 0)
-			return fail(l, config_setting_get_member(g, "role"),
-			            "%s.role is unknown; use Admin, ReadOnly or NoAccess", where);
+			return conf_fail(l, config_setting_get_member(g, "role"),
+			                 "%s.role is unknown; use Admin, ReadOnly or NoAccess",
+			                 where);
 		if (!util_valid_name(a->id, 64, why, sizeof(why)))
-			return fail(l, g, "%s.id \"%s\": %s", where, a->id, why);
+			return conf_fail(l, g, "%s.id \"%s\": %s", where, a->id, why);
 		const char *hsh = a->password_hash;
 		if (strncmp(hsh, "$y$", 3) != 0 && strncmp(hsh, "$6$", 3) != 0 &&
 		    strncmp(hsh, "$gy$", 4) != 0 && strncmp(hsh, "$5$", 3) != 0)
-			return fail(l, g,
-			            "%s.password_hash of \"%s\" is not a yescrypt ($y$) or "
-			            "sha512-crypt ($6$) hash; make one with: hostd --hash-password",
-			            where, a->id);
+			return conf_fail(
+			        l, g,
+			        "%s.password_hash of \"%s\" is not a yescrypt ($y$) or "
+			        "sha512-crypt ($6$) hash; make one with: hostd --hash-password",
+			        where, a->id);
 		for (size_t j = 0; j + 1 < c->naccounts; j++) {
 			if (strcmp(c->accounts[j].id, a->id) == 0)
-				return fail(l, g, "account \"%s\" is defined twice", a->id);
+				return conf_fail(l, g, "account \"%s\" is defined twice", a->id);
 		}
 	}
 	return 0;
@@ -305,40 +259,22 @@ static int load_accounts(struct loader *l, const config_setting_t *list, struct 
 int hostd_config_load(const char *path, struct hostd_config *c, char *err, size_t errlen)
 {
 	static const char *const top_keys[] = { "host", "datastores", "accounts", NULL };
-	struct loader l = { .file = path, .err = err, .errlen = errlen };
+	struct conf_ctx l = { .file = path, .err = err, .errlen = errlen };
 	config_t cfg;
-	char *text = NULL;
 	int ret;
 
 	memset(c, 0, sizeof(*c));
-	/* bounded read first: libconfig would read a file of any size */
-	ret = util_read_file(path, CONFIG_MAX_BYTES, &text, NULL);
-	if (ret < 0) {
-		if (ret == -EFBIG)
-			snprintf(err, errlen, "%s: larger than %u bytes; is this a host config?",
-			         path, CONFIG_MAX_BYTES);
-		else
-			snprintf(err, errlen, "%s: %s", path, util_strerror(ret));
-		return ret;
-	}
 	c->path = strdup(path);
-	config_init(&cfg);
-	if (!config_read_string(&cfg, text)) {
-		snprintf(err, errlen,
-		         "%s:%d: %s (libconfig syntax: key = value; groups in { }, "
-		         "lists in ( ))",
-		         path, config_error_line(&cfg), config_error_text(&cfg));
-		ret = -EINVAL;
+	if ((ret = conf_read(&cfg, path, CONFIG_MAX_BYTES, err, errlen)) < 0)
 		goto out;
-	}
 	config_setting_t *root = config_root_setting(&cfg);
-	if ((ret = check_keys(&l, root, "the file", top_keys)) < 0)
+	if ((ret = conf_check_keys(&l, root, "the file", top_keys)) < 0)
 		goto out;
 	config_setting_t *h = config_lookup(&cfg, "host");
 	if (!h) {
-		ret = fail(&l, NULL,
-		           "no host group; start with host = { name = \"esx1\"; "
-		           "state_dir = \"/var/lib/vmk\"; };");
+		ret = conf_fail(&l, NULL,
+		                "no host group; start with host = { name = \"esx1\"; "
+		                "state_dir = \"/var/lib/vmk\"; };");
 		goto out;
 	}
 	if ((ret = load_host(&l, h, c)) < 0)
@@ -350,10 +286,10 @@ int hostd_config_load(const char *path, struct hostd_config *c, char *err, size_
 	if (acc && (ret = load_accounts(&l, acc, c)) < 0)
 		goto out;
 	if (c->naccounts == 0) {
-		ret = fail(&l, acc,
-		           "no accounts: nobody could log in; add accounts = ( { id = "
-		           "\"root\"; password_hash = \"...\"; role = \"Admin\"; } ); "
-		           "(hash from: hostd --hash-password)");
+		ret = conf_fail(&l, acc,
+		                "no accounts: nobody could log in; add accounts = ( { id = "
+		                "\"root\"; password_hash = \"...\"; role = \"Admin\"; } ); "
+		                "(hash from: hostd --hash-password)");
 		goto out;
 	}
 	if (!c->log_file) {
@@ -366,7 +302,6 @@ int hostd_config_load(const char *path, struct hostd_config *c, char *err, size_
 	ret = 0;
 out:
 	config_destroy(&cfg);
-	free(text);
 	if (ret < 0) {
 		if (ret == -ENOMEM)
 			snprintf(err, errlen, "%s: out of memory", path);

@@ -1,7 +1,6 @@
 #include "datastore.h"
 
 #include <errno.h>
-#include <libconfig.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -11,6 +10,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "confload.h"
 #include "dispatch.h"
 #include "log.h"
 #include "util.h"
@@ -90,22 +90,14 @@ static int save_runtime(struct hostd_datastores *d)
 static void load_runtime(struct hostd_datastores *d)
 {
 	config_t cfg;
-	char *text = NULL;
-	char why[256];
+	char why[256], err[600];
 	int ret;
 
-	ret = util_read_file(d->state_file, 1u << 20, &text, NULL);
+	ret = conf_read(&cfg, d->state_file, 1u << 20, err, sizeof(err));
 	if (ret == -ENOENT)
-		return;
+		goto out;
 	if (ret < 0) {
-		log_warn("%s: %s; runtime datastores not loaded", d->state_file,
-		         util_strerror(ret));
-		return;
-	}
-	config_init(&cfg);
-	if (!config_read_string(&cfg, text)) {
-		log_warn("%s:%d: %s; runtime datastores not loaded (fix or remove the file)",
-		         d->state_file, config_error_line(&cfg), config_error_text(&cfg));
+		log_warn("%s; runtime datastores not loaded (fix or remove the file)", err);
 		goto out;
 	}
 	config_setting_t *list = config_lookup(&cfg, "datastores");
@@ -135,7 +127,6 @@ static void load_runtime(struct hostd_datastores *d)
 	}
 out:
 	config_destroy(&cfg);
-	free(text);
 }
 
 int hostd_datastores_init(struct hostd_datastores **dp, const struct hostd_config *cfg, char *err,

@@ -10,28 +10,10 @@
 
 #include <cmocka.h>
 
+#include "tests/testutil.h"
+
 #include "util.h"
 #include "vmkctl/cmd.h"
-
-static void check_golden(const char *golden, const char *actual)
-{
-	const char *u = getenv("VMK_UPDATE_GOLDEN");
-	char *expected = NULL;
-
-	if (u && strcmp(u, "1") == 0) {
-		assert_int_equal(util_write_file_atomic(golden, actual, strlen(actual), 0644), 0);
-		return;
-	}
-	if (util_read_file(golden, 1u << 20, &expected, NULL) < 0)
-		fail_msg("missing golden file %s (run with VMK_UPDATE_GOLDEN=1)", golden);
-	if (strcmp(expected, actual) != 0) {
-		print_error("golden %s differs\n--- expected\n%s--- actual\n%s", golden, expected,
-		            actual);
-		free(expected);
-		fail();
-	}
-	free(expected);
-}
 
 static void test_find(void **state)
 {

@@ -14,33 +14,10 @@
 
 #include <cmocka.h>
 
+#include "tests/testutil.h"
+
 #include "hostd/config.h"
 #include "util.h"
-
-static bool update_golden(void)
-{
-	const char *u = getenv("VMK_UPDATE_GOLDEN");
-	return u && strcmp(u, "1") == 0;
-}
-
-static void check_golden(const char *golden, const char *actual)
-{
-	char *expected = NULL;
-
-	if (update_golden()) {
-		assert_int_equal(util_write_file_atomic(golden, actual, strlen(actual), 0644), 0);
-		return;
-	}
-	if (util_read_file(golden, 1u << 20, &expected, NULL) < 0)
-		fail_msg("missing golden file %s (run with VMK_UPDATE_GOLDEN=1)", golden);
-	if (strcmp(expected, actual) != 0) {
-		print_error("golden %s differs\n--- expected\n%s--- actual\n%s", golden, expected,
-		            actual);
-		free(expected);
-		fail();
-	}
-	free(expected);
-}
 
 /* Files in dir ending with .cfg, sorted; returns how many (at most max). */
 static int list_cfgs(const char *dir, char names[][128], int max)

@@ -10,40 +10,16 @@
 
 #include <cmocka.h>
 
+#include "tests/testutil.h"
+
 #include "vmm/ramstate.h"
-
-struct membuf {
-	uint8_t *data;
-	size_t len, cap, off;
-};
-
-static int mw(void *arg, const void *p, size_t n)
-{
-	struct membuf *m = arg;
-	if (m->len + n > m->cap) {
-		m->cap = (m->len + n) * 2;
-		m->data = realloc(m->data, m->cap);
-	}
-	memcpy(m->data + m->len, p, n);
-	m->len += n;
-	return 0;
-}
-
-static int mr(void *arg, void *p, size_t n)
-{
-	struct membuf *m = arg;
-	if (n > m->len - m->off)
-		return -EPIPE;
-	memcpy(p, m->data + m->off, n);
-	m->off += n;
-	return 0;
-}
 
 static void test_round_trip(void **state)
 {
 	struct vmm_mem a, b;
 	struct membuf buf = { 0 };
-	struct vmm_stream s = { mw, mr, &buf, 0 };
+	struct vmm_stream s;
+	membuf_stream(&s, &buf);
 	struct ram_stats st = { 0 };
 	struct sbuf p;
 	char err[256];
@@ -80,7 +56,8 @@ static void test_malformed(void **state)
 {
 	struct vmm_mem m;
 	struct membuf buf = { 0 };
-	struct vmm_stream s = { mw, mr, &buf, 0 };
+	struct vmm_stream s;
+	membuf_stream(&s, &buf);
 	struct sbuf p;
 	char err[256];
 	uint32_t type, inst;

@@ -9,45 +9,9 @@
 
 #include <cmocka.h>
 
+#include "tests/testutil.h"
+
 #include "vmm/state.h"
-
-struct membuf {
-	uint8_t *data;
-	size_t len, cap, off;
-};
-
-static int mem_write(void *arg, const void *p, size_t n)
-{
-	struct membuf *m = arg;
-
-	if (m->len + n > m->cap) {
-		m->cap = (m->len + n) * 2;
-		m->data = realloc(m->data, m->cap);
-		assert_non_null(m->data);
-	}
-	memcpy(m->data + m->len, p, n);
-	m->len += n;
-	return 0;
-}
-
-static int mem_read(void *arg, void *p, size_t n)
-{
-	struct membuf *m = arg;
-
-	if (n > m->len - m->off)
-		return -EPIPE;
-	memcpy(p, m->data + m->off, n);
-	m->off += n;
-	return 0;
-}
-
-static void stream(struct vmm_stream *s, struct membuf *m)
-{
-	s->write = mem_write;
-	s->read = mem_read;
-	s->arg = m;
-	s->bytes = 0;
-}
 
 /* header + CPUM + a 100 KiB RAM section + an empty DEVS + END */
 static void build(struct membuf *m)
@@ -57,7 +21,7 @@ static void build(struct membuf *m)
 
 	for (size_t i = 0; i < (100 << 10); i++)
 		big[i] = (uint8_t)(i * 7 + 3);
-	stream(&s, m);
+	membuf_stream(&s, m);
 	assert_int_equal(vmm_state_write_header(&s), 0);
 	assert_int_equal(vmm_state_write_section(&s, SEC_CPU_MODEL, 0, "host", 4), 0);
 	assert_int_equal(vmm_state_write_section(&s, SEC_RAM, 7, big, 100 << 10), 0);
@@ -76,7 +40,7 @@ static int read_all(struct membuf *m, char *err, size_t errlen, int *sections)
 	int ret;
 
 	m->off = 0;
-	stream(&s, m);
+	membuf_stream(&s, m);
 	sbuf_init(&p);
 	*sections = 0;
 	ret = vmm_state_read_header(&s, err, errlen);
@@ -99,7 +63,7 @@ static void test_round_trip(void **state)
 
 	(void)state;
 	build(&m);
-	stream(&s, &m);
+	membuf_stream(&s, &m);
 	sbuf_init(&p);
 	assert_int_equal(vmm_state_read_header(&s, err, sizeof(err)), 0);
 	assert_int_equal(vmm_state_read_section(&s, &type, &inst, &p, err, sizeof(err)), 0);
@@ -193,12 +157,12 @@ static void test_oversized_section(void **state)
 	int n;
 
 	(void)state;
-	stream(&s, &m);
+	membuf_stream(&s, &m);
 	assert_int_equal(vmm_state_write_header(&s), 0);
 	uint8_t h[16] = { 'R', 'A', 'M', ' ', 0, 0, 0, 0 };
 	uint64_t huge = 1ull << 40;
 	memcpy(h + 8, &huge, 8);
-	mem_write(&m, h, sizeof(h));
+	membuf_write(&m, h, sizeof(h));
 	/* refused by its length before any allocation of 1 TiB */
 	assert_int_equal(read_all(&m, err, sizeof(err), &n), -EBADMSG);
 	assert_non_null(strstr(err, "claims"));

@@ -1,44 +1,19 @@
 #include "vmcfg.h"
 
 #include <errno.h>
-#include <libconfig.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "confload.h"
 #include "util.h"
 
 #define VMX_MAX_BYTES (256u << 10)
 
-struct ld {
-	const char *file;
-	char *err;
-	size_t errlen;
-};
-
-static int fail(struct ld *l, const config_setting_t *s, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static int fail(struct ld *l, const config_setting_t *s, const char *fmt, ...)
-{
-	char msg[700];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (s && config_setting_source_line(s) > 0)
-		snprintf(l->err, l->errlen, "%s:%d: %s", l->file, config_setting_source_line(s),
-		         msg);
-	else
-		snprintf(l->err, l->errlen, "%s: %s", l->file, msg);
-	return -EINVAL;
-}
-
 /* A path setting: absolute, or made absolute against dir. */
-static int get_path(struct ld *l, const config_setting_t *g, const char *key, const char *dir,
+static int get_path(struct conf_ctx *l, const config_setting_t *g, const char *key, const char *dir,
                     bool required, char **out)
 {
 	const config_setting_t *s = config_setting_get_member(g, key);
@@ -47,16 +22,16 @@ static int get_path(struct ld *l, const config_setting_t *g, const char *key, co
 	*out = NULL;
 	if (!s) {
 		if (required)
-			return fail(l, g, "%s is missing", key);
+			return conf_fail(l, g, "%s is missing", key);
 		return 0;
 	}
 	if (config_setting_type(s) != CONFIG_TYPE_STRING)
-		return fail(l, s, "%s must be a string in double quotes", key);
+		return conf_fail(l, s, "%s must be a string in double quotes", key);
 	v = config_setting_get_string(s);
 	if (!v[0])
-		return fail(l, s, "%s is empty", key);
+		return conf_fail(l, s, "%s is empty", key);
 	if (strlen(v) + strlen(dir) + 2 > PATH_MAX)
-		return fail(l, s, "%s is too long", key);
+		return conf_fail(l, s, "%s is too long", key);
 	if (v[0] == '/')
 		*out = strdup(v);
 	else if (asprintf(out, "%s/%s", dir, v) < 0)
@@ -64,8 +39,8 @@ static int get_path(struct ld *l, const config_setting_t *g, const char *key, co
 	return *out ? 0 : -ENOMEM;
 }
 
-static int get_string(struct ld *l, const config_setting_t *g, const char *key, const char *def,
-                      char **out)
+static int get_string(struct conf_ctx *l, const config_setting_t *g, const char *key,
+                      const char *def, char **out)
 {
 	const config_setting_t *s = config_setting_get_member(g, key);
 
@@ -74,28 +49,28 @@ static int get_string(struct ld *l, const config_setting_t *g, const char *key, 
 		return *out ? 0 : -ENOMEM;
 	}
 	if (config_setting_type(s) != CONFIG_TYPE_STRING)
-		return fail(l, s, "%s must be a string in double quotes", key);
+		return conf_fail(l, s, "%s must be a string in double quotes", key);
 	*out = strdup(config_setting_get_string(s));
 	return *out ? 0 : -ENOMEM;
 }
 
-static int get_uint(struct ld *l, const config_setting_t *g, const char *key, long long lo,
+static int get_uint(struct conf_ctx *l, const config_setting_t *g, const char *key, long long lo,
                     long long hi, const char *unit, uint32_t *out)
 {
 	const config_setting_t *s = config_setting_get_member(g, key);
 	long long v;
 
 	if (!s)
-		return fail(l, g, "%s is missing", key);
+		return conf_fail(l, g, "%s is missing", key);
 	if (config_setting_type(s) == CONFIG_TYPE_INT)
 		v = config_setting_get_int(s);
 	else if (config_setting_type(s) == CONFIG_TYPE_INT64)
 		v = config_setting_get_int64(s);
 	else
-		return fail(l, s, "%s must be a whole number of %s", key, unit);
+		return conf_fail(l, s, "%s must be a whole number of %s", key, unit);
 	if (v < lo || v > hi)
-		return fail(l, s, "%s = %lld %s is out of range; use %lld to %lld", key, v, unit,
-		            lo, hi);
+		return conf_fail(l, s, "%s = %lld %s is out of range; use %lld to %lld", key, v,
+		                 unit, lo, hi);
 	*out = (uint32_t)v;
 	return 0;
 }
@@ -145,7 +120,7 @@ static int parse_mac(const char *s, uint8_t mac[6])
 	return 0;
 }
 
-static int load_vm(struct ld *l, config_setting_t *vm, struct vmcfg *c)
+static int load_vm(struct conf_ctx *l, config_setting_t *vm, struct vmcfg *c)
 {
 	static const char *const keys[] = { "name",       "uuid",   "memory_mib", "vcpus",
 		                            "kernel",     "initrd", "cmdline",    "cpu_model",
@@ -154,23 +129,19 @@ static int load_vm(struct ld *l, config_setting_t *vm, struct vmcfg *c)
 	int ret;
 
 	if (!config_setting_is_group(vm))
-		return fail(l, vm, "vm must be a group: vm = { name = ...; memory_mib = ...; }");
-	for (int i = 0; i < config_setting_length(vm); i++) {
-		const config_setting_t *s = config_setting_get_elem(vm, (unsigned)i);
-		bool ok = false;
-		for (const char *const *k = keys; *k; k++)
-			ok |= strcmp(*k, config_setting_name(s)) == 0;
-		if (!ok)
-			return fail(l, s, "unknown setting vm.%s", config_setting_name(s));
-	}
+		return conf_fail(l, vm,
+		                 "vm must be a group: vm = { name = ...; memory_mib = ...; }");
+	if ((ret = conf_check_keys(l, vm, "vm", keys)) < 0)
+		return ret;
 	if ((ret = get_string(l, vm, "name", "", &c->name)) < 0)
 		return ret;
 	if (!util_valid_name(c->name, 80, why, sizeof(why)))
-		return fail(l, vm, "vm.name \"%s\": %s", c->name, why);
+		return conf_fail(l, vm, "vm.name \"%s\": %s", c->name, why);
 	if ((ret = get_string(l, vm, "uuid", "", &c->uuid)) < 0)
 		return ret;
 	if (!uuid_valid(c->uuid))
-		return fail(l, vm, "vm.uuid \"%s\" is not a UUID (8-4-4-4-12 hex digits)", c->uuid);
+		return conf_fail(l, vm, "vm.uuid \"%s\" is not a UUID (8-4-4-4-12 hex digits)",
+		                 c->uuid);
 	if ((ret = get_uint(l, vm, "memory_mib", VMCFG_MIN_MIB, VMCFG_MAX_MIB, "MiB",
 	                    &c->memory_mib)) < 0 ||
 	    (ret = get_uint(l, vm, "vcpus", 1, VMCFG_MAX_VCPUS, "vCPUs", &c->vcpus)) < 0)
@@ -181,7 +152,8 @@ static int load_vm(struct ld *l, config_setting_t *vm, struct vmcfg *c)
 	    (ret = get_string(l, vm, "cpu_model", "host", &c->cpu_model)) < 0)
 		return ret;
 	if (strlen(c->cmdline) > 2047)
-		return fail(l, vm, "vm.cmdline has %zu bytes; at most 2047", strlen(c->cmdline));
+		return conf_fail(l, vm, "vm.cmdline has %zu bytes; at most 2047",
+		                 strlen(c->cmdline));
 	if (config_setting_get_member(vm, "serial_log"))
 		ret = get_path(l, vm, "serial_log", c->dir, true, &c->serial_log);
 	else if (asprintf(&c->serial_log, "%s/serial.log", c->dir) < 0)
@@ -189,20 +161,20 @@ static int load_vm(struct ld *l, config_setting_t *vm, struct vmcfg *c)
 	return ret;
 }
 
-static int load_disks(struct ld *l, config_setting_t *list, struct vmcfg *c)
+static int load_disks(struct conf_ctx *l, config_setting_t *list, struct vmcfg *c)
 {
 	if (!config_setting_is_list(list))
-		return fail(l, list,
-		            "disks must be a list: disks = ( { path = \"disk0.img\"; } );");
+		return conf_fail(l, list,
+		                 "disks must be a list: disks = ( { path = \"disk0.img\"; } );");
 	if (config_setting_length(list) > VMCFG_MAX_DISKS)
-		return fail(l, list, "%d disks; at most %d", config_setting_length(list),
-		            VMCFG_MAX_DISKS);
+		return conf_fail(l, list, "%d disks; at most %d", config_setting_length(list),
+		                 VMCFG_MAX_DISKS);
 	for (int i = 0; i < config_setting_length(list); i++) {
 		config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
 		struct vmcfg_disk *d = &c->disks[c->ndisks];
 		int ro = 0, ret;
 		if (!config_setting_is_group(g))
-			return fail(l, g, "disks[%d] must be a group { path = ...; }", i);
+			return conf_fail(l, g, "disks[%d] must be a group { path = ...; }", i);
 		c->ndisks++;
 		if ((ret = get_path(l, g, "path", c->dir, true, &d->path)) < 0)
 			return ret;
@@ -212,31 +184,32 @@ static int load_disks(struct ld *l, config_setting_t *list, struct vmcfg *c)
 	return 0;
 }
 
-static int load_nics(struct ld *l, config_setting_t *list, struct vmcfg *c)
+static int load_nics(struct conf_ctx *l, config_setting_t *list, struct vmcfg *c)
 {
 	if (!config_setting_is_list(list))
-		return fail(l, list,
-		            "nics must be a list: nics = ( { portgroup = \"VM Network\"; } );");
+		return conf_fail(
+		        l, list,
+		        "nics must be a list: nics = ( { portgroup = \"VM Network\"; } );");
 	if (config_setting_length(list) > VMCFG_MAX_NICS)
-		return fail(l, list, "%d nics; at most %d", config_setting_length(list),
-		            VMCFG_MAX_NICS);
+		return conf_fail(l, list, "%d nics; at most %d", config_setting_length(list),
+		                 VMCFG_MAX_NICS);
 	for (int i = 0; i < config_setting_length(list); i++) {
 		config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
 		struct vmcfg_nic *n = &c->nics[c->nnics];
 		const char *mac = NULL;
 		int ret;
 		if (!config_setting_is_group(g))
-			return fail(l, g, "nics[%d] must be a group { portgroup = ...; }", i);
+			return conf_fail(l, g, "nics[%d] must be a group { portgroup = ...; }", i);
 		c->nnics++;
 		if ((ret = get_string(l, g, "portgroup", "VM Network", &n->portgroup)) < 0 ||
 		    (ret = get_string(l, g, "tap", "", &n->tap)) < 0)
 			return ret;
 		if (config_setting_lookup_string(g, "mac", &mac)) {
 			if (parse_mac(mac, n->mac) < 0)
-				return fail(l, g,
-				            "nics[%d].mac \"%s\" is not a unicast MAC "
-				            "(xx:xx:xx:xx:xx:xx)",
-				            i, mac);
+				return conf_fail(l, g,
+				                 "nics[%d].mac \"%s\" is not a unicast MAC "
+				                 "(xx:xx:xx:xx:xx:xx)",
+				                 i, mac);
 		} else {
 			vmcfg_mac_from_uuid(c->uuid, (unsigned)i, n->mac);
 		}
@@ -246,19 +219,13 @@ static int load_nics(struct ld *l, config_setting_t *list, struct vmcfg *c)
 
 int vmcfg_load(const char *path, struct vmcfg *c, char *err, size_t errlen)
 {
-	struct ld l = { .file = path, .err = err, .errlen = errlen };
+	struct conf_ctx l = { .file = path, .err = err, .errlen = errlen };
 	config_t cfg;
-	char *text = NULL;
 	int ret;
 
 	memset(c, 0, sizeof(*c));
-	ret = util_read_file(path, VMX_MAX_BYTES, &text, NULL);
-	if (ret < 0) {
-		snprintf(err, errlen, "%s: %s", path,
-		         ret == -EFBIG ? "larger than 256 KiB: not a .vmx file"
-		                       : util_strerror(ret));
-		return ret;
-	}
+	if ((ret = conf_read(&cfg, path, VMX_MAX_BYTES, err, errlen)) < 0)
+		goto out;
 	c->path = strdup(path);
 	const char *slash = strrchr(path, '/');
 	c->dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
@@ -266,20 +233,13 @@ int vmcfg_load(const char *path, struct vmcfg *c, char *err, size_t errlen)
 		free(c->dir);
 		c->dir = strdup("/");
 	}
-	config_init(&cfg);
 	if (!c->path || !c->dir) {
 		ret = -ENOMEM;
 		goto out;
 	}
-	if (!config_read_string(&cfg, text)) {
-		snprintf(err, errlen, "%s:%d: %s", path, config_error_line(&cfg),
-		         config_error_text(&cfg));
-		ret = -EINVAL;
-		goto out;
-	}
 	config_setting_t *vm = config_lookup(&cfg, "vm");
 	if (!vm) {
-		ret = fail(&l, NULL, "no vm group; start with vm = { name = \"...\"; ... };");
+		ret = conf_fail(&l, NULL, "no vm group; start with vm = { name = \"...\"; ... };");
 		goto out;
 	}
 	if ((ret = load_vm(&l, vm, c)) < 0)
@@ -293,7 +253,6 @@ int vmcfg_load(const char *path, struct vmcfg *c, char *err, size_t errlen)
 	ret = 0;
 out:
 	config_destroy(&cfg);
-	free(text);
 	if (ret < 0) {
 		if (ret == -ENOMEM)
 			snprintf(err, errlen, "%s: out of memory", path);
