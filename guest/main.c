@@ -8,7 +8,7 @@ static const struct {
 	int (*fn)(void);
 } workloads[] = {
 	{ "hello", wl_hello }, { "heartbeat", wl_heartbeat }, { "burn", wl_burn },
-	{ "dirty", wl_dirty }, { "verify", wl_verify },
+	{ "dirty", wl_dirty }, { "verify", wl_verify },       { "disk", wl_disk },
 };
 
 int guest_main(const struct hvm_start_info *si);
@@ -27,6 +27,6 @@ int guest_main(const struct hvm_start_info *si)
 		    strncmp(w, workloads[i].name, sizeof(w)) == 0)
 			return workloads[i].fn();
 	}
-	printf_("unknown workload '%s'\n", w);
+	printf_("unknown workload '%s' (command line: %s)\n", w, cmdline());
 	return 2;
 }

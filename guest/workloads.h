@@ -8,5 +8,6 @@ int wl_heartbeat(void);
 int wl_burn(void);
 int wl_dirty(void);
 int wl_verify(void);
+int wl_disk(void);
 
 #endif
