@@ -78,6 +78,17 @@ expect 101 "neither a PVH ELF nor a Linux bzImage" "unknown image format refused
 
 expect 2 "no --config" "no config: usage error" -- "$VMX"
 
+vmxcfg disk 64 "$ELF" "disk"
+truncate -s 4M "$tmp/disk/disk0.img"
+printf 'disks = ( { path = "disk0.img"; } );\n' >>"$tmp/disk/disk.vmx"
+expect 0 "1 disks" "--check opens the VM's disk" -- "$VMX" --check -c "$tmp/disk/disk.vmx"
+rm "$tmp/disk/disk0.img"
+expect 101 "disk .*disk0.img: No such file" "a missing disk image refused" -- \
+	"$VMX" --check -c "$tmp/disk/disk.vmx"
+truncate -s 1001 "$tmp/disk/disk0.img"
+expect 101 "not a raw image" "a disk that is not whole sectors refused" -- \
+	"$VMX" --check -c "$tmp/disk/disk.vmx"
+
 # ---- booting needs KVM ----
 kvm_reason=""
 if [[ ! -c /dev/kvm ]]; then
@@ -88,7 +99,8 @@ fi
 boot_tests=("hello powers off with status 0" "heartbeat prints consecutive lines"
 	"verify finds no corruption" "a crashed guest is reported, exit 103"
 	"save and restore: heartbeat continues without a reset"
-	"save and restore: verify finds no corruption")
+	"save and restore: verify finds no corruption"
+	"disk workload through vmx's virtio-blk")
 if [[ -n $kvm_reason ]]; then
 	for t in "${boot_tests[@]}"; do skip "$t" "$kvm_reason"; done
 else
@@ -143,6 +155,10 @@ EOP
 	else
 		not_ok "${boot_tests[4]}" "$(cat "$tmp/hbsr/run1.log")"
 	fi
+	vmxcfg blk 64 "$ELF" "disk blocks=128 passes=2"
+	truncate -s 4M "$tmp/blk/disk0.img"
+	printf 'disks = ( { path = "disk0.img"; } );\n' >>"$tmp/blk/blk.vmx"
+	expect 0 "" "${boot_tests[6]}" -- timeout 60 "$VMX" -c "$tmp/blk/blk.vmx"
 	if save_restore versr "verify mib=32" "^verify pass 2 OK"; then
 		! grep -q CORRUPT "$tmp/versr/serial.log" && ok "${boot_tests[5]}" ||
 			not_ok "${boot_tests[5]}" "$(grep CORRUPT "$tmp/versr/serial.log")"

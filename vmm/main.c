@@ -20,6 +20,7 @@
 #include "power.h"
 #include "snapshot.h"
 #include "uart.h"
+#include "virtio_blk.h"
 #include "util.h"
 #include "vm.h"
 #include "vmcfg.h"
@@ -28,6 +29,9 @@
 #define EXIT_HOST    102
 #define EXIT_CRASHED 103
 #define EXIT_SIGNAL  104
+
+#define VIRTIO_MMIO_BASE 0xd0000000ull /* in the 32-bit MMIO hole */
+#define VIRTIO_GSI_BASE  5
 
 static void usage(FILE *f)
 {
@@ -180,6 +184,8 @@ static void *signal_thread(void *arg)
 	return NULL;
 }
 
+static char *guest_cmdline(const struct vmcfg *c);
+
 /* --check: everything that does not need KVM. */
 static int check(const struct vmcfg *c)
 {
@@ -194,12 +200,28 @@ static int check(const struct vmcfg *c)
 		        strerror(-ret));
 		return EXIT_HOST;
 	}
-	ret = vmm_boot_load(&m, c->kernel, c->initrd, c->cmdline, &b, err, sizeof(err));
-	vmm_mem_free(&m);
+	char *cl = guest_cmdline(c);
+	ret = cl ? vmm_boot_load(&m, c->kernel, c->initrd, cl, &b, err, sizeof(err)) : -ENOMEM;
+	free(cl);
 	if (ret < 0) {
+		vmm_mem_free(&m);
 		fprintf(stderr, "vmx: %s\n", err);
 		return EXIT_CONFIG;
 	}
+	/* the disks open as they would for a boot */
+	struct vmm_bus bus = { .mem = &m };
+	for (unsigned i = 0; i < c->ndisks; i++) {
+		struct vmm_device *d;
+		if (vmm_virtio_blk_create(&d, &bus, VIRTIO_MMIO_BASE, VIRTIO_GSI_BASE,
+		                          c->disks[i].path, c->disks[i].readonly, "", err,
+		                          sizeof(err)) < 0) {
+			vmm_mem_free(&m);
+			fprintf(stderr, "vmx: %s\n", err);
+			return EXIT_CONFIG;
+		}
+		d->ops->destroy(d);
+	}
+	vmm_mem_free(&m);
 	printf("vm %s: %u MiB, %u vCPUs, %s entry 0x%llx, %u disks, %u nics\n", c->name,
 	       c->memory_mib, c->vcpus, b.kind == BOOT_PVH ? "PVH" : "Linux 64-bit",
 	       (unsigned long long)b.entry, c->ndisks, c->nnics);
@@ -208,11 +230,50 @@ static int check(const struct vmcfg *c)
 
 static const char *restore_path; /* --restore: start from a saved state */
 
+/* The guest's command line: the configured one plus, per virtio-mmio
+ * device, "virtio_mmio.device=512@ADDR:GSI" (Linux's syntax, which the
+ * micro guests read too). malloc'd. */
+static char *guest_cmdline(const struct vmcfg *c)
+{
+	size_t cap = strlen(c->cmdline) + 64 * (c->ndisks + 1);
+	char *s = malloc(cap);
+
+	if (!s)
+		return NULL;
+	int n = snprintf(s, cap, "%s", c->cmdline);
+	for (unsigned i = 0; i < c->ndisks; i++)
+		n += snprintf(s + n, cap - (size_t)n, " virtio_mmio.device=512@0x%llx:%u",
+		              (unsigned long long)(VIRTIO_MMIO_BASE + VIRTIO_MMIO_SIZE * i),
+		              VIRTIO_GSI_BASE + i);
+	return s;
+}
+
+static int add_disks(struct vmm_vm *vm, const struct vmcfg *c, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < c->ndisks; i++) {
+		struct vmm_device *d;
+		char serial[24];
+		snprintf(serial, sizeof(serial), "vmk-%.8s-%u", c->uuid, i);
+		int ret = vmm_virtio_blk_create(
+		        &d, &vm->bus, VIRTIO_MMIO_BASE + VIRTIO_MMIO_SIZE * i, VIRTIO_GSI_BASE + i,
+		        c->disks[i].path, c->disks[i].readonly, serial, err, errlen);
+		if (ret < 0)
+			return ret;
+		if ((ret = vmm_vm_add_device(vm, d)) < 0) {
+			d->ops->destroy(d);
+			snprintf(err, errlen, "too many devices");
+			return ret;
+		}
+	}
+	return 0;
+}
+
 static int run(const struct vmcfg *c)
 {
 	struct vmm_vm *vm = calloc(1, sizeof(*vm));
 	struct vmm_device *uart = NULL, *power = NULL;
 	struct vmm_control *control = NULL;
+	char *cmdline = NULL;
 	struct vmm_boot b;
 	char err[600];
 	int rc = EXIT_HOST, ret, logfd;
@@ -230,7 +291,9 @@ static int run(const struct vmcfg *c)
 		fprintf(stderr, "vmx: %s: %s\n", c->name, err);
 		goto out;
 	}
-	ret = vmm_boot_load(&vm->mem, c->kernel, c->initrd, c->cmdline, &b, err, sizeof(err));
+	cmdline = guest_cmdline(c);
+	ret = cmdline ? vmm_boot_load(&vm->mem, c->kernel, c->initrd, cmdline, &b, err, sizeof(err))
+	              : -ENOMEM;
 	if (ret < 0) {
 		fprintf(stderr, "vmx: %s\n", err);
 		rc = EXIT_CONFIG;
@@ -244,6 +307,11 @@ static int run(const struct vmcfg *c)
 		goto out;
 	}
 	uart = power = NULL; /* owned by the VM now */
+	if (add_disks(vm, c, err, sizeof(err)) < 0) {
+		fprintf(stderr, "vmx: %s\n", err);
+		rc = EXIT_CONFIG;
+		goto out;
+	}
 	snprintf(vm->cpu_model_name, sizeof(vm->cpu_model_name), "%s", c->cpu_model);
 	if (vmm_vm_setup_boot(vm, &b, err, sizeof(err)) < 0) {
 		fprintf(stderr, "vmx: %s\n", err);
@@ -308,6 +376,7 @@ out:
 		power->ops->destroy(power);
 	vmm_vm_destroy(vm);
 	free(vm);
+	free(cmdline);
 	close(logfd);
 	return rc;
 }
