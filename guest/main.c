@@ -9,6 +9,7 @@ static const struct {
 } workloads[] = {
 	{ "hello", wl_hello }, { "heartbeat", wl_heartbeat }, { "burn", wl_burn },
 	{ "dirty", wl_dirty }, { "verify", wl_verify },       { "disk", wl_disk },
+	{ "net", wl_net },
 };
 
 int guest_main(const struct hvm_start_info *si);

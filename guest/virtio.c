@@ -148,6 +148,13 @@ bool virtio_find(uint32_t device_id, unsigned nq, uint32_t want, struct virtio_d
 
 int virtio_poll_used(struct virtio_dev *d, unsigned qi, uint32_t *len)
 {
+	uint16_t id;
+
+	return virtio_poll_used_id(d, qi, &id, len);
+}
+
+int virtio_poll_used_id(struct virtio_dev *d, unsigned qi, uint16_t *id, uint32_t *len)
+{
 	struct virtq *q = &d->q[qi];
 	uint16_t idx = *(volatile uint16_t *)(q->used + 2);
 
@@ -155,6 +162,7 @@ int virtio_poll_used(struct virtio_dev *d, unsigned qi, uint32_t *len)
 		return 0;
 	barrier();
 	volatile uint32_t *e = (volatile uint32_t *)(q->used + 4 + 8 * (q->last_used % q->size));
+	*id = (uint16_t)e[0];
 	if (len)
 		*len = e[1];
 	q->last_used++;

@@ -49,5 +49,7 @@ int virtio_submit(struct virtio_dev *d, unsigned q, void *const *bufs, const uin
                   const uint16_t *flags, unsigned n, bool wait);
 /* Non-blocking: 1 and the used length if a chain completed, 0 if none. */
 int virtio_poll_used(struct virtio_dev *d, unsigned q, uint32_t *len);
+/* The same, also giving the head descriptor index of the completed chain. */
+int virtio_poll_used_id(struct virtio_dev *d, unsigned q, uint16_t *id, uint32_t *len);
 
 #endif

@@ -9,5 +9,6 @@ int wl_burn(void);
 int wl_dirty(void);
 int wl_verify(void);
 int wl_disk(void);
+int wl_net(void);
 
 #endif

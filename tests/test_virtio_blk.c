@@ -15,11 +15,12 @@
 
 #include <cmocka.h>
 
+#include "tests/virtio_driver.h"
 #include "vmm/virtio_blk.h"
 
-#define DESC  0x10000ull
-#define AVAIL 0x11000ull
-#define USED  0x12000ull
+#define DESC  TQ_DESC(0)
+#define AVAIL TQ_AVAIL(0)
+#define USED  TQ_USED(0)
 #define HDR   0x20000ull
 #define DATA  0x21000ull
 #define STAT  0x30000ull
@@ -34,65 +35,24 @@ static void irq_set(void *arg, uint32_t gsi, int level)
 }
 
 struct t {
-	struct vmm_mem mem;
-	struct vmm_bus bus;
-	struct vmm_device *d;
+	struct tdrv drv; /* first: a struct t * is a struct tdrv * */
 	char img[64];
 	uint16_t avail_idx;
 };
 
-static uint32_t rd(struct t *t, uint64_t off)
-{
-	uint32_t v;
-	t->d->ops->mmio(t->d, off, false, (uint8_t *)&v, 4);
-	return v;
-}
+#define rd(t, off)                         tdrv_rd(&(t)->drv, off)
+#define wr(t, off, v)                      tdrv_wr(&(t)->drv, off, v)
+#define g(t, gpa)                          tdrv_gpa(&(t)->drv, gpa)
+#define desc(t, i, addr, len, flags, next) tdrv_desc(&(t)->drv, 0, i, addr, len, flags, next)
 
-static void wr(struct t *t, uint64_t off, uint32_t v)
+/* blk features (FLUSH, DISCARD) with or without VERSION_1, queue 0 */
+static bool bring_up(struct t *t, bool version1, uint16_t qsize)
 {
-	t->d->ops->mmio(t->d, off, true, (uint8_t *)&v, 4);
-}
-
-static void *g(struct t *t, uint64_t gpa)
-{
-	return vmm_gpa(&t->mem, gpa, 1);
+	t->avail_idx = 0;
+	return tdrv_up(&t->drv, (1u << 9) | (1u << 13), version1 ? 1 : 0, 1, qsize);
 }
 
 /* reset, negotiate (with or without VERSION_1), set up queue 0 */
-static bool bring_up(struct t *t, bool version1, uint16_t qsize)
-{
-	wr(t, 0x70, 0);
-	wr(t, 0x70, 1 | 2);
-	wr(t, 0x24, 0);
-	wr(t, 0x20, (1u << 9) | (1u << 13));
-	wr(t, 0x24, 1);
-	wr(t, 0x20, version1 ? 1 : 0);
-	wr(t, 0x70, 1 | 2 | 8);
-	if (!(rd(t, 0x70) & 8))
-		return false;
-	wr(t, 0x30, 0);
-	wr(t, 0x38, qsize);
-	wr(t, 0x80, (uint32_t)DESC);
-	wr(t, 0x84, 0);
-	wr(t, 0x90, (uint32_t)AVAIL);
-	wr(t, 0x94, 0);
-	wr(t, 0xa0, (uint32_t)USED);
-	wr(t, 0xa4, 0);
-	wr(t, 0x44, 1);
-	wr(t, 0x70, 1 | 2 | 8 | 4);
-	t->avail_idx = 0;
-	return true;
-}
-
-static void desc(struct t *t, unsigned i, uint64_t addr, uint32_t len, uint16_t flags,
-                 uint16_t next)
-{
-	uint8_t *d = g(t, DESC + 16 * i);
-	memcpy(d, &addr, 8);
-	memcpy(d + 8, &len, 4);
-	memcpy(d + 12, &flags, 2);
-	memcpy(d + 14, &next, 2);
-}
 
 /* one request: header, data (len bytes at DATA), status; returns status */
 static int req(struct t *t, uint32_t type, uint64_t sector, uint32_t len, bool dev_writes)
@@ -129,11 +89,11 @@ static int setup(void **state)
 	if (fd < 0 || ftruncate(fd, 4 << 20) < 0)
 		return -1;
 	close(fd);
-	if (vmm_mem_init(&t->mem, 16ull << 20, false) < 0)
+	if (vmm_mem_init(&t->drv.mem, 16ull << 20, false) < 0)
 		return -1;
-	t->bus = (struct vmm_bus){ .mem = &t->mem, .irq_set = irq_set };
-	if (vmm_virtio_blk_create(&t->d, &t->bus, 0xd0000000, 5, t->img, false, "vmk-disk-0", err,
-	                          sizeof(err)) < 0)
+	t->drv.bus = (struct vmm_bus){ .mem = &t->drv.mem, .irq_set = irq_set };
+	if (vmm_virtio_blk_create(&t->drv.d, &t->drv.bus, 0xd0000000, 5, t->img, false,
+	                          "vmk-disk-0", err, sizeof(err)) < 0)
 		return -1;
 	*state = t;
 	return 0;
@@ -142,8 +102,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct t *t = *state;
-	t->d->ops->destroy(t->d);
-	vmm_mem_free(&t->mem);
+	t->drv.d->ops->destroy(t->drv.d);
+	vmm_mem_free(&t->drv.mem);
 	unlink(t->img);
 	free(t);
 	return 0;
@@ -161,7 +121,7 @@ static void test_negotiation(void **state)
 	assert_false(bring_up(t, false, QSZ)); /* refused without VERSION_1 */
 	assert_true(bring_up(t, true, QSZ));
 	uint32_t cap;
-	t->d->ops->mmio(t->d, 0x100, false, (uint8_t *)&cap, 4);
+	t->drv.d->ops->mmio(t->drv.d, 0x100, false, (uint8_t *)&cap, 4);
 	assert_int_equal(cap, (4 << 20) / 512);
 }
 
@@ -268,15 +228,15 @@ static void test_save_restore(void **state)
 	assert_int_equal(req(t, 1, 100, 512, false), 0);
 	assert_int_equal(req(t, 4, 0, 0, false), 0);
 	sbuf_init(&s);
-	assert_int_equal(t->d->ops->save(t->d, &s), 0);
+	assert_int_equal(t->drv.d->ops->save(t->drv.d, &s), 0);
 	/* a fresh device on the same image continues the same ring */
-	assert_int_equal(vmm_virtio_blk_create(&d2, &t->bus, 0xd0000000, 5, t->img, false, "x", err,
-	                                       sizeof(err)),
+	assert_int_equal(vmm_virtio_blk_create(&d2, &t->drv.bus, 0xd0000000, 5, t->img, false, "x",
+	                                       err, sizeof(err)),
 	                 0);
 	rbuf_init(&r, s.data, s.len);
 	assert_int_equal(d2->ops->restore(d2, &r), 0);
-	t->d->ops->destroy(t->d);
-	t->d = d2;
+	t->drv.d->ops->destroy(t->drv.d);
+	t->drv.d = d2;
 	memset(data, 0, 512);
 	assert_int_equal(req(t, 0, 100, 512, true), 0);
 	assert_int_equal(data[0], 0x5a);
@@ -298,24 +258,24 @@ static void test_readonly_and_bad_image(void **state)
 	struct vmm_device *ro;
 	char err[256];
 
-	assert_int_equal(vmm_virtio_blk_create(&ro, &t->bus, 0xd0000200, 6, t->img, true, "ro", err,
-	                                       sizeof(err)),
+	assert_int_equal(vmm_virtio_blk_create(&ro, &t->drv.bus, 0xd0000200, 6, t->img, true, "ro",
+	                                       err, sizeof(err)),
 	                 0);
-	struct vmm_device *save = t->d;
-	t->d = ro;
+	struct vmm_device *save = t->drv.d;
+	t->drv.d = ro;
 	assert_true(bring_up(t, true, QSZ));
 	assert_int_equal(req(t, 1, 0, 512, false), 1); /* write refused */
 	assert_int_equal(req(t, 0, 0, 512, true), 0);
 	wr(t, 0x14, 0);
 	assert_true(rd(t, 0x10) & (1u << 5)); /* VIRTIO_BLK_F_RO */
 	ro->ops->destroy(ro);
-	t->d = save;
-	assert_int_equal(vmm_virtio_blk_create(&ro, &t->bus, 0xd0000200, 6, "/nonexistent.img",
+	t->drv.d = save;
+	assert_int_equal(vmm_virtio_blk_create(&ro, &t->drv.bus, 0xd0000200, 6, "/nonexistent.img",
 	                                       false, "x", err, sizeof(err)),
 	                 -ENOENT);
 	assert_non_null(strstr(err, "/nonexistent.img"));
-	assert_int_equal(vmm_virtio_blk_create(&ro, &t->bus, 0xd0000200, 6, "/tmp", false, "x", err,
-	                                       sizeof(err)),
+	assert_int_equal(vmm_virtio_blk_create(&ro, &t->drv.bus, 0xd0000200, 6, "/tmp", false, "x",
+	                                       err, sizeof(err)),
 	                 -EISDIR);
 }
 

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 #include "snapshot.h"
 #include "uart.h"
 #include "virtio_blk.h"
+#include "virtio_net.h"
 #include "util.h"
 #include "vm.h"
 #include "vmcfg.h"
@@ -235,17 +237,78 @@ static const char *restore_path; /* --restore: start from a saved state */
  * micro guests read too). malloc'd. */
 static char *guest_cmdline(const struct vmcfg *c)
 {
-	size_t cap = strlen(c->cmdline) + 64 * (c->ndisks + 1);
+	size_t cap = strlen(c->cmdline) + 64 * (c->ndisks + c->nnics + 1);
 	char *s = malloc(cap);
 
 	if (!s)
 		return NULL;
 	int n = snprintf(s, cap, "%s", c->cmdline);
-	for (unsigned i = 0; i < c->ndisks; i++)
+	for (unsigned i = 0; i < c->ndisks + c->nnics; i++)
 		n += snprintf(s + n, cap - (size_t)n, " virtio_mmio.device=512@0x%llx:%u",
 		              (unsigned long long)(VIRTIO_MMIO_BASE + VIRTIO_MMIO_SIZE * i),
 		              VIRTIO_GSI_BASE + i);
 	return s;
+}
+
+/* NICs follow the disks in the MMIO window. Each is a tap named in the
+ * .vmx (networking attaches taps to port groups). */
+static int add_nics(struct vmm_vm *vm, const struct vmcfg *c, struct vmm_device **nics, char *err,
+                    size_t errlen)
+{
+	for (unsigned i = 0; i < c->nnics; i++) {
+		unsigned slot = c->ndisks + i;
+		if (!c->nics[i].tap[0]) {
+			snprintf(err, errlen,
+			         "nics[%u] (port group %s) has no tap device to attach to", i,
+			         c->nics[i].portgroup);
+			return -EINVAL;
+		}
+		int fd = vmm_tap_open(c->nics[i].tap, err, errlen);
+		if (fd < 0)
+			return fd;
+		int ret = vmm_virtio_net_create(&nics[i], &vm->bus,
+		                                VIRTIO_MMIO_BASE + VIRTIO_MMIO_SIZE * slot,
+		                                VIRTIO_GSI_BASE + slot, fd, c->nics[i].mac);
+		if (ret < 0) {
+			close(fd);
+			return ret;
+		}
+		if ((ret = vmm_vm_add_device(vm, nics[i])) < 0) {
+			nics[i]->ops->destroy(nics[i]);
+			snprintf(err, errlen, "too many devices");
+			return ret;
+		}
+	}
+	return 0;
+}
+
+struct rx_loop {
+	struct vmm_vm *vm;
+	struct vmm_device *nics[VMCFG_MAX_NICS];
+	unsigned n;
+};
+
+/* Delivers received frames while the VM runs (vCPUs do transmit). */
+static void *rx_main(void *arg)
+{
+	struct rx_loop *l = arg;
+	struct pollfd p[VMCFG_MAX_NICS];
+
+	for (unsigned i = 0; i < l->n; i++)
+		p[i] = (struct pollfd){ .fd = vmm_virtio_net_fd(l->nics[i]), .events = POLLIN };
+	for (;;) {
+		int st = atomic_load(&l->vm->state);
+		if (st == VM_POWERED_OFF || st == VM_CRASHED)
+			break;
+		if (poll(p, l->n, 100) <= 0)
+			continue;
+		for (unsigned i = 0; i < l->n; i++)
+			if (p[i].revents & POLLIN)
+				vmm_virtio_net_rx(l->nics[i]);
+		/* a frame with no guest buffer stays readable: do not spin on it */
+		usleep(200);
+	}
+	return NULL;
 }
 
 static int add_disks(struct vmm_vm *vm, const struct vmcfg *c, char *err, size_t errlen)
@@ -274,6 +337,9 @@ static int run(const struct vmcfg *c)
 	struct vmm_device *uart = NULL, *power = NULL;
 	struct vmm_control *control = NULL;
 	char *cmdline = NULL;
+	struct rx_loop rxl = { 0 };
+	pthread_t rx_thread;
+	bool rx_started = false;
 	struct vmm_boot b;
 	char err[600];
 	int rc = EXIT_HOST, ret, logfd;
@@ -307,11 +373,14 @@ static int run(const struct vmcfg *c)
 		goto out;
 	}
 	uart = power = NULL; /* owned by the VM now */
-	if (add_disks(vm, c, err, sizeof(err)) < 0) {
+	if (add_disks(vm, c, err, sizeof(err)) < 0 ||
+	    add_nics(vm, c, rxl.nics, err, sizeof(err)) < 0) {
 		fprintf(stderr, "vmx: %s\n", err);
 		rc = EXIT_CONFIG;
 		goto out;
 	}
+	rxl.vm = vm;
+	rxl.n = c->nnics;
 	snprintf(vm->cpu_model_name, sizeof(vm->cpu_model_name), "%s", c->cpu_model);
 	if (vmm_vm_setup_boot(vm, &b, err, sizeof(err)) < 0) {
 		fprintf(stderr, "vmx: %s\n", err);
@@ -350,7 +419,11 @@ static int run(const struct vmcfg *c)
 		fprintf(stderr, "vmx: cannot start vCPU threads\n");
 		goto out;
 	}
+	if (rxl.n && pthread_create(&rx_thread, NULL, rx_main, &rxl) == 0)
+		rx_started = true;
 	enum vmm_run_state st = vmm_vm_wait(vm);
+	if (rx_started)
+		pthread_join(rx_thread, NULL);
 	for (unsigned i = 0; i < vm->ndevs; i++)
 		if (strcmp(vm->devs[i]->ops->name, "uart") == 0)
 			vmm_uart_flush(vm->devs[i]);

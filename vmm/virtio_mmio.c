@@ -1,6 +1,7 @@
 #include "virtio_mmio.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,7 @@ struct vq {
 
 struct vmm_virtio {
 	struct vmm_device dev;
+	pthread_mutex_t lock;
 	const struct virtio_backend_ops *ops;
 	void *be;
 	char name[16];
@@ -89,6 +91,26 @@ static void reset(struct vmm_virtio *v)
 uint64_t vmm_virtio_driver_features(const struct vmm_virtio *v)
 {
 	return v->drv_features;
+}
+
+void vmm_virtio_lock(struct vmm_virtio *v)
+{
+	pthread_mutex_lock(&v->lock);
+}
+
+void vmm_virtio_unlock(struct vmm_virtio *v)
+{
+	pthread_mutex_unlock(&v->lock);
+}
+
+struct vmm_virtio *vmm_virtio_of(struct vmm_device *d)
+{
+	return d->priv;
+}
+
+void *vmm_virtio_backend(struct vmm_device *d)
+{
+	return ((struct vmm_virtio *)d->priv)->be;
 }
 
 static uint16_t rd16(struct vmm_mem *m, uint64_t gpa, bool *ok)
@@ -198,7 +220,20 @@ static bool queue_valid(struct vmm_mem *m, const struct vq *q)
 	       vmm_gpa(m, q->used, 6 + 8ull * q->num);
 }
 
+static void mmio_locked(struct vmm_device *d, uint64_t off, bool write, uint8_t *data,
+                        unsigned size);
+
 static void mmio(struct vmm_device *d, uint64_t off, bool write, uint8_t *data, unsigned size)
+{
+	struct vmm_virtio *v = d->priv;
+
+	pthread_mutex_lock(&v->lock);
+	mmio_locked(d, off, write, data, size);
+	pthread_mutex_unlock(&v->lock);
+}
+
+static void mmio_locked(struct vmm_device *d, uint64_t off, bool write, uint8_t *data,
+                        unsigned size)
 {
 	struct vmm_virtio *v = d->priv;
 	struct vq *q = &v->q[v->queue_sel < VIRTIO_MAX_QUEUES ? v->queue_sel : 0];
@@ -407,6 +442,7 @@ static int dev_restore(struct vmm_device *d, struct rbuf *in)
 	if (rbuf_done(in) < 0)
 		return -EBADMSG;
 	n.irq_level = v->irq_level;
+	n.lock = v->lock; /* the live mutex, not a copy's */
 	*v = n;
 	update_irq(v);
 	return 0;
@@ -418,6 +454,7 @@ static void dev_destroy(struct vmm_device *d)
 
 	if (v->ops->destroy)
 		v->ops->destroy(v->be);
+	pthread_mutex_destroy(&v->lock);
 	free(v);
 }
 
@@ -437,6 +474,7 @@ int vmm_virtio_create(struct vmm_device **dp, struct vmm_bus *bus, uint64_t mmio
 
 	if (!v)
 		return -ENOMEM;
+	pthread_mutex_init(&v->lock, NULL);
 	v->ops = ops;
 	v->be = be;
 	v->dev_features = features | VIRTIO_F_VERSION_1;

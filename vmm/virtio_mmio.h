@@ -54,5 +54,13 @@ int vmm_virtio_pop(struct vmm_virtio *v, unsigned q, struct vq_chain *c);
 /* Returns the chain with `len` bytes written by the device; interrupts. */
 void vmm_virtio_push(struct vmm_virtio *v, unsigned q, const struct vq_chain *c, uint32_t len);
 uint64_t vmm_virtio_driver_features(const struct vmm_virtio *v);
+/* Register accesses (and the notify handlers they run) hold the transport's
+ * lock; work started from another thread (network receive) takes it with
+ * these. */
+void vmm_virtio_lock(struct vmm_virtio *v);
+void vmm_virtio_unlock(struct vmm_virtio *v);
+/* The transport of a device made by vmm_virtio_create, and its backend. */
+struct vmm_virtio *vmm_virtio_of(struct vmm_device *d);
+void *vmm_virtio_backend(struct vmm_device *d);
 
 #endif
