@@ -180,7 +180,7 @@ FORMAT_SRCS = $(wildcard */*.c */*.h)
 format:
 	clang-format -i $(FORMAT_SRCS)
 
-format-check:
+format-check: deps
 	@clang-format --dry-run --Werror $(FORMAT_SRCS) && echo "format-check: ok"
 
 clean:
