@@ -1,5 +1,5 @@
 /* libFuzzer target: whatever arrives on the wire goes through the server's
- * rpc_handle_message (decode, validate, dispatch to a stub, encode) and the
+ * rpc_handle_message (decode, validate, dispatch to a fake, encode) and the
  * client's Response decoder; the input as a URL goes through rpc_parse_url.
  * Nothing may crash, leak, or answer with a reply that does not decode.
  * Seeds: tests/corpus/fuzz_request/ (malformed) and its valid/ (accepted).
@@ -23,7 +23,7 @@ static size_t touch(const char *s)
 
 /* Reads every string the request may carry and echoes some of them back, as
  * real handlers do in their error messages. */
-static void stub_dispatch(void *arg, const Vmk__Request *req, Vmk__Response *resp, struct arena *a)
+static void fake_dispatch(void *arg, const Vmk__Request *req, Vmk__Response *resp, struct arena *a)
 {
 	size_t *calls = arg;
 	size_t n = touch(req->header->session);
@@ -63,7 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	size_t calls = 0;
 	struct rpc_server_opts o = { .max_msg = 1u << 20,
-		                     .dispatch = stub_dispatch,
+		                     .dispatch = fake_dispatch,
 		                     .arg = &calls };
 	uint8_t *out = NULL;
 	size_t outlen = 0;

@@ -61,11 +61,11 @@ static const char *srcdir(void)
 	return s && *s ? s : ".";
 }
 
-/* The stub dispatch: counts calls, answers version_get with a product that
+/* The fake dispatch: counts calls, answers version_get with a product that
  * names the request id, login with "username/password" as session,
  * datastore_add with Empty (after the gate of test_concurrent_calls, when
  * set) and anything else with STATUS_NOT_FOUND. */
-struct stub {
+struct fake {
 	atomic_int calls;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -73,14 +73,14 @@ struct stub {
 	bool slow_started, slow_release, slow_done;
 };
 
-static struct stub stub = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+static struct fake fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
-static void stub_reset(void)
+static void fake_reset(void)
 {
-	atomic_store(&stub.calls, 0);
-	pthread_mutex_lock(&stub.lock);
-	stub.gate = stub.slow_started = stub.slow_release = stub.slow_done = false;
-	pthread_mutex_unlock(&stub.lock);
+	atomic_store(&fake.calls, 0);
+	pthread_mutex_lock(&fake.lock);
+	fake.gate = fake.slow_started = fake.slow_release = fake.slow_done = false;
+	pthread_mutex_unlock(&fake.lock);
 }
 
 static void timespec_in(struct timespec *ts, int seconds)
@@ -91,38 +91,38 @@ static void timespec_in(struct timespec *ts, int seconds)
 
 /* The slow operation holds its worker until the test releases it (at most
  * 10 s, so a broken server cannot hang the test: it then fails by order). */
-static void stub_slow(void)
+static void fake_slow(void)
 {
 	struct timespec dl;
 
 	timespec_in(&dl, 10);
-	pthread_mutex_lock(&stub.lock);
-	if (!stub.gate) {
-		pthread_mutex_unlock(&stub.lock);
+	pthread_mutex_lock(&fake.lock);
+	if (!fake.gate) {
+		pthread_mutex_unlock(&fake.lock);
 		return;
 	}
-	stub.slow_started = true;
-	pthread_cond_broadcast(&stub.cond);
-	while (!stub.slow_release) {
-		if (pthread_cond_timedwait(&stub.cond, &stub.lock, &dl) == ETIMEDOUT)
+	fake.slow_started = true;
+	pthread_cond_broadcast(&fake.cond);
+	while (!fake.slow_release) {
+		if (pthread_cond_timedwait(&fake.cond, &fake.lock, &dl) == ETIMEDOUT)
 			break;
 	}
-	stub.slow_done = true;
-	pthread_cond_broadcast(&stub.cond);
-	pthread_mutex_unlock(&stub.lock);
+	fake.slow_done = true;
+	pthread_cond_broadcast(&fake.cond);
+	pthread_mutex_unlock(&fake.lock);
 }
 
-static void stub_dispatch(void *arg, const Vmk__Request *req, Vmk__Response *resp, struct arena *a)
+static void fake_dispatch(void *arg, const Vmk__Request *req, Vmk__Response *resp, struct arena *a)
 {
 	(void)arg;
-	atomic_fetch_add(&stub.calls, 1);
+	atomic_fetch_add(&fake.calls, 1);
 	switch (req->body_case) {
 	case VMK__REQUEST__BODY_VERSION_GET: {
 		Vmk__VersionGetResponse *v = arena_alloc(a, sizeof(*v));
 		if (!v)
 			break;
 		vmk__version_get_response__init(v);
-		v->product = "stub";
+		v->product = "fake";
 		v->version = arena_printf(a, "%llu", (unsigned long long)req->header->request_id);
 		v->protocol = RPC_PROTOCOL_VERSION;
 		resp->body_case = VMK__RESPONSE__BODY_VERSION_GET;
@@ -141,12 +141,12 @@ static void stub_dispatch(void *arg, const Vmk__Request *req, Vmk__Response *res
 		break;
 	}
 	case VMK__REQUEST__BODY_DATASTORE_ADD:
-		stub_slow();
+		fake_slow();
 		resp->body_case = VMK__RESPONSE__BODY_EMPTY;
 		break;
 	default:
 		resp->status = VMK__STATUS__STATUS_NOT_FOUND;
-		resp->error = "stub: not served";
+		resp->error = "fake: not served";
 		break;
 	}
 }
@@ -304,25 +304,25 @@ static Vmk__Response *handle(const struct rpc_server_opts *o, const uint8_t *in,
 
 static void test_handle_valid(void **state)
 {
-	struct rpc_server_opts o = { .max_msg = 4096, .dispatch = stub_dispatch };
+	struct rpc_server_opts o = { .max_msg = 4096, .dispatch = fake_dispatch };
 	Vmk__Request r;
 	Vmk__RequestHeader h;
 	Vmk__VersionGetRequest v = VMK__VERSION_GET_REQUEST__INIT;
 	size_t len;
 
 	(void)state;
-	stub_reset();
+	fake_reset();
 	request_init(&r, &h, 0xdeadbeefcafeull, TOKEN);
 	r.body_case = VMK__REQUEST__BODY_VERSION_GET;
 	r.version_get = &v;
 	uint8_t *buf = pack_request(&r, &len);
 	Vmk__Response *resp = handle(&o, buf, len);
 
-	assert_int_equal(atomic_load(&stub.calls), 1);
+	assert_int_equal(atomic_load(&fake.calls), 1);
 	assert_int_equal(resp->status, VMK__STATUS__STATUS_OK);
 	assert_int_equal(resp->request_id, 0xdeadbeefcafeull);
 	assert_int_equal(resp->body_case, VMK__RESPONSE__BODY_VERSION_GET);
-	assert_string_equal(resp->version_get->product, "stub");
+	assert_string_equal(resp->version_get->product, "fake");
 	assert_string_equal(resp->version_get->version, "244837814094590");
 	vmk__response__free_unpacked(resp, NULL);
 	free(buf);
@@ -334,10 +334,10 @@ static void test_handle_valid(void **state)
 	h.request_id = 5;
 	buf = pack_request(&r, &len);
 	resp = handle(&o, buf, len);
-	assert_int_equal(atomic_load(&stub.calls), 2);
+	assert_int_equal(atomic_load(&fake.calls), 2);
 	assert_int_equal(resp->status, VMK__STATUS__STATUS_NOT_FOUND);
 	assert_int_equal(resp->request_id, 5);
-	assert_string_equal(resp->error, "stub: not served");
+	assert_string_equal(resp->error, "fake: not served");
 	vmk__response__free_unpacked(resp, NULL);
 	free(buf);
 }
@@ -430,7 +430,7 @@ static char **list_files(const char *dir, int *n)
 static void test_handle_malformed_corpus(void **state)
 {
 	/* a small limit, so that oversized-5000-bytes.bin is over it */
-	struct rpc_server_opts o = { .max_msg = 4096, .dispatch = stub_dispatch };
+	struct rpc_server_opts o = { .max_msg = 4096, .dispatch = fake_dispatch };
 	bool seen[ARRAY_SIZE(corpus_expect)] = { false };
 	char dir[4096];
 	int n;
@@ -445,11 +445,11 @@ static void test_handle_malformed_corpus(void **state)
 
 		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
 		assert_int_equal(util_read_file(path, 1u << 20, &buf, &len), 0);
-		stub_reset();
+		fake_reset();
 		Vmk__Response *r = handle(&o, (const uint8_t *)buf, len);
-		if (r->status != VMK__STATUS__STATUS_USAGE || atomic_load(&stub.calls) != 0)
+		if (r->status != VMK__STATUS__STATUS_USAGE || atomic_load(&fake.calls) != 0)
 			fail_msg("%s: accepted (status %d, dispatch called %d times)", files[i],
-			         r->status, atomic_load(&stub.calls));
+			         r->status, atomic_load(&fake.calls));
 		assert_non_null(r->error);
 		assert_true(strlen(r->error) > 0);
 		assert_int_equal(r->body_case, VMK__RESPONSE__BODY__NOT_SET);
@@ -476,7 +476,7 @@ static void test_handle_malformed_corpus(void **state)
  * each must reach the dispatch function. */
 static void test_handle_valid_corpus(void **state)
 {
-	struct rpc_server_opts o = { .max_msg = 4096, .dispatch = stub_dispatch };
+	struct rpc_server_opts o = { .max_msg = 4096, .dispatch = fake_dispatch };
 	char dir[4096];
 	int n;
 
@@ -490,9 +490,9 @@ static void test_handle_valid_corpus(void **state)
 
 		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
 		assert_int_equal(util_read_file(path, 1u << 20, &buf, &len), 0);
-		stub_reset();
+		fake_reset();
 		Vmk__Response *r = handle(&o, (const uint8_t *)buf, len);
-		if (atomic_load(&stub.calls) != 1 || r->status == VMK__STATUS__STATUS_USAGE)
+		if (atomic_load(&fake.calls) != 1 || r->status == VMK__STATUS__STATUS_USAGE)
 			fail_msg("%s: rejected: %s", files[i], r->error);
 		assert_int_equal(r->request_id, 42);
 		vmk__response__free_unpacked(r, NULL);
@@ -506,7 +506,7 @@ static void test_handle_valid_corpus(void **state)
  * arm); valid multi-byte UTF-8 is not. */
 static void test_handle_utf8(void **state)
 {
-	struct rpc_server_opts o = { .max_msg = 4096, .dispatch = stub_dispatch };
+	struct rpc_server_opts o = { .max_msg = 4096, .dispatch = fake_dispatch };
 	static const struct {
 		const char *s;
 		bool ok;
@@ -554,9 +554,9 @@ static void test_handle_utf8(void **state)
 				r.login = &l;
 			}
 			uint8_t *buf = pack_request(&r, &len);
-			stub_reset();
+			fake_reset();
 			Vmk__Response *resp = handle(&o, buf, len);
-			if (cases[i].ok != (atomic_load(&stub.calls) == 1))
+			if (cases[i].ok != (atomic_load(&fake.calls) == 1))
 				fail_msg("case %zu in place %d: %s", i, where,
 				         cases[i].ok ? "rejected" : "accepted");
 			if (!cases[i].ok) {
@@ -748,7 +748,7 @@ static struct rpc_server *start_server(const char *scheme, bool insecure, size_t
 			.insecure = insecure,
 			.max_msg = max_msg,
 			.workers = 4,
-			.dispatch = stub_dispatch,
+			.dispatch = fake_dispatch,
 		};
 		ret = rpc_server_start(&s, &o, err, sizeof(err));
 	}
@@ -789,7 +789,7 @@ static void call_version(struct rpc_client *c)
 		fail_msg("rpc_client_call: %d %s", ret, err);
 	assert_int_equal(resp->status, VMK__STATUS__STATUS_OK);
 	assert_int_equal(resp->body_case, VMK__RESPONSE__BODY_VERSION_GET);
-	assert_string_equal(resp->version_get->product, "stub");
+	assert_string_equal(resp->version_get->product, "fake");
 	/* the server saw the request id that came back */
 	char id[32];
 	snprintf(id, sizeof(id), "%llu", (unsigned long long)resp->request_id);
@@ -803,7 +803,7 @@ static void test_tls_calls(void **state)
 	char url[64];
 
 	(void)state;
-	stub_reset();
+	fake_reset();
 	struct rpc_server *s = start_server("tls+tcp", false, 0, url, sizeof(url));
 	struct rpc_client *c = open_client(url, fx.pem_a, fx.cn_a);
 
@@ -833,7 +833,7 @@ static void test_tls_calls(void **state)
 		assert_string_equal(resp->login->session, expect);
 		arena_free(&a);
 	}
-	assert_int_equal(atomic_load(&stub.calls), 100);
+	assert_int_equal(atomic_load(&fake.calls), 100);
 	rpc_client_close(c);
 	rpc_server_stop(s);
 }
@@ -851,7 +851,7 @@ static void test_tls_wrong_pin(void **state)
 	int ret;
 
 	(void)state;
-	stub_reset();
+	fake_reset();
 	struct rpc_server *s = start_server("tls+tcp", false, 0, url, sizeof(url));
 	struct rpc_client_opts o = {
 		.url = url, .ca_pem = fx.pem_b, .server_name = fx.cn_a, .timeout_ms = 2000
@@ -884,7 +884,7 @@ static void test_tls_wrong_pin(void **state)
 	};
 	assert_int_equal(rpc_client_open(&c, &badname, err, sizeof(err)), -ETIMEDOUT);
 	assert_null(c);
-	assert_int_equal(atomic_load(&stub.calls), 0);
+	assert_int_equal(atomic_load(&fake.calls), 0);
 	rpc_server_stop(s);
 }
 
@@ -910,7 +910,7 @@ static void test_tcp_needs_insecure(void **state)
 
 	(void)state;
 	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", free_port());
-	struct rpc_server_opts o = { .url = url, .dispatch = stub_dispatch };
+	struct rpc_server_opts o = { .url = url, .dispatch = fake_dispatch };
 	assert_int_equal(rpc_server_start(&s, &o, err, sizeof(err)), -EINVAL);
 	assert_null(s);
 	assert_non_null(strstr(err, "insecure"));
@@ -918,7 +918,7 @@ static void test_tcp_needs_insecure(void **state)
 	/* bad URLs are refused before anything listens */
 	struct rpc_server_opts bad = { .url = "http://127.0.0.1:80",
 		                       .insecure = true,
-		                       .dispatch = stub_dispatch };
+		                       .dispatch = fake_dispatch };
 	assert_int_equal(rpc_server_start(&s, &bad, err, sizeof(err)), -EINVAL);
 	assert_null(s);
 }
@@ -928,13 +928,13 @@ static void test_tcp_insecure(void **state)
 	char url[64];
 
 	(void)state;
-	stub_reset();
+	fake_reset();
 	struct rpc_server *s = start_server("tcp", true, 0, url, sizeof(url));
 	struct rpc_client *c = open_client(url, NULL, NULL);
 
 	for (int i = 0; i < 10; i++)
 		call_version(c);
-	assert_int_equal(atomic_load(&stub.calls), 10);
+	assert_int_equal(atomic_load(&fake.calls), 10);
 	rpc_client_close(c);
 	rpc_server_stop(s);
 }
@@ -975,38 +975,38 @@ static void test_concurrent_calls(void **state)
 	bool started, done_early;
 
 	(void)state;
-	stub_reset();
-	stub.gate = true;
+	fake_reset();
+	fake.gate = true;
 	struct rpc_server *s = start_server("tls+tcp", false, 0, url, sizeof(url));
 	sc.c = open_client(url, fx.pem_a, fx.cn_a);
 	struct rpc_client *fast = open_client(url, fx.pem_a, fx.cn_a);
 
 	assert_int_equal(pthread_create(&t, NULL, slow_thread, &sc), 0);
 	timespec_in(&dl, 30);
-	pthread_mutex_lock(&stub.lock);
-	while (!stub.slow_started) {
-		if (pthread_cond_timedwait(&stub.cond, &stub.lock, &dl) == ETIMEDOUT)
+	pthread_mutex_lock(&fake.lock);
+	while (!fake.slow_started) {
+		if (pthread_cond_timedwait(&fake.cond, &fake.lock, &dl) == ETIMEDOUT)
 			break;
 	}
-	started = stub.slow_started;
-	pthread_mutex_unlock(&stub.lock);
+	started = fake.slow_started;
+	pthread_mutex_unlock(&fake.lock);
 	assert_true(started);
 
 	for (int i = 0; i < 20; i++)
 		call_version(fast);
 
-	pthread_mutex_lock(&stub.lock);
-	done_early = stub.slow_done;
-	stub.slow_release = true;
-	pthread_cond_broadcast(&stub.cond);
-	pthread_mutex_unlock(&stub.lock);
+	pthread_mutex_lock(&fake.lock);
+	done_early = fake.slow_done;
+	fake.slow_release = true;
+	pthread_cond_broadcast(&fake.cond);
+	pthread_mutex_unlock(&fake.lock);
 	pthread_join(t, NULL);
 
 	assert_false(done_early); /* the 20 finished while the slow one was held */
 	if (sc.ret != 0)
 		fail_msg("slow call: %d %s", sc.ret, sc.err);
 	assert_int_equal(sc.status, VMK__STATUS__STATUS_OK);
-	assert_int_equal(atomic_load(&stub.calls), 21);
+	assert_int_equal(atomic_load(&fake.calls), 21);
 	rpc_client_close(fast);
 	rpc_client_close(sc.c);
 	rpc_server_stop(s);
@@ -1026,7 +1026,7 @@ static void test_oversized_raw(void **state)
 	size_t len;
 
 	(void)state;
-	stub_reset();
+	fake_reset();
 	struct rpc_server *s = start_server("tcp", true, 4096, url, sizeof(url));
 
 	request_init(&r, &h, 77, "");
@@ -1053,7 +1053,7 @@ static void test_oversized_raw(void **state)
 	char size[32];
 	snprintf(size, sizeof(size), "%zu bytes", len);
 	assert_non_null(strstr(resp->error, size));
-	assert_int_equal(atomic_load(&stub.calls), 0);
+	assert_int_equal(atomic_load(&fake.calls), 0);
 	vmk__response__free_unpacked(resp, NULL);
 
 	/* the connection still serves a request within the limit */
