@@ -74,21 +74,33 @@ static int save_vcpu(struct vmm_vm *vm, struct vmm_vcpu *c, struct sbuf *b, char
 		return -errno;
 	}
 	struct kvm_msrs *m = calloc(1, sizeof(*m) + n * sizeof(struct kvm_msr_entry));
-	if (!m)
+	struct kvm_msr_entry *keep = calloc(n ? n : 1, sizeof(*keep));
+	uint32_t nkeep = 0;
+	if (!m || !keep) {
+		free(m);
+		free(keep);
 		return -ENOMEM;
-	m->nmsrs = n;
-	for (uint32_t i = 0; i < n; i++)
-		m->entries[i].index = idx[i];
-	/* KVM stops at the first MSR it cannot read: keep what it read */
-	int got = ioctl(c->fd, KVM_GET_MSRS, m);
-	if (got < 0)
-		got = 0;
-	sbuf_u32(b, (uint32_t)got);
-	for (int i = 0; i < got; i++) {
-		sbuf_u32(b, m->entries[i].index);
-		sbuf_u64(b, m->entries[i].data);
+	}
+	/* KVM_GET_MSRS stops at the first MSR it cannot read (one the CPU model
+	 * lacks): keep what it read, skip that one, and go on with the rest */
+	for (uint32_t from = 0; from < n;) {
+		m->nmsrs = n - from;
+		for (uint32_t i = from; i < n; i++)
+			m->entries[i - from] = (struct kvm_msr_entry){ .index = idx[i] };
+		int got = ioctl(c->fd, KVM_GET_MSRS, m);
+		if (got < 0)
+			got = 0;
+		for (int i = 0; i < got; i++)
+			keep[nkeep++] = m->entries[i];
+		from += (uint32_t)got + 1;
+	}
+	sbuf_u32(b, nkeep);
+	for (uint32_t i = 0; i < nkeep; i++) {
+		sbuf_u32(b, keep[i].index);
+		sbuf_u64(b, keep[i].data);
 	}
 	free(m);
+	free(keep);
 	return b->err;
 }
 
@@ -123,13 +135,17 @@ static int restore_vcpu(struct vmm_vcpu *c, struct rbuf *r, char *err, size_t er
 		m->entries[i].data = rbuf_u64(r);
 	}
 	int set = r->err ? -1 : ioctl(c->fd, KVM_SET_MSRS, m);
+	uint32_t refused = set >= 0 && (uint32_t)set < n ? m->entries[set].index : 0;
 	free(m);
 	if (rbuf_done(r) < 0) {
 		snprintf(err, errlen, "vCPU %u: malformed state", c->index);
 		return -EBADMSG;
 	}
 	if (set != (int)n) {
-		snprintf(err, errlen, "vCPU %u: KVM accepted %d of %u MSRs", c->index, set, n);
+		snprintf(err, errlen,
+		         "vCPU %u: KVM here refused MSR 0x%x (%d of %u restored): a CPU feature "
+		         "this host lacks?",
+		         c->index, refused, set, n);
 		return -EINVAL;
 	}
 	return 0;
