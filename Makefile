@@ -98,7 +98,7 @@ $(LIBVMM): $(call obj,$(VMM_SRCS))
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BIN_DIR)/hostd: $(call obj,hostd/main.c) $(LIBHOSTD) $(LIBVMK)
+$(BIN_DIR)/hostd: $(call obj,hostd/main.c) $(LIBHOSTD) $(LIBVMM) $(LIBVMK)
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN) $(LDFLAGS) $^ $(HOSTD_LIBS) -o $@
 

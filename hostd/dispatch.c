@@ -22,6 +22,10 @@ static const struct hostd_op ops[] = {
 	  hostd_op_datastore_add },
 	{ VMK__REQUEST__BODY_DATASTORE_REMOVE, "storage.datastore.remove", PRIV_MODIFY,
 	  hostd_op_datastore_remove },
+	{ VMK__REQUEST__BODY_VM_CREATE, "vm.create", PRIV_MODIFY, hostd_op_vm_create },
+	{ VMK__REQUEST__BODY_VM_LIST, "vm.list", PRIV_READ, hostd_op_vm_list },
+	{ VMK__REQUEST__BODY_VM_GET, "vm.get", PRIV_READ, hostd_op_vm_get },
+	{ VMK__REQUEST__BODY_VM_DESTROY, "vm.destroy", PRIV_MODIFY, hostd_op_vm_destroy },
 };
 
 const struct hostd_op *hostd_ops(size_t *n)

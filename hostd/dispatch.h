@@ -33,5 +33,9 @@ int hostd_op_memory_get(struct hostd_call *call, const Vmk__Request *req);
 int hostd_op_datastore_list(struct hostd_call *call, const Vmk__Request *req);
 int hostd_op_datastore_add(struct hostd_call *call, const Vmk__Request *req);
 int hostd_op_datastore_remove(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_vm_create(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_vm_list(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_vm_get(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_vm_destroy(struct hostd_call *call, const Vmk__Request *req);
 
 #endif

@@ -13,12 +13,14 @@
 struct hostd_sessions;
 struct hostd_datastores;
 struct hostd_auth;
+struct hostd_inventory;
 
 struct hostd {
 	struct hostd_config cfg;
 	struct hostd_auth *auth;
 	struct hostd_sessions *sessions;
 	struct hostd_datastores *datastores;
+	struct hostd_inventory *inventory;
 	char thumbprint[CERT_THUMBPRINT_LEN];
 	uint64_t start_ms;
 };

@@ -13,6 +13,7 @@
 #include "auth.h"
 #include "datastore.h"
 #include "dispatch.h"
+#include "inventory.h"
 #include "log.h"
 #include "rpc.h"
 #include "session.h"
@@ -206,6 +207,10 @@ int main(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
+	if (hostd_inventory_init(&h.inventory, &h.cfg, h.datastores) < 0) {
+		log_error("cannot initialise the VM inventory: out of memory");
+		goto out;
+	}
 
 	/* signals are taken by sigwait below, in this thread only */
 	sigset_t set;
@@ -252,6 +257,7 @@ int main(int argc, char **argv)
 	unlink(pidfile);
 	rc = 0;
 out:
+	hostd_inventory_free(h.inventory);
 	hostd_datastores_free(h.datastores);
 	hostd_sessions_free(h.sessions);
 	hostd_auth_free(h.auth);

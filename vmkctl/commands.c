@@ -14,6 +14,7 @@ static const struct vmkctl_ns namespaces[] = {
 	{ "storage datastore", "datastores: directories that hold VMs, local or shared" },
 	{ "system", "host-wide settings and information" },
 	{ "system version", "product version of the host" },
+	{ "vm", "virtual machines of the host" },
 };
 
 static const struct vmkctl_cmd commands[] = {
@@ -80,6 +81,54 @@ static const struct vmkctl_cmd commands[] = {
                  .required = true},
             },
         .run = cmd_storage_datastore_remove,
+    },
+    {
+        .path = "vm",
+        .verb = "create",
+        .help = "Create a VM on a datastore: its directory, .vmx file and sparse disk images.",
+        .opts =
+            {
+                { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME",
+                  .help = "VM name: letters, digits, '.', '_', '-' (at most 80)", .required = true },
+                { .name = "memory", .shortname = 'm', .type = OPT_INT, .metavar = "MiB", .min = 16,
+                  .max = 65536, .help = "guest memory in MiB", .required = true },
+                { .name = "vcpus", .shortname = 'c', .type = OPT_INT, .metavar = "VCPUS", .min = 1,
+                  .max = 64, .help = "virtual CPUs (default 1)" },
+                { .name = "kernel", .type = OPT_STR, .metavar = "DS:PATH|PATH",
+                  .help = "PVH ELF or bzImage: DATASTORE:PATH or an absolute path",
+                  .required = true },
+                { .name = "cmdline", .type = OPT_STR, .metavar = "S",
+                  .help = "kernel command line" },
+                { .name = "disk", .type = OPT_INT, .metavar = "SIZE_MiB", .min = 1,
+                  .max = 4194304, .repeatable = true, .help = "add a sparse disk of SIZE_MiB" },
+                { .name = "nic", .type = OPT_STR, .metavar = "PORTGROUP", .repeatable = true,
+                  .help = "add a NIC on a port group" },
+                { .name = "datastore", .shortname = 'd', .type = OPT_STR, .metavar = "DATASTORE",
+                  .help = "datastore for the VM (default: the host's first)" },
+            },
+        .run = cmd_vm_create,
+    },
+    {
+        .path = "vm",
+        .verb = "list",
+        .help = "List the VMs registered on the host.",
+        .run = cmd_vm_list,
+    },
+    {
+        .path = "vm",
+        .verb = "get",
+        .help = "Show a VM's configuration and state.",
+        .opts = { { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME",
+                    .help = "the VM", .required = true } },
+        .run = cmd_vm_get,
+    },
+    {
+        .path = "vm",
+        .verb = "destroy",
+        .help = "Unregister a powered-off VM and delete its directory and disks.",
+        .opts = { { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME",
+                    .help = "the VM", .required = true } },
+        .run = cmd_vm_destroy,
     },
 };
 

@@ -13,4 +13,9 @@ int cmd_storage_datastore_add(struct vmkctl *v, const struct vmkctl_args *a, str
 int cmd_storage_datastore_remove(struct vmkctl *v, const struct vmkctl_args *a,
                                  struct out_doc *out);
 
+int cmd_vm_create(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_vm_list(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_vm_get(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_vm_destroy(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+
 #endif

@@ -1,0 +1,459 @@
+#include "inventory.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "confload.h"
+#include "datastore.h"
+#include "dispatch.h"
+#include "log.h"
+#include "util.h"
+#include "vmm/vmcfg.h"
+
+#define INVENTORY_FILE "inventory.cfg"
+
+struct vm {
+	char name[VM_NAME_MAX + 1];
+	char path[PATH_MAX]; /* .vmx */
+	char datastore[64];
+	bool valid;
+	char error[300];
+	struct vmcfg cfg; /* when valid */
+};
+
+struct hostd_inventory {
+	pthread_mutex_t lock;
+	const struct hostd_config *hcfg;
+	struct hostd_datastores *ds;
+	char file[PATH_MAX];
+	size_t n;
+	struct vm *vms[INVENTORY_MAX];
+};
+
+static struct vm *find(struct hostd_inventory *inv, const char *name)
+{
+	for (size_t i = 0; i < inv->n; i++)
+		if (strcmp(inv->vms[i]->name, name) == 0)
+			return inv->vms[i];
+	return NULL;
+}
+
+/* Loads (or reloads) the .vmx of v; an error marks it invalid. */
+static void load_vm(struct vm *v)
+{
+	char err[600];
+
+	if (v->valid)
+		vmcfg_free(&v->cfg);
+	v->valid = vmcfg_load(v->path, &v->cfg, err, sizeof(err)) == 0;
+	if (v->valid) {
+		snprintf(v->name, sizeof(v->name), "%s", v->cfg.name);
+		v->error[0] = '\0';
+	} else {
+		snprintf(v->error, sizeof(v->error), "%s", err);
+	}
+}
+
+static void put_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fputc('\\', f);
+		fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+/* Writes the list of .vmx paths; lock held. */
+static int save(struct hostd_inventory *inv)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	int ret;
+
+	if (!f)
+		return -ENOMEM;
+	fprintf(f, "# written by hostd: the registered VMs\nvms = (");
+	for (size_t i = 0; i < inv->n; i++) {
+		fprintf(f, "%s\n  { path = ", i ? "," : "");
+		put_str(f, inv->vms[i]->path);
+		fprintf(f, "; datastore = ");
+		put_str(f, inv->vms[i]->datastore);
+		fprintf(f, "; }");
+	}
+	fprintf(f, "\n);\n");
+	if (fclose(f) != 0) {
+		free(buf);
+		return -ENOMEM;
+	}
+	ret = util_write_file_atomic(inv->file, buf, len, 0644);
+	free(buf);
+	return ret;
+}
+
+static struct vm *add(struct hostd_inventory *inv, const char *path, const char *ds)
+{
+	struct vm *v;
+
+	if (inv->n == INVENTORY_MAX || !(v = calloc(1, sizeof(*v))))
+		return NULL;
+	snprintf(v->path, sizeof(v->path), "%s", path);
+	snprintf(v->datastore, sizeof(v->datastore), "%s", ds);
+	/* until it loads: the directory name */
+	const char *slash = strrchr(path, '/');
+	snprintf(v->name, sizeof(v->name), "%.*s",
+	         slash ? (int)(strrchr(path, '.') - slash - 1) : 0, slash ? slash + 1 : "");
+	load_vm(v);
+	inv->vms[inv->n++] = v;
+	return v;
+}
+
+static void drop(struct hostd_inventory *inv, struct vm *v)
+{
+	for (size_t i = 0; i < inv->n; i++) {
+		if (inv->vms[i] == v) {
+			memmove(&inv->vms[i], &inv->vms[i + 1], (inv->n - i - 1) * sizeof(v));
+			inv->n--;
+			break;
+		}
+	}
+	if (v->valid)
+		vmcfg_free(&v->cfg);
+	free(v);
+}
+
+int hostd_inventory_init(struct hostd_inventory **ip, const struct hostd_config *cfg,
+                         struct hostd_datastores *ds)
+{
+	struct hostd_inventory *inv = calloc(1, sizeof(*inv));
+	config_t c;
+	char err[600];
+
+	if (!inv)
+		return -ENOMEM;
+	pthread_mutex_init(&inv->lock, NULL);
+	inv->hcfg = cfg;
+	inv->ds = ds;
+	snprintf(inv->file, sizeof(inv->file), "%s/%s", cfg->state_dir, INVENTORY_FILE);
+	int ret = conf_read(&c, inv->file, 1u << 20, err, sizeof(err));
+	if (ret == 0) {
+		config_setting_t *l = config_lookup(&c, "vms");
+		for (int i = 0; l && i < config_setting_length(l); i++) {
+			config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
+			const char *p = NULL, *dsname = "";
+			config_setting_lookup_string(e, "path", &p);
+			config_setting_lookup_string(e, "datastore", &dsname);
+			if (p && p[0] == '/' && strlen(p) < PATH_MAX && add(inv, p, dsname))
+				continue;
+			log_warn("%s: entry %d skipped (not an absolute .vmx path)", inv->file, i);
+		}
+		for (size_t i = 0; i < inv->n; i++)
+			if (!inv->vms[i]->valid)
+				log_warn("vm %s is invalid: %s", inv->vms[i]->name,
+				         inv->vms[i]->error);
+	} else if (ret != -ENOENT) {
+		log_warn("%s; the inventory starts empty (fix or remove the file)", err);
+	}
+	config_destroy(&c);
+	*ip = inv;
+	return 0;
+}
+
+void hostd_inventory_free(struct hostd_inventory *inv)
+{
+	if (!inv)
+		return;
+	while (inv->n)
+		drop(inv, inv->vms[inv->n - 1]);
+	pthread_mutex_destroy(&inv->lock);
+	free(inv);
+}
+
+/* ---- handlers ---- */
+
+static Vmk__VmInfo *info(struct hostd_call *call, const struct vm *v)
+{
+	Vmk__VmInfo *i = arena_alloc(call->a, sizeof(*i));
+
+	if (!i)
+		return NULL;
+	vmk__vm_info__init(i);
+	i->name = arena_strdup(call->a, v->name);
+	i->host = call->h->cfg.name;
+	i->path = arena_strdup(call->a, v->path);
+	i->datastore = arena_strdup(call->a, v->datastore);
+	i->ft_role = "";
+	if (!v->valid) {
+		i->state = "invalid";
+		i->error = arena_strdup(call->a, v->error);
+		return i;
+	}
+	i->state = "poweredOff";
+	i->vcpus = v->cfg.vcpus;
+	i->memory_mib = v->cfg.memory_mib;
+	i->uuid = arena_strdup(call->a, v->cfg.uuid);
+	i->kernel = arena_strdup(call->a, v->cfg.kernel);
+	i->cmdline = arena_strdup(call->a, v->cfg.cmdline);
+	i->disks = arena_calloc(call->a, v->cfg.ndisks + 1, sizeof(char *));
+	for (unsigned k = 0; i->disks && k < v->cfg.ndisks; k++)
+		i->disks[i->n_disks++] = arena_strdup(call->a, v->cfg.disks[k].path);
+	i->nics = arena_calloc(call->a, v->cfg.nnics + 1, sizeof(char *));
+	for (unsigned k = 0; i->nics && k < v->cfg.nnics; k++)
+		i->nics[i->n_nics++] = arena_strdup(call->a, v->cfg.nics[k].portgroup);
+	return i;
+}
+
+int hostd_op_vm_list(struct hostd_call *call, const Vmk__Request *req)
+{
+	struct hostd_inventory *inv = call->h->inventory;
+	Vmk__VmListResponse *r = arena_alloc(call->a, sizeof(*r));
+
+	(void)req;
+	if (!r)
+		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "out of memory");
+	vmk__vm_list_response__init(r);
+	pthread_mutex_lock(&inv->lock);
+	r->vms = arena_calloc(call->a, inv->n + 1, sizeof(*r->vms));
+	for (size_t i = 0; r->vms && i < inv->n; i++)
+		if ((r->vms[r->n_vms] = info(call, inv->vms[i])))
+			r->n_vms++;
+	pthread_mutex_unlock(&inv->lock);
+	call->resp->body_case = VMK__RESPONSE__BODY_VM_LIST;
+	call->resp->vm_list = r;
+	return VMK__STATUS__STATUS_OK;
+}
+
+int hostd_op_vm_get(struct hostd_call *call, const Vmk__Request *req)
+{
+	struct hostd_inventory *inv = call->h->inventory;
+	int status = VMK__STATUS__STATUS_OK;
+
+	pthread_mutex_lock(&inv->lock);
+	struct vm *v = find(inv, req->vm_get->name);
+	if (!v)
+		status = hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
+		                    "no VM named \"%s\" on this host; see vm list",
+		                    req->vm_get->name);
+	else if ((call->resp->vm = info(call, v)))
+		call->resp->body_case = VMK__RESPONSE__BODY_VM;
+	pthread_mutex_unlock(&inv->lock);
+	return status;
+}
+
+/* "DS:path" on a datastore, or an absolute path, to a file that exists. */
+static int kernel_path(struct hostd_call *call, const char *k, char *out, size_t outlen)
+{
+	const char *colon = strchr(k, ':');
+	struct stat st;
+
+	if (k[0] == '/') {
+		snprintf(out, outlen, "%s", k);
+	} else if (colon) {
+		char ds[64], dir[PATH_MAX];
+		snprintf(ds, sizeof(ds), "%.*s", (int)(colon - k), k);
+		if (hostd_datastore_path(call->h->datastores, ds, dir, sizeof(dir)) < 0)
+			return hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
+			                  "--kernel %s: no datastore named \"%s\"", k, ds);
+		if (strstr(colon + 1, ".."))
+			return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
+			                  "--kernel %s: '..' is not allowed in a datastore path",
+			                  k);
+		snprintf(out, outlen, "%s/%s", dir, colon + 1);
+	} else {
+		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
+		                  "--kernel %s: give an absolute path or DATASTORE:PATH", k);
+	}
+	if (stat(out, &st) < 0 || !S_ISREG(st.st_mode))
+		return hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
+		                  "--kernel %s: %s is not a file on this host", k, out);
+	return 0;
+}
+
+static uint64_t host_memory_mib(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+	return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size >> 20 : 0;
+}
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+int hostd_op_vm_create(struct hostd_call *call, const Vmk__Request *req)
+{
+	struct hostd_inventory *inv = call->h->inventory;
+	const Vmk__VmCreateRequest *r = req->vm_create;
+	char why[256], dsdir[PATH_MAX], kernel[PATH_MAX], dir[PATH_MAX], vmx[PATH_MAX + 100];
+	const char *ds = r->datastore;
+	int status;
+
+	if (!util_valid_name(r->name, VM_NAME_MAX, why, sizeof(why)))
+		return hostd_fail(call, VMK__STATUS__STATUS_USAGE, "VM name \"%.100s\": %s",
+		                  r->name, why);
+	uint64_t host_mib = host_memory_mib();
+	if (r->memory_mib < VMCFG_MIN_MIB || r->memory_mib > VMCFG_MAX_MIB)
+		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
+		                  "-m %u MiB is out of range; use %d to %d", r->memory_mib,
+		                  VMCFG_MIN_MIB, VMCFG_MAX_MIB);
+	if (host_mib && r->memory_mib > host_mib)
+		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
+		                  "-m %u MiB is more than this host's %llu MiB of memory",
+		                  r->memory_mib, (unsigned long long)host_mib);
+	if (r->vcpus < 1 || r->vcpus > VMCFG_MAX_VCPUS)
+		return hostd_fail(call, VMK__STATUS__STATUS_USAGE, "-c %u vCPUs: use 1 to %d",
+		                  r->vcpus, VMCFG_MAX_VCPUS);
+	if (r->n_disk_mib > VMCFG_MAX_DISKS || r->n_nics > VMCFG_MAX_NICS)
+		return hostd_fail(call, VMK__STATUS__STATUS_USAGE, "at most %d disks and %d NICs",
+		                  VMCFG_MAX_DISKS, VMCFG_MAX_NICS);
+	if (strlen(r->cmdline) > 2047 || strchr(r->cmdline, '\n'))
+		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
+		                  "--cmdline: at most 2047 bytes on one line");
+	for (size_t i = 0; i < r->n_disk_mib; i++)
+		if (r->disk_mib[i] < 1 || r->disk_mib[i] > (1u << 22))
+			return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
+			                  "--disk %u MiB: use 1 to 4194304 MiB", r->disk_mib[i]);
+	for (size_t i = 0; i < r->n_nics; i++)
+		if (!r->nics[i][0] || strlen(r->nics[i]) > 64 || strchr(r->nics[i], '"'))
+			return hostd_fail(
+			        call, VMK__STATUS__STATUS_USAGE,
+			        "--nic \"%.70s\": a port group name of 1 to 64 characters",
+			        r->nics[i]);
+	if ((status = kernel_path(call, r->kernel, kernel, sizeof(kernel))) != 0)
+		return status;
+	if (!ds[0]) {
+		ds = call->h->cfg.ndatastores ? call->h->cfg.datastores[0].name : "";
+	}
+	if (hostd_datastore_path(call->h->datastores, ds, dsdir, sizeof(dsdir)) < 0)
+		return hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
+		                  "no datastore named \"%s\"; see storage datastore list", ds);
+	snprintf(dir, sizeof(dir), "%s/%s", dsdir, r->name);
+	snprintf(vmx, sizeof(vmx), "%s/%s.vmx", dir, r->name);
+
+	pthread_mutex_lock(&inv->lock);
+	if (find(inv, r->name)) {
+		status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
+		                    "a VM named %s is already registered on this host", r->name);
+		goto out;
+	}
+	if (mkdir(dir, 0755) < 0) {
+		status = hostd_fail(call,
+		                    errno == EEXIST ? VMK__STATUS__STATUS_CONFLICT
+		                                    : VMK__STATUS__STATUS_FAILED,
+		                    "%s: %s%s", dir, strerror(errno),
+		                    errno == EEXIST ? " (register it, or pick another name)" : "");
+		goto out;
+	}
+	uint8_t u[16];
+	util_random(u, sizeof(u));
+	u[6] = (uint8_t)((u[6] & 0x0f) | 0x40);
+	u[8] = (uint8_t)((u[8] & 0x3f) | 0x80);
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	fprintf(f, "vm = {\n  name = ");
+	put_str(f, r->name);
+	fprintf(f,
+	        ";\n  uuid = "
+	        "\"%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x\";\n",
+	        u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
+	        u[13], u[14], u[15]);
+	fprintf(f, "  memory_mib = %u;\n  vcpus = %u;\n  kernel = ", r->memory_mib, r->vcpus);
+	put_str(f, kernel);
+	fprintf(f, ";\n  cmdline = ");
+	put_str(f, r->cmdline);
+	fprintf(f, ";\n};\n");
+	if (r->n_disk_mib) {
+		fprintf(f, "disks = (");
+		for (size_t i = 0; i < r->n_disk_mib; i++)
+			fprintf(f, "%s { path = \"disk%zu.img\"; }", i ? "," : "", i);
+		fprintf(f, " );\n");
+	}
+	if (r->n_nics) {
+		fprintf(f, "nics = (");
+		for (size_t i = 0; i < r->n_nics; i++) {
+			fprintf(f, "%s { portgroup = ", i ? "," : "");
+			put_str(f, r->nics[i]);
+			fprintf(f, "; }");
+		}
+		fprintf(f, " );\n");
+	}
+	fclose(f);
+	int ret = util_write_file_atomic(vmx, text, len, 0644);
+	free(text);
+	for (size_t i = 0; ret == 0 && i < r->n_disk_mib; i++) {
+		char img[PATH_MAX + 32];
+		snprintf(img, sizeof(img), "%s/disk%zu.img", dir, i);
+		int fd = open(img, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (fd < 0 || ftruncate(fd, (off_t)r->disk_mib[i] << 20) < 0)
+			ret = -errno;
+		if (fd >= 0)
+			close(fd);
+	}
+	struct vm *v = ret == 0 ? add(inv, vmx, ds) : NULL;
+	if (v && !v->valid) {
+		snprintf(why, sizeof(why), "%s", v->error);
+		drop(inv, v);
+		v = NULL;
+		ret = -EINVAL;
+	}
+	if (!v || (ret = save(inv)) < 0) {
+		if (v)
+			drop(inv, v);
+		nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+		status = hostd_fail(call, VMK__STATUS__STATUS_FAILED, "vm %s not created: %s",
+		                    r->name,
+		                    ret == -EINVAL ? why : strerror(ret < 0 ? -ret : ENOMEM));
+		goto out;
+	}
+	call->resp->vm = info(call, v);
+	call->resp->body_case = VMK__RESPONSE__BODY_VM;
+	log_info("vm %s created in %s by %s", r->name, dir, call->user);
+	status = VMK__STATUS__STATUS_OK;
+out:
+	pthread_mutex_unlock(&inv->lock);
+	return status;
+}
+
+int hostd_op_vm_destroy(struct hostd_call *call, const Vmk__Request *req)
+{
+	struct hostd_inventory *inv = call->h->inventory;
+	char dir[PATH_MAX];
+	int status = VMK__STATUS__STATUS_OK;
+
+	pthread_mutex_lock(&inv->lock);
+	struct vm *v = find(inv, req->vm_destroy->name);
+	if (!v) {
+		status = hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
+		                    "no VM named \"%s\" on this host; see vm list",
+		                    req->vm_destroy->name);
+		goto out;
+	}
+	snprintf(dir, sizeof(dir), "%s", v->path);
+	*strrchr(dir, '/') = '\0';
+	char name[VM_NAME_MAX + 1];
+	snprintf(name, sizeof(name), "%s", v->name);
+	drop(inv, v);
+	save(inv);
+	/* only a directory that holds the VM's own .vmx is removed */
+	if (nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS) < 0)
+		log_warn("vm %s: removing %s: %s", name, dir, strerror(errno));
+	call->resp->body_case = VMK__RESPONSE__BODY_EMPTY;
+	log_info("vm %s destroyed (%s removed) by %s", name, dir, call->user);
+out:
+	pthread_mutex_unlock(&inv->lock);
+	return status;
+}
