@@ -42,18 +42,6 @@ static struct ds *find(struct hostd_datastores *d, const char *name)
 	return NULL;
 }
 
-/* libconfig string escaping: backslash and double quote */
-static void put_escaped(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fputc('\\', f);
-		fputc(*s, f);
-	}
-	fputc('"', f);
-}
-
 /* Writes the runtime datastores; lock held. */
 static int save_runtime(struct hostd_datastores *d)
 {
@@ -71,9 +59,9 @@ static int save_runtime(struct hostd_datastores *d)
 		if (d->tab[i].from_config)
 			continue;
 		fprintf(f, "%s  { name = ", first ? "" : ",\n");
-		put_escaped(f, d->tab[i].name);
+		conf_put_string(f, d->tab[i].name);
 		fprintf(f, "; path = ");
-		put_escaped(f, d->tab[i].path);
+		conf_put_string(f, d->tab[i].path);
 		fprintf(f, "; shared = %s; }", d->tab[i].shared ? "true" : "false");
 		first = false;
 	}

@@ -62,17 +62,6 @@ static void load_vm(struct vm *v)
 	}
 }
 
-static void put_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fputc('\\', f);
-		fputc(*s, f);
-	}
-	fputc('"', f);
-}
-
 /* Writes the list of .vmx paths; lock held. */
 static int save(struct hostd_inventory *inv)
 {
@@ -86,9 +75,9 @@ static int save(struct hostd_inventory *inv)
 	fprintf(f, "# written by hostd: the registered VMs\nvms = (");
 	for (size_t i = 0; i < inv->n; i++) {
 		fprintf(f, "%s\n  { path = ", i ? "," : "");
-		put_str(f, inv->vms[i]->path);
+		conf_put_string(f, inv->vms[i]->path);
 		fprintf(f, "; datastore = ");
-		put_str(f, inv->vms[i]->datastore);
+		conf_put_string(f, inv->vms[i]->datastore);
 		fprintf(f, "; }");
 	}
 	fprintf(f, "\n);\n");
@@ -365,16 +354,16 @@ int hostd_op_vm_create(struct hostd_call *call, const Vmk__Request *req)
 	size_t len = 0;
 	FILE *f = open_memstream(&text, &len);
 	fprintf(f, "vm = {\n  name = ");
-	put_str(f, r->name);
+	conf_put_string(f, r->name);
 	fprintf(f,
 	        ";\n  uuid = "
 	        "\"%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x\";\n",
 	        u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
 	        u[13], u[14], u[15]);
 	fprintf(f, "  memory_mib = %u;\n  vcpus = %u;\n  kernel = ", r->memory_mib, r->vcpus);
-	put_str(f, kernel);
+	conf_put_string(f, kernel);
 	fprintf(f, ";\n  cmdline = ");
-	put_str(f, r->cmdline);
+	conf_put_string(f, r->cmdline);
 	fprintf(f, ";\n};\n");
 	if (r->n_disk_mib) {
 		fprintf(f, "disks = (");
@@ -386,7 +375,7 @@ int hostd_op_vm_create(struct hostd_call *call, const Vmk__Request *req)
 		fprintf(f, "nics = (");
 		for (size_t i = 0; i < r->n_nics; i++) {
 			fprintf(f, "%s { portgroup = ", i ? "," : "");
-			put_str(f, r->nics[i]);
+			conf_put_string(f, r->nics[i]);
 			fprintf(f, "; }");
 		}
 		fprintf(f, " );\n");

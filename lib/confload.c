@@ -75,3 +75,14 @@ int conf_check_keys(struct conf_ctx *l, const config_setting_t *g, const char *w
 	}
 	return 0;
 }
+
+void conf_put_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fputc('\\', f);
+		fputc(*s, f);
+	}
+	fputc('"', f);
+}

@@ -5,6 +5,7 @@
 
 #include <libconfig.h>
 #include <stddef.h>
+#include <stdio.h>
 
 struct conf_ctx {
 	const char *file;
@@ -25,5 +26,9 @@ int conf_fail(struct conf_ctx *l, const config_setting_t *s, const char *fmt, ..
  * names the unknown key and lists the known ones. */
 int conf_check_keys(struct conf_ctx *l, const config_setting_t *g, const char *where,
                     const char *const *known);
+
+/* Writes s as a libconfig string literal (quoted, '"' and '\\' escaped),
+ * for files hostd writes itself. */
+void conf_put_string(FILE *f, const char *s);
 
 #endif
