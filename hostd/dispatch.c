@@ -26,6 +26,8 @@ static const struct hostd_op ops[] = {
 	{ VMK__REQUEST__BODY_VM_LIST, "vm.list", PRIV_READ, hostd_op_vm_list },
 	{ VMK__REQUEST__BODY_VM_GET, "vm.get", PRIV_READ, hostd_op_vm_get },
 	{ VMK__REQUEST__BODY_VM_DESTROY, "vm.destroy", PRIV_MODIFY, hostd_op_vm_destroy },
+	{ VMK__REQUEST__BODY_VM_REGISTER, "vm.register", PRIV_MODIFY, hostd_op_vm_register },
+	{ VMK__REQUEST__BODY_VM_UNREGISTER, "vm.unregister", PRIV_MODIFY, hostd_op_vm_unregister },
 };
 
 const struct hostd_op *hostd_ops(size_t *n)

@@ -37,5 +37,7 @@ int hostd_op_vm_create(struct hostd_call *call, const Vmk__Request *req);
 int hostd_op_vm_list(struct hostd_call *call, const Vmk__Request *req);
 int hostd_op_vm_get(struct hostd_call *call, const Vmk__Request *req);
 int hostd_op_vm_destroy(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_vm_register(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_vm_unregister(struct hostd_call *call, const Vmk__Request *req);
 
 #endif

@@ -446,3 +446,98 @@ out:
 	pthread_mutex_unlock(&inv->lock);
 	return status;
 }
+
+int hostd_op_vm_register(struct hostd_call *call, const Vmk__Request *req)
+{
+	struct hostd_inventory *inv = call->h->inventory;
+	const char *p = req->vm_register->path, *colon = strchr(p, ':');
+	char ds[64] = "", dir[PATH_MAX], path[PATH_MAX + 80], real[PATH_MAX];
+	int status = VMK__STATUS__STATUS_OK;
+
+	if (colon && p[0] != '/') {
+		snprintf(ds, sizeof(ds), "%.*s", (int)(colon - p), p);
+		if (hostd_datastore_path(call->h->datastores, ds, dir, sizeof(dir)) < 0)
+			return hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
+			                  "--path %s: no datastore named \"%s\"", p, ds);
+		if (strstr(colon + 1, ".."))
+			return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
+			                  "--path %s: '..' is not allowed in a datastore path", p);
+		snprintf(path, sizeof(path), "%s/%s", dir, colon + 1);
+	} else if (p[0] == '/') {
+		snprintf(path, sizeof(path), "%s", p);
+	} else {
+		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
+		                  "--path %s: give DATASTORE:DIR/NAME.vmx or an absolute path", p);
+	}
+	size_t pl = strlen(path);
+	if (pl < 5 || strcmp(path + pl - 4, ".vmx") != 0)
+		return hostd_fail(call, VMK__STATUS__STATUS_USAGE, "--path %s: not a .vmx file", p);
+	if (!realpath(path, real))
+		return hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND, "--path %s: %s: %s", p, path,
+		                  strerror(errno));
+	pthread_mutex_lock(&inv->lock);
+	for (size_t i = 0; i < inv->n; i++) {
+		if (strcmp(inv->vms[i]->path, real) == 0) {
+			status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
+			                    "%s is already registered as %s", real,
+			                    inv->vms[i]->name);
+			goto out;
+		}
+	}
+	struct vm *v = add(inv, real, ds);
+	if (!v) {
+		status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
+		                    "the inventory is full (%d VMs)", INVENTORY_MAX);
+		goto out;
+	}
+	if (!v->valid) {
+		status =
+		        hostd_fail(call, VMK__STATUS__STATUS_USAGE, "not registered: %s", v->error);
+		drop(inv, v);
+		goto out;
+	}
+	for (size_t i = 0; i + 1 < inv->n; i++) {
+		if (strcmp(inv->vms[i]->name, v->name) == 0) {
+			status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
+			                    "a VM named %s is already registered (%s)", v->name,
+			                    inv->vms[i]->path);
+			drop(inv, v);
+			goto out;
+		}
+	}
+	int ret = save(inv);
+	if (ret < 0) {
+		drop(inv, v);
+		status = hostd_fail(call, VMK__STATUS__STATUS_FAILED, "cannot write %s: %s",
+		                    inv->file, strerror(-ret));
+		goto out;
+	}
+	call->resp->vm = info(call, v);
+	call->resp->body_case = VMK__RESPONSE__BODY_VM;
+	log_info("vm %s registered from %s by %s", v->name, real, call->user);
+out:
+	pthread_mutex_unlock(&inv->lock);
+	return status;
+}
+
+int hostd_op_vm_unregister(struct hostd_call *call, const Vmk__Request *req)
+{
+	struct hostd_inventory *inv = call->h->inventory;
+	int status = VMK__STATUS__STATUS_OK;
+
+	pthread_mutex_lock(&inv->lock);
+	struct vm *v = find(inv, req->vm_unregister->name);
+	if (!v) {
+		status = hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
+		                    "no VM named \"%s\" on this host; see vm list",
+		                    req->vm_unregister->name);
+		goto out;
+	}
+	log_info("vm %s unregistered by %s (its files stay in %s)", v->name, call->user, v->path);
+	drop(inv, v);
+	save(inv);
+	call->resp->body_case = VMK__RESPONSE__BODY_EMPTY;
+out:
+	pthread_mutex_unlock(&inv->lock);
+	return status;
+}

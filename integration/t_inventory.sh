@@ -62,6 +62,21 @@ expect 0 "vm get after the restart" vmkctl -s esx1 --formatter json vm get -n vm
 expect 0 "vm get of the invalid VM" vmkctl -s esx1 --formatter json vm get -n vm2
 expect_match "syntax error" "get names the parse error" "$(json_get 'd["error"]')"
 
+# unregister keeps the files; register brings the VM back
+expect 0 "vm unregister vm1" vmkctl -s esx1 vm unregister -n vm1
+[[ -f $ds1/vm1/vm1.vmx ]] && ok "unregister keeps the files" || not_ok "files after unregister"
+expect 4 "get after unregister -> 4" vmkctl -s esx1 vm get -n vm1
+expect 0 "vm register from the datastore" vmkctl -s esx1 --formatter json vm register \
+	--path datastore1:vm1/vm1.vmx
+[[ $(json_get '(d["name"], d["state"], d["datastore"])') == "('vm1', 'poweredOff', 'datastore1')" ]] &&
+	ok "register answers with the VM" || not_ok "register answer" "$out"
+expect 5 "register twice -> 5" vmkctl -s esx1 vm register --path "$ds1/vm1/vm1.vmx"
+mkdir -p "$ds1/bad" && printf 'vm = { name = "bad"; memory_mib = 0; };' >"$ds1/bad/bad.vmx"
+expect 2 "register a broken .vmx -> 2" vmkctl -s esx1 vm register --path datastore1:bad/bad.vmx
+expect_match "bad.vmx:1: .*(uuid|memory_mib)" "the error names the file and line" "$err"
+rm -rf "$ds1/bad"
+expect 4 "register a missing file -> 4" vmkctl -s esx1 vm register --path datastore1:none/none.vmx
+expect 2 "register with '..' -> 2" vmkctl -s esx1 vm register --path datastore1:../x/x.vmx
 expect 0 "vm destroy vm1" vmkctl -s esx1 vm destroy -n vm1
 [[ ! -e $ds1/vm1 ]] && ok "destroy removes the VM's directory" || not_ok "vm1 dir left"
 expect 4 "get after destroy -> 4" vmkctl -s esx1 vm get -n vm1

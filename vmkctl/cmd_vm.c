@@ -136,3 +136,34 @@ int cmd_vm_destroy(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 	out_set_bool(out, 0, "destroyed", true);
 	return 0;
 }
+
+int cmd_vm_register(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out)
+{
+	Vmk__Request req = VMK__REQUEST__INIT;
+	Vmk__VmRegisterRequest body = VMK__VM_REGISTER_REQUEST__INIT;
+
+	body.path = (char *)args_str(a, "path");
+	req.body_case = VMK__REQUEST__BODY_VM_REGISTER;
+	req.vm_register = &body;
+	return one_vm(v, &req, out);
+}
+
+int cmd_vm_unregister(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out)
+{
+	static const char *const cols[] = { "name", "unregistered" };
+	Vmk__Request req = VMK__REQUEST__INIT;
+	Vmk__VmNameRequest body = VMK__VM_NAME_REQUEST__INIT;
+	Vmk__Response *resp;
+	int ret;
+
+	body.name = (char *)args_str(a, "name");
+	req.body_case = VMK__REQUEST__BODY_VM_UNREGISTER;
+	req.vm_unregister = &body;
+	if ((ret = vmkctl_call(v, &req, &resp)))
+		return ret;
+	if (out_init(out, "VirtualMachineUnregistered", false, 2, cols) < 0 || out_add_row(out) < 0)
+		return vmkctl_error(v, 1, "out of memory");
+	out_set_str(out, 0, "name", body.name);
+	out_set_bool(out, 0, "unregistered", true);
+	return 0;
+}

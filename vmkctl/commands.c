@@ -130,6 +130,22 @@ static const struct vmkctl_cmd commands[] = {
                     .help = "the VM", .required = true } },
         .run = cmd_vm_destroy,
     },
+    {
+        .path = "vm",
+        .verb = "register",
+        .help = "Register an existing VM from its .vmx file on a datastore.",
+        .opts = { { .name = "path", .type = OPT_STR, .metavar = "DS:DIR/NAME.vmx",
+                    .help = "DATASTORE:DIR/NAME.vmx, or an absolute path", .required = true } },
+        .run = cmd_vm_register,
+    },
+    {
+        .path = "vm",
+        .verb = "unregister",
+        .help = "Remove a VM from the host's inventory; its files stay on the datastore.",
+        .opts = { { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME",
+                    .help = "the VM", .required = true } },
+        .run = cmd_vm_unregister,
+    },
 };
 
 /* Global options (CLI.md): before the namespace words. */

@@ -17,5 +17,7 @@ int cmd_vm_create(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc 
 int cmd_vm_list(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_vm_get(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_vm_destroy(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_vm_register(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_vm_unregister(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 
 #endif

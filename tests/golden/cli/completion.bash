@@ -9,7 +9,7 @@ _vmkctl() {
     ["storage datastore"]="list add remove "
     ["system"]="version "
     ["system version"]="get "
-    ["vm"]="create list get destroy "
+    ["vm"]="create list get destroy register unregister "
   )
   local -A opts=(
     ["system version get"]="--help"
@@ -22,6 +22,8 @@ _vmkctl() {
     ["vm list"]="--help"
     ["vm get"]="--help --name -n"
     ["vm destroy"]="--help --name -n"
+    ["vm register"]="--help --path"
+    ["vm unregister"]="--help --name -n"
   )
   local globals=" --server -s --username -u --password -p --password-file --thumbprint --sessionfile --formatter --lab --timeout --help -h --version --generate-completion"
   local cur=${COMP_WORDS[COMP_CWORD]} path="" i w
