@@ -14,6 +14,7 @@
 #include "confload.h"
 #include "datastore.h"
 #include "dispatch.h"
+#include "events.h"
 #include "log.h"
 #include "util.h"
 #include "vmm/vmcfg.h"
@@ -233,8 +234,11 @@ int hostd_op_vm_get(struct hostd_call *call, const Vmk__Request *req)
 		status = hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
 		                    "no VM named \"%s\" on this host; see vm list",
 		                    req->vm_get->name);
-	else if ((call->resp->vm = info(call, v)))
+	else if ((call->resp->vm = info(call, v))) {
+		call->resp->vm->events =
+		        hostd_events_of(call->h, call->a, v->name, 20, &call->resp->vm->n_events);
 		call->resp->body_case = VMK__RESPONSE__BODY_VM;
+	}
 	pthread_mutex_unlock(&inv->lock);
 	return status;
 }
@@ -410,7 +414,8 @@ int hostd_op_vm_create(struct hostd_call *call, const Vmk__Request *req)
 	}
 	call->resp->vm = info(call, v);
 	call->resp->body_case = VMK__RESPONSE__BODY_VM;
-	log_info("vm %s created in %s by %s", r->name, dir, call->user);
+	hostd_event(call->h, r->name, call->user, "created in %s (%u MiB, %u vCPUs)", dir,
+	            r->memory_mib, r->vcpus);
 	status = VMK__STATUS__STATUS_OK;
 out:
 	pthread_mutex_unlock(&inv->lock);
@@ -441,7 +446,7 @@ int hostd_op_vm_destroy(struct hostd_call *call, const Vmk__Request *req)
 	if (nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS) < 0)
 		log_warn("vm %s: removing %s: %s", name, dir, strerror(errno));
 	call->resp->body_case = VMK__RESPONSE__BODY_EMPTY;
-	log_info("vm %s destroyed (%s removed) by %s", name, dir, call->user);
+	hostd_event(call->h, name, call->user, "destroyed (%s removed)", dir);
 out:
 	pthread_mutex_unlock(&inv->lock);
 	return status;
@@ -514,7 +519,7 @@ int hostd_op_vm_register(struct hostd_call *call, const Vmk__Request *req)
 	}
 	call->resp->vm = info(call, v);
 	call->resp->body_case = VMK__RESPONSE__BODY_VM;
-	log_info("vm %s registered from %s by %s", v->name, real, call->user);
+	hostd_event(call->h, v->name, call->user, "registered from %s", real);
 out:
 	pthread_mutex_unlock(&inv->lock);
 	return status;
@@ -533,7 +538,7 @@ int hostd_op_vm_unregister(struct hostd_call *call, const Vmk__Request *req)
 		                    req->vm_unregister->name);
 		goto out;
 	}
-	log_info("vm %s unregistered by %s (its files stay in %s)", v->name, call->user, v->path);
+	hostd_event(call->h, v->name, call->user, "unregistered (its files stay in %s)", v->path);
 	drop(inv, v);
 	save(inv);
 	call->resp->body_case = VMK__RESPONSE__BODY_EMPTY;

@@ -77,6 +77,12 @@ expect_match "bad.vmx:1: .*(uuid|memory_mib)" "the error names the file and line
 rm -rf "$ds1/bad"
 expect 4 "register a missing file -> 4" vmkctl -s esx1 vm register --path datastore1:none/none.vmx
 expect 2 "register with '..' -> 2" vmkctl -s esx1 vm register --path datastore1:../x/x.vmx
+expect 0 "vm get shows the VM's events" vmkctl -s esx1 --formatter json vm get -n vm1
+[[ $(json_get '" ".join(w for e in d["events"] for w in e.split(" ")[2:4])') == \
+	"root: created root: unregistered root: registered" ]] &&
+	ok "events: created, unregistered, registered, each by root" || not_ok "events" "$out"
+grep -q ' vm1 root: registered from ' "$LAB_DIR/esx1/state/events.log" &&
+	ok "events.log in the state dir" || not_ok "events.log" "$(cat "$LAB_DIR/esx1/state/events.log")"
 expect 0 "vm destroy vm1" vmkctl -s esx1 vm destroy -n vm1
 [[ ! -e $ds1/vm1 ]] && ok "destroy removes the VM's directory" || not_ok "vm1 dir left"
 expect 4 "get after destroy -> 4" vmkctl -s esx1 vm get -n vm1

@@ -9,7 +9,7 @@ static const char *const list_cols[] = {
 };
 static const char *const get_cols[] = { "name",    "state", "host",      "vcpus", "memory_mib",
 	                                "ft_role", "uuid",  "datastore", "path",  "kernel",
-	                                "cmdline", "disks", "nics",      "error" };
+	                                "cmdline", "disks", "nics",      "error", "events" };
 
 static int vm_row(struct out_doc *out, const Vmk__VmInfo *v, bool full)
 {
@@ -35,6 +35,7 @@ static int vm_row(struct out_doc *out, const Vmk__VmInfo *v, bool full)
 	out_set_list(out, row, "nics", (const char *const *)v->nics, v->n_nics);
 	if (v->error && v->error[0])
 		out_set_str(out, row, "error", v->error);
+	out_set_list(out, row, "events", (const char *const *)v->events, v->n_events);
 	return 0;
 }
 
@@ -53,7 +54,8 @@ int cmd_vm_list(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *o
 	const Vmk__VmListResponse *r = VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_VM_LIST, vm_list);
 	if (!r)
 		return 1;
-	if (out_init(out, "VirtualMachine", true, 6, list_cols) < 0)
+	if (out_init(out, "VirtualMachine", true, sizeof(list_cols) / sizeof(list_cols[0]),
+	             list_cols) < 0)
 		return vmkctl_error(v, 1, "out of memory");
 	for (size_t i = 0; i < r->n_vms; i++)
 		if (vm_row(out, r->vms[i], false) < 0)
@@ -72,7 +74,9 @@ static int one_vm(struct vmkctl *v, Vmk__Request *req, struct out_doc *out)
 	const Vmk__VmInfo *vm = VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_VM, vm);
 	if (!vm)
 		return 1;
-	if (out_init(out, "VirtualMachine", false, 14, get_cols) < 0 || vm_row(out, vm, true) < 0)
+	if (out_init(out, "VirtualMachine", false, sizeof(get_cols) / sizeof(get_cols[0]),
+	             get_cols) < 0 ||
+	    vm_row(out, vm, true) < 0)
 		return vmkctl_error(v, 1, "out of memory");
 	return 0;
 }
