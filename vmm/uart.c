@@ -1,52 +1,101 @@
-/* 16550A model after the datasheet (and OpenBSD vmd's ns8250.c): registers,
- * DLAB, a 16-byte receive FIFO, THRE and receive-data interrupts on one
- * level-triggered line, loopback. Transmit completes at once. */
+/* 16550A model after the datasheet: byte registers with the divisor latch
+ * behind LCR.DLAB, a 16-byte receive FIFO, the four interrupt sources in
+ * their priority order on one level-triggered line, modem status with
+ * delta bits, loopback. Transmission completes at once, so LSR.THRE and
+ * LSR.TEMT always read 1 and a THRE interrupt cleared by a THR write is
+ * raised again by that write's instant completion.
+ *
+ * Deviations, all harmless to the drivers we know (Linux 8250, BSD com,
+ * polled early consoles): the 16-byte receive buffer is there in 16450
+ * mode too (a real 16450 holds one byte), so host input is not lost to a
+ * guest that never enables the FIFO; the character timeout interrupt
+ * (IIR 0x0c, data below the trigger level) is reported at once instead of
+ * after four character times; parity, framing and break never happen. */
 #include "uart.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* registers (offsets) */
-#define R_RBR_THR 0
-#define R_IER     1
+/* register offsets */
+#define R_RBR_THR 0 /* DLAB: DLL */
+#define R_IER     1 /* DLAB: DLM */
 #define R_IIR_FCR 2
 #define R_LCR     3
 #define R_MCR     4
 #define R_LSR     5
 #define R_MSR     6
 #define R_SCR     7
+#define NREGS     8
 
-#define IER_RDA  0x01
-#define IER_THRE 0x02
-#define IIR_NONE 0x01
-#define IIR_THRE 0x02
-#define IIR_RDA  0x04
-#define IIR_FIFO 0xc0
-#define FCR_FIFO 0x01
-#define FCR_RXCL 0x02
-#define LCR_DLAB 0x80
-#define MCR_LOOP 0x10
-#define LSR_DR   0x01
-#define LSR_OE   0x02
-#define LSR_THRE 0x20
-#define LSR_TEMT 0x40
+#define IER_ERBFI 0x01 /* received data available (and character timeout) */
+#define IER_ETBEI 0x02 /* transmitter holding register empty */
+#define IER_ELSI  0x04 /* receiver line status */
+#define IER_EDSSI 0x08 /* modem status */
+#define IER_MASK  0x0f
+
+#define IIR_NONE  0x01
+#define IIR_MS    0x00
+#define IIR_THRE  0x02
+#define IIR_RDA   0x04
+#define IIR_RLS   0x06
+#define IIR_CTI   0x0c
+#define IIR_FIFOS 0xc0 /* both bits: FIFOs enabled (16550A) */
+
+#define FCR_FE       0x01 /* FIFO enable */
+#define FCR_RXRST    0x02
+#define FCR_TXRST    0x04
+#define FCR_DMA      0x08
+#define FCR_TRIG     0xc0
+#define FCR_KEPT     (FCR_FE | FCR_DMA | FCR_TRIG) /* what FCR remembers */
+#define LCR_DLAB     0x80
+#define MCR_DTR      0x01
+#define MCR_RTS      0x02
+#define MCR_OUT1     0x04
+#define MCR_OUT2     0x08
+#define MCR_LOOP     0x10
+#define MCR_MASK     0x1f
+#define LSR_DR       0x01
+#define LSR_OE       0x02
+#define LSR_THRE     0x20
+#define LSR_TEMT     0x40
+#define MSR_DCTS     0x01
+#define MSR_DDSR     0x02
+#define MSR_TERI     0x04
+#define MSR_DDCD     0x08
+#define MSR_DELTAS   0x0f
+#define MSR_CTS      0x10
+#define MSR_DSR      0x20
+#define MSR_RI       0x40
+#define MSR_DCD      0x80
+#define MSR_INPUTS   0xf0
+#define MSR_IDLE     (MSR_DCD | MSR_DSR | MSR_CTS) /* a terminal on the line */
+#define DIVISOR_9600 12
+
+#define STATE_VERSION 1
 
 struct uart {
 	struct vmm_device dev;
+	pthread_mutex_t lock;
 	int fd;
-	uint8_t ier, lcr, mcr, lsr, msr, scr, fcr, dll, dlm;
-	bool thre_pending; /* THRE interrupt latched until IIR read or THR write */
+	uint8_t ier, lcr, mcr, fcr, scr, dll, dlm;
+	uint8_t msr;       /* modem inputs (7:4) and their deltas (3:0) */
+	bool oe;           /* LSR.OE, cleared by reading LSR */
+	bool thre_pending; /* THRE interrupt: only while IER.ETBEI */
 	uint8_t fifo[UART_FIFO_LEN];
 	uint8_t fifo_head, fifo_count;
-	int irq_level;
+	int irq_level; /* what the line was last set to */
 	uint8_t line[UART_LINE_MAX];
-	size_t line_len;
-	uint64_t overruns, write_errors;
+	size_t line_len; /* always < UART_LINE_MAX between accesses */
+	struct vmm_uart_stats st;
 	void (*tap)(void *arg, const uint8_t *buf, size_t n);
 	void *tap_arg;
 };
+
+/* ---- output ---- */
 
 static void out_flush(struct uart *u)
 {
@@ -56,12 +105,12 @@ static void out_flush(struct uart *u)
 		return;
 	if (u->tap)
 		u->tap(u->tap_arg, u->line, u->line_len);
-	while (off < u->line_len) {
+	while (u->fd >= 0 && off < u->line_len) {
 		ssize_t w = write(u->fd, u->line + off, u->line_len - off);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			u->write_errors++;
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) { /* EAGAIN, EIO, ENOSPC...: the rest is lost */
+			u->st.write_errors++;
 			break;
 		}
 		off += (size_t)w;
@@ -69,145 +118,248 @@ static void out_flush(struct uart *u)
 	u->line_len = 0;
 }
 
+/* ---- registers ---- */
+
+static unsigned rx_trigger(const struct uart *u)
+{
+	static const unsigned levels[4] = { 1, 4, 8, 14 };
+
+	return levels[u->fcr >> 6];
+}
+
+static uint8_t lsr(const struct uart *u)
+{
+	return (uint8_t)((u->fifo_count ? LSR_DR : 0) | (u->oe ? LSR_OE : 0) | LSR_THRE | LSR_TEMT);
+}
+
+/* The modem inputs: wired to the MCR outputs in loopback, else those of a
+ * terminal that is always there. */
+static uint8_t msr_inputs(uint8_t mcr)
+{
+	if (!(mcr & MCR_LOOP))
+		return MSR_IDLE;
+	return (uint8_t)((mcr & MCR_DTR ? MSR_DSR : 0) | (mcr & MCR_RTS ? MSR_CTS : 0) |
+	                 (mcr & MCR_OUT1 ? MSR_RI : 0) | (mcr & MCR_OUT2 ? MSR_DCD : 0));
+}
+
+static void set_mcr(struct uart *u, uint8_t v)
+{
+	uint8_t old = u->msr & MSR_INPUTS, now, chg, delta = 0;
+
+	u->mcr = v & MCR_MASK;
+	now = msr_inputs(u->mcr);
+	chg = old ^ now;
+	if (chg & MSR_CTS)
+		delta |= MSR_DCTS;
+	if (chg & MSR_DSR)
+		delta |= MSR_DDSR;
+	if ((old & MSR_RI) && !(now & MSR_RI)) /* trailing edge only */
+		delta |= MSR_TERI;
+	if (chg & MSR_DCD)
+		delta |= MSR_DDCD;
+	u->msr = (uint8_t)(now | (u->msr & MSR_DELTAS) | delta);
+}
+
+/* The highest-priority pending interrupt, as IIR reads. */
 static uint8_t iir(const struct uart *u)
 {
-	uint8_t fifo = u->fcr & FCR_FIFO ? IIR_FIFO : 0;
+	uint8_t fifos = u->fcr & FCR_FE ? IIR_FIFOS : 0;
 
-	if ((u->ier & IER_RDA) && u->fifo_count)
-		return fifo | IIR_RDA;
-	if ((u->ier & IER_THRE) && u->thre_pending)
-		return fifo | IIR_THRE;
-	return fifo | IIR_NONE;
+	if ((u->ier & IER_ELSI) && u->oe)
+		return fifos | IIR_RLS;
+	if ((u->ier & IER_ERBFI) && u->fifo_count) {
+		if ((u->fcr & FCR_FE) && u->fifo_count < rx_trigger(u))
+			return fifos | IIR_CTI;
+		return fifos | IIR_RDA;
+	}
+	if ((u->ier & IER_ETBEI) && u->thre_pending)
+		return fifos | IIR_THRE;
+	if ((u->ier & IER_EDSSI) && (u->msr & MSR_DELTAS))
+		return fifos | IIR_MS;
+	return fifos | IIR_NONE;
 }
 
 static void update_irq(struct uart *u)
 {
 	int level = !(iir(u) & IIR_NONE);
 
-	if (level != u->irq_level) {
-		u->irq_level = level;
-		if (u->dev.bus && u->dev.bus->irq_set)
-			u->dev.bus->irq_set(u->dev.bus->irq_arg, u->dev.gsi, level);
-	}
+	if (level == u->irq_level)
+		return;
+	u->irq_level = level;
+	if (u->dev.bus && u->dev.bus->irq_set)
+		u->dev.bus->irq_set(u->dev.bus->irq_arg, u->dev.gsi, level);
 }
 
+static void rx_clear(struct uart *u)
+{
+	u->fifo_head = 0;
+	u->fifo_count = 0;
+}
+
+/* A character arrives at the receiver: into the FIFO, or an overrun (the
+ * FIFO keeps what it has, the new character is lost). */
 static void rx_push(struct uart *u, uint8_t c)
 {
 	if (u->fifo_count == UART_FIFO_LEN) {
-		u->lsr |= LSR_OE;
-		u->overruns++;
+		u->oe = true;
+		u->st.rx_dropped++;
 		return;
 	}
 	u->fifo[(u->fifo_head + u->fifo_count) % UART_FIFO_LEN] = c;
 	u->fifo_count++;
-	u->lsr |= LSR_DR;
+	u->st.rx_bytes++;
+}
+
+static uint8_t rx_pop(struct uart *u)
+{
+	uint8_t c;
+
+	if (!u->fifo_count)
+		return 0;
+	c = u->fifo[u->fifo_head];
+	u->fifo_head = (uint8_t)((u->fifo_head + 1) % UART_FIFO_LEN);
+	u->fifo_count--;
+	return c;
 }
 
 static void tx(struct uart *u, uint8_t c)
 {
+	u->st.tx_bytes++;
 	if (u->mcr & MCR_LOOP) {
-		rx_push(u, c);
+		rx_push(u, c); /* the serial output is looped back, the line idles */
 	} else {
 		u->line[u->line_len++] = c;
 		if (c == '\n' || u->line_len == UART_LINE_MAX)
 			out_flush(u);
 	}
-	u->thre_pending = true; /* the holding register empties at once */
+	/* the holding register is empty again at once */
+	u->thre_pending = (u->ier & IER_ETBEI) != 0;
 }
 
+static void write_fcr(struct uart *u, uint8_t v)
+{
+	/* changing the FIFO mode clears both FIFOs; with FE clear the other
+	 * bits are not programmed */
+	if ((v ^ u->fcr) & FCR_FE)
+		rx_clear(u);
+	if (!(v & FCR_FE)) {
+		u->fcr = 0;
+		return;
+	}
+	if (v & FCR_RXRST)
+		rx_clear(u); /* not the shift register: LSR.OE stays */
+	u->fcr = v & FCR_KEPT;
+}
+
+static void reg_write(struct uart *u, unsigned off, uint8_t v)
+{
+	switch (off) {
+	case R_RBR_THR:
+		if (u->lcr & LCR_DLAB) {
+			u->dll = v;
+		} else {
+			u->thre_pending = false;
+			tx(u, v);
+		}
+		break;
+	case R_IER:
+		if (u->lcr & LCR_DLAB) {
+			u->dlm = v;
+			break;
+		}
+		/* enabling ETBEI with the holding register empty interrupts at
+		 * once; disabling it forgets the pending THRE */
+		if ((v & IER_ETBEI) && !(u->ier & IER_ETBEI))
+			u->thre_pending = true;
+		else if (!(v & IER_ETBEI))
+			u->thre_pending = false;
+		u->ier = v & IER_MASK;
+		break;
+	case R_IIR_FCR:
+		write_fcr(u, v);
+		break;
+	case R_LCR:
+		u->lcr = v;
+		break;
+	case R_MCR:
+		set_mcr(u, v);
+		break;
+	case R_SCR:
+		u->scr = v;
+		break;
+	default: /* LSR and MSR are read-only (writes are a factory test) */
+		break;
+	}
+}
+
+static uint8_t reg_read(struct uart *u, unsigned off)
+{
+	uint8_t v;
+
+	switch (off) {
+	case R_RBR_THR:
+		return u->lcr & LCR_DLAB ? u->dll : rx_pop(u);
+	case R_IER:
+		return u->lcr & LCR_DLAB ? u->dlm : u->ier;
+	case R_IIR_FCR:
+		v = iir(u);
+		if ((v & 0x0f) == IIR_THRE)
+			u->thre_pending = false; /* reading IIR clears THRE it reports */
+		return v;
+	case R_LCR:
+		return u->lcr;
+	case R_MCR:
+		return u->mcr;
+	case R_LSR:
+		v = lsr(u);
+		u->oe = false;
+		return v;
+	case R_MSR:
+		v = u->msr;
+		u->msr &= MSR_INPUTS;
+		return v;
+	case R_SCR:
+		return u->scr;
+	default:
+		return 0;
+	}
+}
+
+/* A wider access to this byte-wide device is split into byte cycles, as
+ * the ISA bus does. */
 static void uart_pio(struct vmm_device *d, uint16_t off, bool write, uint8_t *data, unsigned size)
 {
 	struct uart *u = d->priv;
-	uint8_t v = data[0];
 
-	if (size != 1) { /* the 16550 has byte registers */
-		if (!write)
-			memset(data, 0xff, size);
-		return;
-	}
-	if (write) {
-		switch (off) {
-		case R_RBR_THR:
-			if (u->lcr & LCR_DLAB) {
-				u->dll = v;
-			} else {
-				u->thre_pending = false;
-				tx(u, v);
-			}
-			break;
-		case R_IER:
-			if (u->lcr & LCR_DLAB) {
-				u->dlm = v;
-			} else {
-				/* enabling THRE with an empty holding register interrupts */
-				if ((v & IER_THRE) && !(u->ier & IER_THRE))
-					u->thre_pending = true;
-				u->ier = v & 0x0f;
-			}
-			break;
-		case R_IIR_FCR:
-			u->fcr = v & 0xc9;
-			if (v & FCR_RXCL) {
-				u->fifo_count = 0;
-				u->lsr &= (uint8_t)~LSR_DR;
-			}
-			break;
-		case R_LCR:
-			u->lcr = v;
-			break;
-		case R_MCR:
-			u->mcr = v & 0x1f;
-			break;
-		case R_SCR:
-			u->scr = v;
-			break;
-		default: /* LSR, MSR are read-only */
-			break;
+	pthread_mutex_lock(&u->lock);
+	for (unsigned i = 0; i < size; i++) {
+		unsigned reg = (unsigned)off + i;
+		if (reg >= NREGS) {
+			if (!write)
+				data[i] = 0;
+		} else if (write) {
+			reg_write(u, reg, data[i]);
+		} else {
+			data[i] = reg_read(u, reg);
 		}
-	} else {
-		switch (off) {
-		case R_RBR_THR:
-			if (u->lcr & LCR_DLAB) {
-				v = u->dll;
-			} else if (u->fifo_count) {
-				v = u->fifo[u->fifo_head];
-				u->fifo_head = (uint8_t)((u->fifo_head + 1) % UART_FIFO_LEN);
-				if (--u->fifo_count == 0)
-					u->lsr &= (uint8_t)~LSR_DR;
-			} else {
-				v = 0;
-			}
-			break;
-		case R_IER:
-			v = u->lcr & LCR_DLAB ? u->dlm : u->ier;
-			break;
-		case R_IIR_FCR:
-			v = iir(u);
-			if ((v & 0x0f) == IIR_THRE)
-				u->thre_pending = false; /* reading IIR clears THRE */
-			break;
-		case R_LCR:
-			v = u->lcr;
-			break;
-		case R_MCR:
-			v = u->mcr;
-			break;
-		case R_LSR:
-			v = u->lsr | LSR_THRE | LSR_TEMT;
-			u->lsr &= (uint8_t)~LSR_OE; /* cleared by reading */
-			break;
-		case R_MSR:
-			/* loopback wires MCR outputs to the modem inputs; else DCD, DSR, CTS */
-			v = u->mcr & MCR_LOOP ? (uint8_t)((u->mcr & 0x0f) << 4) : 0xb0;
-			break;
-		case R_SCR:
-			v = u->scr;
-			break;
-		default:
-			v = 0xff;
-		}
-		data[0] = v;
 	}
+	update_irq(u);
+	pthread_mutex_unlock(&u->lock);
+}
+
+/* ---- device ops ---- */
+
+/* Power-on state. Buffered output, the counters and the tap stay. */
+static void reset_locked(struct uart *u)
+{
+	u->ier = u->lcr = u->mcr = u->fcr = u->scr = 0;
+	u->dll = DIVISOR_9600;
+	u->dlm = 0;
+	u->msr = MSR_IDLE;
+	u->oe = false;
+	u->thre_pending = false;
+	rx_clear(u);
+	memset(u->fifo, 0, sizeof(u->fifo));
 	update_irq(u);
 }
 
@@ -215,25 +367,28 @@ static void uart_reset(struct vmm_device *d)
 {
 	struct uart *u = d->priv;
 
-	u->ier = u->lcr = u->mcr = u->scr = u->fcr = 0;
-	u->lsr = 0;
-	u->dll = 12; /* 9600 baud */
-	u->dlm = 0;
-	u->fifo_count = u->fifo_head = 0;
-	u->thre_pending = false;
-	update_irq(u);
+	pthread_mutex_lock(&u->lock);
+	reset_locked(u);
+	pthread_mutex_unlock(&u->lock);
 }
 
+/* Layout (version 1): version, IER, LCR, MCR, FCR, LSR, MSR, SCR, DLL, DLM,
+ * THRE pending (u8 each); FIFO count u8 and the bytes, oldest first; line
+ * length u16 and the bytes; tx, rx, rx dropped, write errors (u64 each).
+ * The rest (IIR, the interrupt line) follows from these. */
 static int uart_save(struct vmm_device *d, struct sbuf *o)
 {
 	struct uart *u = d->priv;
 
+	pthread_mutex_lock(&u->lock);
+	sbuf_u8(o, STATE_VERSION);
 	sbuf_u8(o, u->ier);
 	sbuf_u8(o, u->lcr);
 	sbuf_u8(o, u->mcr);
-	sbuf_u8(o, u->lsr);
-	sbuf_u8(o, u->scr);
 	sbuf_u8(o, u->fcr);
+	sbuf_u8(o, lsr(u));
+	sbuf_u8(o, u->msr);
+	sbuf_u8(o, u->scr);
 	sbuf_u8(o, u->dll);
 	sbuf_u8(o, u->dlm);
 	sbuf_u8(o, u->thre_pending);
@@ -242,42 +397,96 @@ static int uart_save(struct vmm_device *d, struct sbuf *o)
 		sbuf_u8(o, u->fifo[(u->fifo_head + i) % UART_FIFO_LEN]);
 	sbuf_u16(o, (uint16_t)u->line_len);
 	sbuf_put(o, u->line, u->line_len);
-	sbuf_u64(o, u->overruns);
+	sbuf_u64(o, u->st.tx_bytes);
+	sbuf_u64(o, u->st.rx_bytes);
+	sbuf_u64(o, u->st.rx_dropped);
+	sbuf_u64(o, u->st.write_errors);
+	pthread_mutex_unlock(&u->lock);
 	return o->err;
+}
+
+/* The registers of a state; 0 or -EBADMSG when a value is one this model
+ * cannot be in. */
+struct uart_regs {
+	uint8_t ier, lcr, mcr, fcr, lsr, msr, scr, dll, dlm, thre, count;
+};
+
+static int check_regs(const struct uart_regs *s)
+{
+	uint8_t want_lsr = (uint8_t)((s->count ? LSR_DR : 0) | LSR_THRE | LSR_TEMT);
+
+	if (s->ier & ~IER_MASK || s->mcr & ~MCR_MASK)
+		return -EBADMSG;
+	if (s->fcr & ~FCR_KEPT || (s->fcr && !(s->fcr & FCR_FE)))
+		return -EBADMSG;
+	if ((s->lsr & ~LSR_OE) != want_lsr)
+		return -EBADMSG;
+	if ((s->msr & MSR_INPUTS) != msr_inputs(s->mcr))
+		return -EBADMSG;
+	if (s->thre > 1 || (s->thre && !(s->ier & IER_ETBEI)))
+		return -EBADMSG;
+	if (s->count > UART_FIFO_LEN)
+		return -EBADMSG;
+	return 0;
 }
 
 static int uart_restore(struct vmm_device *d, struct rbuf *in)
 {
 	struct uart *u = d->priv;
-	struct uart n = *u;
+	struct uart_regs s;
+	uint8_t fifo[UART_FIFO_LEN] = { 0 }, line[UART_LINE_MAX];
+	struct vmm_uart_stats st;
+	uint16_t line_len;
 
-	n.ier = rbuf_u8(in);
-	n.lcr = rbuf_u8(in);
-	n.mcr = rbuf_u8(in);
-	n.lsr = rbuf_u8(in);
-	n.scr = rbuf_u8(in);
-	n.fcr = rbuf_u8(in);
-	n.dll = rbuf_u8(in);
-	n.dlm = rbuf_u8(in);
-	uint8_t thre = rbuf_u8(in);
-	n.fifo_count = rbuf_u8(in);
-	if (in->err || thre > 1 || n.fifo_count > UART_FIFO_LEN || n.ier > 0x0f || n.mcr > 0x1f)
+	if (rbuf_u8(in) != STATE_VERSION)
 		return -EBADMSG;
-	n.thre_pending = thre;
-	n.fifo_head = 0;
-	for (unsigned i = 0; i < n.fifo_count; i++)
-		n.fifo[i] = rbuf_u8(in);
-	uint16_t ll = rbuf_u16(in);
-	if (in->err || ll > UART_LINE_MAX)
+	s.ier = rbuf_u8(in);
+	s.lcr = rbuf_u8(in);
+	s.mcr = rbuf_u8(in);
+	s.fcr = rbuf_u8(in);
+	s.lsr = rbuf_u8(in);
+	s.msr = rbuf_u8(in);
+	s.scr = rbuf_u8(in);
+	s.dll = rbuf_u8(in);
+	s.dlm = rbuf_u8(in);
+	s.thre = rbuf_u8(in);
+	s.count = rbuf_u8(in);
+	if (in->err || check_regs(&s) < 0)
 		return -EBADMSG;
-	n.line_len = ll;
-	rbuf_get(in, n.line, ll);
-	n.overruns = rbuf_u64(in);
+	if (rbuf_get(in, fifo, s.count) < 0)
+		return -EBADMSG;
+	line_len = rbuf_u16(in);
+	/* a full line is written out at once, so a saved one is shorter */
+	if (in->err || line_len >= UART_LINE_MAX || rbuf_get(in, line, line_len) < 0)
+		return -EBADMSG;
+	st.tx_bytes = rbuf_u64(in);
+	st.rx_bytes = rbuf_u64(in);
+	st.rx_dropped = rbuf_u64(in);
+	st.write_errors = rbuf_u64(in);
 	if (rbuf_done(in) < 0)
 		return -EBADMSG;
-	n.irq_level = u->irq_level;
-	*u = n;
+
+	/* all valid: becomes this device's state (what it had buffered belongs
+	 * to the state being replaced and is dropped, not written) */
+	pthread_mutex_lock(&u->lock);
+	u->ier = s.ier;
+	u->lcr = s.lcr;
+	u->mcr = s.mcr;
+	u->fcr = s.fcr;
+	u->oe = s.lsr & LSR_OE;
+	u->msr = s.msr;
+	u->scr = s.scr;
+	u->dll = s.dll;
+	u->dlm = s.dlm;
+	u->thre_pending = s.thre;
+	memcpy(u->fifo, fifo, sizeof(fifo));
+	u->fifo_head = 0;
+	u->fifo_count = s.count;
+	memcpy(u->line, line, line_len);
+	u->line_len = line_len;
+	u->st = st;
 	update_irq(u);
+	pthread_mutex_unlock(&u->lock);
 	return 0;
 }
 
@@ -286,6 +495,7 @@ static void uart_destroy(struct vmm_device *d)
 	struct uart *u = d->priv;
 
 	out_flush(u);
+	pthread_mutex_destroy(&u->lock);
 	free(u);
 }
 
@@ -301,17 +511,23 @@ static const struct vmm_device_ops uart_ops = {
 int vmm_uart_create(struct vmm_device **dp, struct vmm_bus *bus, int out_fd)
 {
 	struct uart *u = calloc(1, sizeof(*u));
+	int ret;
 
 	if (!u)
 		return -ENOMEM;
+	ret = -pthread_mutex_init(&u->lock, NULL);
+	if (ret < 0) {
+		free(u);
+		return ret;
+	}
 	u->fd = out_fd;
 	u->dev.ops = &uart_ops;
 	u->dev.pio_base = UART_COM1_PORT;
-	u->dev.pio_len = 8;
+	u->dev.pio_len = NREGS;
 	u->dev.gsi = UART_COM1_GSI;
 	u->dev.bus = bus;
 	u->dev.priv = u;
-	uart_reset(&u->dev);
+	reset_locked(u); /* the line starts low: no irq_set */
 	*dp = &u->dev;
 	return 0;
 }
@@ -320,14 +536,35 @@ void vmm_uart_input(struct vmm_device *d, const uint8_t *buf, size_t n)
 {
 	struct uart *u = d->priv;
 
-	for (size_t i = 0; i < n; i++)
-		rx_push(u, buf[i]);
+	pthread_mutex_lock(&u->lock);
+	if (u->mcr & MCR_LOOP) {
+		u->st.rx_dropped += n; /* loopback disconnects the serial input */
+	} else {
+		for (size_t i = 0; i < n; i++)
+			rx_push(u, buf[i]);
+	}
 	update_irq(u);
+	pthread_mutex_unlock(&u->lock);
+}
+
+size_t vmm_uart_rx_space(struct vmm_device *d)
+{
+	struct uart *u = d->priv;
+	size_t n;
+
+	pthread_mutex_lock(&u->lock);
+	n = u->mcr & MCR_LOOP ? 0 : UART_FIFO_LEN - u->fifo_count;
+	pthread_mutex_unlock(&u->lock);
+	return n;
 }
 
 void vmm_uart_flush(struct vmm_device *d)
 {
-	out_flush(d->priv);
+	struct uart *u = d->priv;
+
+	pthread_mutex_lock(&u->lock);
+	out_flush(u);
+	pthread_mutex_unlock(&u->lock);
 }
 
 void vmm_uart_set_tap(struct vmm_device *d, void (*fn)(void *arg, const uint8_t *buf, size_t n),
@@ -335,6 +572,17 @@ void vmm_uart_set_tap(struct vmm_device *d, void (*fn)(void *arg, const uint8_t 
 {
 	struct uart *u = d->priv;
 
+	pthread_mutex_lock(&u->lock);
 	u->tap = fn;
 	u->tap_arg = arg;
+	pthread_mutex_unlock(&u->lock);
+}
+
+void vmm_uart_get_stats(struct vmm_device *d, struct vmm_uart_stats *st)
+{
+	struct uart *u = d->priv;
+
+	pthread_mutex_lock(&u->lock);
+	*st = u->st;
+	pthread_mutex_unlock(&u->lock);
 }

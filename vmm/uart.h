@@ -1,7 +1,8 @@
 /* A 16550A UART (COM1: ports 0x3f8-0x3ff, GSI 4). Transmitted bytes go to
  * an output fd (the VM's serial.log, opened O_APPEND so one log spans
  * migrations) in line-sized writes; received bytes come from
- * vmm_uart_input(). */
+ * vmm_uart_input(). Every entry point takes the UART's own lock: vCPU
+ * threads and an input thread may call in concurrently. */
 #ifndef VMM_UART_H
 #define VMM_UART_H
 
@@ -15,13 +16,29 @@
 #define UART_FIFO_LEN  16
 #define UART_LINE_MAX  256
 
+struct vmm_uart_stats {
+	uint64_t tx_bytes;     /* transmitted by the guest (loopback included) */
+	uint64_t rx_bytes;     /* accepted into the receive FIFO */
+	uint64_t rx_dropped;   /* lost to a full receive FIFO (overrun) or to loopback */
+	uint64_t write_errors; /* failed writes to the output fd (output lost) */
+};
+
+/* out_fd is borrowed (the caller closes it after destroy); -1: no output
+ * (the tap still sees it). The UART starts in its power-on state. */
 int vmm_uart_create(struct vmm_device **d, struct vmm_bus *bus, int out_fd);
-/* Queues received bytes (dropped and counted when the FIFO is full). */
+/* Queues received bytes; those that do not fit in the FIFO are dropped,
+ * counted and flagged to the guest as an overrun (LSR.OE). */
 void vmm_uart_input(struct vmm_device *d, const uint8_t *buf, size_t n);
+/* Free room in the receive FIFO: an input source that wants no loss sends
+ * at most this much. */
+size_t vmm_uart_rx_space(struct vmm_device *d);
 /* Writes out a partial line. */
 void vmm_uart_flush(struct vmm_device *d);
-/* Every flushed chunk is also handed to fn (fault tolerance holds output). */
+/* Every flushed chunk is also handed to fn (fault tolerance holds output),
+ * with the UART's lock held: fn must not call back into the UART. NULL fn
+ * removes the tap. */
 void vmm_uart_set_tap(struct vmm_device *d, void (*fn)(void *arg, const uint8_t *buf, size_t n),
                       void *arg);
+void vmm_uart_get_stats(struct vmm_device *d, struct vmm_uart_stats *st);
 
 #endif
