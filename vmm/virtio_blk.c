@@ -1,5 +1,6 @@
 #include "virtio_blk.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -9,169 +10,325 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define T_IN           0
-#define T_OUT          1
-#define T_FLUSH        4
-#define T_GET_ID       8
-#define T_DISCARD      11
-#define T_WRITE_ZEROES 13
-#define S_OK           0
-#define S_IOERR        1
-#define S_UNSUPP       2
-
-#define F_RO           (1ull << 5)
-#define F_FLUSH        (1ull << 9)
-#define F_DISCARD      (1ull << 13)
-#define F_WRITE_ZEROES (1ull << 14)
-
-#define SECTOR 512u
-#define ID_LEN 20
+#define STATE_VERSION 1
+#define SECTOR        512u
+#define HDR_LEN       16u /* type, reserved (ioprio), sector */
+#define SEG_LEN       16u /* sector, num_sectors, flags */
 
 struct blk {
 	int fd;
 	bool readonly;
 	uint64_t sectors;
-	char serial[ID_LEN + 1];
-	uint64_t reads, writes, errors;
+	char serial[VIRTIO_BLK_ID_BYTES]; /* NUL-padded, not terminated at 20 */
+	struct vmm_virtio_blk_stats st;
 };
 
-static void config_read(void *be, uint64_t off, uint8_t *data, unsigned size)
+static uint64_t blk_features(void *be)
 {
 	struct blk *b = be;
-	uint8_t cfg[64] = { 0 };
+	uint64_t f = VIRTIO_BLK_F_SEG_MAX | VIRTIO_BLK_F_FLUSH;
 
-	memcpy(cfg, &b->sectors, 8);              /* capacity */
-	uint32_t max_discard = 1u << 22, one = 1; /* sectors per discard */
-	memcpy(cfg + 36, &max_discard, 4);        /* max_discard_sectors */
-	memcpy(cfg + 40, &one, 4);                /* max_discard_seg */
-	memcpy(cfg + 44, &one, 4);                /* discard_sector_alignment */
-	memcpy(cfg + 48, &max_discard, 4);        /* max_write_zeroes_sectors */
-	memcpy(cfg + 52, &one, 4);                /* max_write_zeroes_seg */
+	if (b->readonly)
+		return f | VIRTIO_BLK_F_RO;
+	return f | VIRTIO_BLK_F_DISCARD | VIRTIO_BLK_F_WRITE_ZEROES;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	v = htole32(v);
+	memcpy(p, &v, 4);
+}
+
+static void blk_config_read(void *be, uint64_t off, uint8_t *data, unsigned size)
+{
+	struct blk *b = be;
+	uint8_t cfg[VIRTIO_BLK_CFG_SIZE] = { 0 };
+	uint64_t cap = htole64(b->sectors);
+
+	memcpy(cfg + VIRTIO_BLK_CFG_CAPACITY, &cap, 8);
+	put32(cfg + VIRTIO_BLK_CFG_SEG_MAX, VIRTIO_BLK_SEG_MAX);
+	if (!b->readonly) {
+		put32(cfg + VIRTIO_BLK_CFG_MAX_DISCARD_SECT, VIRTIO_BLK_MAX_DWZ_SECTORS);
+		put32(cfg + VIRTIO_BLK_CFG_MAX_DISCARD_SEG, VIRTIO_BLK_MAX_DWZ_SEG);
+		put32(cfg + VIRTIO_BLK_CFG_DISCARD_ALIGN, 8); /* 4 KiB: a file system block */
+		put32(cfg + VIRTIO_BLK_CFG_MAX_WZ_SECT, VIRTIO_BLK_MAX_DWZ_SECTORS);
+		put32(cfg + VIRTIO_BLK_CFG_MAX_WZ_SEG, VIRTIO_BLK_MAX_DWZ_SEG);
+		cfg[VIRTIO_BLK_CFG_WZ_MAY_UNMAP] = 1;
+	}
 	if (off < sizeof(cfg) && size <= sizeof(cfg) - off)
 		memcpy(data, cfg + off, size);
-	else
-		memset(data, 0, size);
 }
 
-/* The data buffers of a chain: all but the first (header) and last (status). */
-static int rw(struct blk *b, struct vq_chain *c, bool write, uint64_t sector, uint32_t *written)
+/* All of iov[0 .. n) from/to the file at off, in as many calls as it takes
+ * (iov is consumed). 0 or -errno. */
+static int rw_all(int fd, struct iovec *iov, unsigned n, uint64_t off, bool write)
 {
-	uint64_t off = sector * SECTOR, total = 0;
-
-	for (unsigned i = 1; i + 1 < c->n; i++) {
-		if (c->writable[i] == write)
-			return S_IOERR; /* direction does not match the request */
-		total += c->iov[i].iov_len;
-	}
-	if (total % SECTOR || sector > b->sectors || total / SECTOR > b->sectors - sector)
-		return S_IOERR;
-	if (write && b->readonly)
-		return S_IOERR;
-	for (unsigned i = 1; i + 1 < c->n; i++) {
-		size_t len = c->iov[i].iov_len, done = 0;
-		while (done < len) {
-			ssize_t n = write ? pwrite(b->fd, (uint8_t *)c->iov[i].iov_base + done,
-			                           len - done, (off_t)off)
-			                  : pread(b->fd, (uint8_t *)c->iov[i].iov_base + done,
-			                          len - done, (off_t)off);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0)
-				return S_IOERR;
-			if (n == 0) { /* past the end of a short file: zeroes */
-				memset((uint8_t *)c->iov[i].iov_base + done, 0, len - done);
-				n = (ssize_t)(len - done);
+	while (n) {
+		ssize_t r = write ? pwritev(fd, iov, (int)n, (off_t)off)
+		                  : preadv(fd, iov, (int)n, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -EIO; /* the image shrank under us */
+		off += (uint64_t)r;
+		size_t done = (size_t)r;
+		while (done) {
+			if (done >= iov->iov_len) {
+				done -= iov->iov_len;
+				iov++;
+				n--;
+			} else {
+				iov->iov_base = (uint8_t *)iov->iov_base + done;
+				iov->iov_len -= done;
+				done = 0;
 			}
-			done += (size_t)n;
-			off += (uint64_t)n;
 		}
-		if (!write)
-			*written += (uint32_t)len;
 	}
-	if (write)
-		b->writes++;
-	else
-		b->reads++;
-	return S_OK;
+	return 0;
 }
 
-/* discard / write-zeroes: segments of {u64 sector, u32 num, u32 flags} */
-static int punch(struct blk *b, struct vq_chain *c, int mode)
+static bool in_range(const struct blk *b, uint64_t sector, uint64_t count)
 {
-	if (b->readonly)
-		return S_IOERR;
-	for (unsigned i = 1; i + 1 < c->n; i++) {
-		if (c->writable[i] || c->iov[i].iov_len % 16)
-			return S_IOERR;
-		for (size_t k = 0; k < c->iov[i].iov_len; k += 16) {
-			uint64_t sector;
-			uint32_t num;
-			memcpy(&sector, (uint8_t *)c->iov[i].iov_base + k, 8);
-			memcpy(&num, (uint8_t *)c->iov[i].iov_base + k + 8, 4);
-			if (sector > b->sectors || num > b->sectors - sector)
-				return S_IOERR;
-			if (fallocate(b->fd, mode, (off_t)(sector * SECTOR), (off_t)num * SECTOR) <
-			    0)
-				return S_IOERR;
-		}
-	}
-	return S_OK;
+	return sector <= b->sectors && count <= b->sectors - sector;
 }
 
-static void notify(void *be, struct vmm_virtio *v, unsigned q)
+/* IN: the writable part but its last byte (the status); OUT: the readable
+ * part after the header. */
+static uint8_t do_rw(struct blk *b, const struct vmm_vq_chain *c, bool write, uint64_t sector,
+                     uint32_t *used)
+{
+	struct iovec io[VMM_VQ_MAX_SIZE];
+	uint64_t len = write ? c->rlen - HDR_LEN : c->wlen - 1u;
+	unsigned n = write ? vmm_iov_slice(c->iov, c->nr, HDR_LEN, len, io)
+	                   : vmm_iov_slice(c->iov + c->nr, c->nw, 0, len, io);
+
+	if (len % SECTOR || !in_range(b, sector, len / SECTOR))
+		return VIRTIO_BLK_S_IOERR;
+	if (write && b->readonly)
+		return VIRTIO_BLK_S_IOERR;
+	if (rw_all(b->fd, io, n, sector * SECTOR, write) < 0)
+		return VIRTIO_BLK_S_IOERR;
+	if (write) {
+		b->st.writes++;
+		b->st.written_bytes += len;
+	} else {
+		b->st.reads++;
+		b->st.read_bytes += len;
+		*used = (uint32_t)len;
+	}
+	return VIRTIO_BLK_S_OK;
+}
+
+static int falloc(int fd, int mode, uint64_t off, uint64_t len)
+{
+	while (fallocate(fd, mode | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	return 0;
+}
+
+static int write_zeroes(int fd, uint64_t off, uint64_t len)
+{
+	static const uint8_t zero[64 << 10];
+
+	while (len) {
+		size_t n = len < sizeof(zero) ? (size_t)len : sizeof(zero);
+		ssize_t r = pwrite(fd, zero, n, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EIO;
+		off += (uint64_t)r;
+		len -= (uint64_t)r;
+	}
+	return 0;
+}
+
+/* Zeroes [off, off + len): deallocating it when unmap, else keeping it
+ * allocated; falls back to the other and then to writing zeroes where the
+ * file system lacks one. */
+static int zero_range(int fd, uint64_t off, uint64_t len, bool unmap)
+{
+	int first = unmap ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE;
+	int second = unmap ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE;
+	int ret = falloc(fd, first, off, len);
+
+	if (ret == -EOPNOTSUPP)
+		ret = falloc(fd, second, off, len);
+	if (ret == -EOPNOTSUPP)
+		ret = write_zeroes(fd, off, len);
+	return ret;
+}
+
+/* DISCARD / WRITE_ZEROES: the readable part after the header is an array
+ * of segments; all are checked before any is carried out. */
+static uint8_t do_dwz(struct blk *b, const struct vmm_vq_chain *c, uint32_t type)
+{
+	uint8_t seg[VIRTIO_BLK_MAX_DWZ_SEG][SEG_LEN];
+	uint32_t len = c->rlen - HDR_LEN;
+	unsigned nseg = len / SEG_LEN;
+	bool discard = type == VIRTIO_BLK_T_DISCARD;
+
+	if (b->readonly || !len || len % SEG_LEN || nseg > VIRTIO_BLK_MAX_DWZ_SEG)
+		return VIRTIO_BLK_S_IOERR;
+	vmm_vq_read(c, HDR_LEN, seg, len); /* copied once: the guest may change it */
+	for (unsigned i = 0; i < nseg; i++) {
+		uint64_t sector;
+		uint32_t num, flags;
+		memcpy(&sector, seg[i], 8);
+		memcpy(&num, seg[i] + 8, 4);
+		memcpy(&flags, seg[i] + 12, 4);
+		sector = le64toh(sector);
+		num = le32toh(num);
+		flags = le32toh(flags);
+		if (flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP || (discard && flags))
+			return VIRTIO_BLK_S_UNSUPP;
+		if (num > VIRTIO_BLK_MAX_DWZ_SECTORS || !in_range(b, sector, num))
+			return VIRTIO_BLK_S_IOERR;
+	}
+	for (unsigned i = 0; i < nseg; i++) {
+		uint64_t sector;
+		uint32_t num, flags;
+		int ret;
+		memcpy(&sector, seg[i], 8);
+		memcpy(&num, seg[i] + 8, 4);
+		memcpy(&flags, seg[i] + 12, 4);
+		uint64_t off = le64toh(sector) * SECTOR, n = (uint64_t)le32toh(num) * SECTOR;
+		if (!n)
+			continue;
+		if (discard) {
+			ret = falloc(b->fd, FALLOC_FL_PUNCH_HOLE, off, n);
+			if (ret == -EOPNOTSUPP)
+				ret = 0; /* discarding is only a hint */
+		} else {
+			ret = zero_range(b->fd, off, n,
+			                 le32toh(flags) & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
+		}
+		if (ret < 0)
+			return VIRTIO_BLK_S_IOERR;
+	}
+	if (discard)
+		b->st.discards++;
+	else
+		b->st.write_zeroes++;
+	return VIRTIO_BLK_S_OK;
+}
+
+static uint8_t do_request(struct blk *b, struct vmm_virtio *v, const struct vmm_vq_chain *c,
+                          uint32_t *used)
+{
+	uint64_t feat = vmm_virtio_driver_features(v);
+	uint8_t hdr[HDR_LEN];
+	uint32_t type;
+	uint64_t sector;
+
+	if (c->rlen < HDR_LEN)
+		return VIRTIO_BLK_S_IOERR;
+	vmm_vq_read(c, 0, hdr, HDR_LEN);
+	memcpy(&type, hdr, 4);
+	memcpy(&sector, hdr + 8, 8);
+	type = le32toh(type);
+	sector = le64toh(sector);
+	switch (type) {
+	case VIRTIO_BLK_T_IN:
+		return do_rw(b, c, false, sector, used);
+	case VIRTIO_BLK_T_OUT:
+		return do_rw(b, c, true, sector, used);
+	case VIRTIO_BLK_T_FLUSH:
+		if (!b->readonly && fdatasync(b->fd) < 0)
+			return VIRTIO_BLK_S_IOERR;
+		b->st.flushes++;
+		return VIRTIO_BLK_S_OK;
+	case VIRTIO_BLK_T_GET_ID: {
+		uint32_t n = c->wlen - 1 < VIRTIO_BLK_ID_BYTES ? c->wlen - 1 : VIRTIO_BLK_ID_BYTES;
+		*used = (uint32_t)vmm_vq_write(c, 0, b->serial, n);
+		return VIRTIO_BLK_S_OK;
+	}
+	case VIRTIO_BLK_T_DISCARD:
+		if (!(feat & VIRTIO_BLK_F_DISCARD))
+			return VIRTIO_BLK_S_UNSUPP;
+		return do_dwz(b, c, type);
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		if (!(feat & VIRTIO_BLK_F_WRITE_ZEROES))
+			return VIRTIO_BLK_S_UNSUPP;
+		return do_dwz(b, c, type);
+	default:
+		return VIRTIO_BLK_S_UNSUPP;
+	}
+}
+
+static void blk_notify(void *be, struct vmm_virtio *v, unsigned q)
 {
 	struct blk *b = be;
-	struct vq_chain c;
+	struct vmm_vq_chain c;
 
 	while (vmm_virtio_pop(v, q, &c) == 1) {
-		uint8_t status = S_IOERR;
-		uint32_t written = 0;
-		uint32_t hdr[4];
-		/* header (readable, 16 bytes) ... status (writable, 1 byte) */
-		if (c.n < 2 || c.writable[0] || c.iov[0].iov_len < 16 || !c.writable[c.n - 1] ||
-		    c.iov[c.n - 1].iov_len < 1) {
-			b->errors++;
-			if (c.n >= 1 && c.writable[c.n - 1] && c.iov[c.n - 1].iov_len >= 1)
-				*((uint8_t *)c.iov[c.n - 1].iov_base) = S_IOERR;
+		uint32_t used = 0;
+		if (c.wlen < 1) { /* no room for a status: nothing to answer with */
+			b->st.errors++;
 			vmm_virtio_push(v, q, &c, 0);
 			continue;
 		}
-		memcpy(hdr, c.iov[0].iov_base, 16);
-		uint64_t sector = hdr[2] | (uint64_t)hdr[3] << 32;
-		switch (hdr[0]) {
-		case T_IN:
-			status = (uint8_t)rw(b, &c, false, sector, &written);
-			break;
-		case T_OUT:
-			status = (uint8_t)rw(b, &c, true, sector, &written);
-			break;
-		case T_FLUSH:
-			status = b->readonly || fdatasync(b->fd) == 0 ? S_OK : S_IOERR;
-			break;
-		case T_GET_ID:
-			if (c.n == 3 && c.writable[1] && c.iov[1].iov_len >= ID_LEN) {
-				memcpy(c.iov[1].iov_base, b->serial, ID_LEN);
-				written = ID_LEN;
-				status = S_OK;
-			}
-			break;
-		case T_DISCARD:
-			status = (uint8_t)punch(b, &c, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE);
-			break;
-		case T_WRITE_ZEROES:
-			status = (uint8_t)punch(b, &c, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE);
-			break;
-		default:
-			status = S_UNSUPP;
-		}
-		if (status != S_OK)
-			b->errors++;
-		*((uint8_t *)c.iov[c.n - 1].iov_base) = status;
-		vmm_virtio_push(v, q, &c, written + 1);
+		uint8_t status = do_request(b, v, &c, &used);
+		if (status == VIRTIO_BLK_S_IOERR)
+			b->st.errors++;
+		else if (status == VIRTIO_BLK_S_UNSUPP)
+			b->st.unsupp++;
+		if (status != VIRTIO_BLK_S_OK)
+			used = 0;
+		/* the status byte, the last of the chain, after the data */
+		vmm_vq_write(&c, c.wlen - 1u, &status, 1);
+		vmm_virtio_push(v, q, &c, used + 1);
 	}
 }
 
-static void destroy(void *be)
+/* Layout (version 1): version u8, capacity u64, then the counters (u64
+ * each, in struct order). */
+static int blk_save(void *be, struct sbuf *o)
+{
+	struct blk *b = be;
+	const struct vmm_virtio_blk_stats *s = &b->st;
+
+	sbuf_u8(o, STATE_VERSION);
+	sbuf_u64(o, b->sectors);
+	sbuf_u64(o, s->reads);
+	sbuf_u64(o, s->writes);
+	sbuf_u64(o, s->flushes);
+	sbuf_u64(o, s->discards);
+	sbuf_u64(o, s->write_zeroes);
+	sbuf_u64(o, s->read_bytes);
+	sbuf_u64(o, s->written_bytes);
+	sbuf_u64(o, s->errors);
+	sbuf_u64(o, s->unsupp);
+	return o->err;
+}
+
+static int blk_restore(void *be, struct rbuf *in)
+{
+	struct blk *b = be;
+	struct vmm_virtio_blk_stats s;
+
+	if (rbuf_u8(in) != STATE_VERSION || rbuf_u64(in) != b->sectors)
+		return -EBADMSG;
+	s.reads = rbuf_u64(in);
+	s.writes = rbuf_u64(in);
+	s.flushes = rbuf_u64(in);
+	s.discards = rbuf_u64(in);
+	s.write_zeroes = rbuf_u64(in);
+	s.read_bytes = rbuf_u64(in);
+	s.written_bytes = rbuf_u64(in);
+	s.errors = rbuf_u64(in);
+	s.unsupp = rbuf_u64(in);
+	if (rbuf_done(in) < 0)
+		return -EBADMSG;
+	b->st = s;
+	return 0;
+}
+
+static void blk_destroy(void *be)
 {
 	struct blk *b = be;
 
@@ -179,13 +336,26 @@ static void destroy(void *be)
 	free(b);
 }
 
-static const struct virtio_backend_ops blk_ops = {
+static const struct vmm_virtio_backend_ops blk_ops = {
+	.name = "virtio-blk",
 	.device_id = VIRTIO_ID_BLOCK,
 	.nqueues = 1,
-	.config_read = config_read,
-	.notify = notify,
-	.destroy = destroy,
+	.features = blk_features,
+	.config_read = blk_config_read,
+	.notify = blk_notify,
+	.save = blk_save,
+	.restore = blk_restore,
+	.destroy = blk_destroy,
 };
+
+void vmm_virtio_blk_get_stats(struct vmm_device *d, struct vmm_virtio_blk_stats *st)
+{
+	struct vmm_virtio *v = vmm_virtio_of(d);
+
+	vmm_virtio_lock(v);
+	*st = ((struct blk *)vmm_virtio_backend(d))->st;
+	vmm_virtio_unlock(v);
+}
 
 int vmm_virtio_blk_create(struct vmm_device **d, struct vmm_bus *bus, uint64_t mmio_base,
                           uint32_t gsi, const char *path, bool readonly, const char *serial,
@@ -195,13 +365,15 @@ int vmm_virtio_blk_create(struct vmm_device **d, struct vmm_bus *bus, uint64_t m
 	struct stat st;
 	int ret;
 
-	if (!b)
+	if (!b) {
+		snprintf(err, errlen, "disk %s: %s", path, strerror(ENOMEM));
 		return -ENOMEM;
+	}
 	b->readonly = readonly;
 	b->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (b->fd < 0 || fstat(b->fd, &st) < 0) {
 		ret = -errno;
-		snprintf(err, errlen, "disk %s: %s", path, strerror(errno));
+		snprintf(err, errlen, "disk %s: %s", path, strerror(-ret));
 		goto fail;
 	}
 	if (!S_ISREG(st.st_mode) || st.st_size % SECTOR) {
@@ -211,9 +383,9 @@ int vmm_virtio_blk_create(struct vmm_device **d, struct vmm_bus *bus, uint64_t m
 		goto fail;
 	}
 	b->sectors = (uint64_t)st.st_size / SECTOR;
-	snprintf(b->serial, sizeof(b->serial), "%.20s", serial ? serial : "");
-	uint64_t features = F_FLUSH | F_DISCARD | F_WRITE_ZEROES | (readonly ? F_RO : 0);
-	ret = vmm_virtio_create(d, bus, mmio_base, gsi, &blk_ops, b, features, "virtio-blk");
+	if (serial) /* NUL-padded, unterminated at 20 bytes */
+		memcpy(b->serial, serial, strnlen(serial, sizeof(b->serial)));
+	ret = vmm_virtio_create(d, bus, mmio_base, gsi, &blk_ops, b);
 	if (ret == 0)
 		return 0;
 	snprintf(err, errlen, "disk %s: %s", path, strerror(-ret));
