@@ -56,7 +56,7 @@ GUEST_OBJS   := $(patsubst guest/%,$(GUEST_DIR)/obj/%.o,$(GUEST_SRCS))
 GUEST_ELF    := $(GUEST_DIR)/vmk-guest.elf
 GUEST_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -ffreestanding -fno-pic -fno-pie \
 	-fno-stack-protector -mno-red-zone -fno-asynchronous-unwind-tables -mcmodel=small \
-	-fno-builtin -fcf-protection=none -MMD -MP
+	-fno-builtin -fcf-protection=none -mgeneral-regs-only -MMD -MP
 
 .PHONY: all deps check check-unit check-integration demo asan bench fuzz format format-check clean
 .DEFAULT_GOAL := all

@@ -19,7 +19,7 @@ skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
 vmxcfg() {
 	mkdir -p "$tmp/$1"
 	cat >"$tmp/$1/$1.vmx" <<EOC
-vm = { name = "$1"; uuid = "564d0000-0000-4000-8000-00000000000$n"; memory_mib = $2;
+vm = { name = "$1"; uuid = "564d0000-0000-4000-8000-$(printf %012d "$n")"; memory_mib = $2;
        vcpus = 1; kernel = "$3"; cmdline = "$4"; };
 EOC
 }
@@ -89,21 +89,18 @@ truncate -s 1001 "$tmp/disk/disk0.img"
 expect 101 "not a raw image" "a disk that is not whole sectors refused" -- \
 	"$VMX" --check -c "$tmp/disk/disk.vmx"
 
-# ---- booting needs KVM ----
-kvm_reason=""
-if [[ ! -c /dev/kvm ]]; then
-	kvm_reason="needs /dev/kvm (absent on this machine)"
-elif ! exec 3<>/dev/kvm 2>/dev/null; then
-	kvm_reason="needs a usable /dev/kvm (cannot open it)"
+# ---- booting: on KVM, or on the software CPU where KVM is missing ----
+if [[ ! -c /dev/kvm ]] || ! exec 3<>/dev/kvm 2>/dev/null; then
+	export VMK_ACCEL=soft
+	echo "# no usable /dev/kvm: booting on vmx's software CPU (--accel soft)"
 fi
+exec 3>&- 2>/dev/null || true
 boot_tests=("hello powers off with status 0" "heartbeat prints consecutive lines"
 	"verify finds no corruption" "a crashed guest is reported, exit 103"
 	"save and restore: heartbeat continues without a reset"
 	"save and restore: verify finds no corruption"
 	"disk workload through vmx's virtio-blk")
-if [[ -n $kvm_reason ]]; then
-	for t in "${boot_tests[@]}"; do skip "$t" "$kvm_reason"; done
-else
+if true; then
 	expect 0 "" "${boot_tests[0]}" -- timeout 30 "$VMX" -c "$tmp/good/good.vmx"
 	grep -q "hello from vmk guest" "$tmp/good/serial.log" && ok "hello wrote serial.log" ||
 		not_ok "hello wrote serial.log" "$(cat "$tmp/good/serial.log" 2>&1)"

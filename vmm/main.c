@@ -42,6 +42,8 @@ static void usage(FILE *f)
 	        "  -c, --config FILE   the VM's configuration (libconfig .vmx)\n"
 	        "      --check         validate it and load the kernel without KVM, then exit\n"
 	        "      --restore FILE  start from a state saved through the control socket\n"
+	        "      --accel A       kvm, soft (the software CPU) or auto (default: KVM when\n"
+	        "                      /dev/kvm opens, else soft; also $VMK_ACCEL)\n"
 	        "  -h, --help          this help\n"
 	        "       vmx --control DIR/vmx.sock status|stats|pause|resume|power-off|save PATH\n"
 	        "                      drive a running VM through its control socket\n"
@@ -231,6 +233,7 @@ static int check(const struct vmcfg *c)
 }
 
 static const char *restore_path; /* --restore: start from a saved state */
+static const char *accel_name;   /* --accel */
 
 /* The guest's command line: the configured one plus, per virtio-mmio
  * device, "virtio_mmio.device=512@ADDR:GSI" (Linux's syntax, which the
@@ -352,7 +355,18 @@ static int run(const struct vmcfg *c)
 		free(vm);
 		return EXIT_HOST;
 	}
-	ret = vmm_vm_create(vm, (uint64_t)c->memory_mib << 20, c->vcpus, true, err, sizeof(err));
+	enum vmm_accel accel;
+	char why[200];
+	if (vmm_accel_choose(accel_name, &accel, why, sizeof(why)) < 0) {
+		fprintf(stderr, "vmx: --accel %s: use kvm, soft or auto\n", accel_name);
+		close(logfd);
+		free(vm);
+		return EXIT_CONFIG;
+	}
+	if (why[0])
+		log_info("no KVM (%s): running on the software CPU", why);
+	ret = vmm_vm_create(vm, accel, (uint64_t)c->memory_mib << 20, c->vcpus, true, err,
+	                    sizeof(err));
 	if (ret < 0) {
 		fprintf(stderr, "vmx: %s: %s\n", c->name, err);
 		goto out;
@@ -413,8 +427,8 @@ static int run(const struct vmcfg *c)
 		goto out;
 	}
 	signal_vm = vm;
-	log_info("vm %s: %u MiB, %u vCPUs, TSC %u kHz, entry 0x%llx", c->name, c->memory_mib,
-	         c->vcpus, vm->tsc_khz, (unsigned long long)b.entry);
+	log_info("vm %s: %u MiB, %u vCPUs, %s, TSC %u kHz, entry 0x%llx", c->name, c->memory_mib,
+	         c->vcpus, vmm_accel_name(vm->accel), vm->tsc_khz, (unsigned long long)b.entry);
 	if (vmm_vm_start(vm) < 0) {
 		fprintf(stderr, "vmx: cannot start vCPU threads\n");
 		goto out;
@@ -461,11 +475,14 @@ int main(int argc, char **argv)
 		{ "check", no_argument, NULL, 'k' },
 		{ "restore", required_argument, NULL, 'r' },
 		{ "control", required_argument, NULL, 'C' },
+		{ "accel", required_argument, NULL, 'a' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *cfgpath = NULL;
 	bool only_check = false;
+
+	accel_name = getenv("VMK_ACCEL");
 	struct vmcfg c;
 	char err[700];
 	int opt, rc;
@@ -480,6 +497,9 @@ int main(int argc, char **argv)
 			break;
 		case 'r':
 			restore_path = optarg;
+			break;
+		case 'a':
+			accel_name = optarg;
 			break;
 		case 'C':
 			return vmm_control_cli(optarg, argc - optind, argv + optind);

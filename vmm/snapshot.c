@@ -9,6 +9,7 @@
 
 #include "kvmcaps.h"
 #include "ramstate.h"
+#include "softcpu.h"
 #include "util.h"
 
 #define MAX_MSRS 256
@@ -178,6 +179,12 @@ int vmm_vm_save(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t errle
 	}
 	if ((ret = put_section(s, SEC_CONFIG, 0, &b)) < 0)
 		goto io;
+	if (vm->accel == VMM_ACCEL_SOFT) {
+		softcpu_save(vm->vcpus[0].soft, &b);
+		if ((ret = put_section(s, SEC_SOFTCPU, 0, &b)) < 0)
+			goto io;
+		goto devices;
+	}
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		if ((ret = save_vcpu(vm, &vm->vcpus[i], &b, err, errlen)) < 0)
 			goto out;
@@ -209,6 +216,7 @@ int vmm_vm_save(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t errle
 	sbuf_u64(&b, clk.clock);
 	if ((ret = put_section(s, SEC_CLOCK, 0, &b)) < 0)
 		goto io;
+devices:
 	for (unsigned i = 0; i < vm->ndevs; i++) {
 		struct vmm_device *d = vm->devs[i];
 		size_t nl = strlen(d->ops->name);
@@ -245,19 +253,73 @@ static int check_cpu(struct vmm_vm *vm, struct rbuf *r, char *err, size_t errlen
 		snprintf(err, errlen, "the CPU model record of the stream is malformed");
 		return -EBADMSG;
 	}
-	(void)vm;
-	if (kvm_supported_leaves(l, ARRAY_SIZE(l), &n, why, sizeof(why)) < 0) {
+	if (vmm_vm_supported_leaves(vm, l, ARRAY_SIZE(l), &n, why, sizeof(why)) < 0) {
 		snprintf(err, errlen, "%s", why);
 		return -ENODEV;
 	}
 	if (vmm_cpumodel_missing(&need, l, n, missing, sizeof(missing))) {
 		snprintf(err, errlen,
-		         "this host cannot run the VM's CPU model %s: KVM here lacks %s", need.name,
-		         missing);
+		         "this host cannot run the VM's CPU model %s: %s here lacks %s", need.name,
+		         vm->accel == VMM_ACCEL_SOFT ? "the software CPU" : "KVM", missing);
 		return -ENOTSUP;
 	}
 	vm->cpumodel = need;
 	return 0;
+}
+
+/* The sections only a KVM VM has: vCPU registers, irqchip, PIT, kvmclock. */
+static int restore_kvm_section(struct vmm_vm *vm, uint32_t type, uint32_t inst, struct rbuf *rp,
+                               char *err, size_t errlen)
+{
+	struct rbuf r = *rp;
+	int ret = 0;
+
+	switch (type) {
+	case SEC_VCPU:
+		if (inst >= vm->nvcpus) {
+			snprintf(err, errlen, "state for vCPU %u of a %u-vCPU VM", inst,
+			         vm->nvcpus);
+			ret = -EBADMSG;
+			break;
+		}
+		ret = restore_vcpu(&vm->vcpus[inst], &r, err, errlen);
+		break;
+	case SEC_IRQCHIP:
+		ret = 0;
+		for (uint32_t chip = 0; ret == 0 && chip < 3; chip++) {
+			struct kvm_irqchip ic;
+			if (rbuf_get(&r, &ic, sizeof(ic)) < 0 || ic.chip_id != chip)
+				ret = -EBADMSG;
+			else if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &ic) < 0)
+				ret = -errno;
+		}
+		if (ret == 0)
+			ret = rbuf_done(&r);
+		if (ret)
+			snprintf(err, errlen, "interrupt controller state: %s", strerror(-ret));
+		break;
+	case SEC_PIT: {
+		struct kvm_pit_state2 pit;
+		ret = rbuf_get(&r, &pit, sizeof(pit)) < 0 || rbuf_done(&r) < 0 ? -EBADMSG
+		      : ioctl(vm->vm_fd, KVM_SET_PIT2, &pit) < 0               ? -errno
+		                                                               : 0;
+		if (ret)
+			snprintf(err, errlen, "PIT state: %s", strerror(-ret));
+		break;
+	}
+	case SEC_CLOCK: {
+		struct kvm_clock_data clk;
+		memset(&clk, 0, sizeof(clk));
+		clk.clock = rbuf_u64(&r);
+		ret = rbuf_done(&r) < 0                           ? -EBADMSG
+		      : ioctl(vm->vm_fd, KVM_SET_CLOCK, &clk) < 0 ? -errno
+		                                                  : 0;
+		if (ret)
+			snprintf(err, errlen, "kvmclock: %s", strerror(-ret));
+		break;
+	}
+	}
+	return ret;
 }
 
 int vmm_vm_restore(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t errlen)
@@ -303,50 +365,34 @@ int vmm_vm_restore(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t er
 				         nv);
 			break;
 		}
-		case SEC_VCPU:
-			if (inst >= vm->nvcpus) {
-				snprintf(err, errlen, "state for vCPU %u of a %u-vCPU VM", inst,
-				         vm->nvcpus);
-				ret = -EBADMSG;
+		case SEC_SOFTCPU:
+			if (vm->accel != VMM_ACCEL_SOFT) {
+				snprintf(err, errlen,
+				         "the stream is of a VM on the software CPU: restore it "
+				         "with "
+				         "vmx --accel soft");
+				ret = -ENOTSUP;
 				break;
 			}
-			ret = restore_vcpu(&vm->vcpus[inst], &r, err, errlen);
+			ret = softcpu_restore(vm->vcpus[0].soft, &r);
+			if (ret)
+				snprintf(err, errlen, "software CPU state: %s",
+				         ret == -EPROTONOSUPPORT ? "from a newer vmx"
+				                                 : "malformed or impossible");
 			break;
+		case SEC_VCPU:
 		case SEC_IRQCHIP:
-			ret = 0;
-			for (uint32_t chip = 0; ret == 0 && chip < 3; chip++) {
-				struct kvm_irqchip ic;
-				if (rbuf_get(&r, &ic, sizeof(ic)) < 0 || ic.chip_id != chip)
-					ret = -EBADMSG;
-				else if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &ic) < 0)
-					ret = -errno;
+		case SEC_PIT:
+		case SEC_CLOCK:
+			if (vm->accel == VMM_ACCEL_SOFT) {
+				snprintf(err, errlen,
+				         "the stream is of a VM on KVM: restore it on a host with "
+				         "KVM");
+				ret = -ENOTSUP;
+				break;
 			}
-			if (ret == 0)
-				ret = rbuf_done(&r);
-			if (ret)
-				snprintf(err, errlen, "interrupt controller state: %s",
-				         strerror(-ret));
+			ret = restore_kvm_section(vm, type, inst, &r, err, errlen);
 			break;
-		case SEC_PIT: {
-			struct kvm_pit_state2 pit;
-			ret = rbuf_get(&r, &pit, sizeof(pit)) < 0 || rbuf_done(&r) < 0 ? -EBADMSG
-			      : ioctl(vm->vm_fd, KVM_SET_PIT2, &pit) < 0               ? -errno
-			                                                               : 0;
-			if (ret)
-				snprintf(err, errlen, "PIT state: %s", strerror(-ret));
-			break;
-		}
-		case SEC_CLOCK: {
-			struct kvm_clock_data clk;
-			memset(&clk, 0, sizeof(clk));
-			clk.clock = rbuf_u64(&r);
-			ret = rbuf_done(&r) < 0                           ? -EBADMSG
-			      : ioctl(vm->vm_fd, KVM_SET_CLOCK, &clk) < 0 ? -errno
-			                                                  : 0;
-			if (ret)
-				snprintf(err, errlen, "kvmclock: %s", strerror(-ret));
-			break;
-		}
 		case SEC_DEVICE: {
 			char name[64];
 			uint8_t nl = rbuf_u8(&r);

@@ -25,6 +25,7 @@
 #define SEC_CPU_MODEL VMM_FOURCC('C', 'P', 'U', 'M') /* first: compatibility record */
 #define SEC_CONFIG    VMM_FOURCC('C', 'O', 'N', 'F') /* memory layout, vCPU count */
 #define SEC_VCPU      VMM_FOURCC('V', 'C', 'P', 'U') /* instance = vCPU index */
+#define SEC_SOFTCPU   VMM_FOURCC('S', 'C', 'P', 'U') /* a software-CPU vCPU (softcpu.h) */
 #define SEC_IRQCHIP   VMM_FOURCC('I', 'R', 'Q', 'C')
 #define SEC_PIT       VMM_FOURCC('P', 'I', 'T', '2')
 #define SEC_CLOCK     VMM_FOURCC('C', 'L', 'C', 'K')

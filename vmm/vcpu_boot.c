@@ -9,6 +9,8 @@
 #include <sys/ioctl.h>
 
 #include "cpumodel.h"
+#include "kvmcaps.h"
+#include "softcpu.h"
 #include "vm.h"
 
 #define CPUID_NENT 256
@@ -157,9 +159,86 @@ static int set_boot_regs(struct vmm_vcpu *v, const struct vmm_boot *b, char *err
 	return 0;
 }
 
+/* What the software CPU implements (softcpu.h), in CPUID terms: the
+ * integer x86-64 baseline without x87/SSE, long mode, NX, the TSC, and
+ * the hypervisor leaves with the TSC frequency. */
+static size_t soft_leaves(struct cpuid_leaf *l, size_t max, uint32_t tsc_khz)
+{
+	char vendor[13];
+	uint32_t sig1 = 0, vend[3];
+	size_t n = 0;
+
+	if (max < 6)
+		return 0;
+	cpu_host_vendor(vendor);
+	memcpy(vend, vendor, 12);
+	{
+		unsigned a, bb, cc, d;
+		__asm__("cpuid" : "=a"(a), "=b"(bb), "=c"(cc), "=d"(d) : "a"(1), "c"(0));
+		sig1 = a; /* family, model, stepping of the host */
+	}
+	l[n++] = (struct cpuid_leaf){ 0, 0, 1, vend[0], vend[2], vend[1] };
+	l[n++] = (struct cpuid_leaf){ 1,
+		                      0,
+		                      sig1,
+		                      0,
+		                      1u << 31, /* hypervisor */
+		                      (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) |
+		                              (1u << 15) }; /* tsc msr pae cx8 cmov */
+	l[n++] = (struct cpuid_leaf){ 0x40000000,
+		                      0,
+		                      0x40000010,
+		                      0x536b6d56 /* "VmkS" */,
+		                      0x43746673 /* "oftC" */,
+		                      0x00005550 /* "PU" */ };
+	l[n++] = (struct cpuid_leaf){ 0x40000010, 0, tsc_khz, 1000000, 0, 0 };
+	l[n++] = (struct cpuid_leaf){ 0x80000000, 0, 0x80000001, 0, 0, 0 };
+	l[n++] = (struct cpuid_leaf){ 0x80000001, 0, 0, 0, 0, (1u << 20) | (1u << 29) }; /* nx lm */
+	return n;
+}
+
+int vmm_vm_supported_leaves(const struct vmm_vm *vm, struct cpuid_leaf *l, size_t max, size_t *n,
+                            char *err, size_t errlen)
+{
+	if (vm->accel == VMM_ACCEL_SOFT) {
+		*n = soft_leaves(l, max, vm->tsc_khz);
+		return 0;
+	}
+	return kvm_supported_leaves(l, max, n, err, errlen);
+}
+
+static int soft_setup_boot(struct vmm_vm *vm, const struct vmm_boot *b, char *err, size_t errlen)
+{
+	struct softcpu *c = vm->vcpus[0].soft;
+	struct cpuid_leaf l[SOFTCPU_MAX_CPUID];
+	char vendor[13];
+	size_t n = soft_leaves(l, SOFTCPU_MAX_CPUID, vm->tsc_khz);
+	int ret;
+
+	if (b->kind != BOOT_PVH) {
+		snprintf(err, errlen,
+		         "the software CPU boots PVH ELF guests only; a Linux bzImage needs a host "
+		         "with KVM");
+		return -ENOTSUP;
+	}
+	cpu_host_vendor(vendor);
+	ret = vmm_cpumodel_build(&vm->cpumodel, vm->cpu_model_name, vendor, vm->tsc_khz, l, n, err,
+	                         errlen);
+	if (ret < 0)
+		return ret;
+	vmm_cpumodel_filter(&vm->cpumodel, l, n);
+	memcpy(c->cpuid, l, n * sizeof(l[0]));
+	c->ncpuid = (unsigned)n;
+	softcpu_reset_pvh(c, b->entry, b->arg);
+	return 0;
+}
+
 int vmm_vm_setup_boot(struct vmm_vm *vm, const struct vmm_boot *b, char *err, size_t errlen)
 {
 	int ret;
+
+	if (vm->accel == VMM_ACCEL_SOFT)
+		return soft_setup_boot(vm, b, err, errlen);
 
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		if ((ret = set_cpuid(vm, &vm->vcpus[i], err, errlen)) < 0)

@@ -13,6 +13,7 @@
 
 #include "kvmcaps.h"
 #include "log.h"
+#include "softcpu.h"
 #include "util.h"
 
 #define VCPU_KICK_SIGNAL SIGUSR1
@@ -27,11 +28,43 @@ const char *vmm_run_state_name(enum vmm_run_state s)
 	return (unsigned)s < ARRAY_SIZE(state_names) ? state_names[s] : "unknown";
 }
 
+const char *vmm_accel_name(enum vmm_accel a)
+{
+	return a == VMM_ACCEL_SOFT ? "soft" : "kvm";
+}
+
+int vmm_accel_choose(const char *name, enum vmm_accel *out, char *why, size_t whylen)
+{
+	if (why && whylen)
+		why[0] = '\0';
+	if (!name || !strcmp(name, "auto")) {
+		int fd = open(KVM_DEVICE, O_RDWR | O_CLOEXEC);
+		if (fd >= 0) {
+			close(fd);
+			*out = VMM_ACCEL_KVM;
+		} else {
+			*out = VMM_ACCEL_SOFT;
+			if (why)
+				snprintf(why, whylen, "%s: %s", KVM_DEVICE, strerror(errno));
+		}
+		return 0;
+	}
+	if (!strcmp(name, "kvm"))
+		*out = VMM_ACCEL_KVM;
+	else if (!strcmp(name, "soft"))
+		*out = VMM_ACCEL_SOFT;
+	else
+		return -EINVAL;
+	return 0;
+}
+
 static void irq_set(void *arg, uint32_t gsi, int level)
 {
 	struct vmm_vm *vm = arg;
 	struct kvm_irq_level l = { .irq = gsi, .level = (uint32_t)level };
 
+	if (vm->accel == VMM_ACCEL_SOFT)
+		return; /* no interrupt controller: the micro guests poll */
 	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &l) < 0)
 		log_warn("KVM_IRQ_LINE gsi %u: %s", gsi, strerror(errno));
 }
@@ -68,13 +101,56 @@ static int vcpu_create(struct vmm_vm *vm, unsigned i, char *err, size_t errlen)
 	return 0;
 }
 
-int vmm_vm_create(struct vmm_vm *vm, uint64_t ram_bytes, unsigned nvcpus, bool use_memfd, char *err,
-                  size_t errlen)
+static void soft_pio(void *arg, uint16_t port, bool out, uint8_t *data, unsigned size);
+static void soft_mmio(void *arg, uint64_t gpa, bool write, uint8_t *data, unsigned size);
+
+static int soft_create(struct vmm_vm *vm, uint64_t ram_bytes, unsigned nvcpus, bool use_memfd,
+                       char *err, size_t errlen)
+{
+	struct vmm_vcpu *c = &vm->vcpus[0];
+	int ret;
+
+	if (nvcpus != 1) {
+		snprintf(err, errlen,
+		         "%u vCPUs: the software CPU runs 1 vCPU (set vcpus = 1, or run the VM on "
+		         "a host with KVM)",
+		         nvcpus);
+		return -EINVAL;
+	}
+	ret = vmm_mem_init(&vm->mem, ram_bytes, use_memfd);
+	if (ret < 0) {
+		snprintf(err, errlen, "guest memory of %llu MiB: %s",
+		         (unsigned long long)(ram_bytes >> 20), strerror(-ret));
+		return ret;
+	}
+	c->vm = vm;
+	c->index = 0;
+	c->fd = -1;
+	vm->nvcpus = 1; /* from here vmm_vm_destroy frees what is allocated */
+	c->run_size = sizeof(struct kvm_run);
+	c->run = calloc(1, c->run_size);
+	c->soft = malloc(sizeof(*c->soft));
+	if (!c->run || !c->soft) {
+		snprintf(err, errlen, "out of memory for the software CPU");
+		return -ENOMEM;
+	}
+	struct softcpu_io io = { soft_pio, soft_mmio, c };
+	softcpu_init(c->soft, &vm->mem, &io);
+	c->soft->stop = &c->run->immediate_exit;
+	vm->tsc_khz = softcpu_tsc_khz();
+	return 0;
+}
+
+int vmm_vm_create(struct vmm_vm *vm, enum vmm_accel accel, uint64_t ram_bytes, unsigned nvcpus,
+                  bool use_memfd, char *err, size_t errlen)
 {
 	int ret;
 
 	memset(vm, 0, sizeof(*vm));
+	vm->accel = accel;
 	vm->kvm_fd = vm->vm_fd = -1;
+	for (unsigned i = 0; i < VMM_MAX_VCPUS; i++)
+		vm->vcpus[i].fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	atomic_store(&vm->state, VM_CREATED);
@@ -82,6 +158,10 @@ int vmm_vm_create(struct vmm_vm *vm, uint64_t ram_bytes, unsigned nvcpus, bool u
 	if (nvcpus == 0 || nvcpus > VMM_MAX_VCPUS) {
 		snprintf(err, errlen, "%u vCPUs: use 1 to %d", nvcpus, VMM_MAX_VCPUS);
 		return -EINVAL;
+	}
+	if (accel == VMM_ACCEL_SOFT) {
+		ret = soft_create(vm, ram_bytes, nvcpus, use_memfd, err, errlen);
+		goto done;
 	}
 	vm->kvm_fd = open(KVM_DEVICE, O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0) {
@@ -145,6 +225,10 @@ int vmm_vm_create(struct vmm_vm *vm, uint64_t ram_bytes, unsigned nvcpus, bool u
 	}
 	int khz = ioctl(vm->vcpus[0].fd, KVM_GET_TSC_KHZ, 0);
 	vm->tsc_khz = khz > 0 ? (uint32_t)khz : 0;
+	ret = 0;
+done:
+	if (ret < 0)
+		goto fail;
 	vm->bus.mem = &vm->mem;
 	vm->bus.irq_set = irq_set;
 	vm->bus.irq_arg = vm;
@@ -163,8 +247,14 @@ void vmm_vm_destroy(struct vmm_vm *vm)
 		struct vmm_vcpu *c = &vm->vcpus[i];
 		if (c->started)
 			pthread_join(c->thread, NULL);
-		if (c->run)
+		if (c->soft) {
+			free(c->soft);
+			free(c->run);
+			c->soft = NULL;
+		} else if (c->run) {
 			munmap(c->run, c->run_size);
+		}
+		c->run = NULL;
 		if (c->fd >= 0)
 			close(c->fd);
 	}
@@ -211,32 +301,58 @@ static struct vmm_device *mmio_device(struct vmm_vm *vm, uint64_t addr)
 	return NULL;
 }
 
+static void pio_access(struct vmm_vm *vm, uint16_t port, bool out, uint8_t *data, unsigned size)
+{
+	struct vmm_device *d = pio_device(vm, port);
+
+	if (d)
+		d->ops->pio(d, (uint16_t)(port - d->pio_base), out, data, size);
+	else if (!out)
+		memset(data, 0xff, size); /* nothing there: floating bus */
+}
+
+static void mmio_access(struct vmm_vm *vm, uint64_t addr, bool write, uint8_t *data, unsigned size)
+{
+	struct vmm_device *d = mmio_device(vm, addr);
+
+	if (d)
+		d->ops->mmio(d, addr - d->mmio_base, write, data, size);
+	else if (!write)
+		memset(data, 0xff, size);
+}
+
+static void soft_pio(void *arg, uint16_t port, bool out, uint8_t *data, unsigned size)
+{
+	struct vmm_vcpu *c = arg;
+
+	c->exits++;
+	pio_access(c->vm, port, out, data, size);
+}
+
+static void soft_mmio(void *arg, uint64_t gpa, bool write, uint8_t *data, unsigned size)
+{
+	struct vmm_vcpu *c = arg;
+
+	c->exits++;
+	mmio_access(c->vm, gpa, write, data, size);
+}
+
 static void handle_io(struct vmm_vcpu *c)
 {
 	struct kvm_run *r = c->run;
 	uint8_t *data = (uint8_t *)r + r->io.data_offset;
-	struct vmm_device *d = pio_device(c->vm, r->io.port);
 
 	/* string I/O (rep outsb) arrives as count elements back to back */
-	for (uint32_t i = 0; i < r->io.count; i++, data += r->io.size) {
-		if (d)
-			d->ops->pio(d, (uint16_t)(r->io.port - d->pio_base),
-			            r->io.direction == KVM_EXIT_IO_OUT, data, r->io.size);
-		else if (r->io.direction == KVM_EXIT_IO_IN)
-			memset(data, 0xff, r->io.size); /* nothing there: floating bus */
-	}
+	for (uint32_t i = 0; i < r->io.count; i++, data += r->io.size)
+		pio_access(c->vm, r->io.port, r->io.direction == KVM_EXIT_IO_OUT, data, r->io.size);
 }
 
 static void handle_mmio(struct vmm_vcpu *c)
 {
 	struct kvm_run *r = c->run;
-	struct vmm_device *d = mmio_device(c->vm, r->mmio.phys_addr);
 
-	if (d)
-		d->ops->mmio(d, r->mmio.phys_addr - d->mmio_base, r->mmio.is_write, r->mmio.data,
-		             r->mmio.len);
-	else if (!r->mmio.is_write)
-		memset(r->mmio.data, 0xff, sizeof(r->mmio.data));
+	mmio_access(c->vm, r->mmio.phys_addr, r->mmio.is_write, r->mmio.data,
+	            r->mmio.len <= sizeof(r->mmio.data) ? r->mmio.len : sizeof(r->mmio.data));
 }
 
 void vmm_vm_stop(struct vmm_vm *vm, enum vmm_run_state final, const char *why)
@@ -277,12 +393,49 @@ static void park(struct vmm_vcpu *c)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+/* The software CPU's loop: slices of instructions between checks for a
+ * pause or stop request (which set run->immediate_exit, as for KVM). */
+#define SOFT_SLICE 200000
+
+static void *soft_vcpu_main(struct vmm_vcpu *c)
+{
+	struct vmm_vm *vm = c->vm;
+	char why[260];
+
+	for (;;) {
+		int st = atomic_load(&vm->state);
+		if (st == VM_POWERED_OFF || st == VM_CRASHED)
+			break;
+		park(c);
+		if (atomic_load(&vm->state) != VM_RUNNING)
+			continue;
+		switch (softcpu_run(c->soft, SOFT_SLICE)) {
+		case SOFTCPU_YIELD:
+			break;
+		case SOFTCPU_HLT:
+			vmm_vm_stop(vm, VM_CRASHED, "guest halted with interrupts disabled");
+			break;
+		case SOFTCPU_SHUTDOWN:
+			snprintf(why, sizeof(why), "vCPU %u: %s", c->index, c->soft->why);
+			vmm_vm_stop(vm, VM_CRASHED, why);
+			break;
+		case SOFTCPU_UNSUPPORTED:
+			snprintf(why, sizeof(why), "vCPU %u: %s", c->index, c->soft->why);
+			vmm_vm_stop(vm, VM_CRASHED, why);
+			break;
+		}
+	}
+	return NULL;
+}
+
 static void *vcpu_main(void *arg)
 {
 	struct vmm_vcpu *c = arg;
 	struct vmm_vm *vm = c->vm;
 	char why[200];
 
+	if (c->soft)
+		return soft_vcpu_main(c);
 	for (;;) {
 		int st = atomic_load(&vm->state);
 		if (st == VM_POWERED_OFF || st == VM_CRASHED)

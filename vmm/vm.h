@@ -16,6 +16,13 @@
 #define VMM_MAX_VCPUS   64
 #define VMM_MAX_DEVICES 16
 
+/* What runs the vCPUs: KVM, or the software CPU (softcpu.h) where KVM is
+ * missing, as QEMU falls back to TCG. */
+enum vmm_accel {
+	VMM_ACCEL_KVM,
+	VMM_ACCEL_SOFT,
+};
+
 enum vmm_run_state {
 	VM_CREATED,
 	VM_RUNNING,
@@ -25,6 +32,7 @@ enum vmm_run_state {
 };
 
 struct vmm_vm;
+struct softcpu;
 
 struct vmm_vcpu {
 	struct vmm_vm *vm;
@@ -32,12 +40,14 @@ struct vmm_vcpu {
 	int fd;
 	struct kvm_run *run;
 	size_t run_size;
+	struct softcpu *soft; /* VMM_ACCEL_SOFT: the interpreter; run is plain memory */
 	pthread_t thread;
 	bool started;
 	uint64_t exits; /* counted, for stats and tuning */
 };
 
 struct vmm_vm {
+	enum vmm_accel accel;
 	int kvm_fd, vm_fd;
 	struct vmm_mem mem;
 	struct vmm_bus bus;
@@ -58,10 +68,20 @@ struct vmm_vm {
 	char exit_reason[256];
 };
 
-/* Opens /dev/kvm, creates the VM with ram_bytes of memory (memfd-backed when
- * use_memfd), irqchip, PIT and nvcpus vCPUs. Errors name what KVM refused. */
-int vmm_vm_create(struct vmm_vm *vm, uint64_t ram_bytes, unsigned nvcpus, bool use_memfd, char *err,
-                  size_t errlen);
+/* Creates the VM with ram_bytes of memory (memfd-backed when use_memfd) and
+ * nvcpus vCPUs. KVM: opens /dev/kvm, with in-kernel irqchip and PIT; errors
+ * name what KVM refused. Soft: one vCPU, no interrupt controller. */
+int vmm_vm_create(struct vmm_vm *vm, enum vmm_accel accel, uint64_t ram_bytes, unsigned nvcpus,
+                  bool use_memfd, char *err, size_t errlen);
+const char *vmm_accel_name(enum vmm_accel a);
+/* "kvm", "soft" or "auto" (KVM when /dev/kvm opens, else soft; *why then
+ * says why KVM was not used). -EINVAL for another name. */
+int vmm_accel_choose(const char *name, enum vmm_accel *out, char *why, size_t whylen);
+
+/* The CPUID leaves the accelerator can give a guest (KVM's supported set,
+ * or the software CPU's), before the CPU model filters them. */
+int vmm_vm_supported_leaves(const struct vmm_vm *vm, struct cpuid_leaf *l, size_t max, size_t *n,
+                            char *err, size_t errlen);
 void vmm_vm_destroy(struct vmm_vm *vm);
 
 /* Takes ownership of d (destroyed with the VM). */
