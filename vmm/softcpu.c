@@ -117,7 +117,8 @@ static _Noreturn void unsupported(struct softcpu *c, const struct insn *in, cons
 {
 	int n = snprintf(c->why, sizeof(c->why), "software CPU: %s at rip 0x%llx:", what,
 	                 (unsigned long long)in->start);
-	for (unsigned i = 0; i < in->pos && i < 15 && n > 0 && (size_t)n < sizeof(c->why); i++)
+	unsigned show = in->pos > 8 ? in->pos : in->n < 8 ? in->n : 8; /* opcode and a few more */
+	for (unsigned i = 0; i < show && n > 0 && (size_t)n < sizeof(c->why); i++)
 		n += snprintf(c->why + n, sizeof(c->why) - (size_t)n, " %02x", in->b[i]);
 	leave(c, SOFTCPU_UNSUPPORTED);
 }
