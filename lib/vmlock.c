@@ -15,7 +15,7 @@
 
 /* Private names next to the lock: <path>.<token>.new (a lease being
  * written) and <path>.<token>.old (a lease moved aside). */
-#define PRIVATE_SUFFIX_MAX (1 + HOSTD_VMLOCK_TOKEN_LEN + 4)
+#define PRIVATE_SUFFIX_MAX (1 + VMLOCK_TOKEN_LEN + 4)
 /* create/read/replace rounds before acquire gives up on a file that keeps
  * changing under it */
 #define ACQUIRE_TRIES 5
@@ -43,7 +43,7 @@ static bool valid_id(const char *s, size_t n, bool allow_empty)
 {
 	if (n == 0)
 		return allow_empty;
-	if (n > HOSTD_VMLOCK_ID_MAX)
+	if (n > VMLOCK_ID_MAX)
 		return false;
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
@@ -51,9 +51,9 @@ static bool valid_id(const char *s, size_t n, bool allow_empty)
 	return true;
 }
 
-static int new_token(char out[HOSTD_VMLOCK_TOKEN_LEN + 1])
+static int new_token(char out[VMLOCK_TOKEN_LEN + 1])
 {
-	uint8_t rnd[HOSTD_VMLOCK_TOKEN_LEN / 2];
+	uint8_t rnd[VMLOCK_TOKEN_LEN / 2];
 	int ret = util_random(rnd, sizeof(rnd));
 
 	if (ret < 0)
@@ -65,7 +65,7 @@ static int new_token(char out[HOSTD_VMLOCK_TOKEN_LEN + 1])
 static void private_name(const char *path, const char *token, const char *kind, char *out,
                          size_t outlen)
 {
-	/* fits: hostd_vmlock_init checked the length */
+	/* fits: vmlock_init checked the length */
 	snprintf(out, outlen, "%s.%s.%s", path, token, kind);
 }
 
@@ -108,7 +108,7 @@ static int find_key(const char *k, size_t n)
 }
 
 /* One key=value line (printable ASCII, no spaces in the value). */
-static int parse_value(enum key k, const char *v, size_t n, struct hostd_vmlock_owner *o, char *why,
+static int parse_value(enum key k, const char *v, size_t n, struct vmlock_owner *o, char *why,
                        size_t whylen)
 {
 	uint64_t x;
@@ -117,7 +117,7 @@ static int parse_value(enum key k, const char *v, size_t n, struct hostd_vmlock_
 	case K_VERSION:
 		if (parse_u64(v, n, UINT32_MAX, &x) < 0)
 			break;
-		if (x != HOSTD_VMLOCK_VERSION) {
+		if (x != VMLOCK_VERSION) {
 			snprintf(why, whylen, "%" PRIu64, x);
 			return -EPROTONOSUPPORT;
 		}
@@ -145,7 +145,7 @@ static int parse_value(enum key k, const char *v, size_t n, struct hostd_vmlock_
 			break;
 		return 0;
 	case K_TOKEN:
-		if (n != HOSTD_VMLOCK_TOKEN_LEN)
+		if (n != VMLOCK_TOKEN_LEN)
 			break;
 		for (size_t i = 0; i < n; i++)
 			if (!((v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f')))
@@ -164,7 +164,7 @@ bad:
 /* Parses a whole lock file (len bytes, untrusted); on failure why says what
  * is wrong. Every key exactly once, version first. -EPROTONOSUPPORT (why:
  * the version) for a format version other than ours. */
-static int parse_lease(const char *buf, size_t len, struct hostd_vmlock_owner *o, char *why,
+static int parse_lease(const char *buf, size_t len, struct vmlock_owner *o, char *why,
                        size_t whylen)
 {
 	bool have[K_N] = { false };
@@ -253,8 +253,8 @@ static uint64_t wall_s(void)
 	return ts.tv_sec > 0 ? (uint64_t)ts.tv_sec : 0;
 }
 
-static int format_lease(const struct hostd_vmlock *l, const char *token, uint64_t counter,
-                        char *buf, size_t len)
+static int format_lease(const struct vmlock *l, const char *token, uint64_t counter, char *buf,
+                        size_t len)
 {
 	int n = snprintf(buf, len,
 	                 "# vmk VM lock: host %s runs this VM and rewrites this file every few "
@@ -262,7 +262,7 @@ static int format_lease(const struct hostd_vmlock *l, const char *token, uint64_
 	                 "# If no host runs the VM, remove this file.\n"
 	                 "version=%d\nhost=%s\naddr=%s\npid=%d\ncounter=%" PRIu64
 	                 "\nexpires=%" PRIu64 "\ntoken=%s\n",
-	                 l->host, HOSTD_VMLOCK_VERSION, l->host, l->addr, l->pid, counter,
+	                 l->host, VMLOCK_VERSION, l->host, l->addr, l->pid, counter,
 	                 wall_s() + l->lease_ms / 1000, token);
 	return n > 0 && (size_t)n < len ? n : -EOVERFLOW;
 }
@@ -296,9 +296,9 @@ static int lock_fd(int fd)
 
 /* Reads and parses the lease at path. 0 and *o; -ENOENT; -EBADMSG or
  * -EPROTONOSUPPORT (err says why and how to fix); other -errno for I/O. */
-static int read_lease(const char *path, struct hostd_vmlock_owner *o, char *err, size_t errlen)
+static int read_lease(const char *path, struct vmlock_owner *o, char *err, size_t errlen)
 {
-	char buf[HOSTD_VMLOCK_MAX_BYTES + 1], why[200];
+	char buf[VMLOCK_MAX_BYTES + 1], why[200];
 	struct stat st;
 	size_t len = 0;
 	int fd, ret;
@@ -340,9 +340,9 @@ static int read_lease(const char *path, struct hostd_vmlock_owner *o, char *err,
 			break;
 		len += (size_t)n;
 	}
-	if (len > HOSTD_VMLOCK_MAX_BYTES) {
+	if (len > VMLOCK_MAX_BYTES) {
 		snprintf(why, sizeof(why), "it is larger than the %d bytes of a lock file",
-		         HOSTD_VMLOCK_MAX_BYTES);
+		         VMLOCK_MAX_BYTES);
 		ret = damaged(path, why, err, errlen);
 		goto out;
 	}
@@ -351,7 +351,7 @@ static int read_lease(const char *path, struct hostd_vmlock_owner *o, char *err,
 		set_err(err, errlen,
 		        "VM lock file %s has lock format version %s, from a newer vmk; this host "
 		        "reads version %d: upgrade vmk on this host (another host may run the VM)",
-		        path, why, HOSTD_VMLOCK_VERSION);
+		        path, why, VMLOCK_VERSION);
 		goto out;
 	}
 	if (ret < 0) {
@@ -367,10 +367,10 @@ out:
 
 /* Writes a lease of ours to the new private file tmp, fcntl-locked and
  * synced. Ownership: *fdp is the caller's; on failure tmp is gone. */
-static int write_tmp(const struct hostd_vmlock *l, const char *token, uint64_t counter,
-                     const char *tmp, int *fdp, char *err, size_t errlen)
+static int write_tmp(const struct vmlock *l, const char *token, uint64_t counter, const char *tmp,
+                     int *fdp, char *err, size_t errlen)
 {
-	char buf[HOSTD_VMLOCK_MAX_BYTES];
+	char buf[VMLOCK_MAX_BYTES];
 	int n = format_lease(l, token, counter, buf, sizeof(buf));
 	int fd, ret;
 
@@ -452,7 +452,7 @@ static void restore(const char *old, const char *path)
 static int move_away(const char *path, const char *old, const char *token, uint64_t counter,
                      char *err, size_t errlen)
 {
-	struct hostd_vmlock_owner moved;
+	struct vmlock_owner moved;
 	struct stat st;
 
 	if (rename(path, old) < 0) {
@@ -475,7 +475,7 @@ static int move_away(const char *path, const char *old, const char *token, uint6
 }
 
 /* l no longer holds the lock; the file is left alone. */
-static void drop(struct hostd_vmlock *l)
+static void drop(struct vmlock *l)
 {
 	if (l->fd >= 0)
 		close(l->fd);
@@ -485,8 +485,8 @@ static void drop(struct hostd_vmlock *l)
 
 /* Opens the lease we just linked in place, checks it is still our file and
  * takes the fcntl lock: 0 held, -EAGAIN someone replaced it already. */
-static int open_ours(struct hostd_vmlock *l, const struct stat *mine, const char *token,
-                     uint64_t counter, uint64_t t, char *err, size_t errlen)
+static int open_ours(struct vmlock *l, const struct stat *mine, const char *token, uint64_t counter,
+                     uint64_t t, char *err, size_t errlen)
 {
 	struct stat st;
 	int fd = open(l->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC), ret;
@@ -518,9 +518,9 @@ static int open_ours(struct hostd_vmlock *l, const struct stat *mine, const char
 /* Makes a new lease of ours (new token, counter) appear at l->path if no
  * file is there: 0 held; -EEXIST a file is there; -EAGAIN ours was replaced
  * at once; other -errno. */
-static int create_lease(struct hostd_vmlock *l, uint64_t counter, char *err, size_t errlen)
+static int create_lease(struct vmlock *l, uint64_t counter, char *err, size_t errlen)
 {
-	char token[HOSTD_VMLOCK_TOKEN_LEN + 1], tmp[PATH_MAX];
+	char token[VMLOCK_TOKEN_LEN + 1], tmp[PATH_MAX];
 	struct stat st;
 	uint64_t t = 0;
 	int fd, ret;
@@ -558,10 +558,9 @@ static int create_lease(struct hostd_vmlock *l, uint64_t counter, char *err, siz
 
 /* Replaces the lease *cur (as just read) by a new one of ours with counter
  * + 1: 0 held; -EAGAIN the file changed meanwhile (read it again). */
-static int replace_lease(struct hostd_vmlock *l, const struct hostd_vmlock_owner *cur, char *err,
-                         size_t errlen)
+static int replace_lease(struct vmlock *l, const struct vmlock_owner *cur, char *err, size_t errlen)
 {
-	char mover[HOSTD_VMLOCK_TOKEN_LEN + 1], old[PATH_MAX];
+	char mover[VMLOCK_TOKEN_LEN + 1], old[PATH_MAX];
 	int ret;
 
 	ret = new_token(mover);
@@ -581,13 +580,13 @@ static int replace_lease(struct hostd_vmlock *l, const struct hostd_vmlock_owner
 	return ret == -EEXIST ? -EAGAIN : ret;
 }
 
-static bool late(const struct hostd_vmlock *l, uint64_t now)
+static bool late(const struct vmlock *l, uint64_t now)
 {
 	return now >= l->renewed_ms && now - l->renewed_ms >= l->lease_ms - l->renew_ms;
 }
 
-static int busy(const struct hostd_vmlock *l, const struct hostd_vmlock_owner *o, const char *more,
-                char *err, size_t errlen)
+static int busy(const struct vmlock *l, const struct vmlock_owner *o, const char *more, char *err,
+                size_t errlen)
 {
 	set_err(err, errlen,
 	        "VM lock %s is held by host %s (%s, vmx pid %d, lease %" PRIu64
@@ -598,8 +597,8 @@ static int busy(const struct hostd_vmlock *l, const struct hostd_vmlock_owner *o
 
 /* ---- API ---- */
 
-int hostd_vmlock_init(struct hostd_vmlock *l, const char *vmdir, const char *host, const char *addr,
-                      int pid, char *err, size_t errlen)
+int vmlock_init(struct vmlock *l, const char *vmdir, const char *host, const char *addr, int pid,
+                char *err, size_t errlen)
 {
 	size_t hl = host ? strlen(host) : 0, al = addr ? strlen(addr) : 0;
 
@@ -609,14 +608,14 @@ int hostd_vmlock_init(struct hostd_vmlock *l, const char *vmdir, const char *hos
 		set_err(err, errlen,
 		        "VM lock: host id \"%.70s\" must be 1 to %d printable characters without "
 		        "spaces",
-		        host ? host : "", HOSTD_VMLOCK_ID_MAX);
+		        host ? host : "", VMLOCK_ID_MAX);
 		return -EINVAL;
 	}
 	if (!valid_id(addr, al, true)) {
 		set_err(err, errlen,
 		        "VM lock: host address \"%.70s\" must be at most %d printable characters "
 		        "without spaces",
-		        addr, HOSTD_VMLOCK_ID_MAX);
+		        addr, VMLOCK_ID_MAX);
 		return -EINVAL;
 	}
 	if (pid < 1) {
@@ -624,23 +623,22 @@ int hostd_vmlock_init(struct hostd_vmlock *l, const char *vmdir, const char *hos
 		return -EINVAL;
 	}
 	if (!vmdir || !vmdir[0] ||
-	    strlen(vmdir) + 1 + strlen(HOSTD_VMLOCK_FILE) + PRIVATE_SUFFIX_MAX >= PATH_MAX) {
+	    strlen(vmdir) + 1 + strlen(VMLOCK_FILE) + PRIVATE_SUFFIX_MAX >= PATH_MAX) {
 		set_err(err, errlen, "VM lock: the VM directory path is empty or too long");
 		return vmdir && vmdir[0] ? -ENAMETOOLONG : -EINVAL;
 	}
-	snprintf(l->path, sizeof(l->path), "%s/%s", vmdir, HOSTD_VMLOCK_FILE);
+	snprintf(l->path, sizeof(l->path), "%s/%s", vmdir, VMLOCK_FILE);
 	memcpy(l->host, host, hl + 1);
 	memcpy(l->addr, addr ? addr : "", al + 1);
 	l->pid = pid;
-	l->lease_ms = HOSTD_VMLOCK_LEASE_MS;
-	l->renew_ms = HOSTD_VMLOCK_RENEW_MS;
+	l->lease_ms = VMLOCK_LEASE_MS;
+	l->renew_ms = VMLOCK_RENEW_MS;
 	l->now_ms = util_now_ms;
 	return 0;
 }
 
-int hostd_vmlock_check_stale(const struct hostd_vmlock *l, struct hostd_vmlock_watch *w,
-                             uint64_t now_ms, struct hostd_vmlock_owner *o, char *err,
-                             size_t errlen)
+int vmlock_check_stale(const struct vmlock *l, struct vmlock_watch *w, uint64_t now_ms,
+                       struct vmlock_owner *o, char *err, size_t errlen)
 {
 	char more[200];
 	int ret = read_lease(l->path, o, err, errlen);
@@ -668,10 +666,10 @@ int hostd_vmlock_check_stale(const struct hostd_vmlock *l, struct hostd_vmlock_w
 	return 0;
 }
 
-int hostd_vmlock_acquire(struct hostd_vmlock *l, struct hostd_vmlock_watch *w,
-                         struct hostd_vmlock_owner *holder, char *err, size_t errlen)
+int vmlock_acquire(struct vmlock *l, struct vmlock_watch *w, struct vmlock_owner *holder, char *err,
+                   size_t errlen)
 {
-	struct hostd_vmlock_owner cur;
+	struct vmlock_owner cur;
 	int ret;
 
 	if (l->held)
@@ -712,7 +710,7 @@ int hostd_vmlock_acquire(struct hostd_vmlock *l, struct hostd_vmlock_watch *w,
 		}
 		if (!w)
 			return busy(l, &cur, "", err, errlen);
-		ret = hostd_vmlock_check_stale(l, w, l->now_ms(), &cur, err, errlen);
+		ret = vmlock_check_stale(l, w, l->now_ms(), &cur, err, errlen);
 		if (holder && (ret == 0 || ret == -EBUSY))
 			*holder = cur;
 		if (ret == -ENOENT)
@@ -735,9 +733,9 @@ int hostd_vmlock_acquire(struct hostd_vmlock *l, struct hostd_vmlock_watch *w,
 	return -EAGAIN;
 }
 
-int hostd_vmlock_renew(struct hostd_vmlock *l, char *err, size_t errlen)
+int vmlock_renew(struct vmlock *l, char *err, size_t errlen)
 {
-	struct hostd_vmlock_owner cur;
+	struct vmlock_owner cur;
 	char tmp[PATH_MAX];
 	uint64_t now;
 	int fd, ret;
@@ -809,10 +807,10 @@ late:
 	return -ETIMEDOUT;
 }
 
-int hostd_vmlock_release(struct hostd_vmlock *l, char *err, size_t errlen)
+int vmlock_release(struct vmlock *l, char *err, size_t errlen)
 {
-	struct hostd_vmlock_owner cur;
-	char mover[HOSTD_VMLOCK_TOKEN_LEN + 1], old[PATH_MAX];
+	struct vmlock_owner cur;
+	char mover[VMLOCK_TOKEN_LEN + 1], old[PATH_MAX];
 	int ret;
 
 	if (!l->held)
@@ -850,16 +848,16 @@ int hostd_vmlock_release(struct hostd_vmlock *l, char *err, size_t errlen)
 	return 0;
 }
 
-void hostd_vmlock_abandon(struct hostd_vmlock *l)
+void vmlock_abandon(struct vmlock *l)
 {
 	drop(l);
 }
 
-int hostd_vmlock_read(const char *vmdir, struct hostd_vmlock_owner *o, char *err, size_t errlen)
+int vmlock_read(const char *vmdir, struct vmlock_owner *o, char *err, size_t errlen)
 {
 	char path[PATH_MAX];
 
-	if (snprintf(path, sizeof(path), "%s/%s", vmdir, HOSTD_VMLOCK_FILE) >= (int)sizeof(path))
+	if (snprintf(path, sizeof(path), "%s/%s", vmdir, VMLOCK_FILE) >= (int)sizeof(path))
 		return -ENAMETOOLONG;
 	int ret = read_lease(path, o, err, errlen);
 	if (ret == -ENOENT)
@@ -867,16 +865,15 @@ int hostd_vmlock_read(const char *vmdir, struct hostd_vmlock_owner *o, char *err
 	return ret;
 }
 
-int hostd_vmlock_release_if_owner(const char *vmdir, const char *host, int pid, char *err,
-                                  size_t errlen)
+int vmlock_release_if_owner(const char *vmdir, const char *host, int pid, char *err, size_t errlen)
 {
-	struct hostd_vmlock_owner cur;
-	char path[PATH_MAX], mover[HOSTD_VMLOCK_TOKEN_LEN + 1], old[PATH_MAX];
+	struct vmlock_owner cur;
+	char path[PATH_MAX], mover[VMLOCK_TOKEN_LEN + 1], old[PATH_MAX];
 	int ret;
 
-	if (strlen(vmdir) + 1 + strlen(HOSTD_VMLOCK_FILE) + PRIVATE_SUFFIX_MAX >= PATH_MAX)
+	if (strlen(vmdir) + 1 + strlen(VMLOCK_FILE) + PRIVATE_SUFFIX_MAX >= PATH_MAX)
 		return -ENAMETOOLONG;
-	snprintf(path, sizeof(path), "%s/%s", vmdir, HOSTD_VMLOCK_FILE);
+	snprintf(path, sizeof(path), "%s/%s", vmdir, VMLOCK_FILE);
 	ret = read_lease(path, &cur, err, errlen);
 	if (ret == -ENOENT)
 		set_err(err, errlen, "%s: no VM lock to remove", path);

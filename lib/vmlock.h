@@ -2,7 +2,7 @@
  * two hosts that share a datastore directory (NFS, or any shared file
  * system) never run the same VM at once, like ESXi's .lck files.
  *
- * The file is text, one key=value per line, at most HOSTD_VMLOCK_MAX_BYTES:
+ * The file is text, one key=value per line, at most VMLOCK_MAX_BYTES:
  *
  *   # vmk VM lock ...          comments: lines that start with '#'
  *   version=1                  the first line that is not a comment
@@ -19,7 +19,7 @@
  *   with counter + 1 and renaming it over the lock (readers see the old or
  *   the new file, never half of one);
  * - a contender that finds another host's lease records (token, counter)
- *   with its own monotonic time in a struct hostd_vmlock_watch, and may
+ *   with its own monotonic time in a struct vmlock_watch, and may
  *   take the lock over only once they stayed unchanged for lease_ms
  *   (default 10 s) of its own time;
  * - the holder itself gives up (-ETIMEDOUT) when it could not renew for
@@ -50,33 +50,33 @@
  * its path and the fix, and never taken over automatically; nor is one of
  * another format version (-EPROTONOSUPPORT).
  *
- * Not thread-safe: one struct hostd_vmlock per VM, used by one thread at a
+ * Not thread-safe: one struct vmlock per VM, used by one thread at a
  * time. Functions return 0 or -errno; err (may be NULL) gets a message that
  * names the lock file and the fix. */
-#ifndef HOSTD_VMLOCK_H
-#define HOSTD_VMLOCK_H
+#ifndef VMLOCK_H
+#define VMLOCK_H
 
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define HOSTD_VMLOCK_FILE      ".vmk.lck"
-#define HOSTD_VMLOCK_VERSION   1
-#define HOSTD_VMLOCK_MAX_BYTES 1024
-#define HOSTD_VMLOCK_ID_MAX    63 /* host and addr: printable ASCII, no spaces */
-#define HOSTD_VMLOCK_TOKEN_LEN 32 /* hex characters */
-#define HOSTD_VMLOCK_LEASE_MS  10000u
-#define HOSTD_VMLOCK_RENEW_MS  2000u
+#define VMLOCK_FILE      ".vmk.lck"
+#define VMLOCK_VERSION   1
+#define VMLOCK_MAX_BYTES 1024
+#define VMLOCK_ID_MAX    63 /* host and addr: printable ASCII, no spaces */
+#define VMLOCK_TOKEN_LEN 32 /* hex characters */
+#define VMLOCK_LEASE_MS  10000u
+#define VMLOCK_RENEW_MS  2000u
 
 /* A lease as read from a lock file. */
-struct hostd_vmlock_owner {
-	char host[HOSTD_VMLOCK_ID_MAX + 1];
-	char addr[HOSTD_VMLOCK_ID_MAX + 1];
+struct vmlock_owner {
+	char host[VMLOCK_ID_MAX + 1];
+	char addr[VMLOCK_ID_MAX + 1];
 	int pid;
 	uint64_t counter;
 	uint64_t expires_s; /* the holder's wall clock: informative only */
-	char token[HOSTD_VMLOCK_TOKEN_LEN + 1];
+	char token[VMLOCK_TOKEN_LEN + 1];
 	/* an fcntl lock is held on the file by another open file (a live holder
 	 * process of this host; on NFS possibly of another host) */
 	bool locked;
@@ -84,19 +84,19 @@ struct hostd_vmlock_owner {
 
 /* What a contender saw of another host's lease. Zero it ({0}) before the
  * first call; keep it between calls about the same VM. */
-struct hostd_vmlock_watch {
+struct vmlock_watch {
 	bool seen;
-	char token[HOSTD_VMLOCK_TOKEN_LEN + 1];
+	char token[VMLOCK_TOKEN_LEN + 1];
 	uint64_t counter;
 	uint64_t since_ms; /* contender's monotonic time when (token, counter) was first seen */
 };
 
-/* One VM lock as seen by one would-be holder. After hostd_vmlock_init the
+/* One VM lock as seen by one would-be holder. After vmlock_init the
  * caller may change lease_ms, renew_ms and now_ms (tests use a fake clock). */
-struct hostd_vmlock {
+struct vmlock {
 	char path[PATH_MAX]; /* <vmdir>/.vmk.lck */
-	char host[HOSTD_VMLOCK_ID_MAX + 1];
-	char addr[HOSTD_VMLOCK_ID_MAX + 1];
+	char host[VMLOCK_ID_MAX + 1];
+	char addr[VMLOCK_ID_MAX + 1];
 	int pid;
 	unsigned lease_ms;
 	unsigned renew_ms;
@@ -106,14 +106,14 @@ struct hostd_vmlock {
 	int fd; /* owned while held: the lock file, carrying the F_OFD_SETLK lock; else -1 */
 	uint64_t counter;
 	uint64_t renewed_ms; /* now_ms() just before our lease was last made visible */
-	char token[HOSTD_VMLOCK_TOKEN_LEN + 1];
+	char token[VMLOCK_TOKEN_LEN + 1];
 };
 
 /* Fills l for the lock of the VM in vmdir, held as host (id) / addr by the
  * vmx pid. -EINVAL for an empty or malformed host/addr or pid < 1,
  * -ENAMETOOLONG for a too long vmdir. Opens nothing. */
-int hostd_vmlock_init(struct hostd_vmlock *l, const char *vmdir, const char *host, const char *addr,
-                      int pid, char *err, size_t errlen);
+int vmlock_init(struct vmlock *l, const char *vmdir, const char *host, const char *addr, int pid,
+                char *err, size_t errlen);
 
 /* Takes the lock:
  *   0        held: the lock was free, or was ours (see below), or another
@@ -133,8 +133,8 @@ int hostd_vmlock_init(struct hostd_vmlock *l, const char *vmdir, const char *hos
  * running twice, or a second struct in the same hostd) it is refused with
  * -EBUSY. A lease of this host with another pid is treated like any other
  * holder, and never taken over while its fcntl lock is held. */
-int hostd_vmlock_acquire(struct hostd_vmlock *l, struct hostd_vmlock_watch *w,
-                         struct hostd_vmlock_owner *holder, char *err, size_t errlen);
+int vmlock_acquire(struct vmlock *l, struct vmlock_watch *w, struct vmlock_owner *holder, char *err,
+                   size_t errlen);
 
 /* Renews the lease; call every renew_ms while the VM runs.
  *   0          renewed (counter + 1);
@@ -144,23 +144,23 @@ int hostd_vmlock_acquire(struct hostd_vmlock *l, struct hostd_vmlock_watch *w,
  *   -EINVAL    l is not held.
  * After -ESTALE or -ETIMEDOUT l is not held (the file is left alone) and the
  * VM must be stopped. Other -errno (I/O errors): l stays held; call again. */
-int hostd_vmlock_renew(struct hostd_vmlock *l, char *err, size_t errlen);
+int vmlock_renew(struct vmlock *l, char *err, size_t errlen);
 
 /* Releases the lock, removing the file only if it is still our lease.
  * 0 removed (or l was not held: nothing to do); -ESTALE the file was no
  * longer ours and is left alone. Either way l is no longer held. Other
- * -errno (I/O errors): l stays held; call again or hostd_vmlock_abandon. */
-int hostd_vmlock_release(struct hostd_vmlock *l, char *err, size_t errlen);
+ * -errno (I/O errors): l stays held; call again or vmlock_abandon. */
+int vmlock_release(struct vmlock *l, char *err, size_t errlen);
 
 /* Forgets the lock without touching the file, as a crash would: for a
  * hostd that exits while the VM keeps running. The lease goes stale unless
  * the restarted hostd adopts it (acquire) within lease_ms. */
-void hostd_vmlock_abandon(struct hostd_vmlock *l);
+void vmlock_abandon(struct vmlock *l);
 
 /* Who holds the lock of the VM in vmdir (for `vm get`): 0 and *o, -ENOENT
  * when there is no lock file, -EBADMSG when it is damaged,
  * -EPROTONOSUPPORT when a newer vmk wrote it. */
-int hostd_vmlock_read(const char *vmdir, struct hostd_vmlock_owner *o, char *err, size_t errlen);
+int vmlock_read(const char *vmdir, struct vmlock_owner *o, char *err, size_t errlen);
 
 /* The staleness rule with an explicit clock (now_ms: the caller's monotonic
  * milliseconds), reading l's lock file and using l->host and l->lease_ms:
@@ -169,10 +169,9 @@ int hostd_vmlock_read(const char *vmdir, struct hostd_vmlock_owner *o, char *err
  *   -EBUSY   live or not yet known to be dead (w updated);
  *   -ENOENT  free;  -EBADMSG damaged;  -EPROTONOSUPPORT newer format;
  *   other -errno: I/O.
- * It only looks: the takeover itself is hostd_vmlock_acquire's. */
-int hostd_vmlock_check_stale(const struct hostd_vmlock *l, struct hostd_vmlock_watch *w,
-                             uint64_t now_ms, struct hostd_vmlock_owner *o, char *err,
-                             size_t errlen);
+ * It only looks: the takeover itself is vmlock_acquire's. */
+int vmlock_check_stale(const struct vmlock *l, struct vmlock_watch *w, uint64_t now_ms,
+                       struct vmlock_owner *o, char *err, size_t errlen);
 
 /* For hostd cleaning up after a crashed vmx of its own: removes the lock
  * of vmdir only if its lease names host and pid and no process holds its
@@ -180,7 +179,6 @@ int hostd_vmlock_check_stale(const struct hostd_vmlock *l, struct hostd_vmlock_w
  * locked (left alone, *err says whose); -EBADMSG damaged or
  * -EPROTONOSUPPORT newer format (left alone); -EAGAIN it changed while
  * being removed (left alone). */
-int hostd_vmlock_release_if_owner(const char *vmdir, const char *host, int pid, char *err,
-                                  size_t errlen);
+int vmlock_release_if_owner(const char *vmdir, const char *host, int pid, char *err, size_t errlen);
 
 #endif

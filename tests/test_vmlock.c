@@ -19,11 +19,11 @@
 
 #include <cmocka.h>
 
-#include "hostd/vmlock.h"
+#include "lib/vmlock.h"
 #include "util.h"
 
-#define LEASE HOSTD_VMLOCK_LEASE_MS
-#define RENEW HOSTD_VMLOCK_RENEW_MS
+#define LEASE VMLOCK_LEASE_MS
+#define RENEW VMLOCK_RENEW_MS
 
 /* each "host" has its own monotonic clock, started far apart */
 static uint64_t clock_a = 1000000, clock_b = 5000, clock_c = 77;
@@ -73,7 +73,7 @@ static int setup(void **state)
 		free(f);
 		return -1;
 	}
-	snprintf(f->path, sizeof(f->path), "%s/%s", f->dir, HOSTD_VMLOCK_FILE);
+	snprintf(f->path, sizeof(f->path), "%s/%s", f->dir, VMLOCK_FILE);
 	f->nfds = count_fds();
 	*state = f;
 	return 0;
@@ -102,14 +102,14 @@ static int teardown(void **state)
 	return ret;
 }
 
-static void mk(struct hostd_vmlock *l, const struct fixture *f, const char *host, int pid,
+static void mk(struct vmlock *l, const struct fixture *f, const char *host, int pid,
                uint64_t (*clk)(void))
 {
 	char err[512] = "";
 	char addr[64];
 
 	snprintf(addr, sizeof(addr), "10.0.0.%d", host[strlen(host) - 1]);
-	if (hostd_vmlock_init(l, f->dir, host, addr, pid, err, sizeof(err)) != 0)
+	if (vmlock_init(l, f->dir, host, addr, pid, err, sizeof(err)) != 0)
 		fail_msg("init: %s", err);
 	l->now_ms = clk;
 }
@@ -131,18 +131,18 @@ static int leftovers(const struct fixture *f)
 	assert_non_null(d);
 	while ((e = readdir(d))) {
 		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
-		    strcmp(e->d_name, HOSTD_VMLOCK_FILE))
+		    strcmp(e->d_name, VMLOCK_FILE))
 			n++;
 	}
 	closedir(d);
 	return n;
 }
 
-static void read_owner(const struct fixture *f, struct hostd_vmlock_owner *o)
+static void read_owner(const struct fixture *f, struct vmlock_owner *o)
 {
 	char err[512] = "";
 
-	if (hostd_vmlock_read(f->dir, o, err, sizeof(err)) != 0)
+	if (vmlock_read(f->dir, o, err, sizeof(err)) != 0)
 		fail_msg("read: %s", err);
 }
 
@@ -155,13 +155,13 @@ static void write_raw(const char *path, const void *buf, size_t len)
 static void test_acquire_release(void **state)
 {
 	struct fixture *f = *state;
-	struct hostd_vmlock l;
-	struct hostd_vmlock_owner o;
+	struct vmlock l;
+	struct vmlock_owner o;
 	char err[512] = "";
 
 	mk(&l, f, "esx-a", 4242, now_a);
-	assert_int_equal(hostd_vmlock_read(f->dir, &o, err, sizeof(err)), -ENOENT);
-	assert_int_equal(hostd_vmlock_acquire(&l, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_read(f->dir, &o, err, sizeof(err)), -ENOENT);
+	assert_int_equal(vmlock_acquire(&l, NULL, NULL, err, sizeof(err)), 0);
 	assert_true(l.held);
 	assert_true(l.fd >= 0);
 	read_owner(f, &o);
@@ -174,36 +174,36 @@ static void test_acquire_release(void **state)
 	assert_true(o.locked);
 	assert_int_equal(leftovers(f), 0);
 	/* again on the held struct: nothing happens */
-	assert_int_equal(hostd_vmlock_acquire(&l, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_acquire(&l, NULL, NULL, err, sizeof(err)), 0);
 	read_owner(f, &o);
 	assert_int_equal(o.counter, 1);
 
-	assert_int_equal(hostd_vmlock_release(&l, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_release(&l, err, sizeof(err)), 0);
 	assert_false(l.held);
 	assert_int_equal(l.fd, -1);
 	assert_false(exists(f->path));
 	assert_int_equal(leftovers(f), 0);
 	/* releasing what is not held does nothing */
-	assert_int_equal(hostd_vmlock_release(&l, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_release(&l, err, sizeof(err)), 0);
 	/* and it can be taken again */
-	assert_int_equal(hostd_vmlock_acquire(&l, NULL, NULL, err, sizeof(err)), 0);
-	assert_int_equal(hostd_vmlock_release(&l, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_acquire(&l, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_release(&l, err, sizeof(err)), 0);
 }
 
 static void test_second_host_busy(void **state)
 {
 	struct fixture *f = *state;
-	struct hostd_vmlock a, b;
-	struct hostd_vmlock_owner holder, o;
-	struct hostd_vmlock_watch w = { 0 };
+	struct vmlock a, b;
+	struct vmlock_owner holder, o;
+	struct vmlock_watch w = { 0 };
 	char err[512] = "";
 
 	mk(&a, f, "esx-a", 100, now_a);
 	mk(&b, f, "esx-b", 200, now_b);
-	assert_int_equal(hostd_vmlock_acquire(&a, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_acquire(&a, NULL, NULL, err, sizeof(err)), 0);
 
 	memset(&holder, 0, sizeof(holder));
-	assert_int_equal(hostd_vmlock_acquire(&b, NULL, &holder, err, sizeof(err)), -EBUSY);
+	assert_int_equal(vmlock_acquire(&b, NULL, &holder, err, sizeof(err)), -EBUSY);
 	assert_false(b.held);
 	assert_string_equal(holder.host, "esx-a");
 	assert_int_equal(holder.pid, 100);
@@ -211,7 +211,7 @@ static void test_second_host_busy(void **state)
 	assert_non_null(strstr(err, "10.0.0.97"));
 	assert_non_null(strstr(err, f->path));
 	/* with a watch: busy too, and the watch remembers the lease */
-	assert_int_equal(hostd_vmlock_acquire(&b, &w, &holder, err, sizeof(err)), -EBUSY);
+	assert_int_equal(vmlock_acquire(&b, &w, &holder, err, sizeof(err)), -EBUSY);
 	assert_true(w.seen);
 	assert_int_equal(w.counter, 1);
 	assert_int_equal(w.since_ms, clock_b);
@@ -221,26 +221,26 @@ static void test_second_host_busy(void **state)
 	assert_string_equal(o.token, a.token);
 	assert_int_equal(o.counter, 1);
 	assert_int_equal(leftovers(f), 0);
-	assert_int_equal(hostd_vmlock_release(&a, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_release(&a, err, sizeof(err)), 0);
 	/* free again: b gets it */
-	assert_int_equal(hostd_vmlock_acquire(&b, &w, NULL, err, sizeof(err)), 0);
-	assert_int_equal(hostd_vmlock_release(&b, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_acquire(&b, &w, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_release(&b, err, sizeof(err)), 0);
 }
 
 static void test_renew_increments(void **state)
 {
 	struct fixture *f = *state;
-	struct hostd_vmlock l;
-	struct hostd_vmlock_owner o;
-	char err[512] = "", token[HOSTD_VMLOCK_TOKEN_LEN + 1];
+	struct vmlock l;
+	struct vmlock_owner o;
+	char err[512] = "", token[VMLOCK_TOKEN_LEN + 1];
 
 	mk(&l, f, "esx-a", 100, now_a);
-	assert_int_equal(hostd_vmlock_renew(&l, err, sizeof(err)), -EINVAL);
-	assert_int_equal(hostd_vmlock_acquire(&l, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_renew(&l, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vmlock_acquire(&l, NULL, NULL, err, sizeof(err)), 0);
 	memcpy(token, l.token, sizeof(token));
 	for (uint64_t i = 2; i <= 50; i++) {
 		clock_a += RENEW;
-		if (hostd_vmlock_renew(&l, err, sizeof(err)) != 0)
+		if (vmlock_renew(&l, err, sizeof(err)) != 0)
 			fail_msg("renew %llu: %s", (unsigned long long)i, err);
 		read_owner(f, &o);
 		assert_int_equal(o.counter, i);
@@ -250,28 +250,28 @@ static void test_renew_increments(void **state)
 	}
 	assert_int_equal(l.renewed_ms, clock_a);
 	assert_int_equal(leftovers(f), 0);
-	assert_int_equal(hostd_vmlock_release(&l, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_release(&l, err, sizeof(err)), 0);
 }
 
 static void test_stale_takeover(void **state)
 {
 	struct fixture *f = *state;
-	struct hostd_vmlock a, b;
-	struct hostd_vmlock_owner o, holder;
-	struct hostd_vmlock_watch w = { 0 };
+	struct vmlock a, b;
+	struct vmlock_owner o, holder;
+	struct vmlock_watch w = { 0 };
 	char err[512] = "";
 
 	mk(&a, f, "esx-a", 100, now_a);
 	mk(&b, f, "esx-b", 200, now_b);
-	assert_int_equal(hostd_vmlock_acquire(&a, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_acquire(&a, NULL, NULL, err, sizeof(err)), 0);
 	/* a stops renewing (its host hangs: its clock does not move either) */
-	assert_int_equal(hostd_vmlock_acquire(&b, &w, &holder, err, sizeof(err)), -EBUSY);
+	assert_int_equal(vmlock_acquire(&b, &w, &holder, err, sizeof(err)), -EBUSY);
 	clock_b += LEASE - 1;
-	assert_int_equal(hostd_vmlock_acquire(&b, &w, &holder, err, sizeof(err)), -EBUSY);
+	assert_int_equal(vmlock_acquire(&b, &w, &holder, err, sizeof(err)), -EBUSY);
 	assert_string_equal(holder.host, "esx-a");
 	assert_true(exists(f->path));
 	clock_b += 1;
-	assert_int_equal(hostd_vmlock_acquire(&b, &w, &holder, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_acquire(&b, &w, &holder, err, sizeof(err)), 0);
 	assert_true(b.held);
 	assert_false(w.seen); /* reset for the next time */
 	read_owner(f, &o);
@@ -283,78 +283,74 @@ static void test_stale_takeover(void **state)
 	assert_int_equal(leftovers(f), 0);
 
 	/* a wakes up: its renew finds the lock lost */
-	assert_int_equal(hostd_vmlock_renew(&a, err, sizeof(err)), -ESTALE);
+	assert_int_equal(vmlock_renew(&a, err, sizeof(err)), -ESTALE);
 	assert_non_null(strstr(err, "esx-b"));
 	assert_false(a.held);
 	assert_int_equal(a.fd, -1);
 	/* and its release leaves b's lease alone */
-	assert_int_equal(hostd_vmlock_release(&a, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_release(&a, err, sizeof(err)), 0);
 	read_owner(f, &o);
 	assert_string_equal(o.token, b.token);
 	/* b renews normally */
 	clock_b += RENEW;
-	assert_int_equal(hostd_vmlock_renew(&b, err, sizeof(err)), 0);
-	assert_int_equal(hostd_vmlock_release(&b, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_renew(&b, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_release(&b, err, sizeof(err)), 0);
 	assert_false(exists(f->path));
 }
 
 static void test_renewed_not_taken_over(void **state)
 {
 	struct fixture *f = *state;
-	struct hostd_vmlock a, b;
-	struct hostd_vmlock_owner o;
-	struct hostd_vmlock_watch w = { 0 };
+	struct vmlock a, b;
+	struct vmlock_owner o;
+	struct vmlock_watch w = { 0 };
 	char err[512] = "";
 
 	mk(&a, f, "esx-a", 100, now_a);
 	mk(&b, f, "esx-b", 200, now_b);
-	assert_int_equal(hostd_vmlock_acquire(&a, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_acquire(&a, NULL, NULL, err, sizeof(err)), 0);
 	/* b polls every 3 s for a minute; a renews every 2 s */
 	for (int t = 0; t < 60000; t += 1000) {
 		if (t % 2000 == 0) {
 			clock_a += 2000;
-			if (hostd_vmlock_renew(&a, err, sizeof(err)) != 0)
+			if (vmlock_renew(&a, err, sizeof(err)) != 0)
 				fail_msg("renew at %d: %s", t, err);
 		}
-		if (t % 3000 == 0 && hostd_vmlock_acquire(&b, &w, NULL, err, sizeof(err)) != -EBUSY)
+		if (t % 3000 == 0 && vmlock_acquire(&b, &w, NULL, err, sizeof(err)) != -EBUSY)
 			fail_msg("taken over a live lease at %d ms", t);
 		clock_b += 1000;
 	}
 	/* a renewal as late as allowed (lease - renew - 1 ms) still counts */
-	assert_int_equal(hostd_vmlock_acquire(&b, &w, NULL, err, sizeof(err)), -EBUSY);
+	assert_int_equal(vmlock_acquire(&b, &w, NULL, err, sizeof(err)), -EBUSY);
 	clock_a += LEASE - RENEW - 1;
 	clock_b += LEASE - RENEW - 1;
-	assert_int_equal(hostd_vmlock_acquire(&b, &w, NULL, err, sizeof(err)), -EBUSY);
-	assert_int_equal(hostd_vmlock_renew(&a, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_acquire(&b, &w, NULL, err, sizeof(err)), -EBUSY);
+	assert_int_equal(vmlock_renew(&a, err, sizeof(err)), 0);
 	clock_b += RENEW + 1; /* lease ms since the first sight of the old counter */
-	assert_int_equal(hostd_vmlock_acquire(&b, &w, NULL, err, sizeof(err)), -EBUSY);
+	assert_int_equal(vmlock_acquire(&b, &w, NULL, err, sizeof(err)), -EBUSY);
 	read_owner(f, &o);
 	assert_string_equal(o.token, a.token);
 
 	/* check_stale alone: busy until the counter stood still for the lease */
-	struct hostd_vmlock_watch w2 = { 0 };
-	assert_int_equal(hostd_vmlock_check_stale(&b, &w2, 10 * LEASE, &o, err, sizeof(err)),
-	                 -EBUSY);
+	struct vmlock_watch w2 = { 0 };
+	assert_int_equal(vmlock_check_stale(&b, &w2, 10 * LEASE, &o, err, sizeof(err)), -EBUSY);
 	assert_int_equal(w2.since_ms, 10 * LEASE);
-	assert_int_equal(hostd_vmlock_check_stale(&b, &w2, 11 * LEASE - 1, &o, err, sizeof(err)),
-	                 -EBUSY);
-	assert_int_equal(hostd_vmlock_check_stale(&b, &w2, 11 * LEASE, &o, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_check_stale(&b, &w2, 11 * LEASE - 1, &o, err, sizeof(err)), -EBUSY);
+	assert_int_equal(vmlock_check_stale(&b, &w2, 11 * LEASE, &o, err, sizeof(err)), 0);
 	assert_string_equal(o.host, "esx-a");
 	/* a clock that goes backwards never makes a lease stale */
-	assert_int_equal(hostd_vmlock_check_stale(&b, &w2, 5, &o, err, sizeof(err)), -EBUSY);
+	assert_int_equal(vmlock_check_stale(&b, &w2, 5, &o, err, sizeof(err)), -EBUSY);
 	/* a renewal restarts the count */
 	clock_a += RENEW;
-	assert_int_equal(hostd_vmlock_renew(&a, err, sizeof(err)), 0);
-	assert_int_equal(hostd_vmlock_check_stale(&b, &w2, 30 * LEASE, &o, err, sizeof(err)),
-	                 -EBUSY);
+	assert_int_equal(vmlock_renew(&a, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_check_stale(&b, &w2, 30 * LEASE, &o, err, sizeof(err)), -EBUSY);
 	assert_int_equal(w2.since_ms, 30 * LEASE);
-	assert_int_equal(hostd_vmlock_check_stale(&b, &w2, 31 * LEASE, &o, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_check_stale(&b, &w2, 31 * LEASE, &o, err, sizeof(err)), 0);
 	/* check_stale only looks */
 	read_owner(f, &o);
 	assert_string_equal(o.token, a.token);
-	assert_int_equal(hostd_vmlock_release(&a, err, sizeof(err)), 0);
-	assert_int_equal(hostd_vmlock_check_stale(&b, &w2, 32 * LEASE, &o, err, sizeof(err)),
-	                 -ENOENT);
+	assert_int_equal(vmlock_release(&a, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_check_stale(&b, &w2, 32 * LEASE, &o, err, sizeof(err)), -ENOENT);
 	assert_false(w2.seen);
 }
 
@@ -362,63 +358,63 @@ static void test_renewed_not_taken_over(void **state)
 static void test_late_holder_gives_up(void **state)
 {
 	struct fixture *f = *state;
-	struct hostd_vmlock a, b;
-	struct hostd_vmlock_watch w = { 0 };
+	struct vmlock a, b;
+	struct vmlock_watch w = { 0 };
 	char err[512] = "";
 
 	mk(&a, f, "esx-a", 100, now_a);
 	mk(&b, f, "esx-b", 200, now_b);
-	assert_int_equal(hostd_vmlock_acquire(&a, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_acquire(&a, NULL, NULL, err, sizeof(err)), 0);
 	clock_a += LEASE - RENEW;
-	assert_int_equal(hostd_vmlock_renew(&a, err, sizeof(err)), -ETIMEDOUT);
+	assert_int_equal(vmlock_renew(&a, err, sizeof(err)), -ETIMEDOUT);
 	assert_non_null(strstr(err, f->path));
 	assert_false(a.held);
 	/* the file stays: it goes stale and another host takes it */
 	assert_true(exists(f->path));
-	assert_int_equal(hostd_vmlock_acquire(&b, &w, NULL, err, sizeof(err)), -EBUSY);
+	assert_int_equal(vmlock_acquire(&b, &w, NULL, err, sizeof(err)), -EBUSY);
 	clock_b += LEASE;
-	assert_int_equal(hostd_vmlock_acquire(&b, &w, NULL, err, sizeof(err)), 0);
-	assert_int_equal(hostd_vmlock_release(&b, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_acquire(&b, &w, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_release(&b, err, sizeof(err)), 0);
 }
 
 static void test_release_by_non_owner(void **state)
 {
 	struct fixture *f = *state;
-	struct hostd_vmlock a, b, a2;
-	struct hostd_vmlock_owner o;
+	struct vmlock a, b, a2;
+	struct vmlock_owner o;
 	char err[512] = "";
 
 	mk(&a, f, "esx-a", 100, now_a);
 	mk(&b, f, "esx-b", 200, now_b);
-	assert_int_equal(hostd_vmlock_acquire(&a, NULL, NULL, err, sizeof(err)), 0);
-	assert_int_equal(hostd_vmlock_acquire(&b, NULL, NULL, err, sizeof(err)), -EBUSY);
-	assert_int_equal(hostd_vmlock_release(&b, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_acquire(&a, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_acquire(&b, NULL, NULL, err, sizeof(err)), -EBUSY);
+	assert_int_equal(vmlock_release(&b, err, sizeof(err)), 0);
 	read_owner(f, &o);
 	assert_string_equal(o.token, a.token);
 
 	/* a holder whose lease was replaced behind its back (here: a second
 	 * struct of the same host/pid that adopted it) does not remove it */
 	mk(&a2, f, "esx-a", 100, now_a);
-	hostd_vmlock_abandon(&a);
+	vmlock_abandon(&a);
 	assert_false(a.held);
 	a.held = true; /* pretend a still believes it holds the lock */
-	assert_int_equal(hostd_vmlock_acquire(&a2, NULL, NULL, err, sizeof(err)), 0);
-	assert_int_equal(hostd_vmlock_release(&a, err, sizeof(err)), -ESTALE);
+	assert_int_equal(vmlock_acquire(&a2, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_release(&a, err, sizeof(err)), -ESTALE);
 	assert_false(a.held);
 	read_owner(f, &o);
 	assert_string_equal(o.token, a2.token);
 	assert_int_equal(leftovers(f), 0);
-	assert_int_equal(hostd_vmlock_release(&a2, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_release(&a2, err, sizeof(err)), 0);
 
 	/* a lock removed by hand: release says so */
-	assert_int_equal(hostd_vmlock_acquire(&a, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_acquire(&a, NULL, NULL, err, sizeof(err)), 0);
 	assert_int_equal(unlink(f->path), 0);
-	assert_int_equal(hostd_vmlock_release(&a, err, sizeof(err)), -ESTALE);
+	assert_int_equal(vmlock_release(&a, err, sizeof(err)), -ESTALE);
 	assert_false(a.held);
 	/* and a renew on a removed lock reports it lost */
-	assert_int_equal(hostd_vmlock_acquire(&a, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_acquire(&a, NULL, NULL, err, sizeof(err)), 0);
 	assert_int_equal(unlink(f->path), 0);
-	assert_int_equal(hostd_vmlock_renew(&a, err, sizeof(err)), -ESTALE);
+	assert_int_equal(vmlock_renew(&a, err, sizeof(err)), -ESTALE);
 	assert_non_null(strstr(err, "removed"));
 }
 
@@ -513,12 +509,12 @@ static const struct {
 
 static void check_damaged(struct fixture *f, const char *what, bool show)
 {
-	struct hostd_vmlock b;
-	struct hostd_vmlock_owner o;
-	struct hostd_vmlock_watch w = { 0 };
+	struct vmlock b;
+	struct vmlock_owner o;
+	struct vmlock_watch w = { 0 };
 	char err[512] = "";
 
-	if (hostd_vmlock_read(f->dir, &o, err, sizeof(err)) != -EBADMSG)
+	if (vmlock_read(f->dir, &o, err, sizeof(err)) != -EBADMSG)
 		fail_msg("%s: read did not report a damaged file", what);
 	if (!strstr(err, f->path) || !strstr(err, "remove the file"))
 		fail_msg("%s: unclear error: %s", what, err);
@@ -526,15 +522,14 @@ static void check_damaged(struct fixture *f, const char *what, bool show)
 	mk(&b, f, "esx-b", 200, now_b);
 	for (int i = 0; i < 3; i++) {
 		err[0] = '\0';
-		if (hostd_vmlock_acquire(&b, &w, NULL, err, sizeof(err)) != -EBADMSG)
+		if (vmlock_acquire(&b, &w, NULL, err, sizeof(err)) != -EBADMSG)
 			fail_msg("%s: acquire did not report a damaged file", what);
 		if (!strstr(err, f->path))
 			fail_msg("%s: unclear error: %s", what, err);
 		clock_b += LEASE;
 	}
 	assert_false(b.held);
-	assert_int_equal(hostd_vmlock_release_if_owner(f->dir, "esx-a", 1, err, sizeof(err)),
-	                 -EBADMSG);
+	assert_int_equal(vmlock_release_if_owner(f->dir, "esx-a", 1, err, sizeof(err)), -EBADMSG);
 	assert_true(exists(f->path));
 	assert_int_equal(leftovers(f), 0);
 	if (show)
@@ -546,21 +541,21 @@ static void check_damaged(struct fixture *f, const char *what, bool show)
 static void test_newer_version(void **state)
 {
 	struct fixture *f = *state;
-	struct hostd_vmlock b;
-	struct hostd_vmlock_owner o;
-	struct hostd_vmlock_watch w = { 0 };
+	struct vmlock b;
+	struct vmlock_owner o;
+	struct vmlock_watch w = { 0 };
 	char err[512] = "";
 	const char *t = "version=2\nwhatever=the future brings\n";
 
 	write_raw(f->path, t, strlen(t));
-	assert_int_equal(hostd_vmlock_read(f->dir, &o, err, sizeof(err)), -EPROTONOSUPPORT);
+	assert_int_equal(vmlock_read(f->dir, &o, err, sizeof(err)), -EPROTONOSUPPORT);
 	assert_non_null(strstr(err, f->path));
 	assert_non_null(strstr(err, "upgrade"));
 	mk(&b, f, "esx-b", 200, now_b);
-	assert_int_equal(hostd_vmlock_acquire(&b, &w, NULL, err, sizeof(err)), -EPROTONOSUPPORT);
+	assert_int_equal(vmlock_acquire(&b, &w, NULL, err, sizeof(err)), -EPROTONOSUPPORT);
 	clock_b += 2 * LEASE;
-	assert_int_equal(hostd_vmlock_acquire(&b, &w, NULL, err, sizeof(err)), -EPROTONOSUPPORT);
-	assert_int_equal(hostd_vmlock_release_if_owner(f->dir, "esx-a", 1, err, sizeof(err)),
+	assert_int_equal(vmlock_acquire(&b, &w, NULL, err, sizeof(err)), -EPROTONOSUPPORT);
+	assert_int_equal(vmlock_release_if_owner(f->dir, "esx-a", 1, err, sizeof(err)),
 	                 -EPROTONOSUPPORT);
 	assert_true(exists(f->path));
 	print_message("# %s\n", err);
@@ -608,7 +603,7 @@ static void test_damaged_files(void **state)
 static void test_valid_file_parses(void **state)
 {
 	struct fixture *f = *state;
-	struct hostd_vmlock_owner o;
+	struct vmlock_owner o;
 	const char *t = "# a comment\n#\n"
 	                "version=1\nhost=esx-9:uuid.0-1\naddr=[fd00::1]:902\npid=2147483647\n"
 	                "# comments anywhere\n"
@@ -636,31 +631,31 @@ static void test_valid_file_parses(void **state)
 static void test_same_host_same_pid(void **state)
 {
 	struct fixture *f = *state;
-	struct hostd_vmlock a1, a2;
-	struct hostd_vmlock_owner holder, o;
+	struct vmlock a1, a2;
+	struct vmlock_owner holder, o;
 	char err[512] = "";
 
 	mk(&a1, f, "esx-a", 100, now_a);
 	mk(&a2, f, "esx-a", 100, now_a);
-	assert_int_equal(hostd_vmlock_acquire(&a1, NULL, NULL, err, sizeof(err)), 0);
-	assert_int_equal(hostd_vmlock_acquire(&a2, NULL, &holder, err, sizeof(err)), -EBUSY);
+	assert_int_equal(vmlock_acquire(&a1, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_acquire(&a2, NULL, &holder, err, sizeof(err)), -EBUSY);
 	assert_non_null(strstr(err, "running twice"));
 	assert_false(a2.held);
 	clock_a += RENEW;
-	assert_int_equal(hostd_vmlock_renew(&a1, err, sizeof(err)), 0);
-	assert_int_equal(hostd_vmlock_acquire(&a2, NULL, &holder, err, sizeof(err)), -EBUSY);
+	assert_int_equal(vmlock_renew(&a1, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_acquire(&a2, NULL, &holder, err, sizeof(err)), -EBUSY);
 
-	hostd_vmlock_abandon(&a1); /* the old hostd dies */
+	vmlock_abandon(&a1); /* the old hostd dies */
 	assert_true(exists(f->path));
-	assert_int_equal(hostd_vmlock_acquire(&a2, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_acquire(&a2, NULL, NULL, err, sizeof(err)), 0);
 	read_owner(f, &o);
 	assert_int_equal(o.counter, 3);
 	assert_string_equal(o.token, a2.token);
 	assert_int_equal(a2.counter, 3);
 	assert_int_equal(leftovers(f), 0);
 	clock_a += RENEW;
-	assert_int_equal(hostd_vmlock_renew(&a2, err, sizeof(err)), 0);
-	assert_int_equal(hostd_vmlock_release(&a2, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_renew(&a2, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_release(&a2, err, sizeof(err)), 0);
 	assert_false(exists(f->path));
 }
 
@@ -669,77 +664,72 @@ static void test_same_host_same_pid(void **state)
 static void test_same_host_other_pid(void **state)
 {
 	struct fixture *f = *state;
-	struct hostd_vmlock a1, a2;
-	struct hostd_vmlock_watch w = { 0 };
+	struct vmlock a1, a2;
+	struct vmlock_watch w = { 0 };
 	char err[512] = "";
 
 	mk(&a1, f, "esx-a", 100, now_a);
 	mk(&a2, f, "esx-a", 101, now_a);
-	assert_int_equal(hostd_vmlock_acquire(&a1, NULL, NULL, err, sizeof(err)), 0);
-	assert_int_equal(hostd_vmlock_acquire(&a2, &w, NULL, err, sizeof(err)), -EBUSY);
+	assert_int_equal(vmlock_acquire(&a1, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_acquire(&a2, &w, NULL, err, sizeof(err)), -EBUSY);
 	clock_a += 3 * LEASE; /* a1 hangs, holding its lock */
-	assert_int_equal(hostd_vmlock_acquire(&a2, &w, NULL, err, sizeof(err)), -EBUSY);
+	assert_int_equal(vmlock_acquire(&a2, &w, NULL, err, sizeof(err)), -EBUSY);
 	assert_non_null(strstr(err, "live process"));
-	hostd_vmlock_abandon(&a1);
-	assert_int_equal(hostd_vmlock_acquire(&a2, &w, NULL, err, sizeof(err)), 0);
-	assert_int_equal(hostd_vmlock_release(&a2, err, sizeof(err)), 0);
+	vmlock_abandon(&a1);
+	assert_int_equal(vmlock_acquire(&a2, &w, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_release(&a2, err, sizeof(err)), 0);
 }
 
 /* Two contenders watch the same stale lease: only one gets it. */
 static void test_two_contenders(void **state)
 {
 	struct fixture *f = *state;
-	struct hostd_vmlock a, b, c;
-	struct hostd_vmlock_watch wb = { 0 }, wc = { 0 };
-	struct hostd_vmlock_owner holder;
+	struct vmlock a, b, c;
+	struct vmlock_watch wb = { 0 }, wc = { 0 };
+	struct vmlock_owner holder;
 	char err[512] = "";
 
 	mk(&a, f, "esx-a", 100, now_a);
 	mk(&b, f, "esx-b", 200, now_b);
 	mk(&c, f, "esx-c", 300, now_c);
-	assert_int_equal(hostd_vmlock_acquire(&a, NULL, NULL, err, sizeof(err)), 0);
-	assert_int_equal(hostd_vmlock_acquire(&b, &wb, NULL, err, sizeof(err)), -EBUSY);
-	assert_int_equal(hostd_vmlock_acquire(&c, &wc, NULL, err, sizeof(err)), -EBUSY);
+	assert_int_equal(vmlock_acquire(&a, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_acquire(&b, &wb, NULL, err, sizeof(err)), -EBUSY);
+	assert_int_equal(vmlock_acquire(&c, &wc, NULL, err, sizeof(err)), -EBUSY);
 	clock_b += LEASE;
 	clock_c += LEASE;
-	assert_int_equal(hostd_vmlock_acquire(&b, &wb, NULL, err, sizeof(err)), 0);
-	assert_int_equal(hostd_vmlock_acquire(&c, &wc, &holder, err, sizeof(err)), -EBUSY);
+	assert_int_equal(vmlock_acquire(&b, &wb, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_acquire(&c, &wc, &holder, err, sizeof(err)), -EBUSY);
 	assert_string_equal(holder.host, "esx-b");
 	/* c starts over: the new lease is watched from now */
 	assert_int_equal(wc.since_ms, clock_c);
 	assert_int_equal(wc.counter, 2);
 	assert_int_equal(leftovers(f), 0);
-	assert_int_equal(hostd_vmlock_renew(&a, err, sizeof(err)), -ESTALE);
-	assert_int_equal(hostd_vmlock_release(&b, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_renew(&a, err, sizeof(err)), -ESTALE);
+	assert_int_equal(vmlock_release(&b, err, sizeof(err)), 0);
 }
 
 static void test_release_if_owner(void **state)
 {
 	struct fixture *f = *state;
-	struct hostd_vmlock a;
+	struct vmlock a;
 	char err[512] = "";
 
-	assert_int_equal(hostd_vmlock_release_if_owner(f->dir, "esx-a", 100, err, sizeof(err)),
-	                 -ENOENT);
+	assert_int_equal(vmlock_release_if_owner(f->dir, "esx-a", 100, err, sizeof(err)), -ENOENT);
 	mk(&a, f, "esx-a", 100, now_a);
-	assert_int_equal(hostd_vmlock_acquire(&a, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_acquire(&a, NULL, NULL, err, sizeof(err)), 0);
 	/* still held by a live holder: left alone */
-	assert_int_equal(hostd_vmlock_release_if_owner(f->dir, "esx-a", 100, err, sizeof(err)),
-	                 -EBUSY);
+	assert_int_equal(vmlock_release_if_owner(f->dir, "esx-a", 100, err, sizeof(err)), -EBUSY);
 	assert_true(exists(f->path));
-	hostd_vmlock_abandon(&a); /* the vmx crashed */
-	assert_int_equal(hostd_vmlock_release_if_owner(f->dir, "esx-b", 100, err, sizeof(err)),
-	                 -EBUSY);
+	vmlock_abandon(&a); /* the vmx crashed */
+	assert_int_equal(vmlock_release_if_owner(f->dir, "esx-b", 100, err, sizeof(err)), -EBUSY);
 	assert_non_null(strstr(err, "esx-a"));
 	assert_true(exists(f->path));
-	assert_int_equal(hostd_vmlock_release_if_owner(f->dir, "esx-a", 101, err, sizeof(err)),
-	                 -EBUSY);
+	assert_int_equal(vmlock_release_if_owner(f->dir, "esx-a", 101, err, sizeof(err)), -EBUSY);
 	assert_true(exists(f->path));
-	assert_int_equal(hostd_vmlock_release_if_owner(f->dir, "esx-a", 100, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_release_if_owner(f->dir, "esx-a", 100, err, sizeof(err)), 0);
 	assert_false(exists(f->path));
 	assert_int_equal(leftovers(f), 0);
-	assert_int_equal(hostd_vmlock_release_if_owner(f->dir, "esx-a", 100, err, sizeof(err)),
-	                 -ENOENT);
+	assert_int_equal(vmlock_release_if_owner(f->dir, "esx-a", 100, err, sizeof(err)), -ENOENT);
 }
 
 /* The fcntl guard across processes: a child holds the lock as host esx-a /
@@ -748,7 +738,7 @@ static void test_release_if_owner(void **state)
 static void test_other_process(void **state)
 {
 	struct fixture *f = *state;
-	struct hostd_vmlock l;
+	struct vmlock l;
 	int to_child[2], to_parent[2];
 	char err[512] = "", c;
 
@@ -757,10 +747,10 @@ static void test_other_process(void **state)
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		struct hostd_vmlock cl;
+		struct vmlock cl;
 		int rc = 1;
-		if (hostd_vmlock_init(&cl, f->dir, "esx-a", "", 100, NULL, 0) == 0 &&
-		    hostd_vmlock_acquire(&cl, NULL, NULL, NULL, 0) == 0)
+		if (vmlock_init(&cl, f->dir, "esx-a", "", 100, NULL, 0) == 0 &&
+		    vmlock_acquire(&cl, NULL, NULL, NULL, 0) == 0)
 			rc = 0;
 		(void)!write(to_parent[1], rc ? "n" : "y", 1);
 		(void)!read(to_child[0], &c, 1);
@@ -769,16 +759,15 @@ static void test_other_process(void **state)
 	assert_int_equal(read(to_parent[0], &c, 1), 1);
 	assert_int_equal(c, 'y');
 	mk(&l, f, "esx-a", 100, now_a);
-	assert_int_equal(hostd_vmlock_acquire(&l, NULL, NULL, err, sizeof(err)), -EBUSY);
-	assert_int_equal(hostd_vmlock_release_if_owner(f->dir, "esx-a", 100, err, sizeof(err)),
-	                 -EBUSY);
+	assert_int_equal(vmlock_acquire(&l, NULL, NULL, err, sizeof(err)), -EBUSY);
+	assert_int_equal(vmlock_release_if_owner(f->dir, "esx-a", 100, err, sizeof(err)), -EBUSY);
 	assert_int_equal(write(to_child[1], "x", 1), 1);
 	int status;
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	assert_int_equal(hostd_vmlock_acquire(&l, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_acquire(&l, NULL, NULL, err, sizeof(err)), 0);
 	assert_int_equal(l.counter, 2);
-	assert_int_equal(hostd_vmlock_release(&l, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_release(&l, err, sizeof(err)), 0);
 	close(to_child[0]);
 	close(to_child[1]);
 	close(to_parent[0]);
@@ -788,41 +777,39 @@ static void test_other_process(void **state)
 static void test_init_checks(void **state)
 {
 	struct fixture *f = *state;
-	struct hostd_vmlock l;
+	struct vmlock l;
 	char err[512] = "", longdir[PATH_MAX + 10];
 
-	assert_int_equal(hostd_vmlock_init(&l, f->dir, "", "a", 1, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vmlock_init(&l, f->dir, "", "a", 1, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "host id"));
-	assert_int_equal(hostd_vmlock_init(&l, f->dir, NULL, "a", 1, err, sizeof(err)), -EINVAL);
-	assert_int_equal(hostd_vmlock_init(&l, f->dir, "esx a", "a", 1, err, sizeof(err)), -EINVAL);
-	assert_int_equal(hostd_vmlock_init(&l, f->dir, "esx\n", "a", 1, err, sizeof(err)), -EINVAL);
-	assert_int_equal(hostd_vmlock_init(&l, f->dir,
-	                                   "0123456789012345678901234567890123456789012345678901"
-	                                   "234567890123",
-	                                   "a", 1, err, sizeof(err)),
+	assert_int_equal(vmlock_init(&l, f->dir, NULL, "a", 1, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vmlock_init(&l, f->dir, "esx a", "a", 1, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vmlock_init(&l, f->dir, "esx\n", "a", 1, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vmlock_init(&l, f->dir,
+	                             "0123456789012345678901234567890123456789012345678901"
+	                             "234567890123",
+	                             "a", 1, err, sizeof(err)),
 	                 -EINVAL);
-	assert_int_equal(hostd_vmlock_init(&l, f->dir, "esx-a", "a b", 1, err, sizeof(err)),
-	                 -EINVAL);
-	assert_int_equal(hostd_vmlock_init(&l, f->dir, "esx-a", "a", 0, err, sizeof(err)), -EINVAL);
-	assert_int_equal(hostd_vmlock_init(&l, f->dir, "esx-a", "a", -5, err, sizeof(err)),
-	                 -EINVAL);
+	assert_int_equal(vmlock_init(&l, f->dir, "esx-a", "a b", 1, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vmlock_init(&l, f->dir, "esx-a", "a", 0, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vmlock_init(&l, f->dir, "esx-a", "a", -5, err, sizeof(err)), -EINVAL);
 	memset(longdir, 'd', sizeof(longdir) - 1);
 	longdir[0] = '/';
 	longdir[sizeof(longdir) - 1] = '\0';
-	assert_int_equal(hostd_vmlock_init(&l, longdir, "esx-a", "a", 1, err, sizeof(err)),
+	assert_int_equal(vmlock_init(&l, longdir, "esx-a", "a", 1, err, sizeof(err)),
 	                 -ENAMETOOLONG);
-	assert_int_equal(hostd_vmlock_init(&l, f->dir, "esx-a", NULL, 1, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_init(&l, f->dir, "esx-a", NULL, 1, err, sizeof(err)), 0);
 	assert_int_equal(l.fd, -1);
 	assert_false(l.held);
 	/* a renew period that is not below the lease is refused */
 	l.renew_ms = l.lease_ms;
-	assert_int_equal(hostd_vmlock_acquire(&l, NULL, NULL, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vmlock_acquire(&l, NULL, NULL, err, sizeof(err)), -EINVAL);
 	assert_false(exists(f->path));
 	/* a VM directory that does not exist */
 	char missing[PATH_MAX];
 	snprintf(missing, sizeof(missing), "%s/nope", f->dir);
-	assert_int_equal(hostd_vmlock_init(&l, missing, "esx-a", "a", 1, err, sizeof(err)), 0);
-	assert_int_equal(hostd_vmlock_acquire(&l, NULL, NULL, err, sizeof(err)), -ENOENT);
+	assert_int_equal(vmlock_init(&l, missing, "esx-a", "a", 1, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_acquire(&l, NULL, NULL, err, sizeof(err)), -ENOENT);
 	assert_non_null(strstr(err, missing));
 }
 
