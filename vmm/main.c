@@ -24,6 +24,8 @@
 #include "virtio_blk.h"
 #include "virtio_net.h"
 #include "util.h"
+#include "lease.h"
+#include "monitor.h"
 #include "vm.h"
 #include "vmcfg.h"
 
@@ -31,6 +33,7 @@
 #define EXIT_HOST    102
 #define EXIT_CRASHED 103
 #define EXIT_SIGNAL  104
+#define EXIT_LOCKED  105
 
 #define VIRTIO_MMIO_BASE 0xd0000000ull /* in the 32-bit MMIO hole */
 #define VIRTIO_GSI_BASE  5
@@ -44,11 +47,15 @@ static void usage(FILE *f)
 	        "      --restore FILE  start from a state saved through the control socket\n"
 	        "      --accel A       kvm, soft (the software CPU) or auto (default: KVM when\n"
 	        "                      /dev/kvm opens, else soft; also $VMK_ACCEL)\n"
+	        "      --lock-host ID  hold the VM's datastore lock as host ID while it runs\n"
+	        "      --lock-addr A   the address the lock names (for other hosts' messages)\n"
+	        "      --monitor       run the VM in a child and record how it ended in vmx.exit\n"
 	        "  -h, --help          this help\n"
 	        "       vmx --control DIR/vmx.sock status|stats|pause|resume|power-off|save PATH\n"
 	        "                      drive a running VM through its control socket\n"
 	        "exit status: the guest's power-off status (0..99); 101 bad configuration or\n"
-	        "kernel, 102 KVM/host failure, 103 guest crashed, 104 stopped by a signal\n");
+	        "kernel, 102 KVM/host failure, 103 guest crashed, 104 stopped by a signal,\n"
+	        "105 the VM's datastore lock is held by another host\n");
 }
 
 static void on_poweroff(void *arg, int status)
@@ -234,6 +241,8 @@ static int check(const struct vmcfg *c)
 
 static const char *restore_path; /* --restore: start from a saved state */
 static const char *accel_name;   /* --accel */
+static const char *lock_host;    /* --lock-host */
+static const char *lock_addr;    /* --lock-addr */
 
 /* The guest's command line: the configured one plus, per virtio-mmio
  * device, "virtio_mmio.device=512@ADDR:GSI" (Linux's syntax, which the
@@ -346,6 +355,7 @@ static int run(const struct vmcfg *c)
 	struct vmm_boot b;
 	char err[600];
 	int rc = EXIT_HOST, ret, logfd;
+	struct vmx_lease lease = { 0 };
 
 	if (!vm)
 		return EXIT_HOST;
@@ -365,6 +375,16 @@ static int run(const struct vmcfg *c)
 	}
 	if (why[0])
 		log_info("no KVM (%s): running on the software CPU", why);
+	if (lock_host) {
+		ret = vmx_lease_take(&lease, c->dir, lock_host, lock_addr ? lock_addr : lock_host,
+		                     err, sizeof(err));
+		if (ret < 0) {
+			fprintf(stderr, "vmx: %s: %s\n", c->name, err);
+			close(logfd);
+			free(vm);
+			return ret == -EBUSY ? EXIT_LOCKED : EXIT_HOST;
+		}
+	}
 	ret = vmm_vm_create(vm, accel, (uint64_t)c->memory_mib << 20, c->vcpus, true, err,
 	                    sizeof(err));
 	if (ret < 0) {
@@ -429,6 +449,10 @@ static int run(const struct vmcfg *c)
 	signal_vm = vm;
 	log_info("vm %s: %u MiB, %u vCPUs, %s, TSC %u kHz, entry 0x%llx", c->name, c->memory_mib,
 	         c->vcpus, vmm_accel_name(vm->accel), vm->tsc_khz, (unsigned long long)b.entry);
+	if (lock_host && vmx_lease_start(&lease, vm) < 0) {
+		fprintf(stderr, "vmx: cannot start the lock renewal thread\n");
+		goto out;
+	}
 	if (vmm_vm_start(vm) < 0) {
 		fprintf(stderr, "vmx: cannot start vCPU threads\n");
 		goto out;
@@ -457,6 +481,8 @@ static int run(const struct vmcfg *c)
 out:
 	signal_vm = NULL;
 	vmm_control_stop(control);
+	if (lock_host)
+		vmx_lease_end(&lease); /* after the VM stopped: never two hosts running it */
 	if (uart)
 		uart->ops->destroy(uart);
 	if (power)
@@ -476,11 +502,14 @@ int main(int argc, char **argv)
 		{ "restore", required_argument, NULL, 'r' },
 		{ "control", required_argument, NULL, 'C' },
 		{ "accel", required_argument, NULL, 'a' },
+		{ "lock-host", required_argument, NULL, 'L' },
+		{ "lock-addr", required_argument, NULL, 'A' },
+		{ "monitor", no_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *cfgpath = NULL;
-	bool only_check = false;
+	bool only_check = false, monitor = false;
 
 	accel_name = getenv("VMK_ACCEL");
 	struct vmcfg c;
@@ -500,6 +529,15 @@ int main(int argc, char **argv)
 			break;
 		case 'a':
 			accel_name = optarg;
+			break;
+		case 'L':
+			lock_host = optarg;
+			break;
+		case 'A':
+			lock_addr = optarg;
+			break;
+		case 'M':
+			monitor = true;
 			break;
 		case 'C':
 			return vmm_control_cli(optarg, argc - optind, argv + optind);
@@ -526,6 +564,11 @@ int main(int argc, char **argv)
 	if (only_check) {
 		rc = check(&c);
 	} else {
+		if (monitor && vmx_monitor_fork(c.dir, lock_host) < 0) {
+			fprintf(stderr, "vmx: fork: %s\n", strerror(errno));
+			vmcfg_free(&c);
+			return EXIT_HOST;
+		}
 		sigset_t set;
 		pthread_t t;
 		sigemptyset(&set);

@@ -1,0 +1,21 @@
+/* `vmx --monitor`: the process hostd starts for a VM. It forks the vmx
+ * that runs the VM and waits for it, so however that vmx ends (powered
+ * off, crashed, killed with SIGKILL) its status lands in <dir>/vmx.exit
+ * and a lock lease it left behind is released, even while hostd is down.
+ * hostd reads the file when it finds the VM gone (also after its own
+ * restart). Like podman's conmon for a container. */
+#ifndef VMM_MONITOR_H
+#define VMM_MONITOR_H
+
+#define VMX_EXIT_FILE "vmx.exit"
+
+/* Returns 0 in the child, which goes on to run the VM. The parent waits
+ * for it and exits with its status (128 + signal when killed); it never
+ * returns. -errno if the fork fails. */
+int vmx_monitor_fork(const char *dir, const char *lock_host);
+
+/* What <dir>/vmx.exit says: *pid of the vmx, and either *exit_code >= 0
+ * or *signal > 0; *when_ms is wall-clock. -ENOENT, or -EBADMSG. */
+int vmx_exit_read(const char *dir, int *pid, int *exit_code, int *signal, long long *when_ms);
+
+#endif
