@@ -28,6 +28,9 @@ static const struct hostd_op ops[] = {
 	{ VMK__REQUEST__BODY_VM_DESTROY, "vm.destroy", PRIV_MODIFY, hostd_op_vm_destroy },
 	{ VMK__REQUEST__BODY_VM_REGISTER, "vm.register", PRIV_MODIFY, hostd_op_vm_register },
 	{ VMK__REQUEST__BODY_VM_UNREGISTER, "vm.unregister", PRIV_MODIFY, hostd_op_vm_unregister },
+	{ VMK__REQUEST__BODY_TASK_LIST, "task.list", PRIV_READ, hostd_op_task_list },
+	{ VMK__REQUEST__BODY_TASK_GET, "task.get", PRIV_READ, hostd_op_task_get },
+	{ VMK__REQUEST__BODY_TASK_CANCEL, "task.cancel", PRIV_MODIFY, hostd_op_task_cancel },
 };
 
 const struct hostd_op *hostd_ops(size_t *n)

@@ -39,5 +39,8 @@ int hostd_op_vm_get(struct hostd_call *call, const Vmk__Request *req);
 int hostd_op_vm_destroy(struct hostd_call *call, const Vmk__Request *req);
 int hostd_op_vm_register(struct hostd_call *call, const Vmk__Request *req);
 int hostd_op_vm_unregister(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_task_list(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_task_get(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_task_cancel(struct hostd_call *call, const Vmk__Request *req);
 
 #endif

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "rpc.h"
 #include "session.h"
+#include "task.h"
 #include "util.h"
 
 static void usage(FILE *f)
@@ -211,6 +212,10 @@ int main(int argc, char **argv)
 		log_error("cannot initialise the VM inventory: out of memory");
 		goto out;
 	}
+	if ((ret = hostd_tasks_init(&h.tasks, 0, 0)) < 0) {
+		log_error("cannot initialise the task table: %s", util_strerror(ret));
+		goto out;
+	}
 
 	/* signals are taken by sigwait below, in this thread only */
 	sigset_t set;
@@ -257,6 +262,7 @@ int main(int argc, char **argv)
 	unlink(pidfile);
 	rc = 0;
 out:
+	hostd_tasks_free(h.tasks); /* cancels what still runs; after the server stopped */
 	hostd_inventory_free(h.inventory);
 	hostd_datastores_free(h.datastores);
 	hostd_sessions_free(h.sessions);

@@ -18,6 +18,7 @@
 #include "hostd/datastore.h"
 #include "hostd/dispatch.h"
 #include "hostd/session.h"
+#include "hostd/task.h"
 #include "log.h"
 #include "rpc.h"
 #include "util.h"
@@ -68,7 +69,8 @@ static int setup(void **state)
 	c->naccounts = 3;
 	if (hostd_auth_init(&fx.h.auth, c) < 0 ||
 	    hostd_sessions_init(&fx.h.sessions, c->session_timeout_s) < 0 ||
-	    hostd_datastores_init(&fx.h.datastores, c, err, sizeof(err)) < 0)
+	    hostd_datastores_init(&fx.h.datastores, c, err, sizeof(err)) < 0 ||
+	    hostd_tasks_init(&fx.h.tasks, 0, 0) < 0)
 		return -1;
 	return 0;
 }
@@ -76,6 +78,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
+	hostd_tasks_free(fx.h.tasks);
 	hostd_datastores_free(fx.h.datastores);
 	hostd_sessions_free(fx.h.sessions);
 	hostd_auth_free(fx.h.auth);
@@ -163,6 +166,23 @@ static Vmk__Request *request(Vmk__Request__BodyCase op, const char *session)
 		Vmk__DatastoreRemoveRequest *b = arena_alloc(&fx.a, sizeof(*b));
 		vmk__datastore_remove_request__init(b);
 		r->datastore_remove = b;
+		break;
+	}
+	case VMK__REQUEST__BODY_TASK_LIST: {
+		Vmk__TaskListRequest *b = arena_alloc(&fx.a, sizeof(*b));
+		vmk__task_list_request__init(b);
+		r->task_list = b;
+		break;
+	}
+	case VMK__REQUEST__BODY_TASK_GET:
+	case VMK__REQUEST__BODY_TASK_CANCEL: {
+		Vmk__TaskIdRequest *b = arena_alloc(&fx.a, sizeof(*b));
+		vmk__task_id_request__init(b);
+		b->id = "task-00000000-1";
+		if (op == VMK__REQUEST__BODY_TASK_GET)
+			r->task_get = b;
+		else
+			r->task_cancel = b;
 		break;
 	}
 	default:
@@ -420,6 +440,30 @@ static void test_session_expiry(void **state)
 	assert_non_null(strstr(resp->error, "not logged in"));
 }
 
+/* Tasks: ReadOnly may list and get, only Admin may cancel. */
+static void test_task_privileges(void **state)
+{
+	const char *viewer, *root;
+	Vmk__Response *resp;
+
+	(void)state;
+	viewer = session("viewer", "viewer-pw");
+	root = session("root", "root-pw");
+	resp = dispatch(request(VMK__REQUEST__BODY_TASK_LIST, viewer));
+	assert_int_equal(resp->status, VMK__STATUS__STATUS_OK);
+	assert_int_equal(resp->body_case, VMK__RESPONSE__BODY_TASK_LIST);
+	assert_int_equal(resp->task_list->n_tasks, 0);
+	resp = dispatch(request(VMK__REQUEST__BODY_TASK_GET, viewer));
+	assert_int_equal(resp->status, VMK__STATUS__STATUS_NOT_FOUND);
+	assert_non_null(strstr(resp->error, "task-00000000-1"));
+	resp = dispatch(request(VMK__REQUEST__BODY_TASK_CANCEL, viewer));
+	assert_int_equal(resp->status, VMK__STATUS__STATUS_DENIED);
+	assert_non_null(strstr(resp->error, "task.cancel"));
+	assert_non_null(strstr(resp->error, "System.Modify"));
+	resp = dispatch(request(VMK__REQUEST__BODY_TASK_CANCEL, root));
+	assert_int_equal(resp->status, VMK__STATUS__STATUS_NOT_FOUND);
+}
+
 static void test_unknown_op(void **state)
 {
 	Vmk__Response *resp;
@@ -440,6 +484,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_admin_datastores, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_logout, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_session_expiry, test_setup, test_teardown),
+		cmocka_unit_test_setup_teardown(test_task_privileges, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_op, test_setup, test_teardown),
 	};
 

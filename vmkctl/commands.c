@@ -14,6 +14,7 @@ static const struct vmkctl_ns namespaces[] = {
 	{ "storage datastore", "datastores: directories that hold VMs, local or shared" },
 	{ "system", "host-wide settings and information" },
 	{ "system version", "product version of the host" },
+	{ "task", "long operations of the host: progress, result, cancellation" },
 	{ "vm", "virtual machines of the host" },
 };
 
@@ -145,6 +146,48 @@ static const struct vmkctl_cmd commands[] = {
         .opts = { { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME",
                     .help = "the VM", .required = true } },
         .run = cmd_vm_unregister,
+    },
+    {
+        .path = "task",
+        .verb = "list",
+        .help = "List the host's tasks, oldest first: the running ones and the last 200 "
+                "finished.",
+        .run = cmd_task_list,
+    },
+    {
+        .path = "task",
+        .verb = "get",
+        .help = "Show a task: state, progress, result or error, and its op-specific "
+                "details. With --wait, follow it until it ends (a progress bar on a TTY) "
+                "and exit as the operation did.",
+        .opts =
+            {
+                {.name = "task-id",
+                 .shortname = 't',
+                 .type = OPT_STR,
+                 .metavar = "ID",
+                 .help = "the task (task-...; see task list)",
+                 .required = true},
+                {.name = "wait",
+                 .type = OPT_FLAG,
+                 .help = "wait until the task ends; Ctrl-C cancels it"},
+                {.name = "wait-timeout",
+                 .type = OPT_INT,
+                 .metavar = "SECONDS",
+                 .min = 1,
+                 .max = 604800,
+                 .help = "with --wait: stop waiting after SECONDS (exit 6; the task goes on)"},
+            },
+        .run = cmd_task_get,
+    },
+    {
+        .path = "task",
+        .verb = "cancel",
+        .help = "Ask a running task to stop; it ends as cancelled at its next safe point "
+                "(see task get).",
+        .opts = { { .name = "task-id", .shortname = 't', .type = OPT_STR, .metavar = "ID",
+                    .help = "the task (task-...; see task list)", .required = true } },
+        .run = cmd_task_cancel,
     },
 };
 

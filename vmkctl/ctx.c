@@ -5,6 +5,11 @@
 
 int vmkctl_call(struct vmkctl *v, Vmk__Request *req, Vmk__Response **resp)
 {
+	return vmkctl_call_in(v, req, &v->a, resp);
+}
+
+int vmkctl_call_in(struct vmkctl *v, Vmk__Request *req, struct arena *a, Vmk__Response **resp)
+{
 	int ret;
 
 	if (!v->connected) {
@@ -15,7 +20,7 @@ int vmkctl_call(struct vmkctl *v, Vmk__Request *req, Vmk__Response **resp)
 		}
 		v->connected = true;
 	}
-	ret = vmkctl_conn_call(&v->conn, req, &v->a, resp);
+	ret = vmkctl_conn_call(&v->conn, req, a, resp);
 	if (ret)
 		snprintf(v->err, sizeof(v->err), "%s", v->conn.err);
 	return ret;

@@ -18,6 +18,9 @@ struct vmkctl {
 /* Connects on first use, then performs one call. Returns the exit code;
  * v->err holds the message when it is not 0. */
 int vmkctl_call(struct vmkctl *v, Vmk__Request *req, Vmk__Response **resp);
+/* The same with the response allocated in a instead of v->a (for calls
+ * repeated many times, such as polling a task). */
+int vmkctl_call_in(struct vmkctl *v, Vmk__Request *req, struct arena *a, Vmk__Response **resp);
 
 /* Sets v->err and returns code, for `return vmkctl_error(...)`. */
 int vmkctl_error(struct vmkctl *v, int code, const char *fmt, ...)

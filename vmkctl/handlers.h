@@ -20,4 +20,8 @@ int cmd_vm_destroy(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 int cmd_vm_register(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_vm_unregister(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 
+int cmd_task_list(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_task_get(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_task_cancel(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+
 #endif
