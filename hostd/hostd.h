@@ -14,6 +14,7 @@ struct hostd_sessions;
 struct hostd_datastores;
 struct hostd_auth;
 struct hostd_inventory;
+struct hostd_vmrun;
 struct hostd_tasks;
 
 struct hostd {
@@ -23,6 +24,7 @@ struct hostd {
 	struct hostd_datastores *datastores;
 	struct hostd_inventory *inventory;
 	struct hostd_tasks *tasks; /* long operations (task.h) */
+	struct hostd_vmrun *vmrun; /* the supervisor of running VMs (vmrun.h) */
 	char thumbprint[CERT_THUMBPRINT_LEN];
 	uint64_t start_ms;
 };

@@ -17,29 +17,14 @@
 #include "events.h"
 #include "log.h"
 #include "util.h"
+#include "inventory_int.h"
+#include "vmlock.h"
+#include "vmrun.h"
 #include "vmm/vmcfg.h"
 
 #define INVENTORY_FILE "inventory.cfg"
 
-struct vm {
-	char name[VM_NAME_MAX + 1];
-	char path[PATH_MAX]; /* .vmx */
-	char datastore[64];
-	bool valid;
-	char error[300];
-	struct vmcfg cfg; /* when valid */
-};
-
-struct hostd_inventory {
-	pthread_mutex_t lock;
-	const struct hostd_config *hcfg;
-	struct hostd_datastores *ds;
-	char file[PATH_MAX];
-	size_t n;
-	struct vm *vms[INVENTORY_MAX];
-};
-
-static struct vm *find(struct hostd_inventory *inv, const char *name)
+struct vm *inv_find(struct hostd_inventory *inv, const char *name)
 {
 	for (size_t i = 0; i < inv->n; i++)
 		if (strcmp(inv->vms[i]->name, name) == 0)
@@ -64,7 +49,7 @@ static void load_vm(struct vm *v)
 }
 
 /* Writes the list of .vmx paths; lock held. */
-static int save(struct hostd_inventory *inv)
+int inv_save(struct hostd_inventory *inv)
 {
 	char *buf = NULL;
 	size_t len = 0;
@@ -79,6 +64,8 @@ static int save(struct hostd_inventory *inv)
 		conf_put_string(f, inv->vms[i]->path);
 		fprintf(f, "; datastore = ");
 		conf_put_string(f, inv->vms[i]->datastore);
+		fprintf(f, "; state = ");
+		conf_put_string(f, vm_state_name(inv->vms[i]->state));
 		fprintf(f, "; }");
 	}
 	fprintf(f, "\n);\n");
@@ -99,11 +86,15 @@ static struct vm *add(struct hostd_inventory *inv, const char *path, const char 
 		return NULL;
 	snprintf(v->path, sizeof(v->path), "%s", path);
 	snprintf(v->datastore, sizeof(v->datastore), "%s", ds);
+	snprintf(v->dir, sizeof(v->dir), "%s", path);
+	if (strrchr(v->dir, '/'))
+		*strrchr(v->dir, '/') = '\0';
 	/* until it loads: the directory name */
 	const char *slash = strrchr(path, '/');
 	snprintf(v->name, sizeof(v->name), "%.*s",
 	         slash ? (int)(strrchr(path, '.') - slash - 1) : 0, slash ? slash + 1 : "");
 	load_vm(v);
+	v->state = v->valid ? VMS_POWERED_OFF : VMS_INVALID;
 	inv->vms[inv->n++] = v;
 	return v;
 }
@@ -140,11 +131,18 @@ int hostd_inventory_init(struct hostd_inventory **ip, const struct hostd_config 
 		config_setting_t *l = config_lookup(&c, "vms");
 		for (int i = 0; l && i < config_setting_length(l); i++) {
 			config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
-			const char *p = NULL, *dsname = "";
+			const char *p = NULL, *dsname = "", *st = "";
+			struct vm *v;
 			config_setting_lookup_string(e, "path", &p);
 			config_setting_lookup_string(e, "datastore", &dsname);
-			if (p && p[0] == '/' && strlen(p) < PATH_MAX && add(inv, p, dsname))
+			config_setting_lookup_string(e, "state", &st);
+			if (p && p[0] == '/' && strlen(p) < PATH_MAX && (v = add(inv, p, dsname))) {
+				/* what it was when hostd last saw it; vmrun re-attaches */
+				int k = vm_state_parse(st);
+				if (v->valid && k >= 0 && k != VMS_INVALID)
+					v->state = (enum vm_state)k;
 				continue;
+			}
 			log_warn("%s: entry %d skipped (not an absolute .vmx path)", inv->file, i);
 		}
 		for (size_t i = 0; i < inv->n; i++)
@@ -188,7 +186,16 @@ static Vmk__VmInfo *info(struct hostd_call *call, const struct vm *v)
 		i->error = arena_strdup(call->a, v->error);
 		return i;
 	}
-	i->state = "poweredOff";
+	i->state = (char *)vm_state_name(v->state);
+	i->pid = v->pid;
+	if (v->pid && v->started_ms) {
+		uint64_t now = vmrun_wall_ms();
+		i->uptime_ms = now > v->started_ms ? now - v->started_ms : 0;
+	}
+	i->serial_log = arena_strdup(call->a, v->cfg.serial_log);
+	i->state_reason = arena_strdup(call->a, v->reason);
+	struct vmlock_owner o;
+	i->lock_owner = vmlock_read(v->dir, &o, NULL, 0) == 0 ? arena_strdup(call->a, o.host) : "";
 	i->vcpus = v->cfg.vcpus;
 	i->memory_mib = v->cfg.memory_mib;
 	i->uuid = arena_strdup(call->a, v->cfg.uuid);
@@ -229,7 +236,7 @@ int hostd_op_vm_get(struct hostd_call *call, const Vmk__Request *req)
 	int status = VMK__STATUS__STATUS_OK;
 
 	pthread_mutex_lock(&inv->lock);
-	struct vm *v = find(inv, req->vm_get->name);
+	struct vm *v = inv_find(inv, req->vm_get->name);
 	if (!v)
 		status = hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
 		                    "no VM named \"%s\" on this host; see vm list",
@@ -337,7 +344,7 @@ int hostd_op_vm_create(struct hostd_call *call, const Vmk__Request *req)
 	snprintf(vmx, sizeof(vmx), "%s/%s.vmx", dir, r->name);
 
 	pthread_mutex_lock(&inv->lock);
-	if (find(inv, r->name)) {
+	if (inv_find(inv, r->name)) {
 		status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
 		                    "a VM named %s is already registered on this host", r->name);
 		goto out;
@@ -403,7 +410,7 @@ int hostd_op_vm_create(struct hostd_call *call, const Vmk__Request *req)
 		v = NULL;
 		ret = -EINVAL;
 	}
-	if (!v || (ret = save(inv)) < 0) {
+	if (!v || (ret = inv_save(inv)) < 0) {
 		if (v)
 			drop(inv, v);
 		nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
@@ -429,11 +436,25 @@ int hostd_op_vm_destroy(struct hostd_call *call, const Vmk__Request *req)
 	int status = VMK__STATUS__STATUS_OK;
 
 	pthread_mutex_lock(&inv->lock);
-	struct vm *v = find(inv, req->vm_destroy->name);
+	struct vm *v = inv_find(inv, req->vm_destroy->name);
 	if (!v) {
 		status = hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
 		                    "no VM named \"%s\" on this host; see vm list",
 		                    req->vm_destroy->name);
+		goto out;
+	}
+	char why[400];
+	struct vmlock_owner o;
+	if (vm_state_check(v->state, VMOP_DESTROY, v->name, why, sizeof(why)) < 0) {
+		status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT, "%s", why);
+		goto out;
+	}
+	if (vmlock_read(v->dir, &o, NULL, 0) == 0) {
+		status =
+		        hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
+		                   "cannot destroy VM %s: it runs on host %s (%s), which holds its "
+		                   "datastore lock; power it off there first",
+		                   v->name, o.host, o.addr);
 		goto out;
 	}
 	snprintf(dir, sizeof(dir), "%s", v->path);
@@ -441,7 +462,7 @@ int hostd_op_vm_destroy(struct hostd_call *call, const Vmk__Request *req)
 	char name[VM_NAME_MAX + 1];
 	snprintf(name, sizeof(name), "%s", v->name);
 	drop(inv, v);
-	save(inv);
+	inv_save(inv);
 	/* only a directory that holds the VM's own .vmx is removed */
 	if (nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS) < 0)
 		log_warn("vm %s: removing %s: %s", name, dir, strerror(errno));
@@ -510,7 +531,7 @@ int hostd_op_vm_register(struct hostd_call *call, const Vmk__Request *req)
 			goto out;
 		}
 	}
-	int ret = save(inv);
+	int ret = inv_save(inv);
 	if (ret < 0) {
 		drop(inv, v);
 		status = hostd_fail(call, VMK__STATUS__STATUS_FAILED, "cannot write %s: %s",
@@ -531,16 +552,21 @@ int hostd_op_vm_unregister(struct hostd_call *call, const Vmk__Request *req)
 	int status = VMK__STATUS__STATUS_OK;
 
 	pthread_mutex_lock(&inv->lock);
-	struct vm *v = find(inv, req->vm_unregister->name);
+	struct vm *v = inv_find(inv, req->vm_unregister->name);
 	if (!v) {
 		status = hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
 		                    "no VM named \"%s\" on this host; see vm list",
 		                    req->vm_unregister->name);
 		goto out;
 	}
+	char why[400];
+	if (vm_state_check(v->state, VMOP_UNREGISTER, v->name, why, sizeof(why)) < 0) {
+		status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT, "%s", why);
+		goto out;
+	}
 	hostd_event(call->h, v->name, call->user, "unregistered (its files stay in %s)", v->path);
 	drop(inv, v);
-	save(inv);
+	inv_save(inv);
 	call->resp->body_case = VMK__RESPONSE__BODY_EMPTY;
 out:
 	pthread_mutex_unlock(&inv->lock);

@@ -14,6 +14,7 @@
 #include "datastore.h"
 #include "dispatch.h"
 #include "inventory.h"
+#include "vmrun.h"
 #include "log.h"
 #include "rpc.h"
 #include "session.h"
@@ -225,6 +226,11 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* the VMs that ran before: re-attach, or record how they ended */
+	if ((ret = hostd_vmrun_start(&h)) < 0) {
+		log_error("cannot start the VM supervisor: %s", util_strerror(ret));
+		goto out;
+	}
 
 	struct rpc_server_opts so = {
 		.url = h.cfg.listen,
@@ -263,6 +269,7 @@ int main(int argc, char **argv)
 	rc = 0;
 out:
 	hostd_tasks_free(h.tasks); /* cancels what still runs; after the server stopped */
+	hostd_vmrun_stop(&h);        /* the VMs keep running */
 	hostd_inventory_free(h.inventory);
 	hostd_datastores_free(h.datastores);
 	hostd_sessions_free(h.sessions);

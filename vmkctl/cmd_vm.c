@@ -7,9 +7,11 @@
 static const char *const list_cols[] = {
 	"name", "state", "host", "vcpus", "memory_mib", "ft_role"
 };
-static const char *const get_cols[] = { "name",    "state", "host",      "vcpus", "memory_mib",
-	                                "ft_role", "uuid",  "datastore", "path",  "kernel",
-	                                "cmdline", "disks", "nics",      "error", "events" };
+static const char *const get_cols[] = { "name",       "state",      "host",         "vcpus",
+	                                "memory_mib", "ft_role",    "uuid",         "datastore",
+	                                "path",       "kernel",     "cmdline",      "disks",
+	                                "nics",       "error",      "events",       "pid",
+	                                "uptime_ms",  "serial_log", "state_reason", "lock_owner" };
 
 static int vm_row(struct out_doc *out, const Vmk__VmInfo *v, bool full)
 {
@@ -36,6 +38,11 @@ static int vm_row(struct out_doc *out, const Vmk__VmInfo *v, bool full)
 	if (v->error && v->error[0])
 		out_set_str(out, row, "error", v->error);
 	out_set_list(out, row, "events", (const char *const *)v->events, v->n_events);
+	out_set_int(out, row, "pid", v->pid);
+	out_set_int(out, row, "uptime_ms", (int64_t)v->uptime_ms);
+	out_set_str(out, row, "serial_log", v->serial_log);
+	out_set_str(out, row, "state_reason", v->state_reason);
+	out_set_str(out, row, "lock_owner", v->lock_owner);
 	return 0;
 }
 

@@ -4,6 +4,7 @@
 
 #include "cmd.h"
 #include "handlers.h"
+#include "taskwait.h"
 #include "util.h"
 
 static const struct vmkctl_ns namespaces[] = {
@@ -16,6 +17,8 @@ static const struct vmkctl_ns namespaces[] = {
 	{ "system version", "product version of the host" },
 	{ "task", "long operations of the host: progress, result, cancellation" },
 	{ "vm", "virtual machines of the host" },
+	{ "vm power", "power operations: on, off, reset, suspend, resume (tasks)" },
+	{ "vm process", "the vmx processes (worlds) that run the VMs" },
 };
 
 static const struct vmkctl_cmd commands[] = {
@@ -130,6 +133,65 @@ static const struct vmkctl_cmd commands[] = {
         .opts = { { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME",
                     .help = "the VM", .required = true } },
         .run = cmd_vm_destroy,
+    },
+    {
+        .path = "vm power",
+        .verb = "on",
+        .help = "Power on a VM (a suspended one resumes): starts its vmx, which takes the VM's datastore lock.",
+        .opts = { { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME", .help = "the VM", .required = true }, VMKCTL_TASK_OPTS },
+        .run = cmd_vm_power_on,
+    },
+    {
+        .path = "vm power",
+        .verb = "off",
+        .help = "Power off a VM at once (as pulling the plug); a suspended VM loses its saved state.",
+        .opts = { { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME", .help = "the VM", .required = true }, VMKCTL_TASK_OPTS },
+        .run = cmd_vm_power_off,
+    },
+    {
+        .path = "vm power",
+        .verb = "reset",
+        .help = "Reset a VM: power it off and on again (the guest boots anew).",
+        .opts = { { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME", .help = "the VM", .required = true }, VMKCTL_TASK_OPTS },
+        .run = cmd_vm_power_reset,
+    },
+    {
+        .path = "vm power",
+        .verb = "suspend",
+        .help = "Suspend a VM: save its memory and device state in its directory and stop its vmx.",
+        .opts = { { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME", .help = "the VM", .required = true }, VMKCTL_TASK_OPTS },
+        .run = cmd_vm_power_suspend,
+    },
+    {
+        .path = "vm power",
+        .verb = "resume",
+        .help = "Resume a suspended VM from its saved state.",
+        .opts = { { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME", .help = "the VM", .required = true }, VMKCTL_TASK_OPTS },
+        .run = cmd_vm_power_resume,
+    },
+    {
+        .path = "vm",
+        .verb = "console",
+        .help = "Show a VM's serial console output (its serial.log). The last lines, or from a byte offset; --follow keeps printing what the guest writes until Ctrl-C or the VM stops.",
+        .opts = { { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME", .help = "the VM", .required = true },
+                  { .name = "follow", .shortname = 'f', .type = OPT_FLAG, .help = "keep printing new output" },
+                  { .name = "since", .type = OPT_INT, .metavar = "OFFSET", .min = 0, .max = 1099511627776LL, .help = "from this byte offset (next_offset of an earlier call) instead of the last lines" },
+                  { .name = "lines", .type = OPT_INT, .metavar = "N", .min = 1, .max = 100000, .help = "how many of the last lines (default 20)" } },
+        .run = cmd_vm_console,
+    },
+    {
+        .path = "vm process",
+        .verb = "list",
+        .help = "List the vmx processes running VMs: world id, VM name, pid, .vmx file.",
+        .run = cmd_vm_process_list,
+    },
+    {
+        .path = "vm process",
+        .verb = "kill",
+        .help = "Stop a VM's vmx: soft (vmx powers the VM off cleanly), hard (SIGTERM), force (SIGKILL).",
+        .opts = { { .name = "type", .shortname = 't', .type = OPT_STR, .metavar = "soft|hard|force", .help = "how to stop it", .required = true },
+                  { .name = "world-id", .shortname = 'w', .type = OPT_INT, .metavar = "WORLD_ID", .min = 1, .max = 4194304, .help = "the world id from vm process list", .required = true } },
+        .run = cmd_vm_process_kill,
     },
     {
         .path = "vm",

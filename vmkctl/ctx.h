@@ -13,6 +13,7 @@ struct vmkctl {
 	struct arena a; /* per-command allocations, freed at exit */
 	enum out_format fmt;
 	char err[1200];
+	bool printed; /* the command wrote its own output (vm console): nothing to render */
 };
 
 /* Connects on first use, then performs one call. Returns the exit code;

@@ -19,6 +19,14 @@ int cmd_vm_get(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *ou
 int cmd_vm_destroy(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_vm_register(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_vm_unregister(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_vm_power_on(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_vm_power_off(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_vm_power_reset(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_vm_power_suspend(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_vm_power_resume(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_vm_console(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_vm_process_list(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_vm_process_kill(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 
 int cmd_task_list(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_task_get(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);

@@ -56,8 +56,11 @@ static void print_children(FILE *f, const char *path)
 		if (!any)
 			fprintf(f, "\nAvailable Commands:\n");
 		any = true;
+		/* the first sentence: up to a '.' that ends it (not one in "serial.log") */
 		const char *h = cmds[i].help;
-		size_t hl = strcspn(h, ".");
+		size_t hl = 0;
+		while (h[hl] && !(h[hl] == '.' && (h[hl + 1] == ' ' || h[hl + 1] == '\0')))
+			hl++;
 		fprintf(f, "  %-20s %.*s\n", cmds[i].verb, (int)hl, h);
 	}
 }

@@ -123,7 +123,7 @@ int main(int argc, char **argv)
 
 	ret = cmd->run(&v, &ca, &out);
 	if (ret == 0) {
-		if (out_render(stdout, v.fmt, &out) < 0 || fflush(stdout) != 0) {
+		if ((!v.printed && out_render(stdout, v.fmt, &out) < 0) || fflush(stdout) != 0) {
 			fprintf(stderr, "vmkctl: cannot write the output: %s\n", strerror(errno));
 			ret = 1;
 		}

@@ -1,0 +1,49 @@
+/* Inside the inventory: the VM records that inventory.c (registration),
+ * vmrun.c (power operations, supervision) and vmproc.c (processes,
+ * console) share. Everything here is guarded by hostd_inventory.lock. */
+#ifndef HOSTD_INVENTORY_INT_H
+#define HOSTD_INVENTORY_INT_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "inventory.h"
+#include "vmm/vmcfg.h"
+#include "vmstate.h"
+
+struct vm {
+	char name[VM_NAME_MAX + 1];
+	char path[PATH_MAX]; /* .vmx */
+	char datastore[64];
+	bool valid;
+	char error[300];
+	struct vmcfg cfg;   /* when valid */
+	char dir[PATH_MAX]; /* the VM's directory (of the .vmx) */
+
+	/* runtime: what hostd knows of the VM's vmx */
+	enum vm_state state;
+	int pid;             /* the vmx running it; 0 when none */
+	int monitor_pid;     /* its monitor, when hostd started it (our child) */
+	uint64_t started_ms; /* wall clock of the last power on */
+	bool expect_exit;    /* hostd asked it to stop: its exit is no crash */
+	char reason[300];    /* why it is in its state (a crash, the last exit) */
+};
+
+struct hostd_inventory {
+	pthread_mutex_t lock;
+	const struct hostd_config *hcfg;
+	struct hostd_datastores *ds;
+	char file[PATH_MAX];
+	size_t n;
+	struct vm *vms[INVENTORY_MAX];
+};
+
+/* Lock held for all of these. */
+struct vm *inv_find(struct hostd_inventory *inv, const char *name);
+/* Persists the registered VMs and their last known power state. */
+int inv_save(struct hostd_inventory *inv);
+
+#endif

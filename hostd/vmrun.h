@@ -1,0 +1,37 @@
+/* Running VMs: hostd starts each VM's vmx through `vmx --monitor` in its
+ * own session (so the VM outlives hostd), holds nothing but its pid, and
+ * finds it again through the control socket in the VM's directory after a
+ * restart. A supervisor thread notices a vmx that ended and records why
+ * (vmx.exit, written by the monitor). The power operations run as tasks.
+ * The state table is vmstate.h. */
+#ifndef HOSTD_VMRUN_H
+#define HOSTD_VMRUN_H
+
+#include <stdint.h>
+
+#include "hostd.h"
+
+#define VMRUN_START_TIMEOUT_MS 30000 /* a vmx that is not running by then is killed */
+#define VMRUN_STOP_TIMEOUT_MS  10000 /* then SIGKILL */
+#define VMRUN_SUSPEND_FILE_EXT ".vmss"
+
+/* Re-attaches to every VM of the inventory whose vmx still runs, marks the
+ * ones whose vmx ended while hostd was down (crashed, with how it ended),
+ * and starts the supervisor. */
+int hostd_vmrun_start(struct hostd *h);
+/* Stops the supervisor; the VMs keep running. */
+void hostd_vmrun_stop(struct hostd *h);
+
+/* The vmx binary hostd starts: $VMK_VMX, else `vmx` beside hostd. */
+const char *hostd_vmx_path(void);
+
+/* Wall-clock milliseconds (uptimes survive a hostd restart). */
+uint64_t vmrun_wall_ms(void);
+
+/* The last "vmx: ..." line of a VM's vmx.log (the reason a start failed or
+ * a guest crashed), into out; "" when none. */
+void vmrun_last_error(const char *dir, char *out, size_t outlen);
+
+int hostd_op_vm_power(struct hostd_call *call, const Vmk__Request *req);
+
+#endif
