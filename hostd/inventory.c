@@ -95,6 +95,7 @@ static struct vm *add(struct hostd_inventory *inv, const char *path, const char 
 	         slash ? (int)(strrchr(path, '.') - slash - 1) : 0, slash ? slash + 1 : "");
 	load_vm(v);
 	v->state = v->valid ? VMS_POWERED_OFF : VMS_INVALID;
+	snprintf(v->rundir, sizeof(v->rundir), "%s/run/%s", inv->hcfg->state_dir, v->name);
 	inv->vms[inv->n++] = v;
 	return v;
 }

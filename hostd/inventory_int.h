@@ -20,8 +20,9 @@ struct vm {
 	char datastore[64];
 	bool valid;
 	char error[300];
-	struct vmcfg cfg;   /* when valid */
-	char dir[PATH_MAX]; /* the VM's directory (of the .vmx) */
+	struct vmcfg cfg;      /* when valid */
+	char dir[PATH_MAX];    /* the VM's directory (of the .vmx) */
+	char rundir[PATH_MAX]; /* this host's: vmx.sock, vmx.exit (<state_dir>/run/<name>) */
 
 	/* runtime: what hostd knows of the VM's vmx */
 	enum vm_state state;

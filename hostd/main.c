@@ -269,7 +269,7 @@ int main(int argc, char **argv)
 	rc = 0;
 out:
 	hostd_tasks_free(h.tasks); /* cancels what still runs; after the server stopped */
-	hostd_vmrun_stop(&h);        /* the VMs keep running */
+	hostd_vmrun_stop(&h);      /* the VMs keep running */
 	hostd_inventory_free(h.inventory);
 	hostd_datastores_free(h.datastores);
 	hostd_sessions_free(h.sessions);

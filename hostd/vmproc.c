@@ -84,7 +84,7 @@ int hostd_op_vm_process_kill(struct hostd_call *call, const Vmk__Request *req)
 	}
 	int pid = v->pid;
 	v->expect_exit = true; /* the user ended it: not a crash */
-	snprintf(dir, sizeof(dir), "%s", v->dir);
+	snprintf(dir, sizeof(dir), "%s", v->rundir);
 	snprintf(name, sizeof(name), "%s", v->name);
 	pthread_mutex_unlock(&inv->lock);
 	hostd_event(call->h, name, call->user, "process kill -t %s (vmx pid %d)", k->type, pid);

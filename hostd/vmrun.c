@@ -88,9 +88,16 @@ void vmrun_last_error(const char *dir, char *out, size_t outlen)
 	}
 }
 
-static void sock_path(const char *dir, char *out, size_t outlen)
+/* Per host and VM: <state_dir>/run/<name>, for vmx.sock and vmx.exit (the
+ * VM's own directory may be on a datastore other hosts share). */
+void vmrun_dir(const struct hostd *h, const char *name, char *out, size_t outlen)
 {
-	snprintf(out, outlen, "%s/vmx.sock", dir);
+	snprintf(out, outlen, "%s/run/%s", h->cfg.state_dir, name);
+}
+
+static void sock_path(const char *rundir, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "%s/vmx.sock", rundir);
 }
 
 /* The vmx's own view: 0 with *pid and state, or -errno (no vmx there). */
@@ -169,8 +176,8 @@ static bool pid_alive(int pid)
 
 /* Starts `vmx --monitor` for the VM in a session of its own, its output
  * appended to <dir>/vmx.log. */
-static int spawn_vmx(struct hostd *h, const char *cfgpath, const char *dir, const char *restore,
-                     pid_t *monitor, char *err, size_t errlen)
+static int spawn_vmx(struct hostd *h, const char *cfgpath, const char *dir, const char *rundir,
+                     const char *restore, pid_t *monitor, char *err, size_t errlen)
 {
 	char logpath[PATH_MAX + 16], addr[128];
 	const char *vmx = hostd_vmx_path();
@@ -188,6 +195,13 @@ static int spawn_vmx(struct hostd *h, const char *cfgpath, const char *dir, cons
 	argv[n++] = h->cfg.name;
 	argv[n++] = "--lock-addr";
 	argv[n++] = addr;
+	argv[n++] = "--run-dir";
+	argv[n++] = rundir;
+	int mk = util_mkdir_p(rundir, 0700);
+	if (mk < 0) {
+		snprintf(err, errlen, "%s: %s", rundir, strerror(-mk));
+		return mk;
+	}
 	if (restore) {
 		argv[n++] = "--restore";
 		argv[n++] = restore;
@@ -240,7 +254,7 @@ static void record_exit(struct hostd *h, struct vm *v, const char *user)
 	char why[300];
 	bool crashed;
 
-	if (vmx_exit_read(v->dir, &pid, &code, &sig, &when) == 0 && (pid == v->pid || !v->pid)) {
+	if (vmx_exit_read(v->rundir, &pid, &code, &sig, &when) == 0 && (pid == v->pid || !v->pid)) {
 		if (sig) {
 			snprintf(v->reason, sizeof(v->reason), "vmx pid %d was killed by signal %d",
 			         pid, sig);
@@ -296,7 +310,7 @@ static void supervise_once(struct hostd *h)
 		if (v->monitor_pid && pid_alive(v->monitor_pid)) {
 			struct stat st;
 			char p[PATH_MAX + 16];
-			snprintf(p, sizeof(p), "%s/%s", v->dir, VMX_EXIT_FILE);
+			snprintf(p, sizeof(p), "%s/%s", v->rundir, VMX_EXIT_FILE);
 			if (stat(p, &st) < 0)
 				continue;
 		}
@@ -354,7 +368,7 @@ int hostd_vmrun_start(struct hostd *h)
 		uint64_t up = 0;
 		if (!v->valid)
 			continue;
-		if (vmx_status(v->dir, &pid, state, sizeof(state), &up) == 0 &&
+		if (vmx_status(v->rundir, &pid, state, sizeof(state), &up) == 0 &&
 		    (!strcmp(state, "running") || !strcmp(state, "paused")) &&
 		    vmx_is_ours(h, v->dir, pid)) {
 			v->state = VMS_POWERED_ON;
@@ -369,7 +383,7 @@ int hostd_vmrun_start(struct hostd *h)
 			log_warn("vm %s: its vmx ended while hostd was down", v->name);
 			int xpid, code, sig;
 			long long when;
-			if (vmx_exit_read(v->dir, &xpid, &code, &sig, &when) == 0)
+			if (vmx_exit_read(v->rundir, &xpid, &code, &sig, &when) == 0)
 				v->pid = xpid;
 			record_exit(h, v, "-");
 		} else if (access(ss, F_OK) == 0) {
@@ -412,6 +426,7 @@ struct power_job {
 	char name[VM_NAME_MAX + 1];
 	char path[PATH_MAX];
 	char dir[PATH_MAX];
+	char rundir[PATH_MAX];
 	char user[TASK_USER_MAX];
 };
 
@@ -475,7 +490,7 @@ static int do_start(struct power_job *j, struct hostd_task *t, const char *resto
 	char err[400];
 
 	task_progress(t, 10, restore ? "restoring the suspended state" : "starting vmx");
-	if (spawn_vmx(j->h, j->path, j->dir, restore, &monitor, err, sizeof(err)) < 0) {
+	if (spawn_vmx(j->h, j->path, j->dir, j->rundir, restore, &monitor, err, sizeof(err)) < 0) {
 		snprintf(msg, msglen, "cannot start vmx for VM %s: %s", j->name, err);
 		return VMK__STATUS__STATUS_FAILED;
 	}
@@ -483,7 +498,7 @@ static int do_start(struct power_job *j, struct hostd_task *t, const char *resto
 	for (;;) {
 		char state[32];
 		int pid = 0, st;
-		if (vmx_status(j->dir, &pid, state, sizeof(state), NULL) == 0 && pid > 0 &&
+		if (vmx_status(j->rundir, &pid, state, sizeof(state), NULL) == 0 && pid > 0 &&
 		    (!strcmp(state, "running") || !strcmp(state, "paused")) &&
 		    vmx_is_ours(j->h, j->dir, pid)) {
 			set_state(j, VMS_POWERED_ON, pid, monitor, "");
@@ -519,7 +534,7 @@ static int do_stop(struct power_job *j, struct hostd_task *t, char *msg, size_t 
 
 	task_progress(t, 30, "stopping vmx");
 	if (pid > 0 &&
-	    vmx_control(j->dir, VMX__REQUEST__BODY_POWER_OFF, NULL, err, sizeof(err)) < 0)
+	    vmx_control(j->rundir, VMX__REQUEST__BODY_POWER_OFF, NULL, err, sizeof(err)) < 0)
 		log_warn("vm %s: power off through the control socket: %s; killing vmx pid %d",
 		         j->name, err, pid);
 	uint64_t deadline = util_now_ms() + VMRUN_STOP_TIMEOUT_MS;
@@ -577,10 +592,10 @@ static void *power_worker(struct hostd_task *t, void *arg)
 		break;
 	case VMOP_SUSPEND:
 		task_progress(t, 20, "saving the VM's state");
-		if (vmx_control(j->dir, VMX__REQUEST__BODY_SAVE, ss, err, sizeof(err)) < 0) {
+		if (vmx_control(j->rundir, VMX__REQUEST__BODY_SAVE, ss, err, sizeof(err)) < 0) {
 			/* the VM keeps running where it was */
 			char sock[PATH_MAX + 16];
-			sock_path(j->dir, sock, sizeof(sock));
+			sock_path(j->rundir, sock, sizeof(sock));
 			Vmx__Request rq = VMX__REQUEST__INIT;
 			Vmx__Empty e = VMX__EMPTY__INIT;
 			Vmx__Response *rs = NULL;
@@ -676,6 +691,7 @@ int hostd_op_vm_power(struct hostd_call *call, const Vmk__Request *req)
 	snprintf(j->name, sizeof(j->name), "%s", v->name);
 	snprintf(j->path, sizeof(j->path), "%s", v->path);
 	snprintf(j->dir, sizeof(j->dir), "%s", v->dir);
+	snprintf(j->rundir, sizeof(j->rundir), "%s", v->rundir);
 	snprintf(j->user, sizeof(j->user), "%s", call->user);
 	v->state = vm_state_during(op);
 	if (op == VMOP_POWER_OFF || op == VMOP_SUSPEND || op == VMOP_RESET)

@@ -32,6 +32,10 @@ uint64_t vmrun_wall_ms(void);
  * a guest crashed), into out; "" when none. */
 void vmrun_last_error(const char *dir, char *out, size_t outlen);
 
+/* <state_dir>/run/<name>: where this host's vmx of a VM keeps vmx.sock and
+ * vmx.exit (the VM's directory may be shared with other hosts). */
+void vmrun_dir(const struct hostd *h, const char *name, char *out, size_t outlen);
+
 int hostd_op_vm_power(struct hostd_call *call, const Vmk__Request *req);
 
 #endif

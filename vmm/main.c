@@ -50,6 +50,9 @@ static void usage(FILE *f)
 	        "      --lock-host ID  hold the VM's datastore lock as host ID while it runs\n"
 	        "      --lock-addr A   the address the lock names (for other hosts' messages)\n"
 	        "      --monitor       run the VM in a child and record how it ended in vmx.exit\n"
+	        "      --run-dir DIR   where vmx.sock and vmx.exit go (default: the VM's "
+	        "directory;\n"
+	        "                      hostd uses a directory of its own: the VM's may be shared)\n"
 	        "  -h, --help          this help\n"
 	        "       vmx --control DIR/vmx.sock status|stats|pause|resume|power-off|save PATH\n"
 	        "                      drive a running VM through its control socket\n"
@@ -243,6 +246,7 @@ static const char *restore_path; /* --restore: start from a saved state */
 static const char *accel_name;   /* --accel */
 static const char *lock_host;    /* --lock-host */
 static const char *lock_addr;    /* --lock-addr */
+static const char *run_dir; /* --run-dir: control socket and exit file (default: the VM's dir) */
 
 /* The guest's command line: the configured one plus, per virtio-mmio
  * device, "virtio_mmio.device=512@ADDR:GSI" (Linux's syntax, which the
@@ -441,7 +445,7 @@ static int run(const struct vmcfg *c)
 	}
 	struct vmx_ctx ctx = { .vm = vm, .cfg = c, .start_ms = util_now_ms() };
 	char sock[300];
-	snprintf(sock, sizeof(sock), "%s/vmx.sock", c->dir);
+	snprintf(sock, sizeof(sock), "%s/vmx.sock", run_dir ? run_dir : c->dir);
 	if (vmm_control_start(&control, sock, &control_ops, &ctx, err, sizeof(err)) < 0) {
 		fprintf(stderr, "vmx: %s\n", err);
 		goto out;
@@ -505,6 +509,7 @@ int main(int argc, char **argv)
 		{ "lock-host", required_argument, NULL, 'L' },
 		{ "lock-addr", required_argument, NULL, 'A' },
 		{ "monitor", no_argument, NULL, 'M' },
+		{ "run-dir", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -539,6 +544,9 @@ int main(int argc, char **argv)
 		case 'M':
 			monitor = true;
 			break;
+		case 'R':
+			run_dir = optarg;
+			break;
 		case 'C':
 			return vmm_control_cli(optarg, argc - optind, argv + optind);
 		case 'h':
@@ -564,7 +572,7 @@ int main(int argc, char **argv)
 	if (only_check) {
 		rc = check(&c);
 	} else {
-		if (monitor && vmx_monitor_fork(c.dir, lock_host) < 0) {
+		if (monitor && vmx_monitor_fork(run_dir ? run_dir : c.dir, c.dir, lock_host) < 0) {
 			fprintf(stderr, "vmx: fork: %s\n", strerror(errno));
 			vmcfg_free(&c);
 			return EXIT_HOST;

@@ -21,7 +21,7 @@ static long long wall_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int vmx_monitor_fork(const char *dir, const char *lock_host)
+int vmx_monitor_fork(const char *dir, const char *vm_dir, const char *lock_host)
 {
 	char path[4200];
 
@@ -57,7 +57,7 @@ int vmx_monitor_fork(const char *dir, const char *lock_host)
 	if (lock_host) {
 		/* a vmx that was killed could not release its lease */
 		char err[400];
-		int ret = vmlock_release_if_owner(dir, lock_host, (int)pid, err, sizeof(err));
+		int ret = vmlock_release_if_owner(vm_dir, lock_host, (int)pid, err, sizeof(err));
 		if (ret == 0)
 			log_info("released the datastore lock of vmx pid %d", (int)pid);
 		else if (ret != -ENOENT)
