@@ -43,6 +43,8 @@ int hostd_op_vm_power(struct hostd_call *call, const Vmk__Request *req);
 int hostd_op_vm_console(struct hostd_call *call, const Vmk__Request *req);
 int hostd_op_vm_process_list(struct hostd_call *call, const Vmk__Request *req);
 int hostd_op_vm_process_kill(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_vm_migrate_prepare(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_vm_migrate(struct hostd_call *call, const Vmk__Request *req);
 int hostd_op_task_list(struct hostd_call *call, const Vmk__Request *req);
 int hostd_op_task_get(struct hostd_call *call, const Vmk__Request *req);
 int hostd_op_task_cancel(struct hostd_call *call, const Vmk__Request *req);

@@ -78,7 +78,7 @@ int inv_save(struct hostd_inventory *inv)
 	return ret;
 }
 
-static struct vm *add(struct hostd_inventory *inv, const char *path, const char *ds)
+struct vm *inv_add(struct hostd_inventory *inv, const char *path, const char *ds)
 {
 	struct vm *v;
 
@@ -100,7 +100,7 @@ static struct vm *add(struct hostd_inventory *inv, const char *path, const char 
 	return v;
 }
 
-static void drop(struct hostd_inventory *inv, struct vm *v)
+void inv_drop(struct hostd_inventory *inv, struct vm *v)
 {
 	for (size_t i = 0; i < inv->n; i++) {
 		if (inv->vms[i] == v) {
@@ -137,7 +137,8 @@ int hostd_inventory_init(struct hostd_inventory **ip, const struct hostd_config 
 			config_setting_lookup_string(e, "path", &p);
 			config_setting_lookup_string(e, "datastore", &dsname);
 			config_setting_lookup_string(e, "state", &st);
-			if (p && p[0] == '/' && strlen(p) < PATH_MAX && (v = add(inv, p, dsname))) {
+			if (p && p[0] == '/' && strlen(p) < PATH_MAX &&
+			    (v = inv_add(inv, p, dsname))) {
 				/* what it was when hostd last saw it; vmrun re-attaches */
 				int k = vm_state_parse(st);
 				if (v->valid && k >= 0 && k != VMS_INVALID)
@@ -163,7 +164,7 @@ void hostd_inventory_free(struct hostd_inventory *inv)
 	if (!inv)
 		return;
 	while (inv->n)
-		drop(inv, inv->vms[inv->n - 1]);
+		inv_drop(inv, inv->vms[inv->n - 1]);
 	pthread_mutex_destroy(&inv->lock);
 	free(inv);
 }
@@ -194,6 +195,11 @@ static Vmk__VmInfo *info(struct hostd_call *call, const struct vm *v)
 		i->uptime_ms = now > v->started_ms ? now - v->started_ms : 0;
 	}
 	i->serial_log = arena_strdup(call->a, v->cfg.serial_log);
+	char root[PATH_MAX];
+	size_t rl;
+	if (hostd_datastore_path(call->h->datastores, v->datastore, root, sizeof(root)) == 0 &&
+	    (rl = strlen(root)) && !strncmp(v->path, root, rl) && v->path[rl] == '/')
+		i->datastore_path = arena_printf(call->a, "%s:%s", v->datastore, v->path + rl + 1);
 	i->state_reason = arena_strdup(call->a, v->reason);
 	struct vmlock_owner o;
 	i->lock_owner = vmlock_read(v->dir, &o, NULL, 0) == 0 ? arena_strdup(call->a, o.host) : "";
@@ -404,16 +410,16 @@ int hostd_op_vm_create(struct hostd_call *call, const Vmk__Request *req)
 		if (fd >= 0)
 			close(fd);
 	}
-	struct vm *v = ret == 0 ? add(inv, vmx, ds) : NULL;
+	struct vm *v = ret == 0 ? inv_add(inv, vmx, ds) : NULL;
 	if (v && !v->valid) {
 		snprintf(why, sizeof(why), "%s", v->error);
-		drop(inv, v);
+		inv_drop(inv, v);
 		v = NULL;
 		ret = -EINVAL;
 	}
 	if (!v || (ret = inv_save(inv)) < 0) {
 		if (v)
-			drop(inv, v);
+			inv_drop(inv, v);
 		nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 		status = hostd_fail(call, VMK__STATUS__STATUS_FAILED, "vm %s not created: %s",
 		                    r->name,
@@ -462,7 +468,7 @@ int hostd_op_vm_destroy(struct hostd_call *call, const Vmk__Request *req)
 	*strrchr(dir, '/') = '\0';
 	char name[VM_NAME_MAX + 1];
 	snprintf(name, sizeof(name), "%s", v->name);
-	drop(inv, v);
+	inv_drop(inv, v);
 	inv_save(inv);
 	/* only a directory that holds the VM's own .vmx is removed */
 	if (nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS) < 0)
@@ -511,7 +517,7 @@ int hostd_op_vm_register(struct hostd_call *call, const Vmk__Request *req)
 			goto out;
 		}
 	}
-	struct vm *v = add(inv, real, ds);
+	struct vm *v = inv_add(inv, real, ds);
 	if (!v) {
 		status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
 		                    "the inventory is full (%d VMs)", INVENTORY_MAX);
@@ -520,7 +526,7 @@ int hostd_op_vm_register(struct hostd_call *call, const Vmk__Request *req)
 	if (!v->valid) {
 		status =
 		        hostd_fail(call, VMK__STATUS__STATUS_USAGE, "not registered: %s", v->error);
-		drop(inv, v);
+		inv_drop(inv, v);
 		goto out;
 	}
 	for (size_t i = 0; i + 1 < inv->n; i++) {
@@ -528,13 +534,13 @@ int hostd_op_vm_register(struct hostd_call *call, const Vmk__Request *req)
 			status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
 			                    "a VM named %s is already registered (%s)", v->name,
 			                    inv->vms[i]->path);
-			drop(inv, v);
+			inv_drop(inv, v);
 			goto out;
 		}
 	}
 	int ret = inv_save(inv);
 	if (ret < 0) {
-		drop(inv, v);
+		inv_drop(inv, v);
 		status = hostd_fail(call, VMK__STATUS__STATUS_FAILED, "cannot write %s: %s",
 		                    inv->file, strerror(-ret));
 		goto out;
@@ -566,7 +572,7 @@ int hostd_op_vm_unregister(struct hostd_call *call, const Vmk__Request *req)
 		goto out;
 	}
 	hostd_event(call->h, v->name, call->user, "unregistered (its files stay in %s)", v->path);
-	drop(inv, v);
+	inv_drop(inv, v);
 	inv_save(inv);
 	call->resp->body_case = VMK__RESPONSE__BODY_EMPTY;
 out:

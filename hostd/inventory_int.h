@@ -44,6 +44,10 @@ struct hostd_inventory {
 
 /* Lock held for all of these. */
 struct vm *inv_find(struct hostd_inventory *inv, const char *name);
+/* Adds the .vmx at path (of datastore ds, or "") and loads it; NULL when
+ * the inventory is full. */
+struct vm *inv_add(struct hostd_inventory *inv, const char *path, const char *ds);
+void inv_drop(struct hostd_inventory *inv, struct vm *v);
 /* Persists the registered VMs and their last known power state. */
 int inv_save(struct hostd_inventory *inv);
 

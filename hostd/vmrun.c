@@ -103,6 +103,12 @@ static void sock_path(const char *rundir, char *out, size_t outlen)
 /* The vmx's own view: 0 with *pid and state, or -errno (no vmx there). */
 static int vmx_status(const char *dir, int *pid, char *state, size_t statelen, uint64_t *uptime_ms)
 {
+	return vmrun_vmx_status(dir, pid, state, statelen, uptime_ms, NULL);
+}
+
+int vmrun_vmx_status(const char *dir, int *pid, char *state, size_t statelen, uint64_t *uptime_ms,
+                     uint32_t *incoming_port)
+{
 	char sock[PATH_MAX + 16], err[300];
 	Vmx__Request rq = VMX__REQUEST__INIT;
 	Vmx__Empty e = VMX__EMPTY__INIT;
@@ -125,6 +131,8 @@ static int vmx_status(const char *dir, int *pid, char *state, size_t statelen, u
 	snprintf(state, statelen, "%s", rs->status_info->state);
 	if (uptime_ms)
 		*uptime_ms = rs->status_info->uptime_ms;
+	if (incoming_port)
+		*incoming_port = rs->status_info->incoming_port;
 	vmx__response__free_unpacked(rs, NULL);
 	return 0;
 }
@@ -162,14 +170,14 @@ static int vmx_control(const char *dir, int body, const char *save_path, char *e
 /* On a shared datastore the socket in the VM's directory may be another
  * host's vmx: ours is the one whose datastore lock names this host and its
  * pid. */
-static bool vmx_is_ours(struct hostd *h, const char *dir, int pid)
+bool vmrun_vmx_is_ours(struct hostd *h, const char *dir, int pid)
 {
 	struct vmlock_owner o;
 
 	return vmlock_read(dir, &o, NULL, 0) == 0 && !strcmp(o.host, h->cfg.name) && o.pid == pid;
 }
 
-static bool pid_alive(int pid)
+bool vmrun_pid_alive(int pid)
 {
 	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
 }
@@ -179,9 +187,16 @@ static bool pid_alive(int pid)
 static int spawn_vmx(struct hostd *h, const char *cfgpath, const char *dir, const char *rundir,
                      const char *restore, pid_t *monitor, char *err, size_t errlen)
 {
+	return vmrun_spawn(h, cfgpath, dir, rundir, restore, NULL, NULL, monitor, err, errlen);
+}
+
+int vmrun_spawn(struct hostd *h, const char *cfgpath, const char *dir, const char *rundir,
+                const char *restore, const char *incoming, const char *token_file, pid_t *monitor,
+                char *err, size_t errlen)
+{
 	char logpath[PATH_MAX + 16], addr[128];
 	const char *vmx = hostd_vmx_path();
-	const char *argv[16];
+	const char *argv[24];
 	int n = 0;
 
 	/* the lock names this host's management address */
@@ -205,6 +220,12 @@ static int spawn_vmx(struct hostd *h, const char *cfgpath, const char *dir, cons
 	if (restore) {
 		argv[n++] = "--restore";
 		argv[n++] = restore;
+	}
+	if (incoming) {
+		argv[n++] = "--incoming";
+		argv[n++] = incoming;
+		argv[n++] = "--incoming-token-file";
+		argv[n++] = token_file;
 	}
 	argv[n] = NULL;
 	snprintf(logpath, sizeof(logpath), "%s/vmx.log", dir);
@@ -304,10 +325,10 @@ static void supervise_once(struct hostd *h)
 		/* reap the monitor hostd started once it ended (its vmx.exit says the rest) */
 		if (v->monitor_pid && waitpid(v->monitor_pid, NULL, WNOHANG) == v->monitor_pid)
 			v->monitor_pid = 0;
-		if (pid_alive(v->pid))
+		if (vmrun_pid_alive(v->pid))
 			continue;
 		/* the monitor writes vmx.exit right after its vmx ends */
-		if (v->monitor_pid && pid_alive(v->monitor_pid)) {
+		if (v->monitor_pid && vmrun_pid_alive(v->monitor_pid)) {
 			struct stat st;
 			char p[PATH_MAX + 16];
 			snprintf(p, sizeof(p), "%s/%s", v->rundir, VMX_EXIT_FILE);
@@ -370,7 +391,7 @@ int hostd_vmrun_start(struct hostd *h)
 			continue;
 		if (vmx_status(v->rundir, &pid, state, sizeof(state), &up) == 0 &&
 		    (!strcmp(state, "running") || !strcmp(state, "paused")) &&
-		    vmx_is_ours(h, v->dir, pid)) {
+		    vmrun_vmx_is_ours(h, v->dir, pid)) {
 			v->state = VMS_POWERED_ON;
 			v->pid = pid;
 			v->started_ms = vmrun_wall_ms() - up;
@@ -500,7 +521,7 @@ static int do_start(struct power_job *j, struct hostd_task *t, const char *resto
 		int pid = 0, st;
 		if (vmx_status(j->rundir, &pid, state, sizeof(state), NULL) == 0 && pid > 0 &&
 		    (!strcmp(state, "running") || !strcmp(state, "paused")) &&
-		    vmx_is_ours(j->h, j->dir, pid)) {
+		    vmrun_vmx_is_ours(j->h, j->dir, pid)) {
 			set_state(j, VMS_POWERED_ON, pid, monitor, "");
 			return 0;
 		}
@@ -538,7 +559,7 @@ static int do_stop(struct power_job *j, struct hostd_task *t, char *msg, size_t 
 		log_warn("vm %s: power off through the control socket: %s; killing vmx pid %d",
 		         j->name, err, pid);
 	uint64_t deadline = util_now_ms() + VMRUN_STOP_TIMEOUT_MS;
-	while (pid_alive(pid)) {
+	while (vmrun_pid_alive(pid)) {
 		if (monitor)
 			waitpid(monitor, NULL, WNOHANG);
 		if (util_now_ms() > deadline) {

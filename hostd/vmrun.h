@@ -36,6 +36,22 @@ void vmrun_last_error(const char *dir, char *out, size_t outlen);
  * vmx.exit (the VM's directory may be shared with other hosts). */
 void vmrun_dir(const struct hostd *h, const char *name, char *out, size_t outlen);
 
+/* ---- for the other VM operations (migrate.c) ---- */
+#include <stdbool.h>
+#include <sys/types.h>
+
+/* Starts `vmx --monitor` for a VM (restore: from a suspend file; incoming:
+ * receive a migration on that address with the token in token_file). */
+int vmrun_spawn(struct hostd *h, const char *cfgpath, const char *dir, const char *rundir,
+                const char *restore, const char *incoming, const char *token_file, pid_t *monitor,
+                char *err, size_t errlen);
+/* The vmx's status through its control socket in rundir; -errno if none. */
+int vmrun_vmx_status(const char *rundir, int *pid, char *state, size_t statelen,
+                     uint64_t *uptime_ms, uint32_t *incoming_port);
+/* The vmx with that pid holds the VM's datastore lock for this host. */
+bool vmrun_vmx_is_ours(struct hostd *h, const char *vmdir, int pid);
+bool vmrun_pid_alive(int pid);
+
 int hostd_op_vm_power(struct hostd_call *call, const Vmk__Request *req);
 
 #endif

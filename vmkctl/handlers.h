@@ -24,6 +24,7 @@ int cmd_vm_power_off(struct vmkctl *v, const struct vmkctl_args *a, struct out_d
 int cmd_vm_power_reset(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_vm_power_suspend(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_vm_power_resume(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_vm_console(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_vm_process_list(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_vm_process_kill(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);

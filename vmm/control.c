@@ -29,6 +29,7 @@ int vmm_control_handle(const struct vmm_control_ops *ops, void *arg, const uint8
 	Vmx__Response resp = VMX__RESPONSE__INIT;
 	Vmx__StatusInfo si = VMX__STATUS_INFO__INIT;
 	Vmx__StatsInfo st = VMX__STATS_INFO__INIT;
+	Vmx__MigrateInfo mi = VMX__MIGRATE_INFO__INIT;
 	Vmx__Request *req = NULL;
 	const char *why = NULL;
 	char msg[160];
@@ -75,6 +76,39 @@ int vmm_control_handle(const struct vmm_control_ops *ops, void *arg, const uint8
 			break;
 		case VMX__REQUEST__BODY_POWER_OFF:
 			resp.status = ops->power_off(arg, req->power_off->hard, &why);
+			break;
+		case VMX__REQUEST__BODY_MIGRATE_SEND:
+			if (!ops->migrate_send) {
+				resp.status = 5;
+				why = "this vmx cannot migrate its VM";
+			} else if (!req->migrate_send->host[0] || !req->migrate_send->port ||
+			           req->migrate_send->port > 65535 ||
+			           strlen(req->migrate_send->token) != 64 ||
+			           strlen(req->migrate_send->host) > 255) {
+				resp.status = 2;
+				why = "migrate_send needs a host, a port (1..65535) and a 64-digit "
+				      "token";
+			} else {
+				resp.status = ops->migrate_send(arg, req->migrate_send, &why);
+			}
+			break;
+		case VMX__REQUEST__BODY_MIGRATE_STATUS:
+			if (!ops->migrate_status) {
+				resp.status = 5;
+				why = "this vmx cannot migrate its VM";
+				break;
+			}
+			resp.status = ops->migrate_status(arg, &mi);
+			resp.body_case = VMX__RESPONSE__BODY_MIGRATE_INFO;
+			resp.migrate_info = &mi;
+			break;
+		case VMX__REQUEST__BODY_MIGRATE_CANCEL:
+			if (!ops->migrate_cancel) {
+				resp.status = 5;
+				why = "this vmx cannot migrate its VM";
+				break;
+			}
+			resp.status = ops->migrate_cancel(arg, &why);
 			break;
 		default:
 			resp.status = 2;

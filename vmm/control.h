@@ -18,6 +18,10 @@ struct vmm_control_ops {
 	int (*power_off)(void *arg, int hard, const char **why);
 	int (*stats)(void *arg, Vmx__StatsInfo *out);
 	int (*save)(void *arg, const char *path, const char **why);
+	/* live migration (migrate/migrate.h); NULL: not offered */
+	int (*migrate_send)(void *arg, const Vmx__MigrateSendRequest *r, const char **why);
+	int (*migrate_status)(void *arg, Vmx__MigrateInfo *out); /* strings outlive the reply */
+	int (*migrate_cancel)(void *arg, const char **why);
 };
 
 struct vmm_control;

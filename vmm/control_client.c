@@ -57,6 +57,7 @@ int vmm_control_cli(const char *path, int argc, char **argv)
 	Vmx__Empty e = VMX__EMPTY__INIT;
 	Vmx__PowerOffRequest po = VMX__POWER_OFF_REQUEST__INIT;
 	Vmx__SaveRequest sv = VMX__SAVE_REQUEST__INIT;
+	Vmx__MigrateSendRequest ms = VMX__MIGRATE_SEND_REQUEST__INIT;
 	Vmx__Response *r = NULL;
 	char err[400];
 
@@ -78,13 +79,28 @@ int vmm_control_cli(const char *path, int argc, char **argv)
 	} else if (strcmp(verb, "power-off") == 0) {
 		req.body_case = VMX__REQUEST__BODY_POWER_OFF;
 		req.power_off = &po;
+	} else if (strcmp(verb, "migrate") == 0 && argc >= 4 && argc <= 6) {
+		req.body_case = VMX__REQUEST__BODY_MIGRATE_SEND;
+		ms.host = argv[1];
+		ms.port = (uint32_t)strtoul(argv[2], NULL, 10);
+		ms.token = argv[3];
+		ms.downtime_ms = argc > 4 ? (uint32_t)strtoul(argv[4], NULL, 10) : 0;
+		ms.max_bandwidth_mibps = argc > 5 ? (uint32_t)strtoul(argv[5], NULL, 10) : 0;
+		req.migrate_send = &ms;
+	} else if (strcmp(verb, "migrate-status") == 0) {
+		req.body_case = VMX__REQUEST__BODY_MIGRATE_STATUS;
+		req.migrate_status = &e;
+	} else if (strcmp(verb, "migrate-cancel") == 0) {
+		req.body_case = VMX__REQUEST__BODY_MIGRATE_CANCEL;
+		req.migrate_cancel = &e;
 	} else if (strcmp(verb, "save") == 0 && argc == 2) {
 		req.body_case = VMX__REQUEST__BODY_SAVE;
 		sv.path = argv[1];
 		req.save = &sv;
 	} else {
 		fprintf(stderr, "vmx --control SOCK: verbs are status, stats, pause, resume, "
-		                "power-off, save PATH\n");
+		                "power-off, save PATH, migrate HOST PORT TOKEN [DOWNTIME_MS "
+		                "[MIBPS]], migrate-status, migrate-cancel\n");
 		return 2;
 	}
 	if (vmm_control_call(path, &req, &r, 60000, err, sizeof(err)) < 0) {
@@ -95,9 +111,23 @@ int vmm_control_cli(const char *path, int argc, char **argv)
 	if (status != 0)
 		fprintf(stderr, "vmx: %s: %s\n", verb, r->error);
 	else if (r->body_case == VMX__RESPONSE__BODY_STATUS_INFO)
-		printf("name=%s\nstate=%s\npid=%d\nuptime_ms=%llu\nexit_reason=%s\n",
+		printf("name=%s\nstate=%s\npid=%d\nuptime_ms=%llu\nexit_reason=%s\nincoming_port=%"
+		       "u\n",
 		       r->status_info->name, r->status_info->state, r->status_info->pid,
-		       (unsigned long long)r->status_info->uptime_ms, r->status_info->exit_reason);
+		       (unsigned long long)r->status_info->uptime_ms, r->status_info->exit_reason,
+		       r->status_info->incoming_port);
+	else if (r->body_case == VMX__RESPONSE__BODY_MIGRATE_INFO)
+		printf("phase=%s\niteration=%u\nremaining_bytes=%llu\ndirty_rate=%llu\n"
+		       "bandwidth=%llu\nexpected_downtime_ms=%llu\ntransferred=%llu\n"
+		       "throttle_pct=%u\ntotal_ms=%llu\ndowntime_ms=%llu\nerror=%s\n",
+		       r->migrate_info->phase, r->migrate_info->iteration,
+		       (unsigned long long)r->migrate_info->remaining_bytes,
+		       (unsigned long long)r->migrate_info->dirty_rate,
+		       (unsigned long long)r->migrate_info->bandwidth,
+		       (unsigned long long)r->migrate_info->expected_downtime_ms,
+		       (unsigned long long)r->migrate_info->transferred,
+		       r->migrate_info->throttle_pct, (unsigned long long)r->migrate_info->total_ms,
+		       (unsigned long long)r->migrate_info->downtime_ms, r->migrate_info->error);
 	else if (r->body_case == VMX__RESPONSE__BODY_STATS_INFO)
 		printf("exits=%llu\nram_bytes=%llu\nvcpus=%u\n",
 		       (unsigned long long)r->stats_info->exits,

@@ -25,15 +25,17 @@
 #include "virtio_net.h"
 #include "util.h"
 #include "lease.h"
+#include "migrate/migrate.h"
 #include "monitor.h"
 #include "vm.h"
 #include "vmcfg.h"
 
-#define EXIT_CONFIG  101
-#define EXIT_HOST    102
-#define EXIT_CRASHED 103
-#define EXIT_SIGNAL  104
-#define EXIT_LOCKED  105
+#define EXIT_CONFIG   101
+#define EXIT_HOST     102
+#define EXIT_CRASHED  103
+#define EXIT_SIGNAL   104
+#define EXIT_LOCKED   105
+#define EXIT_INCOMING 106
 
 #define VIRTIO_MMIO_BASE 0xd0000000ull /* in the 32-bit MMIO hole */
 #define VIRTIO_GSI_BASE  5
@@ -50,6 +52,9 @@ static void usage(FILE *f)
 	        "      --lock-host ID  hold the VM's datastore lock as host ID while it runs\n"
 	        "      --lock-addr A   the address the lock names (for other hosts' messages)\n"
 	        "      --monitor       run the VM in a child and record how it ended in vmx.exit\n"
+	        "      --incoming ADDR receive the VM from a migration source on ADDR (a port\n"
+	        "                      the kernel picks, shown by --control status)\n"
+	        "      --incoming-token-file F  the token the source must present\n"
 	        "      --run-dir DIR   where vmx.sock and vmx.exit go (default: the VM's "
 	        "directory;\n"
 	        "                      hostd uses a directory of its own: the VM's may be shared)\n"
@@ -58,7 +63,8 @@ static void usage(FILE *f)
 	        "                      drive a running VM through its control socket\n"
 	        "exit status: the guest's power-off status (0..99); 101 bad configuration or\n"
 	        "kernel, 102 KVM/host failure, 103 guest crashed, 104 stopped by a signal,\n"
-	        "105 the VM's datastore lock is held by another host\n");
+	        "105 the VM's datastore lock is held by another host, 106 an incoming migration\n"
+	        "failed (the VM runs on at its source)\n");
 }
 
 static void on_poweroff(void *arg, int status)
@@ -79,6 +85,10 @@ struct vmx_ctx {
 	struct vmm_vm *vm;
 	const struct vmcfg *cfg;
 	uint64_t start_ms;
+	struct vmx_lease *lease; /* NULL: no datastore lock held */
+	struct migrate_src mig;
+	uint16_t incoming_port; /* --incoming: where the source connects */
+	atomic_bool released;   /* hostd said it has what it needs (power off) */
 };
 
 static int ctl_status(void *arg, Vmx__StatusInfo *o)
@@ -91,6 +101,59 @@ static int ctl_status(void *arg, Vmx__StatusInfo *o)
 	o->uptime_ms = util_now_ms() - x->start_ms;
 	o->exit_reason = x->vm->exit_reason;
 	o->power_status = x->vm->power_status;
+	o->incoming_port = x->incoming_port;
+	return 0;
+}
+
+static int ctl_migrate_send(void *arg, const Vmx__MigrateSendRequest *r, const char **why)
+{
+	struct vmx_ctx *x = arg;
+	struct migrate_params p = { 0 };
+	static char err[300];
+
+	if (atomic_load(&x->vm->state) != VM_RUNNING) {
+		*why = "the VM is not running";
+		return 5;
+	}
+	snprintf(p.host, sizeof(p.host), "%s", r->host);
+	p.port = (uint16_t)r->port;
+	snprintf(p.token, sizeof(p.token), "%s", r->token);
+	p.downtime_ms = r->downtime_ms;
+	p.max_bandwidth = r->max_bandwidth_mibps;
+	p.converge_timeout = r->converge_timeout_s;
+	if (migrate_src_start(&x->mig, x->vm, x->lease, &p, err, sizeof(err)) < 0) {
+		*why = err;
+		return 5;
+	}
+	return 0;
+}
+
+static int ctl_migrate_status(void *arg, Vmx__MigrateInfo *o)
+{
+	struct vmx_ctx *x = arg;
+	static __thread struct migrate_progress pr;
+
+	migrate_src_progress(&x->mig, &pr);
+	o->phase = (char *)migrate_phase_name(pr.phase);
+	o->iteration = pr.iteration;
+	o->remaining_bytes = pr.remaining_bytes;
+	o->dirty_rate = pr.dirty_rate;
+	o->bandwidth = pr.bandwidth;
+	o->expected_downtime_ms = pr.expected_downtime_ms;
+	o->transferred = pr.transferred;
+	o->throttle_pct = pr.throttle_pct;
+	o->total_ms = pr.total_ms;
+	o->downtime_ms = pr.downtime_ms;
+	o->error = pr.error;
+	return 0;
+}
+
+static int ctl_migrate_cancel(void *arg, const char **why)
+{
+	struct vmx_ctx *x = arg;
+
+	(void)why;
+	migrate_src_cancel(&x->mig);
 	return 0;
 }
 
@@ -124,6 +187,7 @@ static int ctl_power_off(void *arg, int hard, const char **why)
 
 	(void)hard;
 	(void)why;
+	atomic_store(&x->released, true); /* after a migration: hostd has read the result */
 	vmm_vm_stop(x->vm, VM_POWERED_OFF, "powered off by hostd");
 	return 0;
 }
@@ -180,8 +244,10 @@ static int ctl_save(void *arg, const char *path, const char **why)
 	return 0;
 }
 
-static const struct vmm_control_ops control_ops = { ctl_status,    ctl_pause, ctl_resume,
-	                                            ctl_power_off, ctl_stats, ctl_save };
+static const struct vmm_control_ops control_ops = {
+	ctl_status, ctl_pause,        ctl_resume,         ctl_power_off,      ctl_stats,
+	ctl_save,   ctl_migrate_send, ctl_migrate_status, ctl_migrate_cancel,
+};
 
 static void *signal_thread(void *arg)
 {
@@ -246,7 +312,10 @@ static const char *restore_path; /* --restore: start from a saved state */
 static const char *accel_name;   /* --accel */
 static const char *lock_host;    /* --lock-host */
 static const char *lock_addr;    /* --lock-addr */
-static const char *run_dir; /* --run-dir: control socket and exit file (default: the VM's dir) */
+static const char *run_dir;    /* --run-dir: control socket and exit file (default: the VM's dir) */
+static const char *incoming;   /* --incoming ADDR: receive the VM from a migration source */
+static const char *token_file; /* --incoming-token-file: the 64-hex token the source must show */
+#define INCOMING_WAIT_MS 120000
 
 /* The guest's command line: the configured one plus, per virtio-mmio
  * device, "virtio_mmio.device=512@ADDR:GSI" (Linux's syntax, which the
@@ -360,6 +429,7 @@ static int run(const struct vmcfg *c)
 	char err[600];
 	int rc = EXIT_HOST, ret, logfd;
 	struct vmx_lease lease = { 0 };
+	struct vmx_ctx *ctx = NULL;
 
 	if (!vm)
 		return EXIT_HOST;
@@ -379,7 +449,7 @@ static int run(const struct vmcfg *c)
 	}
 	if (why[0])
 		log_info("no KVM (%s): running on the software CPU", why);
-	if (lock_host) {
+	if (lock_host && !incoming) {
 		ret = vmx_lease_take(&lease, c->dir, lock_host, lock_addr ? lock_addr : lock_host,
 		                     err, sizeof(err));
 		if (ret < 0) {
@@ -443,14 +513,68 @@ static int run(const struct vmcfg *c)
 		}
 		log_info("restored from %s", restore_path);
 	}
-	struct vmx_ctx ctx = { .vm = vm, .cfg = c, .start_ms = util_now_ms() };
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx)
+		goto out;
+	*ctx = (struct vmx_ctx){ .vm = vm, .cfg = c, .start_ms = util_now_ms() };
+	pthread_mutex_init(&ctx->mig.m, NULL);
+	ctx->mig.fd = -1;
+	ctx->lease = lock_host ? &lease : NULL;
+	int lfd = -1, conn = -1;
+	char token[MIGRATE_TOKEN_HEX + 2] = "";
+	if (incoming) {
+		/* listen first: the port goes out through the control socket */
+		FILE *tf = token_file ? fopen(token_file, "re") : NULL;
+		if (!tf || !fgets(token, sizeof(token), tf) || strlen(token) < MIGRATE_TOKEN_HEX) {
+			fprintf(stderr,
+			        "vmx: --incoming needs --incoming-token-file with a 64-digit "
+			        "token\n");
+			if (tf)
+				fclose(tf);
+			rc = EXIT_CONFIG;
+			goto out;
+		}
+		fclose(tf);
+		token[MIGRATE_TOKEN_HEX] = '\0';
+		uint16_t port = 0;
+		if (migrate_listen(incoming, &port, &lfd, err, sizeof(err)) < 0) {
+			fprintf(stderr, "vmx: %s\n", err);
+			goto out;
+		}
+		ctx->incoming_port = port;
+	}
 	char sock[300];
 	snprintf(sock, sizeof(sock), "%s/vmx.sock", run_dir ? run_dir : c->dir);
-	if (vmm_control_start(&control, sock, &control_ops, &ctx, err, sizeof(err)) < 0) {
+	if (vmm_control_start(&control, sock, &control_ops, ctx, err, sizeof(err)) < 0) {
 		fprintf(stderr, "vmx: %s\n", err);
+		if (lfd >= 0)
+			close(lfd);
 		goto out;
 	}
 	signal_vm = vm;
+	if (incoming) {
+		log_info("vm %s: waiting for the migration source on %s:%u", c->name, incoming,
+		         ctx->incoming_port);
+		if (migrate_dst_receive(lfd, token, vm, INCOMING_WAIT_MS, &conn, err, sizeof(err)) <
+		            0 ||
+		    migrate_dst_wait_handover(conn, err, sizeof(err)) < 0) {
+			fprintf(stderr, "vmx: incoming migration: %s\n", err);
+			rc = EXIT_INCOMING;
+			goto out;
+		}
+		/* the source let go: this host takes the lock, then runs the VM */
+		if (lock_host) {
+			ret = vmx_lease_take(&lease, c->dir, lock_host,
+			                     lock_addr ? lock_addr : lock_host, err, sizeof(err));
+			if (ret < 0) {
+				fprintf(stderr, "vmx: after the hand-over: %s\n", err);
+				close(conn);
+				rc = ret == -EBUSY ? EXIT_LOCKED : EXIT_HOST;
+				goto out;
+			}
+		}
+		ctx->incoming_port = 0;
+	}
 	log_info("vm %s: %u MiB, %u vCPUs, %s, TSC %u kHz, entry 0x%llx", c->name, c->memory_mib,
 	         c->vcpus, vmm_accel_name(vm->accel), vm->tsc_khz, (unsigned long long)b.entry);
 	if (lock_host && vmx_lease_start(&lease, vm) < 0) {
@@ -459,14 +583,28 @@ static int run(const struct vmcfg *c)
 	}
 	if (vmm_vm_start(vm) < 0) {
 		fprintf(stderr, "vmx: cannot start vCPU threads\n");
+		if (conn >= 0)
+			close(conn);
 		goto out;
+	}
+	if (conn >= 0) {
+		migrate_dst_running(conn);
+		log_info("vm %s: running here after the migration", c->name);
 	}
 	if (rxl.n && pthread_create(&rx_thread, NULL, rx_main, &rxl) == 0)
 		rx_started = true;
 	enum vmm_run_state st = vmm_vm_wait(vm);
 	if (rx_started)
 		pthread_join(rx_thread, NULL);
-	for (unsigned i = 0; i < vm->ndevs; i++)
+	migrate_src_join(&ctx->mig);
+	struct migrate_progress mp;
+	migrate_src_progress(&ctx->mig, &mp);
+	/* migrated away: stay reachable until hostd has read the result
+	 * (migrate_status), which it confirms with a power off; 10 s at most */
+	for (int i = 0; mp.phase == MIG_DONE && i < 200 && !atomic_load(&ctx->released); i++)
+		usleep(50 * 1000);
+	/* a line the guest had not finished goes on at the destination */
+	for (unsigned i = 0; i < vm->ndevs && mp.phase != MIG_DONE; i++)
 		if (strcmp(vm->devs[i]->ops->name, "uart") == 0)
 			vmm_uart_flush(vm->devs[i]);
 	uint64_t exits = 0;
@@ -485,6 +623,10 @@ static int run(const struct vmcfg *c)
 out:
 	signal_vm = NULL;
 	vmm_control_stop(control);
+	if (ctx) {
+		migrate_src_join(&ctx->mig);
+		free(ctx);
+	}
 	if (lock_host)
 		vmx_lease_end(&lease); /* after the VM stopped: never two hosts running it */
 	if (uart)
@@ -510,6 +652,8 @@ int main(int argc, char **argv)
 		{ "lock-addr", required_argument, NULL, 'A' },
 		{ "monitor", no_argument, NULL, 'M' },
 		{ "run-dir", required_argument, NULL, 'R' },
+		{ "incoming", required_argument, NULL, 'I' },
+		{ "incoming-token-file", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -546,6 +690,12 @@ int main(int argc, char **argv)
 			break;
 		case 'R':
 			run_dir = optarg;
+			break;
+		case 'I':
+			incoming = optarg;
+			break;
+		case 'T':
+			token_file = optarg;
 			break;
 		case 'C':
 			return vmm_control_cli(optarg, argc - optind, argv + optind);

@@ -1,6 +1,7 @@
 #include "mem.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -69,8 +70,58 @@ int vmm_mem_init(struct vmm_mem *m, uint64_t bytes, bool use_memfd)
 	return 0;
 }
 
+int vmm_mem_dirty_start(struct vmm_mem *m)
+{
+	uint64_t top = 0;
+
+	for (unsigned i = 0; i < m->nslots; i++)
+		if (m->slots[i].gpa + m->slots[i].size > top)
+			top = m->slots[i].gpa + m->slots[i].size;
+	if (!m->dirty_map) {
+		m->dirty_pages = top / VMM_PAGE_SIZE;
+		m->dirty_map = calloc((m->dirty_pages + 63) / 64, sizeof(uint64_t));
+		if (!m->dirty_map)
+			return -ENOMEM;
+	} else {
+		memset(m->dirty_map, 0, (m->dirty_pages + 63) / 64 * sizeof(uint64_t));
+	}
+	atomic_store(&m->dirty, m->dirty_map);
+	return 0;
+}
+
+void vmm_mem_dirty_stop(struct vmm_mem *m)
+{
+	atomic_store(&m->dirty, NULL);
+}
+
+uint64_t vmm_mem_dirty_harvest(struct vmm_mem *m, uint64_t *out)
+{
+	uint64_t n = 0, words = (m->dirty_pages + 63) / 64;
+
+	for (uint64_t w = 0; w < words; w++) {
+		uint64_t v = m->dirty_map
+		                     ? __atomic_exchange_n(&m->dirty_map[w], 0, __ATOMIC_SEQ_CST)
+		                     : 0;
+		out[w] = v;
+		n += (uint64_t)__builtin_popcountll(v);
+	}
+	return n;
+}
+
+void vmm_mem_mark_dirty(const struct vmm_mem *m, uint64_t gpa, uint64_t len)
+{
+	uint64_t *d = atomic_load_explicit(&((struct vmm_mem *)m)->dirty, memory_order_acquire);
+
+	if (!d || !len)
+		return;
+	for (uint64_t p = gpa / VMM_PAGE_SIZE; p <= (gpa + len - 1) / VMM_PAGE_SIZE; p++)
+		if (p < m->dirty_pages)
+			__atomic_fetch_or(&d[p / 64], 1ull << (p % 64), __ATOMIC_SEQ_CST);
+}
+
 void vmm_mem_free(struct vmm_mem *m)
 {
+	free(m->dirty_map);
 	for (unsigned i = 0; i < m->nslots; i++) {
 		munmap(m->slots[i].host, m->slots[i].size);
 		if (m->slots[i].memfd >= 0)

@@ -2,6 +2,7 @@
 #ifndef VMM_MEM_H
 #define VMM_MEM_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,6 +21,14 @@ struct vmm_mem {
 	struct vmm_mem_slot slots[VMM_MAX_SLOTS];
 	unsigned nslots;
 	uint64_t ram_bytes; /* sum of the slots */
+	/* Dirty log (migration): one bit per 4 KiB page of guest-physical
+	 * [0, dirty_pages * 4 KiB), set by every write of a vCPU (the software
+	 * CPU, or KVM's log merged in) or a device while `dirty` is set. The
+	 * bitmap stays allocated until vmm_mem_free, so a writer that raced
+	 * with the end of logging never touches freed memory. */
+	uint64_t *_Atomic dirty;
+	uint64_t *dirty_map;
+	uint64_t dirty_pages;
 };
 
 /* Lays out `bytes` of RAM (16 MiB .. 64 GiB) below and above the 32-bit
@@ -29,6 +38,15 @@ struct vmm_mem {
 #define VMM_MMIO_HOLE_START 0xc0000000ull
 int vmm_mem_init(struct vmm_mem *m, uint64_t bytes, bool use_memfd);
 void vmm_mem_free(struct vmm_mem *m);
+
+/* Starts logging (all bits clear), stops it, and takes the bits set so far
+ * into out (words of 64 pages, dirty_pages bits; clears them); returns how
+ * many were set. */
+int vmm_mem_dirty_start(struct vmm_mem *m);
+void vmm_mem_dirty_stop(struct vmm_mem *m);
+uint64_t vmm_mem_dirty_harvest(struct vmm_mem *m, uint64_t *out);
+/* Marks [gpa, gpa + len) written (devices writing guest memory). */
+void vmm_mem_mark_dirty(const struct vmm_mem *m, uint64_t gpa, uint64_t len);
 
 /* Host pointer for [gpa, gpa+len) if it lies inside one slot, else NULL.
  * Every device access to guest memory goes through here (bounds). */

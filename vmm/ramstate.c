@@ -57,6 +57,39 @@ int vmm_ram_save_range(const struct vmm_mem *m, struct vmm_stream *s, uint64_t g
 	return ret;
 }
 
+int vmm_ram_save_dirty(const struct vmm_mem *m, struct vmm_stream *s, const uint64_t *dirty,
+                       uint64_t npages, struct ram_stats *st)
+{
+	uint32_t inst = 0;
+
+	for (uint64_t p = 0; p < npages;) {
+		if (!dirty[p / 64]) {
+			p = (p / 64 + 1) * 64;
+			continue;
+		}
+		if (!(dirty[p / 64] >> (p % 64) & 1)) {
+			p++;
+			continue;
+		}
+		uint64_t q = p;
+		while (q < npages && q - p < RAMSTATE_CHUNK_PAGES &&
+		       (dirty[q / 64] >> (q % 64) & 1))
+			q++;
+		/* a run never spans two slots: the MMIO hole has no dirty pages,
+		 * but a run may end at a slot's end */
+		uint64_t gpa = p * PAGE;
+		while (!vmm_gpa(m, gpa, (q - p) * PAGE) && q > p + 1)
+			q--;
+		if (vmm_gpa(m, gpa, (q - p) * PAGE)) {
+			int ret = vmm_ram_save_range(m, s, gpa, (uint32_t)(q - p), inst++, st);
+			if (ret < 0)
+				return ret;
+		}
+		p = q;
+	}
+	return 0;
+}
+
 int vmm_ram_save_all(const struct vmm_mem *m, struct vmm_stream *s, struct ram_stats *st)
 {
 	uint32_t inst = 0;

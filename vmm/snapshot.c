@@ -160,7 +160,7 @@ static int put_section(struct vmm_stream *s, uint32_t type, uint32_t inst, struc
 	return ret;
 }
 
-int vmm_vm_save(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t errlen)
+int vmm_vm_save_begin(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t errlen)
 {
 	struct sbuf b;
 	int ret;
@@ -179,6 +179,20 @@ int vmm_vm_save(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t errle
 	}
 	if ((ret = put_section(s, SEC_CONFIG, 0, &b)) < 0)
 		goto io;
+	sbuf_free(&b);
+	return 0;
+io:
+	snprintf(err, errlen, "writing the state stream: %s", strerror(-ret));
+	sbuf_free(&b);
+	return ret;
+}
+
+int vmm_vm_save_machine(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t errlen)
+{
+	struct sbuf b;
+	int ret;
+
+	sbuf_init(&b);
 	if (vm->accel == VMM_ACCEL_SOFT) {
 		softcpu_save(vm->vcpus[0].soft, &b);
 		if ((ret = put_section(s, SEC_SOFTCPU, 0, &b)) < 0)
@@ -230,16 +244,28 @@ devices:
 		if ((ret = put_section(s, SEC_DEVICE, i, &b)) < 0)
 			goto io;
 	}
-	if ((ret = vmm_ram_save_all(&vm->mem, s, NULL)) < 0)
-		goto io;
-	ret = vmm_state_write_section(s, SEC_END, 0, NULL, 0);
-	if (ret == 0)
-		goto out;
+	ret = 0;
+	goto out;
 io:
 	snprintf(err, errlen, "writing the state stream: %s", strerror(-ret));
 out:
 	sbuf_free(&b);
 	return ret;
+}
+
+int vmm_vm_save(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t errlen)
+{
+	int ret;
+
+	if ((ret = vmm_vm_save_begin(vm, s, err, errlen)) < 0 ||
+	    (ret = vmm_vm_save_machine(vm, s, err, errlen)) < 0)
+		return ret;
+	if ((ret = vmm_ram_save_all(&vm->mem, s, NULL)) < 0 ||
+	    (ret = vmm_state_write_section(s, SEC_END, 0, NULL, 0)) < 0) {
+		snprintf(err, errlen, "writing the state stream: %s", strerror(-ret));
+		return ret;
+	}
+	return 0;
 }
 
 static int check_cpu(struct vmm_vm *vm, struct rbuf *r, char *err, size_t errlen)

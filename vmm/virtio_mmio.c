@@ -94,6 +94,10 @@ void vmm_virtio_push(struct vmm_virtio *v, unsigned q, const struct vmm_vq_chain
 {
 	struct vmm_vq *vq = &v->r.q[q];
 
+	/* what the device wrote into guest memory goes into the dirty log
+	 * before the guest can see it used (migration must not miss it) */
+	for (unsigned i = c->nr; i < c->nr + c->nw; i++) /* all of it: len may not say where */
+		vmm_mem_mark_dirty(v->dev.bus->mem, c->gpa[i], c->iov[i].iov_len);
 	if (vmm_vq_push(vq, v->dev.bus->mem, c->head, len) < 0) {
 		vmm_virtio_needs_reset(v, "used ring outside guest memory");
 		return;

@@ -97,6 +97,7 @@ static int walk(const struct vmm_vq *q, const struct vmm_mem *m, uint16_t head,
 			if (total > UINT32_MAX)
 				return bad(why, "descriptor chain of 4 GiB or more");
 			struct iovec *v = &c->iov[c->nr + c->nw];
+			c->gpa[c->nr + c->nw] = d.addr;
 			v->iov_base = buf;
 			v->iov_len = d.len;
 			if (d.flags & VIRTQ_DESC_F_WRITE) {
@@ -155,6 +156,7 @@ int vmm_vq_push(struct vmm_vq *q, const struct vmm_mem *m, uint16_t head, uint32
 	if (!used || !q->size)
 		return -EINVAL;
 	memcpy(used + 4 + 8 * (q->used_idx & (q->size - 1)), elem, 8);
+	vmm_mem_mark_dirty(m, q->used, 4 + 8ull * q->size);
 	q->used_idx++;
 	/* the entry before the index that publishes it */
 	__atomic_store_n((uint16_t *)(used + 2), htole16(q->used_idx), __ATOMIC_RELEASE);

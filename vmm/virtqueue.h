@@ -45,6 +45,7 @@ struct vmm_vq_chain {
 	unsigned nr, nw;     /* readable / writable buffers */
 	uint32_t rlen, wlen; /* their total bytes (rlen + wlen < 4 GiB) */
 	struct iovec iov[VMM_VQ_MAX_SIZE];
+	uint64_t gpa[VMM_VQ_MAX_SIZE]; /* guest-physical address of each iov (dirty log) */
 };
 
 /* A queue the driver marks ready: size a power of two <= VMM_VQ_MAX_SIZE,

@@ -556,3 +556,77 @@ enum vmm_run_state vmm_vm_wait(struct vmm_vm *vm)
 	}
 	return (enum vmm_run_state)atomic_load(&vm->state);
 }
+
+/* ---- dirty logging ---- */
+
+static int kvm_log_flags(struct vmm_vm *vm, uint32_t flags)
+{
+	for (unsigned i = 0; i < vm->mem.nslots; i++) {
+		struct kvm_userspace_memory_region r = {
+			.slot = i,
+			.flags = flags,
+			.guest_phys_addr = vm->mem.slots[i].gpa,
+			.memory_size = vm->mem.slots[i].size,
+			.userspace_addr = (uint64_t)(uintptr_t)vm->mem.slots[i].host,
+		};
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+int vmm_vm_dirty_start(struct vmm_vm *vm, char *err, size_t errlen)
+{
+	int ret = vmm_mem_dirty_start(&vm->mem);
+
+	if (ret < 0) {
+		snprintf(err, errlen, "dirty log: %s", strerror(-ret));
+		return ret;
+	}
+	if (vm->accel == VMM_ACCEL_SOFT) {
+		struct softcpu *c = vm->vcpus[0].soft;
+		c->dirty_pages = vm->mem.dirty_pages;
+		atomic_store(&c->dirty, vm->mem.dirty_map);
+		return 0;
+	}
+	if ((ret = kvm_log_flags(vm, KVM_MEM_LOG_DIRTY_PAGES)) < 0) {
+		vmm_mem_dirty_stop(&vm->mem);
+		snprintf(err, errlen, "KVM_MEM_LOG_DIRTY_PAGES: %s", strerror(-ret));
+	}
+	return ret;
+}
+
+uint64_t vmm_vm_dirty_harvest(struct vmm_vm *vm, uint64_t *out)
+{
+	if (vm->accel == VMM_ACCEL_KVM) {
+		/* KVM's per-slot log into the device log, then one harvest */
+		for (unsigned i = 0; i < vm->mem.nslots; i++) {
+			uint64_t pages = vm->mem.slots[i].size / VMM_PAGE_SIZE;
+			uint64_t *bm = calloc((pages + 63) / 64, sizeof(uint64_t));
+			struct kvm_dirty_log l = { .slot = i, .dirty_bitmap = bm };
+			if (!bm || ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &l) < 0) {
+				/* cannot tell: everything in the slot is dirty */
+				vmm_mem_mark_dirty(&vm->mem, vm->mem.slots[i].gpa,
+				                   vm->mem.slots[i].size);
+				free(bm);
+				continue;
+			}
+			for (uint64_t p = 0; p < pages; p++)
+				if (bm[p / 64] >> (p % 64) & 1)
+					vmm_mem_mark_dirty(&vm->mem,
+					                   vm->mem.slots[i].gpa + p * VMM_PAGE_SIZE,
+					                   VMM_PAGE_SIZE);
+			free(bm);
+		}
+	}
+	return vmm_mem_dirty_harvest(&vm->mem, out);
+}
+
+void vmm_vm_dirty_stop(struct vmm_vm *vm)
+{
+	if (vm->accel == VMM_ACCEL_SOFT)
+		atomic_store(&vm->vcpus[0].soft->dirty, NULL);
+	else
+		kvm_log_flags(vm, 0);
+	vmm_mem_dirty_stop(&vm->mem);
+}

@@ -104,4 +104,13 @@ void vmm_vm_stop(struct vmm_vm *vm, enum vmm_run_state final, const char *why);
 
 const char *vmm_run_state_name(enum vmm_run_state s);
 
+/* Dirty logging of guest RAM for migration: start (every page counts as
+ * clean), harvest (bits of the pages written since the last harvest into
+ * out: vm->mem.dirty_pages bits, cleared), stop. Guest writes come from
+ * KVM's log (KVM_GET_DIRTY_LOG) or the software CPU; device writes are
+ * logged by the virtqueues. */
+int vmm_vm_dirty_start(struct vmm_vm *vm, char *err, size_t errlen);
+uint64_t vmm_vm_dirty_harvest(struct vmm_vm *vm, uint64_t *out);
+void vmm_vm_dirty_stop(struct vmm_vm *vm);
+
 #endif

@@ -1,0 +1,555 @@
+/* vMotion in hostd. The destination prepares (checks, registers the VM if
+ * it must, starts an incoming vmx with a one-time token and follows it in
+ * a vm.migrate.receive task); the source runs the vm.migrate task, which
+ * drives its vmx's migration engine (migrate/migrate.h) and reports its
+ * progress. vmkctl, as vCenter would, asks both hosts with the user's own
+ * rights on each. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "datastore.h"
+#include "dispatch.h"
+#include "events.h"
+#include "inventory_int.h"
+#include "log.h"
+#include "task.h"
+#include "util.h"
+#include "vmm/control.h"
+#include "vmrun.h"
+
+#define MIGRATIONS_PER_HOST 4
+#define RECEIVE_TIMEOUT_MS  (10 * 60 * 1000)
+#define MEM_RESERVE_MIB     64
+
+static pthread_mutex_t slots_m = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t slots_cv = PTHREAD_COND_INITIALIZER;
+static unsigned slots_used;
+
+/* The management address hostd listens on: where incoming vmx listen
+ * until vMotion-tagged vmk adapters exist. */
+static void mgmt_address(const struct hostd *h, char *out, size_t outlen)
+{
+	const char *l = strstr(h->cfg.listen, "://");
+	snprintf(out, outlen, "%s", l ? l + 3 : h->cfg.listen);
+	char *colon = strrchr(out, ':');
+	if (colon)
+		*colon = '\0';
+	if (!strcmp(out, "0.0.0.0") || !strcmp(out, "*") || !out[0])
+		snprintf(out, outlen, "127.0.0.1");
+}
+
+static uint64_t mem_available_mib(void)
+{
+	FILE *f = fopen("/proc/meminfo", "re");
+	char line[200];
+	unsigned long long kib = 0;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kib / 1024;
+}
+
+static int vmx_call(const char *rundir, Vmx__Request *rq, Vmx__Response **rs, int timeout_ms,
+                    char *err, size_t errlen)
+{
+	char sock[PATH_MAX + 16];
+
+	snprintf(sock, sizeof(sock), "%s/vmx.sock", rundir);
+	rq->version = 1;
+	return vmm_control_call(sock, rq, rs, timeout_ms, err, errlen);
+}
+
+/* ---- destination: prepare and receive ---- */
+
+struct recv_job {
+	struct hostd *h;
+	char name[VM_NAME_MAX + 1];
+	char dir[PATH_MAX];
+	char rundir[PATH_MAX];
+	char source[128];
+	pid_t monitor;
+	bool registered_here; /* prepare registered it: a failure unregisters it again */
+};
+
+static void recv_end(struct recv_job *j, bool ok, int pid)
+{
+	struct hostd_inventory *inv = j->h->inventory;
+
+	pthread_mutex_lock(&inv->lock);
+	struct vm *v = inv_find(inv, j->name);
+	if (v && ok) {
+		v->state = VMS_POWERED_ON;
+		v->pid = pid;
+		v->monitor_pid = j->monitor;
+		v->started_ms = vmrun_wall_ms();
+		v->expect_exit = false;
+		snprintf(v->reason, sizeof(v->reason), "migrated here from %s", j->source);
+	} else if (v && j->registered_here) {
+		inv_drop(inv, v);
+	} else if (v) {
+		v->state = VMS_POWERED_OFF;
+		v->pid = 0;
+	}
+	inv_save(inv);
+	pthread_mutex_unlock(&inv->lock);
+}
+
+static void *recv_worker(struct hostd_task *t, void *arg)
+{
+	struct recv_job *j = arg;
+	char err[400];
+	uint64_t deadline = util_now_ms() + RECEIVE_TIMEOUT_MS;
+
+	task_progress(t, 10, "waiting for the source");
+	for (;;) {
+		char state[32];
+		int pid = 0, st;
+		uint32_t port = 0;
+		if (vmrun_vmx_status(j->rundir, &pid, state, sizeof(state), NULL, &port) == 0 &&
+		    !strcmp(state, "running") && vmrun_vmx_is_ours(j->h, j->dir, pid)) {
+			recv_end(j, true, pid);
+			hostd_event(j->h, j->name, "-", "migrated here from %s (vmx pid %d)",
+			            j->source, pid);
+			task_finish(t, 0, "VM %s runs here, migrated from %s", j->name, j->source);
+			break;
+		}
+		if (waitpid(j->monitor, &st, WNOHANG) == j->monitor) {
+			vmrun_last_error(j->dir, err, sizeof(err));
+			recv_end(j, false, 0);
+			task_finish(t, VMK__STATUS__STATUS_FAILED,
+			            "VM %s was not received from %s: %s", j->name, j->source,
+			            err[0] ? err : "the incoming vmx ended (see vmx.log)");
+			break;
+		}
+		if (task_cancelled(t) || util_now_ms() > deadline) {
+			bool c = task_cancelled(t);
+			kill(-j->monitor, SIGKILL);
+			waitpid(j->monitor, NULL, 0);
+			recv_end(j, false, 0);
+			task_finish(t,
+			            c ? VMK__STATUS__STATUS_CANCELLED : VMK__STATUS__STATUS_TIMEOUT,
+			            "VM %s: receiving it %s", j->name,
+			            c ? "was cancelled" : "timed out");
+			break;
+		}
+		usleep(50 * 1000);
+	}
+	free(j);
+	return NULL;
+}
+
+int hostd_op_vm_migrate_prepare(struct hostd_call *call, const Vmk__Request *req)
+{
+	struct hostd *h = call->h;
+	struct hostd_inventory *inv = h->inventory;
+	const Vmk__VmMigratePrepareRequest *p = req->vm_migrate_prepare;
+	const char *colon = strchr(p->datastore_path, ':');
+	char ds[64], root[PATH_MAX], path[PATH_MAX + 80], real[PATH_MAX], err[400];
+	char addr[128], tokfile[PATH_MAX + 16], token[65];
+	uint8_t rnd[32];
+	int status;
+
+	if (!colon || colon == p->datastore_path ||
+	    (size_t)(colon - p->datastore_path) >= sizeof(ds) || strstr(colon + 1, ".."))
+		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
+		                  "datastore path \"%s\": expected DATASTORE:DIR/NAME.vmx",
+		                  p->datastore_path);
+	snprintf(ds, sizeof(ds), "%.*s", (int)(colon - p->datastore_path), p->datastore_path);
+	if (hostd_datastore_path(h->datastores, ds, root, sizeof(root)) < 0)
+		return hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
+		                  "host %s does not see datastore %s, where VM %s lives: add it "
+		                  "(storage datastore add) or migrate with its storage",
+		                  h->cfg.name, ds, p->name);
+	snprintf(path, sizeof(path), "%s/%s", root, colon + 1);
+	if (!realpath(path, real))
+		return hostd_fail(
+		        call, VMK__STATUS__STATUS_NOT_FOUND,
+		        "host %s: %s on datastore %s: %s (is it the same shared datastore?)",
+		        h->cfg.name, colon + 1, ds, strerror(errno));
+	uint64_t avail = mem_available_mib();
+	if (avail < (uint64_t)p->memory_mib + MEM_RESERVE_MIB)
+		return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
+		                  "host %s has %" PRIu64 " MiB of memory available, VM %s needs %u "
+		                  "MiB (+%u reserved)",
+		                  h->cfg.name, avail, p->name, p->memory_mib, MEM_RESERVE_MIB);
+	struct recv_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "out of memory");
+	j->h = h;
+	snprintf(j->source, sizeof(j->source), "%s", p->source_host[0] ? p->source_host : "?");
+
+	pthread_mutex_lock(&inv->lock);
+	struct vm *v = NULL;
+	for (size_t i = 0; i < inv->n; i++)
+		if (!strcmp(inv->vms[i]->path, real))
+			v = inv->vms[i];
+	if (v) {
+		if (vm_state_check(v->state, VMOP_MIGRATE, v->name, err, sizeof(err)) < 0 ||
+		    v->state != VMS_POWERED_OFF) {
+			pthread_mutex_unlock(&inv->lock);
+			free(j);
+			return hostd_fail(
+			        call, VMK__STATUS__STATUS_CONFLICT,
+			        "host %s has VM %s registered and it is %s: it cannot receive "
+			        "it",
+			        h->cfg.name, v->name, vm_state_name(v->state));
+		}
+	} else {
+		struct vm *other = inv_find(inv, p->name);
+		if (other) {
+			pthread_mutex_unlock(&inv->lock);
+			free(j);
+			return hostd_fail(
+			        call, VMK__STATUS__STATUS_CONFLICT,
+			        "host %s already has another VM named %s (%s): unregister or "
+			        "rename one",
+			        h->cfg.name, p->name, other->path);
+		}
+		if (!(v = inv_add(inv, real, ds)) || !v->valid) {
+			const char *why = v ? v->error : "the inventory is full";
+			status = hostd_fail(call, VMK__STATUS__STATUS_FAILED,
+			                    "host %s cannot read %s: %s", h->cfg.name, real, why);
+			if (v)
+				inv_drop(inv, v);
+			pthread_mutex_unlock(&inv->lock);
+			free(j);
+			return status;
+		}
+		j->registered_here = true;
+	}
+	v->state = VMS_MIGRATING;
+	snprintf(j->name, sizeof(j->name), "%s", v->name);
+	snprintf(j->dir, sizeof(j->dir), "%s", v->dir);
+	snprintf(j->rundir, sizeof(j->rundir), "%s", v->rundir);
+	char cfgpath[PATH_MAX];
+	snprintf(cfgpath, sizeof(cfgpath), "%s", v->path);
+	inv_save(inv);
+	pthread_mutex_unlock(&inv->lock);
+
+	/* the one-time token, for this vmx only */
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		recv_end(j, false, 0);
+		free(j);
+		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "no randomness for the token");
+	}
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(token + 2 * i, 3, "%02x", rnd[i]);
+	util_mkdir_p(j->rundir, 0700);
+	snprintf(tokfile, sizeof(tokfile), "%s/migrate.token", j->rundir);
+	char tl[70];
+	int tn = snprintf(tl, sizeof(tl), "%s\n", token);
+	if (util_write_file_atomic(tokfile, tl, (size_t)tn, 0600) < 0) {
+		recv_end(j, false, 0);
+		free(j);
+		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "cannot write %s", tokfile);
+	}
+	mgmt_address(h, addr, sizeof(addr));
+	if (vmrun_spawn(h, cfgpath, j->dir, j->rundir, NULL, addr, tokfile, &j->monitor, err,
+	                sizeof(err)) < 0) {
+		recv_end(j, false, 0);
+		free(j);
+		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "host %s: %s", h->cfg.name,
+		                  err);
+	}
+	/* its port, once it listens */
+	uint32_t port = 0;
+	for (int i = 0; i < 200 && !port; i++) {
+		char state[32];
+		int pid, st;
+		if (vmrun_vmx_status(j->rundir, &pid, state, sizeof(state), NULL, &port) == 0 &&
+		    port)
+			break;
+		if (waitpid(j->monitor, &st, WNOHANG) == j->monitor)
+			break;
+		usleep(50 * 1000);
+	}
+	unlink(tokfile);
+	if (!port) {
+		vmrun_last_error(j->dir, err, sizeof(err));
+		kill(-j->monitor, SIGKILL);
+		waitpid(j->monitor, NULL, 0);
+		recv_end(j, false, 0);
+		free(j);
+		return hostd_fail(call, VMK__STATUS__STATUS_FAILED,
+		                  "host %s: the incoming vmx did not come up: %s", h->cfg.name,
+		                  err[0] ? err : "see vmx.log in the VM's directory");
+	}
+	char name[VM_NAME_MAX + 1];
+	snprintf(name, sizeof(name), "%s", j->name);
+	struct hostd_task *t =
+	        task_start(h->tasks, "vm.migrate.receive", name, call->user, recv_worker, j);
+	if (!t) {
+		kill(-j->monitor, SIGKILL);
+		waitpid(j->monitor, NULL, 0);
+		recv_end(j, false, 0);
+		free(j);
+		return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
+		                  "host %s: cannot start a task", h->cfg.name);
+	}
+	Vmk__VmMigratePrepareResponse *r = arena_alloc(call->a, sizeof(*r));
+	if (!r) {
+		task_put(t);
+		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "out of memory");
+	}
+	vmk__vm_migrate_prepare_response__init(r);
+	r->address = arena_strdup(call->a, addr);
+	r->port = port;
+	r->token = arena_strdup(call->a, token);
+	r->task_id = arena_strdup(call->a, task_id(t));
+	task_put(t);
+	call->resp->body_case = VMK__RESPONSE__BODY_VM_MIGRATE_PREPARE;
+	call->resp->vm_migrate_prepare = r;
+	return VMK__STATUS__STATUS_OK;
+}
+
+/* ---- source: the vm.migrate task ---- */
+
+struct send_job {
+	struct hostd *h;
+	char name[VM_NAME_MAX + 1];
+	char rundir[PATH_MAX];
+	char dest[128];
+	char user[TASK_USER_MAX];
+	Vmx__MigrateSendRequest ms;
+	char host[256], token[65];
+};
+
+static void detail_u64(struct hostd_task *t, const char *k, uint64_t v)
+{
+	char b[32];
+	snprintf(b, sizeof(b), "%" PRIu64, v);
+	task_set_detail(t, k, b);
+}
+
+static void *send_worker(struct hostd_task *t, void *arg)
+{
+	struct send_job *j = arg;
+	struct hostd_inventory *inv = j->h->inventory;
+	Vmx__Request rq = VMX__REQUEST__INIT;
+	Vmx__Empty e = VMX__EMPTY__INIT;
+	Vmx__Response *rs = NULL;
+	char err[400], phase[32] = "", error[400] = "";
+	uint64_t total = 0, down = 0, bytes = 0;
+	uint32_t iters = 0;
+	bool ok = false;
+
+	task_set_detail(t, "vm", j->name);
+	task_set_detail(t, "source", j->h->cfg.name);
+	task_set_detail(t, "destination", j->dest);
+	task_set_detail(t, "kind", "live");
+	/* at most MIGRATIONS_PER_HOST at once; the rest wait their turn */
+	pthread_mutex_lock(&slots_m);
+	if (slots_used >= MIGRATIONS_PER_HOST)
+		task_progress(t, 0, "queued: other migrations run");
+	while (slots_used >= MIGRATIONS_PER_HOST && !task_cancelled(t))
+		pthread_cond_wait(&slots_cv, &slots_m);
+	slots_used++;
+	pthread_mutex_unlock(&slots_m);
+
+	rq.body_case = VMX__REQUEST__BODY_MIGRATE_SEND;
+	rq.migrate_send = &j->ms;
+	if (task_cancelled(t)) {
+		snprintf(error, sizeof(error), "cancelled before it began");
+		snprintf(phase, sizeof(phase), "cancelled");
+		goto end;
+	}
+	if (vmx_call(j->rundir, &rq, &rs, 10000, err, sizeof(err)) < 0 || rs->status != 0) {
+		snprintf(error, sizeof(error), "the VM's vmx did not start the migration: %s",
+		         rs ? rs->error : err);
+		snprintf(phase, sizeof(phase), "failed");
+		if (rs)
+			vmx__response__free_unpacked(rs, NULL);
+		goto end;
+	}
+	vmx__response__free_unpacked(rs, NULL);
+	bool cancel_sent = false;
+	for (;;) {
+		usleep(100 * 1000);
+		if (task_cancelled(t) && !cancel_sent) {
+			Vmx__Request c = VMX__REQUEST__INIT;
+			c.body_case = VMX__REQUEST__BODY_MIGRATE_CANCEL;
+			c.migrate_cancel = &e;
+			if (vmx_call(j->rundir, &c, &rs, 5000, err, sizeof(err)) == 0)
+				vmx__response__free_unpacked(rs, NULL);
+			cancel_sent = true;
+		}
+		Vmx__Request q = VMX__REQUEST__INIT;
+		q.body_case = VMX__REQUEST__BODY_MIGRATE_STATUS;
+		q.migrate_status = &e;
+		if (vmx_call(j->rundir, &q, &rs, 5000, err, sizeof(err)) < 0) {
+			snprintf(error, sizeof(error), "the VM's vmx stopped answering: %s", err);
+			snprintf(phase, sizeof(phase), "failed");
+			break;
+		}
+		const Vmx__MigrateInfo *mi = rs->migrate_info;
+		if (!mi) {
+			vmx__response__free_unpacked(rs, NULL);
+			continue;
+		}
+		snprintf(phase, sizeof(phase), "%s", mi->phase);
+		total = mi->total_ms;
+		down = mi->downtime_ms;
+		bytes = mi->transferred;
+		iters = mi->iteration;
+		snprintf(error, sizeof(error), "%s", mi->error);
+		task_set_detail(t, "phase", mi->phase);
+		detail_u64(t, "iteration", mi->iteration);
+		detail_u64(t, "remaining_mib", mi->remaining_bytes >> 20);
+		detail_u64(t, "dirty_rate_mibps", mi->dirty_rate >> 20);
+		detail_u64(t, "bandwidth_mibps", mi->bandwidth >> 20);
+		detail_u64(t, "expected_downtime_ms", mi->expected_downtime_ms);
+		detail_u64(t, "throttle_pct", mi->throttle_pct);
+		detail_u64(t, "transferred_bytes", mi->transferred);
+		unsigned pct = !strcmp(mi->phase, "precopy")
+		                       ? 20 + (mi->iteration > 8 ? 60 : mi->iteration * 7)
+		               : !strcmp(mi->phase, "switchover") ? 85
+		               : !strcmp(mi->phase, "handover")   ? 95
+		                                                  : 10;
+		char ph[96];
+		snprintf(ph, sizeof(ph), "%s, pass %u, %" PRIu64 " MiB left", mi->phase,
+		         mi->iteration, mi->remaining_bytes >> 20);
+		task_progress(t, pct, ph);
+		vmx__response__free_unpacked(rs, NULL);
+		if (!strcmp(phase, "done") || !strcmp(phase, "failed") ||
+		    !strcmp(phase, "cancelled"))
+			break;
+	}
+	ok = !strcmp(phase, "done");
+end:
+	pthread_mutex_lock(&slots_m);
+	slots_used--;
+	pthread_cond_broadcast(&slots_cv);
+	pthread_mutex_unlock(&slots_m);
+	detail_u64(t, "total_ms", total);
+	detail_u64(t, "downtime_ms", down);
+	detail_u64(t, "transferred_bytes", bytes);
+	detail_u64(t, "iterations", iters);
+	pthread_mutex_lock(&inv->lock);
+	struct vm *v = inv_find(inv, j->name);
+	if (v && ok) {
+		/* the destination holds the lock and runs it: let our vmx go and
+		 * give up the registration (the files stay where they are) */
+		v->expect_exit = true;
+		pthread_mutex_unlock(&inv->lock);
+		Vmx__Request po = VMX__REQUEST__INIT;
+		Vmx__PowerOffRequest pr = VMX__POWER_OFF_REQUEST__INIT;
+		po.body_case = VMX__REQUEST__BODY_POWER_OFF;
+		po.power_off = &pr;
+		if (vmx_call(j->rundir, &po, &rs, 5000, err, sizeof(err)) == 0)
+			vmx__response__free_unpacked(rs, NULL);
+		int pid = 0, monitor = 0;
+		pthread_mutex_lock(&inv->lock);
+		if ((v = inv_find(inv, j->name))) {
+			pid = v->pid;
+			monitor = v->monitor_pid;
+		}
+		pthread_mutex_unlock(&inv->lock);
+		for (int i = 0; i < 200 && vmrun_pid_alive(pid); i++)
+			usleep(25 * 1000);
+		if (monitor)
+			waitpid(monitor, NULL, 0); /* it ends right after its vmx */
+		pthread_mutex_lock(&inv->lock);
+		if ((v = inv_find(inv, j->name))) {
+			inv_drop(inv, v);
+			inv_save(inv);
+		}
+		pthread_mutex_unlock(&inv->lock);
+		hostd_event(j->h, j->name, j->user,
+		            "migrated to %s (downtime %" PRIu64 " ms, %" PRIu64
+		            " bytes, %u passes)",
+		            j->dest, down, bytes, iters);
+		task_finish(t, 0,
+		            "VM %s migrated to %s in %" PRIu64 " ms (downtime %" PRIu64 " ms)",
+		            j->name, j->dest, total, down);
+	} else {
+		if (v) {
+			v->state = VMS_POWERED_ON; /* it never stopped running here */
+			inv_save(inv);
+		}
+		pthread_mutex_unlock(&inv->lock);
+		bool cancelled = !strcmp(phase, "cancelled");
+		hostd_event(j->h, j->name, j->user, "migration to %s %s: %s", j->dest,
+		            cancelled ? "cancelled" : "failed", error);
+		task_finish(t,
+		            cancelled ? VMK__STATUS__STATUS_CANCELLED : VMK__STATUS__STATUS_FAILED,
+		            "VM %s: migration to %s %s: %s; it keeps running on %s", j->name,
+		            j->dest, cancelled ? "cancelled" : "failed", error, j->h->cfg.name);
+	}
+	free(j);
+	return NULL;
+}
+
+int hostd_op_vm_migrate(struct hostd_call *call, const Vmk__Request *req)
+{
+	struct hostd_inventory *inv = call->h->inventory;
+	const Vmk__VmMigrateRequest *m = req->vm_migrate;
+	char why[400];
+
+	if (!m->dest_address[0] || !m->dest_port || m->dest_port > 65535 ||
+	    strlen(m->token) != 64 || strlen(m->dest_address) > 255)
+		return hostd_fail(
+		        call, VMK__STATUS__STATUS_USAGE,
+		        "vm migrate needs the destination's address, port and token (from "
+		        "its prepare)");
+	struct send_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "out of memory");
+	pthread_mutex_lock(&inv->lock);
+	struct vm *v = inv_find(inv, m->name);
+	if (!v) {
+		pthread_mutex_unlock(&inv->lock);
+		free(j);
+		return hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
+		                  "no VM named \"%s\" on this host; see vm list", m->name);
+	}
+	if (v->state != VMS_POWERED_ON) {
+		pthread_mutex_unlock(&inv->lock);
+		free(j);
+		if (vm_state_check(v->state, VMOP_MIGRATE, v->name, why, sizeof(why)) == 0)
+			snprintf(
+			        why, sizeof(why),
+			        "cannot live-migrate VM %s: it is %s; only a running VM moves live",
+			        m->name, vm_state_name(v->state));
+		return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT, "%s", why);
+	}
+	v->state = VMS_MIGRATING;
+	j->h = call->h;
+	snprintf(j->name, sizeof(j->name), "%s", v->name);
+	snprintf(j->rundir, sizeof(j->rundir), "%s", v->rundir);
+	inv_save(inv);
+	pthread_mutex_unlock(&inv->lock);
+	snprintf(j->dest, sizeof(j->dest), "%s", m->dest_host[0] ? m->dest_host : m->dest_address);
+	snprintf(j->user, sizeof(j->user), "%s", call->user);
+	snprintf(j->host, sizeof(j->host), "%s", m->dest_address);
+	snprintf(j->token, sizeof(j->token), "%s", m->token);
+	vmx__migrate_send_request__init(&j->ms);
+	j->ms.host = j->host;
+	j->ms.port = m->dest_port;
+	j->ms.token = j->token;
+	j->ms.downtime_ms = m->downtime_ms;
+	j->ms.max_bandwidth_mibps = m->max_bandwidth_mibps;
+	j->ms.converge_timeout_s = m->converge_timeout_s;
+	int status = hostd_task_start_reply(call, "vm.migrate", j->name, send_worker, j);
+	if (status != VMK__STATUS__STATUS_OK) {
+		pthread_mutex_lock(&inv->lock);
+		if ((v = inv_find(inv, j->name))) {
+			v->state = VMS_POWERED_ON;
+			inv_save(inv);
+		}
+		pthread_mutex_unlock(&inv->lock);
+		free(j);
+	}
+	return status;
+}

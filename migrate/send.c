@@ -1,0 +1,358 @@
+/* The source side of a live migration: pre-copy with the dirty log,
+ * auto-converge, and the switchover state machine (migrate.h). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "migrate.h"
+#include "util.h"
+#include "vmm/ramstate.h"
+#include "vmm/snapshot.h"
+#include "wire.h"
+
+#define MAX_ITERATIONS     60
+#define THROTTLE_STEP      20 /* % more held per auto-converge step */
+#define THROTTLE_MAX       95
+#define THROTTLE_PERIOD_MS 20
+
+static const char *const phase_names[] = { "idle",     "connecting", "precopy", "switchover",
+	                                   "handover", "done",       "failed",  "cancelled" };
+
+const char *migrate_phase_name(enum migrate_phase p)
+{
+	return (unsigned)p < sizeof(phase_names) / sizeof(phase_names[0]) ? phase_names[p]
+	                                                                  : "unknown";
+}
+
+static void set_phase(struct migrate_src *s, enum migrate_phase ph)
+{
+	pthread_mutex_lock(&s->m);
+	s->prog.phase = ph;
+	pthread_mutex_unlock(&s->m);
+}
+
+/* Auto-converge: a thread that holds the vCPUs for throttle_pct of every
+ * period (pause/resume, the same for KVM and the software CPU). */
+struct throttle {
+	struct vmm_vm *vm;
+	atomic_uint pct;
+	atomic_bool stop;
+	pthread_t t;
+	bool running;
+};
+
+static void *throttle_main(void *arg)
+{
+	struct throttle *th = arg;
+
+	while (!atomic_load(&th->stop)) {
+		unsigned pct = atomic_load(&th->pct);
+		if (!pct) {
+			usleep(THROTTLE_PERIOD_MS * 1000);
+			continue;
+		}
+		vmm_vm_pause(th->vm);
+		usleep(THROTTLE_PERIOD_MS * 10 * pct);
+		vmm_vm_resume(th->vm);
+		usleep(THROTTLE_PERIOD_MS * 10 * (100 - pct));
+	}
+	return NULL;
+}
+
+static uint64_t ms_now(void)
+{
+	return util_now_ms();
+}
+
+/* Fails the migration before the hand-over: the VM runs on here. */
+static void fail(struct migrate_src *s, enum migrate_phase ph, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static void fail(struct migrate_src *s, enum migrate_phase ph, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&s->m);
+	va_start(ap, fmt);
+	vsnprintf(s->prog.error, sizeof(s->prog.error), fmt, ap);
+	va_end(ap);
+	s->prog.phase = ph;
+	pthread_mutex_unlock(&s->m);
+	log_warn("migration %s: %s; the VM keeps running here", migrate_phase_name(ph),
+	         s->prog.error);
+}
+
+static void *send_main(void *arg)
+{
+	struct migrate_src *s = arg;
+	struct vmm_vm *vm = s->vm;
+	struct wire_stream ws;
+	struct vmm_stream st;
+	struct throttle th = { .vm = vm };
+	char err[400], line[300];
+	uint64_t t0 = ms_now(), words = 0, *bm = NULL;
+	bool logging = false, paused = false;
+	int ret;
+
+	set_phase(s, MIG_CONNECTING);
+	s->fd = wire_connect(s->p.host, s->p.port, 10000, err, sizeof(err));
+	if (s->fd < 0) {
+		fail(s, MIG_FAILED, "%s", err);
+		return NULL;
+	}
+	snprintf(line, sizeof(line), "VMKMIG1 %s\n", s->p.token);
+	if ((ret = wire_send_line(s->fd, line)) < 0 ||
+	    (ret = wire_read_line(s->fd, line, sizeof(line), 10000)) < 0) {
+		fail(s, MIG_FAILED, "the destination did not answer the handshake: %s",
+		     strerror(-ret));
+		goto out;
+	}
+	if (strcmp(line, "OK") != 0) {
+		fail(s, MIG_FAILED, "the destination refused the migration: %s", line);
+		goto out;
+	}
+	wire_stream_init(&ws, &st, s->fd, (uint64_t)s->p.max_bandwidth << 20, &s->cancel);
+	if (vmm_vm_save_begin(vm, &st, err, sizeof(err)) < 0 ||
+	    vmm_vm_dirty_start(vm, err, sizeof(err)) < 0) {
+		fail(s, MIG_FAILED, "%s", err);
+		goto out;
+	}
+	logging = true;
+	words = (vm->mem.dirty_pages + 63) / 64;
+	if (!(bm = calloc(words ? words : 1, sizeof(uint64_t)))) {
+		fail(s, MIG_FAILED, "out of memory");
+		goto out;
+	}
+	if (pthread_create(&th.t, NULL, throttle_main, &th) == 0)
+		th.running = true;
+
+	/* ---- pre-copy: all of RAM, then what the guest dirtied meanwhile ---- */
+	set_phase(s, MIG_PRECOPY);
+	uint32_t downtime = s->p.downtime_ms ? s->p.downtime_ms : MIGRATE_DEFAULT_DOWNTIME_MS;
+	uint64_t converge_ms =
+	        (uint64_t)(s->p.converge_timeout ? s->p.converge_timeout : MIGRATE_CONVERGE_S) *
+	        1000;
+	uint64_t bw = 0, rate = 0;
+	unsigned behind = 0;
+	for (uint32_t it = 0;; it++) {
+		uint64_t ti = ms_now(), b0 = ws.sent;
+		if (it == 0)
+			ret = vmm_ram_save_all(&vm->mem, &st, NULL);
+		else
+			ret = vmm_ram_save_dirty(&vm->mem, &st, bm, vm->mem.dirty_pages, NULL);
+		if (ret < 0) {
+			if (atomic_load(&s->cancel))
+				fail(s, MIG_CANCELLED, "cancelled");
+			else
+				fail(s, MIG_FAILED,
+				     "sending memory: %s (the link or the destination "
+				     "failed)",
+				     strerror(-ret));
+			goto out;
+		}
+		uint64_t el = ms_now() - ti, bytes = ws.sent - b0;
+		if (el > 0 && bytes > (64u << 10))
+			bw = bytes * 1000 / el;
+		else if (!bw)
+			bw = 100ull << 20;
+		/* what the guest dirtied while that pass ran */
+		uint64_t n = vmm_vm_dirty_harvest(vm, bm);
+		uint64_t remaining = n * VMM_PAGE_SIZE;
+		rate = el ? remaining * 1000 / el : remaining;
+		uint64_t expect = bw ? remaining * 1000 / bw : 0;
+		pthread_mutex_lock(&s->m);
+		s->prog.iteration = it + 1;
+		s->prog.remaining_bytes = remaining;
+		s->prog.dirty_rate = rate;
+		s->prog.bandwidth = bw;
+		s->prog.expected_downtime_ms = expect;
+		s->prog.transferred = ws.sent;
+		pthread_mutex_unlock(&s->m);
+		if (atomic_load(&s->cancel)) {
+			fail(s, MIG_CANCELLED, "cancelled");
+			goto out;
+		}
+		if (expect <= downtime)
+			break;
+		if (ms_now() - t0 > converge_ms) {
+			fail(s, MIG_FAILED,
+			     "did not converge in %llu s: the guest dirties %llu MiB/s, the link "
+			     "carries %llu MiB/s (even with the vCPUs held %u%% of the time); "
+			     "raise "
+			     "--downtime-ms or migrate when the guest is quieter",
+			     (unsigned long long)(converge_ms / 1000),
+			     (unsigned long long)(rate >> 20), (unsigned long long)(bw >> 20),
+			     atomic_load(&th.pct));
+			goto out;
+		}
+		/* auto-converge: the dirty set does not shrink fast enough */
+		if (rate * 2 > bw || it + 1 >= MAX_ITERATIONS) {
+			if (++behind >= 2 && atomic_load(&th.pct) < THROTTLE_MAX) {
+				unsigned pct = atomic_load(&th.pct) + THROTTLE_STEP;
+				if (pct > THROTTLE_MAX)
+					pct = THROTTLE_MAX;
+				atomic_store(&th.pct, pct);
+				behind = 0;
+				pthread_mutex_lock(&s->m);
+				s->prog.throttle_pct = pct;
+				pthread_mutex_unlock(&s->m);
+				log_info("migration: auto-converge: vCPUs held %u%% of the time",
+				         pct);
+			}
+		}
+	}
+
+	/* ---- switchover: pause, the rest, the machine, END ---- */
+	set_phase(s, MIG_SWITCHOVER);
+	atomic_store(&th.stop, true);
+	if (th.running) {
+		pthread_join(th.t, NULL);
+		th.running = false;
+	}
+	uint64_t tp = ms_now();
+	vmm_vm_pause(vm);
+	paused = true;
+	{
+		/* bm: dirtied during the last pass, not sent yet; plus what came since */
+		uint64_t *more = calloc(words ? words : 1, sizeof(uint64_t));
+		if (!more) {
+			fail(s, MIG_FAILED, "out of memory");
+			goto out;
+		}
+		vmm_vm_dirty_harvest(vm, more);
+		for (uint64_t w = 0; w < words; w++)
+			bm[w] |= more[w];
+		free(more);
+	}
+	if ((ret = vmm_ram_save_dirty(&vm->mem, &st, bm, vm->mem.dirty_pages, NULL)) < 0 ||
+	    (ret = vmm_vm_save_machine(vm, &st, err, sizeof(err))) < 0 ||
+	    (ret = vmm_state_write_section(&st, SEC_END, 0, NULL, 0)) < 0) {
+		fail(s, atomic_load(&s->cancel) ? MIG_CANCELLED : MIG_FAILED,
+		     "sending the final state: %s",
+		     ret == -ECANCELED ? "cancelled" : strerror(-ret));
+		goto out;
+	}
+	if ((ret = wire_read_line(s->fd, line, sizeof(line), MIGRATE_ACK_TIMEOUT_MS)) < 0 ||
+	    strcmp(line, "R") != 0) {
+		fail(s, MIG_FAILED, "the destination did not load the state: %s",
+		     ret < 0 ? strerror(-ret) : line);
+		goto out;
+	}
+	if (atomic_load(&s->cancel)) {
+		fail(s, MIG_CANCELLED, "cancelled");
+		goto out;
+	}
+
+	/* ---- hand-over: from here on the source never resumes ---- */
+	set_phase(s, MIG_HANDOVER);
+	if (s->lease)
+		vmx_lease_end(s->lease);
+	if ((ret = wire_send_line(s->fd, "L\n")) < 0 ||
+	    (ret = wire_read_line(s->fd, line, sizeof(line), MIGRATE_ACK_TIMEOUT_MS)) < 0 ||
+	    strcmp(line, "G") != 0)
+		log_error("migration: the destination did not confirm it runs the VM (%s); the "
+		          "lock is released and the VM stays stopped here",
+		          ret < 0 ? strerror(-ret) : line);
+	pthread_mutex_lock(&s->m);
+	s->prog.downtime_ms = ms_now() - tp;
+	s->prog.total_ms = ms_now() - t0;
+	s->prog.transferred = ws.sent;
+	s->prog.phase = MIG_DONE;
+	pthread_mutex_unlock(&s->m);
+	vmm_vm_dirty_stop(vm);
+	char why[300];
+	snprintf(why, sizeof(why), "migrated to %s", s->p.host);
+	vm->power_status = 0;
+	vmm_vm_stop(vm, VM_POWERED_OFF, why);
+	log_info("migration done: %llu bytes, %u iterations, downtime %llu ms, total %llu ms",
+	         (unsigned long long)ws.sent, s->prog.iteration,
+	         (unsigned long long)s->prog.downtime_ms, (unsigned long long)s->prog.total_ms);
+	free(bm);
+	close(s->fd);
+	s->fd = -1;
+	return NULL;
+out:
+	atomic_store(&th.stop, true);
+	if (th.running)
+		pthread_join(th.t, NULL);
+	if (logging)
+		vmm_vm_dirty_stop(vm);
+	if (paused)
+		vmm_vm_resume(vm);
+	else if (atomic_load(&vm->state) == VM_PAUSED)
+		vmm_vm_resume(vm); /* a throttle pause that was cut short */
+	pthread_mutex_lock(&s->m);
+	s->prog.total_ms = ms_now() - t0;
+	pthread_mutex_unlock(&s->m);
+	free(bm);
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	return NULL;
+}
+
+int migrate_src_start(struct migrate_src *s, struct vmm_vm *vm, struct vmx_lease *lease,
+                      const struct migrate_params *p, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&s->m);
+	if (s->prog.phase >= MIG_CONNECTING && s->prog.phase <= MIG_HANDOVER) {
+		pthread_mutex_unlock(&s->m);
+		snprintf(err, errlen, "a migration of this VM is under way");
+		return -EBUSY;
+	}
+	if (s->prog.phase == MIG_DONE) {
+		pthread_mutex_unlock(&s->m);
+		snprintf(err, errlen, "the VM has migrated away already");
+		return -EBUSY;
+	}
+	memset(&s->prog, 0, sizeof(s->prog));
+	s->prog.phase = MIG_CONNECTING;
+	pthread_mutex_unlock(&s->m);
+	if (s->started) {
+		pthread_join(s->thread, NULL);
+		s->started = false;
+	}
+	s->vm = vm;
+	s->lease = lease;
+	s->p = *p;
+	s->fd = -1;
+	atomic_store(&s->cancel, false);
+	if (pthread_create(&s->thread, NULL, send_main, s) != 0) {
+		snprintf(err, errlen, "cannot start the migration thread");
+		s->prog.phase = MIG_FAILED;
+		return -EAGAIN;
+	}
+	s->started = true;
+	return 0;
+}
+
+void migrate_src_progress(struct migrate_src *s, struct migrate_progress *out)
+{
+	pthread_mutex_lock(&s->m);
+	*out = s->prog;
+	pthread_mutex_unlock(&s->m);
+}
+
+void migrate_src_cancel(struct migrate_src *s)
+{
+	atomic_store(&s->cancel, true);
+	/* a send blocked on a dead link: cut it, unless the hand-over began */
+	pthread_mutex_lock(&s->m);
+	if (s->prog.phase < MIG_HANDOVER && s->fd >= 0)
+		shutdown(s->fd, SHUT_RDWR);
+	pthread_mutex_unlock(&s->m);
+}
+
+void migrate_src_join(struct migrate_src *s)
+{
+	if (s->started) {
+		migrate_src_cancel(s);
+		pthread_join(s->thread, NULL);
+		s->started = false;
+	}
+}

@@ -1,0 +1,35 @@
+/* Sockets for migration streams (migrate.h describes the protocol). */
+#ifndef MIGRATE_WIRE_H
+#define MIGRATE_WIRE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/state.h"
+
+/* A connected TCP socket (blocking, NODELAY, large buffers), or -errno. */
+int wire_connect(const char *host, uint16_t port, int timeout_ms, char *err, size_t errlen);
+/* A listening socket on host:*port (0: the kernel picks; *port is set). */
+int wire_listen(const char *host, uint16_t *port, char *err, size_t errlen);
+
+/* The state stream over a socket: counts bytes, caps the rate (max_bps
+ * bytes/s, 0: none) and stops at *cancel. */
+struct wire_stream {
+	int fd;
+	uint64_t max_bps, sent;
+	double t0;
+	atomic_bool *cancel;
+};
+void wire_stream_init(struct wire_stream *w, struct vmm_stream *s, int fd, uint64_t max_bps,
+                      atomic_bool *cancel);
+
+int wire_send_line(int fd, const char *line);
+/* One '\n'-terminated line (without it) within timeout_ms: its length, or
+ * -ETIMEDOUT, -ECONNRESET, -EMSGSIZE. */
+int wire_read_line(int fd, char *buf, size_t len, int timeout_ms);
+/* Constant-time comparison of n bytes. */
+bool wire_token_equal(const char *a, const char *b, size_t n);
+
+#endif

@@ -1,0 +1,123 @@
+/* vmkctl vm migrate: live migration, orchestrated here as vCenter would:
+ * the destination prepares (and hands out a one-time token), the source
+ * migrates, both with the user's own rights on each host. */
+#include <stdio.h>
+#include <string.h>
+
+#include "handlers.h"
+#include "taskwait.h"
+
+static int cancel_on(struct vmkctl *d, const char *task_id)
+{
+	Vmk__Request req = VMK__REQUEST__INIT;
+	Vmk__TaskIdRequest body = VMK__TASK_ID_REQUEST__INIT;
+	Vmk__Response *resp;
+
+	body.id = (char *)task_id;
+	req.body_case = VMK__REQUEST__BODY_TASK_CANCEL;
+	req.task_cancel = &body;
+	return vmkctl_call(d, &req, &resp);
+}
+
+int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out)
+{
+	const char *name = args_str(a, "name"), *dest = args_str(a, "dest");
+	Vmk__Request req = VMK__REQUEST__INIT;
+	Vmk__VmNameRequest get = VMK__VM_NAME_REQUEST__INIT;
+	Vmk__Response *resp;
+	int ret;
+
+	/* where the VM is, from the source */
+	get.name = (char *)name;
+	req.body_case = VMK__REQUEST__BODY_VM_GET;
+	req.vm_get = &get;
+	if ((ret = vmkctl_call(v, &req, &resp)))
+		return ret;
+	const Vmk__VmInfo *vm = VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_VM, vm);
+	if (!vm)
+		return 1;
+	if (!vm->datastore_path || !vm->datastore_path[0])
+		return vmkctl_error(
+		        v, 5,
+		        "VM %s is not in a datastore of its host: only VMs on datastores "
+		        "migrate",
+		        name);
+	if (strcmp(vm->state, "poweredOn") != 0)
+		return vmkctl_error(
+		        v, 5, "cannot live-migrate VM %s: it is %s; only a running VM moves live",
+		        name, vm->state);
+	const char *source = vm->host && vm->host[0] ? vm->host : v->copts.server;
+	if (source && !strcmp(source, dest))
+		return vmkctl_error(v, 2, "VM %s already runs on %s: --dest names another host",
+		                    name, dest);
+
+	/* the destination: prepare */
+	struct vmkctl d = { 0 };
+	d.copts = v->copts;
+	d.copts.server = dest;
+	d.copts.sessionfile = NULL; /* a session belongs to one host */
+	d.fmt = v->fmt;
+	arena_init(&d.a, 0);
+	Vmk__Request preq = VMK__REQUEST__INIT;
+	Vmk__VmMigratePrepareRequest prep = VMK__VM_MIGRATE_PREPARE_REQUEST__INIT;
+	prep.name = (char *)name;
+	prep.datastore_path = vm->datastore_path;
+	prep.memory_mib = vm->memory_mib;
+	prep.source_host = (char *)(source ? source : "");
+	preq.body_case = VMK__REQUEST__BODY_VM_MIGRATE_PREPARE;
+	preq.vm_migrate_prepare = &prep;
+	if ((ret = vmkctl_call(&d, &preq, &resp))) {
+		snprintf(v->err, sizeof(v->err), "destination %s: %s", dest, d.err);
+		goto out;
+	}
+	const Vmk__VmMigratePrepareResponse *pr =
+	        VMKCTL_BODY(&d, resp, VMK__RESPONSE__BODY_VM_MIGRATE_PREPARE, vm_migrate_prepare);
+	if (!pr) {
+		ret = vmkctl_error(v, 1, "destination %s: %s", dest, d.err);
+		goto out;
+	}
+	char recv_task[64];
+	snprintf(recv_task, sizeof(recv_task), "%s", pr->task_id);
+
+	/* the source: migrate */
+	Vmk__Request mreq = VMK__REQUEST__INIT;
+	Vmk__VmMigrateRequest mig = VMK__VM_MIGRATE_REQUEST__INIT;
+	mig.name = (char *)name;
+	mig.dest_host = (char *)dest;
+	mig.dest_address = pr->address;
+	mig.dest_port = pr->port;
+	mig.token = pr->token;
+	mig.downtime_ms = (uint32_t)args_int(a, "downtime-ms", 0);
+	mig.max_bandwidth_mibps = (uint32_t)args_int(a, "max-bandwidth", 0);
+	mig.converge_timeout_s = (uint32_t)args_int(a, "converge-timeout", 0);
+	mreq.body_case = VMK__REQUEST__BODY_VM_MIGRATE;
+	mreq.vm_migrate = &mig;
+	if ((ret = vmkctl_call(v, &mreq, &resp))) {
+		cancel_on(&d, recv_task); /* nobody will come: stop its incoming vmx */
+		goto out;
+	}
+	const Vmk__Task *t = VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_TASK, task);
+	if (!t) {
+		cancel_on(&d, recv_task);
+		ret = 1;
+		goto out;
+	}
+	ret = vmkctl_task_result(v, a, t, out);
+	if (!args_flag(a, "async")) {
+		/* the destination settles (runs it, or cleans up) right after */
+		struct vmkctl_wait_opts o = { .timeout_ms = 60000 };
+		char saved[sizeof(v->err)];
+		snprintf(saved, sizeof(saved), "%s", v->err);
+		int r2 = vmkctl_task_wait(&d, recv_task, &o, NULL);
+		if (ret == 0 && r2 != 0)
+			ret = vmkctl_error(v, r2, "migrated, but destination %s reports: %s", dest,
+			                   d.err);
+		else
+			snprintf(v->err, sizeof(v->err), "%s", saved);
+	}
+out:
+	if (d.connected)
+		vmkctl_conn_close(&d.conn);
+	arena_free(&d.a);
+	return ret;
+}
