@@ -1,11 +1,14 @@
 /* The software CPU (see softcpu.h): fetch, decode and execute one x86-64
  * instruction at a time against guest memory through a small TLB.
  *
- * Faults are raised with longjmp back to softcpu_run(), which rewinds RIP
- * to the faulting instruction and delivers the exception through the
- * guest's IDT. Every instruction reads its memory operands before it
- * writes anything, so a fault leaves the architectural state as it was
- * (the few read-modify-write forms fault on the read first).
+ * Faults are raised with longjmp back to softcpu_run(); step() has left
+ * RIP on the faulting instruction, and the exception is delivered through
+ * the guest's IDT. Every instruction reads its memory operands before it
+ * writes anything, so a fault leaves the architectural state as it was:
+ * the read of a read-modify-write destination already needs write
+ * permission (mem_read_rmw), IRET checks everything before RSP moves. A
+ * REP string instruction is interruptible between iterations, as on the
+ * CPU (string_op).
  *
  * References: Intel SDM vol. 2 (instruction encodings, flags), vol. 3
  * chapters 4 (paging) and 6 (64-bit interrupt delivery). */
@@ -104,6 +107,7 @@ static _Noreturn void raise_fault(struct softcpu *c, uint8_t vec, bool has_err, 
 	c->fault_vec = vec;
 	c->fault_has_err = has_err;
 	c->fault_err = err;
+	c->fault_ilen = 0;
 	longjmp(c->fault_jmp, JMP_FAULT);
 }
 
@@ -224,12 +228,16 @@ static inline void mark_dirty(struct softcpu *c, uint64_t pa)
 		__atomic_fetch_or(&d[pfn >> 6], 1ull << (pfn & 63), __ATOMIC_SEQ_CST);
 }
 
-static uint64_t mem_read(struct softcpu *c, uint64_t la, unsigned sz)
+/* acc: ACC_R, or ACC_W for the read of a read-modify-write instruction,
+ * which (as on the CPU) needs write permission already: it faults before
+ * anything changed, with W in the #PF error code, and its write then
+ * cannot fault. */
+static inline uint64_t mem_read_acc(struct softcpu *c, uint64_t la, unsigned sz, int acc)
 {
 	uint64_t v = 0;
 
 	if ((la & 0xfff) + sz <= 4096) {
-		struct softcpu_tlb *t = lookup(c, la, ACC_R);
+		struct softcpu_tlb *t = lookup(c, la, acc);
 		if (t->host) {
 			memcpy(&v, t->host + (la & 0xfff), sz);
 		} else {
@@ -238,9 +246,22 @@ static uint64_t mem_read(struct softcpu *c, uint64_t la, unsigned sz)
 		}
 		return v;
 	}
+	/* crossing a page: both pages are checked before a byte is read */
+	lookup(c, la, acc);
+	lookup(c, la + sz - 1, acc);
 	for (unsigned i = 0; i < sz; i++)
-		v |= mem_read(c, la + i, 1) << (8 * i);
+		v |= mem_read_acc(c, la + i, 1, ACC_R) << (8 * i);
 	return v;
+}
+
+static uint64_t mem_read(struct softcpu *c, uint64_t la, unsigned sz)
+{
+	return mem_read_acc(c, la, sz, ACC_R);
+}
+
+static uint64_t mem_read_rmw(struct softcpu *c, uint64_t la, unsigned sz)
+{
+	return mem_read_acc(c, la, sz, ACC_W);
 }
 
 static void mem_write(struct softcpu *c, uint64_t la, unsigned sz, uint64_t v)
@@ -261,6 +282,20 @@ static void mem_write(struct softcpu *c, uint64_t la, unsigned sz, uint64_t v)
 	lookup(c, la + sz - 1, ACC_W);
 	for (unsigned i = 0; i < sz; i++)
 		mem_write(c, la + i, 1, v >> (8 * i));
+}
+
+/* An implicit supervisor access (GDT, IDT, TSS): checked as at CPL 0
+ * whatever the CPL. A fault on the way restores the CPL (softcpu_run). */
+static uint64_t sys_read(struct softcpu *c, uint64_t la, unsigned sz)
+{
+	uint8_t cpl = c->cpl;
+
+	c->sys_cpl = (uint8_t)(cpl + 1);
+	c->cpl = 0;
+	uint64_t v = mem_read(c, la, sz);
+	c->cpl = cpl;
+	c->sys_cpl = 0;
+	return v;
 }
 
 /* ---- fetch and decode ---- */
@@ -400,6 +435,12 @@ static inline void wr_reg(struct softcpu *c, const struct insn *in, unsigned r, 
 static uint64_t rd_e(struct softcpu *c, const struct insn *in, unsigned sz)
 {
 	return in->mem ? mem_read(c, ea_of(c, in), sz) : rd_reg(c, in, in->rm, sz);
+}
+
+/* the destination of a read-modify-write instruction (see mem_read_acc) */
+static uint64_t rd_e_rmw(struct softcpu *c, const struct insn *in, unsigned sz)
+{
+	return in->mem ? mem_read_rmw(c, ea_of(c, in), sz) : rd_reg(c, in, in->rm, sz);
 }
 
 static void wr_e(struct softcpu *c, const struct insn *in, unsigned sz, uint64_t v)
@@ -603,25 +644,48 @@ static uint64_t shift(struct softcpu *c, unsigned op, uint64_t a, unsigned cnt, 
 
 /* ---- system state ---- */
 
-static uint64_t gdt_desc(struct softcpu *c, uint16_t sel)
+/* The GDT descriptor of sel (no LDT); `size` 16 for the system
+ * descriptors of long mode, whose upper half must be inside the limit too. */
+static uint64_t gdt_desc(struct softcpu *c, uint16_t sel, unsigned size)
 {
 	uint32_t off = sel & ~7u;
 
-	if (!(sel & ~3u) || off + 7 > c->gdt_limit || (sel & 4))
+	if (!(sel & ~3u) || off + size - 1 > c->gdt_limit || (sel & 4))
 		raise_fault(c, VEC_GP, true, sel & ~3u);
-	return mem_read(c, c->gdt_base + off, 8);
+	return sys_read(c, c->gdt_base + off, 8);
 }
 
-static void load_cs(struct softcpu *c, uint16_t sel, uint8_t cpl)
+/* The code segment descriptor for CS = sel at privilege cpl, checked as
+ * a far transfer does: a present code segment (S and the code bit), with
+ * DPL = CPL, or DPL <= CPL if conforming. */
+static uint64_t cs_desc(struct softcpu *c, uint16_t sel, uint8_t cpl)
 {
-	uint64_t d = gdt_desc(c, sel);
+	uint64_t d = gdt_desc(c, sel, 8);
+	unsigned dpl = (d >> 45) & 3;
+	bool conforming = (d >> 42) & 1;
 
-	if (!((d >> 47) & 1) || !((d >> 43) & 1)) /* present code segment */
+	if (!((d >> 47) & 1) || !((d >> 44) & 1) || !((d >> 43) & 1) ||
+	    (conforming ? dpl > cpl : dpl != cpl))
 		raise_fault(c, VEC_GP, true, sel & ~3u);
+	return d;
+}
+
+static void set_cs(struct softcpu *c, uint16_t sel, uint64_t d, uint8_t cpl)
+{
 	c->sel[SEG_CS] = (uint16_t)((sel & ~3u) | cpl);
 	c->cs_l = (d >> 53) & 1;
 	c->cs_db = (d >> 54) & 1;
 	c->cpl = cpl;
+}
+
+static void load_cs(struct softcpu *c, uint16_t sel, uint8_t cpl)
+{
+	set_cs(c, sel, cs_desc(c, sel, cpl), cpl);
+}
+
+static inline bool canonical(uint64_t la)
+{
+	return (uint64_t)((int64_t)(la << 16) >> 16) == la;
 }
 
 static void load_seg(struct softcpu *c, unsigned seg, uint16_t sel)
@@ -631,7 +695,7 @@ static void load_seg(struct softcpu *c, unsigned seg, uint16_t sel)
 	if (seg == SEG_CS)
 		gp0(c);
 	if (sel & ~3u) {
-		uint64_t d = gdt_desc(c, sel);
+		uint64_t d = gdt_desc(c, sel, 8);
 		base = ((d >> 16) & 0xffffff) | ((d >> 32) & 0xff000000);
 	}
 	c->sel[seg] = sel;
@@ -757,7 +821,7 @@ static void do_cpuid(struct softcpu *c)
 	uint32_t fn = (uint32_t)c->r[RAX], idx = (uint32_t)c->r[RCX];
 	const struct cpuid_leaf *hit = NULL;
 
-	for (unsigned i = 0; i < c->ncpuid; i++) {
+	for (unsigned i = 0; i < c->ncpuid && i < SOFTCPU_MAX_CPUID; i++) {
 		if (c->cpuid[i].function != fn)
 			continue;
 		if (c->cpuid[i].index == idx) {
@@ -802,42 +866,49 @@ static void port_io(struct softcpu *c, uint16_t port, bool out, unsigned sz)
 	}
 }
 
-/* IRETQ (64-bit) and IRETD (32-bit, same privilege only). */
+/* IRETQ (64-bit) and IRETD (32-bit, same privilege only). Everything is
+ * read and checked before anything changes (RSP included). */
 static void do_iret(struct softcpu *c, const struct insn *in)
 {
 	unsigned sz = in->m64 ? (in->rex & 8 ? 8 : 4) : 4;
-	uint64_t rip = pop(c, sz);
-	uint16_t cs = (uint16_t)pop(c, sz);
-	uint64_t fl = pop(c, sz);
+	uint64_t sm = stack_mask(c), sp = c->r[RSP];
+	uint64_t rip = mem_read(c, sp & sm, sz);
+	uint16_t cs = (uint16_t)mem_read(c, (sp + sz) & sm, sz);
+	uint64_t fl = mem_read(c, (sp + 2 * sz) & sm, sz);
 	uint8_t new_cpl = cs & 3;
-	uint64_t rsp = 0;
-	uint16_t ss = 0;
+	bool pop_ss = in->m64 || new_cpl != c->cpl;
+	uint64_t rsp = (sp + 3 * sz) & sm;
+	uint16_t ss = c->sel[SEG_SS];
 
 	if (new_cpl < c->cpl)
 		gp0(c);
-	if (in->m64 || new_cpl != c->cpl) {
+	if (pop_ss) {
 		if (!in->m64)
 			unsupported(c, in, "IRET to another privilege level outside long mode");
-		rsp = pop(c, sz);
-		ss = (uint16_t)pop(c, sz);
+		rsp = mem_read(c, (sp + 3 * sz) & sm, sz);
+		ss = (uint16_t)mem_read(c, (sp + 4 * sz) & sm, sz);
 	}
+	uint64_t d = cs_desc(c, cs, new_cpl);
+	if (in->m64 && ((d >> 53) & 1) && !canonical(rip))
+		gp0(c);
 	uint64_t changeable = F_ARITH | F_TF | F_DF | F_NT | F_RF | F_AC | F_ID;
 	if (c->cpl <= ((c->rflags & F_IOPL) >> 12))
 		changeable |= F_IF;
 	if (c->cpl == 0)
 		changeable |= F_IOPL;
-	load_cs(c, cs, new_cpl);
+	set_cs(c, cs, d, new_cpl);
 	c->rflags = (c->rflags & ~changeable) | (fl & changeable) | 2;
-	if (in->m64 || ss) {
-		c->r[RSP] = rsp;
-		c->sel[SEG_SS] = ss;
-	}
+	c->r[RSP] = rsp;
+	c->sel[SEG_SS] = ss;
 	c->rip = rip;
 }
 
-/* Delivers an exception through the 64-bit IDT (interrupt and trap gates;
- * stack switch to TSS.RSP0 or an IST stack). */
-static void deliver(struct softcpu *c, uint8_t vec, bool has_err, uint32_t err)
+/* Delivers an exception or software interrupt through the 64-bit IDT
+ * (interrupt and trap gates; stack switch to TSS.RSP0 or an IST stack).
+ * ilen: the length of an INT n / INT3 (a trap: the frame gets the RIP
+ * after it, and the gate's DPL must allow the CPL), 0 for a fault.
+ * The IDT, GDT and TSS are read as implicit supervisor accesses. */
+static void deliver(struct softcpu *c, uint8_t vec, bool has_err, uint32_t err, unsigned ilen)
 {
 	if (!(c->efer & EFER_LMA)) {
 		snprintf(c->why, sizeof(c->why),
@@ -855,9 +926,8 @@ static void deliver(struct softcpu *c, uint8_t vec, bool has_err, uint32_t err)
 	uint64_t old_rsp = c->r[RSP], old_fl = c->rflags;
 	uint16_t old_cs = c->sel[SEG_CS], old_ss = c->sel[SEG_SS];
 
-	c->cpl = 0; /* the CPU's own accesses to the IDT, GDT and TSS */
-	uint64_t lo = mem_read(c, c->idt_base + vec * 16u, 8);
-	uint64_t hi = mem_read(c, c->idt_base + vec * 16u + 8, 8);
+	uint64_t lo = sys_read(c, c->idt_base + vec * 16u, 8);
+	uint64_t hi = sys_read(c, c->idt_base + vec * 16u + 8, 8);
 	unsigned type = (lo >> 40) & 0xf, ist = (lo >> 32) & 7;
 	if (!((lo >> 47) & 1) || (type != 0xe && type != 0xf)) {
 		snprintf(c->why, sizeof(c->why),
@@ -865,22 +935,39 @@ static void deliver(struct softcpu *c, uint8_t vec, bool has_err, uint32_t err)
 		         (unsigned long long)c->rip);
 		leave(c, SOFTCPU_SHUTDOWN);
 	}
+	if (ilen && ((lo >> 45) & 3) < old_cpl) {
+		/* INT n through a gate of higher privilege: #GP(vector) instead,
+		 * a fault at the INT */
+		deliver(c, VEC_GP, true, vec * 8u + 2, 0);
+		return;
+	}
 	uint16_t sel = (uint16_t)(lo >> 16);
 	uint64_t target = (lo & 0xffff) | ((lo >> 32) & 0xffff0000ull) | (hi << 32);
-	uint8_t new_cpl = (uint8_t)((gdt_desc(c, sel) >> 45) & 3);
-	if (new_cpl > old_cpl)
+	uint64_t d = gdt_desc(c, sel, 8);
+	uint8_t new_cpl = (uint8_t)((d >> 45) & 3);
+	if (!((d >> 47) & 1) || !((d >> 44) & 1) || !((d >> 43) & 1) || !((d >> 53) & 1) ||
+	    new_cpl > old_cpl)
+		raise_fault(c, VEC_GP, true, sel & ~3u); /* a present 64-bit code segment */
+	if (!canonical(target))
 		gp0(c);
 	uint64_t rsp = old_rsp;
-	if (new_cpl < old_cpl)
-		rsp = mem_read(c, c->tr_base + 4 + new_cpl * 8u, 8);
-	if (ist)
-		rsp = mem_read(c, c->tr_base + 0x24 + (ist - 1) * 8u, 8);
+	if (new_cpl < old_cpl) {
+		if (4 + new_cpl * 8u + 7 > c->tr_limit)
+			raise_fault(c, 10 /* #TS */, true, c->tr_sel & ~3u);
+		rsp = sys_read(c, c->tr_base + 4 + new_cpl * 8u, 8);
+	}
+	if (ist) {
+		if (0x24 + (ist - 1) * 8u + 7 > c->tr_limit)
+			raise_fault(c, 10 /* #TS */, true, c->tr_sel & ~3u);
+		rsp = sys_read(c, c->tr_base + 0x24 + (ist - 1) * 8u, 8);
+	}
 	rsp &= ~0xfull;
-	uint64_t frame[6] = { old_ss, old_rsp, old_fl, old_cs, c->rip, err };
+	uint64_t frame[6] = { old_ss, old_rsp, old_fl, old_cs, c->rip + ilen, err };
 	unsigned nf = has_err ? 6 : 5;
+	c->cpl = new_cpl; /* the frame is written with the handler's privilege */
 	for (unsigned i = 0; i < nf; i++)
 		mem_write(c, rsp - 8 * (i + 1), 8, frame[i]);
-	load_cs(c, sel, new_cpl);
+	set_cs(c, sel, d, new_cpl);
 	c->r[RSP] = rsp - 8 * nf;
 	if (new_cpl < old_cpl)
 		c->sel[SEG_SS] = new_cpl;
@@ -892,46 +979,74 @@ static void deliver(struct softcpu *c, uint8_t vec, bool has_err, uint32_t err)
 
 /* ---- string instructions ---- */
 
+/* the mask of an address size, and a write of RCX/RSI/RDI at that size:
+ * 32 bits zero-extend (ECX, not RCX, counts with a 0x67 prefix), 16 keep
+ * the rest */
+static inline uint64_t amask(unsigned asz)
+{
+	return asz == 8 ? ~0ull : asz == 4 ? 0xffffffffull : 0xffffull;
+}
+
+static inline void wr_areg(struct softcpu *c, unsigned r, unsigned asz, uint64_t v)
+{
+	c->r[r] = asz == 8 ? v : asz == 4 ? (uint32_t)v : (c->r[r] & ~0xffffull) | (v & 0xffff);
+}
+
+/* With a REP prefix each iteration counts as an instruction of the budget,
+ * and like the CPU (where a repeated string instruction is interruptible)
+ * it stops between iterations when the budget runs out or *stop is set,
+ * RIP left on the instruction and RCX/RSI/RDI where they got: the next
+ * step() continues it. A guest cannot hold the vCPU thread with a huge
+ * RCX over memory that never faults. */
 static void string_op(struct softcpu *c, struct insn *in, uint8_t op)
 {
-	unsigned sz = (op & 1) ? in->osz : 1;
-	uint64_t am = in->asz == 8 ? ~0ull : 0xffffffffull;
+	unsigned sz = (op & 1) ? in->osz : 1, asz = in->asz;
+	uint64_t am = amask(asz);
 	int64_t step = (c->rflags & F_DF) ? -(int64_t)sz : (int64_t)sz;
 	uint64_t src_base = in->seg == SEG_FS ? c->fs_base : in->seg == SEG_GS ? c->gs_base : 0;
 
-	for (;;) {
-		if (in->rep && !(c->r[RCX] & am))
-			break;
+	for (bool first = true;; first = false) {
+		if (in->rep) {
+			if (!(c->r[RCX] & am))
+				break;
+			if (!first) {
+				if (c->insns + 1 >= c->insn_end || *c->stop) {
+					in->jumped = true; /* c->rip is in->start */
+					return;
+				}
+				c->insns++;
+			}
+		}
 		switch (op & ~1) {
 		case 0xa4: /* movs */
 			mem_write(c, c->r[RDI] & am, sz,
 			          mem_read(c, src_base + (c->r[RSI] & am), sz));
-			c->r[RSI] = (c->r[RSI] + (uint64_t)step) & am;
-			c->r[RDI] = (c->r[RDI] + (uint64_t)step) & am;
+			wr_areg(c, RSI, asz, c->r[RSI] + (uint64_t)step);
+			wr_areg(c, RDI, asz, c->r[RDI] + (uint64_t)step);
 			break;
 		case 0xaa: /* stos */
 			mem_write(c, c->r[RDI] & am, sz, c->r[RAX]);
-			c->r[RDI] = (c->r[RDI] + (uint64_t)step) & am;
+			wr_areg(c, RDI, asz, c->r[RDI] + (uint64_t)step);
 			break;
 		case 0xac: /* lods */
 			wr_reg(c, in, RAX, sz, mem_read(c, src_base + (c->r[RSI] & am), sz));
-			c->r[RSI] = (c->r[RSI] + (uint64_t)step) & am;
+			wr_areg(c, RSI, asz, c->r[RSI] + (uint64_t)step);
 			break;
 		case 0xa6: { /* cmps */
 			uint64_t a = mem_read(c, src_base + (c->r[RSI] & am), sz);
 			uint64_t b = mem_read(c, c->r[RDI] & am, sz);
 			alu(c, 7, a, b, sz);
-			c->r[RSI] = (c->r[RSI] + (uint64_t)step) & am;
-			c->r[RDI] = (c->r[RDI] + (uint64_t)step) & am;
+			wr_areg(c, RSI, asz, c->r[RSI] + (uint64_t)step);
+			wr_areg(c, RDI, asz, c->r[RDI] + (uint64_t)step);
 			break;
 		}
 		default: /* 0xae scas */
 			alu(c, 7, c->r[RAX], mem_read(c, c->r[RDI] & am, sz), sz);
-			c->r[RDI] = (c->r[RDI] + (uint64_t)step) & am;
+			wr_areg(c, RDI, asz, c->r[RDI] + (uint64_t)step);
 		}
 		if (!in->rep)
 			break;
-		c->r[RCX] = (c->r[RCX] & ~am) | ((c->r[RCX] - 1) & am);
+		wr_areg(c, RCX, asz, c->r[RCX] - 1);
 		if ((op & ~1) == 0xa6 || (op & ~1) == 0xae) {
 			bool zf = c->rflags & F_ZF;
 			if ((in->rep == 0xf3 && !zf) || (in->rep == 0xf2 && zf))
@@ -954,10 +1069,10 @@ static void group3(struct softcpu *c, struct insn *in, unsigned sz)
 		return;
 	}
 	case 2:
-		wr_e(c, in, sz, ~rd_e(c, in, sz) & m);
+		wr_e(c, in, sz, ~rd_e_rmw(c, in, sz) & m);
 		return;
 	case 3: {
-		uint64_t a = rd_e(c, in, sz);
+		uint64_t a = rd_e_rmw(c, in, sz);
 		uint64_t r = alu(c, 5, 0, a, sz);
 		wr_e(c, in, sz, r);
 		return;
@@ -1053,17 +1168,24 @@ static void exec_0f(struct softcpu *c, struct insn *in)
 		need_cpl0(c);
 		{
 			uint16_t sel = (uint16_t)rd_e(c, in, 2);
-			uint64_t d = gdt_desc(c, sel);
+			bool lma = c->efer & EFER_LMA;
+			uint64_t d = gdt_desc(c, sel, lma ? 16 : 8);
+			/* a present, available TSS (system descriptor type 9) */
+			if (((d >> 40) & 0x9f) != 0x89)
+				raise_fault(c, VEC_GP, true, sel & ~3u);
 			uint64_t base = ((d >> 16) & 0xffffff) | ((d >> 32) & 0xff000000);
-			if (c->efer & EFER_LMA)
-				base |= mem_read(c, c->gdt_base + (sel & ~7u) + 8, 4) << 32;
+			if (lma)
+				base |= sys_read(c, c->gdt_base + (sel & ~7u) + 8, 4) << 32;
 			c->tr_sel = sel;
 			c->tr_base = base;
 			c->tr_limit = (uint32_t)((d & 0xffff) | ((d >> 32) & 0xf0000));
 		}
 		break;
 	case 0x01: { /* group 7 */
-		uint8_t m = in->pos < in->n ? in->b[in->pos] : 0;
+		/* a peek at the ModRM byte (modrm() reads it again), fetched if
+		 * it is on the next page */
+		uint8_t m = getb(c, in);
+		in->pos--;
 		if (m == 0xf9) { /* rdtscp */
 			in->pos++;
 			uint64_t t = softcpu_tsc(c);
@@ -1182,7 +1304,7 @@ static void exec_0f(struct softcpu *c, struct insn *in)
 		if (in->mem) {
 			int64_t so = op == 0xba ? (int64_t)off : sext(off, sz);
 			a = ea_of(c, in) + (uint64_t)((so >> (sz == 8 ? 6 : sz == 4 ? 5 : 4)) * sz);
-			v = mem_read(c, a, sz);
+			v = kind ? mem_read_rmw(c, a, sz) : mem_read(c, a, sz);
 		} else {
 			v = rd_reg(c, in, in->rm, sz);
 		}
@@ -1208,7 +1330,7 @@ static void exec_0f(struct softcpu *c, struct insn *in)
 	case 0xb1: { /* cmpxchg */
 		unsigned s = op == 0xb0 ? 1 : sz;
 		modrm(c, in);
-		uint64_t v = rd_e(c, in, s);
+		uint64_t v = rd_e_rmw(c, in, s);
 		alu(c, 7, c->r[RAX], v, s);
 		if (c->rflags & F_ZF)
 			wr_e(c, in, s, rd_reg(c, in, in->reg, s));
@@ -1253,10 +1375,15 @@ static void exec_0f(struct softcpu *c, struct insn *in)
 	case 0xc1: { /* xadd */
 		unsigned s = op == 0xc0 ? 1 : sz;
 		modrm(c, in);
-		uint64_t d = rd_e(c, in, s), r = rd_reg(c, in, in->reg, s);
+		uint64_t d = rd_e_rmw(c, in, s), r = rd_reg(c, in, in->reg, s);
 		uint64_t sum = alu(c, 0, d, r, s);
-		wr_e(c, in, s, sum);
-		wr_reg(c, in, in->reg, s, d);
+		if (in->mem) {
+			wr_e(c, in, s, sum);
+			wr_reg(c, in, in->reg, s, d);
+		} else { /* SRC := DEST, then DEST := sum (xadd rax, rax: the sum) */
+			wr_reg(c, in, in->reg, s, d);
+			wr_reg(c, in, in->rm, s, sum);
+		}
 		break;
 	}
 	case 0xc8 ... 0xcf: { /* bswap */
@@ -1310,37 +1437,46 @@ static __attribute__((noinline)) void step(struct softcpu *c)
 		        (unsigned long long)c->r[RCX], (unsigned long long)c->r[RDX],
 		        (unsigned long long)c->r[RSP], in.b[0], in.b[1], in.b[2], in.b[3]);
 	}
+	/* prefixes; a REX counts only right before the opcode (the last one
+	 * wins, a legacy prefix after it cancels it) */
 	for (;;) {
 		op = getb(c, &in);
 		switch (op) {
+		case 0x40 ... 0x4f:
+			if (!in.m64)
+				break; /* inc/dec outside 64-bit mode */
+			in.rex = op;
+			continue;
 		case 0x66:
 			in.o16 = true;
+			in.rex = 0;
 			continue;
 		case 0x67:
 			in.a32 = true;
+			in.rex = 0;
 			continue;
 		case 0xf2:
 		case 0xf3:
 			in.rep = op;
+			in.rex = 0;
 			continue;
 		case 0xf0: /* lock: one vCPU, every access is atomic already */
 		case 0x26:
 		case 0x2e:
 		case 0x36:
 		case 0x3e:
+			in.rex = 0;
 			continue;
 		case 0x64:
 			in.seg = SEG_FS;
+			in.rex = 0;
 			continue;
 		case 0x65:
 			in.seg = SEG_GS;
+			in.rex = 0;
 			continue;
 		}
 		break;
-	}
-	if (in.m64 && (op & 0xf0) == 0x40) {
-		in.rex = op;
-		op = getb(c, &in);
 	}
 	in.osz = (in.rex & 8) ? 8 : in.o16 ? 2 : 4;
 	in.asz = in.m64 ? (in.a32 ? 4 : 8) : (in.a32 ? 2 : 4);
@@ -1361,7 +1497,7 @@ static __attribute__((noinline)) void step(struct softcpu *c)
 		if (form < 4) {
 			modrm(c, &in);
 			if (form < 2) { /* E, G */
-				uint64_t a = rd_e(c, &in, s);
+				uint64_t a = alu_op != 7 ? rd_e_rmw(c, &in, s) : rd_e(c, &in, s);
 				uint64_t r = alu(c, alu_op, a, rd_reg(c, &in, in.reg, s), s);
 				if (alu_op != 7)
 					wr_e(c, &in, s, r);
@@ -1433,7 +1569,8 @@ static __attribute__((noinline)) void step(struct softcpu *c)
 		uint64_t imm = op == 0x81   ? getiz(c, &in)
 		               : op == 0x83 ? getib_sx(c, &in)
 		                            : getb(c, &in);
-		uint64_t r = alu(c, in.reg & 7, rd_e(c, &in, s), imm, s);
+		uint64_t a = (in.reg & 7) != 7 ? rd_e_rmw(c, &in, s) : rd_e(c, &in, s);
+		uint64_t r = alu(c, in.reg & 7, a, imm, s);
 		if ((in.reg & 7) != 7)
 			wr_e(c, &in, s, r);
 		break;
@@ -1449,7 +1586,7 @@ static __attribute__((noinline)) void step(struct softcpu *c)
 	case 0x87: {
 		unsigned s = op == 0x86 ? 1 : sz;
 		modrm(c, &in);
-		uint64_t a = rd_e(c, &in, s), b = rd_reg(c, &in, in.reg, s);
+		uint64_t a = rd_e_rmw(c, &in, s), b = rd_reg(c, &in, in.reg, s);
 		wr_e(c, &in, s, b);
 		wr_reg(c, &in, in.reg, s, a);
 		break;
@@ -1488,8 +1625,13 @@ static __attribute__((noinline)) void step(struct softcpu *c)
 		load_seg(c, in.reg & 7, (uint16_t)rd_e(c, &in, 2));
 		break;
 	case 0x8f: {
-		unsigned s = in.m64 ? (in.o16 ? 2 : 8) : sz;
+		unsigned s = in.m64 ? (in.o16 ? 2 : 8) : sz, at = in.pos;
 		modrm(c, &in);
+		if ((in.reg & 7) != 0)
+			unsupported(c, &in, "instruction");
+		/* an address based on RSP counts from RSP after the pop */
+		if (in.mem && (in.b[at] & 7) == 4 && (in.b[at + 1] & 7) == 4 && !(in.rex & 1))
+			in.ea += s;
 		uint64_t v = mem_read(c, c->r[RSP] & stack_mask(c), s);
 		wr_e(c, &in, s, v); /* faults before RSP moves */
 		c->r[RSP] = (c->r[RSP] + s) & stack_mask(c);
@@ -1553,7 +1695,7 @@ static __attribute__((noinline)) void step(struct softcpu *c)
 			cnt = 1;
 		else
 			cnt = (unsigned)(c->r[RCX] & 0xff);
-		uint64_t v = rd_e(c, &in, s);
+		uint64_t v = rd_e_rmw(c, &in, s);
 		wr_e(c, &in, s, shift(c, in.reg & 7, v, cnt, s));
 		break;
 	}
@@ -1582,20 +1724,25 @@ static __attribute__((noinline)) void step(struct softcpu *c)
 		wr_reg(c, &in, RBP, s, v);
 		break;
 	}
-	case 0xcc: /* int3: a trap, RIP after it */
-		c->rip = in.start + in.pos;
-		deliver(c, VEC_BP, false, 0);
-		goto done_branch;
+	case 0xcc:   /* int3 */
+	case 0xcd: { /* int n: traps, delivered by softcpu_run */
+		uint8_t vec = op == 0xcc ? VEC_BP : getb(c, &in);
+		c->fault_vec = vec;
+		c->fault_has_err = false;
+		c->fault_err = 0;
+		c->fault_ilen = (uint8_t)in.pos;
+		longjmp(c->fault_jmp, JMP_FAULT);
+	}
 	case 0xcf:
 		do_iret(c, &in);
 		goto done_branch;
 	case 0xe2:
 	case 0xe3: { /* loop, jrcxz */
 		int64_t d = (int8_t)getb(c, &in);
-		uint64_t am = in.asz == 8 ? ~0ull : 0xffffffffull;
+		uint64_t am = amask(in.asz);
 		bool take;
 		if (op == 0xe2) {
-			c->r[RCX] = (c->r[RCX] & ~am) | ((c->r[RCX] - 1) & am);
+			wr_areg(c, RCX, in.asz, c->r[RCX] - 1);
 			take = (c->r[RCX] & am) != 0;
 		} else {
 			take = (c->r[RCX] & am) == 0;
@@ -1684,7 +1831,7 @@ static __attribute__((noinline)) void step(struct softcpu *c)
 		g = in.reg & 7;
 		if (g < 2) { /* inc dec: CF unchanged */
 			uint64_t cf = c->rflags & F_CF;
-			uint64_t r = alu(c, g ? 5 : 0, rd_e(c, &in, s), 1, s);
+			uint64_t r = alu(c, g ? 5 : 0, rd_e_rmw(c, &in, s), 1, s);
 			c->rflags = (c->rflags & ~F_CF) | cf;
 			wr_e(c, &in, s, r);
 			break;
@@ -1723,11 +1870,16 @@ done_branch:
 
 enum softcpu_exit softcpu_run(struct softcpu *c, uint64_t max_insns)
 {
-	uint64_t end = c->insns + max_insns;
 	int j;
 
+	/* the bound lives in *c: no local is live across the setjmp */
+	c->insn_end = max_insns > ~0ull - c->insns ? ~0ull : c->insns + max_insns;
 	c->exit_now = false;
 	j = setjmp(c->fault_jmp);
+	if (c->sys_cpl) { /* a fault in an implicit supervisor access */
+		c->cpl = (uint8_t)(c->sys_cpl - 1);
+		c->sys_cpl = 0;
+	}
 	if (j == JMP_EXIT) {
 		c->delivering = 0;
 		return c->pending_exit;
@@ -1743,11 +1895,11 @@ enum softcpu_exit softcpu_run(struct softcpu *c, uint64_t max_insns)
 			return SOFTCPU_SHUTDOWN;
 		}
 		c->delivering = c->fault_vec + 1;
-		deliver(c, c->fault_vec, c->fault_has_err, c->fault_err);
+		deliver(c, c->fault_vec, c->fault_has_err, c->fault_err, c->fault_ilen);
 		c->delivering = 0;
 		c->insns++;
 	}
-	while (c->insns < end) {
+	while (c->insns < c->insn_end) {
 		if (*c->stop)
 			return SOFTCPU_YIELD;
 		step(c);

@@ -89,7 +89,10 @@ struct softcpu {
 	int delivering; /* an exception is being delivered (nested: shutdown) */
 	uint8_t fault_vec;
 	bool fault_has_err;
+	uint8_t fault_ilen; /* INT n / INT3: its length (a trap); 0 for a fault */
+	uint8_t sys_cpl;    /* CPL + 1 during an implicit supervisor access */
 	uint32_t fault_err;
+	uint64_t insn_end; /* softcpu_run's budget: insns stops short of it */
 	enum softcpu_exit pending_exit;
 	bool exit_now;
 };
