@@ -1,0 +1,431 @@
+/* bench/migrate: live migration of the same micro guest by vmx and by
+ * QEMU, side by side on loopback in the same run. Prints, never asserts:
+ * total time, downtime and bytes on the wire for
+ *   - an idle guest (heartbeat) with 256 MiB of RAM (mostly zero pages),
+ *   - a busy guest (verify over 64 MiB, every page rewritten each pass),
+ * each the median of RUNS migrations, and vmx/QEMU ratios (< 1: vmx is
+ * better). Both get a 50 ms downtime limit and no bandwidth cap. QEMU runs
+ * with KVM where /dev/kvm opens, else TCG; vmx with KVM or its software
+ * CPU: the table says which, since the guests' speeds then differ. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RUNS 3
+
+static char bindir[PATH_MAX], elf[PATH_MAX + 32], tmp[64] = "/tmp/vmk-bench-mig-XXXXXX";
+
+struct result {
+	double total_ms, downtime_ms, bytes;
+	bool ok;
+};
+
+static int cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp);
+	return n ? v[n / 2] : 0;
+}
+
+static pid_t spawn(char *const argv[], const char *logpath)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		int fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int null = open("/dev/null", O_RDONLY);
+		dup2(null, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		setsid();
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static void stop(pid_t pid)
+{
+	if (pid > 0) {
+		kill(-pid, SIGKILL);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+}
+
+/* Runs a command and returns its stdout (static buffer). */
+static const char *capture(char *const argv[])
+{
+	static char out[8192];
+	int p[2];
+	if (pipe(p) < 0)
+		return "";
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(p[1], 1);
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, 2);
+		close(p[0]);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(p[1]);
+	size_t n = 0;
+	ssize_t k;
+	while ((k = read(p[0], out + n, sizeof(out) - 1 - n)) > 0)
+		n += (size_t)k;
+	out[n] = '\0';
+	close(p[0]);
+	waitpid(pid, NULL, 0);
+	return out;
+}
+
+static double field(const char *text, const char *key)
+{
+	const char *p = strstr(text, key);
+	return p ? strtod(p + strlen(key), NULL) : -1;
+}
+
+static bool wait_file_has(const char *path, const char *needle, int ms)
+{
+	for (int i = 0; i < ms / 50; i++) {
+		FILE *f = fopen(path, "r");
+		char buf[65536];
+		size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+		if (f)
+			fclose(f);
+		buf[n] = '\0';
+		if (strstr(buf, needle))
+			return true;
+		usleep(50 * 1000);
+	}
+	return false;
+}
+
+/* ---- vmx ---- */
+
+static struct result run_vmx(int mib, const char *cmdline, const char *ready)
+{
+	struct result r = { 0 };
+	char dir[PATH_MAX], cfg[PATH_MAX + 16], runA[PATH_MAX + 8], runB[PATH_MAX + 8];
+	char tok[PATH_MAX + 8], sockA[PATH_MAX + 16], sockB[PATH_MAX + 16], log[PATH_MAX + 16];
+	char vmx[PATH_MAX + 8], token[65], port[16], serial[PATH_MAX + 16];
+
+	snprintf(dir, sizeof(dir), "%s/vmx", tmp);
+	mkdir(dir, 0755);
+	snprintf(cfg, sizeof(cfg), "%s/m.vmx", dir);
+	snprintf(serial, sizeof(serial), "%s/serial.log", dir);
+	unlink(serial);
+	FILE *f = fopen(cfg, "w");
+	if (!f)
+		return r;
+	fprintf(f,
+	        "vm = { name = \"m\"; uuid = \"564d0000-0000-4000-8000-0000000000b1\"; "
+	        "memory_mib = %d; vcpus = 1; kernel = \"%s\"; cmdline = \"%s\"; };\n",
+	        mib, elf, cmdline);
+	fclose(f);
+	snprintf(runA, sizeof(runA), "%s/a", tmp);
+	snprintf(runB, sizeof(runB), "%s/b", tmp);
+	mkdir(runA, 0700);
+	mkdir(runB, 0700);
+	snprintf(vmx, sizeof(vmx), "%s/vmx", bindir);
+	snprintf(log, sizeof(log), "%s/a.log", tmp);
+	char *a[] = { vmx, "--run-dir", runA, "-c", cfg, NULL };
+	pid_t pa = spawn(a, log);
+	for (int i = 0; i < 32; i++)
+		snprintf(token + 2 * i, 3, "%02x", (unsigned)(rand() & 0xff));
+	snprintf(tok, sizeof(tok), "%s/tok", tmp);
+	f = fopen(tok, "w");
+	fprintf(f, "%s\n", token);
+	fclose(f);
+	snprintf(log, sizeof(log), "%s/b.log", tmp);
+	char *b[] = { vmx, "--run-dir", runB, "--incoming", "127.0.0.1", "--incoming-token-file",
+		      tok, "-c",        cfg,  NULL };
+	pid_t pb = spawn(b, log);
+	snprintf(sockA, sizeof(sockA), "%s/vmx.sock", runA);
+	snprintf(sockB, sizeof(sockB), "%s/vmx.sock", runB);
+	if (!wait_file_has(serial, ready, 120000))
+		goto out;
+	for (int i = 0; i < 100; i++) {
+		char *st[] = { vmx, "--control", sockB, "status", NULL };
+		double p = field(capture(st), "incoming_port=");
+		if (p > 0) {
+			snprintf(port, sizeof(port), "%d", (int)p);
+			break;
+		}
+		usleep(50 * 1000);
+	}
+	char *m[] = { vmx, "--control", sockA, "migrate", "127.0.0.1", port, token, "50", NULL };
+	capture(m);
+	for (int i = 0; i < 2400; i++) {
+		char *st[] = { vmx, "--control", sockA, "migrate-status", NULL };
+		const char *o = capture(st);
+		if (strstr(o, "phase=done")) {
+			r.total_ms = field(o, "total_ms=");
+			r.downtime_ms = field(o, "downtime_ms=");
+			r.bytes = field(o, "transferred=");
+			r.ok = true;
+			break;
+		}
+		if (strstr(o, "phase=failed") || strstr(o, "phase=cancelled") || !o[0])
+			break;
+		usleep(50 * 1000);
+	}
+out:
+	stop(pa);
+	stop(pb);
+	return r;
+}
+
+/* ---- QEMU ---- */
+
+static int qmp_open(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	for (int i = 0; i < 200; i++) {
+		int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+			return fd;
+		close(fd);
+		usleep(50 * 1000);
+	}
+	return -1;
+}
+
+/* Sends one command, returns the reply line that has "return" or "error". */
+static const char *qmp(int fd, const char *cmd)
+{
+	static char buf[16384];
+	size_t n = 0;
+
+	if (write(fd, cmd, strlen(cmd)) < 0)
+		return "";
+	for (;;) {
+		ssize_t k = read(fd, buf + n, sizeof(buf) - 1 - n);
+		if (k <= 0)
+			return "";
+		n += (size_t)k;
+		buf[n] = '\0';
+		char *line = buf, *nl;
+		while ((nl = strchr(line, '\n'))) {
+			*nl = '\0';
+			if (strstr(line, "\"return\"") || strstr(line, "\"error\"")) {
+				memmove(buf, line, strlen(line) + 1);
+				return buf;
+			}
+			line = nl + 1;
+		}
+		memmove(buf, line, strlen(line) + 1);
+		n = strlen(buf);
+	}
+}
+
+static struct result run_qemu(int mib, const char *cmdline, const char *ready, bool kvm,
+                              const char *tsc_arg)
+{
+	struct result r = { 0 };
+	char qa[PATH_MAX + 8], qb[PATH_MAX + 8], sa[PATH_MAX + 16], sb[PATH_MAX + 16], mem[16];
+	char append[512], inc[64], la[PATH_MAX + 8], lb[PATH_MAX + 8];
+	int port = 20000 + (rand() % 20000);
+
+	snprintf(qa, sizeof(qa), "%s/qa.sock", tmp);
+	snprintf(qb, sizeof(qb), "%s/qb.sock", tmp);
+	snprintf(sa, sizeof(sa), "file:%s/qa.serial", tmp);
+	snprintf(sb, sizeof(sb), "file:%s/qb.serial", tmp);
+	snprintf(la, sizeof(la), "%s/qa.serial", tmp);
+	snprintf(lb, sizeof(lb), "%s/qb.log", tmp);
+	unlink(la);
+	snprintf(mem, sizeof(mem), "%d", mib);
+	snprintf(append, sizeof(append), "%s %s", cmdline, tsc_arg);
+	snprintf(inc, sizeof(inc), "tcp:127.0.0.1:%d", port);
+	char qas[PATH_MAX + 40], qbs[PATH_MAX + 40];
+	snprintf(qas, sizeof(qas), "unix:%s,server=on,wait=off", qa);
+	snprintf(qbs, sizeof(qbs), "unix:%s,server=on,wait=off", qb);
+	const char *machine = kvm ? "microvm,accel=kvm" : "microvm,accel=tcg";
+	const char *cpu = kvm ? "host,-arch-capabilities" : "max";
+	char *a[] = { "qemu-system-x86_64",
+		      "-M",
+		      (char *)machine,
+		      "-cpu",
+		      (char *)cpu,
+		      "-m",
+		      mem,
+		      "-nodefaults",
+		      "-no-user-config",
+		      "-nographic",
+		      "-display",
+		      "none",
+		      "-serial",
+		      sa,
+		      "-device",
+		      "isa-debug-exit,iobase=0xf4,iosize=4",
+		      "-kernel",
+		      elf,
+		      "-append",
+		      append,
+		      "-qmp",
+		      qas,
+		      NULL };
+	char *b[] = { "qemu-system-x86_64",
+		      "-M",
+		      (char *)machine,
+		      "-cpu",
+		      (char *)cpu,
+		      "-m",
+		      mem,
+		      "-nodefaults",
+		      "-no-user-config",
+		      "-nographic",
+		      "-display",
+		      "none",
+		      "-serial",
+		      sb,
+		      "-device",
+		      "isa-debug-exit,iobase=0xf4,iosize=4",
+		      "-kernel",
+		      elf,
+		      "-append",
+		      append,
+		      "-qmp",
+		      qbs,
+		      "-incoming",
+		      inc,
+		      NULL };
+	char lga[PATH_MAX + 8];
+	snprintf(lga, sizeof(lga), "%s/qa.log", tmp);
+	pid_t pa = spawn(a, lga), pb = spawn(b, lb);
+	int fa = qmp_open(qa), fb = qmp_open(qb);
+	if (fa < 0 || fb < 0 || !wait_file_has(la, ready, 120000))
+		goto out;
+	qmp(fa, "{\"execute\":\"qmp_capabilities\"}\n");
+	qmp(fb, "{\"execute\":\"qmp_capabilities\"}\n");
+	qmp(fa, "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"downtime-limit\":50}}\n");
+	char cmd[200];
+	snprintf(cmd, sizeof(cmd), "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"%s\"}}\n",
+	         inc);
+	qmp(fa, cmd);
+	for (int i = 0; i < 2400; i++) {
+		const char *o = qmp(fa, "{\"execute\":\"query-migrate\"}\n");
+		if (strstr(o, "\"completed\"")) {
+			r.total_ms = field(o, "\"total-time\": ");
+			r.downtime_ms = field(o, "\"downtime\": ");
+			r.bytes = field(o, "\"transferred\": ");
+			r.ok = true;
+			break;
+		}
+		if (strstr(o, "\"failed\"") || !o[0])
+			break;
+		usleep(50 * 1000);
+	}
+out:
+	if (fa >= 0)
+		close(fa);
+	if (fb >= 0)
+		close(fb);
+	stop(pa);
+	stop(pb);
+	return r;
+}
+
+static void line(const char *what, struct result *v, struct result *q, int n)
+{
+	double vt[RUNS], vd[RUNS], vb[RUNS], qt[RUNS], qd[RUNS], qb[RUNS];
+	int nv = 0, nq = 0;
+	for (int i = 0; i < n; i++) {
+		if (v[i].ok) {
+			vt[nv] = v[i].total_ms;
+			vd[nv] = v[i].downtime_ms;
+			vb[nv++] = v[i].bytes;
+		}
+		if (q[i].ok) {
+			qt[nq] = q[i].total_ms;
+			qd[nq] = q[i].downtime_ms;
+			qb[nq++] = q[i].bytes;
+		}
+	}
+	double mvt = median(vt, nv), mvd = median(vd, nv), mvb = median(vb, nv);
+	double mqt = median(qt, nq), mqd = median(qd, nq), mqb = median(qb, nq);
+	printf("%-28s", what);
+	if (nv)
+		printf("  vmx %7.0f ms  down %5.0f ms  %8.1f MiB", mvt, mvd, mvb / 1048576);
+	else
+		printf("  vmx: failed                              ");
+	if (nq)
+		printf("  |  QEMU %7.0f ms  down %5.0f ms  %8.1f MiB", mqt, mqd, mqb / 1048576);
+	else
+		printf("  |  QEMU: failed or absent");
+	printf("\n");
+	if (nv && nq)
+		printf("%-28s  ratio vmx/QEMU: total %.2f  downtime %.2f  bytes %.2f\n", "",
+		       mqt > 0 ? mvt / mqt : 0, mqd > 0 ? mvd / mqd : 0, mqb > 0 ? mvb / mqb : 0);
+}
+
+int main(int argc, char **argv)
+{
+	char self[PATH_MAX], tsc_arg[64] = "";
+	(void)argc;
+	(void)argv;
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0 || !mkdtemp(tmp))
+		return 1;
+	self[n] = '\0';
+	*strrchr(self, '/') = '\0'; /* build/bench */
+	snprintf(bindir, sizeof(bindir), "%s/../bin", self);
+	snprintf(elf, sizeof(elf), "%s/../guest/vmk-guest.elf", self);
+	srand((unsigned)time(NULL));
+	bool kvm = access("/dev/kvm", R_OK | W_OK) == 0;
+	bool qemu = system("command -v qemu-system-x86_64 >/dev/null 2>&1") == 0;
+	FILE *ci = fopen("/proc/cpuinfo", "r");
+	char buf[256];
+	while (ci && fgets(buf, sizeof(buf), ci))
+		if (sscanf(buf, "cpu MHz : %63s", tsc_arg) == 1)
+			break;
+	if (ci)
+		fclose(ci);
+	double mhz = atof(tsc_arg);
+	snprintf(tsc_arg, sizeof(tsc_arg), "tsc_khz=%ld", (long)(mhz * 1000));
+	printf("bench/migrate: median of %d live migrations on loopback, downtime limit 50 ms\n",
+	       RUNS);
+	printf("  vmx on %s; QEMU %s\n", kvm ? "KVM" : "its software CPU (no usable /dev/kvm)",
+	       !qemu ? "absent"
+	       : kvm ? "on KVM"
+	             : "on TCG (so the guests' speeds differ)");
+	struct {
+		const char *name, *cmdline, *ready;
+		int mib;
+	} cases[] = {
+		{ "idle, 256 MiB (heartbeat)", "heartbeat interval_ms=100", "hb 3", 256 },
+		{ "busy, verify 64 MiB of 128", "verify mib=64", "filled", 128 },
+	};
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		struct result v[RUNS], q[RUNS];
+		for (int i = 0; i < RUNS; i++) {
+			v[i] = run_vmx(cases[c].mib, cases[c].cmdline, cases[c].ready);
+			q[i] = qemu ? run_qemu(cases[c].mib, cases[c].cmdline, cases[c].ready, kvm,
+			                       tsc_arg)
+			            : (struct result){ 0 };
+		}
+		line(cases[c].name, v, q, RUNS);
+	}
+	char rm[128];
+	snprintf(rm, sizeof(rm), "rm -rf %s", tmp);
+	if (system(rm) != 0)
+		return 1;
+	return 0;
+}
