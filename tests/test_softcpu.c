@@ -210,7 +210,9 @@ static enum softcpu_exit soft_run(struct softcpu *c, const uint8_t *insn, size_t
 	c->r[RCX] = r->rcx;
 	c->r[RDX] = r->rdx;
 	c->rflags = (r->rflags & ALL) | 2;
-	enum softcpu_exit e = softcpu_run(c, 100);
+	enum softcpu_exit e;
+	while ((e = softcpu_run(c, 100)) == SOFTCPU_PAUSE)
+		;
 	r->rax = c->r[RAX];
 	r->rbx = c->r[RBX];
 	r->rcx = c->r[RCX];
@@ -333,7 +335,9 @@ static enum softcpu_exit soft_exec(struct softcpu *c, const uint8_t *insn, size_
 	memcpy(c->r, s->r, sizeof(c->r));
 	c->rflags = (s->fl & (ALL | DF)) | 0x202; /* IF as in the host process */
 	c->rip = (uint64_t)host_code + insn_off;
-	enum softcpu_exit e = softcpu_run(c, 10000);
+	enum softcpu_exit e;
+	while ((e = softcpu_run(c, 10000)) == SOFTCPU_PAUSE)
+		; /* a pause-loop exit only offers the host CPU: go on */
 	memcpy(s->r, c->r, sizeof(s->r));
 	s->fl = c->rflags;
 	return e;
@@ -2274,6 +2278,23 @@ static int reset(void **state)
 	return 0;
 }
 
+/* PAUSE after PAUSE leaves the run loop (pause-loop exiting), with RIP
+ * past the PAUSE; a lone one does not. */
+static void test_pause_loop_exit(void **state)
+{
+	struct softcpu *c = *state;
+	uint8_t *g = vmm_gpa(&mem, CODE, 64);
+	static const uint8_t spin[] = { 0xf3, 0x90, 0xeb, 0xfc }; /* 1: pause; jmp 1b */
+
+	memcpy(g, spin, sizeof(spin));
+	c->rip = CODE;
+	c->pause_run = 0;
+	assert_int_equal(softcpu_run(c, 1000000), SOFTCPU_PAUSE);
+	assert_true(c->insns <= 2 * 32 + 2);
+	assert_true(c->rip == CODE + 2);                          /* after the 32nd pause */
+	assert_int_equal(softcpu_run(c, 1000000), SOFTCPU_PAUSE); /* and again */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2286,6 +2307,7 @@ int main(void)
 		cmocka_unit_test_setup(test_rep_restarts, reset),
 		cmocka_unit_test_setup(test_save_restore, reset),
 		cmocka_unit_test_setup(test_no_escape, reset),
+		cmocka_unit_test_setup(test_pause_loop_exit, reset),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

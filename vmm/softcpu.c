@@ -61,8 +61,9 @@
 #define VEC_GP 13
 #define VEC_PF 14
 
-#define TLB_VALID (1ull << 63)
-#define PTE_ADDR  0x000ffffffffff000ull
+#define SOFTCPU_PAUSE_EXIT 32 /* PAUSEs that make a pause-loop exit */
+#define TLB_VALID          (1ull << 63)
+#define PTE_ADDR           0x000ffffffffff000ull
 
 enum { SEG_ES, SEG_CS, SEG_SS, SEG_DS, SEG_FS, SEG_GS, SEG_NONE };
 enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI };
@@ -1639,8 +1640,14 @@ static __attribute__((noinline)) void step(struct softcpu *c)
 	}
 	case 0x90 ... 0x97: {
 		unsigned r = (op & 7) | ((in.rex & 1) << 3);
-		if (r == 0) /* nop, pause */
+		if (r == 0) { /* nop; pause (F3 90): every 32nd leaves the loop */
+			if (in.rep == 0xf3 && ++c->pause_run >= SOFTCPU_PAUSE_EXIT) {
+				c->pause_run = 0;
+				c->pending_exit = SOFTCPU_PAUSE;
+				c->exit_now = true;
+			}
 			break;
+		}
 		uint64_t a = rd_reg(c, &in, r, sz), b = rd_reg(c, &in, RAX, sz);
 		wr_reg(c, &in, r, sz, b);
 		wr_reg(c, &in, RAX, sz, a);

@@ -37,6 +37,8 @@ enum softcpu_exit {
 	SOFTCPU_HLT,         /* HLT: nothing can wake it (no interrupts) */
 	SOFTCPU_SHUTDOWN,    /* triple fault; `why` says what faulted */
 	SOFTCPU_UNSUPPORTED, /* an instruction outside the subset; `why` has its bytes */
+	SOFTCPU_PAUSE,       /* a pause loop (PAUSE after PAUSE): the guest waits, so the
+	                      * host CPU may go to others, as KVM's pause-loop exiting */
 };
 
 /* Where port and MMIO accesses go (vm.c: the devices). For reads the
@@ -80,7 +82,8 @@ struct softcpu {
 
 	/* statistics */
 	uint64_t insns, io_exits, faults;
-	uint64_t trace; /* debugging: print this many instructions to stderr */
+	uint64_t trace;     /* debugging: print this many instructions to stderr */
+	unsigned pause_run; /* PAUSEs since the last pause-loop exit */
 	char why[200];
 
 	/* interpreter internals */

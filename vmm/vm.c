@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kvmcaps.h"
@@ -395,12 +396,16 @@ static void park(struct vmm_vcpu *c)
 
 /* The software CPU's loop: slices of instructions between checks for a
  * pause or stop request (which set run->immediate_exit, as for KVM). */
-#define SOFT_SLICE 200000
+#define SOFT_SLICE            200000
+#define SOFT_PAUSE_NAP_MIN_NS 50000   /* a pause-loop exit naps 50 us ... */
+#define SOFT_PAUSE_NAP_MAX_NS 2000000 /* ... doubling while the guest only waits */
 
 static void *soft_vcpu_main(struct vmm_vcpu *c)
 {
 	struct vmm_vm *vm = c->vm;
 	char why[260];
+	uint64_t io_seen = 0;
+	long nap_ns = SOFT_PAUSE_NAP_MIN_NS;
 
 	for (;;) {
 		int st = atomic_load(&vm->state);
@@ -422,6 +427,18 @@ static void *soft_vcpu_main(struct vmm_vcpu *c)
 		case SOFTCPU_UNSUPPORTED:
 			snprintf(why, sizeof(why), "vCPU %u: %s", c->index, c->soft->why);
 			vmm_vm_stop(vm, VM_CRASHED, why);
+			break;
+		case SOFTCPU_PAUSE:
+			/* the guest spins waiting (its clock, a device): give the host CPU
+			 * away instead of interpreting the spin; the longer it only waits
+			 * (no I/O since), the longer the nap, up to 2 ms */
+			if (c->soft->io_exits != io_seen) {
+				io_seen = c->soft->io_exits;
+				nap_ns = SOFT_PAUSE_NAP_MIN_NS;
+			} else if (nap_ns < SOFT_PAUSE_NAP_MAX_NS) {
+				nap_ns *= 2;
+			}
+			nanosleep(&(struct timespec){ .tv_nsec = nap_ns }, NULL);
 			break;
 		}
 	}
