@@ -177,7 +177,7 @@ static struct result run_vmx(int mib, const char *cmdline, const char *ready)
 		const char *o = capture(st);
 		if (strstr(o, "phase=done")) {
 			r.total_ms = field(o, "total_ms=");
-			r.downtime_ms = field(o, "downtime_ms=");
+			r.downtime_ms = field(o, "\ndowntime_ms=");
 			r.bytes = field(o, "transferred=");
 			r.ok = true;
 			break;
@@ -316,12 +316,17 @@ static struct result run_qemu(int mib, const char *cmdline, const char *ready, b
 	qmp(fa, "{\"execute\":\"qmp_capabilities\"}\n");
 	qmp(fb, "{\"execute\":\"qmp_capabilities\"}\n");
 	qmp(fa, "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"downtime-limit\":50}}\n");
+	/* as vmx does: hold the vCPUs when the guest dirties faster than the link */
+	qmp(fa, "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":"
+	        "[{\"capability\":\"auto-converge\",\"state\":true}]}}\n");
 	char cmd[200];
 	snprintf(cmd, sizeof(cmd), "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"%s\"}}\n",
 	         inc);
 	qmp(fa, cmd);
 	for (int i = 0; i < 2400; i++) {
 		const char *o = qmp(fa, "{\"execute\":\"query-migrate\"}\n");
+		if (getenv("BENCH_DEBUG") && strstr(o, "\"completed\""))
+			fprintf(stderr, "%s\n", o);
 		if (strstr(o, "\"completed\"")) {
 			r.total_ms = field(o, "\"total-time\": ");
 			r.downtime_ms = field(o, "\"downtime\": ");

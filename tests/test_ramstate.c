@@ -42,8 +42,11 @@ static void test_round_trip(void **state)
 	uint32_t type, inst;
 	while (buf.off < buf.len) {
 		assert_int_equal(vmm_state_read_section(&s, &type, &inst, &p, err, sizeof(err)), 0);
-		assert_int_equal(type, SEC_RAM);
-		assert_int_equal(vmm_ram_load(&b, p.data, p.len, err, sizeof(err)), 0);
+		assert_true(type == SEC_RAM || type == SEC_ZERO);
+		if (type == SEC_RAM)
+			assert_int_equal(vmm_ram_load(&b, p.data, p.len, err, sizeof(err)), 0);
+		else
+			assert_int_equal(vmm_ram_zero_load(&b, p.data, p.len, err, sizeof(err)), 0);
 	}
 	assert_memory_equal(a.slots[0].host, b.slots[0].host, 16u << 20);
 	sbuf_free(&p);
@@ -104,10 +107,49 @@ static void test_malformed(void **state)
 	vmm_mem_free(&m);
 }
 
+static void zero_payload(uint8_t p[16], uint64_t gpa, uint64_t n)
+{
+	for (int i = 0; i < 8; i++) {
+		p[i] = (uint8_t)(gpa >> (8 * i));
+		p[8 + i] = (uint8_t)(n >> (8 * i));
+	}
+}
+
+/* ZERO sections: the range reads zero afterwards; bad ranges are refused
+ * and leave memory alone. */
+static void test_zero_sections(void **state)
+{
+	struct vmm_mem m;
+	uint8_t p[16];
+	char err[200];
+
+	(void)state;
+	assert_int_equal(vmm_mem_init(&m, 16ull << 20, true), 0);
+	memset(m.slots[0].host, 0x5a, 1u << 20);
+	zero_payload(p, 4096, 8192);
+	assert_int_equal(vmm_ram_zero_load(&m, p, 16, err, sizeof(err)), 0);
+	assert_int_equal(m.slots[0].host[4095], 0x5a);
+	for (int i = 4096; i < 12288; i++)
+		assert_int_equal(m.slots[0].host[i], 0);
+	assert_int_equal(m.slots[0].host[12288], 0x5a);
+	zero_payload(p, 4097, 4096); /* not page-aligned */
+	assert_int_equal(vmm_ram_zero_load(&m, p, 16, err, sizeof(err)), -EBADMSG);
+	zero_payload(p, 16ull << 20, 4096); /* past the end of RAM */
+	assert_int_equal(vmm_ram_zero_load(&m, p, 16, err, sizeof(err)), -EBADMSG);
+	zero_payload(p, 0, 0); /* empty */
+	assert_int_equal(vmm_ram_zero_load(&m, p, 16, err, sizeof(err)), -EBADMSG);
+	assert_int_equal(vmm_ram_zero_load(&m, p, 15, err, sizeof(err)), -EBADMSG);
+	zero_payload(p, 0, ~0ull & ~4095ull); /* overflowing length */
+	assert_int_equal(vmm_ram_zero_load(&m, p, 16, err, sizeof(err)), -EBADMSG);
+	assert_int_equal(m.slots[0].host[0], 0x5a);
+	vmm_mem_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_zero_sections),
 		cmocka_unit_test(test_malformed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

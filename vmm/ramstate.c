@@ -1,8 +1,11 @@
 #include "ramstate.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sbuf.h"
 
@@ -90,6 +93,41 @@ int vmm_ram_save_dirty(const struct vmm_mem *m, struct vmm_stream *s, const uint
 	return 0;
 }
 
+/* The pages [from, to) of a slot, in sections. */
+static int save_span(const struct vmm_mem *m, struct vmm_stream *s, const struct vmm_mem_slot *sl,
+                     uint64_t from, uint64_t to, uint32_t *inst, struct ram_stats *st)
+{
+	for (uint64_t off = from; off < to; off += (uint64_t)RAMSTATE_CHUNK_PAGES * PAGE) {
+		uint64_t left = (to - off) / PAGE;
+		uint32_t n = left < RAMSTATE_CHUNK_PAGES ? (uint32_t)left : RAMSTATE_CHUNK_PAGES;
+		int ret = vmm_ram_save_range(m, s, sl->gpa + off, n, (*inst)++, st);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+/* A range the guest never wrote (a hole of the memfd): one ZERO section,
+ * found with SEEK_DATA/SEEK_HOLE instead of reading (and faulting in) every
+ * page of an idle guest. */
+static int save_zero(struct vmm_stream *s, uint64_t gpa, uint64_t len, struct ram_stats *st)
+{
+	uint8_t p[16];
+
+	for (int i = 0; i < 8; i++) {
+		p[i] = (uint8_t)(gpa >> (8 * i));
+		p[8 + i] = (uint8_t)(len >> (8 * i));
+	}
+	if (st) {
+		st->pages += len / PAGE;
+		st->zero_pages += len / PAGE;
+		st->bytes += sizeof(p);
+	}
+	return vmm_state_write_section(s, SEC_ZERO, 0, p, sizeof(p));
+}
+
+/* Data ranges go as RAM sections, holes as ZERO sections; anonymous
+ * memory is scanned whole. */
 int vmm_ram_save_all(const struct vmm_mem *m, struct vmm_stream *s, struct ram_stats *st)
 {
 	uint32_t inst = 0;
@@ -97,14 +135,26 @@ int vmm_ram_save_all(const struct vmm_mem *m, struct vmm_stream *s, struct ram_s
 
 	for (unsigned i = 0; i < m->nslots; i++) {
 		const struct vmm_mem_slot *sl = &m->slots[i];
-		for (uint64_t off = 0; off < sl->size;
-		     off += (uint64_t)RAMSTATE_CHUNK_PAGES * PAGE) {
-			uint64_t left = (sl->size - off) / PAGE;
-			uint32_t n =
-			        left < RAMSTATE_CHUNK_PAGES ? (uint32_t)left : RAMSTATE_CHUNK_PAGES;
-			ret = vmm_ram_save_range(m, s, sl->gpa + off, n, inst++, st);
-			if (ret < 0)
+		if (sl->memfd < 0) {
+			if ((ret = save_span(m, s, sl, 0, sl->size, &inst, st)) < 0)
 				return ret;
+			continue;
+		}
+		for (uint64_t pos = 0; pos < sl->size;) {
+			off_t data = lseek(sl->memfd, (off_t)pos, SEEK_DATA);
+			uint64_t a = data < 0 ? sl->size : (uint64_t)data & ~(uint64_t)(PAGE - 1);
+			if (a > pos && (ret = save_zero(s, sl->gpa + pos, a - pos, st)) < 0)
+				return ret;
+			if (a >= sl->size)
+				break; /* ENXIO: holes to the end */
+			off_t hole = lseek(sl->memfd, (off_t)a, SEEK_HOLE);
+			uint64_t b = hole < 0 ? sl->size
+			                      : ((uint64_t)hole + PAGE - 1) & ~(uint64_t)(PAGE - 1);
+			if (b > sl->size)
+				b = sl->size;
+			if ((ret = save_span(m, s, sl, a, b, &inst, st)) < 0)
+				return ret;
+			pos = b;
 		}
 	}
 	return 0;
@@ -144,12 +194,44 @@ int vmm_ram_load(struct vmm_mem *m, const uint8_t *payload, size_t len, char *er
 		uint8_t *p = dst + (size_t)i * PAGE;
 		if ((bitmap[i / 8] >> (i % 8)) & 1)
 			rbuf_get(&r, p, PAGE);
-		else
-			memset(p, 0, PAGE);
+		else if (!page_is_zero(p))
+			memset(p, 0, PAGE); /* a read maps no page; a write would */
 	}
 	return rbuf_done(&r);
 bad:
 	snprintf(err, errlen, "RAM section at 0x%llx: page data does not match its bitmap",
 	         (unsigned long long)gpa);
+	return -EBADMSG;
+}
+
+int vmm_ram_zero_load(struct vmm_mem *m, const uint8_t *payload, size_t len, char *err,
+                      size_t errlen)
+{
+	uint64_t gpa = 0, n = 0;
+
+	if (len != 16)
+		goto bad;
+	for (int i = 0; i < 8; i++) {
+		gpa |= (uint64_t)payload[i] << (8 * i);
+		n |= (uint64_t)payload[8 + i] << (8 * i);
+	}
+	if (!n || (gpa | n) & (PAGE - 1))
+		goto bad;
+	for (unsigned i = 0; i < m->nslots; i++) {
+		struct vmm_mem_slot *sl = &m->slots[i];
+		if (gpa < sl->gpa || gpa - sl->gpa > sl->size || n > sl->size - (gpa - sl->gpa))
+			continue;
+		uint64_t off = gpa - sl->gpa;
+		if (sl->memfd >= 0 &&
+		    fallocate(sl->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+		              (off_t)n) == 0)
+			return 0;
+		if (madvise(sl->host + off, n, MADV_DONTNEED) == 0 && sl->memfd < 0)
+			return 0;
+		memset(sl->host + off, 0, n); /* neither worked: the slow way */
+		return 0;
+	}
+bad:
+	snprintf(err, errlen, "ZERO section: a range outside guest RAM or not page-aligned");
 	return -EBADMSG;
 }

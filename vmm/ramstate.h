@@ -26,6 +26,11 @@ int vmm_ram_save_all(const struct vmm_mem *m, struct vmm_stream *s, struct ram_s
  * of 64), as sections of runs of dirty pages. */
 int vmm_ram_save_dirty(const struct vmm_mem *m, struct vmm_stream *s, const uint64_t *dirty,
                        uint64_t npages, struct ram_stats *st);
+/* Applies one ZERO section (u64 gpa, u64 bytes, page-aligned, inside one
+ * slot): the range reads as zero afterwards, without writing a page (a
+ * hole is punched in the memfd, or anonymous pages are dropped). */
+int vmm_ram_zero_load(struct vmm_mem *m, const uint8_t *payload, size_t len, char *err,
+                      size_t errlen);
 /* Applies one RAM section payload; -EBADMSG for anything malformed or
  * outside guest RAM (nothing is written then). */
 int vmm_ram_load(struct vmm_mem *m, const uint8_t *payload, size_t len, char *err, size_t errlen);
