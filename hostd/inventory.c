@@ -208,6 +208,12 @@ static Vmk__VmInfo *info(struct hostd_call *call, const struct vm *v)
 	i->uuid = arena_strdup(call->a, v->cfg.uuid);
 	i->kernel = arena_strdup(call->a, v->cfg.kernel);
 	i->cmdline = arena_strdup(call->a, v->cfg.cmdline);
+	i->disk_bytes = arena_calloc(call->a, v->cfg.ndisks + 1, sizeof(uint64_t));
+	for (unsigned k = 0; i->disk_bytes && k < v->cfg.ndisks; k++) {
+		struct stat st;
+		i->disk_bytes[i->n_disk_bytes++] =
+		        stat(v->cfg.disks[k].path, &st) == 0 ? (uint64_t)st.st_size : 0;
+	}
 	i->disks = arena_calloc(call->a, v->cfg.ndisks + 1, sizeof(char *));
 	for (unsigned k = 0; i->disks && k < v->cfg.ndisks; k++)
 		i->disks[i->n_disks++] = arena_strdup(call->a, v->cfg.disks[k].path);
@@ -249,6 +255,12 @@ int hostd_op_vm_get(struct hostd_call *call, const Vmk__Request *req)
 		                    "no VM named \"%s\" on this host; see vm list",
 		                    req->vm_get->name);
 	else if ((call->resp->vm = info(call, v))) {
+		char *text = NULL;
+		size_t tl = 0;
+		if (util_read_file(v->path, 1u << 20, &text, &tl) == 0) {
+			call->resp->vm->vmx_text = arena_strdup(call->a, text);
+			free(text);
+		}
 		call->resp->vm->events =
 		        hostd_events_of(call->h, call->a, v->name, 20, &call->resp->vm->n_events);
 		call->resp->body_case = VMK__RESPONSE__BODY_VM;

@@ -6,6 +6,7 @@
  * rights on each. */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,6 +26,7 @@
 #include "task.h"
 #include "util.h"
 #include "vmm/control.h"
+#include "vmm/vmcfg.h"
 #include "vmrun.h"
 
 #define MIGRATIONS_PER_HOST 4
@@ -73,6 +76,95 @@ static int vmx_call(const char *rundir, Vmx__Request *rq, Vmx__Response **rs, in
 
 /* ---- destination: prepare and receive ---- */
 
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(p);
+	return 0;
+}
+
+/* Removes a VM directory hostd made or gave up (its own files only). */
+static void migrate_remove_dir(const char *dir)
+{
+	if (dir[0] && nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS) < 0)
+		log_warn("removing %s: %s", dir, strerror(errno));
+}
+
+/* Storage migration: <storage_datastore>/<name>/ with the .vmx the source
+ * sent and fresh sparse disks of the sizes it gave. 0, or the exit status
+ * with err. */
+static int storage_home(struct hostd *h, const Vmk__VmMigratePrepareRequest *p, char *real,
+                        size_t reallen, char *ds, size_t dslen, char *err, size_t errlen)
+{
+	char root[PATH_MAX], dir[PATH_MAX + 100], vmx[PATH_MAX + 200];
+	struct vmcfg c;
+	char cerr[400] = "";
+
+	if (hostd_datastore_path(h->datastores, p->storage_datastore, root, sizeof(root)) < 0) {
+		snprintf(err, errlen,
+		         "host %s has no datastore named %s (see storage datastore list)",
+		         h->cfg.name, p->storage_datastore);
+		return VMK__STATUS__STATUS_NOT_FOUND;
+	}
+	if (!p->vmx_text[0] || strlen(p->vmx_text) > (1u << 20) || strchr(p->name, '/') ||
+	    !strcmp(p->name, "..") || !strcmp(p->name, ".") || !p->name[0]) {
+		snprintf(err, errlen, "storage migration of %s: no usable .vmx was sent", p->name);
+		return VMK__STATUS__STATUS_USAGE;
+	}
+	snprintf(ds, dslen, "%s", p->storage_datastore);
+	snprintf(dir, sizeof(dir), "%s/%s", root, p->name);
+	if (mkdir(dir, 0755) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "host %s: %s: %s%s", h->cfg.name, dir, strerror(e),
+		         e == EEXIST ? " (a VM directory of that name is there already)" : "");
+		return e == EEXIST ? VMK__STATUS__STATUS_CONFLICT : VMK__STATUS__STATUS_FAILED;
+	}
+	snprintf(vmx, sizeof(vmx), "%s/%s.vmx", dir, p->name);
+	if (util_write_file_atomic(vmx, p->vmx_text, strlen(p->vmx_text), 0644) < 0 ||
+	    vmcfg_load(vmx, &c, cerr, sizeof(cerr)) < 0) {
+		snprintf(err, errlen, "host %s: the VM's .vmx does not load here: %s", h->cfg.name,
+		         cerr);
+		migrate_remove_dir(dir);
+		return VMK__STATUS__STATUS_FAILED;
+	}
+	int status = 0;
+	if (c.ndisks != p->n_disk_bytes) {
+		snprintf(err, errlen, "storage migration: %u disks in the .vmx, %zu sizes sent",
+		         c.ndisks, p->n_disk_bytes);
+		status = VMK__STATUS__STATUS_USAGE;
+	}
+	for (unsigned i = 0; !status && i < c.ndisks; i++) {
+		/* only the VM's own directory moves */
+		size_t dl = strlen(dir);
+		if (strncmp(c.disks[i].path, dir, dl) != 0 || c.disks[i].path[dl] != '/' ||
+		    strstr(c.disks[i].path + dl, "/..")) {
+			snprintf(err, errlen,
+			         "VM %s has disk %s outside its directory: storage migration moves "
+			         "only the VM's own directory",
+			         p->name, c.disks[i].path);
+			status = VMK__STATUS__STATUS_USAGE;
+			break;
+		}
+		int fd = open(c.disks[i].path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (fd < 0 || ftruncate(fd, (off_t)p->disk_bytes[i]) < 0) {
+			snprintf(err, errlen, "host %s: creating %s: %s", h->cfg.name,
+			         c.disks[i].path, strerror(errno));
+			status = VMK__STATUS__STATUS_FAILED;
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	vmcfg_free(&c);
+	if (status) {
+		migrate_remove_dir(dir);
+		return status;
+	}
+	snprintf(real, reallen, "%s", vmx);
+	return 0;
+}
+
 struct recv_job {
 	struct hostd *h;
 	char name[VM_NAME_MAX + 1];
@@ -80,7 +172,8 @@ struct recv_job {
 	char rundir[PATH_MAX];
 	char source[128];
 	pid_t monitor;
-	bool registered_here; /* prepare registered it: a failure unregisters it again */
+	bool registered_here;       /* prepare registered it: a failure unregisters it again */
+	char created_dir[PATH_MAX]; /* storage migration: the new home, removed on failure */
 };
 
 static void recv_end(struct recv_job *j, bool ok, int pid)
@@ -98,6 +191,10 @@ static void recv_end(struct recv_job *j, bool ok, int pid)
 		snprintf(v->reason, sizeof(v->reason), "migrated here from %s", j->source);
 	} else if (v && j->registered_here) {
 		inv_drop(inv, v);
+		inv_save(inv);
+		pthread_mutex_unlock(&inv->lock);
+		migrate_remove_dir(j->created_dir);
+		return;
 	} else if (v) {
 		v->state = VMS_POWERED_OFF;
 		v->pid = 0;
@@ -161,23 +258,45 @@ int hostd_op_vm_migrate_prepare(struct hostd_call *call, const Vmk__Request *req
 	uint8_t rnd[32];
 	int status;
 
-	if (!colon || colon == p->datastore_path ||
-	    (size_t)(colon - p->datastore_path) >= sizeof(ds) || strstr(colon + 1, ".."))
-		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
-		                  "datastore path \"%s\": expected DATASTORE:DIR/NAME.vmx",
-		                  p->datastore_path);
-	snprintf(ds, sizeof(ds), "%.*s", (int)(colon - p->datastore_path), p->datastore_path);
-	if (hostd_datastore_path(h->datastores, ds, root, sizeof(root)) < 0)
-		return hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
-		                  "host %s does not see datastore %s, where VM %s lives: add it "
-		                  "(storage datastore add) or migrate with its storage",
-		                  h->cfg.name, ds, p->name);
-	snprintf(path, sizeof(path), "%s/%s", root, colon + 1);
-	if (!realpath(path, real))
-		return hostd_fail(
-		        call, VMK__STATUS__STATUS_NOT_FOUND,
-		        "host %s: %s on datastore %s: %s (is it the same shared datastore?)",
-		        h->cfg.name, colon + 1, ds, strerror(errno));
+	if (p->storage_datastore[0]) {
+		/* storage migration: the VM gets a new home here, once the checks
+		 * that need no directory have passed (nothing is left behind) */
+		pthread_mutex_lock(&inv->lock);
+		struct vm *other = inv_find(inv, p->name);
+		pthread_mutex_unlock(&inv->lock);
+		if (other)
+			return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
+			                  "host %s already has a VM named %s: unregister or rename one",
+			                  h->cfg.name, p->name);
+		if (mem_available_mib() < (uint64_t)p->memory_mib + MEM_RESERVE_MIB)
+			return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
+			                  "host %s has not enough memory available for VM %s (%u MiB)",
+			                  h->cfg.name, p->name, p->memory_mib);
+		int ret = storage_home(h, p, real, sizeof(real), ds, sizeof(ds), err, sizeof(err));
+		if (ret)
+			return hostd_fail(call, ret, "%s", err);
+	} else {
+		if (!colon || colon == p->datastore_path ||
+		    (size_t)(colon - p->datastore_path) >= sizeof(ds) || strstr(colon + 1, ".."))
+			return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
+			                  "datastore path \"%s\": expected DATASTORE:DIR/NAME.vmx",
+			                  p->datastore_path);
+		snprintf(ds, sizeof(ds), "%.*s", (int)(colon - p->datastore_path),
+		         p->datastore_path);
+		if (hostd_datastore_path(h->datastores, ds, root, sizeof(root)) < 0)
+			return hostd_fail(
+			        call, VMK__STATUS__STATUS_NOT_FOUND,
+			        "host %s does not see datastore %s, where VM %s lives: add it "
+			        "(storage datastore add) or migrate with its storage "
+			        "(--storage DATASTORE)",
+			        h->cfg.name, ds, p->name);
+		snprintf(path, sizeof(path), "%s/%s", root, colon + 1);
+		if (!realpath(path, real))
+			return hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
+			                  "host %s: %s on datastore %s: %s (is it the same shared "
+			                  "datastore?)",
+			                  h->cfg.name, colon + 1, ds, strerror(errno));
+	}
 	uint64_t avail = mem_available_mib();
 	if (avail < (uint64_t)p->memory_mib + MEM_RESERVE_MIB)
 		return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
@@ -228,6 +347,8 @@ int hostd_op_vm_migrate_prepare(struct hostd_call *call, const Vmk__Request *req
 			return status;
 		}
 		j->registered_here = true;
+		if (p->storage_datastore[0])
+			snprintf(j->created_dir, sizeof(j->created_dir), "%s", v->dir);
 	}
 	v->state = VMS_MIGRATING;
 	snprintf(j->name, sizeof(j->name), "%s", v->name);
@@ -324,6 +445,7 @@ struct send_job {
 	char user[TASK_USER_MAX];
 	Vmx__MigrateSendRequest ms;
 	char host[256], token[65];
+	char dir[PATH_MAX]; /* the VM's directory here (removed after a storage migration) */
 };
 
 static void detail_u64(struct hostd_task *t, const char *k, uint64_t v)
@@ -466,10 +588,12 @@ end:
 			inv_save(inv);
 		}
 		pthread_mutex_unlock(&inv->lock);
+		if (j->ms.storage)
+			migrate_remove_dir(j->dir); /* its disks live on at the destination */
 		hostd_event(j->h, j->name, j->user,
-		            "migrated to %s (downtime %" PRIu64 " ms, %" PRIu64
+		            "migrated to %s%s (downtime %" PRIu64 " ms, %" PRIu64
 		            " bytes, %u passes)",
-		            j->dest, down, bytes, iters);
+		            j->dest, j->ms.storage ? " with its storage" : "", down, bytes, iters);
 		task_finish(t, 0,
 		            "VM %s migrated to %s in %" PRIu64 " ms (downtime %" PRIu64 " ms)",
 		            j->name, j->dest, total, down);
@@ -528,6 +652,7 @@ int hostd_op_vm_migrate(struct hostd_call *call, const Vmk__Request *req)
 	j->h = call->h;
 	snprintf(j->name, sizeof(j->name), "%s", v->name);
 	snprintf(j->rundir, sizeof(j->rundir), "%s", v->rundir);
+	snprintf(j->dir, sizeof(j->dir), "%s", v->dir);
 	inv_save(inv);
 	pthread_mutex_unlock(&inv->lock);
 	snprintf(j->dest, sizeof(j->dest), "%s", m->dest_host[0] ? m->dest_host : m->dest_address);
@@ -541,6 +666,7 @@ int hostd_op_vm_migrate(struct hostd_call *call, const Vmk__Request *req)
 	j->ms.downtime_ms = m->downtime_ms;
 	j->ms.max_bandwidth_mibps = m->max_bandwidth_mibps;
 	j->ms.converge_timeout_s = m->converge_timeout_s;
+	j->ms.storage = m->storage;
 	int status = hostd_task_start_reply(call, "vm.migrate", j->name, send_worker, j);
 	if (status != VMK__STATUS__STATUS_OK) {
 		pthread_mutex_lock(&inv->lock);

@@ -179,6 +179,38 @@ run vmkctl -s esx1 --formatter json vm migrate -n dirty --dest esx2 --max-bandwi
 	not_ok "auto-converge" "$out"
 [[ $(names_on esx2) == *dirty:poweredOn* ]] && ok "dirty runs on esx2" || not_ok "dirty on esx2" "$(names_on esx2)"
 expect 0 "power off dirty" vmkctl -s esx2 vm power off -n dirty
+# ---- local storage: the disks move too (--storage) ----
+ds1=$LAB_DIR/esx1/datastore1 ds2=$LAB_DIR/esx2/datastore1
+expect 0 "vm create dk on esx1's local datastore, with a 16 MiB disk" vmkctl -s esx1 vm create -n dk \
+	-m 64 --kernel "$ELF" --cmdline "disk blocks=512 passes=0" --disk 16
+expect 0 "power on dk" vmkctl -s esx1 vm power on -n dk
+wait_line "$ds1/dk/serial.log" "^disk pass 2 OK" && ok "dk writes and verifies its disk" || not_ok "dk passes"
+expect 4 "without --storage it cannot move (esx2 does not see datastore1 of esx1) -> 4" \
+	vmkctl -s esx1 vm migrate -n dk --dest esx2
+run vmkctl -s esx1 --formatter json vm migrate -n dk --dest esx2 --storage datastore1
+[[ $rc -eq 0 && $(json_get 'd["state"]') == success ]] && ok "migrate dk with its storage" || not_ok "storage migration" "$err" "$out"
+[[ $(json_get 'd["transferred_bytes"] > 2**20') == True ]] && ok "its disk data crossed the link" || not_ok "bytes" "$out"
+[[ ! -e $ds1/dk ]] && ok "the source's directory is gone" || not_ok "source dir left" "$(ls "$ds1/dk")"
+[[ -s $ds2/dk/disk0.img && -f $ds2/dk/dk.vmx ]] && ok "the VM lives in esx2's datastore1 now" || not_ok "dest dir" "$(ls "$ds2/dk" 2>&1)"
+grep -q "^disk pass 1 OK" "$ds2/dk/serial.log" && ok "its serial log moved along (earlier lines are there)" ||
+	not_ok "serial log moved" "$(head -3 "$ds2/dk/serial.log")"
+n=$(grep -c "^disk pass" "$ds2/dk/serial.log")
+wait_line "$ds2/dk/serial.log" "^disk pass $((n + 2)) OK" &&
+	ok "on esx2 every block written before and during the migration verifies, pass after pass" ||
+	not_ok "disk passes on esx2" "$(tail -3 "$ds2/dk/serial.log")"
+! grep -q CORRUPT "$ds2/dk/serial.log" && ok "no disk CORRUPT" || not_ok "disk corruption" "$(grep CORRUPT "$ds2/dk/serial.log")"
+[[ $(names_on esx2) == *dk:poweredOn* && $(names_on esx1) != *dk* ]] && ok "esx2 lists dk, esx1 no longer" ||
+	not_ok "lists after storage migration" "esx1: $(names_on esx1)" "esx2: $(names_on esx2)"
+expect 0 "vm create another dk on esx1 (shared datastore)" vmkctl -s esx1 vm create -n dk -m 32 \
+	--kernel "$ELF" -d shared
+expect 5 "moving dk to esx1, which has another dk -> 5" \
+	vmkctl -s esx2 vm migrate -n dk --dest esx1 --storage shared
+[[ $(names_on esx2) == *dk:poweredOn* ]] && ok "dk still runs on esx2" || not_ok "dk after the refusal" "$(names_on esx2)"
+expect 0 "destroy esx1's other dk" vmkctl -s esx1 vm destroy -n dk
+expect 0 "dk moves back to esx1's datastore1 with its storage" \
+	vmkctl -s esx2 vm migrate -n dk --dest esx1 --storage datastore1
+[[ ! -e $ds2/dk && -s $ds1/dk/disk0.img ]] && ok "and its files with it" || not_ok "files after the move back"
+expect 0 "power off dk" vmkctl -s esx1 vm power off -n dk
 grep -q "AddressSanitizer\|runtime error" "$LAB_DIR"/esx*/hostd.out && not_ok "hostd.out is clean" ||
 	ok "hostd.out is clean"
 t_done

@@ -49,6 +49,8 @@ struct migrate_params {
 	uint32_t downtime_ms;      /* 0: MIGRATE_DEFAULT_DOWNTIME_MS */
 	uint32_t max_bandwidth;    /* MiB/s, 0: unlimited */
 	uint32_t converge_timeout; /* s, 0: MIGRATE_CONVERGE_S */
+	bool storage;              /* the disks go too (storage migration) */
+	char serial_log[4096];     /* with storage: the log that moves along */
 };
 
 /* What the source reports while it runs and at the end. */

@@ -1,6 +1,7 @@
 /* The source side of a live migration: pre-copy with the dirty log,
  * auto-converge, and the switchover state machine (migrate.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +13,9 @@
 #include "log.h"
 #include "migrate.h"
 #include "util.h"
+#include "vmm/diskstate.h"
 #include "vmm/ramstate.h"
+#include "vmm/virtio_blk.h"
 #include "vmm/snapshot.h"
 #include "wire.h"
 
@@ -65,6 +68,96 @@ static void *throttle_main(void *arg)
 	return NULL;
 }
 
+/* Storage migration: the dirty bitmaps of the VM's disks. */
+struct disks {
+	unsigned n;
+	uint32_t index[16];
+	uint64_t *bm[16];
+};
+
+static int disks_start(struct vmm_vm *vm, struct disks *d)
+{
+	memset(d, 0, sizeof(*d));
+	for (unsigned i = 0; i < vm->ndevs && d->n < 16; i++) {
+		if (!vmm_is_disk(vm->devs[i]))
+			continue;
+		uint64_t words = (vmm_virtio_blk_blocks(vm->devs[i]) + 63) / 64 + 1;
+		if (!(d->bm[d->n] = calloc(words, sizeof(uint64_t))) ||
+		    vmm_virtio_blk_dirty_start(vm->devs[i]) < 0)
+			return -ENOMEM;
+		d->index[d->n++] = i;
+	}
+	return 0;
+}
+
+static void disks_stop(struct vmm_vm *vm, struct disks *d)
+{
+	for (unsigned k = 0; k < d->n; k++) {
+		vmm_virtio_blk_dirty_stop(vm->devs[d->index[k]]);
+		free(d->bm[k]);
+	}
+	d->n = 0;
+}
+
+/* Harvests every disk's log (ORed into what was not sent yet); returns the
+ * dirty bytes. */
+static uint64_t disks_harvest(struct vmm_vm *vm, struct disks *d)
+{
+	uint64_t bytes = 0;
+
+	for (unsigned k = 0; k < d->n; k++) {
+		struct vmm_device *dev = vm->devs[d->index[k]];
+		uint64_t words = (vmm_virtio_blk_blocks(dev) + 63) / 64 + 1;
+		uint64_t *more = calloc(words, sizeof(uint64_t));
+		if (!more)
+			continue;
+		vmm_virtio_blk_dirty_harvest(dev, more);
+		for (uint64_t w = 0; w < words; w++) {
+			d->bm[k][w] |= more[w];
+			bytes += (uint64_t)__builtin_popcountll(d->bm[k][w]) * VMM_BLK_DIRTY_BLOCK;
+		}
+		free(more);
+	}
+	return bytes;
+}
+
+/* Sends the dirty blocks and clears the bitmaps. */
+static int disks_send(struct vmm_vm *vm, struct disks *d, struct vmm_stream *st)
+{
+	for (unsigned k = 0; k < d->n; k++) {
+		struct vmm_device *dev = vm->devs[d->index[k]];
+		int ret = vmm_disk_save_dirty(dev, d->index[k], st, d->bm[k], NULL);
+		if (ret < 0)
+			return ret;
+		memset(d->bm[k], 0,
+		       ((vmm_virtio_blk_blocks(dev) + 63) / 64 + 1) * sizeof(uint64_t));
+	}
+	return 0;
+}
+
+/* With the storage, the serial log moves too: its content so far (the
+ * last 64 MiB at most), sent while paused, before END. */
+static int send_serial_log(const char *path, struct vmm_stream *st)
+{
+	int fd = path[0] ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+	static uint8_t buf[1 << 20];
+	int ret = 0;
+
+	if (fd < 0)
+		return 0; /* nothing written yet */
+	off_t end = lseek(fd, 0, SEEK_END);
+	off_t pos = end > (64 << 20) ? end - (64 << 20) : 0;
+	while (pos < end && ret == 0) {
+		ssize_t n = pread(fd, buf, sizeof(buf), pos);
+		if (n <= 0)
+			break;
+		ret = vmm_state_write_section(st, SEC_SLOG, 0, buf, (size_t)n);
+		pos += n;
+	}
+	close(fd);
+	return ret;
+}
+
 static uint64_t ms_now(void)
 {
 	return util_now_ms();
@@ -97,6 +190,7 @@ static void *send_main(void *arg)
 	char err[400], line[300];
 	uint64_t t0 = ms_now(), words = 0, *bm = NULL;
 	bool logging = false, paused = false;
+	struct disks dk = { 0 };
 	int ret;
 
 	set_phase(s, MIG_CONNECTING);
@@ -123,6 +217,10 @@ static void *send_main(void *arg)
 		goto out;
 	}
 	logging = true;
+	if (s->p.storage && disks_start(vm, &dk) < 0) {
+		fail(s, MIG_FAILED, "out of memory for the disks' dirty logs");
+		goto out;
+	}
 	words = (vm->mem.dirty_pages + 63) / 64;
 	if (!(bm = calloc(words ? words : 1, sizeof(uint64_t)))) {
 		fail(s, MIG_FAILED, "out of memory");
@@ -141,10 +239,17 @@ static void *send_main(void *arg)
 	unsigned behind = 0;
 	for (uint32_t it = 0;; it++) {
 		uint64_t ti = ms_now(), b0 = ws.sent;
-		if (it == 0)
+		if (it == 0) {
 			ret = vmm_ram_save_all(&vm->mem, &st, NULL);
-		else
+			/* the disks whole (their allocated ranges), then what was written */
+			for (unsigned k = 0; ret == 0 && k < dk.n; k++)
+				ret = vmm_disk_save_all(vm->devs[dk.index[k]], dk.index[k], &st,
+				                        NULL);
+		} else {
 			ret = vmm_ram_save_dirty(&vm->mem, &st, bm, vm->mem.dirty_pages, NULL);
+			if (ret == 0)
+				ret = disks_send(vm, &dk, &st);
+		}
 		if (ret < 0) {
 			if (atomic_load(&s->cancel))
 				fail(s, MIG_CANCELLED, "cancelled");
@@ -162,7 +267,7 @@ static void *send_main(void *arg)
 			bw = 100ull << 20;
 		/* what the guest dirtied while that pass ran */
 		uint64_t n = vmm_vm_dirty_harvest(vm, bm);
-		uint64_t remaining = n * VMM_PAGE_SIZE;
+		uint64_t remaining = n * VMM_PAGE_SIZE + disks_harvest(vm, &dk);
 		rate = el ? remaining * 1000 / el : remaining;
 		uint64_t expect = bw ? remaining * 1000 / bw : 0;
 		pthread_mutex_lock(&s->m);
@@ -229,8 +334,11 @@ static void *send_main(void *arg)
 			bm[w] |= more[w];
 		free(more);
 	}
+	disks_harvest(vm, &dk); /* paused: the final delta of the disks */
 	if ((ret = vmm_ram_save_dirty(&vm->mem, &st, bm, vm->mem.dirty_pages, NULL)) < 0 ||
+	    (ret = disks_send(vm, &dk, &st)) < 0 ||
 	    (ret = vmm_vm_save_machine(vm, &st, err, sizeof(err))) < 0 ||
+	    (s->p.storage && (ret = send_serial_log(s->p.serial_log, &st)) < 0) ||
 	    (ret = vmm_state_write_section(&st, SEC_END, 0, NULL, 0)) < 0) {
 		fail(s, atomic_load(&s->cancel) ? MIG_CANCELLED : MIG_FAILED,
 		     "sending the final state: %s",
@@ -265,6 +373,7 @@ static void *send_main(void *arg)
 	s->prog.phase = MIG_DONE;
 	pthread_mutex_unlock(&s->m);
 	vmm_vm_dirty_stop(vm);
+	disks_stop(vm, &dk);
 	char why[300];
 	snprintf(why, sizeof(why), "migrated to %s", s->p.host);
 	vm->power_status = 0;
@@ -282,6 +391,7 @@ out:
 		pthread_join(th.t, NULL);
 	if (logging)
 		vmm_vm_dirty_stop(vm);
+	disks_stop(vm, &dk);
 	if (paused)
 		vmm_vm_resume(vm);
 	else if (atomic_load(&vm->state) == VM_PAUSED)

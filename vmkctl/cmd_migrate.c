@@ -36,7 +36,8 @@ int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 	const Vmk__VmInfo *vm = VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_VM, vm);
 	if (!vm)
 		return 1;
-	if (!vm->datastore_path || !vm->datastore_path[0])
+	const char *storage = args_str(a, "storage");
+	if (!storage && (!vm->datastore_path || !vm->datastore_path[0]))
 		return vmkctl_error(
 		        v, 5,
 		        "VM %s is not in a datastore of its host: only VMs on datastores "
@@ -64,6 +65,12 @@ int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 	prep.datastore_path = vm->datastore_path;
 	prep.memory_mib = vm->memory_mib;
 	prep.source_host = (char *)(source ? source : "");
+	if (storage) {
+		prep.storage_datastore = (char *)storage;
+		prep.vmx_text = vm->vmx_text;
+		prep.disk_bytes = vm->disk_bytes;
+		prep.n_disk_bytes = vm->n_disk_bytes;
+	}
 	preq.body_case = VMK__REQUEST__BODY_VM_MIGRATE_PREPARE;
 	preq.vm_migrate_prepare = &prep;
 	if ((ret = vmkctl_call(&d, &preq, &resp))) {
@@ -90,6 +97,7 @@ int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 	mig.downtime_ms = (uint32_t)args_int(a, "downtime-ms", 0);
 	mig.max_bandwidth_mibps = (uint32_t)args_int(a, "max-bandwidth", 0);
 	mig.converge_timeout_s = (uint32_t)args_int(a, "converge-timeout", 0);
+	mig.storage = storage != NULL;
 	mreq.body_case = VMK__REQUEST__BODY_VM_MIGRATE;
 	mreq.vm_migrate = &mig;
 	if ((ret = vmkctl_call(v, &mreq, &resp))) {

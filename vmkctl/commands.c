@@ -183,6 +183,10 @@ static const struct vmkctl_cmd commands[] = {
                     .max = 600000, .help = "the pause the guest may see (default 50)" },
                   { .name = "max-bandwidth", .type = OPT_INT, .metavar = "MiBps", .min = 1,
                     .max = 1000000, .help = "cap the migration's use of the link" },
+                  { .name = "storage", .type = OPT_STR, .metavar = "DATASTORE",
+                    .help = "move the VM's directory and disks to this datastore of the "
+                            "destination too (for VMs on local storage); the source's files "
+                            "are removed after" },
                   { .name = "converge-timeout", .type = OPT_INT, .metavar = "SECONDS",
                     .min = 1, .max = 86400,
                     .help = "give up when the memory copy has not converged by then (default 120)" },

@@ -6,10 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "kvmcaps.h"
+#include "diskstate.h"
 #include "ramstate.h"
 #include "softcpu.h"
+#include "uart.h"
 #include "util.h"
 
 #define MAX_MSRS 256
@@ -449,6 +452,33 @@ int vmm_vm_restore(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t er
 		case SEC_ZERO:
 			ret = vmm_ram_zero_load(&vm->mem, p.data, p.len, err, errlen);
 			break;
+		case SEC_DISK:
+			ret = vmm_disk_load(vm, inst, p.data, p.len, err, errlen);
+			break;
+		case SEC_SLOG: {
+			/* the log of the VM's previous home, in order, before the guest
+			 * writes more (its directory moved with its storage) */
+			ret = 0;
+			for (unsigned i = 0; i < vm->ndevs; i++) {
+				if (strcmp(vm->devs[i]->ops->name, "uart") != 0)
+					continue;
+				int fd = vmm_uart_log_fd(vm->devs[i]);
+				for (size_t done = 0; fd >= 0 && done < p.len;) {
+					ssize_t k = write(fd, p.data + done, p.len - done);
+					if (k < 0 && errno == EINTR)
+						continue;
+					if (k <= 0) {
+						ret = -EIO;
+						break;
+					}
+					done += (size_t)k;
+				}
+			}
+			if (ret)
+				snprintf(err, errlen, "writing the moved serial log: %s",
+				         strerror(EIO));
+			break;
+		}
 		case SEC_END:
 			ret = 0;
 			break;

@@ -31,6 +31,7 @@
 #define SEC_CLOCK     VMM_FOURCC('C', 'L', 'C', 'K')
 #define SEC_DEVICE    VMM_FOURCC('D', 'E', 'V', 'S') /* instance = device index */
 #define SEC_RAM       VMM_FOURCC('R', 'A', 'M', ' ') /* pages, zero pages as flags */
+#define SEC_SLOG      VMM_FOURCC('S', 'L', 'O', 'G') /* the serial log so far (storage moves) */
 #define SEC_ZERO      VMM_FOURCC('Z', 'E', 'R', 'O') /* a range the guest never wrote */
 #define SEC_END       VMM_FOURCC('E', 'N', 'D', ' ')
 

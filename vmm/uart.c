@@ -567,6 +567,11 @@ void vmm_uart_flush(struct vmm_device *d)
 	pthread_mutex_unlock(&u->lock);
 }
 
+int vmm_uart_log_fd(struct vmm_device *d)
+{
+	return ((struct uart *)d->priv)->fd;
+}
+
 void vmm_uart_set_tap(struct vmm_device *d, void (*fn)(void *arg, const uint8_t *buf, size_t n),
                       void *arg)
 {

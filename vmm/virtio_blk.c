@@ -2,6 +2,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,11 @@ struct blk {
 	int fd;
 	bool readonly;
 	uint64_t sectors;
+	/* storage migration: a bit per VMM_BLK_DIRTY_BLOCK bytes written by the
+	 * guest while logging; allocated once, kept until destroy */
+	uint64_t *_Atomic dirty;
+	uint64_t *dirty_map;
+	uint64_t dirty_blocks;
 	char serial[VIRTIO_BLK_ID_BYTES]; /* NUL-padded, not terminated at 20 */
 	struct vmm_virtio_blk_stats st;
 };
@@ -96,6 +102,18 @@ static bool in_range(const struct blk *b, uint64_t sector, uint64_t count)
 
 /* IN: the writable part but its last byte (the status); OUT: the readable
  * part after the header. */
+static void mark_written(struct blk *b, uint64_t off, uint64_t len)
+{
+	uint64_t *d = atomic_load_explicit(&b->dirty, memory_order_acquire);
+
+	if (!d || !len)
+		return;
+	for (uint64_t k = off / VMM_BLK_DIRTY_BLOCK; k <= (off + len - 1) / VMM_BLK_DIRTY_BLOCK;
+	     k++)
+		if (k < b->dirty_blocks)
+			__atomic_fetch_or(&d[k / 64], 1ull << (k % 64), __ATOMIC_SEQ_CST);
+}
+
 static uint8_t do_rw(struct blk *b, const struct vmm_vq_chain *c, bool write, uint64_t sector,
                      uint32_t *used)
 {
@@ -111,6 +129,7 @@ static uint8_t do_rw(struct blk *b, const struct vmm_vq_chain *c, bool write, ui
 	if (rw_all(b->fd, io, n, sector * SECTOR, write) < 0)
 		return VIRTIO_BLK_S_IOERR;
 	if (write) {
+		mark_written(b, sector * SECTOR, len); /* after the data is in the file */
 		b->st.writes++;
 		b->st.written_bytes += len;
 	} else {
@@ -204,6 +223,7 @@ static uint8_t do_dwz(struct blk *b, const struct vmm_vq_chain *c, uint32_t type
 			if (ret == -EOPNOTSUPP)
 				ret = 0; /* discarding is only a hint */
 		} else {
+			mark_written(b, off, n); /* marked before: harmless, it is sent again */
 			ret = zero_range(b->fd, off, n,
 			                 le32toh(flags) & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
 		}
@@ -333,7 +353,84 @@ static void blk_destroy(void *be)
 	struct blk *b = be;
 
 	close(b->fd);
+	free(b->dirty_map);
 	free(b);
+}
+
+int vmm_virtio_blk_dirty_start(struct vmm_device *d)
+{
+	struct blk *b = vmm_virtio_backend(d);
+	uint64_t bytes = b->sectors * SECTOR;
+
+	if (!b->dirty_map) {
+		b->dirty_blocks = (bytes + VMM_BLK_DIRTY_BLOCK - 1) / VMM_BLK_DIRTY_BLOCK;
+		b->dirty_map = calloc((b->dirty_blocks + 63) / 64 + 1, sizeof(uint64_t));
+		if (!b->dirty_map)
+			return -ENOMEM;
+	} else {
+		memset(b->dirty_map, 0, ((b->dirty_blocks + 63) / 64 + 1) * sizeof(uint64_t));
+	}
+	atomic_store(&b->dirty, b->dirty_map);
+	return 0;
+}
+
+void vmm_virtio_blk_dirty_stop(struct vmm_device *d)
+{
+	struct blk *b = vmm_virtio_backend(d);
+
+	atomic_store(&b->dirty, NULL);
+}
+
+uint64_t vmm_virtio_blk_dirty_harvest(struct vmm_device *d, uint64_t *out)
+{
+	struct blk *b = vmm_virtio_backend(d);
+	uint64_t n = 0;
+
+	for (uint64_t w = 0; w < (b->dirty_blocks + 63) / 64; w++) {
+		uint64_t v = b->dirty_map
+		                     ? __atomic_exchange_n(&b->dirty_map[w], 0, __ATOMIC_SEQ_CST)
+		                     : 0;
+		out[w] = v;
+		n += (uint64_t)__builtin_popcountll(v);
+	}
+	return n;
+}
+
+uint64_t vmm_virtio_blk_blocks(struct vmm_device *d)
+{
+	struct blk *b = vmm_virtio_backend(d);
+
+	return (b->sectors * SECTOR + VMM_BLK_DIRTY_BLOCK - 1) / VMM_BLK_DIRTY_BLOCK;
+}
+
+uint64_t vmm_virtio_blk_bytes(struct vmm_device *d)
+{
+	return ((struct blk *)vmm_virtio_backend(d))->sectors * SECTOR;
+}
+
+int vmm_virtio_blk_fd(struct vmm_device *d)
+{
+	return ((struct blk *)vmm_virtio_backend(d))->fd;
+}
+
+int vmm_virtio_blk_write_at(struct vmm_device *d, uint64_t off, const void *p, size_t n, bool zero)
+{
+	struct blk *b = vmm_virtio_backend(d);
+
+	if (b->readonly || off > b->sectors * SECTOR || n > b->sectors * SECTOR - off)
+		return -EINVAL;
+	if (zero)
+		return zero_range(b->fd, off, n, true);
+	for (size_t done = 0; done < n;) {
+		ssize_t k = pwrite(b->fd, (const uint8_t *)p + done, n - done, (off_t)(off + done));
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		done += (size_t)k;
+	}
+	return 0;
 }
 
 static const struct vmm_virtio_backend_ops blk_ops = {

@@ -70,6 +70,20 @@
 #define VIRTIO_BLK_CFG_WZ_MAY_UNMAP     56
 #define VIRTIO_BLK_CFG_SIZE             60
 
+/* Storage migration: guest writes are logged per block of this size while
+ * logging runs; the destination writes received blocks with write_at. */
+#define VMM_BLK_DIRTY_BLOCK (64u << 10)
+int vmm_virtio_blk_dirty_start(struct vmm_device *d);
+void vmm_virtio_blk_dirty_stop(struct vmm_device *d);
+/* Takes the blocks written since the last harvest into out (a bit per
+ * block, vmm_virtio_blk_blocks() bits), clearing them; returns how many. */
+uint64_t vmm_virtio_blk_dirty_harvest(struct vmm_device *d, uint64_t *out);
+uint64_t vmm_virtio_blk_blocks(struct vmm_device *d);
+uint64_t vmm_virtio_blk_bytes(struct vmm_device *d);
+int vmm_virtio_blk_fd(struct vmm_device *d);
+/* n bytes at off into the image (zero: a zeroed, unmapped range). */
+int vmm_virtio_blk_write_at(struct vmm_device *d, uint64_t off, const void *p, size_t n, bool zero);
+
 struct vmm_virtio_blk_stats {
 	uint64_t reads, writes, flushes, discards, write_zeroes;
 	uint64_t read_bytes, written_bytes;
