@@ -30,7 +30,7 @@ _vmkctl() {
     ["vm power reset"]="--help --name -n --async --wait-timeout"
     ["vm power suspend"]="--help --name -n --async --wait-timeout"
     ["vm power resume"]="--help --name -n --async --wait-timeout"
-    ["vm migrate"]="--help --name -n --dest --downtime-ms --max-bandwidth --converge-timeout --async --wait-timeout"
+    ["vm migrate"]="--help --name -n --dest --downtime-ms --max-bandwidth --storage --converge-timeout --async --wait-timeout"
     ["vm console"]="--help --name -n --follow -f --since --lines"
     ["vm process list"]="--help"
     ["vm process kill"]="--help --type -t --world-id -w"
