@@ -95,6 +95,7 @@ static int load_host(struct conf_ctx *l, const config_setting_t *h, struct hostd
 		                            "max_message_bytes",
 		                            "workers",
 		                            "session_timeout_s",
+		                            "max_migrations",
 		                            NULL };
 	char why[256], host[256], port[16], *level = NULL;
 	long long v;
@@ -152,6 +153,9 @@ static int load_host(struct conf_ctx *l, const config_setting_t *h, struct hostd
 	if ((ret = get_int(l, h, "host", "session_timeout_s", 1800, 10, 7 * 86400, &v)) < 0)
 		return ret;
 	c->session_timeout_s = (unsigned)v;
+	if ((ret = get_int(l, h, "host", "max_migrations", 4, 1, 64, &v)) < 0)
+		return ret;
+	c->max_migrations = (unsigned)v;
 	return 0;
 }
 
@@ -344,6 +348,7 @@ void hostd_config_dump(const struct hostd_config *c, FILE *f)
 	fprintf(f, "host.max_message_bytes = %zu\n", c->max_message_bytes);
 	fprintf(f, "host.workers = %d\n", c->workers);
 	fprintf(f, "host.session_timeout_s = %u\n", c->session_timeout_s);
+	fprintf(f, "host.max_migrations = %u\n", c->max_migrations);
 	for (size_t i = 0; i < c->ndatastores; i++)
 		fprintf(f, "datastore %s = %s%s\n", c->datastores[i].name, c->datastores[i].path,
 		        c->datastores[i].shared ? " (shared)" : "");

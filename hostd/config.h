@@ -37,6 +37,7 @@ struct hostd_config {
 	size_t max_message_bytes;
 	int workers;
 	unsigned session_timeout_s;
+	unsigned max_migrations; /* live migrations at once from this host; more queue */
 	struct hostd_ds_conf *datastores;
 	size_t ndatastores;
 	struct hostd_account *accounts;

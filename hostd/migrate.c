@@ -16,6 +16,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "datastore.h"
@@ -29,7 +30,6 @@
 #include "vmm/vmcfg.h"
 #include "vmrun.h"
 
-#define MIGRATIONS_PER_HOST 4
 #define RECEIVE_TIMEOUT_MS  (10 * 60 * 1000)
 #define MEM_RESERVE_MIB     64
 
@@ -471,12 +471,18 @@ static void *send_worker(struct hostd_task *t, void *arg)
 	task_set_detail(t, "source", j->h->cfg.name);
 	task_set_detail(t, "destination", j->dest);
 	task_set_detail(t, "kind", "live");
-	/* at most MIGRATIONS_PER_HOST at once; the rest wait their turn */
+	/* at most host.max_migrations at once; the rest wait their turn */
+	unsigned limit = j->h->cfg.max_migrations ? j->h->cfg.max_migrations : 4;
 	pthread_mutex_lock(&slots_m);
-	if (slots_used >= MIGRATIONS_PER_HOST)
+	if (slots_used >= limit) {
 		task_progress(t, 0, "queued: other migrations run");
-	while (slots_used >= MIGRATIONS_PER_HOST && !task_cancelled(t))
-		pthread_cond_wait(&slots_cv, &slots_m);
+	}
+	while (slots_used >= limit && !task_cancelled(t)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1; /* and look at the cancel flag now and then */
+		pthread_cond_timedwait(&slots_cv, &slots_m, &ts);
+	}
 	slots_used++;
 	pthread_mutex_unlock(&slots_m);
 
@@ -526,7 +532,6 @@ static void *send_worker(struct hostd_task *t, void *arg)
 		bytes = mi->transferred;
 		iters = mi->iteration;
 		snprintf(error, sizeof(error), "%s", mi->error);
-		task_set_detail(t, "phase", mi->phase);
 		detail_u64(t, "iteration", mi->iteration);
 		detail_u64(t, "remaining_mib", mi->remaining_bytes >> 20);
 		detail_u64(t, "dirty_rate_mibps", mi->dirty_rate >> 20);
