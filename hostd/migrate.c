@@ -30,8 +30,8 @@
 #include "vmm/vmcfg.h"
 #include "vmrun.h"
 
-#define RECEIVE_TIMEOUT_MS  (10 * 60 * 1000)
-#define MEM_RESERVE_MIB     64
+#define RECEIVE_TIMEOUT_MS (10 * 60 * 1000)
+#define MEM_RESERVE_MIB    64
 
 static pthread_mutex_t slots_m = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t slots_cv = PTHREAD_COND_INITIALIZER;
@@ -265,13 +265,15 @@ int hostd_op_vm_migrate_prepare(struct hostd_call *call, const Vmk__Request *req
 		struct vm *other = inv_find(inv, p->name);
 		pthread_mutex_unlock(&inv->lock);
 		if (other)
-			return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
-			                  "host %s already has a VM named %s: unregister or rename one",
-			                  h->cfg.name, p->name);
+			return hostd_fail(
+			        call, VMK__STATUS__STATUS_CONFLICT,
+			        "host %s already has a VM named %s: unregister or rename one",
+			        h->cfg.name, p->name);
 		if (mem_available_mib() < (uint64_t)p->memory_mib + MEM_RESERVE_MIB)
-			return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
-			                  "host %s has not enough memory available for VM %s (%u MiB)",
-			                  h->cfg.name, p->name, p->memory_mib);
+			return hostd_fail(
+			        call, VMK__STATUS__STATUS_CONFLICT,
+			        "host %s has not enough memory available for VM %s (%u MiB)",
+			        h->cfg.name, p->name, p->memory_mib);
 		int ret = storage_home(h, p, real, sizeof(real), ds, sizeof(ds), err, sizeof(err));
 		if (ret)
 			return hostd_fail(call, ret, "%s", err);
