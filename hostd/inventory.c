@@ -265,7 +265,14 @@ int hostd_op_vm_get(struct hostd_call *call, const Vmk__Request *req)
 		        hostd_events_of(call->h, call->a, v->name, 20, &call->resp->vm->n_events);
 		call->resp->body_case = VMK__RESPONSE__BODY_VM;
 	}
+	char rundir[PATH_MAX] = "";
+	if (v && v->pid && call->resp->vm)
+		snprintf(rundir, sizeof(rundir), "%s", v->rundir);
 	pthread_mutex_unlock(&inv->lock);
+	/* a running guest: the CPU model it was given (what a migration needs) */
+	if (rundir[0])
+		vmrun_vmx_cpu(rundir, call->a, &call->resp->vm->cpu_model,
+		              &call->resp->vm->cpu_features, &call->resp->vm->n_cpu_features);
 	return status;
 }
 

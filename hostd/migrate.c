@@ -23,10 +23,14 @@
 #include "dispatch.h"
 #include "events.h"
 #include "inventory_int.h"
+#include "kvmcaps.h"
 #include "log.h"
+#include "migrate.h"
 #include "task.h"
 #include "util.h"
 #include "vmm/control.h"
+#include "vmm/cpumodel.h"
+#include "vmm/vm.h"
 #include "vmm/vmcfg.h"
 #include "vmrun.h"
 
@@ -75,6 +79,37 @@ static int vmx_call(const char *rundir, Vmx__Request *rq, Vmx__Response **rs, in
 }
 
 /* ---- destination: prepare and receive ---- */
+
+int migrate_cpu_check(const char *host, const char *vm, const char *model, char *const *features,
+                      size_t n, char *err, size_t errlen)
+{
+	struct cpuid_leaf l[256];
+	struct vmm_cpumodel need = { 0 };
+	enum vmm_accel accel;
+	char why[300], missing[700];
+	size_t nl = 0;
+
+	if (vmm_accel_choose(getenv("VMK_ACCEL"), &accel, NULL, 0) < 0)
+		accel = VMM_ACCEL_SOFT;
+	if (accel == VMM_ACCEL_SOFT)
+		nl = vmm_soft_cpuid_leaves(l, 256, 0);
+	else if (kvm_supported_leaves(l, 256, &nl, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "host %s cannot tell its CPU features: %s", host, why);
+		return -ENODEV;
+	}
+	snprintf(need.name, sizeof(need.name), "%s", model && model[0] ? model : "?");
+	for (size_t i = 0; i < n && need.nfeatures < CPUMODEL_MAX_FEATURES; i++)
+		need.features[need.nfeatures++] = features[i];
+	if (vmm_cpumodel_missing(&need, l, nl, missing, sizeof(missing))) {
+		snprintf(err, errlen,
+		         "host %s cannot run VM %s: its guest has CPU model %s, and %s here lacks "
+		         "%s",
+		         host, vm, need.name, accel == VMM_ACCEL_SOFT ? "the software CPU" : "KVM",
+		         missing);
+		return -ENOTSUP;
+	}
+	return 0;
+}
 
 static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -298,6 +333,18 @@ int hostd_op_vm_migrate_prepare(struct hostd_call *call, const Vmk__Request *req
 			                  "host %s: %s on datastore %s: %s (is it the same shared "
 			                  "datastore?)",
 			                  h->cfg.name, colon + 1, ds, strerror(errno));
+	}
+	if (p->n_cpu_features &&
+	    migrate_cpu_check(h->cfg.name, p->name, p->cpu_model, p->cpu_features,
+	                      p->n_cpu_features, err, sizeof(err)) < 0) {
+		if (p->storage_datastore[0]) {
+			char made[PATH_MAX];
+			snprintf(made, sizeof(made), "%s", real);
+			if (strrchr(made, '/'))
+				*strrchr(made, '/') = '\0';
+			migrate_remove_dir(made);
+		}
+		return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT, "%s", err);
 	}
 	uint64_t avail = mem_available_mib();
 	if (avail < (uint64_t)p->memory_mib + MEM_RESERVE_MIB)

@@ -170,6 +170,34 @@ static int vmx_control(const char *dir, int body, const char *save_path, char *e
 /* On a shared datastore the socket in the VM's directory may be another
  * host's vmx: ours is the one whose datastore lock names this host and its
  * pid. */
+int vmrun_vmx_cpu(const char *rundir, struct arena *a, char **model, char ***features, size_t *n)
+{
+	char sock[PATH_MAX + 16], err[300];
+	Vmx__Request rq = VMX__REQUEST__INIT;
+	Vmx__Empty e = VMX__EMPTY__INIT;
+	Vmx__Response *rs = NULL;
+
+	sock_path(rundir, sock, sizeof(sock));
+	rq.version = 1;
+	rq.body_case = VMX__REQUEST__BODY_STATUS;
+	rq.status = &e;
+	int ret = vmm_control_call(sock, &rq, &rs, 1000, err, sizeof(err));
+	if (ret < 0)
+		return ret;
+	ret = -EIO;
+	if (rs->status == 0 && rs->body_case == VMX__RESPONSE__BODY_STATUS_INFO) {
+		const Vmx__StatusInfo *si = rs->status_info;
+		*model = arena_strdup(a, si->cpu_model);
+		*features = arena_calloc(a, si->n_cpu_features + 1, sizeof(char *));
+		*n = 0;
+		for (size_t i = 0; *features && i < si->n_cpu_features && i < 256; i++)
+			(*features)[(*n)++] = arena_strdup(a, si->cpu_features[i]);
+		ret = *model && *features ? 0 : -ENOMEM;
+	}
+	vmx__response__free_unpacked(rs, NULL);
+	return ret;
+}
+
 bool vmrun_vmx_is_ours(struct hostd *h, const char *dir, int pid)
 {
 	struct vmlock_owner o;

@@ -51,6 +51,8 @@ int vmrun_vmx_status(const char *rundir, int *pid, char *state, size_t statelen,
 /* The vmx with that pid holds the VM's datastore lock for this host. */
 bool vmrun_vmx_is_ours(struct hostd *h, const char *vmdir, int pid);
 bool vmrun_pid_alive(int pid);
+/* The running guest's CPU model and features (its vmx's status), in a. */
+int vmrun_vmx_cpu(const char *rundir, struct arena *a, char **model, char ***features, size_t *n);
 
 int hostd_op_vm_power(struct hostd_call *call, const Vmk__Request *req);
 

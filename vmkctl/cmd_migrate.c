@@ -65,6 +65,9 @@ int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 	prep.datastore_path = vm->datastore_path;
 	prep.memory_mib = vm->memory_mib;
 	prep.source_host = (char *)(source ? source : "");
+	prep.cpu_model = vm->cpu_model;
+	prep.cpu_features = vm->cpu_features;
+	prep.n_cpu_features = vm->n_cpu_features;
 	if (storage) {
 		prep.storage_datastore = (char *)storage;
 		prep.vmx_text = vm->vmx_text;

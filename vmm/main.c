@@ -102,6 +102,9 @@ static int ctl_status(void *arg, Vmx__StatusInfo *o)
 	o->exit_reason = x->vm->exit_reason;
 	o->power_status = x->vm->power_status;
 	o->incoming_port = x->incoming_port;
+	o->cpu_model = x->vm->cpumodel.name;
+	o->n_cpu_features = x->vm->cpumodel.nfeatures;
+	o->cpu_features = (char **)x->vm->cpumodel.features;
 	return 0;
 }
 

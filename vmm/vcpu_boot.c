@@ -162,6 +162,13 @@ static int set_boot_regs(struct vmm_vcpu *v, const struct vmm_boot *b, char *err
 /* What the software CPU implements (softcpu.h), in CPUID terms: the
  * integer x86-64 baseline without x87/SSE, long mode, NX, the TSC, and
  * the hypervisor leaves with the TSC frequency. */
+static size_t soft_leaves(struct cpuid_leaf *l, size_t max, uint32_t tsc_khz);
+
+size_t vmm_soft_cpuid_leaves(struct cpuid_leaf *l, size_t max, uint32_t tsc_khz)
+{
+	return soft_leaves(l, max, tsc_khz);
+}
+
 static size_t soft_leaves(struct cpuid_leaf *l, size_t max, uint32_t tsc_khz)
 {
 	char vendor[13];

@@ -80,6 +80,8 @@ int vmm_accel_choose(const char *name, enum vmm_accel *out, char *why, size_t wh
 
 /* The CPUID leaves the accelerator can give a guest (KVM's supported set,
  * or the software CPU's), before the CPU model filters them. */
+/* The leaves the software CPU offers (before a CPU model filters them). */
+size_t vmm_soft_cpuid_leaves(struct cpuid_leaf *l, size_t max, uint32_t tsc_khz);
 int vmm_vm_supported_leaves(const struct vmm_vm *vm, struct cpuid_leaf *l, size_t max, size_t *n,
                             char *err, size_t errlen);
 void vmm_vm_destroy(struct vmm_vm *vm);
