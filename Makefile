@@ -165,11 +165,11 @@ fuzz: deps
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang \
 		WFLAGS="$(WFLAGS) -Wno-unknown-warning-option" \
 		SAN="-fsanitize=fuzzer-no-link,address,undefined" CFLAGS="-O1 -g" \
-		build-fuzz/libhostd.a build-fuzz/libvmkctl.a build-fuzz/libvmk.a
+		build-fuzz/libhostd.a build-fuzz/libvmkctl.a build-fuzz/libvmm.a build-fuzz/libvmk.a
 	@mkdir -p build-fuzz/fuzz
 	@for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
 		clang $(WFLAGS) -Wno-unknown-warning-option -O1 -g -fsanitize=fuzzer,address,undefined -I. -Ilib -Ibuild-fuzz/gen \
-		  $$f build-fuzz/libhostd.a build-fuzz/libvmkctl.a build-fuzz/libvmk.a \
+		  $$f build-fuzz/libhostd.a build-fuzz/libvmkctl.a build-fuzz/libvmm.a build-fuzz/libvmk.a \
 		  $(HOSTD_LIBS) -o build-fuzz/fuzz/$$n || exit 1; \
 		mkdir -p build-fuzz/corpus/$$n; \
 		echo "== $$n ($(FUZZ_SECONDS) s)"; \

@@ -433,14 +433,23 @@ void rpc_server_stop(struct rpc_server *s)
 {
 	if (!s)
 		return;
-	nng_close(s->sock);
+	/* Close the contexts first and let every worker leave: a worker may be
+	 * between its recv and its send. Its next operation on a closed context
+	 * fails with NNG_ECLOSED (contexts are looked up by id), whereas closing
+	 * the socket under it frees the context while nng_ctx_send uses it (an
+	 * nng panic seen under load). The socket goes last. */
+	for (int i = 0; s->workers && i < s->nworkers; i++)
+		if (s->workers[i].started)
+			nng_ctx_close(s->workers[i].ctx);
 	for (int i = 0; s->workers && i < s->nworkers; i++) {
 		struct rpc_worker *w = &s->workers[i];
 		if (w->started)
 			pthread_join(w->thread, NULL);
-		if (w->aio)
-			nng_aio_free(w->aio);
 	}
+	nng_close(s->sock);
+	for (int i = 0; s->workers && i < s->nworkers; i++)
+		if (s->workers[i].aio)
+			nng_aio_free(s->workers[i].aio);
 	free(s->workers);
 	if (s->tls)
 		nng_tls_config_free(s->tls);

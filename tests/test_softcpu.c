@@ -2202,14 +2202,14 @@ static void fz_one(struct softcpu *c, unsigned cpl, bool lm)
 	for (int k = 0; k < 3; k++) {
 		uint64_t budget = 1 + rnd() % 300, i0 = c->insns;
 		enum softcpu_exit e = softcpu_run(c, budget);
-		if ((unsigned)e > SOFTCPU_UNSUPPORTED || c->insns - i0 > budget || c->cpl > 3 ||
+		if ((unsigned)e > SOFTCPU_PAUSE || c->insns - i0 > budget || c->cpl > 3 ||
 		    strnlen(c->why, sizeof(c->why)) == sizeof(c->why)) {
 			fprintf(stderr, "escape: exit %d, %llu of %llu instructions, cpl %u\n", e,
 			        (unsigned long long)(c->insns - i0), (unsigned long long)budget,
 			        c->cpl);
 			fz_bad++;
 		}
-		if (e != SOFTCPU_YIELD)
+		if (e != SOFTCPU_YIELD && e != SOFTCPU_PAUSE)
 			break;
 	}
 }
