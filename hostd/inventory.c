@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -191,7 +190,7 @@ static Vmk__VmInfo *info(struct hostd_call *call, const struct vm *v)
 	i->state = (char *)vm_state_name(v->state);
 	i->pid = v->pid;
 	if (v->pid && v->started_ms) {
-		uint64_t now = vmrun_wall_ms();
+		uint64_t now = util_wall_ms();
 		i->uptime_ms = now > v->started_ms ? now - v->started_ms : 0;
 	}
 	i->serial_log = arena_strdup(call->a, v->cfg.serial_log);
@@ -309,14 +308,6 @@ static uint64_t host_memory_mib(void)
 {
 	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
 	return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size >> 20 : 0;
-}
-
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
 }
 
 int hostd_op_vm_create(struct hostd_call *call, const Vmk__Request *req)
@@ -439,7 +430,7 @@ int hostd_op_vm_create(struct hostd_call *call, const Vmk__Request *req)
 	if (!v || (ret = inv_save(inv)) < 0) {
 		if (v)
 			inv_drop(inv, v);
-		nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+		util_rm_tree(dir);
 		status = hostd_fail(call, VMK__STATUS__STATUS_FAILED, "vm %s not created: %s",
 		                    r->name,
 		                    ret == -EINVAL ? why : strerror(ret < 0 ? -ret : ENOMEM));
@@ -490,8 +481,9 @@ int hostd_op_vm_destroy(struct hostd_call *call, const Vmk__Request *req)
 	inv_drop(inv, v);
 	inv_save(inv);
 	/* only a directory that holds the VM's own .vmx is removed */
-	if (nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS) < 0)
-		log_warn("vm %s: removing %s: %s", name, dir, strerror(errno));
+	int rm = util_rm_tree(dir);
+	if (rm < 0)
+		log_warn("vm %s: removing %s: %s", name, dir, strerror(-rm));
 	call->resp->body_case = VMK__RESPONSE__BODY_EMPTY;
 	hostd_event(call->h, name, call->user, "destroyed (%s removed)", dir);
 out:

@@ -6,7 +6,6 @@
  * rights on each. */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
@@ -68,16 +67,6 @@ static uint64_t mem_available_mib(void)
 	return kib / 1024;
 }
 
-static int vmx_call(const char *rundir, Vmx__Request *rq, Vmx__Response **rs, int timeout_ms,
-                    char *err, size_t errlen)
-{
-	char sock[PATH_MAX + 16];
-
-	snprintf(sock, sizeof(sock), "%s/vmx.sock", rundir);
-	rq->version = 1;
-	return vmm_control_call(sock, rq, rs, timeout_ms, err, errlen);
-}
-
 /* ---- destination: prepare and receive ---- */
 
 int migrate_cpu_check(const char *host, const char *vm, const char *model, char *const *features,
@@ -111,20 +100,13 @@ int migrate_cpu_check(const char *host, const char *vm, const char *model, char 
 	return 0;
 }
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(p);
-	return 0;
-}
-
 /* Removes a VM directory hostd made or gave up (its own files only). */
 static void migrate_remove_dir(const char *dir)
 {
-	if (dir[0] && nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS) < 0)
-		log_warn("removing %s: %s", dir, strerror(errno));
+	int ret = dir[0] ? util_rm_tree(dir) : 0;
+
+	if (ret < 0)
+		log_warn("removing %s: %s", dir, strerror(-ret));
 }
 
 /* Storage migration: <storage_datastore>/<name>/ with the .vmx the source
@@ -221,7 +203,7 @@ static void recv_end(struct recv_job *j, bool ok, int pid)
 		v->state = VMS_POWERED_ON;
 		v->pid = pid;
 		v->monitor_pid = j->monitor;
-		v->started_ms = vmrun_wall_ms();
+		v->started_ms = util_wall_ms();
 		v->expect_exit = false;
 		snprintf(v->reason, sizeof(v->reason), "migrated here from %s", j->source);
 	} else if (v && j->registered_here) {
@@ -528,8 +510,7 @@ static void *send_worker(struct hostd_task *t, void *arg)
 	}
 	while (slots_used >= limit && !task_cancelled(t)) {
 		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 1; /* and look at the cancel flag now and then */
+		util_deadline(&ts, 1000); /* and look at the cancel flag now and then */
 		pthread_cond_timedwait(&slots_cv, &slots_m, &ts);
 	}
 	slots_used++;
@@ -542,7 +523,7 @@ static void *send_worker(struct hostd_task *t, void *arg)
 		snprintf(phase, sizeof(phase), "cancelled");
 		goto end;
 	}
-	if (vmx_call(j->rundir, &rq, &rs, 10000, err, sizeof(err)) < 0 || rs->status != 0) {
+	if (vmrun_vmx_call(j->rundir, &rq, &rs, 10000, err, sizeof(err)) < 0 || rs->status != 0) {
 		snprintf(error, sizeof(error), "the VM's vmx did not start the migration: %s",
 		         rs ? rs->error : err);
 		snprintf(phase, sizeof(phase), "failed");
@@ -558,14 +539,14 @@ static void *send_worker(struct hostd_task *t, void *arg)
 			Vmx__Request c = VMX__REQUEST__INIT;
 			c.body_case = VMX__REQUEST__BODY_MIGRATE_CANCEL;
 			c.migrate_cancel = &e;
-			if (vmx_call(j->rundir, &c, &rs, 5000, err, sizeof(err)) == 0)
+			if (vmrun_vmx_call(j->rundir, &c, &rs, 5000, err, sizeof(err)) == 0)
 				vmx__response__free_unpacked(rs, NULL);
 			cancel_sent = true;
 		}
 		Vmx__Request q = VMX__REQUEST__INIT;
 		q.body_case = VMX__REQUEST__BODY_MIGRATE_STATUS;
 		q.migrate_status = &e;
-		if (vmx_call(j->rundir, &q, &rs, 5000, err, sizeof(err)) < 0) {
+		if (vmrun_vmx_call(j->rundir, &q, &rs, 5000, err, sizeof(err)) < 0) {
 			snprintf(error, sizeof(error), "the VM's vmx stopped answering: %s", err);
 			snprintf(phase, sizeof(phase), "failed");
 			break;
@@ -623,7 +604,7 @@ end:
 		Vmx__PowerOffRequest pr = VMX__POWER_OFF_REQUEST__INIT;
 		po.body_case = VMX__REQUEST__BODY_POWER_OFF;
 		po.power_off = &pr;
-		if (vmx_call(j->rundir, &po, &rs, 5000, err, sizeof(err)) == 0)
+		if (vmrun_vmx_call(j->rundir, &po, &rs, 5000, err, sizeof(err)) == 0)
 			vmx__response__free_unpacked(rs, NULL);
 		int pid = 0, monitor = 0;
 		pthread_mutex_lock(&inv->lock);

@@ -50,14 +50,6 @@ static bool finished(const struct hostd_task *t)
 	return t->info.state >= TASK_SUCCESS;
 }
 
-static uint64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 int hostd_tasks_init(struct hostd_tasks **tp, unsigned max_running, unsigned keep_finished)
 {
 	struct hostd_tasks *ts = calloc(1, sizeof(*ts));
@@ -163,7 +155,7 @@ static int finish_locked(struct hostd_task *t, int status, const char *msg)
 	if (i->state == TASK_SUCCESS)
 		i->progress = 100;
 	snprintf(i->msg, sizeof(i->msg), "%s", msg ? msg : "");
-	i->end_ms = wall_ms();
+	i->end_ms = util_wall_ms();
 	t->end_mono = util_now_ms();
 	ts->finished++;
 	if (i->state == TASK_SUCCESS)
@@ -237,7 +229,7 @@ struct hostd_task *task_start(struct hostd_tasks *ts, const char *op, const char
 		goto err_unlock;
 	}
 	snprintf(t->info.id, sizeof(t->info.id), "task-%s-%" PRIu64, ts->boot, ts->next);
-	t->info.start_ms = wall_ms();
+	t->info.start_ms = util_wall_ms();
 	t->start_mono = util_now_ms();
 
 	sigfillset(&all);

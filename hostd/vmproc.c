@@ -95,15 +95,13 @@ int hostd_op_vm_process_kill(struct hostd_call *call, const Vmk__Request *req)
 	} else {
 		/* soft: vmx stops its guest and exits cleanly (no ACPI in the micro
 		 * guests to ask them first) */
-		char sock[PATH_MAX + 16], err[300];
+		char err[300];
 		Vmx__Request rq = VMX__REQUEST__INIT;
 		Vmx__PowerOffRequest po = VMX__POWER_OFF_REQUEST__INIT;
 		Vmx__Response *rs = NULL;
-		snprintf(sock, sizeof(sock), "%s/vmx.sock", dir);
-		rq.version = 1;
 		rq.body_case = VMX__REQUEST__BODY_POWER_OFF;
 		rq.power_off = &po;
-		if (vmm_control_call(sock, &rq, &rs, 10000, err, sizeof(err)) < 0)
+		if (vmrun_vmx_call(dir, &rq, &rs, 10000, err, sizeof(err)) < 0)
 			return hostd_fail(
 			        call, VMK__STATUS__STATUS_FAILED,
 			        "VM %s: its vmx does not answer (%s); use -t hard or -t force",

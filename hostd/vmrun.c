@@ -33,14 +33,6 @@ struct hostd_vmrun {
 	bool stop;
 };
 
-uint64_t vmrun_wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 const char *hostd_vmx_path(void)
 {
 	static char path[PATH_MAX];
@@ -100,6 +92,36 @@ static void sock_path(const char *rundir, char *out, size_t outlen)
 	snprintf(out, outlen, "%s/vmx.sock", rundir);
 }
 
+int vmrun_vmx_call(const char *rundir, Vmx__Request *rq, Vmx__Response **rs, int timeout_ms,
+                   char *err, size_t errlen)
+{
+	char sock[PATH_MAX + 16];
+
+	sock_path(rundir, sock, sizeof(sock));
+	rq->version = 1;
+	return vmm_control_call(sock, rq, rs, timeout_ms, err, errlen);
+}
+
+/* The vmx's status: 0 with *rs carrying status_info (freed by the caller),
+ * or -errno. */
+static int status_call(const char *rundir, Vmx__Response **rs)
+{
+	Vmx__Request rq = VMX__REQUEST__INIT;
+	Vmx__Empty e = VMX__EMPTY__INIT;
+	char err[300];
+
+	rq.body_case = VMX__REQUEST__BODY_STATUS;
+	rq.status = &e;
+	int ret = vmrun_vmx_call(rundir, &rq, rs, 1000, err, sizeof(err));
+	if (ret < 0)
+		return ret;
+	if ((*rs)->status != 0 || (*rs)->body_case != VMX__RESPONSE__BODY_STATUS_INFO) {
+		vmx__response__free_unpacked(*rs, NULL);
+		return -EIO;
+	}
+	return 0;
+}
+
 /* The vmx's own view: 0 with *pid and state, or -errno (no vmx there). */
 static int vmx_status(const char *dir, int *pid, char *state, size_t statelen, uint64_t *uptime_ms)
 {
@@ -109,24 +131,15 @@ static int vmx_status(const char *dir, int *pid, char *state, size_t statelen, u
 int vmrun_vmx_status(const char *dir, int *pid, char *state, size_t statelen, uint64_t *uptime_ms,
                      uint32_t *incoming_port)
 {
-	char sock[PATH_MAX + 16], err[300];
-	Vmx__Request rq = VMX__REQUEST__INIT;
-	Vmx__Empty e = VMX__EMPTY__INIT;
+	char sock[PATH_MAX + 16];
 	Vmx__Response *rs = NULL;
 
 	sock_path(dir, sock, sizeof(sock));
 	if (access(sock, F_OK) < 0)
 		return -ENOENT;
-	rq.version = 1;
-	rq.body_case = VMX__REQUEST__BODY_STATUS;
-	rq.status = &e;
-	int ret = vmm_control_call(sock, &rq, &rs, 1000, err, sizeof(err));
+	int ret = status_call(dir, &rs);
 	if (ret < 0)
 		return ret;
-	if (rs->status != 0 || rs->body_case != VMX__RESPONSE__BODY_STATUS_INFO) {
-		vmx__response__free_unpacked(rs, NULL);
-		return -EIO;
-	}
 	*pid = rs->status_info->pid;
 	snprintf(state, statelen, "%s", rs->status_info->state);
 	if (uptime_ms)
@@ -140,14 +153,11 @@ int vmrun_vmx_status(const char *dir, int *pid, char *state, size_t statelen, ui
 /* power_off (hard) or save PATH through the control socket. */
 static int vmx_control(const char *dir, int body, const char *save_path, char *err, size_t errlen)
 {
-	char sock[PATH_MAX + 16];
 	Vmx__Request rq = VMX__REQUEST__INIT;
 	Vmx__PowerOffRequest po = VMX__POWER_OFF_REQUEST__INIT;
 	Vmx__SaveRequest sv = VMX__SAVE_REQUEST__INIT;
 	Vmx__Response *rs = NULL;
 
-	sock_path(dir, sock, sizeof(sock));
-	rq.version = 1;
 	rq.body_case = (Vmx__Request__BodyCase)body;
 	if (body == VMX__REQUEST__BODY_POWER_OFF) {
 		po.hard = 1;
@@ -156,7 +166,7 @@ static int vmx_control(const char *dir, int body, const char *save_path, char *e
 		sv.path = (char *)save_path;
 		rq.save = &sv;
 	}
-	int ret = vmm_control_call(sock, &rq, &rs, 120000, err, errlen);
+	int ret = vmrun_vmx_call(dir, &rq, &rs, 120000, err, errlen);
 	if (ret < 0)
 		return ret;
 	if (rs->status != 0) {
@@ -167,37 +177,27 @@ static int vmx_control(const char *dir, int body, const char *save_path, char *e
 	return ret;
 }
 
-/* On a shared datastore the socket in the VM's directory may be another
- * host's vmx: ours is the one whose datastore lock names this host and its
- * pid. */
 int vmrun_vmx_cpu(const char *rundir, struct arena *a, char **model, char ***features, size_t *n)
 {
-	char sock[PATH_MAX + 16], err[300];
-	Vmx__Request rq = VMX__REQUEST__INIT;
-	Vmx__Empty e = VMX__EMPTY__INIT;
 	Vmx__Response *rs = NULL;
+	int ret = status_call(rundir, &rs);
 
-	sock_path(rundir, sock, sizeof(sock));
-	rq.version = 1;
-	rq.body_case = VMX__REQUEST__BODY_STATUS;
-	rq.status = &e;
-	int ret = vmm_control_call(sock, &rq, &rs, 1000, err, sizeof(err));
 	if (ret < 0)
 		return ret;
-	ret = -EIO;
-	if (rs->status == 0 && rs->body_case == VMX__RESPONSE__BODY_STATUS_INFO) {
-		const Vmx__StatusInfo *si = rs->status_info;
-		*model = arena_strdup(a, si->cpu_model);
-		*features = arena_calloc(a, si->n_cpu_features + 1, sizeof(char *));
-		*n = 0;
-		for (size_t i = 0; *features && i < si->n_cpu_features && i < 256; i++)
-			(*features)[(*n)++] = arena_strdup(a, si->cpu_features[i]);
-		ret = *model && *features ? 0 : -ENOMEM;
-	}
+	const Vmx__StatusInfo *si = rs->status_info;
+	*model = arena_strdup(a, si->cpu_model);
+	*features = arena_calloc(a, si->n_cpu_features + 1, sizeof(char *));
+	*n = 0;
+	for (size_t i = 0; *features && i < si->n_cpu_features && i < 256; i++)
+		(*features)[(*n)++] = arena_strdup(a, si->cpu_features[i]);
+	ret = *model && *features ? 0 : -ENOMEM;
 	vmx__response__free_unpacked(rs, NULL);
 	return ret;
 }
 
+/* On a shared datastore the socket in the VM's directory may be another
+ * host's vmx: ours is the one whose datastore lock names this host and its
+ * pid. */
 bool vmrun_vmx_is_ours(struct hostd *h, const char *dir, int pid)
 {
 	struct vmlock_owner o;
@@ -377,12 +377,7 @@ static void *supervisor_main(void *arg)
 	pthread_mutex_lock(&r->m);
 	while (!r->stop) {
 		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += SUPERVISE_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		util_deadline(&ts, SUPERVISE_MS);
 		pthread_cond_timedwait(&r->cv, &r->m, &ts);
 		if (r->stop)
 			break;
@@ -422,7 +417,7 @@ int hostd_vmrun_start(struct hostd *h)
 		    vmrun_vmx_is_ours(h, v->dir, pid)) {
 			v->state = VMS_POWERED_ON;
 			v->pid = pid;
-			v->started_ms = vmrun_wall_ms() - up;
+			v->started_ms = util_wall_ms() - up;
 			log_info("vm %s: re-attached to vmx pid %d (%s)", v->name, pid, state);
 			continue;
 		}
@@ -491,7 +486,7 @@ static void set_state(struct power_job *j, enum vm_state s, int pid, int monitor
 		v->state = s;
 		v->pid = pid;
 		v->monitor_pid = monitor;
-		v->started_ms = pid ? vmrun_wall_ms() : 0;
+		v->started_ms = pid ? util_wall_ms() : 0;
 		v->expect_exit = false;
 		if (reason)
 			snprintf(v->reason, sizeof(v->reason), "%s", reason);
@@ -643,16 +638,13 @@ static void *power_worker(struct hostd_task *t, void *arg)
 		task_progress(t, 20, "saving the VM's state");
 		if (vmx_control(j->rundir, VMX__REQUEST__BODY_SAVE, ss, err, sizeof(err)) < 0) {
 			/* the VM keeps running where it was */
-			char sock[PATH_MAX + 16];
-			sock_path(j->rundir, sock, sizeof(sock));
 			Vmx__Request rq = VMX__REQUEST__INIT;
 			Vmx__Empty e = VMX__EMPTY__INIT;
 			Vmx__Response *rs = NULL;
 			char e2[200];
-			rq.version = 1;
 			rq.body_case = VMX__REQUEST__BODY_RESUME;
 			rq.resume = &e;
-			if (vmm_control_call(sock, &rq, &rs, 5000, e2, sizeof(e2)) == 0)
+			if (vmrun_vmx_call(j->rundir, &rq, &rs, 5000, e2, sizeof(e2)) == 0)
 				vmx__response__free_unpacked(rs, NULL);
 			int monitor = 0, pid = current_pid(j, &monitor);
 			set_state(j, VMS_POWERED_ON, pid, monitor, NULL);

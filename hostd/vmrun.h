@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "hostd.h"
+#include "vmx.pb-c.h"
 
 #define VMRUN_START_TIMEOUT_MS 30000 /* a vmx that is not running by then is killed */
 #define VMRUN_STOP_TIMEOUT_MS  10000 /* then SIGKILL */
@@ -24,9 +25,6 @@ void hostd_vmrun_stop(struct hostd *h);
 
 /* The vmx binary hostd starts: $VMK_VMX, else `vmx` beside hostd. */
 const char *hostd_vmx_path(void);
-
-/* Wall-clock milliseconds (uptimes survive a hostd restart). */
-uint64_t vmrun_wall_ms(void);
 
 /* The last "vmx: ..." line of a VM's vmx.log (the reason a start failed or
  * a guest crashed), into out; "" when none. */
@@ -45,6 +43,9 @@ void vmrun_dir(const struct hostd *h, const char *name, char *out, size_t outlen
 int vmrun_spawn(struct hostd *h, const char *cfgpath, const char *dir, const char *rundir,
                 const char *restore, const char *incoming, const char *token_file, pid_t *monitor,
                 char *err, size_t errlen);
+/* One control call to the vmx whose socket is in rundir (version set). */
+int vmrun_vmx_call(const char *rundir, Vmx__Request *rq, Vmx__Response **rs, int timeout_ms,
+                   char *err, size_t errlen);
 /* The vmx's status through its control socket in rundir; -errno if none. */
 int vmrun_vmx_status(const char *rundir, int *pid, char *state, size_t statelen,
                      uint64_t *uptime_ms, uint32_t *incoming_port);

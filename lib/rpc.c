@@ -488,13 +488,7 @@ static int wait_connected(struct rpc_client *c)
 	struct timespec dl;
 	int ret = 0;
 
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += c->timeout_ms / 1000;
-	dl.tv_nsec += (long)(c->timeout_ms % 1000) * 1000000L;
-	if (dl.tv_nsec >= 1000000000L) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000L;
-	}
+	util_deadline(&dl, (unsigned)c->timeout_ms);
 	pthread_mutex_lock(&c->lock);
 	while (!c->connected && ret == 0)
 		ret = pthread_cond_timedwait(&c->cond, &c->lock, &dl);

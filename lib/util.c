@@ -1,6 +1,8 @@
 #include "util.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <ftw.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -226,6 +228,49 @@ uint64_t util_now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void util_deadline(struct timespec *ts, unsigned ms)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+uint64_t util_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int rm_first_err; /* nftw has no callback argument; callers are serialised below */
+static pthread_mutex_t rm_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	if (remove(p) < 0 && !rm_first_err)
+		rm_first_err = -errno;
+	return 0; /* go on: remove what can be removed */
+}
+
+int util_rm_tree(const char *dir)
+{
+	int ret;
+
+	pthread_mutex_lock(&rm_lock);
+	rm_first_err = 0;
+	ret = nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS) < 0 ? -errno : rm_first_err;
+	pthread_mutex_unlock(&rm_lock);
+	return ret;
 }
 
 const char *util_strerror(int neg_errno)

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 #include <sys/types.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -34,6 +35,13 @@ bool util_valid_name(const char *s, size_t max, char *why, size_t whylen);
 
 /* Milliseconds on CLOCK_MONOTONIC. */
 uint64_t util_now_ms(void);
+/* ms from now on CLOCK_REALTIME: the deadline of pthread_cond_timedwait. */
+void util_deadline(struct timespec *ts, unsigned ms);
+/* Wall-clock milliseconds since the epoch (what survives a restart). */
+uint64_t util_wall_ms(void);
+/* rm -r of dir (without following symlinks): removes what it can; 0 or
+ * the -errno of the first failure. */
+int util_rm_tree(const char *dir);
 
 /* strerror for a negative errno. */
 const char *util_strerror(int neg_errno);

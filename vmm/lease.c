@@ -55,13 +55,7 @@ static void *renew_main(void *arg)
 	pthread_mutex_lock(&l->m);
 	while (!l->stop) {
 		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += l->lk.renew_ms / 1000;
-		ts.tv_nsec += (long)(l->lk.renew_ms % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		util_deadline(&ts, l->lk.renew_ms);
 		pthread_cond_timedwait(&l->cv, &l->m, &ts);
 		if (l->stop)
 			break;

@@ -13,14 +13,6 @@
 #include "util.h"
 #include "vmlock.h"
 
-static long long wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int vmx_monitor_fork(const char *dir, const char *vm_dir, const char *lock_host)
 {
 	char path[4200];
@@ -47,11 +39,11 @@ int vmx_monitor_fork(const char *dir, const char *vm_dir, const char *lock_host)
 	char buf[200];
 	int n;
 	if (WIFSIGNALED(st))
-		n = snprintf(buf, sizeof(buf), "pid=%d\nsignal=%d\ntime_ms=%lld\n", (int)pid,
-		             WTERMSIG(st), wall_ms());
+		n = snprintf(buf, sizeof(buf), "pid=%d\nsignal=%d\ntime_ms=%llu\n", (int)pid,
+		             WTERMSIG(st), (unsigned long long)util_wall_ms());
 	else
-		n = snprintf(buf, sizeof(buf), "pid=%d\nexit=%d\ntime_ms=%lld\n", (int)pid,
-		             WEXITSTATUS(st), wall_ms());
+		n = snprintf(buf, sizeof(buf), "pid=%d\nexit=%d\ntime_ms=%llu\n", (int)pid,
+		             WEXITSTATUS(st), (unsigned long long)util_wall_ms());
 	if (util_write_file_atomic(path, buf, (size_t)n, 0644) < 0)
 		log_warn("writing %s: %s", path, strerror(errno));
 	if (lock_host) {
