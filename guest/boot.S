@@ -186,7 +186,14 @@ tss:
 	.fill 6, 8, 0
 	.quad 0
 	.word 0
-	.word tss_end - tss             /* no I/O bitmap: IOPL 3 grants the ports */
+	.word iomap - tss
+	/* An I/O permission bitmap that allows every port. IOPL 3 grants the
+	 * ports on KVM and TCG, but a PVM host runs guest user code at
+	 * hardware IOPL 0 and emulates the faulting in/out against the guest
+	 * TSS's bitmap: without one, port I/O from CPL 3 is a #GP there. */
+iomap:
+	.fill 8192, 1, 0
+	.byte 0xff
 tss_end:
 
 	.balign 16

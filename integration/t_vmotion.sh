@@ -70,7 +70,8 @@ done
 [[ $fields == 1 ]] && ok "each result has the fields of CLI.md" || true
 [[ $same == 1 ]] && ok "after each, exactly one host lists hb, poweredOn; the other none" || true
 beats hb | unbroken && ok "the heartbeat sequence never reset or skipped" ||
-	not_ok "heartbeat sequence" "$(beats hb | tr '\n' ' ' | tail -c 400)"
+	not_ok "heartbeat sequence" "$(awk 'NR > 1 && $1 != p + 1 { print "line " NR ": " p " then " $1 } { p = $1 }' \
+		<(beats hb) | head -5)" "$(grep -n -v -E '^hb [0-9]+$' "$shared/hb/serial.log" | head -5)"
 [[ $(vm_field esx1 hb 'd["lock_owner"]') == esx1 ]] && ok "the lock follows the VM" || not_ok "lock owner" "$out"
 
 # ---- failures leave the VM running where it was ----

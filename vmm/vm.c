@@ -383,6 +383,18 @@ static void park(struct vmm_vcpu *c)
 	struct vmm_vm *vm = c->vm;
 
 	pthread_mutex_lock(&vm->lock);
+	if (vm->pause_requested && c->io_pending) {
+		/* KVM finishes an I/O or MMIO exit (RIP past the instruction,
+		 * the value read into its register) only in the next KVM_RUN;
+		 * with immediate_exit set, that runs no guest instruction.
+		 * Without it a state saved during the pause would repeat the
+		 * instruction on restore (a UART byte twice). */
+		pthread_mutex_unlock(&vm->lock);
+		c->run->immediate_exit = 1;
+		(void)ioctl(c->fd, KVM_RUN, 0);
+		pthread_mutex_lock(&vm->lock);
+	}
+	c->io_pending = false;
 	if (vm->pause_requested) {
 		vm->vcpus_paused++;
 		pthread_cond_broadcast(&vm->cond);
@@ -473,9 +485,11 @@ static void *vcpu_main(void *arg)
 		switch (c->run->exit_reason) {
 		case KVM_EXIT_IO:
 			handle_io(c);
+			c->io_pending = true;
 			break;
 		case KVM_EXIT_MMIO:
 			handle_mmio(c);
+			c->io_pending = true;
 			break;
 		case KVM_EXIT_HLT:
 			/* with the in-kernel LAPIC, HLT is handled in KVM; a halted

@@ -43,7 +43,8 @@ struct vmm_vcpu {
 	struct softcpu *soft; /* VMM_ACCEL_SOFT: the interpreter; run is plain memory */
 	pthread_t thread;
 	bool started;
-	uint64_t exits; /* counted, for stats and tuning */
+	bool io_pending; /* a KVM I/O or MMIO exit KVM completes on the next KVM_RUN */
+	uint64_t exits;  /* counted, for stats and tuning */
 };
 
 struct vmm_vm {
