@@ -262,7 +262,9 @@ static int load_accounts(struct conf_ctx *l, const config_setting_t *list, struc
 
 int hostd_config_load(const char *path, struct hostd_config *c, char *err, size_t errlen)
 {
-	static const char *const top_keys[] = { "host", "datastores", "accounts", NULL };
+	/* network is read by netconf.c, leniently: a bad entry there is logged
+	 * and skipped, never keeps hostd down */
+	static const char *const top_keys[] = { "host", "datastores", "accounts", "network", NULL };
 	struct conf_ctx l = { .file = path, .err = err, .errlen = errlen };
 	config_t cfg;
 	int ret;

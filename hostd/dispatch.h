@@ -48,5 +48,18 @@ int hostd_op_vm_migrate(struct hostd_call *call, const Vmk__Request *req);
 int hostd_op_task_list(struct hostd_call *call, const Vmk__Request *req);
 int hostd_op_task_get(struct hostd_call *call, const Vmk__Request *req);
 int hostd_op_task_cancel(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_netstack_list(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_netstack_add(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_netstack_remove(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_portgroup_list(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_interface_list(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_interface_get(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_interface_add(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_interface_remove(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_interface_set(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_interface_ipv4_set(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_interface_tag_add(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_interface_tag_remove(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_ping(struct hostd_call *call, const Vmk__Request *req);
 
 #endif

@@ -16,6 +16,7 @@ struct hostd_auth;
 struct hostd_inventory;
 struct hostd_vmrun;
 struct hostd_tasks;
+struct hostd_network;
 
 struct hostd {
 	struct hostd_config cfg;
@@ -23,8 +24,9 @@ struct hostd {
 	struct hostd_sessions *sessions;
 	struct hostd_datastores *datastores;
 	struct hostd_inventory *inventory;
-	struct hostd_tasks *tasks; /* long operations (task.h) */
-	struct hostd_vmrun *vmrun; /* the supervisor of running VMs (vmrun.h) */
+	struct hostd_tasks *tasks;     /* long operations (task.h) */
+	struct hostd_vmrun *vmrun;     /* the supervisor of running VMs (vmrun.h) */
+	struct hostd_network *network; /* VMkernel networking (network.h) */
 	char thumbprint[CERT_THUMBPRINT_LEN];
 	uint64_t start_ms;
 };

@@ -16,6 +16,7 @@
 #include "inventory.h"
 #include "vmrun.h"
 #include "log.h"
+#include "network.h"
 #include "rpc.h"
 #include "session.h"
 #include "task.h"
@@ -217,6 +218,11 @@ int main(int argc, char **argv)
 		log_error("cannot initialise the task table: %s", util_strerror(ret));
 		goto out;
 	}
+	/* before listening: the listen address is usually vmk0's */
+	if ((ret = hostd_network_init(&h, err, sizeof(err))) < 0) {
+		log_error("cannot initialise the network: %s", util_strerror(ret));
+		goto out;
+	}
 
 	/* signals are taken by sigwait below, in this thread only */
 	sigset_t set;
@@ -272,6 +278,7 @@ out:
 	hostd_vmrun_stop(&h);      /* the VMs keep running */
 	hostd_inventory_free(h.inventory);
 	hostd_datastores_free(h.datastores);
+	hostd_network_free(h.network);
 	hostd_sessions_free(h.sessions);
 	hostd_auth_free(h.auth);
 	if (key)

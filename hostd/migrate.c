@@ -25,6 +25,7 @@
 #include "kvmcaps.h"
 #include "log.h"
 #include "migrate.h"
+#include "network.h"
 #include "task.h"
 #include "util.h"
 #include "vmm/control.h"
@@ -407,9 +408,15 @@ int hostd_op_vm_migrate_prepare(struct hostd_call *call, const Vmk__Request *req
 		free(j);
 		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "cannot write %s", tokfile);
 	}
-	mgmt_address(h, addr, sizeof(addr));
-	if (vmrun_spawn(h, cfgpath, j->dir, j->rundir, NULL, addr, tokfile, &j->monitor, err,
-	                sizeof(err)) < 0) {
+	/* the stream arrives on the VMotion-tagged vmk, in its netstack */
+	char nsname[128] = "", vmk[16] = "", note[300] = "";
+	if (hostd_network_traffic(h, NET_TAG_VMOTION, addr, sizeof(addr), nsname, sizeof(nsname),
+	                          vmk, sizeof(vmk), note, sizeof(note)) < 0)
+		mgmt_address(h, addr, sizeof(addr));
+	if (note[0])
+		log_info("vm %s: incoming migration: %s", j->name, note);
+	if (vmrun_spawn(h, cfgpath, j->dir, j->rundir, NULL, addr, tokfile,
+	                nsname[0] ? nsname : NULL, &j->monitor, err, sizeof(err)) < 0) {
 		recv_end(j, false, 0);
 		free(j);
 		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "host %s: %s", h->cfg.name,
@@ -460,6 +467,9 @@ int hostd_op_vm_migrate_prepare(struct hostd_call *call, const Vmk__Request *req
 	r->port = port;
 	r->token = arena_strdup(call->a, token);
 	r->task_id = arena_strdup(call->a, task_id(t));
+	r->interface = arena_strdup(call->a, vmk);
+	r->netstack = arena_strdup(call->a, nsname);
+	r->note = arena_strdup(call->a, note);
 	task_put(t);
 	call->resp->body_case = VMK__RESPONSE__BODY_VM_MIGRATE_PREPARE;
 	call->resp->vm_migrate_prepare = r;
@@ -477,6 +487,9 @@ struct send_job {
 	Vmx__MigrateSendRequest ms;
 	char host[256], token[65];
 	char dir[PATH_MAX]; /* the VM's directory here (removed after a storage migration) */
+	char netns[128];    /* the source's vMotion netstack ("" hostd's own) */
+	char stream[300];   /* "vmk1 198.18.2.11 -> esx2 vmk1 198.18.2.12:PORT" */
+	char notes[700];    /* fallbacks to Management, on either side */
 };
 
 static void detail_u64(struct hostd_task *t, const char *k, uint64_t v)
@@ -502,6 +515,9 @@ static void *send_worker(struct hostd_task *t, void *arg)
 	task_set_detail(t, "source", j->h->cfg.name);
 	task_set_detail(t, "destination", j->dest);
 	task_set_detail(t, "kind", "live");
+	task_set_detail(t, "stream", j->stream);
+	if (j->notes[0])
+		task_set_detail(t, "network_note", j->notes);
 	/* at most host.max_migrations at once; the rest wait their turn */
 	unsigned limit = j->h->cfg.max_migrations ? j->h->cfg.max_migrations : 4;
 	pthread_mutex_lock(&slots_m);
@@ -702,6 +718,23 @@ int hostd_op_vm_migrate(struct hostd_call *call, const Vmk__Request *req)
 	j->ms.max_bandwidth_mibps = m->max_bandwidth_mibps;
 	j->ms.converge_timeout_s = m->converge_timeout_s;
 	j->ms.storage = m->storage;
+	/* the stream leaves from this host's VMotion-tagged vmk, in its netstack */
+	char src_addr[64] = "", src_vmk[16] = "", note[300] = "";
+	/* a destination that fell back to its Management vmk waits on the
+	 * management network: go there from ours too */
+	enum net_tag tag = m->dest_note[0] ? NET_TAG_MANAGEMENT : NET_TAG_VMOTION;
+	if (hostd_network_traffic(call->h, tag, src_addr, sizeof(src_addr), j->netns,
+	                          sizeof(j->netns), src_vmk, sizeof(src_vmk), note,
+	                          sizeof(note)) < 0)
+		mgmt_address(call->h, src_addr, sizeof(src_addr));
+	else if (tag == NET_TAG_MANAGEMENT)
+		snprintf(note, sizeof(note), "%s: Management %s too", call->h->cfg.name, src_vmk);
+	j->ms.netns = j->netns;
+	snprintf(j->stream, sizeof(j->stream), "%s%s%s -> %s %s%s%s:%u", src_vmk,
+	         src_vmk[0] ? " " : "", src_addr, j->dest, m->dest_interface,
+	         m->dest_interface[0] ? " " : "", m->dest_address, m->dest_port);
+	snprintf(j->notes, sizeof(j->notes), "%s%s%s", m->dest_note,
+	         note[0] && m->dest_note[0] ? "; " : "", note);
 	int status = hostd_task_start_reply(call, "vm.migrate", j->name, send_worker, j);
 	if (status != VMK__STATUS__STATUS_OK) {
 		pthread_mutex_lock(&inv->lock);

@@ -17,6 +17,7 @@
 #include "events.h"
 #include "inventory_int.h"
 #include "log.h"
+#include "network.h"
 #include "task.h"
 #include "util.h"
 #include "vmlock.h"
@@ -215,16 +216,17 @@ bool vmrun_pid_alive(int pid)
 static int spawn_vmx(struct hostd *h, const char *cfgpath, const char *dir, const char *rundir,
                      const char *restore, pid_t *monitor, char *err, size_t errlen)
 {
-	return vmrun_spawn(h, cfgpath, dir, rundir, restore, NULL, NULL, monitor, err, errlen);
+	return vmrun_spawn(h, cfgpath, dir, rundir, restore, NULL, NULL, NULL, monitor, err,
+	                   errlen);
 }
 
 int vmrun_spawn(struct hostd *h, const char *cfgpath, const char *dir, const char *rundir,
-                const char *restore, const char *incoming, const char *token_file, pid_t *monitor,
-                char *err, size_t errlen)
+                const char *restore, const char *incoming, const char *token_file,
+                const char *netns, pid_t *monitor, char *err, size_t errlen)
 {
-	char logpath[PATH_MAX + 16], addr[128];
+	char logpath[PATH_MAX + 16], addr[128], taps[VMCFG_MAX_NICS][16];
 	const char *vmx = hostd_vmx_path();
-	const char *argv[24];
+	const char *argv[24 + 2 * VMCFG_MAX_NICS];
 	int n = 0;
 
 	/* the lock names this host's management address */
@@ -249,11 +251,36 @@ int vmrun_spawn(struct hostd *h, const char *cfgpath, const char *dir, const cha
 		argv[n++] = "--restore";
 		argv[n++] = restore;
 	}
+	/* NICs: a tap on each NIC's port group, made here, attached by vmx */
+	struct vmcfg vc;
+	char cerr[400];
+	if (h->network && hostd_network_managed(h) &&
+	    vmcfg_load(cfgpath, &vc, cerr, sizeof(cerr)) == 0) {
+		int ret = 0;
+		for (unsigned i = 0; i < vc.nnics && ret == 0; i++) {
+			vmnic_tap_name(vc.uuid, i, taps[i]);
+			if ((ret = vmnic_attach(h, vc.nics[i].portgroup, taps[i], cerr,
+			                        sizeof(cerr))) < 0) {
+				snprintf(err, errlen, "NIC %u: %s", i, cerr);
+				for (unsigned k = 0; k < i; k++)
+					vmnic_release(taps[k]);
+			}
+			argv[n++] = "--tap";
+			argv[n++] = taps[i];
+		}
+		vmcfg_free(&vc);
+		if (ret < 0)
+			return ret;
+	}
 	if (incoming) {
 		argv[n++] = "--incoming";
 		argv[n++] = incoming;
 		argv[n++] = "--incoming-token-file";
 		argv[n++] = token_file;
+		if (netns) {
+			argv[n++] = "--netns";
+			argv[n++] = netns;
+		}
 	}
 	argv[n] = NULL;
 	snprintf(logpath, sizeof(logpath), "%s/vmx.log", dir);
@@ -296,6 +323,17 @@ int vmrun_spawn(struct hostd *h, const char *cfgpath, const char *dir, const cha
 /* ---- what a vmx's end means ---- */
 
 /* Sets v's state from how its vmx ended (vmx.exit); lock held. */
+/* A VM that stopped running here: its NICs' taps go */
+static void release_nics(struct hostd *h, const struct vm *v)
+{
+	char tap[16];
+
+	for (unsigned i = 0; v->valid && hostd_network_managed(h) && i < v->cfg.nnics; i++) {
+		vmnic_tap_name(v->cfg.uuid, i, tap);
+		vmnic_release(tap);
+	}
+}
+
 static void record_exit(struct hostd *h, struct vm *v, const char *user)
 {
 	int pid, code, sig;
@@ -303,6 +341,7 @@ static void record_exit(struct hostd *h, struct vm *v, const char *user)
 	char why[300];
 	bool crashed;
 
+	release_nics(h, v);
 	if (vmx_exit_read(v->rundir, &pid, &code, &sig, &when) == 0 && (pid == v->pid || !v->pid)) {
 		if (sig) {
 			snprintf(v->reason, sizeof(v->reason), "vmx pid %d was killed by signal %d",
@@ -483,6 +522,8 @@ static void set_state(struct power_job *j, enum vm_state s, int pid, int monitor
 	pthread_mutex_lock(&inv->lock);
 	struct vm *v = inv_find(inv, j->name);
 	if (v) {
+		if (s == VMS_POWERED_OFF || s == VMS_SUSPENDED || s == VMS_CRASHED)
+			release_nics(j->h, v);
 		v->state = s;
 		v->pid = pid;
 		v->monitor_pid = monitor;

@@ -39,10 +39,11 @@ void vmrun_dir(const struct hostd *h, const char *name, char *out, size_t outlen
 #include <sys/types.h>
 
 /* Starts `vmx --monitor` for a VM (restore: from a suspend file; incoming:
- * receive a migration on that address with the token in token_file). */
+ * receive a migration on that address with the token in token_file, listening
+ * inside the network namespace netns when it is not NULL). */
 int vmrun_spawn(struct hostd *h, const char *cfgpath, const char *dir, const char *rundir,
-                const char *restore, const char *incoming, const char *token_file, pid_t *monitor,
-                char *err, size_t errlen);
+                const char *restore, const char *incoming, const char *token_file,
+                const char *netns, pid_t *monitor, char *err, size_t errlen);
 /* One control call to the vmx whose socket is in rundir (version set). */
 int vmrun_vmx_call(const char *rundir, Vmx__Request *rq, Vmx__Response **rs, int timeout_ms,
                    char *err, size_t errlen);

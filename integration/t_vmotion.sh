@@ -74,6 +74,23 @@ beats hb | unbroken && ok "the heartbeat sequence never reset or skipped" ||
 		<(beats hb) | head -5)" "$(grep -n -v -E '^hb [0-9]+$' "$shared/hb/serial.log" | head -5)"
 [[ $(vm_field esx1 hb 'd["lock_owner"]') == esx1 ]] && ok "the lock follows the VM" || not_ok "lock owner" "$out"
 
+# a guest that prints all the time is paused in the middle of a line: the
+# destination finishes that line, and the log has it once
+expect 0 "vm create chatty" vmkctl -s esx1 vm create -n chatty -m 32 --kernel "$ELF" \
+	--cmdline "heartbeat interval_ms=0" -d shared
+expect 0 "power on chatty" vmkctl -s esx1 vm power on -n chatty
+wait_line "$shared/chatty/serial.log" "^hb 2000$" || not_ok "chatty prints"
+src=esx1 dst=esx2
+for round in 1 2 3; do
+	run vmkctl -s "$src" vm migrate -n chatty --dest "$dst"
+	[[ $rc -eq 0 ]] || not_ok "chatty migration $round" "$err"
+	t=$src src=$dst dst=$t
+done
+expect 0 "power off chatty" vmkctl -s esx2 vm power off -n chatty
+bad=$(head -n -1 "$shared/chatty/serial.log" | awk '!/^hb [0-9]+$/ || $2 != NR - 1 { print "line " NR ": " $0; exit }')
+[[ -z $bad ]] && ok "three migrations mid-line: every line once, in order ($(wc -l <"$shared/chatty/serial.log") lines)" ||
+	not_ok "chatty log" "$bad"
+
 # ---- failures leave the VM running where it was ----
 pid=$(vm_field esx1 hb 'd["pid"]')
 "$VMK_BIN/vmx" --control "$LAB_DIR/esx1/state/run/hb/vmx.sock" migrate 198.18.0.12 9 \

@@ -44,6 +44,8 @@ enum migrate_phase {
 
 struct migrate_params {
 	char host[256]; /* destination address (vMotion netstack) */
+	int nsfd;       /* the netstack to connect from, -1: the process's own; migrate_src_start
+	                 * takes it over (closed after the connect) when it succeeds */
 	uint16_t port;
 	char token[MIGRATE_TOKEN_HEX + 1];
 	uint32_t downtime_ms;      /* 0: MIGRATE_DEFAULT_DOWNTIME_MS */
@@ -89,7 +91,7 @@ void migrate_src_join(struct migrate_src *s);
 const char *migrate_phase_name(enum migrate_phase p);
 
 /* Destination: a listening socket on host (port 0: any); *port is set. */
-int migrate_listen(const char *host, uint16_t *port, int *fd, char *err, size_t errlen);
+int migrate_listen(int nsfd, const char *host, uint16_t *port, int *fd, char *err, size_t errlen);
 /* Accepts the source (one connection, token checked in constant time),
  * restores the VM from the stream and acknowledges it ("R"). 0 with
  * *conn open, or -errno with err. timeout_ms bounds the wait for the source. */

@@ -12,9 +12,9 @@
 #include "vmm/snapshot.h"
 #include "wire.h"
 
-int migrate_listen(const char *host, uint16_t *port, int *fd, char *err, size_t errlen)
+int migrate_listen(int nsfd, const char *host, uint16_t *port, int *fd, char *err, size_t errlen)
 {
-	int l = wire_listen(host, port, err, errlen);
+	int l = wire_listen(nsfd, host, port, err, errlen);
 
 	if (l < 0)
 		return l;

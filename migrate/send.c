@@ -21,7 +21,7 @@
 
 #define MAX_ITERATIONS     60
 #define THROTTLE_STEP      20 /* % more held per auto-converge step */
-#define THROTTLE_MAX       95
+#define THROTTLE_MAX       99 /* as QEMU's cpu-throttle limit */
 #define THROTTLE_PERIOD_MS 20
 
 static const char *const phase_names[] = { "idle",     "connecting", "precopy", "switchover",
@@ -194,7 +194,11 @@ static void *send_main(void *arg)
 	int ret;
 
 	set_phase(s, MIG_CONNECTING);
-	s->fd = wire_connect(s->p.host, s->p.port, 10000, err, sizeof(err));
+	s->fd = wire_connect(s->p.nsfd, s->p.host, s->p.port, 10000, err, sizeof(err));
+	if (s->p.nsfd >= 0) { /* ours since migrate_src_start; only connect needs it */
+		close(s->p.nsfd);
+		s->p.nsfd = -1;
+	}
 	if (s->fd < 0) {
 		fail(s, MIG_FAILED, "%s", err);
 		return NULL;

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "netns.h"
 #include "util.h"
 
 static void tune(int fd)
@@ -25,7 +26,8 @@ static void tune(int fd)
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
 }
 
-int wire_connect(const char *host, uint16_t port, int timeout_ms, char *err, size_t errlen)
+int wire_connect(int nsfd, const char *host, uint16_t port, int timeout_ms, char *err,
+                 size_t errlen)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
 	char ps[8];
@@ -37,7 +39,8 @@ int wire_connect(const char *host, uint16_t port, int timeout_ms, char *err, siz
 		return -EHOSTUNREACH;
 	}
 	for (struct addrinfo *a = res; a; a = a->ai_next) {
-		fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		fd = netns_socket(nsfd, a->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+		                  0);
 		if (fd < 0)
 			continue;
 		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0 || errno == EINPROGRESS) {
@@ -64,7 +67,7 @@ int wire_connect(const char *host, uint16_t port, int timeout_ms, char *err, siz
 	return -ECONNREFUSED;
 }
 
-int wire_listen(const char *host, uint16_t *port, char *err, size_t errlen)
+int wire_listen(int nsfd, const char *host, uint16_t *port, char *err, size_t errlen)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *res = NULL;
 	char ps[8];
@@ -75,7 +78,7 @@ int wire_listen(const char *host, uint16_t *port, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", host, gai_strerror(ret));
 		return -EADDRNOTAVAIL;
 	}
-	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	int fd = netns_socket(nsfd, res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1) < 0) {
 		ret = -errno;

@@ -10,9 +10,10 @@
 #include "vmm/state.h"
 
 /* A connected TCP socket (blocking, NODELAY, large buffers), or -errno. */
-int wire_connect(const char *host, uint16_t port, int timeout_ms, char *err, size_t errlen);
+int wire_connect(int nsfd, const char *host, uint16_t port, int timeout_ms, char *err,
+                 size_t errlen);
 /* A listening socket on host:*port (0: the kernel picks; *port is set). */
-int wire_listen(const char *host, uint16_t *port, char *err, size_t errlen);
+int wire_listen(int nsfd, const char *host, uint16_t *port, char *err, size_t errlen);
 
 /* The state stream over a socket: counts bytes, caps the rate (max_bps
  * bytes/s, 0: none) and stops at *cancel. */
@@ -32,4 +33,6 @@ int wire_read_line(int fd, char *buf, size_t len, int timeout_ms);
 /* Constant-time comparison of n bytes. */
 bool wire_token_equal(const char *a, const char *b, size_t n);
 
+/* nsfd: the network namespace (netstack) the socket is made in, -1 for
+ * the process's own. */
 #endif

@@ -97,6 +97,8 @@ int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 	mig.dest_address = pr->address;
 	mig.dest_port = pr->port;
 	mig.token = pr->token;
+	mig.dest_interface = pr->interface;
+	mig.dest_note = pr->note;
 	mig.downtime_ms = (uint32_t)args_int(a, "downtime-ms", 0);
 	mig.max_bandwidth_mibps = (uint32_t)args_int(a, "max-bandwidth", 0);
 	mig.converge_timeout_s = (uint32_t)args_int(a, "converge-timeout", 0);

@@ -8,6 +8,21 @@
 int cmd_system_version_get(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_hardware_cpu_get(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_hardware_memory_get(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_network_netstack_list(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_network_netstack_add(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_network_netstack_remove(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_network_portgroup_list(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_network_interface_list(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_network_interface_add(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_network_interface_remove(struct vmkctl *v, const struct vmkctl_args *a,
+                                 struct out_doc *out);
+int cmd_network_interface_set(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_network_ipv4_get(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_network_ipv4_set(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_network_tag_get(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_network_tag_add(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_network_tag_remove(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_network_diag_ping(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_storage_datastore_list(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_storage_datastore_add(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_storage_datastore_remove(struct vmkctl *v, const struct vmkctl_args *a,

@@ -27,6 +27,7 @@
 #include "lease.h"
 #include "migrate/migrate.h"
 #include "monitor.h"
+#include "netns.h"
 #include "vm.h"
 #include "vmcfg.h"
 
@@ -55,6 +56,10 @@ static void usage(FILE *f)
 	        "      --incoming ADDR receive the VM from a migration source on ADDR (a port\n"
 	        "                      the kernel picks, shown by --control status)\n"
 	        "      --incoming-token-file F  the token the source must present\n"
+	        "      --netns NAME    listen for it inside the network namespace NAME (the\n"
+	        "                      vMotion netstack, /run/netns/NAME)\n"
+	        "      --tap NAME      the tap of the next NIC (instead of the .vmx's; hostd\n"
+	        "                      makes one per NIC on its port group)\n"
 	        "      --run-dir DIR   where vmx.sock and vmx.exit go (default: the VM's "
 	        "directory;\n"
 	        "                      hostd uses a directory of its own: the VM's may be shared)\n"
@@ -111,12 +116,18 @@ static int ctl_status(void *arg, Vmx__StatusInfo *o)
 static int ctl_migrate_send(void *arg, const Vmx__MigrateSendRequest *r, const char **why)
 {
 	struct vmx_ctx *x = arg;
-	struct migrate_params p = { 0 };
+	struct migrate_params p = { .nsfd = -1 };
 	static char err[300];
 
 	if (atomic_load(&x->vm->state) != VM_RUNNING) {
 		*why = "the VM is not running";
 		return 5;
+	}
+	if (r->netns[0] && (p.nsfd = netns_open(r->netns)) < 0) {
+		snprintf(err, sizeof(err), "netstack namespace %s: %s", r->netns,
+		         strerror(-p.nsfd));
+		*why = err;
+		return 4;
 	}
 	snprintf(p.host, sizeof(p.host), "%s", r->host);
 	p.port = (uint16_t)r->port;
@@ -127,6 +138,8 @@ static int ctl_migrate_send(void *arg, const Vmx__MigrateSendRequest *r, const c
 	p.storage = r->storage;
 	snprintf(p.serial_log, sizeof(p.serial_log), "%s", x->cfg->serial_log);
 	if (migrate_src_start(&x->mig, x->vm, x->lease, &p, err, sizeof(err)) < 0) {
+		if (p.nsfd >= 0)
+			close(p.nsfd);
 		*why = err;
 		return 5;
 	}
@@ -320,6 +333,9 @@ static const char *lock_addr;    /* --lock-addr */
 static const char *run_dir;    /* --run-dir: control socket and exit file (default: the VM's dir) */
 static const char *incoming;   /* --incoming ADDR: receive the VM from a migration source */
 static const char *token_file; /* --incoming-token-file: the 64-hex token the source must show */
+static const char *incoming_netns;           /* --netns: the netstack (namespace) to listen in */
+static const char *nic_taps[VMCFG_MAX_NICS]; /* --tap, in NIC order: replace the .vmx's taps */
+static unsigned nnic_taps;
 #define INCOMING_WAIT_MS 120000
 
 /* The guest's command line: the configured one plus, per virtio-mmio
@@ -347,13 +363,14 @@ static int add_nics(struct vmm_vm *vm, const struct vmcfg *c, struct vmm_device 
 {
 	for (unsigned i = 0; i < c->nnics; i++) {
 		unsigned slot = c->ndisks + i;
-		if (!c->nics[i].tap[0]) {
+		const char *tap = i < nnic_taps ? nic_taps[i] : c->nics[i].tap;
+		if (!tap[0]) {
 			snprintf(err, errlen,
 			         "nics[%u] (port group %s) has no tap device to attach to", i,
 			         c->nics[i].portgroup);
 			return -EINVAL;
 		}
-		int fd = vmm_tap_open(c->nics[i].tap, err, errlen);
+		int fd = vmm_tap_open(tap, err, errlen);
 		if (fd < 0)
 			return fd;
 		int ret = vmm_virtio_net_create(&nics[i], &vm->bus,
@@ -542,7 +559,16 @@ static int run(const struct vmcfg *c)
 		fclose(tf);
 		token[MIGRATE_TOKEN_HEX] = '\0';
 		uint16_t port = 0;
-		if (migrate_listen(incoming, &port, &lfd, err, sizeof(err)) < 0) {
+		int nsfd = -1;
+		if (incoming_netns && (nsfd = netns_open(incoming_netns)) < 0) {
+			fprintf(stderr, "vmx: --netns %s: %s\n", incoming_netns, strerror(-nsfd));
+			rc = EXIT_CONFIG;
+			goto out;
+		}
+		ret = migrate_listen(nsfd, incoming, &port, &lfd, err, sizeof(err));
+		if (nsfd >= 0)
+			close(nsfd);
+		if (ret < 0) {
 			fprintf(stderr, "vmx: %s\n", err);
 			goto out;
 		}
@@ -594,7 +620,16 @@ static int run(const struct vmcfg *c)
 	}
 	if (conn >= 0) {
 		migrate_dst_running(conn);
-		log_info("vm %s: running here after the migration", c->name);
+		/* the switches still send the VM's frames to the source's port:
+		 * announce its MACs from here (three times, as a lost frame would
+		 * leave the VM unreachable until it sends something itself) */
+		for (unsigned k = 0; k < 3; k++)
+			for (unsigned i = 0; i < rxl.n; i++)
+				if (vmm_virtio_net_announce(rxl.nics[i]) < 0 && k == 0)
+					log_warn("vm %s: NIC %u: announcing its MAC: %s", c->name,
+					         i, strerror(errno));
+		log_info("vm %s: running here after the migration%s", c->name,
+		         rxl.n ? " (MACs announced)" : "");
 	}
 	if (rxl.n && pthread_create(&rx_thread, NULL, rx_main, &rxl) == 0)
 		rx_started = true;
@@ -608,10 +643,16 @@ static int run(const struct vmcfg *c)
 	 * (migrate_status), which it confirms with a power off; 10 s at most */
 	for (int i = 0; mp.phase == MIG_DONE && i < 200 && !atomic_load(&ctx->released); i++)
 		usleep(50 * 1000);
-	/* a line the guest had not finished goes on at the destination */
-	for (unsigned i = 0; i < vm->ndevs && mp.phase != MIG_DONE; i++)
-		if (strcmp(vm->devs[i]->ops->name, "uart") == 0)
-			vmm_uart_flush(vm->devs[i]);
+	/* a line the guest had not finished goes on at the destination, which
+	 * got it in the UART's state: written here too (the UART writes out a
+	 * partial line when it is destroyed), it would appear twice in the log */
+	for (unsigned i = 0; i < vm->ndevs; i++)
+		if (strcmp(vm->devs[i]->ops->name, "uart") == 0) {
+			if (mp.phase == MIG_DONE)
+				vmm_uart_discard(vm->devs[i]);
+			else
+				vmm_uart_flush(vm->devs[i]);
+		}
 	uint64_t exits = 0;
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		exits += vm->vcpus[i].exits;
@@ -659,6 +700,8 @@ int main(int argc, char **argv)
 		{ "run-dir", required_argument, NULL, 'R' },
 		{ "incoming", required_argument, NULL, 'I' },
 		{ "incoming-token-file", required_argument, NULL, 'T' },
+		{ "netns", required_argument, NULL, 'N' },
+		{ "tap", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -698,6 +741,16 @@ int main(int argc, char **argv)
 			break;
 		case 'I':
 			incoming = optarg;
+			break;
+		case 'N':
+			incoming_netns = optarg;
+			break;
+		case 'P':
+			if (nnic_taps == VMCFG_MAX_NICS) {
+				fprintf(stderr, "vmx: at most %d --tap options\n", VMCFG_MAX_NICS);
+				return EXIT_CONFIG;
+			}
+			nic_taps[nnic_taps++] = optarg;
 			break;
 		case 'T':
 			token_file = optarg;

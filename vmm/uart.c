@@ -567,6 +567,15 @@ void vmm_uart_flush(struct vmm_device *d)
 	pthread_mutex_unlock(&u->lock);
 }
 
+void vmm_uart_discard(struct vmm_device *d)
+{
+	struct uart *u = d->priv;
+
+	pthread_mutex_lock(&u->lock);
+	u->line_len = 0;
+	pthread_mutex_unlock(&u->lock);
+}
+
 int vmm_uart_log_fd(struct vmm_device *d)
 {
 	return ((struct uart *)d->priv)->fd;

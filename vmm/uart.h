@@ -34,6 +34,9 @@ void vmm_uart_input(struct vmm_device *d, const uint8_t *buf, size_t n);
 size_t vmm_uart_rx_space(struct vmm_device *d);
 /* Writes out a partial line. */
 void vmm_uart_flush(struct vmm_device *d);
+/* Forgets a partial line: it went to a migration destination in the
+ * UART's state, which finishes and writes it. */
+void vmm_uart_discard(struct vmm_device *d);
 /* The fd its output goes to (serial.log, O_APPEND). */
 int vmm_uart_log_fd(struct vmm_device *d);
 /* Every flushed chunk is also handed to fn (fault tolerance holds output),

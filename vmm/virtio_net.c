@@ -257,6 +257,21 @@ int vmm_virtio_net_create(struct vmm_device **d, struct vmm_bus *bus, uint64_t m
 	return ret;
 }
 
+int vmm_virtio_net_announce(struct vmm_device *d)
+{
+	struct net *n = vmm_virtio_backend(d);
+	uint8_t f[HDR + 60] = { 0 }, *e = f + HDR; /* a zero vnet header, then the frame */
+	static const uint8_t rarp[] = { 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x03 };
+
+	memset(e, 0xff, 6); /* to everyone */
+	memcpy(e + 6, n->mac, 6);
+	e[12] = 0x80, e[13] = 0x35;         /* RARP */
+	memcpy(e + 14, rarp, sizeof(rarp)); /* Ethernet, IPv4, reverse request */
+	memcpy(e + 22, n->mac, 6);          /* sender and target hardware: the MAC */
+	memcpy(e + 32, n->mac, 6);
+	return write(n->fd, f, sizeof(f)) == (ssize_t)sizeof(f) ? 0 : -errno;
+}
+
 int vmm_tap_open(const char *name, char *err, size_t errlen)
 {
 	struct ifreq ifr;

@@ -62,6 +62,10 @@ int vmm_virtio_net_create(struct vmm_device **d, struct vmm_bus *bus, uint64_t m
  * (call from any thread). */
 void vmm_virtio_net_rx(struct vmm_device *d);
 int vmm_virtio_net_fd(struct vmm_device *d);
+/* Announces the NIC's MAC on its network, as after a live migration: a
+ * broadcast RARP (QEMU's announce, vMotion's notification) so that bridges
+ * move the MAC to this port at once. 0 or -errno. */
+int vmm_virtio_net_announce(struct vmm_device *d);
 void vmm_virtio_net_get_stats(struct vmm_device *d, struct vmm_virtio_net_stats *st);
 
 /* Opens tap device `name` (created if missing) with IFF_NO_PI |

@@ -1,0 +1,82 @@
+/* VM NICs on port groups: a persistent tap per NIC on the port group's
+ * bridge, created by hostd before the VM's vmx starts (which attaches to it
+ * by name) and deleted when the VM ends or leaves the host. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "netlink.h"
+#include "network.h"
+#include "util.h"
+
+void vmnic_tap_name(const char *uuid, unsigned index, char out[IF_NAMESIZE])
+{
+	uint32_t h = 2166136261u; /* FNV-1a of the uuid: stable across hosts */
+
+	for (const char *p = uuid; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	snprintf(out, IF_NAMESIZE, "vmt%08x-%u", h, index);
+}
+
+static int tap_create(const char *name, char *err, size_t errlen)
+{
+	struct ifreq ifr;
+	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC), e;
+
+	if (fd < 0) {
+		e = errno;
+		snprintf(err, errlen, "/dev/net/tun: %s", strerror(e));
+		return -e;
+	}
+	memset(&ifr, 0, sizeof(ifr));
+	/* the flags vmx attaches with (vmm_tap_open) */
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETPERSIST, 1) < 0) {
+		e = errno;
+		snprintf(err, errlen, "tap %s: %s", name, strerror(e));
+		close(fd);
+		return -e;
+	}
+	close(fd);
+	return 0;
+}
+
+int vmnic_attach(struct hostd *h, const char *portgroup, const char *tap, char *err, size_t errlen)
+{
+	char bridge[IF_NAMESIZE];
+	unsigned mtu;
+	struct nl_link l;
+	int nl, ret;
+
+	if ((ret = hostd_network_portgroup_bridge(h, portgroup, bridge, &mtu, err, errlen)) < 0)
+		return ret;
+	if ((nl = nl_open()) < 0) {
+		snprintf(err, errlen, "netlink: %s", util_strerror(nl));
+		return nl;
+	}
+	if (nl_link_get(nl, tap, &l) == -ENODEV && (ret = tap_create(tap, err, errlen)) < 0)
+		goto out;
+	ret = nl_link_set(nl, tap, 1, mtu, bridge, err, errlen);
+out:
+	nl_close(nl);
+	return ret;
+}
+
+void vmnic_release(const char *tap)
+{
+	char err[300];
+	int nl = nl_open();
+
+	if (nl < 0)
+		return;
+	if (nl_link_del(nl, tap, err, sizeof(err)) < 0 && !strstr(err, "No such device"))
+		log_warn("VM NIC %s: %s", tap, err);
+	nl_close(nl);
+}
