@@ -21,26 +21,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
+
 static char top[PATH_MAX], vmkctl[PATH_MAX + 32], lab[PATH_MAX + 32], elf[PATH_MAX + 32];
 static const char *labdir = "/tmp/vmk-bench-lifecycle";
 static char session[PATH_MAX]; /* as a script would: log in once, reuse the session */
 
-static double now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 static double pct(double *v, int n, double p)
 {
-	qsort(v, (size_t)n, sizeof(*v), cmp);
+	qsort(v, (size_t)n, sizeof(*v), bench_cmp_double);
 	int i = (int)(p * (n - 1) + 0.5);
 	return n ? v[i] : 0;
 }
@@ -53,7 +42,7 @@ static int run(char *const argv[], double *ms, char *out, size_t outlen)
 
 	if (out && pipe(p) < 0)
 		return -1;
-	double t0 = now_ms();
+	double t0 = bench_now_ms();
 	pid_t pid = fork();
 	if (pid == 0) {
 		int null = open("/dev/null", O_RDWR);
@@ -78,7 +67,7 @@ static int run(char *const argv[], double *ms, char *out, size_t outlen)
 	int st = 0;
 	waitpid(pid, &st, 0);
 	if (ms)
-		*ms = now_ms() - t0;
+		*ms = bench_now_ms() - t0;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
@@ -197,12 +186,12 @@ int main(int argc, char **argv)
 		fails += run(argv2, &tc[i], NULL, 0) != 0;
 	}
 	long rss1 = hostd_rss_kib();
-	double t0 = now_ms();
+	double t0 = bench_now_ms();
 	for (int i = 0; i < nvms; i++) {
 		snprintf(name, sizeof(name), "b%03d", i);
 		fails += ctl(&ton[i], NULL, 0, "vm", "power", "on", "-n", name, NULL) != 0;
 	}
-	double on_total = now_ms() - t0;
+	double on_total = bench_now_ms() - t0;
 	sleep(2);
 	ctl(NULL, buf, sizeof(buf), "--formatter", "csv", "vm", "list", NULL, NULL);
 	int running = 0;

@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
+
 #define RUNS 3
 
 static char bindir[PATH_MAX], elf[PATH_MAX + 32], tmp[64] = "/tmp/vmk-bench-mig-XXXXXX";
@@ -30,18 +32,6 @@ struct result {
 	double total_ms, downtime_ms, bytes;
 	bool ok;
 };
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp);
-	return n ? v[n / 2] : 0;
-}
 
 static pid_t spawn(char *const argv[], const char *logpath)
 {
@@ -95,28 +85,6 @@ static const char *capture(char *const argv[])
 	return out;
 }
 
-static double field(const char *text, const char *key)
-{
-	const char *p = strstr(text, key);
-	return p ? strtod(p + strlen(key), NULL) : -1;
-}
-
-static bool wait_file_has(const char *path, const char *needle, int ms)
-{
-	for (int i = 0; i < ms / 50; i++) {
-		FILE *f = fopen(path, "r");
-		char buf[65536];
-		size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-		if (f)
-			fclose(f);
-		buf[n] = '\0';
-		if (strstr(buf, needle))
-			return true;
-		usleep(50 * 1000);
-	}
-	return false;
-}
-
 /* ---- vmx ---- */
 
 static struct result run_vmx(int mib, const char *cmdline, const char *ready)
@@ -159,11 +127,11 @@ static struct result run_vmx(int mib, const char *cmdline, const char *ready)
 	pid_t pb = spawn(b, log);
 	snprintf(sockA, sizeof(sockA), "%s/vmx.sock", runA);
 	snprintf(sockB, sizeof(sockB), "%s/vmx.sock", runB);
-	if (!wait_file_has(serial, ready, 120000))
+	if (!bench_wait_file_has(serial, ready, 120000))
 		goto out;
 	for (int i = 0; i < 100; i++) {
 		char *st[] = { vmx, "--control", sockB, "status", NULL };
-		double p = field(capture(st), "incoming_port=");
+		double p = bench_field(capture(st), "incoming_port=");
 		if (p > 0) {
 			snprintf(port, sizeof(port), "%d", (int)p);
 			break;
@@ -176,9 +144,9 @@ static struct result run_vmx(int mib, const char *cmdline, const char *ready)
 		char *st[] = { vmx, "--control", sockA, "migrate-status", NULL };
 		const char *o = capture(st);
 		if (strstr(o, "phase=done")) {
-			r.total_ms = field(o, "total_ms=");
-			r.downtime_ms = field(o, "\ndowntime_ms=");
-			r.bytes = field(o, "transferred=");
+			r.total_ms = bench_field(o, "total_ms=");
+			r.downtime_ms = bench_field(o, "\ndowntime_ms=");
+			r.bytes = bench_field(o, "transferred=");
 			r.ok = true;
 			break;
 		}
@@ -311,7 +279,7 @@ static struct result run_qemu(int mib, const char *cmdline, const char *ready, b
 	snprintf(lga, sizeof(lga), "%s/qa.log", tmp);
 	pid_t pa = spawn(a, lga), pb = spawn(b, lb);
 	int fa = qmp_open(qa), fb = qmp_open(qb);
-	if (fa < 0 || fb < 0 || !wait_file_has(la, ready, 120000))
+	if (fa < 0 || fb < 0 || !bench_wait_file_has(la, ready, 120000))
 		goto out;
 	qmp(fa, "{\"execute\":\"qmp_capabilities\"}\n");
 	qmp(fb, "{\"execute\":\"qmp_capabilities\"}\n");
@@ -328,9 +296,9 @@ static struct result run_qemu(int mib, const char *cmdline, const char *ready, b
 		if (getenv("BENCH_DEBUG") && strstr(o, "\"completed\""))
 			fprintf(stderr, "%s\n", o);
 		if (strstr(o, "\"completed\"")) {
-			r.total_ms = field(o, "\"total-time\": ");
-			r.downtime_ms = field(o, "\"downtime\": ");
-			r.bytes = field(o, "\"transferred\": ");
+			r.total_ms = bench_field(o, "\"total-time\": ");
+			r.downtime_ms = bench_field(o, "\"downtime\": ");
+			r.bytes = bench_field(o, "\"transferred\": ");
 			r.ok = true;
 			break;
 		}
@@ -364,8 +332,8 @@ static void line(const char *what, struct result *v, struct result *q, int n)
 			qb[nq++] = q[i].bytes;
 		}
 	}
-	double mvt = median(vt, nv), mvd = median(vd, nv), mvb = median(vb, nv);
-	double mqt = median(qt, nq), mqd = median(qd, nq), mqb = median(qb, nq);
+	double mvt = bench_median(vt, nv), mvd = bench_median(vd, nv), mvb = bench_median(vb, nv);
+	double mqt = bench_median(qt, nq), mqd = bench_median(qd, nq), mqb = bench_median(qb, nq);
 	printf("%-28s", what);
 	if (nv)
 		printf("  vmx %7.0f ms  down %5.0f ms  %8.1f MiB", mvt, mvd, mvb / 1048576);

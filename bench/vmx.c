@@ -18,23 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
+
 #define BOOTS 5
 
 static char bindir[PATH_MAX], elf[PATH_MAX], tmpdir[64] = "/tmp/vmk-bench-vmx-XXXXXX";
 static char tsc_arg[64];
-
-static double now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
 
 static bool kvm_usable(void)
 {
@@ -55,7 +44,7 @@ static double run_qemu(const char *cmdline, bool kvm, char *out, size_t outlen, 
 	if (pipe(p) < 0)
 		return -1;
 	snprintf(append, sizeof(append), "%s %s", cmdline, tsc_arg);
-	double t0 = now_ms();
+	double t0 = bench_now_ms();
 	pid_t pid = fork();
 	if (pid == 0) {
 		dup2(p[1], 1);
@@ -78,7 +67,7 @@ static double run_qemu(const char *cmdline, bool kvm, char *out, size_t outlen, 
 		if (n <= 0)
 			break;
 		if (first < 0)
-			first = now_ms() - t0;
+			first = bench_now_ms() - t0;
 		got += (size_t)n;
 		if (got == outlen - 1)
 			break;
@@ -109,7 +98,7 @@ static double run_vmx(const char *cmdline, char *out, size_t outlen, int timeout
 	        "  memory_mib = 128; vcpus = 1; kernel = \"%s\"; cmdline = \"%s\"; };\n",
 	        elf, cmdline);
 	fclose(f);
-	double t0 = now_ms(), first = -1;
+	double t0 = bench_now_ms(), first = -1;
 	pid_t pid = fork();
 	if (pid == 0) {
 		int null = open("/dev/null", O_WRONLY);
@@ -118,10 +107,10 @@ static double run_vmx(const char *cmdline, char *out, size_t outlen, int timeout
 		execl(vmx, "vmx", "-c", cfg, (char *)NULL);
 		_exit(127);
 	}
-	for (double end = t0 + timeout_s * 1e3; now_ms() < end;) {
+	for (double end = t0 + timeout_s * 1e3; bench_now_ms() < end;) {
 		struct stat st;
 		if (first < 0 && stat(log, &st) == 0 && st.st_size > 0)
-			first = now_ms() - t0;
+			first = bench_now_ms() - t0;
 		if (waitpid(pid, NULL, WNOHANG) == pid) {
 			pid = 0;
 			break;
@@ -170,7 +159,7 @@ static double median_boot(bool use_vmx, bool kvm)
 	}
 	if (!n)
 		return -1;
-	qsort(t, (size_t)n, sizeof(t[0]), cmp);
+	qsort(t, (size_t)n, sizeof(t[0]), bench_cmp_double);
 	return t[n / 2];
 }
 

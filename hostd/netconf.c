@@ -79,7 +79,7 @@ static bool valid_pg_name(const char *s)
 	return true;
 }
 
-static struct net_netstack *find_stack(struct net_model *m, const char *name)
+struct net_netstack *net_find_stack(struct net_model *m, const char *name)
 {
 	for (size_t i = 0; i < m->nnetstacks; i++) {
 		if (strcmp(m->netstacks[i].name, name) == 0)
@@ -88,7 +88,7 @@ static struct net_netstack *find_stack(struct net_model *m, const char *name)
 	return NULL;
 }
 
-static const struct net_portgroup *find_pg(const struct net_model *m, const char *name)
+struct net_portgroup *net_find_pg(struct net_model *m, const char *name)
 {
 	for (size_t i = 0; i < m->nportgroups; i++) {
 		if (strcmp(m->portgroups[i].name, name) == 0)
@@ -97,13 +97,13 @@ static const struct net_portgroup *find_pg(const struct net_model *m, const char
 	return NULL;
 }
 
-static bool find_vmk(const struct net_model *m, const char *name)
+struct net_vmk *net_find_vmk(struct net_model *m, const char *name)
 {
 	for (size_t i = 0; i < m->nvmks; i++) {
 		if (strcmp(m->vmks[i].name, name) == 0)
-			return true;
+			return &m->vmks[i];
 	}
-	return false;
+	return NULL;
 }
 
 #define SKIP(file, s, ...)                                                                         \
@@ -190,7 +190,7 @@ static void load_switches(struct net_model *m, const char *file, config_setting_
 				     pname, vlan);
 				continue;
 			}
-			if (find_pg(m, pname)) {
+			if (net_find_pg(m, pname)) {
 				SKIP(file, p, "port group \"%s\" is defined twice", pname);
 				continue;
 			}
@@ -214,7 +214,7 @@ static void load_switches(struct net_model *m, const char *file, config_setting_
 
 static void add_stack(struct net_model *m, const char *name, bool builtin)
 {
-	if (find_stack(m, name) || m->nnetstacks == NET_MAX_NETSTACKS)
+	if (net_find_stack(m, name) || m->nnetstacks == NET_MAX_NETSTACKS)
 		return;
 	struct net_netstack *s = &m->netstacks[m->nnetstacks++];
 	snprintf(s->name, sizeof(s->name), "%s", name);
@@ -268,18 +268,18 @@ static void load_vmks(struct net_model *m, const char *file, config_setting_t *l
 			     "= \"vMotion\"; netstack = \"vmotion\"; }");
 			continue;
 		}
-		if (find_vmk(m, name)) {
+		if (net_find_vmk(m, name)) {
 			SKIP(file, g, "%s is defined twice", name);
 			continue;
 		}
-		if (!config_setting_lookup_string(g, "portgroup", &pg) || !find_pg(m, pg)) {
+		if (!config_setting_lookup_string(g, "portgroup", &pg) || !net_find_pg(m, pg)) {
 			SKIP(file, g,
 			     "%s: portgroup \"%s\" is not a port group of a switch in host.cfg",
 			     name, pg ? pg : "");
 			continue;
 		}
 		config_setting_lookup_string(g, "netstack", &stack);
-		if (!find_stack(m, stack)) {
+		if (!net_find_stack(m, stack)) {
 			SKIP(file, g, "%s: netstack \"%s\" does not exist; add it to netstacks",
 			     name, stack);
 			continue;

@@ -31,33 +31,6 @@ struct hostd_network {
 	char runtime_file[PATH_MAX];
 };
 
-static struct net_vmk *find_vmk(struct net_model *m, const char *name)
-{
-	for (size_t i = 0; i < m->nvmks; i++) {
-		if (strcmp(m->vmks[i].name, name) == 0)
-			return &m->vmks[i];
-	}
-	return NULL;
-}
-
-static struct net_netstack *find_stack(struct net_model *m, const char *name)
-{
-	for (size_t i = 0; i < m->nnetstacks; i++) {
-		if (strcmp(m->netstacks[i].name, name) == 0)
-			return &m->netstacks[i];
-	}
-	return NULL;
-}
-
-static const struct net_portgroup *find_pg(const struct net_model *m, const char *name)
-{
-	for (size_t i = 0; i < m->nportgroups; i++) {
-		if (strcmp(m->portgroups[i].name, name) == 0)
-			return &m->portgroups[i];
-	}
-	return NULL;
-}
-
 static const struct net_switch *find_switch(const struct net_model *m, const char *name)
 {
 	for (size_t i = 0; i < m->nswitches; i++) {
@@ -164,7 +137,7 @@ static void apply_portgroups(struct hostd_network *n)
  * MTU, state and address. */
 static int vmk_apply(struct hostd_network *n, const struct net_vmk *v, char *err, size_t errlen)
 {
-	const struct net_portgroup *pg = find_pg(&n->m, v->portgroup);
+	const struct net_portgroup *pg = net_find_pg(&n->m, v->portgroup);
 	char peer[IF_NAMESIZE];
 	struct nl_link l;
 	int nsfd = -1, nl = -1, nlns = -1, ret;
@@ -398,6 +371,22 @@ static int save(struct hostd_call *call, struct hostd_network *n, const char *wh
 	return VMK__STATUS__STATUS_OK;
 }
 
+/* The names of the vmk adapters in a netstack (by_stack) or on a port
+ * group, allocated in the call's arena. */
+static char **vmk_names(struct hostd_call *call, const struct net_model *m, bool by_stack,
+                        const char *value, size_t *count)
+{
+	char **v = arena_calloc(call->a, m->nvmks + 1, sizeof(*v));
+
+	*count = 0;
+	for (size_t j = 0; v && j < m->nvmks; j++) {
+		const char *k = by_stack ? m->vmks[j].netstack : m->vmks[j].portgroup;
+		if (strcmp(k, value) == 0)
+			v[(*count)++] = arena_strdup(call->a, m->vmks[j].name);
+	}
+	return v;
+}
+
 /* ---- netstacks ---- */
 
 int hostd_op_netstack_list(struct hostd_call *call, const Vmk__Request *req)
@@ -422,12 +411,7 @@ int hostd_op_netstack_list(struct hostd_call *call, const Vmk__Request *req)
 		m->name = arena_strdup(call->a, s->name);
 		m->namespace_ = arena_strdup(call->a, ns);
 		m->source = s->builtin ? "builtin" : "runtime";
-		m->interfaces = arena_calloc(call->a, n->m.nvmks + 1, sizeof(*m->interfaces));
-		for (size_t j = 0; m->interfaces && j < n->m.nvmks; j++) {
-			if (strcmp(n->m.vmks[j].netstack, s->name) == 0)
-				m->interfaces[m->n_interfaces++] =
-				        arena_strdup(call->a, n->m.vmks[j].name);
-		}
+		m->interfaces = vmk_names(call, &n->m, true, s->name, &m->n_interfaces);
 		r->netstacks[r->n_netstacks++] = m;
 	}
 	pthread_mutex_unlock(&n->lock);
@@ -451,7 +435,7 @@ int hostd_op_netstack_add(struct hostd_call *call, const Vmk__Request *req)
 		return hostd_fail(call, VMK__STATUS__STATUS_USAGE, "netstack name \"%s\": %s", name,
 		                  why);
 	pthread_mutex_lock(&n->lock);
-	if (find_stack(&n->m, name)) {
+	if (net_find_stack(&n->m, name)) {
 		status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
 		                    "netstack %s already exists; see network ip netstack list",
 		                    name);
@@ -509,7 +493,7 @@ int hostd_op_netstack_remove(struct hostd_call *call, const Vmk__Request *req)
 	if (!n)
 		return status;
 	pthread_mutex_lock(&n->lock);
-	struct net_netstack *s = find_stack(&n->m, name);
+	struct net_netstack *s = net_find_stack(&n->m, name);
 	if (!s) {
 		status = hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
 		                    "no netstack named \"%s\"; see network ip netstack list", name);
@@ -590,12 +574,7 @@ int hostd_op_portgroup_list(struct hostd_call *call, const Vmk__Request *req)
 			if (nl >= 0 && nl_link_get(nl, pg->uplink, &l) == 0)
 				m->mtu = l.mtu;
 		}
-		m->interfaces = arena_calloc(call->a, n->m.nvmks + 1, sizeof(*m->interfaces));
-		for (size_t j = 0; m->interfaces && j < n->m.nvmks; j++) {
-			if (strcmp(n->m.vmks[j].portgroup, pg->name) == 0)
-				m->interfaces[m->n_interfaces++] =
-				        arena_strdup(call->a, n->m.vmks[j].name);
-		}
+		m->interfaces = vmk_names(call, &n->m, false, pg->name, &m->n_interfaces);
 		r->portgroups[r->n_portgroups++] = m;
 	}
 	pthread_mutex_unlock(&n->lock);
@@ -642,7 +621,7 @@ int hostd_op_interface_get(struct hostd_call *call, const Vmk__Request *req)
 	int status;
 
 	pthread_mutex_lock(&n->lock);
-	const struct net_vmk *v = find_vmk(&n->m, name);
+	const struct net_vmk *v = net_find_vmk(&n->m, name);
 	if (v)
 		status = reply_vmk(call, n, v);
 	else
@@ -692,8 +671,8 @@ int hostd_op_interface_add(struct hostd_call *call, const Vmk__Request *req)
 		                  "interface name \"%s\": use vmk followed by a number (vmk1)",
 		                  r->name);
 	pthread_mutex_lock(&n->lock);
-	const struct net_portgroup *pg = find_pg(&n->m, r->portgroup);
-	if (find_vmk(&n->m, r->name)) {
+	const struct net_portgroup *pg = net_find_pg(&n->m, r->portgroup);
+	if (net_find_vmk(&n->m, r->name)) {
 		status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
 		                    "%s already exists; pick another name or remove it first",
 		                    r->name);
@@ -702,7 +681,7 @@ int hostd_op_interface_add(struct hostd_call *call, const Vmk__Request *req)
 		                    "%s: no port group named \"%s\"; see network vswitch standard "
 		                    "portgroup list",
 		                    r->name, r->portgroup);
-	} else if (!find_stack(&n->m, stack)) {
+	} else if (!net_find_stack(&n->m, stack)) {
 		status = hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
 		                    "%s: no netstack named \"%s\"; add it with network ip netstack "
 		                    "add -N %s",
@@ -761,7 +740,7 @@ int hostd_op_interface_remove(struct hostd_call *call, const Vmk__Request *req)
 	if (!n)
 		return status;
 	pthread_mutex_lock(&n->lock);
-	struct net_vmk *v = find_vmk(&n->m, name);
+	struct net_vmk *v = net_find_vmk(&n->m, name);
 	if (!v) {
 		status = hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
 		                    "no vmk adapter named \"%s\"; see network ip interface list",
@@ -829,7 +808,7 @@ int hostd_op_interface_set(struct hostd_call *call, const Vmk__Request *req)
 		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
 		                  "%s: enabled must be 0 (unchanged), 1 or 2", r->name);
 	pthread_mutex_lock(&n->lock);
-	struct net_vmk *v = find_vmk(&n->m, r->name);
+	struct net_vmk *v = net_find_vmk(&n->m, r->name);
 	if (!v) {
 		status = hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
 		                    "no vmk adapter named \"%s\"; see network ip interface list",
@@ -838,7 +817,7 @@ int hostd_op_interface_set(struct hostd_call *call, const Vmk__Request *req)
 	}
 	struct net_vmk c = *v;
 	if (r->mtu) {
-		status = check_mtu(call, n, r->name, find_pg(&n->m, v->portgroup), r->mtu);
+		status = check_mtu(call, n, r->name, net_find_pg(&n->m, v->portgroup), r->mtu);
 		if (status != VMK__STATUS__STATUS_OK)
 			goto out;
 		c.mtu = r->mtu;
@@ -894,7 +873,7 @@ int hostd_op_interface_ipv4_set(struct hostd_call *call, const Vmk__Request *req
 			        r->name, r->address, r->netmask);
 	}
 	pthread_mutex_lock(&n->lock);
-	struct net_vmk *v = find_vmk(&n->m, r->name);
+	struct net_vmk *v = net_find_vmk(&n->m, r->name);
 	if (!v) {
 		status = hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
 		                    "no vmk adapter named \"%s\"; see network ip interface list",
@@ -939,7 +918,7 @@ static int tag_op(struct hostd_call *call, const Vmk__InterfaceTagRequest *r, bo
 		                  "VSAN, vSphereBackupNFC, NVMeTCP or NVMeRDMA",
 		                  r->tag);
 	pthread_mutex_lock(&n->lock);
-	struct net_vmk *v = find_vmk(&n->m, r->name);
+	struct net_vmk *v = net_find_vmk(&n->m, r->name);
 	if (!v) {
 		status = hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
 		                    "no vmk adapter named \"%s\"; see network ip interface list",
@@ -1013,7 +992,7 @@ int hostd_network_portgroup_bridge(struct hostd *h, const char *portgroup, char 
 		return -EOPNOTSUPP;
 	}
 	pthread_mutex_lock(&n->lock);
-	const struct net_portgroup *pg = find_pg(&n->m, portgroup);
+	const struct net_portgroup *pg = net_find_pg(&n->m, portgroup);
 	if (!pg) {
 		for (size_t i = 0; i < n->m.nportgroups; i++)
 			snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s\"%s\"",
@@ -1042,7 +1021,7 @@ int hostd_network_vmk_ns(struct hostd *h, const char *vmk, char *netstack, size_
 
 	*nsfd = -1;
 	pthread_mutex_lock(&n->lock);
-	const struct net_vmk *v = find_vmk(&n->m, vmk);
+	const struct net_vmk *v = net_find_vmk(&n->m, vmk);
 	if (v) {
 		snprintf(netstack, stacklen, "%s", v->netstack);
 		ret = stack_fd(&n->m, v->netstack, nsfd);

@@ -92,6 +92,11 @@ struct net_model {
 struct hostd;
 struct hostd_network;
 
+/* Lookups by name in a model; NULL when absent. */
+struct net_netstack *net_find_stack(struct net_model *m, const char *name);
+struct net_portgroup *net_find_pg(struct net_model *m, const char *name);
+struct net_vmk *net_find_vmk(struct net_model *m, const char *name);
+
 const char *net_tag_name(enum net_tag t);
 int net_tag_parse(const char *s, enum net_tag *t);
 /* "vmk" followed by 1..5 digits */

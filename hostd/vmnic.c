@@ -2,7 +2,6 @@
  * bridge, created by hostd before the VM's vmx starts (which attaches to it
  * by name) and deleted when the VM ends or leaves the host. */
 #include <errno.h>
-#include <fcntl.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <stdio.h>
@@ -14,6 +13,7 @@
 #include "netlink.h"
 #include "network.h"
 #include "util.h"
+#include "vmm/virtio_net.h"
 
 void vmnic_tap_name(const char *uuid, unsigned index, char out[IF_NAMESIZE])
 {
@@ -24,23 +24,16 @@ void vmnic_tap_name(const char *uuid, unsigned index, char out[IF_NAMESIZE])
 	snprintf(out, IF_NAMESIZE, "vmt%08x-%u", h, index);
 }
 
+/* A persistent tap, with the flags vmx attaches with (vmm_tap_open) */
 static int tap_create(const char *name, char *err, size_t errlen)
 {
-	struct ifreq ifr;
-	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC), e;
+	int fd = vmm_tap_open(name, err, errlen), e;
 
-	if (fd < 0) {
+	if (fd < 0)
+		return fd;
+	if (ioctl(fd, TUNSETPERSIST, 1) < 0) {
 		e = errno;
-		snprintf(err, errlen, "/dev/net/tun: %s", strerror(e));
-		return -e;
-	}
-	memset(&ifr, 0, sizeof(ifr));
-	/* the flags vmx attaches with (vmm_tap_open) */
-	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
-	if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETPERSIST, 1) < 0) {
-		e = errno;
-		snprintf(err, errlen, "tap %s: %s", name, strerror(e));
+		snprintf(err, errlen, "tap %s: TUNSETPERSIST: %s", name, strerror(e));
 		close(fd);
 		return -e;
 	}

@@ -71,6 +71,29 @@ json_get() {
 
 vmkctl() { "$VMK_BIN/vmkctl" --lab "$LAB_DIR" "$@"; }
 
+# t_accel: guests run on KVM where /dev/kvm opens, else on vmx's software
+# CPU (hostd passes its environment to vmx).
+t_accel() {
+	if [[ ! -c /dev/kvm ]] || ! exec 3<>/dev/kvm 2>/dev/null; then
+		export VMK_ACCEL=soft
+		echo "# no usable /dev/kvm: guests run on vmx's software CPU"
+	fi
+	exec 3>&- 2>/dev/null || true
+}
+
+# t_lab_up N: a lab of N hosts at $LAB_DIR, or the test file ends here;
+# sets ELF (the micro guest) and shared (the shared datastore's path).
+t_lab_up() {
+	if ! "$LAB" up --hosts "$1" --dir "$LAB_DIR" >"$T_HOME/lab.log" 2>&1; then
+		not_ok "lab up" "$(tail -n 30 "$T_HOME/lab.log")"
+		t_done
+		exit 1
+	fi
+	ok "lab up with $1 hosts"
+	ELF=$(cd "$VMK_BIN/../guest" && pwd)/vmk-guest.elf
+	shared=$LAB_DIR/shared
+}
+
 # Ends the test file: exit status reflects failures.
 t_done() {
 	echo "1..$t_n"

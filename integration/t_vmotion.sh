@@ -9,19 +9,8 @@ set -u
 LAB_DIR=/tmp/vmk-test-vmotion
 . "$(dirname "$0")/lib.sh"
 
-if [[ ! -c /dev/kvm ]] || ! exec 3<>/dev/kvm 2>/dev/null; then
-	export VMK_ACCEL=soft
-	echo "# no usable /dev/kvm: guests run on vmx's software CPU"
-fi
-exec 3>&- 2>/dev/null || true
-if ! "$LAB" up --hosts 2 --dir "$LAB_DIR" >"$T_HOME/lab.log" 2>&1; then
-	not_ok "lab up" "$(tail -n 30 "$T_HOME/lab.log")"
-	t_done
-	exit 1
-fi
-ok "lab up with 2 hosts"
-ELF=$(cd "$VMK_BIN/../guest" && pwd)/vmk-guest.elf
-shared=$LAB_DIR/shared
+t_accel
+t_lab_up 2
 
 vm_field() { # HOST VM PYEXPR
 	run vmkctl -s "$1" --formatter json vm get -n "$2"

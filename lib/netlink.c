@@ -391,20 +391,6 @@ static int nl_do(int nl, struct nlreq *r, const char *obj, const char *op, char 
 	return 0;
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* Kernel interface names: 1..15 bytes, no '/', ':' or white space, not "." or "..". */
 static bool valid_ifname(const char *name)
 {
@@ -422,7 +408,8 @@ static bool valid_ifname(const char *name)
 
 static int bad_ifname(const char *name, char *err, size_t errlen)
 {
-	set_err(err, errlen,
+	util_set_err(
+	        err, errlen,
 	        "invalid interface name \"%s\": use 1..15 characters without '/', ':' or spaces",
 	        name ? name : "(null)");
 	return -EINVAL;
@@ -690,7 +677,8 @@ int nl_link_set(int nl, const char *name, int up, unsigned mtu, const char *mast
 	if (!valid_ifname(name))
 		return bad_ifname(name, err, errlen);
 	if (up < -1 || up > 1) {
-		set_err(err, errlen, "%s: invalid up/down request %d (use 1, 0 or -1)", name, up);
+		util_set_err(err, errlen, "%s: invalid up/down request %d (use 1, 0 or -1)", name,
+		             up);
 		return -EINVAL;
 	}
 	if (master && *master) {
@@ -699,15 +687,15 @@ int nl_link_set(int nl, const char *name, int up, unsigned mtu, const char *mast
 			return bad_ifname(master, err, errlen);
 		ret = nl_link_get(nl, master, &br);
 		if (ret == -ENODEV) {
-			set_err(err, errlen,
-			        "%s: cannot add it to bridge %s: there is no link %s in this "
-			        "network namespace; create the bridge first",
-			        name, master, master);
+			util_set_err(err, errlen,
+			             "%s: cannot add it to bridge %s: there is no link %s in this "
+			             "network namespace; create the bridge first",
+			             name, master, master);
 			return ret;
 		}
 		if (ret < 0) {
-			set_err(err, errlen, "%s: cannot look up bridge %s: %s", name, master,
-			        util_strerror(ret));
+			util_set_err(err, errlen, "%s: cannot look up bridge %s: %s", name, master,
+			             util_strerror(ret));
 			return ret;
 		}
 		master_index = br.ifindex;
@@ -743,7 +731,8 @@ int nl_link_set_netns(int nl, const char *name, int netns_fd, char *err, size_t 
 	if (!valid_ifname(name))
 		return bad_ifname(name, err, errlen);
 	if (netns_fd < 0) {
-		set_err(err, errlen, "%s: cannot move it: invalid namespace fd %d", name, netns_fd);
+		util_set_err(err, errlen, "%s: cannot move it: invalid namespace fd %d", name,
+		             netns_fd);
 		return -EBADF;
 	}
 	req_init(&r, RTM_SETLINK, 0, sizeof(struct ifinfomsg));
@@ -762,9 +751,9 @@ static int ifindex_of(int nl, const char *name, char *err, size_t errlen)
 		return bad_ifname(name, err, errlen);
 	ret = nl_link_get(nl, name, &l);
 	if (ret == -ENODEV)
-		set_err(err, errlen, "%s: no such interface in this network namespace", name);
+		util_set_err(err, errlen, "%s: no such interface in this network namespace", name);
 	else if (ret < 0)
-		set_err(err, errlen, "%s: cannot look it up: %s", name, util_strerror(ret));
+		util_set_err(err, errlen, "%s: cannot look it up: %s", name, util_strerror(ret));
 	return ret < 0 ? ret : l.ifindex;
 }
 
@@ -856,8 +845,8 @@ int nl_addr_replace(int nl, const char *ifname, struct in_addr addr, unsigned pr
 
 	fmt_prefix(pfx, sizeof(pfx), addr, prefixlen);
 	if (prefixlen > 32) {
-		set_err(err, errlen, "%s: invalid prefix length in %s: use 0..32",
-		        ifname ? ifname : "", pfx);
+		util_set_err(err, errlen, "%s: invalid prefix length in %s: use 0..32",
+		             ifname ? ifname : "", pfx);
 		return -EINVAL;
 	}
 	ifindex = ifindex_of(nl, ifname, err, errlen);
@@ -900,10 +889,10 @@ int nl_addr_flush(int nl, const char *ifname, char *err, size_t errlen)
 		if (al->n == 0)
 			break;
 		if (pass == NL_FLUSH_PASSES) {
-			set_err(err, errlen,
-			        "%s: IPv4 addresses keep coming back while flushing them; is "
-			        "another program adding them?",
-			        ifname);
+			util_set_err(err, errlen,
+			             "%s: IPv4 addresses keep coming back while flushing them; is "
+			             "another program adding them?",
+			             ifname);
 			ret = -EAGAIN;
 			goto out;
 		}

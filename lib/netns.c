@@ -23,20 +23,6 @@
 #define NETNS_DEFAULT_DIR "/run/netns"
 #define SELF_NETNS        "/proc/thread-self/ns/net"
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 const char *netns_dir(void)
 {
 	const char *d = getenv("VMK_NETNS_DIR");
@@ -49,16 +35,16 @@ bool netns_valid_name(const char *name, char *why, size_t whylen)
 	size_t n = name ? strlen(name) : 0;
 
 	if (n == 0) {
-		set_err(why, whylen, "the name is empty");
+		util_set_err(why, whylen, "the name is empty");
 		return false;
 	}
 	if (n > NETNS_NAME_MAX) {
-		set_err(why, whylen, "the name has %zu characters; at most %d are allowed", n,
-		        NETNS_NAME_MAX);
+		util_set_err(why, whylen, "the name has %zu characters; at most %d are allowed", n,
+		             NETNS_NAME_MAX);
 		return false;
 	}
 	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
-		set_err(why, whylen, "\"%s\" is not a usable name", name);
+		util_set_err(why, whylen, "\"%s\" is not a usable name", name);
 		return false;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -67,12 +53,13 @@ bool netns_valid_name(const char *name, char *why, size_t whylen)
 		    c == '.' || c == '_' || c == '-')
 			continue;
 		if (c < 0x20 || c >= 0x7f)
-			set_err(why, whylen,
-			        "the name has a control or non-ASCII character at "
-			        "position %zu",
-			        i + 1);
+			util_set_err(why, whylen,
+			             "the name has a control or non-ASCII character at "
+			             "position %zu",
+			             i + 1);
 		else
-			set_err(why, whylen,
+			util_set_err(
+			        why, whylen,
 			        "the name may not contain '%c'; use letters, digits, '.', '_' and "
 			        "'-'",
 			        c);
@@ -87,13 +74,13 @@ static int ns_path(const char *name, char *path, size_t pathlen, char *err, size
 	char why[96];
 
 	if (!netns_valid_name(name, why, sizeof(why))) {
-		set_err(err, errlen, "invalid network namespace name \"%.64s\": %s",
-		        name ? name : "", why);
+		util_set_err(err, errlen, "invalid network namespace name \"%.64s\": %s",
+		             name ? name : "", why);
 		return -EINVAL;
 	}
 	if ((size_t)snprintf(path, pathlen, "%s/%s", netns_dir(), name) >= pathlen) {
-		set_err(err, errlen, "network namespace %s: the path %s/%s is too long", name,
-		        netns_dir(), name);
+		util_set_err(err, errlen, "network namespace %s: the path %s/%s is too long", name,
+		             netns_dir(), name);
 		return -ENAMETOOLONG;
 	}
 	return 0;
@@ -109,32 +96,32 @@ static int prepare_dir(const char *dir, char *err, size_t errlen)
 
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
 		ret = -errno;
-		set_err(err, errlen, "cannot create %s: %s", dir, util_strerror(ret));
+		util_set_err(err, errlen, "cannot create %s: %s", dir, util_strerror(ret));
 		return ret;
 	}
 	lock = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (lock < 0) {
 		ret = -errno;
-		set_err(err, errlen, "cannot open %s: %s", dir, util_strerror(ret));
+		util_set_err(err, errlen, "cannot open %s: %s", dir, util_strerror(ret));
 		return ret;
 	}
 	if (flock(lock, LOCK_EX) < 0) {
 		ret = -errno;
-		set_err(err, errlen, "cannot lock %s: %s", dir, util_strerror(ret));
+		util_set_err(err, errlen, "cannot lock %s: %s", dir, util_strerror(ret));
 		goto out;
 	}
 	while (mount("", dir, "none", MS_SHARED | MS_REC, NULL) < 0) {
 		/* EINVAL: not a mount point yet (once) */
 		if (errno != EINVAL || made_mount) {
 			ret = -errno;
-			set_err(err, errlen, "mount --make-shared %s failed: %s", dir,
-			        util_strerror(ret));
+			util_set_err(err, errlen, "mount --make-shared %s failed: %s", dir,
+			             util_strerror(ret));
 			goto out;
 		}
 		if (mount(dir, dir, "none", MS_BIND | MS_REC, NULL) < 0) {
 			ret = -errno;
-			set_err(err, errlen, "mount --bind %s %s failed: %s", dir, dir,
-			        util_strerror(ret));
+			util_set_err(err, errlen, "mount --bind %s %s failed: %s", dir, dir,
+			             util_strerror(ret));
 			goto out;
 		}
 		made_mount = true;
@@ -161,31 +148,32 @@ static void *create_thread(void *arg)
 
 	if (unshare(CLONE_NEWNET) < 0) {
 		j->ret = -errno;
-		set_err(j->err, sizeof(j->err),
-		        "cannot create network namespace %s: unshare(CLONE_NEWNET): %s%s", j->name,
-		        util_strerror(j->ret),
-		        j->ret == -EPERM ? " (this needs CAP_SYS_ADMIN: run hostd as root)" : "");
+		util_set_err(j->err, sizeof(j->err),
+		             "cannot create network namespace %s: unshare(CLONE_NEWNET): %s%s",
+		             j->name, util_strerror(j->ret),
+		             j->ret == -EPERM ? " (this needs CAP_SYS_ADMIN: run hostd as root)"
+		                              : "");
 		return NULL;
 	}
 	if (mount(SELF_NETNS, j->path, "none", MS_BIND, NULL) < 0) {
 		j->ret = -errno;
-		set_err(j->err, sizeof(j->err),
-		        "cannot create network namespace %s: bind %s -> %s: %s", j->name,
-		        SELF_NETNS, j->path, util_strerror(j->ret));
+		util_set_err(j->err, sizeof(j->err),
+		             "cannot create network namespace %s: bind %s -> %s: %s", j->name,
+		             SELF_NETNS, j->path, util_strerror(j->ret));
 		return NULL;
 	}
 	nl = nl_open();
 	if (nl < 0) {
 		j->ret = nl;
-		set_err(j->err, sizeof(j->err),
-		        "network namespace %s: cannot open a netlink socket in it: %s", j->name,
-		        util_strerror(nl));
+		util_set_err(j->err, sizeof(j->err),
+		             "network namespace %s: cannot open a netlink socket in it: %s",
+		             j->name, util_strerror(nl));
 		return NULL;
 	}
 	j->ret = nl_link_set(nl, "lo", 1, 0, NULL, nlerr, sizeof(nlerr));
 	if (j->ret < 0)
-		set_err(j->err, sizeof(j->err), "network namespace %s: cannot bring up lo: %s",
-		        j->name, nlerr);
+		util_set_err(j->err, sizeof(j->err), "network namespace %s: cannot bring up lo: %s",
+		             j->name, nlerr);
 	nl_close(nl);
 	return NULL;
 }
@@ -207,13 +195,14 @@ int netns_create(const char *name, char *err, size_t errlen)
 	if (fd < 0) {
 		ret = -errno;
 		if (ret == -EEXIST)
-			set_err(err, errlen,
+			util_set_err(
+			        err, errlen,
 			        "network namespace %s already exists (%s); delete it first (ip "
 			        "netns del %s) or choose another name",
 			        name, path, name);
 		else
-			set_err(err, errlen, "cannot create network namespace file %s: %s", path,
-			        util_strerror(ret));
+			util_set_err(err, errlen, "cannot create network namespace file %s: %s",
+			             path, util_strerror(ret));
 		return ret;
 	}
 	close(fd);
@@ -221,14 +210,14 @@ int netns_create(const char *name, char *err, size_t errlen)
 	job.path = path;
 	ret = -pthread_create(&t, NULL, create_thread, &job);
 	if (ret < 0) {
-		set_err(err, errlen, "cannot create network namespace %s: pthread_create: %s", name,
-		        util_strerror(ret));
+		util_set_err(err, errlen, "cannot create network namespace %s: pthread_create: %s",
+		             name, util_strerror(ret));
 		goto undo;
 	}
 	pthread_join(t, NULL);
 	ret = job.ret;
 	if (ret < 0) {
-		set_err(err, errlen, "%s", job.err);
+		util_set_err(err, errlen, "%s", job.err);
 		goto undo;
 	}
 	log_debug("network namespace %s created (%s)", name, path);
@@ -252,11 +241,12 @@ int netns_delete(const char *name, char *err, size_t errlen)
 	if (unlink(path) < 0) {
 		ret = -errno;
 		if (ret == -ENOENT)
-			set_err(err, errlen, "network namespace %s does not exist (no %s)", name,
-			        path);
+			util_set_err(err, errlen, "network namespace %s does not exist (no %s)",
+			             name, path);
 		else
-			set_err(err, errlen, "cannot remove network namespace %s: unlink %s: %s",
-			        name, path, util_strerror(ret));
+			util_set_err(err, errlen,
+			             "cannot remove network namespace %s: unlink %s: %s", name,
+			             path, util_strerror(ret));
 		return ret;
 	}
 	log_debug("network namespace %s deleted", name);

@@ -1,6 +1,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <ftw.h>
 #include <fcntl.h>
@@ -276,4 +277,15 @@ int util_rm_tree(const char *dir)
 const char *util_strerror(int neg_errno)
 {
 	return strerror(neg_errno < 0 ? -neg_errno : neg_errno);
+}
+
+void util_set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
 }

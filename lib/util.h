@@ -33,6 +33,11 @@ bool util_ct_equal(const void *a, const void *b, size_t n);
  * [A-Za-z0-9._-], not starting with '.' or '-'. On failure writes why. */
 bool util_valid_name(const char *s, size_t max, char *why, size_t whylen);
 
+/* printf into err[errlen] (nothing when err is NULL or errlen 0): the
+ * "char *err, size_t errlen" out-parameter of functions that fail. */
+void util_set_err(char *err, size_t errlen, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
 /* Milliseconds on CLOCK_MONOTONIC. */
 uint64_t util_now_ms(void);
 /* ms from now on CLOCK_REALTIME: the deadline of pthread_cond_timedwait. */

@@ -24,20 +24,6 @@ enum key { K_VERSION, K_HOST, K_ADDR, K_PID, K_COUNTER, K_EXPIRES, K_TOKEN, K_N 
 static const char *const key_names[K_N] = { "version", "host",    "addr", "pid",
 	                                    "counter", "expires", "token" };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* host ids and addresses: 0 or 1..max bytes of printable ASCII, no spaces */
 static bool valid_id(const char *s, size_t n, bool allow_empty)
 {
@@ -71,7 +57,8 @@ static void private_name(const char *path, const char *token, const char *kind, 
 
 static int damaged(const char *path, const char *why, char *err, size_t errlen)
 {
-	set_err(err, errlen,
+	util_set_err(
+	        err, errlen,
 	        "VM lock file %s is damaged (%s); if no host runs this VM, remove the file and "
 	        "try again",
 	        path, why);
@@ -311,14 +298,15 @@ static int read_lease(const char *path, struct vmlock_owner *o, char *err, size_
 			return ret;
 		if (ret == -ELOOP)
 			return damaged(path, "it is a symbolic link", err, errlen);
-		set_err(err, errlen, "VM lock file %s: cannot open it: %s; check the datastore",
-		        path, util_strerror(ret));
+		util_set_err(err, errlen,
+		             "VM lock file %s: cannot open it: %s; check the datastore", path,
+		             util_strerror(ret));
 		return ret;
 	}
 	if (fstat(fd, &st) < 0) {
 		ret = -errno;
-		set_err(err, errlen, "VM lock file %s: %s; check the datastore", path,
-		        util_strerror(ret));
+		util_set_err(err, errlen, "VM lock file %s: %s; check the datastore", path,
+		             util_strerror(ret));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
@@ -331,9 +319,9 @@ static int read_lease(const char *path, struct vmlock_owner *o, char *err, size_
 			continue;
 		if (n < 0) {
 			ret = -errno;
-			set_err(err, errlen,
-			        "VM lock file %s: cannot read it: %s; check the datastore", path,
-			        util_strerror(ret));
+			util_set_err(err, errlen,
+			             "VM lock file %s: cannot read it: %s; check the datastore",
+			             path, util_strerror(ret));
 			goto out;
 		}
 		if (n == 0)
@@ -348,7 +336,8 @@ static int read_lease(const char *path, struct vmlock_owner *o, char *err, size_
 	}
 	ret = parse_lease(buf, len, o, why, sizeof(why));
 	if (ret == -EPROTONOSUPPORT) {
-		set_err(err, errlen,
+		util_set_err(
+		        err, errlen,
 		        "VM lock file %s has lock format version %s, from a newer vmk; this host "
 		        "reads version %d: upgrade vmk on this host (another host may run the VM)",
 		        path, why, VMLOCK_VERSION);
@@ -384,14 +373,14 @@ static int write_tmp(const struct vmlock *l, const char *token, uint64_t counter
 	}
 	if (fd < 0) {
 		ret = -errno;
-		set_err(err, errlen,
-		        "VM lock: cannot create %s: %s; check that the datastore is writable", tmp,
-		        util_strerror(ret));
+		util_set_err(err, errlen,
+		             "VM lock: cannot create %s: %s; check that the datastore is writable",
+		             tmp, util_strerror(ret));
 		return ret;
 	}
 	ret = lock_fd(fd);
 	if (ret < 0) {
-		set_err(err, errlen, "VM lock: %s is locked by someone else", tmp);
+		util_set_err(err, errlen, "VM lock: %s is locked by someone else", tmp);
 		goto fail;
 	}
 	for (const char *p = buf; n > 0;) {
@@ -412,8 +401,8 @@ static int write_tmp(const struct vmlock *l, const char *token, uint64_t counter
 	*fdp = fd;
 	return 0;
 io:
-	set_err(err, errlen, "VM lock: writing %s: %s; check the datastore (space, quota)", tmp,
-	        util_strerror(ret));
+	util_set_err(err, errlen, "VM lock: writing %s: %s; check the datastore (space, quota)",
+	             tmp, util_strerror(ret));
 fail:
 	close(fd);
 	unlink(tmp);
@@ -461,9 +450,9 @@ static int move_away(const char *path, const char *old, const char *token, uint6
 		if (!(e == ENOENT && lstat(old, &st) == 0)) {
 			if (e == ENOENT)
 				return -EAGAIN;
-			set_err(err, errlen,
-			        "VM lock %s: cannot rename it: %s; check the datastore", path,
-			        strerror(e));
+			util_set_err(err, errlen,
+			             "VM lock %s: cannot rename it: %s; check the datastore", path,
+			             strerror(e));
 			return -e;
 		}
 	}
@@ -495,7 +484,8 @@ static int open_ours(struct vmlock *l, const struct stat *mine, const char *toke
 		ret = -errno;
 		if (ret == -ENOENT || ret == -ELOOP)
 			return -EAGAIN;
-		set_err(err, errlen, "VM lock %s: cannot open it: %s", l->path, util_strerror(ret));
+		util_set_err(err, errlen, "VM lock %s: cannot open it: %s", l->path,
+		             util_strerror(ret));
 		return ret;
 	}
 	if (fstat(fd, &st) < 0 || st.st_ino != mine->st_ino || st.st_dev != mine->st_dev) {
@@ -527,8 +517,8 @@ static int create_lease(struct vmlock *l, uint64_t counter, char *err, size_t er
 
 	ret = new_token(token);
 	if (ret < 0) {
-		set_err(err, errlen, "VM lock %s: no random numbers: %s", l->path,
-		        util_strerror(ret));
+		util_set_err(err, errlen, "VM lock %s: no random numbers: %s", l->path,
+		             util_strerror(ret));
 		return ret;
 	}
 	private_name(l->path, token, "new", tmp, sizeof(tmp));
@@ -547,7 +537,8 @@ static int create_lease(struct vmlock *l, uint64_t counter, char *err, size_t er
 	if (ret == -EEXIST)
 		return ret;
 	if (ret < 0) {
-		set_err(err, errlen,
+		util_set_err(
+		        err, errlen,
 		        "VM lock %s: cannot create it: %s; check that the datastore is writable "
 		        "and supports hard links",
 		        l->path, util_strerror(ret));
@@ -588,10 +579,11 @@ static bool late(const struct vmlock *l, uint64_t now)
 static int busy(const struct vmlock *l, const struct vmlock_owner *o, const char *more, char *err,
                 size_t errlen)
 {
-	set_err(err, errlen,
-	        "VM lock %s is held by host %s (%s, vmx pid %d, lease %" PRIu64
-	        "): the VM runs there; power it off there first%s",
-	        l->path, o->host, o->addr[0] ? o->addr : "no address", o->pid, o->counter, more);
+	util_set_err(err, errlen,
+	             "VM lock %s is held by host %s (%s, vmx pid %d, lease %" PRIu64
+	             "): the VM runs there; power it off there first%s",
+	             l->path, o->host, o->addr[0] ? o->addr : "no address", o->pid, o->counter,
+	             more);
 	return -EBUSY;
 }
 
@@ -605,26 +597,28 @@ int vmlock_init(struct vmlock *l, const char *vmdir, const char *host, const cha
 	memset(l, 0, sizeof(*l));
 	l->fd = -1;
 	if (!valid_id(host, hl, false)) {
-		set_err(err, errlen,
+		util_set_err(
+		        err, errlen,
 		        "VM lock: host id \"%.70s\" must be 1 to %d printable characters without "
 		        "spaces",
 		        host ? host : "", VMLOCK_ID_MAX);
 		return -EINVAL;
 	}
 	if (!valid_id(addr, al, true)) {
-		set_err(err, errlen,
+		util_set_err(
+		        err, errlen,
 		        "VM lock: host address \"%.70s\" must be at most %d printable characters "
 		        "without spaces",
 		        addr, VMLOCK_ID_MAX);
 		return -EINVAL;
 	}
 	if (pid < 1) {
-		set_err(err, errlen, "VM lock: vmx pid %d is not a process id", pid);
+		util_set_err(err, errlen, "VM lock: vmx pid %d is not a process id", pid);
 		return -EINVAL;
 	}
 	if (!vmdir || !vmdir[0] ||
 	    strlen(vmdir) + 1 + strlen(VMLOCK_FILE) + PRIVATE_SUFFIX_MAX >= PATH_MAX) {
-		set_err(err, errlen, "VM lock: the VM directory path is empty or too long");
+		util_set_err(err, errlen, "VM lock: the VM directory path is empty or too long");
 		return vmdir && vmdir[0] ? -ENAMETOOLONG : -EINVAL;
 	}
 	snprintf(l->path, sizeof(l->path), "%s/%s", vmdir, VMLOCK_FILE);
@@ -675,9 +669,9 @@ int vmlock_acquire(struct vmlock *l, struct vmlock_watch *w, struct vmlock_owner
 	if (l->held)
 		return 0;
 	if (!l->now_ms || l->renew_ms == 0 || l->renew_ms >= l->lease_ms) {
-		set_err(err, errlen,
-		        "VM lock %s: renew_ms %u must be above 0 and below lease_ms %u", l->path,
-		        l->renew_ms, l->lease_ms);
+		util_set_err(err, errlen,
+		             "VM lock %s: renew_ms %u must be above 0 and below lease_ms %u",
+		             l->path, l->renew_ms, l->lease_ms);
 		return -EINVAL;
 	}
 	for (int i = 0; i < ACQUIRE_TRIES; i++) {
@@ -729,7 +723,8 @@ int vmlock_acquire(struct vmlock *l, struct vmlock_watch *w, struct vmlock_owner
 		}
 		return ret;
 	}
-	set_err(err, errlen, "VM lock %s kept changing while being acquired; try again", l->path);
+	util_set_err(err, errlen, "VM lock %s kept changing while being acquired; try again",
+	             l->path);
 	return -EAGAIN;
 }
 
@@ -741,19 +736,21 @@ int vmlock_renew(struct vmlock *l, char *err, size_t errlen)
 	int fd, ret;
 
 	if (!l->held) {
-		set_err(err, errlen, "VM lock %s is not held; acquire it first", l->path);
+		util_set_err(err, errlen, "VM lock %s is not held; acquire it first", l->path);
 		return -EINVAL;
 	}
 	ret = read_lease(l->path, &cur, err, errlen);
 	if (ret == -ENOENT) {
-		set_err(err, errlen,
+		util_set_err(
+		        err, errlen,
 		        "VM lock %s was removed by someone else: the lock is lost, stop the VM",
 		        l->path);
 		drop(l);
 		return -ESTALE;
 	}
 	if (ret == -EBADMSG || ret == -EPROTONOSUPPORT) {
-		set_err(err, errlen,
+		util_set_err(
+		        err, errlen,
 		        "VM lock %s was overwritten with something that is not our lease: the lock "
 		        "is lost, stop the VM (and remove the file once no host runs the VM)",
 		        l->path);
@@ -761,7 +758,8 @@ int vmlock_renew(struct vmlock *l, char *err, size_t errlen)
 		return -ESTALE;
 	}
 	if (ret == 0 && (strcmp(cur.token, l->token) != 0 || cur.counter != l->counter)) {
-		set_err(err, errlen,
+		util_set_err(
+		        err, errlen,
 		        "VM lock %s was taken over by host %s (%s, vmx pid %d): the lock is lost, "
 		        "stop the VM",
 		        l->path, cur.host, cur.addr, cur.pid);
@@ -788,8 +786,8 @@ int vmlock_renew(struct vmlock *l, char *err, size_t errlen)
 		ret = -errno;
 		close(fd);
 		unlink(tmp);
-		set_err(err, errlen, "VM lock %s: cannot renew it: %s; check the datastore",
-		        l->path, util_strerror(ret));
+		util_set_err(err, errlen, "VM lock %s: cannot renew it: %s; check the datastore",
+		             l->path, util_strerror(ret));
 		return ret;
 	}
 	/* ownership: fd (the new file, fcntl-locked) replaces the old one */
@@ -799,7 +797,8 @@ int vmlock_renew(struct vmlock *l, char *err, size_t errlen)
 	l->renewed_ms = now;
 	return 0;
 late:
-	set_err(err, errlen,
+	util_set_err(
+	        err, errlen,
 	        "VM lock %s was not renewed for %" PRIu64
 	        " ms (lease %u ms): another host may take it over, so it is given up; stop the VM",
 	        l->path, now - l->renewed_ms, l->lease_ms);
@@ -819,12 +818,12 @@ int vmlock_release(struct vmlock *l, char *err, size_t errlen)
 	if (ret == -ENOENT || ret == -EBADMSG || ret == -EPROTONOSUPPORT ||
 	    (ret == 0 && (strcmp(cur.token, l->token) != 0 || cur.counter != l->counter))) {
 		if (ret == 0)
-			set_err(err, errlen,
-			        "VM lock %s now belongs to host %s (vmx pid %d): left alone",
-			        l->path, cur.host, cur.pid);
+			util_set_err(err, errlen,
+			             "VM lock %s now belongs to host %s (vmx pid %d): left alone",
+			             l->path, cur.host, cur.pid);
 		else if (ret == -ENOENT)
-			set_err(err, errlen, "VM lock %s was already removed by someone else",
-			        l->path);
+			util_set_err(err, errlen, "VM lock %s was already removed by someone else",
+			             l->path);
 		drop(l);
 		return -ESTALE;
 	}
@@ -836,8 +835,8 @@ int vmlock_release(struct vmlock *l, char *err, size_t errlen)
 	private_name(l->path, mover, "old", old, sizeof(old));
 	ret = move_away(l->path, old, l->token, l->counter, err, errlen);
 	if (ret == -EAGAIN) {
-		set_err(err, errlen, "VM lock %s changed while being released: left alone",
-		        l->path);
+		util_set_err(err, errlen, "VM lock %s changed while being released: left alone",
+		             l->path);
 		drop(l);
 		return -ESTALE;
 	}
@@ -861,7 +860,8 @@ int vmlock_read(const char *vmdir, struct vmlock_owner *o, char *err, size_t err
 		return -ENAMETOOLONG;
 	int ret = read_lease(path, o, err, errlen);
 	if (ret == -ENOENT)
-		set_err(err, errlen, "%s: no VM lock file: the VM is not locked by any host", path);
+		util_set_err(err, errlen, "%s: no VM lock file: the VM is not locked by any host",
+		             path);
 	return ret;
 }
 
@@ -876,18 +876,20 @@ int vmlock_release_if_owner(const char *vmdir, const char *host, int pid, char *
 	snprintf(path, sizeof(path), "%s/%s", vmdir, VMLOCK_FILE);
 	ret = read_lease(path, &cur, err, errlen);
 	if (ret == -ENOENT)
-		set_err(err, errlen, "%s: no VM lock to remove", path);
+		util_set_err(err, errlen, "%s: no VM lock to remove", path);
 	if (ret < 0)
 		return ret;
 	if (strcmp(cur.host, host) != 0 || cur.pid != pid) {
-		set_err(err, errlen,
+		util_set_err(
+		        err, errlen,
 		        "VM lock %s is held by host %s (vmx pid %d), not by %s (vmx pid %d): left "
 		        "alone",
 		        path, cur.host, cur.pid, host, pid);
 		return -EBUSY;
 	}
 	if (cur.locked) {
-		set_err(err, errlen,
+		util_set_err(
+		        err, errlen,
 		        "VM lock %s of vmx pid %d is still locked by a live process: left alone "
 		        "(its holder must release it)",
 		        path, pid);
@@ -899,7 +901,8 @@ int vmlock_release_if_owner(const char *vmdir, const char *host, int pid, char *
 	private_name(path, mover, "old", old, sizeof(old));
 	ret = move_away(path, old, cur.token, cur.counter, err, errlen);
 	if (ret == -EAGAIN)
-		set_err(err, errlen, "VM lock %s changed while being removed: left alone", path);
+		util_set_err(err, errlen, "VM lock %s changed while being removed: left alone",
+		             path);
 	if (ret < 0)
 		return ret;
 	unlink(old);

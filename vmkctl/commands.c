@@ -31,6 +31,20 @@ static const struct vmkctl_ns namespaces[] = {
 	{ "vm process", "the vmx processes (worlds) that run the VMs" },
 };
 
+/* options several network commands share */
+#define OPT_VMK_NAME                                                                               \
+	{                                                                                          \
+		.name = "interface-name", .shortname = 'i', .type = OPT_STR, .metavar = "vmkN",    \
+		.help = "the vmk adapter", .required = true                                        \
+	}
+#define OPT_TAG_NAME                                                                               \
+	{                                                                                          \
+		.name = "tagname", .shortname = 't', .type = OPT_ENUM, .metavar = "TAG",           \
+		.choices = "Management|VMotion|vSphereProvisioning|faultToleranceLogging|"         \
+		           "vSphereReplication|VSAN|vSphereBackupNFC|NVMeTCP|NVMeRDMA",            \
+		.help = "traffic type", .required = true                                           \
+	}
+
 static const struct vmkctl_cmd commands[] = {
     {
         .path = "system version",
@@ -99,12 +113,7 @@ static const struct vmkctl_cmd commands[] = {
         .help = "Add a vmk adapter on a port group, in a netstack fixed at creation.",
         .opts =
             {
-                {.name = "interface-name",
-                 .shortname = 'i',
-                 .type = OPT_STR,
-                 .metavar = "vmkN",
-                 .help = "the vmk adapter",
-                 .required = true},
+                OPT_VMK_NAME,
                 {.name = "portgroup-name",
                  .shortname = 'p',
                  .type = OPT_STR,
@@ -132,12 +141,7 @@ static const struct vmkctl_cmd commands[] = {
         .help = "Remove a vmk adapter (not the last one tagged Management).",
         .opts =
             {
-                {.name = "interface-name",
-                 .shortname = 'i',
-                 .type = OPT_STR,
-                 .metavar = "vmkN",
-                 .help = "the vmk adapter",
-                 .required = true},
+                OPT_VMK_NAME,
             },
         .run = cmd_network_interface_remove,
     },
@@ -147,12 +151,7 @@ static const struct vmkctl_cmd commands[] = {
         .help = "Change the MTU of a vmk adapter, or enable or disable it.",
         .opts =
             {
-                {.name = "interface-name",
-                 .shortname = 'i',
-                 .type = OPT_STR,
-                 .metavar = "vmkN",
-                 .help = "the vmk adapter",
-                 .required = true},
+                OPT_VMK_NAME,
                 {.name = "mtu",
                  .shortname = 'm',
                  .type = OPT_INT,
@@ -175,12 +174,7 @@ static const struct vmkctl_cmd commands[] = {
         .help = "Show the IPv4 settings of a vmk adapter.",
         .opts =
             {
-                {.name = "interface-name",
-                 .shortname = 'i',
-                 .type = OPT_STR,
-                 .metavar = "vmkN",
-                 .help = "the vmk adapter",
-                 .required = true},
+                OPT_VMK_NAME,
             },
         .run = cmd_network_ipv4_get,
     },
@@ -190,12 +184,7 @@ static const struct vmkctl_cmd commands[] = {
         .help = "Set a static IPv4 address on a vmk adapter (or none).",
         .opts =
             {
-                {.name = "interface-name",
-                 .shortname = 'i',
-                 .type = OPT_STR,
-                 .metavar = "vmkN",
-                 .help = "the vmk adapter",
-                 .required = true},
+                OPT_VMK_NAME,
                 {.name = "type",
                  .shortname = 't',
                  .type = OPT_ENUM,
@@ -222,12 +211,7 @@ static const struct vmkctl_cmd commands[] = {
         .help = "Show the traffic types a vmk adapter carries.",
         .opts =
             {
-                {.name = "interface-name",
-                 .shortname = 'i',
-                 .type = OPT_STR,
-                 .metavar = "vmkN",
-                 .help = "the vmk adapter",
-                 .required = true},
+                OPT_VMK_NAME,
             },
         .run = cmd_network_tag_get,
     },
@@ -238,20 +222,8 @@ static const struct vmkctl_cmd commands[] = {
                 "adapter per host).",
         .opts =
             {
-                {.name = "interface-name",
-                 .shortname = 'i',
-                 .type = OPT_STR,
-                 .metavar = "vmkN",
-                 .help = "the vmk adapter",
-                 .required = true},
-                {.name = "tagname",
-                 .shortname = 't',
-                 .type = OPT_ENUM,
-                 .metavar = "TAG",
-                 .choices = "Management|VMotion|vSphereProvisioning|faultToleranceLogging|"
-                            "vSphereReplication|VSAN|vSphereBackupNFC|NVMeTCP|NVMeRDMA",
-                 .help = "traffic type",
-                 .required = true},
+                OPT_VMK_NAME,
+                OPT_TAG_NAME,
             },
         .run = cmd_network_tag_add,
     },
@@ -262,20 +234,8 @@ static const struct vmkctl_cmd commands[] = {
                 "adapter).",
         .opts =
             {
-                {.name = "interface-name",
-                 .shortname = 'i',
-                 .type = OPT_STR,
-                 .metavar = "vmkN",
-                 .help = "the vmk adapter",
-                 .required = true},
-                {.name = "tagname",
-                 .shortname = 't',
-                 .type = OPT_ENUM,
-                 .metavar = "TAG",
-                 .choices = "Management|VMotion|vSphereProvisioning|faultToleranceLogging|"
-                            "vSphereReplication|VSAN|vSphereBackupNFC|NVMeTCP|NVMeRDMA",
-                 .help = "traffic type",
-                 .required = true},
+                OPT_VMK_NAME,
+                OPT_TAG_NAME,
             },
         .run = cmd_network_tag_remove,
     },

@@ -1,0 +1,86 @@
+/* Small helpers shared by the bench programs (header-only: each bench is
+ * one program). */
+#ifndef VMK_BENCHUTIL_H
+#define VMK_BENCHUTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static inline double bench_now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+static inline int bench_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static inline double bench_median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), bench_cmp_double);
+	return n ? v[n / 2] : 0;
+}
+
+/* Runs a shell command (printf-style) and returns its stdout in out;
+ * the exit status, or -1. */
+static inline int bench_sh(char *out, size_t outlen, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static inline int bench_sh(char *out, size_t outlen, const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	size_t n = 0;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	FILE *p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	if (out && outlen) {
+		n = fread(out, 1, outlen - 1, p);
+		out[n] = '\0';
+	} else {
+		char sink[4096];
+		while (fread(sink, 1, sizeof(sink), p) > 0)
+			;
+	}
+	int st = pclose(p);
+	return st < 0 ? -1 : WEXITSTATUS(st);
+}
+
+/* The number after key in text ("\"total_ms\":" -> 1234), or -1. */
+static inline double bench_field(const char *text, const char *key)
+{
+	const char *p = strstr(text, key);
+	return p ? strtod(p + strlen(key), NULL) : -1;
+}
+
+/* Waits up to ms for needle to appear in the file at path. */
+static inline bool bench_wait_file_has(const char *path, const char *needle, int ms)
+{
+	for (int i = 0; i < ms / 50; i++) {
+		FILE *f = fopen(path, "r");
+		static char buf[1 << 20];
+		size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+		if (f)
+			fclose(f);
+		buf[n] = '\0';
+		if (strstr(buf, needle))
+			return true;
+		usleep(50 * 1000);
+	}
+	return false;
+}
+
+#endif
