@@ -297,6 +297,8 @@ static void load_vmks(struct net_model *m, const char *file, config_setting_t *l
 		snprintf(v.name, sizeof(v.name), "%s", name);
 		snprintf(v.portgroup, sizeof(v.portgroup), "%s", pg);
 		snprintf(v.netstack, sizeof(v.netstack), "%s", stack);
+		const char *gw = NULL;
+		config_setting_lookup_string(g, "gateway", &gw);
 		config_setting_lookup_string(g, "ipv4", &ip);
 		config_setting_lookup_string(g, "netmask", &mask);
 		if (ip || mask) {
@@ -310,6 +312,14 @@ static void load_vmks(struct net_model *m, const char *file, config_setting_t *l
 				continue;
 			}
 			v.has_ipv4 = true;
+		}
+		if (gw && (!v.has_ipv4 || parse_ipv4(gw, &v.gateway) < 0 ||
+		           ((v.gateway.s_addr ^ v.ipv4.s_addr) & v.netmask.s_addr) != 0)) {
+			SKIP(file, g,
+			     "%s: gateway \"%s\" must be an address on the subnet of its "
+			     "ipv4/netmask",
+			     name, gw);
+			continue;
 		}
 		config_setting_t *tags = config_setting_lookup(g, "tags");
 		bool bad = false;
@@ -422,6 +432,10 @@ int netconf_save(const struct net_model *m, const char *runtime_file)
 			inet_ntop(AF_INET, &v->ipv4, a, sizeof(a));
 			inet_ntop(AF_INET, &v->netmask, k, sizeof(k));
 			fprintf(f, " ipv4 = \"%s\"; netmask = \"%s\";", a, k);
+			if (v->gateway.s_addr) {
+				inet_ntop(AF_INET, &v->gateway, a, sizeof(a));
+				fprintf(f, " gateway = \"%s\";", a);
+			}
 		}
 		fprintf(f, " tags = [");
 		bool tfirst = true;

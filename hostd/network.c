@@ -126,9 +126,24 @@ static void apply_portgroups(struct hostd_network *n)
 			        pg->name, pg->uplink, pg->vswitch);
 			continue;
 		}
-		if (nl_link_set(nl, pg->uplink, 1, sw ? sw->mtu : 0, pg->bridge, err, sizeof(err)) <
-		    0)
-			log_error("port group \"%s\": uplink %s: %s", pg->name, pg->uplink, err);
+		if (!pg->vlan) {
+			if (nl_link_set(nl, pg->uplink, 1, sw ? sw->mtu : 0, pg->bridge, err,
+			                sizeof(err)) < 0)
+				log_error("port group \"%s\": uplink %s: %s", pg->name, pg->uplink,
+				          err);
+			continue;
+		}
+		/* a VLAN port group: the uplink's 802.1Q link of that id on the
+		 * bridge (frames leave tagged, arrive untagged) */
+		char vl[IF_NAMESIZE];
+		if (snprintf(vl, sizeof(vl), "%s.%u", pg->uplink, pg->vlan) >= (int)sizeof(vl))
+			snprintf(vl, sizeof(vl), "%s.v", pg->bridge);
+		if (nl_link_set(nl, pg->uplink, 1, sw ? sw->mtu : 0, NULL, err, sizeof(err)) < 0 ||
+		    (nl_link_get(nl, vl, &l) == -ENODEV &&
+		     nl_link_add_vlan(nl, vl, pg->uplink, pg->vlan, err, sizeof(err)) < 0) ||
+		    nl_link_set(nl, vl, 1, 0, pg->bridge, err, sizeof(err)) < 0)
+			log_error("port group \"%s\" (VLAN %u on %s): %s", pg->name, pg->vlan,
+			          pg->uplink, err);
 	}
 	nl_close(nl);
 }
@@ -179,6 +194,11 @@ static int vmk_apply(struct hostd_network *n, const struct net_vmk *v, char *err
 		goto out;
 	if (v->has_ipv4 && (ret = nl_addr_replace(nlns, v->name, v->ipv4, prefix_len(v->netmask),
 	                                          err, errlen)) < 0)
+		goto out;
+	/* its netstack's default gateway (the one of defaultTcpipStack is the
+	 * host's: only set when a vmk there has one) */
+	if (v->has_ipv4 && v->gateway.s_addr && v->enabled &&
+	    (ret = nl_route_replace_default(nlns, v->gateway, err, errlen)) < 0)
 		goto out;
 	/* the kernel finishes bringing a veth up a moment later; what is sent
 	 * before (the first ARP request) is lost and retried only after 1 s */
@@ -324,6 +344,10 @@ static Vmk__VmkInterface *vmk_message(struct hostd_call *call, struct hostd_netw
 	m->ipv4_type = v->has_ipv4 ? "static" : "none";
 	m->ipv4_address = arena_strdup(call->a, a);
 	m->ipv4_netmask = arena_strdup(call->a, k);
+	char g[INET_ADDRSTRLEN] = "";
+	if (v->has_ipv4 && v->gateway.s_addr)
+		inet_ntop(AF_INET, &v->gateway, g, sizeof(g));
+	m->ipv4_gateway = arena_strdup(call->a, g);
 	m->tags = arena_calloc(call->a, NET_TAG_COUNT, sizeof(*m->tags));
 	if (!m->tags || !m->name || !m->portgroup || !m->netstack || !m->mac || !m->ipv4_address ||
 	    !m->ipv4_netmask)
@@ -836,13 +860,18 @@ out:
 int hostd_op_interface_ipv4_set(struct hostd_call *call, const Vmk__Request *req)
 {
 	const Vmk__InterfaceIpv4SetRequest *r = req->interface_ipv4_set;
-	struct in_addr ip = { 0 }, mask = { 0 };
+	struct in_addr ip = { 0 }, mask = { 0 }, gw = { 0 };
 	int status = VMK__STATUS__STATUS_OK;
 	struct hostd_network *n = managed(call, &status);
 
 	if (!n)
 		return status;
 	bool none = strcmp(r->type, "none") == 0;
+	if (none && r->gateway[0])
+		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
+		                  "%s: a gateway needs an address: use -t static -I ADDRESS -N "
+		                  "NETMASK -g GATEWAY",
+		                  r->name);
 	if (!none && strcmp(r->type, "static") != 0)
 		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
 		                  "%s: -t %s is not supported; use -t static (with -I ADDRESS -N "
@@ -871,6 +900,18 @@ int hostd_op_interface_ipv4_set(struct hostd_call *call, const Vmk__Request *req
 			        "%s: %s is the network or broadcast address of its subnet "
 			        "with netmask %s; pick a host address",
 			        r->name, r->address, r->netmask);
+		if (r->gateway[0]) {
+			uint32_t g = 0;
+			if (inet_pton(AF_INET, r->gateway, &gw) == 1)
+				g = ntohl(gw.s_addr);
+			if ((g & mv) != (ntohl(ip.s_addr) & mv) || (g & ~mv) == 0 ||
+			    (g & ~mv) == ~mv || gw.s_addr == ip.s_addr)
+				return hostd_fail(
+				        call, VMK__STATUS__STATUS_USAGE,
+				        "%s: gateway \"%s\" is not another host address of "
+				        "%s/%s; the gateway must be on the adapter's subnet",
+				        r->name, r->gateway, r->address, r->netmask);
+		}
 	}
 	pthread_mutex_lock(&n->lock);
 	struct net_vmk *v = net_find_vmk(&n->m, r->name);
@@ -894,6 +935,7 @@ int hostd_op_interface_ipv4_set(struct hostd_call *call, const Vmk__Request *req
 	c.has_ipv4 = !none;
 	c.ipv4 = ip;
 	c.netmask = mask;
+	c.gateway = gw;
 	status = change_vmk(call, n, v, &c);
 	if (status == VMK__STATUS__STATUS_OK)
 		log_info("%s: IPv4 %s %s/%s by %s", v->name, r->type, r->address, r->netmask,

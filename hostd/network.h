@@ -71,8 +71,9 @@ struct net_vmk {
 	bool enabled;
 	bool has_ipv4;
 	struct in_addr ipv4, netmask;
-	unsigned tags; /* 1 << enum net_tag */
-	int line;      /* where it came from, for messages */
+	struct in_addr gateway; /* 0: none; else its netstack's default route */
+	unsigned tags;          /* 1 << enum net_tag */
+	int line;               /* where it came from, for messages */
 };
 
 /* The configured model (netconf.c reads and writes it). */

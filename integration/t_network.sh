@@ -55,6 +55,19 @@ run vmkctl -s esx1 --formatter json network ip interface tag get -i vmk1
 run vmkctl -s esx1 --formatter json network ip interface ipv4 get -i vmk1
 [[ $(json_get '(d["ipv4_type"], d["ipv4_address"], d["ipv4_netmask"])') == \
 	"('static', '198.18.2.11', '255.255.255.0')" ]] && ok "ipv4 get" || not_ok "ipv4 get" "$out"
+# a gateway: the default route of that netstack only
+expect 0 "ipv4 set with -g 198.18.2.1" vmkctl -s esx1 network ip interface ipv4 set -i vmk1 -t static \
+	-I 198.18.2.11 -N 255.255.255.0 -g 198.18.2.1
+[[ $(ip netns exec vmk-esx1-vmotion ip -4 route show default) == "default via 198.18.2.1 dev vmk1"* ]] &&
+	ok "the vmotion netstack's default route goes via 198.18.2.1" ||
+	not_ok "default route in vmk-esx1-vmotion" "$(ip netns exec vmk-esx1-vmotion ip -4 route 2>&1)"
+[[ -z $(ip netns exec vmk-esx1 ip -4 route show default) ]] && ok "the management netstack has none of it" ||
+	not_ok "default route leaked" "$(ip netns exec vmk-esx1 ip -4 route)"
+run vmkctl -s esx1 --formatter json network ip interface ipv4 get -i vmk1
+[[ $(json_get 'd["ipv4_gateway"]') == 198.18.2.1 ]] && ok "ipv4 get shows the gateway" || not_ok "gateway in ipv4 get" "$out"
+expect 2 "a gateway off the subnet -> 2" vmkctl -s esx1 network ip interface ipv4 set -i vmk1 -t static \
+	-I 198.18.2.11 -N 255.255.255.0 -g 198.18.0.1
+expect_match "198.18.0.1.*subnet" "the message names the gateway and the subnet rule" "$err"
 
 # ---- vmkping ----
 run vmkctl -s esx1 --formatter json network diag ping -I vmk1 -H 198.18.2.12 -d -s 8972 -c 2

@@ -355,7 +355,7 @@ static const char *nl_hint(uint16_t type, int ret)
 		return "no such interface in this network namespace";
 	case EOPNOTSUPP:
 		if (type == RTM_NEWLINK)
-			return "the kernel lacks that link type (modprobe bridge / veth)";
+			return "the kernel lacks that link type (its module: bridge, veth or 8021q)";
 		return type == RTM_SETLINK ? "a master must be a bridge (is it one?)" : NULL;
 	case ENETUNREACH:
 		return type == RTM_NEWROUTE ? "the gateway is not on a connected subnet; give an "
@@ -616,6 +616,39 @@ int nl_link_add_bridge(int nl, const char *name, unsigned mtu, char *err, size_t
 		snprintf(op, sizeof(op), "RTM_NEWLINK bridge mtu %u", mtu);
 	else
 		snprintf(op, sizeof(op), "RTM_NEWLINK bridge");
+	return nl_do(nl, &r, name, op, err, errlen);
+}
+
+int nl_link_add_vlan(int nl, const char *name, const char *parent, unsigned vlan_id, char *err,
+                     size_t errlen)
+{
+	struct nl_link p;
+	struct nlreq r;
+	int ret;
+
+	if (!valid_ifname(name))
+		return bad_ifname(name, err, errlen);
+	if (vlan_id < 1 || vlan_id > 4094) {
+		util_set_err(err, errlen, "%s: VLAN id %u is outside 1..4094", name, vlan_id);
+		return -EINVAL;
+	}
+	if ((ret = nl_link_get(nl, parent, &p)) < 0) {
+		util_set_err(err, errlen, "%s: its parent %s: %s", name, parent, strerror(-ret));
+		return ret;
+	}
+	req_init(&r, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, sizeof(struct ifinfomsg));
+	req_put_str(&r, IFLA_IFNAME, name);
+	req_put_u32(&r, IFLA_LINK, (uint32_t)p.ifindex);
+	struct rtattr *li = req_nest(&r, IFLA_LINKINFO, NULL, 0);
+	req_put_str(&r, IFLA_INFO_KIND, "vlan");
+	struct rtattr *data = req_nest(&r, IFLA_INFO_DATA, NULL, 0);
+	uint16_t id = (uint16_t)vlan_id;
+	req_put(&r, IFLA_VLAN_ID, &id, sizeof(id));
+	req_nest_end(&r, data);
+	req_nest_end(&r, li);
+
+	char op[64];
+	snprintf(op, sizeof(op), "RTM_NEWLINK vlan %u on %s", vlan_id, parent);
 	return nl_do(nl, &r, name, op, err, errlen);
 }
 

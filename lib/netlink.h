@@ -48,6 +48,10 @@ int nl_link_add_veth(int nl, const char *name, const char *peer, int peer_netns_
                      char *err, size_t errlen);
 /* ip link del NAME. -ENODEV when absent (deleting one end of a veth
  * deletes both). */
+/* An 802.1Q link `name` on `parent` with VLAN id 1..4094 (tagged frames of
+ * that id on the parent arrive on it untagged, and the other way). */
+int nl_link_add_vlan(int nl, const char *name, const char *parent, unsigned vlan_id, char *err,
+                     size_t errlen);
 int nl_link_del(int nl, const char *name, char *err, size_t errlen);
 /* ip link set NAME [up|down] [mtu MTU] [master BR|nomaster], one request.
  * up: 1 up, 0 down, -1 unchanged; mtu 0 unchanged; master NULL unchanged,

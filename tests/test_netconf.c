@@ -73,7 +73,8 @@ static const char *const good =
         "  netstacks = [ \"backup\" ];\n"
         "  interfaces = (\n"
         "    { name = \"vmk0\"; portgroup = \"Management Network\"; ipv4 = \"198.18.0.11\";\n"
-        "      netmask = \"255.255.255.0\"; tags = [ \"Management\" ]; },\n"
+        "      netmask = \"255.255.255.0\"; gateway = \"198.18.0.1\"; tags = [ \"Management\" ]; "
+        "},\n"
         "    { name = \"vmk1\"; portgroup = \"vMotion\"; netstack = \"vmotion\"; mtu = 9000;\n"
         "      tags = [ \"VMotion\", \"faultToleranceLogging\" ]; }\n"
         "  );\n"
@@ -103,6 +104,7 @@ static void test_good(void **state)
 	assert_int_equal(v0->mtu, 1500);
 	assert_true(v0->has_ipv4);
 	assert_int_equal(v0->tags, 1u << NET_TAG_MANAGEMENT);
+	assert_int_equal(ntohl(v0->gateway.s_addr), 0xc6120001u); /* 198.18.0.1 */
 	assert_int_equal(v1->mtu, 9000);
 	assert_false(v1->has_ipv4);
 	assert_int_equal(v1->tags, (1u << NET_TAG_VMOTION) | (1u << NET_TAG_FT));
@@ -149,6 +151,8 @@ static void test_bad_entries(void **state)
 	           "    { name = \"vmk6\"; portgroup = \"PG\"; ipv4 = \"198.18.0.6\"; netmask = "
 	           "\"255.0.255.0\"; },\n"
 	           "    { name = \"vmk7\"; portgroup = \"PG\"; tags = [ \"Bogus\" ]; },\n"
+	           "    { name = \"vmk9\"; portgroup = \"PG\"; ipv4 = \"198.18.0.9\"; netmask = "
+	           "\"255.255.255.0\"; gateway = \"198.18.5.1\"; },\n"
 	           "    { name = \"vmk8\"; portgroup = \"PG\"; mtu = 9000; }\n"
 	           "  );\n"
 	           "};\n");
@@ -170,6 +174,8 @@ static void test_bad_entries(void **state)
 	assert_true(log_has("host.cfg:14: vmk5: ipv4 and netmask"));
 	assert_true(log_has("host.cfg:15: vmk6: ipv4 and netmask"));
 	assert_true(log_has("vmk7: tag \"Bogus\" is unknown"));
+	assert_true(log_has(
+	        "host.cfg:17: vmk9: gateway \"198.18.5.1\" must be an address on the subnet"));
 }
 
 /* network.cfg replaces host.cfg's adapters; save then load gives the same */
@@ -199,6 +205,7 @@ static void test_runtime_round_trip(void **state)
 		assert_int_equal(m2.vmks[i].ipv4.s_addr, m.vmks[i].ipv4.s_addr);
 		assert_int_equal(m2.vmks[i].netmask.s_addr, m.vmks[i].netmask.s_addr);
 		assert_int_equal(m2.vmks[i].tags, m.vmks[i].tags);
+		assert_int_equal(m2.vmks[i].gateway.s_addr, m.vmks[i].gateway.s_addr);
 	}
 	/* a broken network.cfg: host.cfg's adapters, and a warning */
 	write_file(runtime, "interfaces = ( { name = ");

@@ -195,6 +195,33 @@ static void test_bad_mtu(void **state)
 	nl_close(nl);
 }
 
+/* an 802.1Q link where the kernel has them (CONFIG_VLAN_8021Q); where it
+ * does not, a clear error naming the link and the kernel's reason */
+static void test_vlan(void **state)
+{
+	char err[300] = "";
+	struct nl_link l;
+	(void)state;
+	REQUIRE_ISOLATION();
+	int nl = nl_open();
+	assert_true(nl >= 0);
+	assert_int_equal(nl_link_add_veth(nl, "up0", "up0p", -1, 0, err, sizeof(err)), 0);
+	assert_int_equal(nl_link_add_vlan(nl, "up0.5000", "up0", 5000, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "5000 is outside 1..4094"));
+	assert_int_equal(nl_link_add_vlan(nl, "x.20", "nosuch", 20, err, sizeof(err)), -ENODEV);
+	assert_non_null(strstr(err, "nosuch"));
+	int ret = nl_link_add_vlan(nl, "up0.20", "up0", 20, err, sizeof(err));
+	if (ret == 0) {
+		assert_int_equal(nl_link_get(nl, "up0.20", &l), 0);
+		assert_string_equal(l.kind, "vlan");
+	} else {
+		assert_int_equal(ret, -EOPNOTSUPP);
+		assert_non_null(strstr(err, "up0.20: RTM_NEWLINK vlan 20 on up0"));
+		print_message("this kernel has no 802.1Q links: %s\n", err);
+	}
+	nl_close(nl);
+}
+
 static void test_veth_peer_in_netns(void **state)
 {
 	char err[300];
@@ -621,6 +648,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_absent_and_invalid, cleanup),
 		cmocka_unit_test_teardown(test_bad_mtu, cleanup),
 		cmocka_unit_test_teardown(test_veth_peer_in_netns, cleanup),
+		cmocka_unit_test_teardown(test_vlan, cleanup),
 		cmocka_unit_test_teardown(test_enslave, cleanup),
 		cmocka_unit_test_teardown(test_link_list, cleanup),
 		cmocka_unit_test_teardown(test_set_netns, cleanup),

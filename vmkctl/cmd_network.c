@@ -67,6 +67,8 @@ static int call_if(struct vmkctl *v, Vmk__Request *req, struct out_doc *out, con
 			r = out_set_str(out, 0, k, i->ipv4_address);
 		else if (!strcmp(k, "ipv4_netmask"))
 			r = out_set_str(out, 0, k, i->ipv4_netmask);
+		else if (!strcmp(k, "ipv4_gateway"))
+			r = out_set_str(out, 0, k, i->ipv4_gateway);
 		else if (!strcmp(k, "tags"))
 			r = out_set_list(out, 0, k, (const char *const *)i->tags, i->n_tags);
 		if (r < 0)
@@ -260,7 +262,8 @@ int cmd_network_interface_set(struct vmkctl *v, const struct vmkctl_args *a, str
 	return call_if(v, &req, out, "VmkInterface", 10, if_cols);
 }
 
-static const char *const ipv4_cols[] = { "name", "ipv4_type", "ipv4_address", "ipv4_netmask" };
+static const char *const ipv4_cols[] = { "name", "ipv4_type", "ipv4_address", "ipv4_netmask",
+	                                 "ipv4_gateway" };
 static const char *const tag_cols[] = { "name", "tags" };
 
 int cmd_network_ipv4_get(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out)
@@ -271,7 +274,7 @@ int cmd_network_ipv4_get(struct vmkctl *v, const struct vmkctl_args *a, struct o
 	body.name = (char *)args_str(a, "interface-name");
 	req.body_case = VMK__REQUEST__BODY_INTERFACE_GET;
 	req.interface_get = &body;
-	return call_if(v, &req, out, "VmkInterfaceIpv4", 4, ipv4_cols);
+	return call_if(v, &req, out, "VmkInterfaceIpv4", 5, ipv4_cols);
 }
 
 int cmd_network_ipv4_set(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out)
@@ -283,11 +286,12 @@ int cmd_network_ipv4_set(struct vmkctl *v, const struct vmkctl_args *a, struct o
 	body.type = (char *)args_str(a, "type");
 	body.address = args_str(a, "ipv4") ? (char *)args_str(a, "ipv4") : "";
 	body.netmask = args_str(a, "netmask") ? (char *)args_str(a, "netmask") : "";
+	body.gateway = args_str(a, "gateway") ? (char *)args_str(a, "gateway") : "";
 	if (!strcmp(body.type, "static") && (!body.address[0] || !body.netmask[0]))
 		return vmkctl_error(v, 2, "-t static needs -I ADDRESS and -N NETMASK");
 	req.body_case = VMK__REQUEST__BODY_INTERFACE_IPV4_SET;
 	req.interface_ipv4_set = &body;
-	return call_if(v, &req, out, "VmkInterfaceIpv4", 4, ipv4_cols);
+	return call_if(v, &req, out, "VmkInterfaceIpv4", 5, ipv4_cols);
 }
 
 int cmd_network_tag_get(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out)
