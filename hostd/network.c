@@ -262,6 +262,26 @@ int hostd_network_init(struct hostd *h, char *err, size_t errlen)
 	if (!mgmt)
 		log_warn("network: no vmk adapter is tagged Management; tag one (network ip "
 		         "interface tag add -t Management)");
+	/* vmkctl reaches hostd on a Management vmk: say so when host.listen
+	 * names another address */
+	char host[64] = "";
+	const char *l = strstr(h->cfg.listen, "://");
+	snprintf(host, sizeof(host), "%s", l ? l + 3 : h->cfg.listen);
+	char *colon = strrchr(host, ':');
+	if (colon)
+		*colon = '\0';
+	struct in_addr la;
+	bool on_mgmt = inet_pton(AF_INET, host, &la) != 1 || la.s_addr == INADDR_ANY;
+	for (size_t i = 0; i < n->m.nvmks && !on_mgmt; i++) {
+		const struct net_vmk *v = &n->m.vmks[i];
+		on_mgmt = (v->tags & (1u << NET_TAG_MANAGEMENT)) && v->has_ipv4 &&
+		          v->ipv4.s_addr == la.s_addr &&
+		          strcmp(v->netstack, NET_DEFAULT_STACK) == 0;
+	}
+	if (!on_mgmt)
+		log_warn("network: host.listen %s is not the address of a Management vmk adapter "
+		         "in defaultTcpipStack; vmkctl may not reach this host there",
+		         h->cfg.listen);
 	log_info("network: %zu port groups, %zu netstacks, %zu vmk adapters", n->m.nportgroups,
 	         n->m.nnetstacks, n->m.nvmks);
 	return 0;

@@ -355,7 +355,8 @@ static const char *nl_hint(uint16_t type, int ret)
 		return "no such interface in this network namespace";
 	case EOPNOTSUPP:
 		if (type == RTM_NEWLINK)
-			return "the kernel lacks that link type (its module: bridge, veth or 8021q)";
+			return "the kernel lacks that link type (its module: bridge, veth or "
+			       "8021q)";
 		return type == RTM_SETLINK ? "a master must be a bridge (is it one?)" : NULL;
 	case ENETUNREACH:
 		return type == RTM_NEWROUTE ? "the gateway is not on a connected subnet; give an "
