@@ -68,6 +68,25 @@ static void *throttle_main(void *arg)
 	return NULL;
 }
 
+/* The pages set in bm, a chunk at a time: each chunk's dirty log is
+ * re-armed (manual protection, vmm_vm_dirty_clear) right before its pages
+ * are read, as QEMU clears its log in chunks. */
+#define SEND_CHUNK_PAGES 32768 /* 128 MiB */
+
+static int send_dirty(struct vmm_vm *vm, struct vmm_stream *st, const uint64_t *bm)
+{
+	uint64_t n = vm->mem.dirty_pages;
+	uint32_t inst = 0;
+	int ret = 0;
+
+	for (uint64_t a = 0; a < n && ret == 0; a += SEND_CHUNK_PAGES) {
+		uint64_t b = a + SEND_CHUNK_PAGES < n ? a + SEND_CHUNK_PAGES : n;
+		if ((ret = vmm_vm_dirty_clear(vm, bm, a, b)) == 0)
+			ret = vmm_ram_save_dirty_range(&vm->mem, st, bm, a, b, &inst, NULL);
+	}
+	return ret;
+}
+
 /* Storage migration: the dirty bitmaps of the VM's disks. */
 struct disks {
 	unsigned n;
@@ -239,7 +258,7 @@ static void *send_main(void *arg)
 	uint64_t converge_ms =
 	        (uint64_t)(s->p.converge_timeout ? s->p.converge_timeout : MIGRATE_CONVERGE_S) *
 	        1000;
-	uint64_t bw = 0, rate = 0;
+	uint64_t bw = 0, rate = 0, prev_remaining = UINT64_MAX;
 	unsigned behind = 0;
 	for (uint32_t it = 0;; it++) {
 		uint64_t ti = ms_now(), b0 = ws.sent;
@@ -250,7 +269,7 @@ static void *send_main(void *arg)
 				ret = vmm_disk_save_all(vm->devs[dk.index[k]], dk.index[k], &st,
 				                        NULL);
 		} else {
-			ret = vmm_ram_save_dirty(&vm->mem, &st, bm, vm->mem.dirty_pages, NULL);
+			ret = send_dirty(vm, &st, bm);
 			if (ret == 0)
 				ret = disks_send(vm, &dk, &st);
 		}
@@ -286,8 +305,14 @@ static void *send_main(void *arg)
 			fail(s, MIG_CANCELLED, "cancelled");
 			goto out;
 		}
-		if (expect <= downtime)
+		/* within the limit: switch over, unless another pass still
+		 * shrinks what is left by a quarter or more (the pause is then
+		 * shorter than the limit allows, at the price of a pass) */
+		if (expect <= downtime &&
+		    (expect <= downtime / 10 || remaining * 4 > prev_remaining * 3 ||
+		     it + 1 >= MAX_ITERATIONS))
 			break;
+		prev_remaining = remaining;
 		if (ms_now() - t0 > converge_ms) {
 			fail(s, MIG_FAILED,
 			     "did not converge in %llu s: the guest dirties %llu MiB/s, the link "

@@ -184,6 +184,29 @@ static void test_hole_edges(void **state)
 
 /* The largest size; only reserved, so it works without 64 GiB unless the
  * host forbids overcommit (vm.overcommit_memory=2): then skipped. */
+/* KVM's per-slot log merged into the device log, word by word */
+static void test_merge_dirty(void **state)
+{
+	struct vmm_mem m;
+	uint64_t bm[4] = { 0x1, 0, 0x8000000000000000ull, 0x3 }, out[64] = { 0 };
+
+	(void)state;
+	assert_int_equal(vmm_mem_init(&m, 16 * MiB, false), 0); /* 4096 pages */
+	vmm_mem_merge_dirty(&m, 128, bm, 256);                  /* no log yet: nothing */
+	assert_int_equal(vmm_mem_dirty_start(&m), 0);
+	vmm_mem_mark_dirty(&m, 129 * VMM_PAGE_SIZE, 1);
+	vmm_mem_merge_dirty(&m, 128, bm, 256);
+	vmm_mem_merge_dirty(&m, 4032, bm, 256); /* past the end: only what fits */
+	assert_int_equal(vmm_mem_dirty_harvest(&m, out), 1 + 1 + 1 + 2 + 1);
+	assert_true(out[2] == 0x3); /* pages 128 and 129 (marked) */
+	assert_true(out[4] == 0x8000000000000000ull);
+	assert_true(out[5] == 0x3);
+	assert_true(out[63] == 0x1); /* page 4032 */
+	assert_int_equal(vmm_mem_dirty_harvest(&m, out), 0);
+	vmm_mem_dirty_stop(&m);
+	vmm_mem_free(&m);
+}
+
 static void test_largest(void **state)
 {
 	struct vmm_mem m;
@@ -211,7 +234,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_small_sizes),       cmocka_unit_test(test_bad_sizes),
 		cmocka_unit_test(test_split_around_hole), cmocka_unit_test(test_hole_edges),
-		cmocka_unit_test(test_largest),
+		cmocka_unit_test(test_largest),           cmocka_unit_test(test_merge_dirty),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -108,6 +108,17 @@ uint64_t vmm_mem_dirty_harvest(struct vmm_mem *m, uint64_t *out)
 	return n;
 }
 
+void vmm_mem_merge_dirty(struct vmm_mem *m, uint64_t first, const uint64_t *bm, uint64_t npages)
+{
+	uint64_t *d = atomic_load_explicit(&m->dirty, memory_order_acquire);
+
+	if (!d)
+		return;
+	for (uint64_t w = 0; w < (npages + 63) / 64 && first + w * 64 < m->dirty_pages; w++)
+		if (bm[w])
+			__atomic_fetch_or(&d[first / 64 + w], bm[w], __ATOMIC_SEQ_CST);
+}
+
 void vmm_mem_mark_dirty(const struct vmm_mem *m, uint64_t gpa, uint64_t len)
 {
 	uint64_t *d = atomic_load_explicit(&((struct vmm_mem *)m)->dirty, memory_order_acquire);

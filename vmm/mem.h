@@ -45,6 +45,9 @@ void vmm_mem_free(struct vmm_mem *m);
 int vmm_mem_dirty_start(struct vmm_mem *m);
 void vmm_mem_dirty_stop(struct vmm_mem *m);
 uint64_t vmm_mem_dirty_harvest(struct vmm_mem *m, uint64_t *out);
+/* ORs a bitmap of npages pages starting at page `first` (a multiple of
+ * 64) into the log: KVM's log merged in. */
+void vmm_mem_merge_dirty(struct vmm_mem *m, uint64_t first, const uint64_t *bm, uint64_t npages);
 /* Marks [gpa, gpa + len) written (devices writing guest memory). */
 void vmm_mem_mark_dirty(const struct vmm_mem *m, uint64_t gpa, uint64_t len);
 

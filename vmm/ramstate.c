@@ -65,7 +65,13 @@ int vmm_ram_save_dirty(const struct vmm_mem *m, struct vmm_stream *s, const uint
 {
 	uint32_t inst = 0;
 
-	for (uint64_t p = 0; p < npages;) {
+	return vmm_ram_save_dirty_range(m, s, dirty, 0, npages, &inst, st);
+}
+
+int vmm_ram_save_dirty_range(const struct vmm_mem *m, struct vmm_stream *s, const uint64_t *dirty,
+                             uint64_t from, uint64_t npages, uint32_t *inst, struct ram_stats *st)
+{
+	for (uint64_t p = from; p < npages;) {
 		if (!dirty[p / 64]) {
 			p = (p / 64 + 1) * 64;
 			continue;
@@ -84,7 +90,7 @@ int vmm_ram_save_dirty(const struct vmm_mem *m, struct vmm_stream *s, const uint
 		while (!vmm_gpa(m, gpa, (q - p) * PAGE) && q > p + 1)
 			q--;
 		if (vmm_gpa(m, gpa, (q - p) * PAGE)) {
-			int ret = vmm_ram_save_range(m, s, gpa, (uint32_t)(q - p), inst++, st);
+			int ret = vmm_ram_save_range(m, s, gpa, (uint32_t)(q - p), (*inst)++, st);
 			if (ret < 0)
 				return ret;
 		}

@@ -202,6 +202,17 @@ int vmm_vm_create(struct vmm_vm *vm, enum vmm_accel accel, uint64_t ram_bytes, u
 			goto fail;
 		}
 	}
+	/* manual dirty-log protection: needs slots that start on a 64-page
+	 * boundary (KVM_CLEAR_DIRTY_LOG works in words of the bitmap) */
+	bool aligned = true;
+	for (unsigned i = 0; i < vm->mem.nslots; i++)
+		aligned &= (vm->mem.slots[i].gpa / VMM_PAGE_SIZE) % 64 == 0;
+	struct kvm_enable_cap mc = { .cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
+		                     .args = { KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE } };
+	if (aligned &&
+	    (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) & 1) &&
+	    ioctl(vm->vm_fd, KVM_ENABLE_CAP, &mc) == 0)
+		vm->dirty_manual = true;
 	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, TSS_ADDR) < 0 ||
 	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ IDENTITY_MAP }) < 0) {
 		ret = -errno;
@@ -633,6 +644,7 @@ uint64_t vmm_vm_dirty_harvest(struct vmm_vm *vm, uint64_t *out)
 		/* KVM's per-slot log into the device log, then one harvest */
 		for (unsigned i = 0; i < vm->mem.nslots; i++) {
 			uint64_t pages = vm->mem.slots[i].size / VMM_PAGE_SIZE;
+			uint64_t first = vm->mem.slots[i].gpa / VMM_PAGE_SIZE;
 			uint64_t *bm = calloc((pages + 63) / 64, sizeof(uint64_t));
 			struct kvm_dirty_log l = { .slot = i, .dirty_bitmap = bm };
 			if (!bm || ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &l) < 0) {
@@ -642,15 +654,49 @@ uint64_t vmm_vm_dirty_harvest(struct vmm_vm *vm, uint64_t *out)
 				free(bm);
 				continue;
 			}
-			for (uint64_t p = 0; p < pages; p++)
-				if (bm[p / 64] >> (p % 64) & 1)
-					vmm_mem_mark_dirty(&vm->mem,
-					                   vm->mem.slots[i].gpa + p * VMM_PAGE_SIZE,
-					                   VMM_PAGE_SIZE);
+			if (first % 64 == 0)
+				vmm_mem_merge_dirty(&vm->mem, first, bm, pages);
+			else
+				for (uint64_t p = 0; p < pages; p++)
+					if (bm[p / 64] >> (p % 64) & 1)
+						vmm_mem_mark_dirty(&vm->mem,
+						                   vm->mem.slots[i].gpa +
+						                           p * VMM_PAGE_SIZE,
+						                   VMM_PAGE_SIZE);
 			free(bm);
 		}
 	}
 	return vmm_mem_dirty_harvest(&vm->mem, out);
+}
+
+int vmm_vm_dirty_clear(struct vmm_vm *vm, const uint64_t *bm, uint64_t from, uint64_t to)
+{
+	if (!vm->dirty_manual || vm->accel != VMM_ACCEL_KVM)
+		return 0;
+	for (unsigned i = 0; i < vm->mem.nslots; i++) {
+		uint64_t first = vm->mem.slots[i].gpa / VMM_PAGE_SIZE;
+		uint64_t end = first + vm->mem.slots[i].size / VMM_PAGE_SIZE;
+		uint64_t a = from > first ? from : first, b = to < end ? to : end;
+		if (a >= b)
+			continue;
+		a &= ~63ull; /* a word of the bitmap at a time; slots start on one */
+		if (b < end)
+			b = (b + 63) & ~63ull;
+		if (b > end)
+			b = end;
+		struct kvm_clear_dirty_log c = {
+			.slot = i,
+			.num_pages = (uint32_t)(b - a),
+			.first_page = a - first,
+			.dirty_bitmap = (void *)(uintptr_t)(bm + a / 64),
+		};
+		if (ioctl(vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &c) < 0) {
+			int e = errno;
+			log_error("KVM_CLEAR_DIRTY_LOG slot %u: %s", i, strerror(e));
+			return -e;
+		}
+	}
+	return 0;
 }
 
 void vmm_vm_dirty_stop(struct vmm_vm *vm)

@@ -57,6 +57,11 @@ struct vmm_vm {
 	struct vmm_device *devs[VMM_MAX_DEVICES];
 	unsigned ndevs;
 	uint32_t tsc_khz;
+	/* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2: a harvest (KVM_GET_DIRTY_LOG)
+	 * re-protects nothing; vmm_vm_dirty_clear re-protects the harvested
+	 * pages chunk by chunk, just before they are read for sending, so a
+	 * page the guest rewrites meanwhile is sent once, not twice */
+	bool dirty_manual;
 	char cpu_model_name[32];      /* from the .vmx; "host" by default */
 	struct vmm_cpumodel cpumodel; /* what the guest was given (state section CPUM) */
 
@@ -114,6 +119,12 @@ const char *vmm_run_state_name(enum vmm_run_state s);
  * logged by the virtqueues. */
 int vmm_vm_dirty_start(struct vmm_vm *vm, char *err, size_t errlen);
 uint64_t vmm_vm_dirty_harvest(struct vmm_vm *vm, uint64_t *out);
+/* Re-arms the log for the pages set in bm in [from, to) (page numbers,
+ * from a multiple of 64): their next write is logged again. Call it right
+ * before reading them for sending. A no-op unless vm->dirty_manual (then
+ * the harvest re-armed them already). -errno when KVM refused: the pages'
+ * next writes might go unlogged, so the migration must fail. */
+int vmm_vm_dirty_clear(struct vmm_vm *vm, const uint64_t *bm, uint64_t from, uint64_t to);
 void vmm_vm_dirty_stop(struct vmm_vm *vm);
 
 #endif
