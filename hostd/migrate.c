@@ -672,6 +672,9 @@ int hostd_op_vm_migrate(struct hostd_call *call, const Vmk__Request *req)
 	const Vmk__VmMigrateRequest *m = req->vm_migrate;
 	char why[400];
 
+	if (m->streams > 8)
+		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
+		                  "--streams %u: at most 8 parallel connections", m->streams);
 	if (!m->dest_address[0] || !m->dest_port || m->dest_port > 65535 ||
 	    strlen(m->token) != 64 || strlen(m->dest_address) > 255)
 		return hostd_fail(
@@ -717,6 +720,7 @@ int hostd_op_vm_migrate(struct hostd_call *call, const Vmk__Request *req)
 	j->ms.downtime_ms = m->downtime_ms;
 	j->ms.max_bandwidth_mibps = m->max_bandwidth_mibps;
 	j->ms.converge_timeout_s = m->converge_timeout_s;
+	j->ms.streams = m->streams;
 	j->ms.storage = m->storage;
 	/* the stream leaves from this host's VMotion-tagged vmk, in its netstack */
 	char src_addr[64] = "", src_vmk[16] = "", note[300] = "";

@@ -171,7 +171,17 @@ n=$(grep -c "verify pass" "$shared/big/serial.log")
 wait_line "$shared/big/serial.log" "verify pass $((n + 1)) OK" && ok "big verifies a full pass on esx2" ||
 	not_ok "verify after migration" "$(tail -3 "$shared/big/serial.log")"
 ! grep -q CORRUPT "$shared/big/serial.log" && ok "no CORRUPT" || not_ok "corruption" "$(grep CORRUPT "$shared/big/serial.log")"
-expect 0 "power off big" vmkctl -s esx2 vm power off -n big
+# back over four parallel streams
+expect 0 "migrate the verifier back to esx1 over 4 streams" vmkctl -s esx2 --formatter json vm migrate -n big \
+	--dest esx1 --streams 4
+grep -q "migration: 4 streams" "$shared/big/vmx.log" && ok "the destination took 4 streams" ||
+	not_ok "4 streams" "$(grep migration "$shared/big/vmx.log" | tail -3)"
+n=$(grep -c "verify pass" "$shared/big/serial.log")
+wait_line "$shared/big/serial.log" "verify pass $((n + 1)) OK" && ok "big verifies a full pass on esx1" ||
+	not_ok "verify after the 4-stream migration" "$(tail -3 "$shared/big/serial.log")"
+! grep -q CORRUPT "$shared/big/serial.log" && ok "still no CORRUPT" || not_ok "corruption" "$(grep CORRUPT "$shared/big/serial.log")"
+expect 2 "--streams 9 -> 2" vmkctl -s esx1 vm migrate -n big --dest esx2 --streams 9
+expect 0 "power off big" vmkctl -s esx1 vm power off -n big
 
 # ---- a dirtier faster than the link: auto-converge ----
 expect 0 "vm create dirty" vmkctl -s esx1 vm create -n dirty -m 64 --kernel "$ELF" \

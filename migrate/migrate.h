@@ -1,8 +1,15 @@
 /* vMotion inside vmx: the live-migration engine of one VM.
  *
  * The wire (one TCP connection, source -> destination unless noted):
- *   1. "VMKMIG1 <64 hex token>\n"; the destination answers "OK\n" (or
- *      "NO <why>\n" and closes). It accepts one connection, once.
+ *   1. "VMKMIG1 <64 hex token>[ <n>]\n"; the destination answers "OK\n"
+ *      (or "NO <why>\n" and closes). With n > 1 (--streams, at most
+ *      MIGRATE_MAX_STREAMS) the source then opens n - 1 more connections,
+ *      each "VMKMIG1S <token> <i>\n" (i = 1..n-1, once each), answered
+ *      "OK\n"; each carries a state stream of its own: header, RAM and ZERO
+ *      sections, END. A page always travels the stream
+ *      (page / MIGRATE_STREAM_CHUNK) % n, so its copies arrive in order;
+ *      the destination loads the main stream, then waits for every other
+ *      stream's END before it acknowledges. Nobody else gets in.
  *   2. The state stream of docs/state-format.md: header, CPUM, CONF, then
  *      RAM sections while the VM runs (all of RAM, then the pages dirtied
  *      meanwhile, iteration after iteration), then, with the VM paused, the
@@ -30,6 +37,8 @@
 #define MIGRATE_DEFAULT_DOWNTIME_MS 50
 #define MIGRATE_CONVERGE_S          120 /* give up when not converged by then */
 #define MIGRATE_ACK_TIMEOUT_MS      30000
+#define MIGRATE_MAX_STREAMS         8
+#define MIGRATE_STREAM_CHUNK        2048 /* pages (8 MiB) a stream takes in turn */
 
 enum migrate_phase {
 	MIG_IDLE,
@@ -51,6 +60,7 @@ struct migrate_params {
 	uint32_t downtime_ms;      /* 0: MIGRATE_DEFAULT_DOWNTIME_MS */
 	uint32_t max_bandwidth;    /* MiB/s, 0: unlimited */
 	uint32_t converge_timeout; /* s, 0: MIGRATE_CONVERGE_S */
+	uint32_t streams;          /* parallel connections, 0/1: one */
 	bool storage;              /* the disks go too (storage migration) */
 	char serial_log[4096];     /* with storage: the log that moves along */
 };
@@ -77,6 +87,7 @@ struct migrate_src {
 	bool started;
 	atomic_bool cancel;
 	int fd;
+	int xfd[MIGRATE_MAX_STREAMS]; /* the other streams' sockets, -1 unused */
 	pthread_mutex_t m;
 	struct migrate_progress prog;
 };

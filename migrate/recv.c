@@ -2,6 +2,8 @@
  * the token, the state stream into a VM that has not run, the acks. */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -9,6 +11,7 @@
 
 #include "log.h"
 #include "migrate.h"
+#include "vmm/ramstate.h"
 #include "vmm/snapshot.h"
 #include "wire.h"
 
@@ -22,9 +25,128 @@ int migrate_listen(int nsfd, const char *host, uint16_t *port, int *fd, char *er
 	return 0;
 }
 
+/* One of the other streams (--streams): RAM and ZERO sections into the
+ * VM's memory until END. Its pages are never on another stream, so it
+ * needs no ordering with the rest. */
+struct xrecv {
+	int fd;
+	struct vmm_vm *vm;
+	pthread_t t;
+	bool started;
+	int ret;
+	uint64_t bytes;
+	char err[300];
+};
+
+static void *xrecv_main(void *arg)
+{
+	struct xrecv *x = arg;
+	struct wire_stream ws;
+	struct vmm_stream st;
+	struct sbuf p;
+	uint32_t type = 0, inst;
+
+	sbuf_init(&p);
+	wire_stream_init(&ws, &st, x->fd, 0, NULL);
+	x->ret = vmm_state_read_header(&st, x->err, sizeof(x->err));
+	while (x->ret == 0 && type != SEC_END) {
+		x->ret = vmm_state_read_section(&st, &type, &inst, &p, x->err, sizeof(x->err));
+		if (x->ret < 0)
+			break;
+		if (type == SEC_RAM)
+			x->ret = vmm_ram_load(&x->vm->mem, p.data, p.len, x->err, sizeof(x->err));
+		else if (type == SEC_ZERO)
+			x->ret = vmm_ram_zero_load(&x->vm->mem, p.data, p.len, x->err,
+			                           sizeof(x->err));
+		else if (type != SEC_END) {
+			char t[5];
+			vmm_fourcc_str(type, t);
+			snprintf(x->err, sizeof(x->err), "a %s section on a memory stream", t);
+			x->ret = -EBADMSG;
+		}
+	}
+	x->bytes = st.bytes;
+	if (x->ret < 0) /* the source must not block on a stream nobody reads */
+		shutdown(x->fd, SHUT_RDWR);
+	sbuf_free(&p);
+	return NULL;
+}
+
+/* Accepts the n - 1 other streams (each with the token and its number,
+ * once) and starts their readers. */
+static int accept_streams(int lfd, const char *token, struct vmm_vm *vm, struct xrecv *x,
+                          unsigned n, char *err, size_t errlen)
+{
+	char line[200], expect[100];
+
+	for (unsigned got = 1; got < n; got++) {
+		struct pollfd p = { .fd = lfd, .events = POLLIN };
+		if (poll(&p, 1, 10000) <= 0) {
+			snprintf(err, errlen, "the source opened %u of its %u streams", got, n);
+			return -ETIMEDOUT;
+		}
+		int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (c < 0) {
+			snprintf(err, errlen, "accept: %s", strerror(errno));
+			return -errno;
+		}
+		int buf = 4 << 20;
+		setsockopt(c, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+		char *end = NULL;
+		int r = wire_read_line(c, line, sizeof(line), 10000);
+		unsigned long k = 0;
+		if (r >= 0 && strncmp(line, "VMKMIG1S ", 9) == 0 &&
+		    strlen(line) > 9 + MIGRATE_TOKEN_HEX + 1 && line[9 + MIGRATE_TOKEN_HEX] == ' ')
+			k = strtoul(line + 10 + MIGRATE_TOKEN_HEX, &end, 10);
+		if (r < 0 || !end || *end || k < 1 || k >= n || x[k].fd >= 0 ||
+		    !wire_token_equal(line + 9, token, MIGRATE_TOKEN_HEX)) {
+			wire_send_line(c, "NO the migration token or stream number is wrong\n");
+			close(c);
+			snprintf(err, errlen, "a connection for stream %u presented no valid token "
+			                      "and number: refused",
+			         got);
+			return -EACCES;
+		}
+		snprintf(expect, sizeof(expect), "OK\n");
+		wire_send_line(c, expect);
+		x[k].fd = c;
+		x[k].vm = vm;
+		if (pthread_create(&x[k].t, NULL, xrecv_main, &x[k]) != 0) {
+			snprintf(err, errlen, "cannot start a thread for stream %lu", k);
+			return -EAGAIN;
+		}
+		x[k].started = true;
+	}
+	return 0;
+}
+
+/* Joins the other streams' readers (cut first when abort); the first
+ * error, with its message in err. */
+static int join_streams(struct xrecv *x, unsigned n, bool abort_them, char *err, size_t errlen)
+{
+	int ret = 0;
+
+	for (unsigned k = 1; k < n; k++) {
+		if (x[k].fd >= 0 && abort_them)
+			shutdown(x[k].fd, SHUT_RDWR);
+		if (x[k].started)
+			pthread_join(x[k].t, NULL);
+		if (x[k].fd >= 0)
+			close(x[k].fd);
+		if (x[k].started && x[k].ret < 0 && ret == 0) {
+			ret = x[k].ret;
+			snprintf(err, errlen, "stream %u: %s", k, x[k].err);
+		}
+		x[k] = (struct xrecv){ .fd = -1 };
+	}
+	return ret;
+}
+
 int migrate_dst_receive(int lfd, const char *token, struct vmm_vm *vm, int timeout_ms, int *conn,
                         char *err, size_t errlen)
 {
+	static struct xrecv x[MIGRATE_MAX_STREAMS];
+	unsigned n = 1;
 	struct pollfd p = { .fd = lfd, .events = POLLIN };
 	char line[200];
 	int ret;
@@ -39,24 +161,46 @@ int migrate_dst_receive(int lfd, const char *token, struct vmm_vm *vm, int timeo
 		snprintf(err, errlen, "accept: %s", strerror(errno));
 		return -errno;
 	}
-	/* one connection, once: whatever it presents, nobody else gets in */
-	close(lfd);
-	int one = 1, buf = 4 << 20;
+	int buf = 4 << 20;
 	setsockopt(c, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
-	(void)one;
 	ret = wire_read_line(c, line, sizeof(line), 10000);
-	if (ret < 0 || strncmp(line, "VMKMIG1 ", 8) != 0 || strlen(line + 8) != MIGRATE_TOKEN_HEX ||
+	/* "VMKMIG1 <token>" or "VMKMIG1 <token> <streams>" */
+	size_t ll = ret < 0 ? 0 : strlen(line);
+	if (ll > 8 + MIGRATE_TOKEN_HEX + 1 && line[8 + MIGRATE_TOKEN_HEX] == ' ') {
+		char *end = NULL;
+		unsigned long v = strtoul(line + 9 + MIGRATE_TOKEN_HEX, &end, 10);
+		n = end && !*end && v >= 1 && v <= MIGRATE_MAX_STREAMS ? (unsigned)v : 0;
+		ll = 8 + MIGRATE_TOKEN_HEX;
+	}
+	if (ret < 0 || strncmp(line, "VMKMIG1 ", 8) != 0 || ll != 8 + MIGRATE_TOKEN_HEX || n == 0 ||
 	    !wire_token_equal(line + 8, token, MIGRATE_TOKEN_HEX)) {
+		close(lfd);
 		wire_send_line(c, "NO the migration token is wrong or missing\n");
 		close(c);
 		snprintf(err, errlen, "the connecting source presented no valid token: refused");
 		return -EACCES;
 	}
 	wire_send_line(c, "OK\n");
+	for (unsigned k = 0; k < MIGRATE_MAX_STREAMS; k++)
+		x[k] = (struct xrecv){ .fd = -1 };
+	ret = accept_streams(lfd, token, vm, x, n, err, errlen);
+	/* these connections, once: whatever they present, nobody else gets in */
+	close(lfd);
+	if (ret < 0) {
+		join_streams(x, n, true, err + strlen(err), 0);
+		close(c);
+		return ret;
+	}
+	if (n > 1)
+		log_info("migration: %u streams", n);
 	struct wire_stream ws;
 	struct vmm_stream st;
 	wire_stream_init(&ws, &st, c, 0, NULL);
 	ret = vmm_vm_restore(vm, &st, err, errlen);
+	int xret = join_streams(x, n, ret < 0, ret < 0 ? err + strlen(err) : err,
+	                        ret < 0 ? 0 : errlen);
+	if (ret == 0 && xret < 0)
+		ret = xret;
 	if (ret < 0) {
 		char f[500];
 		snprintf(f, sizeof(f), "F %s\n", err);

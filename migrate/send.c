@@ -68,6 +68,91 @@ static void *throttle_main(void *arg)
 	return NULL;
 }
 
+/* Parallel streams (--streams): stream k carries the pages of the chunks
+ * c with c % n == k (MIGRATE_STREAM_CHUNK pages each); the main stream is
+ * stream 0. Each pass sends every stream's share at once, one thread per
+ * extra stream, and ends when all have. */
+struct xstream {
+	struct wire_stream ws;
+	struct vmm_stream st;
+	uint32_t inst;
+};
+
+struct share {
+	struct vmm_vm *vm;
+	struct vmm_stream *st;
+	const uint64_t *bm;
+	uint32_t *inst;
+	unsigned k, n;
+	int ret;
+};
+
+static void *share_main(void *arg)
+{
+	struct share *sh = arg;
+	uint64_t pages = sh->vm->mem.dirty_pages;
+
+	for (uint64_t c = sh->k; sh->ret == 0 && c * MIGRATE_STREAM_CHUNK < pages; c += sh->n) {
+		uint64_t a = c * MIGRATE_STREAM_CHUNK;
+		uint64_t b = a + MIGRATE_STREAM_CHUNK < pages ? a + MIGRATE_STREAM_CHUNK : pages;
+		if ((sh->ret = vmm_vm_dirty_clear(sh->vm, sh->bm, a, b)) == 0)
+			sh->ret = vmm_ram_save_dirty_range(&sh->vm->mem, sh->st, sh->bm, a, b,
+			                                   sh->inst, NULL);
+	}
+	return NULL;
+}
+
+/* every socket of the migration; under the lock, as cancel shuts them down */
+static void close_streams(struct migrate_src *s)
+{
+	pthread_mutex_lock(&s->m);
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	for (unsigned k = 0; k < MIGRATE_MAX_STREAMS; k++) {
+		if (s->xfd[k] >= 0)
+			close(s->xfd[k]);
+		s->xfd[k] = -1;
+	}
+	pthread_mutex_unlock(&s->m);
+}
+
+static uint64_t sent_total(const struct wire_stream *ws, const struct xstream *x, unsigned n)
+{
+	uint64_t t = ws->sent;
+
+	for (unsigned k = 1; k < n; k++)
+		t += x[k].ws.sent;
+	return t;
+}
+
+/* The pages set in bm over the main stream and the n - 1 others. */
+static int send_dirty_streams(struct vmm_vm *vm, struct vmm_stream *main_st, uint32_t *main_inst,
+                              struct xstream *x, unsigned n, const uint64_t *bm)
+{
+	struct share sh[MIGRATE_MAX_STREAMS];
+	pthread_t t[MIGRATE_MAX_STREAMS];
+	bool started[MIGRATE_MAX_STREAMS] = { false };
+	int ret = 0;
+
+	for (unsigned k = 0; k < n; k++) {
+		sh[k] = (struct share){ vm, k ? &x[k].st : main_st, bm, k ? &x[k].inst : main_inst,
+			                k, n, 0 };
+		if (k && pthread_create(&t[k], NULL, share_main, &sh[k]) == 0)
+			started[k] = true;
+		else if (k)
+			share_main(&sh[k]); /* no thread: in line */
+	}
+	share_main(&sh[0]);
+	for (unsigned k = 0; k < n; k++) {
+		if (started[k])
+			pthread_join(t[k], NULL);
+		if (sh[k].ret < 0 && ret == 0)
+			ret = sh[k].ret;
+	}
+	return ret;
+}
+
 /* The pages set in bm, a chunk at a time: each chunk's dirty log is
  * re-armed (manual protection, vmm_vm_dirty_clear) right before its pages
  * are read, as QEMU clears its log in chunks. */
@@ -210,19 +295,25 @@ static void *send_main(void *arg)
 	uint64_t t0 = ms_now(), words = 0, *bm = NULL;
 	bool logging = false, paused = false;
 	struct disks dk = { 0 };
+	static struct xstream x[MIGRATE_MAX_STREAMS]; /* one migration per vmx */
+	unsigned nstreams = s->p.streams < 1                     ? 1
+	                    : s->p.streams > MIGRATE_MAX_STREAMS ? MIGRATE_MAX_STREAMS
+	                                                         : s->p.streams;
+	uint32_t main_inst = 0;
+	uint64_t max_bps = (uint64_t)s->p.max_bandwidth << 20;
 	int ret;
 
+	memset(x, 0, sizeof(x));
 	set_phase(s, MIG_CONNECTING);
 	s->fd = wire_connect(s->p.nsfd, s->p.host, s->p.port, 10000, err, sizeof(err));
-	if (s->p.nsfd >= 0) { /* ours since migrate_src_start; only connect needs it */
-		close(s->p.nsfd);
-		s->p.nsfd = -1;
-	}
 	if (s->fd < 0) {
 		fail(s, MIG_FAILED, "%s", err);
-		return NULL;
+		goto out;
 	}
-	snprintf(line, sizeof(line), "VMKMIG1 %s\n", s->p.token);
+	if (nstreams > 1)
+		snprintf(line, sizeof(line), "VMKMIG1 %s %u\n", s->p.token, nstreams);
+	else
+		snprintf(line, sizeof(line), "VMKMIG1 %s\n", s->p.token);
 	if ((ret = wire_send_line(s->fd, line)) < 0 ||
 	    (ret = wire_read_line(s->fd, line, sizeof(line), 10000)) < 0) {
 		fail(s, MIG_FAILED, "the destination did not answer the handshake: %s",
@@ -233,7 +324,35 @@ static void *send_main(void *arg)
 		fail(s, MIG_FAILED, "the destination refused the migration: %s", line);
 		goto out;
 	}
-	wire_stream_init(&ws, &st, s->fd, (uint64_t)s->p.max_bandwidth << 20, &s->cancel);
+	/* the other streams, each with the token and its number */
+	for (unsigned k = 1; k < nstreams; k++) {
+		int fd = wire_connect(s->p.nsfd, s->p.host, s->p.port, 10000, err, sizeof(err));
+		if (fd < 0) {
+			fail(s, MIG_FAILED, "stream %u: %s", k, err);
+			goto out;
+		}
+		pthread_mutex_lock(&s->m);
+		s->xfd[k] = fd;
+		pthread_mutex_unlock(&s->m);
+		snprintf(line, sizeof(line), "VMKMIG1S %s %u\n", s->p.token, k);
+		if ((ret = wire_send_line(fd, line)) < 0 ||
+		    (ret = wire_read_line(fd, line, sizeof(line), 10000)) < 0 ||
+		    strcmp(line, "OK") != 0) {
+			fail(s, MIG_FAILED, "stream %u: the destination refused it: %s", k,
+			     ret < 0 ? strerror(-ret) : line);
+			goto out;
+		}
+		wire_stream_init(&x[k].ws, &x[k].st, fd, max_bps / nstreams, &s->cancel);
+		if ((ret = vmm_state_write_header(&x[k].st)) < 0) {
+			fail(s, MIG_FAILED, "stream %u: %s", k, strerror(-ret));
+			goto out;
+		}
+	}
+	if (s->p.nsfd >= 0) { /* ours since migrate_src_start; only connect needs it */
+		close(s->p.nsfd);
+		s->p.nsfd = -1;
+	}
+	wire_stream_init(&ws, &st, s->fd, max_bps / nstreams, &s->cancel);
 	if (vmm_vm_save_begin(vm, &st, err, sizeof(err)) < 0 ||
 	    vmm_vm_dirty_start(vm, err, sizeof(err)) < 0) {
 		fail(s, MIG_FAILED, "%s", err);
@@ -261,15 +380,25 @@ static void *send_main(void *arg)
 	uint64_t bw = 0, rate = 0, prev_remaining = UINT64_MAX;
 	unsigned behind = 0;
 	for (uint32_t it = 0;; it++) {
-		uint64_t ti = ms_now(), b0 = ws.sent;
-		if (it == 0) {
+		uint64_t ti = ms_now(), b0 = sent_total(&ws, x, nstreams);
+		if (it == 0 && nstreams > 1) {
+			/* all of RAM, shared out like any pass */
+			memset(bm, 0xff, words * sizeof(uint64_t));
+			if (vm->mem.dirty_pages % 64)
+				bm[words - 1] = (1ull << (vm->mem.dirty_pages % 64)) - 1;
+			ret = send_dirty_streams(vm, &st, &main_inst, x, nstreams, bm);
+			for (unsigned k = 0; ret == 0 && k < dk.n; k++)
+				ret = vmm_disk_save_all(vm->devs[dk.index[k]], dk.index[k], &st,
+				                        NULL);
+		} else if (it == 0) {
 			ret = vmm_ram_save_all(&vm->mem, &st, NULL);
 			/* the disks whole (their allocated ranges), then what was written */
 			for (unsigned k = 0; ret == 0 && k < dk.n; k++)
 				ret = vmm_disk_save_all(vm->devs[dk.index[k]], dk.index[k], &st,
 				                        NULL);
 		} else {
-			ret = send_dirty(vm, &st, bm);
+			ret = nstreams > 1 ? send_dirty_streams(vm, &st, &main_inst, x, nstreams, bm)
+			                   : send_dirty(vm, &st, bm);
 			if (ret == 0)
 				ret = disks_send(vm, &dk, &st);
 		}
@@ -283,7 +412,7 @@ static void *send_main(void *arg)
 				     strerror(-ret));
 			goto out;
 		}
-		uint64_t el = ms_now() - ti, bytes = ws.sent - b0;
+		uint64_t el = ms_now() - ti, bytes = sent_total(&ws, x, nstreams) - b0;
 		if (el > 0 && bytes > (64u << 10))
 			bw = bytes * 1000 / el;
 		else if (!bw)
@@ -299,7 +428,7 @@ static void *send_main(void *arg)
 		s->prog.dirty_rate = rate;
 		s->prog.bandwidth = bw;
 		s->prog.expected_downtime_ms = expect;
-		s->prog.transferred = ws.sent;
+		s->prog.transferred = sent_total(&ws, x, nstreams);
 		pthread_mutex_unlock(&s->m);
 		if (atomic_load(&s->cancel)) {
 			fail(s, MIG_CANCELLED, "cancelled");
@@ -364,8 +493,11 @@ static void *send_main(void *arg)
 		free(more);
 	}
 	disks_harvest(vm, &dk); /* paused: the final delta of the disks */
-	if ((ret = vmm_ram_save_dirty(&vm->mem, &st, bm, vm->mem.dirty_pages, NULL)) < 0 ||
-	    (ret = disks_send(vm, &dk, &st)) < 0 ||
+	ret = nstreams > 1 ? send_dirty_streams(vm, &st, &main_inst, x, nstreams, bm)
+	                   : vmm_ram_save_dirty(&vm->mem, &st, bm, vm->mem.dirty_pages, NULL);
+	for (unsigned k = 1; ret == 0 && k < nstreams; k++)
+		ret = vmm_state_write_section(&x[k].st, SEC_END, 0, NULL, 0);
+	if (ret < 0 || (ret = disks_send(vm, &dk, &st)) < 0 ||
 	    (ret = vmm_vm_save_machine(vm, &st, err, sizeof(err))) < 0 ||
 	    (s->p.storage && (ret = send_serial_log(s->p.serial_log, &st)) < 0) ||
 	    (ret = vmm_state_write_section(&st, SEC_END, 0, NULL, 0)) < 0) {
@@ -398,7 +530,7 @@ static void *send_main(void *arg)
 	pthread_mutex_lock(&s->m);
 	s->prog.downtime_ms = ms_now() - tp;
 	s->prog.total_ms = ms_now() - t0;
-	s->prog.transferred = ws.sent;
+	s->prog.transferred = sent_total(&ws, x, nstreams);
 	s->prog.phase = MIG_DONE;
 	pthread_mutex_unlock(&s->m);
 	vmm_vm_dirty_stop(vm);
@@ -408,13 +540,16 @@ static void *send_main(void *arg)
 	vm->power_status = 0;
 	vmm_vm_stop(vm, VM_POWERED_OFF, why);
 	log_info("migration done: %llu bytes, %u iterations, downtime %llu ms, total %llu ms",
-	         (unsigned long long)ws.sent, s->prog.iteration,
+	         (unsigned long long)sent_total(&ws, x, nstreams), s->prog.iteration,
 	         (unsigned long long)s->prog.downtime_ms, (unsigned long long)s->prog.total_ms);
 	free(bm);
-	close(s->fd);
-	s->fd = -1;
+	close_streams(s);
 	return NULL;
 out:
+	if (s->p.nsfd >= 0) {
+		close(s->p.nsfd);
+		s->p.nsfd = -1;
+	}
 	atomic_store(&th.stop, true);
 	if (th.running)
 		pthread_join(th.t, NULL);
@@ -429,9 +564,7 @@ out:
 	s->prog.total_ms = ms_now() - t0;
 	pthread_mutex_unlock(&s->m);
 	free(bm);
-	if (s->fd >= 0)
-		close(s->fd);
-	s->fd = -1;
+	close_streams(s);
 	return NULL;
 }
 
@@ -460,6 +593,8 @@ int migrate_src_start(struct migrate_src *s, struct vmm_vm *vm, struct vmx_lease
 	s->lease = lease;
 	s->p = *p;
 	s->fd = -1;
+	for (unsigned k = 0; k < MIGRATE_MAX_STREAMS; k++)
+		s->xfd[k] = -1;
 	atomic_store(&s->cancel, false);
 	if (pthread_create(&s->thread, NULL, send_main, s) != 0) {
 		snprintf(err, errlen, "cannot start the migration thread");
@@ -484,6 +619,9 @@ void migrate_src_cancel(struct migrate_src *s)
 	pthread_mutex_lock(&s->m);
 	if (s->prog.phase < MIG_HANDOVER && s->fd >= 0)
 		shutdown(s->fd, SHUT_RDWR);
+	for (unsigned k = 0; s->prog.phase < MIG_HANDOVER && k < MIGRATE_MAX_STREAMS; k++)
+		if (s->xfd[k] >= 0)
+			shutdown(s->xfd[k], SHUT_RDWR);
 	pthread_mutex_unlock(&s->m);
 }
 

@@ -432,6 +432,8 @@ static const struct vmkctl_cmd commands[] = {
                     .max = 600000, .help = "the pause the guest may see (default 50)" },
                   { .name = "max-bandwidth", .type = OPT_INT, .metavar = "MiBps", .min = 1,
                     .max = 1000000, .help = "cap the migration's use of the link" },
+                  { .name = "streams", .type = OPT_INT, .metavar = "N", .min = 1, .max = 8,
+                    .help = "parallel TCP connections for the memory (default 1)" },
                   { .name = "storage", .type = OPT_STR, .metavar = "DATASTORE",
                     .help = "move the VM's directory and disks to this datastore of the "
                             "destination too (for VMs on local storage); the source's files "

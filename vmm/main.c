@@ -135,6 +135,7 @@ static int ctl_migrate_send(void *arg, const Vmx__MigrateSendRequest *r, const c
 	p.downtime_ms = r->downtime_ms;
 	p.max_bandwidth = r->max_bandwidth_mibps;
 	p.converge_timeout = r->converge_timeout_s;
+	p.streams = r->streams;
 	p.storage = r->storage;
 	snprintf(p.serial_log, sizeof(p.serial_log), "%s", x->cfg->serial_log);
 	if (migrate_src_start(&x->mig, x->vm, x->lease, &p, err, sizeof(err)) < 0) {
@@ -541,6 +542,8 @@ static int run(const struct vmcfg *c)
 	*ctx = (struct vmx_ctx){ .vm = vm, .cfg = c, .start_ms = util_now_ms() };
 	pthread_mutex_init(&ctx->mig.m, NULL);
 	ctx->mig.fd = -1;
+	for (unsigned k = 0; k < MIGRATE_MAX_STREAMS; k++)
+		ctx->mig.xfd[k] = -1;
 	ctx->lease = lock_host ? &lease : NULL;
 	int lfd = -1, conn = -1;
 	char token[MIGRATE_TOKEN_HEX + 2] = "";
