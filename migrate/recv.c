@@ -102,8 +102,9 @@ static int accept_streams(int lfd, const char *token, struct vmm_vm *vm, struct 
 		    !wire_token_equal(line + 9, token, MIGRATE_TOKEN_HEX)) {
 			wire_send_line(c, "NO the migration token or stream number is wrong\n");
 			close(c);
-			snprintf(err, errlen, "a connection for stream %u presented no valid token "
-			                      "and number: refused",
+			snprintf(err, errlen,
+			         "a connection for stream %u presented no valid token "
+			         "and number: refused",
 			         got);
 			return -EACCES;
 		}

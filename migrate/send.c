@@ -136,8 +136,9 @@ static int send_dirty_streams(struct vmm_vm *vm, struct vmm_stream *main_st, uin
 	int ret = 0;
 
 	for (unsigned k = 0; k < n; k++) {
-		sh[k] = (struct share){ vm, k ? &x[k].st : main_st, bm, k ? &x[k].inst : main_inst,
-			                k, n, 0 };
+		sh[k] = (struct share){
+			vm, k ? &x[k].st : main_st, bm, k ? &x[k].inst : main_inst, k, n, 0
+		};
 		if (k && pthread_create(&t[k], NULL, share_main, &sh[k]) == 0)
 			started[k] = true;
 		else if (k)
@@ -397,8 +398,9 @@ static void *send_main(void *arg)
 				ret = vmm_disk_save_all(vm->devs[dk.index[k]], dk.index[k], &st,
 				                        NULL);
 		} else {
-			ret = nstreams > 1 ? send_dirty_streams(vm, &st, &main_inst, x, nstreams, bm)
-			                   : send_dirty(vm, &st, bm);
+			ret = nstreams > 1
+			              ? send_dirty_streams(vm, &st, &main_inst, x, nstreams, bm)
+			              : send_dirty(vm, &st, bm);
 			if (ret == 0)
 				ret = disks_send(vm, &dk, &st);
 		}
