@@ -22,6 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "benchutil.h"
 
 #define RUNS 3
@@ -30,8 +33,62 @@ static char bindir[PATH_MAX], elf[PATH_MAX + 32], tmp[64] = "/tmp/vmk-bench-mig-
 
 struct result {
 	double total_ms, downtime_ms, bytes;
+	double observed_ms; /* the longest gap between arrivals of serial output, or -1 */
 	bool ok;
 };
+
+/* Guest-observed downtime: a thread that polls the serial log(s) every
+ * 100 us and keeps the longest time between two growths, from the
+ * migrate command to its end (a hypervisor may stop the guest TSC while
+ * paused, so the guest's own stamps cannot show it). */
+struct watch {
+	const char *paths[2];
+	int n;
+	atomic_bool stop;
+	double max_gap_ms;
+	pthread_t t;
+};
+
+static void *watch_main(void *arg)
+{
+	struct watch *w = arg;
+	long long prev = -1;
+	double last = bench_now_ms();
+
+	while (!atomic_load(&w->stop)) {
+		long long total = 0;
+		for (int i = 0; i < w->n; i++) {
+			struct stat st;
+			if (stat(w->paths[i], &st) == 0)
+				total += st.st_size;
+		}
+		double now = bench_now_ms();
+		if (total != prev) {
+			if (prev >= 0 && now - last > w->max_gap_ms)
+				w->max_gap_ms = now - last;
+			prev = total;
+			last = now;
+		}
+		nanosleep(&(struct timespec){ .tv_nsec = 100000 }, NULL);
+	}
+	return NULL;
+}
+
+static void watch_start(struct watch *w, const char *a, const char *b)
+{
+	memset(w, 0, sizeof(*w));
+	w->paths[w->n++] = a;
+	if (b)
+		w->paths[w->n++] = b;
+	pthread_create(&w->t, NULL, watch_main, w);
+}
+
+static double watch_stop(struct watch *w)
+{
+	atomic_store(&w->stop, true);
+	pthread_join(w->t, NULL);
+	return w->max_gap_ms;
+}
 
 static pid_t spawn(char *const argv[], const char *logpath)
 {
@@ -139,11 +196,15 @@ static struct result run_vmx(int mib, const char *cmdline, const char *ready)
 		usleep(50 * 1000);
 	}
 	char *m[] = { vmx, "--control", sockA, "migrate", "127.0.0.1", port, token, "50", NULL };
+	struct watch w;
+	watch_start(&w, serial, NULL);
 	capture(m);
 	for (int i = 0; i < 2400; i++) {
 		char *st[] = { vmx, "--control", sockA, "migrate-status", NULL };
 		const char *o = capture(st);
 		if (strstr(o, "phase=done")) {
+			usleep(20 * 1000); /* the destination's first lines */
+			r.observed_ms = watch_stop(&w);
 			r.total_ms = bench_field(o, "total_ms=");
 			r.downtime_ms = bench_field(o, "\ndowntime_ms=");
 			r.bytes = bench_field(o, "transferred=");
@@ -152,8 +213,10 @@ static struct result run_vmx(int mib, const char *cmdline, const char *ready)
 		}
 		if (strstr(o, "phase=failed") || strstr(o, "phase=cancelled") || !o[0])
 			break;
-		usleep(50 * 1000);
+		usleep(2 * 1000);
 	}
+	if (!r.ok)
+		watch_stop(&w);
 out:
 	stop(pa);
 	stop(pb);
@@ -283,19 +346,29 @@ static struct result run_qemu(int mib, const char *cmdline, const char *ready, b
 		goto out;
 	qmp(fa, "{\"execute\":\"qmp_capabilities\"}\n");
 	qmp(fb, "{\"execute\":\"qmp_capabilities\"}\n");
-	qmp(fa, "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"downtime-limit\":50}}\n");
+	/* our downtime limit, and no bandwidth cap (QEMU's default 128 MiB/s
+	 * never finishes a fast dirtier) */
+	qmp(fa, "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"downtime-limit\":50,"
+	        "\"max-bandwidth\":107374182400}}\n");
 	/* as vmx does: hold the vCPUs when the guest dirties faster than the link */
 	qmp(fa, "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":"
 	        "[{\"capability\":\"auto-converge\",\"state\":true}]}}\n");
 	char cmd[200];
 	snprintf(cmd, sizeof(cmd), "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"%s\"}}\n",
 	         inc);
+	char lbs[PATH_MAX + 16];
+	snprintf(lbs, sizeof(lbs), "%s/qb.serial", tmp);
+	unlink(lbs);
+	struct watch w;
+	watch_start(&w, la, lbs);
 	qmp(fa, cmd);
 	for (int i = 0; i < 2400; i++) {
 		const char *o = qmp(fa, "{\"execute\":\"query-migrate\"}\n");
 		if (getenv("BENCH_DEBUG") && strstr(o, "\"completed\""))
 			fprintf(stderr, "%s\n", o);
 		if (strstr(o, "\"completed\"")) {
+			usleep(20 * 1000);
+			r.observed_ms = watch_stop(&w);
 			r.total_ms = bench_field(o, "\"total-time\": ");
 			r.downtime_ms = bench_field(o, "\"downtime\": ");
 			r.bytes = bench_field(o, "\"transferred\": ");
@@ -304,8 +377,10 @@ static struct result run_qemu(int mib, const char *cmdline, const char *ready, b
 		}
 		if (strstr(o, "\"failed\"") || !o[0])
 			break;
-		usleep(50 * 1000);
+		usleep(2 * 1000);
 	}
+	if (!r.ok)
+		watch_stop(&w);
 out:
 	if (fa >= 0)
 		close(fa);
@@ -316,37 +391,45 @@ out:
 	return r;
 }
 
-static void line(const char *what, struct result *v, struct result *q, int n)
+static void line(const char *what, struct result *v, struct result *q, int n, bool observe)
 {
-	double vt[RUNS], vd[RUNS], vb[RUNS], qt[RUNS], qd[RUNS], qb[RUNS];
+	double vt[RUNS], vd[RUNS], vb[RUNS], vo[RUNS], qt[RUNS], qd[RUNS], qb[RUNS], qo[RUNS];
 	int nv = 0, nq = 0;
 	for (int i = 0; i < n; i++) {
 		if (v[i].ok) {
 			vt[nv] = v[i].total_ms;
 			vd[nv] = v[i].downtime_ms;
+			vo[nv] = v[i].observed_ms;
 			vb[nv++] = v[i].bytes;
 		}
 		if (q[i].ok) {
 			qt[nq] = q[i].total_ms;
 			qd[nq] = q[i].downtime_ms;
+			qo[nq] = q[i].observed_ms;
 			qb[nq++] = q[i].bytes;
 		}
 	}
 	double mvt = bench_median(vt, nv), mvd = bench_median(vd, nv), mvb = bench_median(vb, nv);
 	double mqt = bench_median(qt, nq), mqd = bench_median(qd, nq), mqb = bench_median(qb, nq);
-	printf("%-28s", what);
+	double mvo = bench_median(vo, nv), mqo = bench_median(qo, nq);
+	/* the worst run against the median: no long tail */
+	double wv = nv ? vt[nv - 1] : 0, wq = nq ? qt[nq - 1] : 0;
+	printf("%-30s", what);
 	if (nv)
-		printf("  vmx %7.0f ms  down %5.0f ms  %8.1f MiB", mvt, mvd, mvb / 1048576);
+		printf(" vmx %6.0f ms (worst %6.0f) down %4.0f ms%s%5.1f ms %7.1f MiB", mvt, wv,
+		       mvd, observe ? " seen " : "      ", observe ? mvo : 0.0, mvb / 1048576);
 	else
-		printf("  vmx: failed                              ");
+		printf(" vmx: failed%48s", "");
 	if (nq)
-		printf("  |  QEMU %7.0f ms  down %5.0f ms  %8.1f MiB", mqt, mqd, mqb / 1048576);
+		printf("  | QEMU %6.0f ms (worst %6.0f) down %4.0f ms%s%5.1f ms %7.1f MiB", mqt, wq,
+		       mqd, observe ? " seen " : "      ", observe ? mqo : 0.0, mqb / 1048576);
 	else
-		printf("  |  QEMU: failed or absent");
+		printf("  | QEMU: failed or absent");
 	printf("\n");
 	if (nv && nq)
-		printf("%-28s  ratio vmx/QEMU: total %.2f  downtime %.2f  bytes %.2f\n", "",
-		       mqt > 0 ? mvt / mqt : 0, mqd > 0 ? mvd / mqd : 0, mqb > 0 ? mvb / mqb : 0);
+		printf("%-30s ratio vmx/QEMU: total %.2f  downtime %.2f%s%.2f  bytes %.2f\n", "",
+		       mqt > 0 ? mvt / mqt : 0, mqd > 0 ? mvd / mqd : 0, observe ? "  seen " : "  ",
+		       observe && mqo > 0 ? mvo / mqo : 0, mqb > 0 ? mvb / mqb : 0);
 }
 
 int main(int argc, char **argv)
@@ -379,12 +462,16 @@ int main(int argc, char **argv)
 	       !qemu ? "absent"
 	       : kvm ? "on KVM"
 	             : "on TCG (so the guests' speeds differ)");
+	/* "seen": the guest-observed downtime, from the arrival of the
+	 * heartbeat's lines (one a millisecond) on the host */
 	struct {
 		const char *name, *cmdline, *ready;
 		int mib;
+		bool observe;
 	} cases[] = {
-		{ "idle, 256 MiB (heartbeat)", "heartbeat interval_ms=100", "hb 3", 256 },
-		{ "busy, verify 64 MiB of 128", "verify mib=64", "filled", 128 },
+		{ "idle 1 GiB (heartbeat 1 ms)", "heartbeat interval_ms=1", "hb 300", 1024, true },
+		{ "busy, verify 64 MiB of 128", "verify mib=64", "filled", 128, false },
+		{ "dirty 256 MiB at 200 MiB/s", "dirty mib=256 rate=200", "\ndirty 2", 512, false },
 	};
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
 		struct result v[RUNS], q[RUNS];
@@ -394,7 +481,7 @@ int main(int argc, char **argv)
 			                       tsc_arg)
 			            : (struct result){ 0 };
 		}
-		line(cases[c].name, v, q, RUNS);
+		line(cases[c].name, v, q, RUNS, cases[c].observe);
 	}
 	char rm[128];
 	snprintf(rm, sizeof(rm), "rm -rf %s", tmp);

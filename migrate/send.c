@@ -84,6 +84,7 @@ struct share {
 	const uint64_t *bm;
 	uint32_t *inst;
 	unsigned k, n;
+	bool all; /* the first pass: all of RAM (holes as ZERO sections) */
 	int ret;
 };
 
@@ -96,8 +97,10 @@ static void *share_main(void *arg)
 		uint64_t a = c * MIGRATE_STREAM_CHUNK;
 		uint64_t b = a + MIGRATE_STREAM_CHUNK < pages ? a + MIGRATE_STREAM_CHUNK : pages;
 		if ((sh->ret = vmm_vm_dirty_clear(sh->vm, sh->bm, a, b)) == 0)
-			sh->ret = vmm_ram_save_dirty_range(&sh->vm->mem, sh->st, sh->bm, a, b,
-			                                   sh->inst, NULL);
+			sh->ret = sh->all ? vmm_ram_save_all_range(&sh->vm->mem, sh->st, a, b,
+			                                           sh->inst, NULL)
+			                  : vmm_ram_save_dirty_range(&sh->vm->mem, sh->st, sh->bm,
+			                                             a, b, sh->inst, NULL);
 	}
 	return NULL;
 }
@@ -128,7 +131,7 @@ static uint64_t sent_total(const struct wire_stream *ws, const struct xstream *x
 
 /* The pages set in bm over the main stream and the n - 1 others. */
 static int send_dirty_streams(struct vmm_vm *vm, struct vmm_stream *main_st, uint32_t *main_inst,
-                              struct xstream *x, unsigned n, const uint64_t *bm)
+                              struct xstream *x, unsigned n, const uint64_t *bm, bool all)
 {
 	struct share sh[MIGRATE_MAX_STREAMS];
 	pthread_t t[MIGRATE_MAX_STREAMS];
@@ -137,7 +140,7 @@ static int send_dirty_streams(struct vmm_vm *vm, struct vmm_stream *main_st, uin
 
 	for (unsigned k = 0; k < n; k++) {
 		sh[k] = (struct share){
-			vm, k ? &x[k].st : main_st, bm, k ? &x[k].inst : main_inst, k, n, 0
+			vm, k ? &x[k].st : main_st, bm, k ? &x[k].inst : main_inst, k, n, all, 0
 		};
 		if (k && pthread_create(&t[k], NULL, share_main, &sh[k]) == 0)
 			started[k] = true;
@@ -382,12 +385,14 @@ static void *send_main(void *arg)
 	unsigned behind = 0;
 	for (uint32_t it = 0;; it++) {
 		uint64_t ti = ms_now(), b0 = sent_total(&ws, x, nstreams);
-		if (it == 0 && nstreams > 1) {
-			/* all of RAM, shared out like any pass */
+		if (it == 0 && (nstreams > 1 || vm->dirty_manual)) {
+			/* all of RAM, shared out like any pass; with manual
+			 * protection each chunk's log is re-armed right before it
+			 * is read (its bits are all set from the start) */
 			memset(bm, 0xff, words * sizeof(uint64_t));
 			if (vm->mem.dirty_pages % 64)
 				bm[words - 1] = (1ull << (vm->mem.dirty_pages % 64)) - 1;
-			ret = send_dirty_streams(vm, &st, &main_inst, x, nstreams, bm);
+			ret = send_dirty_streams(vm, &st, &main_inst, x, nstreams, bm, true);
 			for (unsigned k = 0; ret == 0 && k < dk.n; k++)
 				ret = vmm_disk_save_all(vm->devs[dk.index[k]], dk.index[k], &st,
 				                        NULL);
@@ -398,9 +403,9 @@ static void *send_main(void *arg)
 				ret = vmm_disk_save_all(vm->devs[dk.index[k]], dk.index[k], &st,
 				                        NULL);
 		} else {
-			ret = nstreams > 1
-			              ? send_dirty_streams(vm, &st, &main_inst, x, nstreams, bm)
-			              : send_dirty(vm, &st, bm);
+			ret = nstreams > 1 ? send_dirty_streams(vm, &st, &main_inst, x, nstreams,
+			                                        bm, false)
+			                   : send_dirty(vm, &st, bm);
 			if (ret == 0)
 				ret = disks_send(vm, &dk, &st);
 		}
@@ -495,7 +500,7 @@ static void *send_main(void *arg)
 		free(more);
 	}
 	disks_harvest(vm, &dk); /* paused: the final delta of the disks */
-	ret = nstreams > 1 ? send_dirty_streams(vm, &st, &main_inst, x, nstreams, bm)
+	ret = nstreams > 1 ? send_dirty_streams(vm, &st, &main_inst, x, nstreams, bm, false)
 	                   : vmm_ram_save_dirty(&vm->mem, &st, bm, vm->mem.dirty_pages, NULL);
 	for (unsigned k = 1; ret == 0 && k < nstreams; k++)
 		ret = vmm_state_write_section(&x[k].st, SEC_END, 0, NULL, 0);

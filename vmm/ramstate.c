@@ -137,30 +137,45 @@ static int save_zero(struct vmm_stream *s, uint64_t gpa, uint64_t len, struct ra
 int vmm_ram_save_all(const struct vmm_mem *m, struct vmm_stream *s, struct ram_stats *st)
 {
 	uint32_t inst = 0;
+
+	return vmm_ram_save_all_range(m, s, 0, UINT64_MAX, &inst, st);
+}
+
+int vmm_ram_save_all_range(const struct vmm_mem *m, struct vmm_stream *s, uint64_t from,
+                           uint64_t to, uint32_t *inst, struct ram_stats *st)
+{
 	int ret;
 
 	for (unsigned i = 0; i < m->nslots; i++) {
 		const struct vmm_mem_slot *sl = &m->slots[i];
+		/* the part of [from, to) in this slot, as offsets into it */
+		uint64_t first = sl->gpa / PAGE, end = first + sl->size / PAGE;
+		uint64_t a = from > first ? from : first, b = to < end ? to : end;
+		if (a >= b)
+			continue;
+		uint64_t lo = (a - first) * PAGE, hi = (b - first) * PAGE;
 		if (sl->memfd < 0) {
-			if ((ret = save_span(m, s, sl, 0, sl->size, &inst, st)) < 0)
+			if ((ret = save_span(m, s, sl, lo, hi, inst, st)) < 0)
 				return ret;
 			continue;
 		}
-		for (uint64_t pos = 0; pos < sl->size;) {
+		for (uint64_t pos = lo; pos < hi;) {
 			off_t data = lseek(sl->memfd, (off_t)pos, SEEK_DATA);
-			uint64_t a = data < 0 ? sl->size : (uint64_t)data & ~(uint64_t)(PAGE - 1);
-			if (a > pos && (ret = save_zero(s, sl->gpa + pos, a - pos, st)) < 0)
+			uint64_t da = data < 0 ? hi : (uint64_t)data & ~(uint64_t)(PAGE - 1);
+			if (da > hi)
+				da = hi;
+			if (da > pos && (ret = save_zero(s, sl->gpa + pos, da - pos, st)) < 0)
 				return ret;
-			if (a >= sl->size)
-				break; /* ENXIO: holes to the end */
-			off_t hole = lseek(sl->memfd, (off_t)a, SEEK_HOLE);
-			uint64_t b = hole < 0 ? sl->size
-			                      : ((uint64_t)hole + PAGE - 1) & ~(uint64_t)(PAGE - 1);
-			if (b > sl->size)
-				b = sl->size;
-			if ((ret = save_span(m, s, sl, a, b, &inst, st)) < 0)
+			if (da >= hi)
+				break; /* ENXIO or past the range: holes to its end */
+			off_t hole = lseek(sl->memfd, (off_t)da, SEEK_HOLE);
+			uint64_t db =
+			        hole < 0 ? hi : ((uint64_t)hole + PAGE - 1) & ~(uint64_t)(PAGE - 1);
+			if (db > hi)
+				db = hi;
+			if ((ret = save_span(m, s, sl, da, db, inst, st)) < 0)
 				return ret;
-			pos = b;
+			pos = db;
 		}
 	}
 	return 0;

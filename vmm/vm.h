@@ -57,10 +57,13 @@ struct vmm_vm {
 	struct vmm_device *devs[VMM_MAX_DEVICES];
 	unsigned ndevs;
 	uint32_t tsc_khz;
-	/* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2: a harvest (KVM_GET_DIRTY_LOG)
-	 * re-protects nothing; vmm_vm_dirty_clear re-protects the harvested
-	 * pages chunk by chunk, just before they are read for sending, so a
-	 * page the guest rewrites meanwhile is sent once, not twice */
+	/* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 with INITIALLY_SET: starting the
+	 * log protects nothing (every page counts as dirty), a harvest
+	 * (KVM_GET_DIRTY_LOG) re-protects nothing; vmm_vm_dirty_clear
+	 * re-protects pages chunk by chunk, just before they are read for
+	 * sending, so a page the guest rewrites meanwhile is sent once. The
+	 * first pass must clear every page it sends (a harvest before it
+	 * would report all of memory). */
 	bool dirty_manual;
 	char cpu_model_name[32];      /* from the .vmx; "host" by default */
 	struct vmm_cpumodel cpumodel; /* what the guest was given (state section CPUM) */
