@@ -13,7 +13,7 @@ CFLAGS   ?= -O2 -g
 WFLAGS   := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers -Wno-format-truncation
 CPPFLAGS := -I. -Ilib -I$(BUILD)/gen -MMD -MP
 ALLCFLAGS = $(WFLAGS) $(CFLAGS) $(SAN) $(CPPFLAGS)
-LDLIBS_COMMON := -lnng -lprotobuf-c -lpthread
+LDLIBS_COMMON := -lnng -lprotobuf-c -llz4 -lpthread
 LDFLAGS  ?=
 
 GEN_DIR   := $(BUILD)/gen

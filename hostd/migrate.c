@@ -721,6 +721,7 @@ int hostd_op_vm_migrate(struct hostd_call *call, const Vmk__Request *req)
 	j->ms.max_bandwidth_mibps = m->max_bandwidth_mibps;
 	j->ms.converge_timeout_s = m->converge_timeout_s;
 	j->ms.streams = m->streams;
+	j->ms.compress = m->compress;
 	j->ms.storage = m->storage;
 	/* the stream leaves from this host's VMotion-tagged vmk, in its netstack */
 	char src_addr[64] = "", src_vmk[16] = "", note[300] = "";

@@ -195,6 +195,18 @@ run vmkctl -s esx1 --formatter json vm migrate -n dirty --dest esx2 --max-bandwi
 [[ $(json_get 'd["throttle_pct"] > 0') == True ]] && ok "auto-converge held the vCPUs ($(json_get 'd["throttle_pct"]')%)" ||
 	not_ok "auto-converge" "$out"
 [[ $(names_on esx2) == *dirty:poweredOn* ]] && ok "dirty runs on esx2" || not_ok "dirty on esx2" "$(names_on esx2)"
+# lz4: its pages compress well; the same moves there and back, plain and compressed
+run vmkctl -s esx2 --formatter json vm migrate -n dirty --dest esx1
+plain=$(json_get 'd["transferred_bytes"]')
+run vmkctl -s esx1 --formatter json vm migrate -n dirty --dest esx2 --compress
+lz=$(json_get 'd["transferred_bytes"]')
+[[ $rc -eq 0 && $lz =~ ^[0-9]+$ && $plain =~ ^[0-9]+$ && $((lz * 4)) -lt $plain ]] &&
+	ok "with --compress it sends under a quarter of the bytes ($((lz >> 10)) KiB against $((plain >> 10)) KiB)" ||
+	not_ok "--compress" "rc=$rc plain=$plain lz4=$lz" "$err"
+n=$(grep -c "^dirty [0-9]" "$shared/dirty/serial.log")
+wait_line "$shared/dirty/serial.log" "^dirty [0-9]+$" && sleep 1.2 &&
+	[[ $(grep -c "^dirty [0-9]" "$shared/dirty/serial.log") -gt $n ]] && ok "and the guest runs on on esx2" ||
+	not_ok "dirty after the compressed migration" "$(tail -3 "$shared/dirty/serial.log")"
 expect 0 "power off dirty" vmkctl -s esx2 vm power off -n dirty
 # ---- local storage: the disks move too (--storage) ----
 ds1=$LAB_DIR/esx1/datastore1 ds2=$LAB_DIR/esx2/datastore1

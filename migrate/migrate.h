@@ -61,6 +61,7 @@ struct migrate_params {
 	uint32_t max_bandwidth;    /* MiB/s, 0: unlimited */
 	uint32_t converge_timeout; /* s, 0: MIGRATE_CONVERGE_S */
 	uint32_t streams;          /* parallel connections, 0/1: one */
+	bool compress;             /* lz4 for the memory (RAMZ sections) */
 	bool storage;              /* the disks go too (storage migration) */
 	char serial_log[4096];     /* with storage: the log that moves along */
 };

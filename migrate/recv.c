@@ -55,6 +55,9 @@ static void *xrecv_main(void *arg)
 			break;
 		if (type == SEC_RAM)
 			x->ret = vmm_ram_load(&x->vm->mem, p.data, p.len, x->err, sizeof(x->err));
+		else if (type == SEC_RAMZ)
+			x->ret = vmm_ram_load_compressed(&x->vm->mem, p.data, p.len, x->err,
+			                                 sizeof(x->err));
 		else if (type == SEC_ZERO)
 			x->ret = vmm_ram_zero_load(&x->vm->mem, p.data, p.len, x->err,
 			                           sizeof(x->err));

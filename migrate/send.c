@@ -347,6 +347,7 @@ static void *send_main(void *arg)
 			goto out;
 		}
 		wire_stream_init(&x[k].ws, &x[k].st, fd, max_bps / nstreams, &s->cancel);
+		x[k].st.compress = s->p.compress;
 		if ((ret = vmm_state_write_header(&x[k].st)) < 0) {
 			fail(s, MIG_FAILED, "stream %u: %s", k, strerror(-ret));
 			goto out;
@@ -357,6 +358,7 @@ static void *send_main(void *arg)
 		s->p.nsfd = -1;
 	}
 	wire_stream_init(&ws, &st, s->fd, max_bps / nstreams, &s->cancel);
+	st.compress = s->p.compress;
 	if (vmm_vm_save_begin(vm, &st, err, sizeof(err)) < 0 ||
 	    vmm_vm_dirty_start(vm, err, sizeof(err)) < 0) {
 		fail(s, MIG_FAILED, "%s", err);

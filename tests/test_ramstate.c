@@ -55,6 +55,75 @@ static void test_round_trip(void **state)
 	vmm_mem_free(&b);
 }
 
+/* lz4: compressible memory goes as RAMZ, smaller, and comes back exact;
+ * incompressible memory stays RAM; corrupt RAMZ is refused */
+static void test_compressed(void **state)
+{
+	struct vmm_mem a, b;
+	struct membuf buf = { 0 };
+	struct vmm_stream s;
+	struct sbuf p;
+	char err[256];
+	uint32_t type, inst, nz = 0, nr = 0;
+
+	(void)state;
+	membuf_stream(&s, &buf);
+	s.compress = true;
+	assert_int_equal(vmm_mem_init(&a, 16ull << 20, false), 0);
+	assert_int_equal(vmm_mem_init(&b, 16ull << 20, false), 0);
+	/* 1 MiB of a text-like pattern, then 1 MiB of pseudo-random bytes */
+	for (size_t i = 0; i < (1u << 20); i++)
+		a.slots[0].host[i] = (uint8_t)("the quick brown fox "[i % 20]);
+	uint64_t x = 88172645463325252ull;
+	for (size_t i = 1u << 20; i < (2u << 20); i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		a.slots[0].host[i] = (uint8_t)x;
+	}
+	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 256, 0, NULL), 0);
+	assert_int_equal(vmm_ram_save_range(&a, &s, 1u << 20, 256, 1, NULL), 0);
+	assert_true(buf.len < (1u << 20) + (64u << 10)); /* the text shrank */
+	sbuf_init(&p);
+	while (buf.off < buf.len) {
+		assert_int_equal(vmm_state_read_section(&s, &type, &inst, &p, err, sizeof(err)), 0);
+		if (type == SEC_RAMZ) {
+			nz++;
+			assert_int_equal(
+			        vmm_ram_load_compressed(&b, p.data, p.len, err, sizeof(err)), 0);
+		} else {
+			nr++;
+			assert_int_equal(type, SEC_RAM);
+			assert_int_equal(vmm_ram_load(&b, p.data, p.len, err, sizeof(err)), 0);
+		}
+	}
+	assert_int_equal(nz, 1);
+	assert_int_equal(nr, 1);
+	assert_memory_equal(a.slots[0].host, b.slots[0].host, 2u << 20);
+
+	/* corrupt: a flipped byte in the lz4 block, a length no section has, short */
+	buf.len = buf.off = 0;
+	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 256, 0, NULL), 0);
+	assert_int_equal(vmm_state_read_section(&s, &type, &inst, &p, err, sizeof(err)), 0);
+	assert_int_equal(type, SEC_RAMZ);
+	uint8_t *copy = malloc(p.len);
+	assert_non_null(copy);
+	memcpy(copy, p.data, p.len);
+	copy[p.len / 2] ^= 0x5a;
+	int r = vmm_ram_load_compressed(&b, copy, p.len, err, sizeof(err));
+	assert_true(r == -EBADMSG || r == 0); /* lz4 may decode a flipped literal */
+	memcpy(copy, p.data, p.len);
+	copy[3] = 0x7f; /* ~2 GiB uncompressed */
+	assert_int_equal(vmm_ram_load_compressed(&b, copy, p.len, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "is no RAM section"));
+	memcpy(copy, p.data, p.len);
+	assert_int_equal(vmm_ram_load_compressed(&b, copy, p.len - 10, err, sizeof(err)), -EBADMSG);
+	assert_int_equal(vmm_ram_load_compressed(&b, copy, 3, err, sizeof(err)), -EBADMSG);
+	free(copy);
+	sbuf_free(&p);
+	free(buf.data);
+	vmm_mem_free(&a);
+	vmm_mem_free(&b);
+}
+
 static void test_malformed(void **state)
 {
 	struct vmm_mem m;
@@ -151,6 +220,7 @@ int main(void)
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_zero_sections),
 		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_compressed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -69,6 +69,7 @@ static inline void membuf_stream(struct vmm_stream *s, struct membuf *m)
 	s->read = membuf_read;
 	s->arg = m;
 	s->bytes = 0;
+	s->compress = false;
 }
 
 #endif

@@ -103,6 +103,7 @@ int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 	mig.max_bandwidth_mibps = (uint32_t)args_int(a, "max-bandwidth", 0);
 	mig.converge_timeout_s = (uint32_t)args_int(a, "converge-timeout", 0);
 	mig.streams = (uint32_t)args_int(a, "streams", 0);
+	mig.compress = args_flag(a, "compress");
 	mig.storage = storage != NULL;
 	mreq.body_case = VMK__REQUEST__BODY_VM_MIGRATE;
 	mreq.vm_migrate = &mig;

@@ -434,6 +434,8 @@ static const struct vmkctl_cmd commands[] = {
                     .max = 1000000, .help = "cap the migration's use of the link" },
                   { .name = "streams", .type = OPT_INT, .metavar = "N", .min = 1, .max = 8,
                     .help = "parallel TCP connections for the memory (default 1)" },
+                  { .name = "compress", .type = OPT_FLAG,
+                    .help = "compress the memory with lz4 (for slow links)" },
                   { .name = "storage", .type = OPT_STR, .metavar = "DATASTORE",
                     .help = "move the VM's directory and disks to this datastore of the "
                             "destination too (for VMs on local storage); the source's files "

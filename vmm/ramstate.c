@@ -2,6 +2,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <lz4.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,6 +23,33 @@ static bool page_is_zero(const uint8_t *p)
 		acc |= w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] |
 		       w[i + 7];
 	return acc == 0;
+}
+
+/* A RAM payload as RAMZ (u32 its length, the lz4 block), or as RAM when
+ * that is not smaller. */
+static int write_compressed(struct vmm_stream *s, uint32_t instance, const uint8_t *raw, size_t len,
+                            struct ram_stats *st)
+{
+	int bound = LZ4_compressBound((int)len);
+	uint8_t *z = bound > 0 ? malloc((size_t)bound + 4) : NULL;
+	int ret;
+
+	if (!z)
+		return -ENOMEM;
+	int n = LZ4_compress_default((const char *)raw, (char *)z + 4, (int)len, bound);
+	if (n > 0 && (size_t)n + 4 < len) {
+		z[0] = (uint8_t)len, z[1] = (uint8_t)(len >> 8), z[2] = (uint8_t)(len >> 16),
+		z[3] = (uint8_t)(len >> 24);
+		ret = vmm_state_write_section(s, SEC_RAMZ, instance, z, (size_t)n + 4);
+		if (st && ret == 0)
+			st->bytes += (uint64_t)n + 24;
+	} else {
+		ret = vmm_state_write_section(s, SEC_RAM, instance, raw, len);
+		if (st && ret == 0)
+			st->bytes += len + 20;
+	}
+	free(z);
+	return ret;
 }
 
 int vmm_ram_save_range(const struct vmm_mem *m, struct vmm_stream *s, uint64_t gpa, uint32_t npages,
@@ -53,10 +83,50 @@ int vmm_ram_save_range(const struct vmm_mem *m, struct vmm_stream *s, uint64_t g
 	}
 	if (st)
 		st->pages += npages;
-	ret = b.err ? b.err : vmm_state_write_section(s, SEC_RAM, instance, b.data, b.len);
-	if (st && ret == 0)
-		st->bytes += b.len + 20;
+	if (b.err) {
+		ret = b.err;
+	} else if (s->compress && b.len > 4096) {
+		ret = write_compressed(s, instance, b.data, b.len, st);
+	} else {
+		ret = vmm_state_write_section(s, SEC_RAM, instance, b.data, b.len);
+		if (st && ret == 0)
+			st->bytes += b.len + 20;
+	}
 	sbuf_free(&b);
+	return ret;
+}
+
+int vmm_ram_load_compressed(struct vmm_mem *m, const uint8_t *payload, size_t len, char *err,
+                            size_t errlen)
+{
+	if (len < 4) {
+		snprintf(err, errlen, "RAMZ section of %zu bytes: too short", len);
+		return -EBADMSG;
+	}
+	uint32_t raw = (uint32_t)payload[0] | (uint32_t)payload[1] << 8 |
+	               (uint32_t)payload[2] << 16 | (uint32_t)payload[3] << 24;
+	/* at most a full RAM section: its header, bitmap and pages */
+	if (raw < 12 || raw > 12 + RAMSTATE_CHUNK_PAGES / 8 + (size_t)RAMSTATE_CHUNK_PAGES * PAGE ||
+	    len - 4 > (size_t)INT_MAX) {
+		snprintf(err, errlen, "RAMZ section: %u bytes uncompressed is no RAM section", raw);
+		return -EBADMSG;
+	}
+	uint8_t *buf = malloc(raw);
+	if (!buf) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	int n = LZ4_decompress_safe((const char *)payload + 4, (char *)buf, (int)(len - 4),
+	                            (int)raw);
+	int ret;
+	if (n != (int)raw) {
+		snprintf(err, errlen, "RAMZ section: the lz4 data is corrupt (%d of %u bytes)", n,
+		         raw);
+		ret = -EBADMSG;
+	} else {
+		ret = vmm_ram_load(m, buf, raw, err, errlen);
+	}
+	free(buf);
 	return ret;
 }
 

@@ -38,6 +38,10 @@ int vmm_ram_save_dirty_range(const struct vmm_mem *m, struct vmm_stream *s, cons
  * hole is punched in the memfd, or anonymous pages are dropped). */
 int vmm_ram_zero_load(struct vmm_mem *m, const uint8_t *payload, size_t len, char *err,
                       size_t errlen);
+/* Applies one RAMZ section payload (u32 the RAM payload's length, its lz4
+ * block): -EBADMSG for a length no RAM section has or corrupt lz4 data. */
+int vmm_ram_load_compressed(struct vmm_mem *m, const uint8_t *payload, size_t len, char *err,
+                            size_t errlen);
 /* Applies one RAM section payload; -EBADMSG for anything malformed or
  * outside guest RAM (nothing is written then). */
 int vmm_ram_load(struct vmm_mem *m, const uint8_t *payload, size_t len, char *err, size_t errlen);

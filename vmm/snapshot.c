@@ -452,6 +452,9 @@ int vmm_vm_restore(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t er
 		case SEC_ZERO:
 			ret = vmm_ram_zero_load(&vm->mem, p.data, p.len, err, errlen);
 			break;
+		case SEC_RAMZ:
+			ret = vmm_ram_load_compressed(&vm->mem, p.data, p.len, err, errlen);
+			break;
 		case SEC_DISK:
 			ret = vmm_disk_load(vm, inst, p.data, p.len, err, errlen);
 			break;

@@ -104,6 +104,7 @@ void vmm_stream_fd(struct vmm_stream *s, int *fd)
 	s->read = fd_read;
 	s->arg = fd;
 	s->bytes = 0;
+	s->compress = false;
 }
 
 static int put(struct vmm_stream *s, const void *p, size_t n)

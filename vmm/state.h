@@ -11,6 +11,7 @@
 #ifndef VMM_STATE_H
 #define VMM_STATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,7 @@
 #define SEC_CLOCK     VMM_FOURCC('C', 'L', 'C', 'K')
 #define SEC_DEVICE    VMM_FOURCC('D', 'E', 'V', 'S') /* instance = device index */
 #define SEC_RAM       VMM_FOURCC('R', 'A', 'M', ' ') /* pages, zero pages as flags */
+#define SEC_RAMZ      VMM_FOURCC('R', 'A', 'M', 'Z') /* a RAM payload, lz4-compressed */
 #define SEC_SLOG      VMM_FOURCC('S', 'L', 'O', 'G') /* the serial log so far (storage moves) */
 #define SEC_ZERO      VMM_FOURCC('Z', 'E', 'R', 'O') /* a range the guest never wrote */
 #define SEC_END       VMM_FOURCC('E', 'N', 'D', ' ')
@@ -42,6 +44,7 @@ struct vmm_stream {
 	int (*read)(void *arg, void *p, size_t n);
 	void *arg;
 	uint64_t bytes; /* moved so far */
+	bool compress;  /* RAM sections go lz4-compressed (RAMZ) where that is smaller */
 };
 
 /* An fd-backed stream (handles partial reads/writes and EINTR). */
