@@ -200,7 +200,9 @@ static inline void cpuid(uint32_t leaf, uint32_t *a, uint32_t *b, uint32_t *c, u
 
 /* TSC frequency from CPUID: the hypervisor timing leaf 0x40000010 (KVM,
  * VMware) or leaf 0x15/0x16. 0 if none says. */
-static uint64_t cpuid_tsc_khz(void)
+/* The TSC rate the hypervisor or the CPU states exactly: the hypervisor
+ * timing leaf 0x40000010 (vmx sets it), or leaf 0x15. */
+static uint64_t cpuid_tsc_khz_exact(void)
 {
 	uint32_t a, b, c, d;
 
@@ -211,13 +213,21 @@ static uint64_t cpuid_tsc_khz(void)
 			return a;
 	}
 	cpuid(0, &a, &b, &c, &d);
-	uint32_t max = a;
-	if (max >= 0x15) {
+	if (a >= 0x15) {
 		cpuid(0x15, &a, &b, &c, &d);
 		if (a && b && c)
 			return (uint64_t)c * b / a / 1000;
 	}
-	if (max >= 0x16) {
+	return 0;
+}
+
+/* The processor's base frequency (leaf 0x16): close, not exact. */
+static uint64_t cpuid_tsc_khz_base(void)
+{
+	uint32_t a, b, c, d;
+
+	cpuid(0, &a, &b, &c, &d);
+	if (a >= 0x16) {
 		cpuid(0x16, &a, &b, &c, &d);
 		if (a)
 			return (uint64_t)a * 1000;
@@ -227,11 +237,15 @@ static uint64_t cpuid_tsc_khz(void)
 
 void time_init(void)
 {
+	/* what is given beats what is measured: a PIT calibration costs its
+	 * window (milliseconds of boot) and is less exact */
 	tsc_khz = cmdline_u64("tsc_khz", 0);
+	if (!tsc_khz)
+		tsc_khz = cpuid_tsc_khz_exact();
 	if (!tsc_khz)
 		tsc_khz = calibrate_tsc_khz();
 	if (!tsc_khz)
-		tsc_khz = cpuid_tsc_khz();
+		tsc_khz = cpuid_tsc_khz_base();
 	if (!tsc_khz)
 		tsc_khz = 1000000;
 	tsc0 = rdtsc();

@@ -580,7 +580,11 @@ static int run(const struct vmcfg *c)
 	}
 	char sock[300];
 	snprintf(sock, sizeof(sock), "%s/vmx.sock", run_dir ? run_dir : c->dir);
-	if (vmm_control_start(&control, sock, &control_ops, ctx, err, sizeof(err)) < 0) {
+	/* an incoming VM needs its socket at once (hostd reads the port
+	 * there); any other starts its vCPUs first: nng's start-up (threads,
+	 * the listener) is time to first instruction otherwise */
+	if (incoming &&
+	    vmm_control_start(&control, sock, &control_ops, ctx, err, sizeof(err)) < 0) {
 		fprintf(stderr, "vmx: %s\n", err);
 		if (lfd >= 0)
 			close(lfd);
@@ -621,6 +625,12 @@ static int run(const struct vmcfg *c)
 		if (conn >= 0)
 			close(conn);
 		goto out;
+	}
+	if (!incoming &&
+	    vmm_control_start(&control, sock, &control_ops, ctx, err, sizeof(err)) < 0) {
+		/* unreachable for hostd: stop the guest rather than run it blind */
+		fprintf(stderr, "vmx: %s\n", err);
+		vmm_vm_stop(vm, VM_CRASHED, "no control socket");
 	}
 	if (conn >= 0) {
 		migrate_dst_running(conn);
