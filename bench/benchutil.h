@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -81,6 +83,51 @@ static inline bool bench_wait_file_has(const char *path, const char *needle, int
 		usleep(50 * 1000);
 	}
 	return false;
+}
+
+/* A QMP socket of QEMU (-qmp unix:PATH,server=on,wait=off), waiting up to
+ * 10 s for it to appear. */
+static inline int bench_qmp_open(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	for (int i = 0; i < 200; i++) {
+		int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+			return fd;
+		close(fd);
+		usleep(50 * 1000);
+	}
+	return -1;
+}
+
+/* Sends one QMP command, returns the reply line that has "return" or
+ * "error" (static buffer). */
+static inline const char *bench_qmp(int fd, const char *cmd)
+{
+	static char buf[16384];
+	size_t n = 0;
+
+	if (write(fd, cmd, strlen(cmd)) < 0)
+		return "";
+	for (;;) {
+		ssize_t k = read(fd, buf + n, sizeof(buf) - 1 - n);
+		if (k <= 0)
+			return "";
+		n += (size_t)k;
+		buf[n] = '\0';
+		char *line = buf, *nl;
+		while ((nl = strchr(line, '\n'))) {
+			*nl = '\0';
+			if (strstr(line, "\"return\"") || strstr(line, "\"error\"")) {
+				memmove(buf, line, strlen(line) + 1);
+				return buf;
+			}
+			line = nl + 1;
+		}
+		memmove(buf, line, strlen(line) + 1);
+		n = strlen(buf);
+	}
 }
 
 #endif

@@ -225,48 +225,6 @@ out:
 
 /* ---- QEMU ---- */
 
-static int qmp_open(const char *path)
-{
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
-	for (int i = 0; i < 200; i++) {
-		int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
-			return fd;
-		close(fd);
-		usleep(50 * 1000);
-	}
-	return -1;
-}
-
-/* Sends one command, returns the reply line that has "return" or "error". */
-static const char *qmp(int fd, const char *cmd)
-{
-	static char buf[16384];
-	size_t n = 0;
-
-	if (write(fd, cmd, strlen(cmd)) < 0)
-		return "";
-	for (;;) {
-		ssize_t k = read(fd, buf + n, sizeof(buf) - 1 - n);
-		if (k <= 0)
-			return "";
-		n += (size_t)k;
-		buf[n] = '\0';
-		char *line = buf, *nl;
-		while ((nl = strchr(line, '\n'))) {
-			*nl = '\0';
-			if (strstr(line, "\"return\"") || strstr(line, "\"error\"")) {
-				memmove(buf, line, strlen(line) + 1);
-				return buf;
-			}
-			line = nl + 1;
-		}
-		memmove(buf, line, strlen(line) + 1);
-		n = strlen(buf);
-	}
-}
-
 static struct result run_qemu(int mib, const char *cmdline, const char *ready, bool kvm,
                               const char *tsc_arg)
 {
@@ -341,18 +299,19 @@ static struct result run_qemu(int mib, const char *cmdline, const char *ready, b
 	char lga[PATH_MAX + 8];
 	snprintf(lga, sizeof(lga), "%s/qa.log", tmp);
 	pid_t pa = spawn(a, lga), pb = spawn(b, lb);
-	int fa = qmp_open(qa), fb = qmp_open(qb);
+	int fa = bench_qmp_open(qa), fb = bench_qmp_open(qb);
 	if (fa < 0 || fb < 0 || !bench_wait_file_has(la, ready, 120000))
 		goto out;
-	qmp(fa, "{\"execute\":\"qmp_capabilities\"}\n");
-	qmp(fb, "{\"execute\":\"qmp_capabilities\"}\n");
+	bench_qmp(fa, "{\"execute\":\"qmp_capabilities\"}\n");
+	bench_qmp(fb, "{\"execute\":\"qmp_capabilities\"}\n");
 	/* our downtime limit, and no bandwidth cap (QEMU's default 128 MiB/s
 	 * never finishes a fast dirtier) */
-	qmp(fa, "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"downtime-limit\":50,"
-	        "\"max-bandwidth\":107374182400}}\n");
+	bench_qmp(fa,
+	          "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"downtime-limit\":50,"
+	          "\"max-bandwidth\":107374182400}}\n");
 	/* as vmx does: hold the vCPUs when the guest dirties faster than the link */
-	qmp(fa, "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":"
-	        "[{\"capability\":\"auto-converge\",\"state\":true}]}}\n");
+	bench_qmp(fa, "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":"
+	              "[{\"capability\":\"auto-converge\",\"state\":true}]}}\n");
 	char cmd[200];
 	snprintf(cmd, sizeof(cmd), "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"%s\"}}\n",
 	         inc);
@@ -361,9 +320,9 @@ static struct result run_qemu(int mib, const char *cmdline, const char *ready, b
 	unlink(lbs);
 	struct watch w;
 	watch_start(&w, la, lbs);
-	qmp(fa, cmd);
+	bench_qmp(fa, cmd);
 	for (int i = 0; i < 2400; i++) {
-		const char *o = qmp(fa, "{\"execute\":\"query-migrate\"}\n");
+		const char *o = bench_qmp(fa, "{\"execute\":\"query-migrate\"}\n");
 		if (getenv("BENCH_DEBUG") && strstr(o, "\"completed\""))
 			fprintf(stderr, "%s\n", o);
 		if (strstr(o, "\"completed\"")) {
