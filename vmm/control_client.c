@@ -79,14 +79,22 @@ int vmm_control_cli(const char *path, int argc, char **argv)
 	} else if (strcmp(verb, "power-off") == 0) {
 		req.body_case = VMX__REQUEST__BODY_POWER_OFF;
 		req.power_off = &po;
-	} else if (strcmp(verb, "migrate") == 0 && argc >= 4 && argc <= 7) {
+	} else if (strcmp(verb, "migrate") == 0 && argc >= 4 && argc <= 9) {
 		req.body_case = VMX__REQUEST__BODY_MIGRATE_SEND;
 		ms.host = argv[1];
 		ms.port = (uint32_t)strtoul(argv[2], NULL, 10);
 		ms.token = argv[3];
 		ms.downtime_ms = argc > 4 ? (uint32_t)strtoul(argv[4], NULL, 10) : 0;
 		ms.max_bandwidth_mibps = argc > 5 ? (uint32_t)strtoul(argv[5], NULL, 10) : 0;
-		ms.storage = argc > 6 && !strcmp(argv[6], "storage");
+		/* then any of: storage, compress, streams=N */
+		for (int i = 6; i < argc; i++) {
+			if (!strcmp(argv[i], "storage"))
+				ms.storage = true;
+			else if (!strcmp(argv[i], "compress"))
+				ms.compress = true;
+			else if (!strncmp(argv[i], "streams=", 8))
+				ms.streams = (uint32_t)strtoul(argv[i] + 8, NULL, 10);
+		}
 		req.migrate_send = &ms;
 	} else if (strcmp(verb, "migrate-status") == 0) {
 		req.body_case = VMX__REQUEST__BODY_MIGRATE_STATUS;
@@ -101,7 +109,8 @@ int vmm_control_cli(const char *path, int argc, char **argv)
 	} else {
 		fprintf(stderr, "vmx --control SOCK: verbs are status, stats, pause, resume, "
 		                "power-off, save PATH, migrate HOST PORT TOKEN [DOWNTIME_MS "
-		                "[MIBPS [storage]]], migrate-status, migrate-cancel\n");
+		                "[MIBPS [storage] [compress] [streams=N]]], migrate-status, "
+		                "migrate-cancel\n");
 		return 2;
 	}
 	if (vmm_control_call(path, &req, &r, 60000, err, sizeof(err)) < 0) {
