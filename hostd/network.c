@@ -438,6 +438,9 @@ int hostd_op_netstack_list(struct hostd_call *call, const Vmk__Request *req)
 	struct hostd_network *n = call->h->network;
 	Vmk__NetstackListResponse *r = arena_alloc(call->a, sizeof(*r));
 	char ns[128];
+	if (!n)
+		return hostd_fail(call, VMK__STATUS__STATUS_FAILED,
+		                  "the network is not initialised");
 
 	(void)req;
 	if (!r)
@@ -589,6 +592,9 @@ int hostd_op_portgroup_list(struct hostd_call *call, const Vmk__Request *req)
 	struct hostd_network *n = call->h->network;
 	Vmk__PortgroupListResponse *r = arena_alloc(call->a, sizeof(*r));
 	int nl = nl_open();
+	if (!n)
+		return hostd_fail(call, VMK__STATUS__STATUS_FAILED,
+		                  "the network is not initialised");
 
 	(void)req;
 	if (!r) {
@@ -637,6 +643,9 @@ int hostd_op_interface_list(struct hostd_call *call, const Vmk__Request *req)
 {
 	struct hostd_network *n = call->h->network;
 	Vmk__InterfaceListResponse *r = arena_alloc(call->a, sizeof(*r));
+	if (!n)
+		return hostd_fail(call, VMK__STATUS__STATUS_FAILED,
+		                  "the network is not initialised");
 
 	(void)req;
 	if (!r)
@@ -663,6 +672,9 @@ int hostd_op_interface_get(struct hostd_call *call, const Vmk__Request *req)
 	struct hostd_network *n = call->h->network;
 	const char *name = req->interface_get->name;
 	int status;
+	if (!n)
+		return hostd_fail(call, VMK__STATUS__STATUS_FAILED,
+		                  "the network is not initialised");
 
 	pthread_mutex_lock(&n->lock);
 	const struct net_vmk *v = net_find_vmk(&n->m, name);
