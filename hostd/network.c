@@ -29,6 +29,7 @@ struct hostd_network {
 	pthread_mutex_t lock;
 	struct net_model m;
 	char runtime_file[PATH_MAX];
+	char host[64]; /* this host's name (vmk MACs) */
 };
 
 static const struct net_switch *find_switch(const struct net_model *m, const char *name)
@@ -184,9 +185,19 @@ static int vmk_apply(struct hostd_network *n, const struct net_vmk *v, char *err
 			nl_link_del(nlns, v->name, err, errlen);
 		have_peer = have_vmk = false;
 	}
-	if (!have_peer &&
-	    (ret = nl_link_add_veth(nl, peer, v->name, nsfd, v->mtu, err, errlen)) < 0)
-		goto out;
+	if (!have_peer) {
+		if ((ret = nl_link_add_veth(nl, peer, v->name, nsfd, v->mtu, err, errlen)) < 0)
+			goto out;
+		/* 00:50:56 (VMware's OUI, as ESXi's vmk adapters) and a hash of
+		 * the host and adapter names: the same MAC after a rebuild */
+		unsigned char mac[6] = { 0x00, 0x50, 0x56 };
+		uint32_t hsh = util_fnv1a(util_fnv1a(UTIL_FNV1A_INIT, n->host), v->name);
+		mac[3] = 0x40 | ((hsh >> 16) & 0x3f); /* 0x40..0x7f: not VM MACs (0x00..0x3f) */
+		mac[4] = (uint8_t)(hsh >> 8);
+		mac[5] = (uint8_t)hsh;
+		if ((ret = nl_link_set_mac(nlns, v->name, mac, err, errlen)) < 0)
+			goto out;
+	}
 	if ((ret = nl_link_set(nl, peer, 1, v->mtu, pg->bridge, err, errlen)) < 0 ||
 	    (ret = nl_link_set(nlns, v->name, v->enabled ? 1 : 0, v->mtu, NULL, err, errlen)) < 0)
 		goto out;
@@ -239,6 +250,7 @@ int hostd_network_init(struct hostd *h, char *err, size_t errlen)
 		return -ENOMEM;
 	pthread_mutex_init(&n->lock, NULL);
 	snprintf(n->runtime_file, sizeof(n->runtime_file), "%s/%s", h->cfg.state_dir, RUNTIME_FILE);
+	snprintf(n->host, sizeof(n->host), "%s", h->cfg.name);
 	netconf_load(&n->m, h->cfg.path, n->runtime_file, h->cfg.name);
 	h->network = n;
 	if (!n->m.managed) {

@@ -17,11 +17,8 @@
 
 void vmnic_tap_name(const char *uuid, unsigned index, char out[IF_NAMESIZE])
 {
-	uint32_t h = 2166136261u; /* FNV-1a of the uuid: stable across hosts */
-
-	for (const char *p = uuid; *p; p++)
-		h = (h ^ (uint8_t)*p) * 16777619u;
-	snprintf(out, IF_NAMESIZE, "vmt%08x-%u", h, index);
+	/* a hash of the uuid: the same on every host */
+	snprintf(out, IF_NAMESIZE, "vmt%08x-%u", util_fnv1a(UTIL_FNV1A_INIT, uuid), index);
 }
 
 /* A persistent tap, with the flags vmx attaches with (vmm_tap_open) */

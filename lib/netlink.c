@@ -701,6 +701,25 @@ int nl_link_del(int nl, const char *name, char *err, size_t errlen)
 	return nl_do(nl, &r, name, "RTM_DELLINK", err, errlen);
 }
 
+int nl_link_set_mac(int nl, const char *name, const unsigned char mac[6], char *err, size_t errlen)
+{
+	struct nlreq r;
+
+	if (!valid_ifname(name))
+		return bad_ifname(name, err, errlen);
+	if (mac[0] & 1) {
+		util_set_err(err, errlen,
+		             "%s: %02x:%02x:%02x:%02x:%02x:%02x is a multicast address", name,
+		             mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+		return -EINVAL;
+	}
+	struct ifinfomsg *ifi = req_init(&r, RTM_SETLINK, 0, sizeof(*ifi));
+	ifi->ifi_family = AF_UNSPEC;
+	req_put_str(&r, IFLA_IFNAME, name);
+	req_put(&r, IFLA_ADDRESS, mac, 6);
+	return nl_do(nl, &r, name, "RTM_SETLINK address", err, errlen);
+}
+
 int nl_link_set(int nl, const char *name, int up, unsigned mtu, const char *master, char *err,
                 size_t errlen)
 {

@@ -60,6 +60,8 @@ int nl_link_del(int nl, const char *name, char *err, size_t errlen);
 int nl_link_set(int nl, const char *name, int up, unsigned mtu, const char *master, char *err,
                 size_t errlen);
 /* ip link set NAME netns FD. The link is down afterwards (kernel rule). */
+/* Sets a link's Ethernet address (unicast). */
+int nl_link_set_mac(int nl, const char *name, const unsigned char mac[6], char *err, size_t errlen);
 int nl_link_set_netns(int nl, const char *name, int netns_fd, char *err, size_t errlen);
 /* -ENODEV when absent, -EINVAL for a bad name, -EBADMSG for a malformed
  * reply. */

@@ -38,6 +38,11 @@ bool util_valid_name(const char *s, size_t max, char *why, size_t whylen);
 void util_set_err(char *err, size_t errlen, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
+/* FNV-1a of the string s, continuing from h (start with UTIL_FNV1A_INIT):
+ * stable names and MACs derived from names and uuids. */
+#define UTIL_FNV1A_INIT 2166136261u
+uint32_t util_fnv1a(uint32_t h, const char *s);
+
 /* Milliseconds on CLOCK_MONOTONIC. */
 uint64_t util_now_ms(void);
 /* ms from now on CLOCK_REALTIME: the deadline of pthread_cond_timedwait. */

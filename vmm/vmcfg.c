@@ -92,11 +92,8 @@ static bool uuid_valid(const char *u)
 
 void vmcfg_mac_from_uuid(const char *uuid, unsigned index, uint8_t mac[6])
 {
-	uint32_t h = 2166136261u; /* FNV-1a over the uuid and the NIC index */
-
-	for (const char *p = uuid; *p; p++)
-		h = (h ^ (uint8_t)*p) * 16777619u;
-	h = (h ^ index) * 16777619u;
+	/* FNV-1a over the uuid and the NIC index */
+	uint32_t h = (util_fnv1a(UTIL_FNV1A_INIT, uuid) ^ index) * 16777619u;
 	mac[0] = 0x00;
 	mac[1] = 0x50;
 	mac[2] = 0x56;
