@@ -3,6 +3,8 @@
 #ifndef VMK_BENCHUTIL_H
 #define VMK_BENCHUTIL_H
 
+#include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -59,6 +61,34 @@ static inline int bench_sh(char *out, size_t outlen, const char *fmt, ...)
 	}
 	int st = pclose(p);
 	return st < 0 ? -1 : WEXITSTATUS(st);
+}
+
+/* Starts argv in a session of its own, stdin from /dev/null, stdout and
+ * stderr to logpath (NULL: /dev/null). */
+static inline pid_t bench_spawn(char *const argv[], const char *logpath)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+		int fd = logpath ? open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0644) : null;
+		dup2(null, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		setsid();
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* SIGKILL to it and its session's group, and reaps it. */
+static inline void bench_kill(pid_t pid)
+{
+	if (pid > 0) {
+		kill(-pid, SIGKILL);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
 }
 
 /* The number after key in text ("\"total_ms\":" -> 1234), or -1. */

@@ -90,31 +90,6 @@ static double watch_stop(struct watch *w)
 	return w->max_gap_ms;
 }
 
-static pid_t spawn(char *const argv[], const char *logpath)
-{
-	pid_t pid = fork();
-	if (pid == 0) {
-		int fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		int null = open("/dev/null", O_RDONLY);
-		dup2(null, 0);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		setsid();
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	return pid;
-}
-
-static void stop(pid_t pid)
-{
-	if (pid > 0) {
-		kill(-pid, SIGKILL);
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-	}
-}
-
 /* Runs a command and returns its stdout (static buffer). */
 static const char *capture(char *const argv[])
 {
@@ -171,7 +146,7 @@ static struct result run_vmx(int mib, const char *cmdline, const char *ready, co
 	snprintf(vmx, sizeof(vmx), "%s/vmx", bindir);
 	snprintf(log, sizeof(log), "%s/a.log", tmp);
 	char *a[] = { vmx, "--run-dir", runA, "-c", cfg, NULL };
-	pid_t pa = spawn(a, log);
+	pid_t pa = bench_spawn(a, log);
 	for (int i = 0; i < 32; i++)
 		snprintf(token + 2 * i, 3, "%02x", (unsigned)(rand() & 0xff));
 	snprintf(tok, sizeof(tok), "%s/tok", tmp);
@@ -181,7 +156,7 @@ static struct result run_vmx(int mib, const char *cmdline, const char *ready, co
 	snprintf(log, sizeof(log), "%s/b.log", tmp);
 	char *b[] = { vmx, "--run-dir", runB, "--incoming", "127.0.0.1", "--incoming-token-file",
 		      tok, "-c",        cfg,  NULL };
-	pid_t pb = spawn(b, log);
+	pid_t pb = bench_spawn(b, log);
 	snprintf(sockA, sizeof(sockA), "%s/vmx.sock", runA);
 	snprintf(sockB, sizeof(sockB), "%s/vmx.sock", runB);
 	if (!bench_wait_file_has(serial, ready, 120000))
@@ -219,8 +194,8 @@ static struct result run_vmx(int mib, const char *cmdline, const char *ready, co
 	if (!r.ok)
 		watch_stop(&w);
 out:
-	stop(pa);
-	stop(pb);
+	bench_kill(pa);
+	bench_kill(pb);
 	return r;
 }
 
@@ -299,7 +274,7 @@ static struct result run_qemu(int mib, const char *cmdline, const char *ready, b
 		      NULL };
 	char lga[PATH_MAX + 8];
 	snprintf(lga, sizeof(lga), "%s/qa.log", tmp);
-	pid_t pa = spawn(a, lga), pb = spawn(b, lb);
+	pid_t pa = bench_spawn(a, lga), pb = bench_spawn(b, lb);
 	int fa = bench_qmp_open(qa), fb = bench_qmp_open(qb);
 	if (fa < 0 || fb < 0 || !bench_wait_file_has(la, ready, 120000))
 		goto out;
@@ -361,8 +336,8 @@ out:
 		close(fa);
 	if (fb >= 0)
 		close(fb);
-	stop(pa);
-	stop(pb);
+	bench_kill(pa);
+	bench_kill(pb);
 	return r;
 }
 

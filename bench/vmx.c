@@ -157,29 +157,6 @@ struct sr {
 	double save_ms, restore_ms, bytes;
 };
 
-static pid_t spawn_quiet(char *const argv[])
-{
-	pid_t pid = fork();
-	if (pid == 0) {
-		int null = open("/dev/null", O_RDWR);
-		dup2(null, 0);
-		dup2(null, 1);
-		dup2(null, 2);
-		setsid();
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	return pid;
-}
-
-static void kill_wait(pid_t pid)
-{
-	if (pid > 0) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-	}
-}
-
 /* vmx: `--control save` (pause, write, fsync), then a fresh vmx
  * `--restore` until it runs (its control socket appears after its vCPUs
  * start) */
@@ -206,9 +183,9 @@ static struct sr sr_vmx(void)
 	        SR_MIB, elf, SR_TOUCH, tsc_arg);
 	fclose(f);
 	char *run[] = { vmx, "-c", cfg, NULL };
-	pid_t pid = spawn_quiet(run);
+	pid_t pid = bench_spawn(run, NULL);
 	if (!bench_wait_file_has(serial, "filled", 60000)) {
-		kill_wait(pid);
+		bench_kill(pid);
 		return r;
 	}
 	char cmd[3 * PATH_MAX];
@@ -216,18 +193,18 @@ static struct sr sr_vmx(void)
 	snprintf(cmd, sizeof(cmd), "%s --control %s save %s", vmx, sock, state);
 	int rc = bench_sh(NULL, 0, "%s >/dev/null 2>&1", cmd);
 	r.save_ms = bench_now_ms() - t0;
-	kill_wait(pid);
+	bench_kill(pid);
 	unlink(sock);
 	if (rc != 0 || stat(state, &st) < 0)
 		return (struct sr){ -1, -1, 0 };
 	r.bytes = (double)st.st_size;
 	char *restore[] = { vmx, "-c", cfg, "--restore", state, NULL };
 	t0 = bench_now_ms();
-	pid = spawn_quiet(restore);
+	pid = bench_spawn(restore, NULL);
 	while (bench_now_ms() - t0 < 60000 && stat(sock, &st) < 0)
 		usleep(100);
 	r.restore_ms = stat(sock, &st) == 0 ? bench_now_ms() - t0 : -1;
-	kill_wait(pid);
+	bench_kill(pid);
 	return r;
 }
 
@@ -273,7 +250,7 @@ static struct sr sr_qemu(bool kvm)
 		      NULL,
 		      NULL };
 	unlink(serial);
-	pid_t pid = spawn_quiet(a);
+	pid_t pid = bench_spawn(a, NULL);
 	int fd = bench_qmp_open(qs);
 	if (fd < 0 || !bench_wait_file_has(serial, "filled", 60000))
 		goto out;
@@ -296,7 +273,7 @@ static struct sr sr_qemu(bool kvm)
 	}
 	close(fd);
 	fd = -1;
-	kill_wait(pid);
+	bench_kill(pid);
 	pid = -1;
 	if (r.save_ms < 0 || stat(state, &st) < 0)
 		goto out;
@@ -306,7 +283,7 @@ static struct sr sr_qemu(bool kvm)
 	a[22] = "-incoming";
 	a[23] = inc;
 	t0 = bench_now_ms();
-	pid = spawn_quiet(a);
+	pid = bench_spawn(a, NULL);
 	fd = bench_qmp_open(qs);
 	if (fd < 0)
 		goto out;
@@ -324,7 +301,7 @@ static struct sr sr_qemu(bool kvm)
 out:
 	if (fd >= 0)
 		close(fd);
-	kill_wait(pid);
+	bench_kill(pid);
 	return r;
 }
 

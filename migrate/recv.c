@@ -83,18 +83,12 @@ static int accept_streams(int lfd, const char *token, struct vmm_vm *vm, struct 
 	char line[200], expect[100];
 
 	for (unsigned got = 1; got < n; got++) {
-		struct pollfd p = { .fd = lfd, .events = POLLIN };
-		if (poll(&p, 1, 10000) <= 0) {
-			snprintf(err, errlen, "the source opened %u of its %u streams", got, n);
-			return -ETIMEDOUT;
-		}
-		int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (c < 0) {
-			snprintf(err, errlen, "accept: %s", strerror(errno));
-			return -errno;
-		}
-		int buf = 4 << 20;
-		setsockopt(c, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+		char what[80];
+		snprintf(what, sizeof(what), "the source opened %u of its %u streams, no more", got,
+		         n);
+		int c = wire_accept(lfd, 10000, what, err, errlen);
+		if (c < 0)
+			return c;
 		char *end = NULL;
 		int r = wire_read_line(c, line, sizeof(line), 10000);
 		unsigned long k = 0;
@@ -151,22 +145,12 @@ int migrate_dst_receive(int lfd, const char *token, struct vmm_vm *vm, int timeo
 {
 	static struct xrecv x[MIGRATE_MAX_STREAMS];
 	unsigned n = 1;
-	struct pollfd p = { .fd = lfd, .events = POLLIN };
 	char line[200];
 	int ret;
 
-	ret = poll(&p, 1, timeout_ms);
-	if (ret <= 0) {
-		snprintf(err, errlen, "no source connected within %d s", timeout_ms / 1000);
-		return -ETIMEDOUT;
-	}
-	int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-	if (c < 0) {
-		snprintf(err, errlen, "accept: %s", strerror(errno));
-		return -errno;
-	}
-	int buf = 4 << 20;
-	setsockopt(c, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+	int c = wire_accept(lfd, timeout_ms, "no source connected", err, errlen);
+	if (c < 0)
+		return c;
 	ret = wire_read_line(c, line, sizeof(line), 10000);
 	/* "VMKMIG1 <token>" or "VMKMIG1 <token> <streams>" */
 	size_t ll = ret < 0 ? 0 : strlen(line);

@@ -168,6 +168,25 @@ void wire_stream_init(struct wire_stream *w, struct vmm_stream *s, int fd, uint6
 	s->arg = w;
 }
 
+int wire_accept(int lfd, int timeout_ms, const char *what, char *err, size_t errlen)
+{
+	struct pollfd p = { .fd = lfd, .events = POLLIN };
+
+	if (poll(&p, 1, timeout_ms) <= 0) {
+		snprintf(err, errlen, "%s within %d s", what, timeout_ms / 1000);
+		return -ETIMEDOUT;
+	}
+	int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (c < 0) {
+		int e = errno;
+		snprintf(err, errlen, "accept: %s", strerror(e));
+		return -e;
+	}
+	int buf = 4 << 20;
+	setsockopt(c, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+	return c;
+}
+
 int wire_send_line(int fd, const char *line)
 {
 	size_t n = strlen(line);

@@ -26,6 +26,10 @@ struct wire_stream {
 void wire_stream_init(struct wire_stream *w, struct vmm_stream *s, int fd, uint64_t max_bps,
                       atomic_bool *cancel);
 
+/* The next connection on lfd within timeout_ms (receive buffer tuned), or
+ * -ETIMEDOUT / -errno with err set; what names the waited-for peer. */
+int wire_accept(int lfd, int timeout_ms, const char *what, char *err, size_t errlen);
+
 int wire_send_line(int fd, const char *line);
 /* One '\n'-terminated line (without it) within timeout_ms: its length, or
  * -ETIMEDOUT, -ECONNRESET, -EMSGSIZE. */
