@@ -27,6 +27,7 @@
 
 #include "benchutil.h"
 #include "netlink.h"
+#include "hostd/network.h"
 #include "netns.h"
 
 #define LAB_DIR      "/tmp/vmk-bench-network"
@@ -132,7 +133,7 @@ static void *fsink_main(void *arg)
 	return NULL;
 }
 
-/* a veth NAME in host namespace ns, its peer on bridge vmkpg1 (VM Network) */
+/* a veth NAME in host namespace ns, its peer on the VM Network's bridge */
 static int plug(const char *ns, const char *name, char *err, size_t errlen)
 {
 	char peer[16];
@@ -141,12 +142,14 @@ static int plug(const char *ns, const char *name, char *err, size_t errlen)
 	if (nsfd < 0)
 		return nsfd;
 	snprintf(peer, sizeof(peer), "%s-p", name);
+	char br[16];
+	net_pg_bridge("VM Network", br);
 	nl = nl_open_netns(nsfd);
 	close(nsfd);
 	if (nl < 0)
 		return nl;
 	if ((ret = nl_link_add_veth(nl, name, peer, -1, 1500, err, errlen)) == 0 &&
-	    (ret = nl_link_set(nl, peer, 1, 0, "vmkpg1", err, errlen)) == 0 &&
+	    (ret = nl_link_set(nl, peer, 1, 0, br, err, errlen)) == 0 &&
 	    (ret = nl_link_set(nl, name, 1, 0, NULL, err, errlen)) == 0)
 		ret = nl_link_wait_running(nl, name, 2000);
 	nl_close(nl);

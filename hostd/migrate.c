@@ -200,6 +200,8 @@ static void recv_end(struct recv_job *j, bool ok, int pid)
 
 	pthread_mutex_lock(&inv->lock);
 	struct vm *v = inv_find(inv, j->name);
+	if (v && !ok)
+		vmrun_release_nics(j->h, v); /* the incoming vmx's taps */
 	if (v && ok) {
 		v->state = VMS_POWERED_ON;
 		v->pid = pid;
@@ -727,7 +729,8 @@ int hostd_op_vm_migrate(struct hostd_call *call, const Vmk__Request *req)
 	char src_addr[64] = "", src_vmk[16] = "", note[300] = "";
 	/* a destination that fell back to its Management vmk waits on the
 	 * management network: go there from ours too */
-	enum net_tag tag = m->dest_note[0] ? NET_TAG_MANAGEMENT : NET_TAG_VMOTION;
+	enum net_tag tag =
+	        m->dest_note[0] || !m->dest_interface[0] ? NET_TAG_MANAGEMENT : NET_TAG_VMOTION;
 	if (hostd_network_traffic(call->h, tag, src_addr, sizeof(src_addr), j->netns,
 	                          sizeof(j->netns), src_vmk, sizeof(src_vmk), note,
 	                          sizeof(note)) < 0)

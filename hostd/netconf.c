@@ -37,6 +37,11 @@ int net_tag_parse(const char *s, enum net_tag *t)
 	return -EINVAL;
 }
 
+void net_pg_bridge(const char *portgroup, char out[16])
+{
+	snprintf(out, 16, "vpg%08x", util_fnv1a(UTIL_FNV1A_INIT, portgroup));
+}
+
 bool net_valid_vmk_name(const char *s)
 {
 	size_t n = strlen(s);
@@ -194,6 +199,20 @@ static void load_switches(struct net_model *m, const char *file, config_setting_
 				SKIP(file, p, "port group \"%s\" is defined twice", pname);
 				continue;
 			}
+			/* an uplink is a port of one bridge: two port groups may share
+			 * it only on different VLANs */
+			const char *clash = NULL;
+			for (size_t k = 0; uplink[0] && k < m->nportgroups; k++)
+				if (!strcmp(m->portgroups[k].uplink, uplink) &&
+				    m->portgroups[k].vlan == (unsigned)vlan)
+					clash = m->portgroups[k].name;
+			if (clash) {
+				SKIP(file, p,
+				     "port group \"%s\": uplink %s (VLAN %d) is port group "
+				     "\"%s\"'s already; give one of them another uplink or VLAN",
+				     pname, uplink, vlan, clash);
+				continue;
+			}
 			if (m->nportgroups == NET_MAX_PORTGROUPS) {
 				SKIP(file, p, "at most %d port groups", NET_MAX_PORTGROUPS);
 				continue;
@@ -204,7 +223,7 @@ static void load_switches(struct net_model *m, const char *file, config_setting_
 			snprintf(pg->vswitch, sizeof(pg->vswitch), "%s", name);
 			snprintf(pg->uplink, sizeof(pg->uplink), "%s", uplink);
 			pg->vlan = (unsigned)vlan;
-			snprintf(bridge, sizeof(bridge), "vmkpg%zu", m->nportgroups);
+			net_pg_bridge(pname, bridge);
 			memcpy(pg->bridge, bridge, sizeof(pg->bridge));
 			m->nportgroups++;
 		}

@@ -603,7 +603,7 @@ int hostd_op_portgroup_list(struct hostd_call *call, const Vmk__Request *req)
 {
 	struct hostd_network *n = call->h->network;
 	Vmk__PortgroupListResponse *r = arena_alloc(call->a, sizeof(*r));
-	int nl = nl_open();
+	int nl = n ? nl_open() : -1;
 	if (!n)
 		return hostd_fail(call, VMK__STATUS__STATUS_FAILED,
 		                  "the network is not initialised");

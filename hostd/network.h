@@ -100,6 +100,9 @@ struct net_vmk *net_find_vmk(struct net_model *m, const char *name);
 
 const char *net_tag_name(enum net_tag t);
 int net_tag_parse(const char *s, enum net_tag *t);
+/* The Linux bridge of a port group: "vpg" and a hash of its name, so that
+ * a port group keeps its bridge when others come or go. */
+void net_pg_bridge(const char *portgroup, char out[16]);
 /* "vmk" followed by 1..5 digits */
 bool net_valid_vmk_name(const char *s);
 

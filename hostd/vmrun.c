@@ -254,6 +254,7 @@ int vmrun_spawn(struct hostd *h, const char *cfgpath, const char *dir, const cha
 	/* NICs: a tap on each NIC's port group, made here, attached by vmx */
 	struct vmcfg vc;
 	char cerr[400];
+	unsigned ntaps = 0;
 	if (h->network && hostd_network_managed(h) &&
 	    vmcfg_load(cfgpath, &vc, cerr, sizeof(cerr)) == 0) {
 		int ret = 0;
@@ -267,6 +268,7 @@ int vmrun_spawn(struct hostd *h, const char *cfgpath, const char *dir, const cha
 			}
 			argv[n++] = "--tap";
 			argv[n++] = taps[i];
+			ntaps = ret == 0 ? i + 1 : 0;
 		}
 		vmcfg_free(&vc);
 		if (ret < 0)
@@ -292,6 +294,8 @@ int vmrun_spawn(struct hostd *h, const char *cfgpath, const char *dir, const cha
 			close(logfd);
 		if (nullfd >= 0)
 			close(nullfd);
+		for (unsigned i = 0; i < ntaps; i++)
+			vmnic_release(taps[i]);
 		return -EIO;
 	}
 	sigset_t all;
@@ -314,6 +318,8 @@ int vmrun_spawn(struct hostd *h, const char *cfgpath, const char *dir, const cha
 	close(nullfd);
 	if (pid < 0) {
 		snprintf(err, errlen, "fork: %s", strerror(saved));
+		for (unsigned i = 0; i < ntaps; i++)
+			vmnic_release(taps[i]);
 		return -saved;
 	}
 	*monitor = pid;
@@ -324,7 +330,7 @@ int vmrun_spawn(struct hostd *h, const char *cfgpath, const char *dir, const cha
 
 /* Sets v's state from how its vmx ended (vmx.exit); lock held. */
 /* A VM that stopped running here: its NICs' taps go */
-static void release_nics(struct hostd *h, const struct vm *v)
+void vmrun_release_nics(struct hostd *h, const struct vm *v)
 {
 	char tap[16];
 
@@ -341,7 +347,7 @@ static void record_exit(struct hostd *h, struct vm *v, const char *user)
 	char why[300];
 	bool crashed;
 
-	release_nics(h, v);
+	vmrun_release_nics(h, v);
 	if (vmx_exit_read(v->rundir, &pid, &code, &sig, &when) == 0 && (pid == v->pid || !v->pid)) {
 		if (sig) {
 			snprintf(v->reason, sizeof(v->reason), "vmx pid %d was killed by signal %d",
@@ -523,7 +529,7 @@ static void set_state(struct power_job *j, enum vm_state s, int pid, int monitor
 	struct vm *v = inv_find(inv, j->name);
 	if (v) {
 		if (s == VMS_POWERED_OFF || s == VMS_SUSPENDED || s == VMS_CRASHED)
-			release_nics(j->h, v);
+			vmrun_release_nics(j->h, v);
 		v->state = s;
 		v->pid = pid;
 		v->monitor_pid = monitor;

@@ -44,6 +44,10 @@ void vmrun_dir(const struct hostd *h, const char *name, char *out, size_t outlen
 int vmrun_spawn(struct hostd *h, const char *cfgpath, const char *dir, const char *rundir,
                 const char *restore, const char *incoming, const char *token_file,
                 const char *netns, pid_t *monitor, char *err, size_t errlen);
+/* Deletes the taps of a VM's NICs (it stopped running here, or never
+ * started); lock of the inventory held or not, it touches no state. */
+struct vm;
+void vmrun_release_nics(struct hostd *h, const struct vm *v);
 /* One control call to the vmx whose socket is in rundir (version set). */
 int vmrun_vmx_call(const char *rundir, Vmx__Request *rq, Vmx__Response **rs, int timeout_ms,
                    char *err, size_t errlen);

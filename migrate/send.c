@@ -309,9 +309,12 @@ static void *send_main(void *arg)
 
 	memset(x, 0, sizeof(x));
 	set_phase(s, MIG_CONNECTING);
-	s->fd = wire_connect(s->p.nsfd, s->p.host, s->p.port, 10000, err, sizeof(err));
+	int mfd = wire_connect(s->p.nsfd, s->p.host, s->p.port, 10000, err, sizeof(err));
+	pthread_mutex_lock(&s->m); /* cancel shuts it down under the lock */
+	s->fd = mfd;
+	pthread_mutex_unlock(&s->m);
 	if (s->fd < 0) {
-		fail(s, MIG_FAILED, "%s", err);
+		fail(s, atomic_load(&s->cancel) ? MIG_CANCELLED : MIG_FAILED, "%s", err);
 		goto out;
 	}
 	if (nstreams > 1)
@@ -332,7 +335,8 @@ static void *send_main(void *arg)
 	for (unsigned k = 1; k < nstreams; k++) {
 		int fd = wire_connect(s->p.nsfd, s->p.host, s->p.port, 10000, err, sizeof(err));
 		if (fd < 0) {
-			fail(s, MIG_FAILED, "stream %u: %s", k, err);
+			fail(s, atomic_load(&s->cancel) ? MIG_CANCELLED : MIG_FAILED,
+			     "stream %u: %s", k, err);
 			goto out;
 		}
 		pthread_mutex_lock(&s->m);
@@ -342,14 +346,16 @@ static void *send_main(void *arg)
 		if ((ret = wire_send_line(fd, line)) < 0 ||
 		    (ret = wire_read_line(fd, line, sizeof(line), 10000)) < 0 ||
 		    strcmp(line, "OK") != 0) {
-			fail(s, MIG_FAILED, "stream %u: the destination refused it: %s", k,
+			fail(s, atomic_load(&s->cancel) ? MIG_CANCELLED : MIG_FAILED,
+			     "stream %u: the destination refused it: %s", k,
 			     ret < 0 ? strerror(-ret) : line);
 			goto out;
 		}
 		wire_stream_init(&x[k].ws, &x[k].st, fd, max_bps / nstreams, &s->cancel);
 		x[k].st.compress = s->p.compress;
 		if ((ret = vmm_state_write_header(&x[k].st)) < 0) {
-			fail(s, MIG_FAILED, "stream %u: %s", k, strerror(-ret));
+			fail(s, atomic_load(&s->cancel) ? MIG_CANCELLED : MIG_FAILED,
+			     "stream %u: %s", k, strerror(-ret));
 			goto out;
 		}
 	}
@@ -446,9 +452,10 @@ static void *send_main(void *arg)
 		/* within the limit: switch over, unless another pass still
 		 * shrinks what is left by a quarter or more (the pause is then
 		 * shorter than the limit allows, at the price of a pass) */
+		bool shrank = prev_remaining != UINT64_MAX && remaining * 4 <= prev_remaining * 3;
 		if (expect <= downtime &&
-		    (expect <= downtime / 10 || remaining * 4 > prev_remaining * 3 ||
-		     it + 1 >= MAX_ITERATIONS))
+		    (expect <= downtime / 10 || (prev_remaining != UINT64_MAX && !shrank) ||
+		     it + 1 >= MAX_ITERATIONS || ms_now() - t0 > converge_ms))
 			break;
 		prev_remaining = remaining;
 		if (ms_now() - t0 > converge_ms) {

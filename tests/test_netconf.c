@@ -94,6 +94,10 @@ static void test_good(void **state)
 	assert_int_equal(m.nportgroups, 2);
 	assert_string_equal(m.portgroups[1].name, "vMotion");
 	assert_string_equal(m.portgroups[1].uplink, "eth2");
+	char br[16];
+	net_pg_bridge("vMotion", br);
+	assert_string_equal(m.portgroups[1].bridge, br); /* by name, not position */
+	assert_int_equal(strlen(br), 11);
 	assert_int_equal(m.portgroups[1].vlan, 20);
 	assert_int_equal(m.nnetstacks, 4); /* three built in, backup */
 	assert_int_equal(m.nvmks, 2);
@@ -138,7 +142,8 @@ static void test_bad_entries(void **state)
 	           "  switches = ( { name = \"vSwitch0\"; uplinks = [ \"eth1\" ];\n"
 	           "    portgroups = ( { name = \"PG\"; uplink = \"eth1\"; },\n"
 	           "                   { name = \"Bad\"; uplink = \"eth9\"; },\n"
-	           "                   { name = \"PG\"; } ); } );\n"
+	           "                   { name = \"PG\"; }, { name = \"PG2\"; uplink = \"eth1\"; } "
+	           "); } );\n"
 	           "  interfaces = (\n"
 	           "    { name = \"vmk0\"; portgroup = \"PG\"; tags = [ \"Management\" ]; },\n"
 	           "    { name = \"vmk0\"; portgroup = \"PG\"; },\n"
@@ -166,6 +171,8 @@ static void test_bad_entries(void **state)
 	        log_has("host.cfg:5: port group \"Bad\": uplink eth9 is not an uplink of switch "
 	                "vSwitch0"));
 	assert_true(log_has("host.cfg:6: port group \"PG\" is defined twice"));
+	assert_true(log_has("host.cfg:6: port group \"PG2\": uplink eth1 (VLAN 0) is port group "
+	                    "\"PG\"'s already"));
 	assert_true(log_has("host.cfg:9: vmk0 is defined twice"));
 	assert_true(log_has("host.cfg:10: a vmk adapter needs a name vmkN"));
 	assert_true(log_has("host.cfg:11: vmk2: portgroup \"Nowhere\""));

@@ -406,7 +406,16 @@ static void park(struct vmm_vcpu *c)
 		 * instruction on restore (a UART byte twice). */
 		pthread_mutex_unlock(&vm->lock);
 		c->run->immediate_exit = 1;
-		(void)ioctl(c->fd, KVM_RUN, 0);
+		/* a string I/O or a split MMIO access may need further exits to
+		 * finish: serve them until KVM_RUN returns with nothing left */
+		for (int i = 0; i < 4096 && ioctl(c->fd, KVM_RUN, 0) == 0; i++) {
+			if (c->run->exit_reason == KVM_EXIT_IO)
+				handle_io(c);
+			else if (c->run->exit_reason == KVM_EXIT_MMIO)
+				handle_mmio(c);
+			else
+				break;
+		}
 		pthread_mutex_lock(&vm->lock);
 	}
 	c->io_pending = false;
