@@ -36,11 +36,8 @@ int hostd_op_ping(struct hostd_call *call, const Vmk__Request *req)
 		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
 		                  "-s %u: an ICMP payload is at most %u bytes", o.size,
 		                  PING_SIZE_MAX);
-	if (!call->h->network ||
-	    hostd_network_vmk_ns(call->h, r->interface, netstack, sizeof(netstack), &nsfd) < 0)
-		return hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
-		                  "no vmk adapter named \"%s\"; see network ip interface list",
-		                  r->interface);
+	if (hostd_network_vmk_ns(call->h, r->interface, netstack, sizeof(netstack), &nsfd) < 0)
+		return hostd_network_no_vmk(call, r->interface);
 	/* bounded: count requests 200 ms apart, then 1 s for the last reply */
 	ret = ping_run(nsfd, &o, &res);
 	if (nsfd >= 0)

@@ -401,6 +401,23 @@ static int reply_vmk(struct hostd_call *call, struct hostd_network *n, const str
 	return VMK__STATUS__STATUS_OK;
 }
 
+int hostd_network_no_vmk(struct hostd_call *call, const char *name)
+{
+	return hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
+	                  "no vmk adapter named \"%s\"; see network ip interface list", name);
+}
+
+/* The vmk adapter named name, or NULL with *status the failure; lock held. */
+static struct net_vmk *vmk_or_fail(struct hostd_call *call, struct hostd_network *n,
+                                   const char *name, int *status)
+{
+	struct net_vmk *v = net_find_vmk(&n->m, name);
+
+	if (!v)
+		*status = hostd_network_no_vmk(call, name);
+	return v;
+}
+
 /* The common preamble of the changing operations: a managed network. */
 static struct hostd_network *managed(struct hostd_call *call, int *status)
 {
@@ -689,13 +706,9 @@ int hostd_op_interface_get(struct hostd_call *call, const Vmk__Request *req)
 		                  "the network is not initialised");
 
 	pthread_mutex_lock(&n->lock);
-	const struct net_vmk *v = net_find_vmk(&n->m, name);
+	const struct net_vmk *v = vmk_or_fail(call, n, name, &status);
 	if (v)
 		status = reply_vmk(call, n, v);
-	else
-		status = hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
-		                    "no vmk adapter named \"%s\"; see network ip interface list",
-		                    name);
 	pthread_mutex_unlock(&n->lock);
 	return status;
 }
@@ -808,13 +821,9 @@ int hostd_op_interface_remove(struct hostd_call *call, const Vmk__Request *req)
 	if (!n)
 		return status;
 	pthread_mutex_lock(&n->lock);
-	struct net_vmk *v = net_find_vmk(&n->m, name);
-	if (!v) {
-		status = hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
-		                    "no vmk adapter named \"%s\"; see network ip interface list",
-		                    name);
+	struct net_vmk *v = vmk_or_fail(call, n, name, &status);
+	if (!v)
 		goto out;
-	}
 	if ((v->tags & (1u << NET_TAG_MANAGEMENT)) && management_count(&n->m) == 1) {
 		status = hostd_fail(
 		        call, VMK__STATUS__STATUS_CONFLICT,
@@ -876,13 +885,9 @@ int hostd_op_interface_set(struct hostd_call *call, const Vmk__Request *req)
 		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
 		                  "%s: enabled must be 0 (unchanged), 1 or 2", r->name);
 	pthread_mutex_lock(&n->lock);
-	struct net_vmk *v = net_find_vmk(&n->m, r->name);
-	if (!v) {
-		status = hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
-		                    "no vmk adapter named \"%s\"; see network ip interface list",
-		                    r->name);
+	struct net_vmk *v = vmk_or_fail(call, n, r->name, &status);
+	if (!v)
 		goto out;
-	}
 	struct net_vmk c = *v;
 	if (r->mtu) {
 		status = check_mtu(call, n, r->name, net_find_pg(&n->m, v->portgroup), r->mtu);
@@ -958,13 +963,9 @@ int hostd_op_interface_ipv4_set(struct hostd_call *call, const Vmk__Request *req
 		}
 	}
 	pthread_mutex_lock(&n->lock);
-	struct net_vmk *v = net_find_vmk(&n->m, r->name);
-	if (!v) {
-		status = hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
-		                    "no vmk adapter named \"%s\"; see network ip interface list",
-		                    r->name);
+	struct net_vmk *v = vmk_or_fail(call, n, r->name, &status);
+	if (!v)
 		goto out;
-	}
 	for (size_t i = 0; !none && i < n->m.nvmks; i++) {
 		const struct net_vmk *o = &n->m.vmks[i];
 		if (o != v && o->has_ipv4 && o->ipv4.s_addr == ip.s_addr &&
@@ -1004,13 +1005,9 @@ static int tag_op(struct hostd_call *call, const Vmk__InterfaceTagRequest *r, bo
 		                  "VSAN, vSphereBackupNFC, NVMeTCP or NVMeRDMA",
 		                  r->tag);
 	pthread_mutex_lock(&n->lock);
-	struct net_vmk *v = net_find_vmk(&n->m, r->name);
-	if (!v) {
-		status = hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
-		                    "no vmk adapter named \"%s\"; see network ip interface list",
-		                    r->name);
+	struct net_vmk *v = vmk_or_fail(call, n, r->name, &status);
+	if (!v)
 		goto out;
-	}
 	unsigned bit = 1u << tag;
 	if (add && tag == NET_TAG_FT) {
 		for (size_t i = 0; i < n->m.nvmks; i++) {
@@ -1106,6 +1103,8 @@ int hostd_network_vmk_ns(struct hostd *h, const char *vmk, char *netstack, size_
 	int ret = -ENOENT;
 
 	*nsfd = -1;
+	if (!n)
+		return -ENOENT;
 	pthread_mutex_lock(&n->lock);
 	const struct net_vmk *v = net_find_vmk(&n->m, vmk);
 	if (v) {

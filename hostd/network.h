@@ -143,6 +143,11 @@ void vmnic_tap_name(const char *uuid, unsigned index, char out[16]);
 int vmnic_attach(struct hostd *h, const char *portgroup, const char *tap, char *err, size_t errlen);
 void vmnic_release(const char *tap);
 
+/* Fails the call: there is no vmk adapter named name (NOT_FOUND, with the
+ * command that lists them). */
+struct hostd_call;
+int hostd_network_no_vmk(struct hostd_call *call, const char *name);
+
 /* The netstack of vmk adapter vmk and an fd of its namespace (*nsfd = -1
  * for defaultTcpipStack; else the caller closes it). -ENOENT if unknown. */
 int hostd_network_vmk_ns(struct hostd *h, const char *vmk, char *netstack, size_t stacklen,
