@@ -80,7 +80,7 @@ static void *xrecv_main(void *arg)
 static int accept_streams(int lfd, const char *token, struct vmm_vm *vm, struct xrecv *x,
                           unsigned n, char *err, size_t errlen)
 {
-	char line[200], expect[100];
+	char line[200];
 
 	for (unsigned got = 1; got < n; got++) {
 		char what[80];
@@ -105,8 +105,7 @@ static int accept_streams(int lfd, const char *token, struct vmm_vm *vm, struct 
 			         got);
 			return -EACCES;
 		}
-		snprintf(expect, sizeof(expect), "OK\n");
-		wire_send_line(c, expect);
+		wire_send_line(c, "OK\n");
 		x[k].fd = c;
 		x[k].vm = vm;
 		if (pthread_create(&x[k].t, NULL, xrecv_main, &x[k]) != 0) {

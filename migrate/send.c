@@ -68,10 +68,13 @@ static void *throttle_main(void *arg)
 	return NULL;
 }
 
-/* Parallel streams (--streams): stream k carries the pages of the chunks
- * c with c % n == k (MIGRATE_STREAM_CHUNK pages each); the main stream is
- * stream 0. Each pass sends every stream's share at once, one thread per
- * extra stream, and ends when all have. */
+/* Every pass sends memory a chunk of MIGRATE_STREAM_CHUNK pages at a time;
+ * each chunk's dirty log is re-armed (manual protection,
+ * vmm_vm_dirty_clear) right before its pages are read, as QEMU clears its
+ * log in chunks. With parallel streams (--streams) stream k carries the
+ * chunks c with c % n == k; the main stream is stream 0. Each pass sends
+ * every stream's share at once, one thread per extra stream, and ends
+ * when all have. */
 struct xstream {
 	struct wire_stream ws;
 	struct vmm_stream st;
@@ -153,25 +156,6 @@ static int send_dirty_streams(struct vmm_vm *vm, struct vmm_stream *main_st, uin
 			pthread_join(t[k], NULL);
 		if (sh[k].ret < 0 && ret == 0)
 			ret = sh[k].ret;
-	}
-	return ret;
-}
-
-/* The pages set in bm, a chunk at a time: each chunk's dirty log is
- * re-armed (manual protection, vmm_vm_dirty_clear) right before its pages
- * are read, as QEMU clears its log in chunks. */
-#define SEND_CHUNK_PAGES 32768 /* 128 MiB */
-
-static int send_dirty(struct vmm_vm *vm, struct vmm_stream *st, const uint64_t *bm)
-{
-	uint64_t n = vm->mem.dirty_pages;
-	uint32_t inst = 0;
-	int ret = 0;
-
-	for (uint64_t a = 0; a < n && ret == 0; a += SEND_CHUNK_PAGES) {
-		uint64_t b = a + SEND_CHUNK_PAGES < n ? a + SEND_CHUNK_PAGES : n;
-		if ((ret = vmm_vm_dirty_clear(vm, bm, a, b)) == 0)
-			ret = vmm_ram_save_dirty_range(&vm->mem, st, bm, a, b, &inst, NULL);
 	}
 	return ret;
 }
@@ -393,27 +377,21 @@ static void *send_main(void *arg)
 	unsigned behind = 0;
 	for (uint32_t it = 0;; it++) {
 		uint64_t ti = ms_now(), b0 = sent_total(&ws, x, nstreams);
-		if (it == 0 && (nstreams > 1 || vm->dirty_manual)) {
-			/* all of RAM, shared out like any pass; with manual
-			 * protection each chunk's log is re-armed right before it
-			 * is read (its bits are all set from the start) */
+		if (it == 0) {
+			/* all of RAM (holes as ZERO sections), shared out like any
+			 * pass; with manual protection each chunk's log is re-armed
+			 * right before it is read (its bits are all set from the
+			 * start) */
 			memset(bm, 0xff, words * sizeof(uint64_t));
 			if (vm->mem.dirty_pages % 64)
 				bm[words - 1] = (1ull << (vm->mem.dirty_pages % 64)) - 1;
 			ret = send_dirty_streams(vm, &st, &main_inst, x, nstreams, bm, true);
-			for (unsigned k = 0; ret == 0 && k < dk.n; k++)
-				ret = vmm_disk_save_all(vm->devs[dk.index[k]], dk.index[k], &st,
-				                        NULL);
-		} else if (it == 0) {
-			ret = vmm_ram_save_all(&vm->mem, &st, NULL);
 			/* the disks whole (their allocated ranges), then what was written */
 			for (unsigned k = 0; ret == 0 && k < dk.n; k++)
 				ret = vmm_disk_save_all(vm->devs[dk.index[k]], dk.index[k], &st,
 				                        NULL);
 		} else {
-			ret = nstreams > 1 ? send_dirty_streams(vm, &st, &main_inst, x, nstreams,
-			                                        bm, false)
-			                   : send_dirty(vm, &st, bm);
+			ret = send_dirty_streams(vm, &st, &main_inst, x, nstreams, bm, false);
 			if (ret == 0)
 				ret = disks_send(vm, &dk, &st);
 		}
@@ -509,8 +487,7 @@ static void *send_main(void *arg)
 		free(more);
 	}
 	disks_harvest(vm, &dk); /* paused: the final delta of the disks */
-	ret = nstreams > 1 ? send_dirty_streams(vm, &st, &main_inst, x, nstreams, bm, false)
-	                   : vmm_ram_save_dirty(&vm->mem, &st, bm, vm->mem.dirty_pages, NULL);
+	ret = send_dirty_streams(vm, &st, &main_inst, x, nstreams, bm, false);
 	for (unsigned k = 1; ret == 0 && k < nstreams; k++)
 		ret = vmm_state_write_section(&x[k].st, SEC_END, 0, NULL, 0);
 	if (ret < 0 || (ret = disks_send(vm, &dk, &st)) < 0 ||

@@ -130,18 +130,10 @@ int vmm_ram_load_compressed(struct vmm_mem *m, const uint8_t *payload, size_t le
 	return ret;
 }
 
-int vmm_ram_save_dirty(const struct vmm_mem *m, struct vmm_stream *s, const uint64_t *dirty,
-                       uint64_t npages, struct ram_stats *st)
-{
-	uint32_t inst = 0;
-
-	return vmm_ram_save_dirty_range(m, s, dirty, 0, npages, &inst, st);
-}
-
 int vmm_ram_save_dirty_range(const struct vmm_mem *m, struct vmm_stream *s, const uint64_t *dirty,
-                             uint64_t from, uint64_t npages, uint32_t *inst, struct ram_stats *st)
+                             uint64_t from, uint64_t to, uint32_t *inst, struct ram_stats *st)
 {
-	for (uint64_t p = from; p < npages;) {
+	for (uint64_t p = from; p < to;) {
 		if (!dirty[p / 64]) {
 			p = (p / 64 + 1) * 64;
 			continue;
@@ -151,8 +143,7 @@ int vmm_ram_save_dirty_range(const struct vmm_mem *m, struct vmm_stream *s, cons
 			continue;
 		}
 		uint64_t q = p;
-		while (q < npages && q - p < RAMSTATE_CHUNK_PAGES &&
-		       (dirty[q / 64] >> (q % 64) & 1))
+		while (q < to && q - p < RAMSTATE_CHUNK_PAGES && (dirty[q / 64] >> (q % 64) & 1))
 			q++;
 		/* a run never spans two slots: the MMIO hole has no dirty pages,
 		 * but a run may end at a slot's end */

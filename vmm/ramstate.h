@@ -26,11 +26,9 @@ int vmm_ram_save_all(const struct vmm_mem *m, struct vmm_stream *s, struct ram_s
  * numbers the sections. */
 int vmm_ram_save_all_range(const struct vmm_mem *m, struct vmm_stream *s, uint64_t from,
                            uint64_t to, uint32_t *inst, struct ram_stats *st);
-/* The pages whose bits are set in dirty (a bit per page from gpa 0; words
- * of 64), as sections of runs of dirty pages. */
-int vmm_ram_save_dirty(const struct vmm_mem *m, struct vmm_stream *s, const uint64_t *dirty,
-                       uint64_t npages, struct ram_stats *st);
-/* The same for the pages [from, to) only; *inst numbers the sections. */
+/* The pages of [from, to) whose bits are set in dirty (a bit per page from
+ * gpa 0; words of 64), as sections of runs of dirty pages; *inst numbers
+ * the sections. */
 int vmm_ram_save_dirty_range(const struct vmm_mem *m, struct vmm_stream *s, const uint64_t *dirty,
                              uint64_t from, uint64_t to, uint32_t *inst, struct ram_stats *st);
 /* Applies one ZERO section (u64 gpa, u64 bytes, page-aligned, inside one
