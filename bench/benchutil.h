@@ -63,6 +63,46 @@ static inline int bench_sh(char *out, size_t outlen, const char *fmt, ...)
 	return st < 0 ? -1 : WEXITSTATUS(st);
 }
 
+/* The QEMU command line every bench boots the micro guest with: microvm
+ * (KVM, or TCG), the exit device at 0xf4, the serial port to `serial`
+ * (a chardev: "stdio", "file:PATH"), a QMP socket when qmp is not NULL,
+ * then `extra` (NULL-terminated, may be NULL). argv needs room for 32. */
+#define BENCH_QEMU_ARGV 32
+static inline void bench_qemu_argv(char **argv, bool kvm, const char *mem, const char *serial,
+                                   const char *elf, const char *append, const char *qmp,
+                                   char *const *extra)
+{
+	int n = 0;
+
+	argv[n++] = "qemu-system-x86_64";
+	argv[n++] = "-M";
+	argv[n++] = kvm ? "microvm,accel=kvm" : "microvm,accel=tcg";
+	argv[n++] = "-cpu"; /* -cpu host makes QEMU 7.2 abort on this CPU */
+	argv[n++] = kvm ? "host,-arch-capabilities" : "max";
+	argv[n++] = "-m";
+	argv[n++] = (char *)mem;
+	argv[n++] = "-nodefaults";
+	argv[n++] = "-no-user-config";
+	argv[n++] = "-nographic";
+	argv[n++] = "-display";
+	argv[n++] = "none";
+	argv[n++] = "-serial";
+	argv[n++] = (char *)serial;
+	argv[n++] = "-device";
+	argv[n++] = "isa-debug-exit,iobase=0xf4,iosize=4";
+	argv[n++] = "-kernel";
+	argv[n++] = (char *)elf;
+	argv[n++] = "-append";
+	argv[n++] = (char *)append;
+	if (qmp) {
+		argv[n++] = "-qmp";
+		argv[n++] = (char *)qmp;
+	}
+	for (; extra && *extra && n < BENCH_QEMU_ARGV - 1; extra++)
+		argv[n++] = *extra;
+	argv[n] = NULL;
+}
+
 /* Starts argv in a session of its own, stdin from /dev/null, stdout and
  * stderr to logpath (NULL: /dev/null). */
 static inline pid_t bench_spawn(char *const argv[], const char *logpath)

@@ -222,56 +222,10 @@ static struct result run_qemu(int mib, const char *cmdline, const char *ready, b
 	char qas[PATH_MAX + 40], qbs[PATH_MAX + 40];
 	snprintf(qas, sizeof(qas), "unix:%s,server=on,wait=off", qa);
 	snprintf(qbs, sizeof(qbs), "unix:%s,server=on,wait=off", qb);
-	const char *machine = kvm ? "microvm,accel=kvm" : "microvm,accel=tcg";
-	const char *cpu = kvm ? "host,-arch-capabilities" : "max";
-	char *a[] = { "qemu-system-x86_64",
-		      "-M",
-		      (char *)machine,
-		      "-cpu",
-		      (char *)cpu,
-		      "-m",
-		      mem,
-		      "-nodefaults",
-		      "-no-user-config",
-		      "-nographic",
-		      "-display",
-		      "none",
-		      "-serial",
-		      sa,
-		      "-device",
-		      "isa-debug-exit,iobase=0xf4,iosize=4",
-		      "-kernel",
-		      elf,
-		      "-append",
-		      append,
-		      "-qmp",
-		      qas,
-		      NULL };
-	char *b[] = { "qemu-system-x86_64",
-		      "-M",
-		      (char *)machine,
-		      "-cpu",
-		      (char *)cpu,
-		      "-m",
-		      mem,
-		      "-nodefaults",
-		      "-no-user-config",
-		      "-nographic",
-		      "-display",
-		      "none",
-		      "-serial",
-		      sb,
-		      "-device",
-		      "isa-debug-exit,iobase=0xf4,iosize=4",
-		      "-kernel",
-		      elf,
-		      "-append",
-		      append,
-		      "-qmp",
-		      qbs,
-		      "-incoming",
-		      multifd ? "defer" : inc,
-		      NULL };
+	char *a[BENCH_QEMU_ARGV], *b[BENCH_QEMU_ARGV];
+	char *incoming[] = { "-incoming", multifd ? "defer" : inc, NULL };
+	bench_qemu_argv(a, kvm, mem, sa, elf, append, qas, NULL);
+	bench_qemu_argv(b, kvm, mem, sb, elf, append, qbs, incoming);
 	char lga[PATH_MAX + 8];
 	snprintf(lga, sizeof(lga), "%s/qa.log", tmp);
 	pid_t pa = bench_spawn(a, lga), pb = bench_spawn(b, lb);

@@ -54,12 +54,9 @@ static double run_qemu(const char *cmdline, bool kvm, char *out, size_t outlen, 
 		close(p[0]);
 		char tmo[16];
 		snprintf(tmo, sizeof(tmo), "%d", timeout_s);
-		execlp("timeout", "timeout", tmo, "qemu-system-x86_64", "-M",
-		       kvm ? "microvm,accel=kvm" : "microvm,accel=tcg", "-cpu",
-		       kvm ? "host,-arch-capabilities" : "max", "-m", "128", "-nodefaults",
-		       "-no-user-config", "-nographic", "-display", "none", "-serial", "stdio",
-		       "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-kernel", elf, "-append",
-		       append, (char *)NULL);
+		char *q[BENCH_QEMU_ARGV + 2] = { "timeout", tmo };
+		bench_qemu_argv(q + 2, kvm, "128", "stdio", elf, append, NULL, NULL);
+		execvp("timeout", q);
 		_exit(127);
 	}
 	close(p[1]);
@@ -224,31 +221,8 @@ static struct sr sr_qemu(bool kvm)
 	snprintf(state, sizeof(state), "%s/q.state", tmpdir);
 	snprintf(mem, sizeof(mem), "%d", SR_MIB);
 	snprintf(append, sizeof(append), "%s %s", SR_TOUCH, tsc_arg);
-	char *a[] = { "qemu-system-x86_64",
-		      "-M",
-		      kvm ? "microvm,accel=kvm" : "microvm,accel=tcg",
-		      "-cpu",
-		      kvm ? "host,-arch-capabilities" : "max",
-		      "-m",
-		      mem,
-		      "-nodefaults",
-		      "-no-user-config",
-		      "-nographic",
-		      "-display",
-		      "none",
-		      "-serial",
-		      sfile,
-		      "-device",
-		      "isa-debug-exit,iobase=0xf4,iosize=4",
-		      "-kernel",
-		      elf,
-		      "-append",
-		      append,
-		      "-qmp",
-		      qsa,
-		      NULL,
-		      NULL,
-		      NULL };
+	char *a[BENCH_QEMU_ARGV];
+	bench_qemu_argv(a, kvm, mem, sfile, elf, append, qsa, NULL);
 	unlink(serial);
 	pid_t pid = bench_spawn(a, NULL);
 	int fd = bench_qmp_open(qs);
@@ -280,8 +254,8 @@ static struct sr sr_qemu(bool kvm)
 	r.bytes = (double)st.st_size;
 	unlink(qs);
 	snprintf(inc, sizeof(inc), "exec:cat %s", state);
-	a[22] = "-incoming";
-	a[23] = inc;
+	char *incoming[] = { "-incoming", inc, NULL };
+	bench_qemu_argv(a, kvm, mem, sfile, elf, append, qsa, incoming);
 	t0 = bench_now_ms();
 	pid = bench_spawn(a, NULL);
 	fd = bench_qmp_open(qs);
