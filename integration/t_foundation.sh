@@ -114,6 +114,9 @@ for i in 1 2 3; do
 	head -c 300 /dev/urandom |
 		timeout 5 ip netns exec vmk-admin bash -c "cat > /dev/tcp/${addr1%:*}/${addr1#*:}" \
 			2>/dev/null
+	# a peer that connects and hangs up before any byte
+	timeout 5 ip netns exec vmk-admin bash -c "exec 3<>/dev/tcp/${addr1%:*}/${addr1#*:}; exec 3>&-" \
+		2>/dev/null
 done
 expect 0 "hostd serves after garbage over TLS and plain TCP" vmkctl -s esx1 system version get
 

@@ -41,31 +41,82 @@ static void set_phase(struct migrate_src *s, enum migrate_phase ph)
 }
 
 /* Auto-converge: a thread that holds the vCPUs for throttle_pct of every
- * period (pause/resume, the same for KVM and the software CPU). */
+ * period (pause/resume, the same for KVM and the software CPU). Its waits
+ * end at once when it is told to stop (the switchover must not wait out a
+ * period). */
 struct throttle {
 	struct vmm_vm *vm;
 	atomic_uint pct;
-	atomic_bool stop;
+	pthread_mutex_t m;
+	pthread_cond_t cv;
+	bool stop; /* under m */
 	pthread_t t;
 	bool running;
 };
+
+/* Waits us microseconds or until stopped; true when stopped. */
+static bool throttle_wait(struct throttle *th, unsigned us)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_nsec += (long)(us % 1000000) * 1000;
+	until.tv_sec += us / 1000000 + until.tv_nsec / 1000000000;
+	until.tv_nsec %= 1000000000;
+	pthread_mutex_lock(&th->m);
+	while (!th->stop && pthread_cond_timedwait(&th->cv, &th->m, &until) == 0)
+		;
+	bool stop = th->stop;
+	pthread_mutex_unlock(&th->m);
+	return stop;
+}
 
 static void *throttle_main(void *arg)
 {
 	struct throttle *th = arg;
 
-	while (!atomic_load(&th->stop)) {
+	for (;;) {
 		unsigned pct = atomic_load(&th->pct);
 		if (!pct) {
-			usleep(THROTTLE_PERIOD_MS * 1000);
+			if (throttle_wait(th, THROTTLE_PERIOD_MS * 1000))
+				break;
 			continue;
 		}
 		vmm_vm_pause(th->vm);
-		usleep(THROTTLE_PERIOD_MS * 10 * pct);
+		bool stop = throttle_wait(th, THROTTLE_PERIOD_MS * 10 * pct);
 		vmm_vm_resume(th->vm);
-		usleep(THROTTLE_PERIOD_MS * 10 * (100 - pct));
+		if (stop || throttle_wait(th, THROTTLE_PERIOD_MS * 10 * (100 - pct)))
+			break;
 	}
 	return NULL;
+}
+
+static void throttle_start(struct throttle *th, struct vmm_vm *vm)
+{
+	pthread_condattr_t a;
+
+	th->vm = vm;
+	pthread_mutex_init(&th->m, NULL);
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(&th->cv, &a);
+	pthread_condattr_destroy(&a);
+	th->running = pthread_create(&th->t, NULL, throttle_main, th) == 0;
+}
+
+/* Ends the thread now (the vCPUs run when it returns); idempotent. */
+static void throttle_stop(struct throttle *th)
+{
+	if (!th->running)
+		return;
+	pthread_mutex_lock(&th->m);
+	th->stop = true;
+	pthread_cond_signal(&th->cv);
+	pthread_mutex_unlock(&th->m);
+	pthread_join(th->t, NULL);
+	th->running = false;
+	pthread_cond_destroy(&th->cv);
+	pthread_mutex_destroy(&th->m);
 }
 
 /* Every pass sends memory a chunk of MIGRATE_STREAM_CHUNK pages at a time;
@@ -278,7 +329,7 @@ static void *send_main(void *arg)
 	struct vmm_vm *vm = s->vm;
 	struct wire_stream ws;
 	struct vmm_stream st;
-	struct throttle th = { .vm = vm };
+	struct throttle th = { 0 };
 	char err[400], line[300];
 	uint64_t t0 = ms_now(), words = 0, *bm = NULL;
 	bool logging = false, paused = false;
@@ -364,8 +415,7 @@ static void *send_main(void *arg)
 		fail(s, MIG_FAILED, "out of memory");
 		goto out;
 	}
-	if (pthread_create(&th.t, NULL, throttle_main, &th) == 0)
-		th.running = true;
+	throttle_start(&th, vm);
 
 	/* ---- pre-copy: all of RAM, then what the guest dirtied meanwhile ---- */
 	set_phase(s, MIG_PRECOPY);
@@ -466,11 +516,7 @@ static void *send_main(void *arg)
 
 	/* ---- switchover: pause, the rest, the machine, END ---- */
 	set_phase(s, MIG_SWITCHOVER);
-	atomic_store(&th.stop, true);
-	if (th.running) {
-		pthread_join(th.t, NULL);
-		th.running = false;
-	}
+	throttle_stop(&th);
 	uint64_t tp = ms_now();
 	vmm_vm_pause(vm);
 	paused = true;
@@ -543,9 +589,7 @@ out:
 		close(s->p.nsfd);
 		s->p.nsfd = -1;
 	}
-	atomic_store(&th.stop, true);
-	if (th.running)
-		pthread_join(th.t, NULL);
+	throttle_stop(&th);
 	if (logging)
 		vmm_vm_dirty_stop(vm);
 	disks_stop(vm, &dk);

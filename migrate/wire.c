@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "net.h"
 #include "netns.h"
 #include "util.h"
 
@@ -189,19 +190,7 @@ int wire_accept(int lfd, int timeout_ms, const char *what, char *err, size_t err
 
 int wire_send_line(int fd, const char *line)
 {
-	size_t n = strlen(line);
-
-	while (n) {
-		ssize_t k = send(fd, line, n, MSG_NOSIGNAL);
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		line += k;
-		n -= (size_t)k;
-	}
-	return 0;
+	return net_send_all(fd, line, strlen(line));
 }
 
 int wire_read_line(int fd, char *buf, size_t len, int timeout_ms)

@@ -2,6 +2,7 @@
  * trip (socket mode 0600). */
 #include <errno.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -12,9 +13,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <nng/nng.h>
-#include <nng/protocol/reqrep0/req.h>
 
+#include "net.h"
 #include "vmm/control.h"
 
 struct fake {
@@ -192,14 +192,40 @@ static void test_bad_input(void **state)
 	assert_int_equal(f.power_offs, 0);
 }
 
-static void test_ipc_round_trip(void **state)
+static int status_call(const char *path, uint64_t id, int *pid)
+{
+	Vmx__Request req = VMX__REQUEST__INIT;
+	Vmx__Empty e = VMX__EMPTY__INIT;
+	Vmx__Response *r = NULL;
+	char err[256];
+
+	req.version = 1;
+	req.request_id = id;
+	req.body_case = VMX__REQUEST__BODY_STATUS;
+	req.status = &e;
+	int ret = vmm_control_call(path, &req, &r, 5000, err, sizeof(err));
+	if (ret < 0)
+		return ret;
+	ret = r->request_id == id && r->status_info ? 0 : -EBADMSG;
+	*pid = r->status_info ? r->status_info->pid : -1;
+	vmx__response__free_unpacked(r, NULL);
+	return ret;
+}
+
+static int raw_connect(const char *path)
+{
+	int fd = net_unix_connect(path, 5000);
+	assert_true(fd >= 0);
+	return fd;
+}
+
+static void test_socket_round_trip(void **state)
 {
 	struct fake f = { 0 };
 	struct vmm_control *c;
-	char dir[] = "/tmp/vmk-test-ctl-XXXXXX", path[64], url[80], err[256];
+	char dir[] = "/tmp/vmk-test-ctl-XXXXXX", path[64], err[256];
 	struct stat st;
-	nng_socket s;
-	nng_msg *m;
+	int pid = 0;
 
 	(void)state;
 	assert_non_null(mkdtemp(dir));
@@ -207,32 +233,109 @@ static void test_ipc_round_trip(void **state)
 	assert_int_equal(vmm_control_start(&c, path, &ops, &f, err, sizeof(err)), 0);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
-	snprintf(url, sizeof(url), "ipc://%s", path);
-	assert_int_equal(nng_req0_open(&s), 0);
-	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 5000);
-	assert_int_equal(nng_dial(s, url, NULL, 0), 0);
+	/* many requests on one connection */
+	int fd = raw_connect(path);
 	for (int i = 0; i < 10; i++) {
 		Vmx__Request req = VMX__REQUEST__INIT;
 		Vmx__Empty e = VMX__EMPTY__INIT;
+		uint8_t buf[64], *in = NULL;
+		size_t inlen = 0;
 		req.version = 1;
 		req.request_id = (uint64_t)i;
 		req.body_case = VMX__REQUEST__BODY_STATUS;
 		req.status = &e;
-		size_t n = vmx__request__get_packed_size(&req);
-		assert_int_equal(nng_msg_alloc(&m, n), 0);
-		vmx__request__pack(&req, nng_msg_body(m));
-		assert_int_equal(nng_sendmsg(s, m, 0), 0);
-		assert_int_equal(nng_recvmsg(s, &m, 0), 0);
-		Vmx__Response *r = vmx__response__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
-		nng_msg_free(m);
+		size_t n = vmx__request__pack(&req, buf);
+		assert_int_equal(vmm_control_send_frame(fd, buf, n), 0);
+		assert_int_equal(vmm_control_recv_frame(fd, VMM_CONTROL_MAX_MSG, 5000, &in, &inlen),
+		                 0);
+		Vmx__Response *r = vmx__response__unpack(NULL, inlen, in);
+		free(in);
 		assert_non_null(r);
 		assert_int_equal(r->request_id, (uint64_t)i);
 		assert_int_equal(r->status_info->pid, 42);
 		vmx__response__free_unpacked(r, NULL);
 	}
-	nng_close(s);
+	close(fd);
+	/* and one connection per call, as hostd does */
+	assert_int_equal(status_call(path, 7, &pid), 0);
+	assert_int_equal(pid, 42);
 	vmm_control_stop(c);
-	assert_int_not_equal(access(path, F_OK), 0); /* the socket file is gone */
+	assert_int_not_equal(access(path, F_OK), 0);                 /* the socket file is gone */
+	assert_int_equal(status_call(path, 8, &pid), -ECONNREFUSED); /* nothing there now */
+	rmdir(dir);
+}
+
+/* Peers that go away mid-way, lie about sizes or just sit there never stop
+ * the server from answering the next one (nng 1.5's ipc listener stopped
+ * for good after a peer that closed during its handshake). */
+static void test_socket_bad_peers(void **state)
+{
+	struct fake f = { 0 };
+	struct vmm_control *c;
+	char dir[] = "/tmp/vmk-test-ctl-XXXXXX", path[64], err[256];
+	int pid = 0, fds[VMM_CONTROL_MAX_CONNS];
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/vmx.sock", dir);
+	assert_int_equal(vmm_control_start(&c, path, &ops, &f, err, sizeof(err)), 0);
+	/* connect and close at once, a dozen times */
+	for (int i = 0; i < 12; i++)
+		close(raw_connect(path));
+	assert_int_equal(status_call(path, 1, &pid), 0);
+	/* half a length, then close */
+	int fd = raw_connect(path);
+	assert_int_equal(net_send_all(fd, "\x05\x00", 2), 0);
+	close(fd);
+	assert_int_equal(status_call(path, 2, &pid), 0);
+	/* a length over the limit: the server closes the connection */
+	fd = raw_connect(path);
+	assert_int_equal(net_send_all(fd, "\xff\xff\xff\x7f", 4), 0);
+	char b;
+	assert_int_equal(net_recv_all(fd, &b, 1, 5000), -ECONNRESET);
+	close(fd);
+	/* a body shorter than its length, then close */
+	fd = raw_connect(path);
+	assert_int_equal(net_send_all(fd,
+	                              "\x10\x00\x00\x00"
+	                              "abc",
+	                              7),
+	                 0);
+	close(fd);
+	/* garbage of the right length: an error answer, not a crash */
+	fd = raw_connect(path);
+	assert_int_equal(vmm_control_send_frame(fd, "\xff\xff\xff", 3), 0);
+	uint8_t *in = NULL;
+	size_t inlen = 0;
+	assert_int_equal(vmm_control_recv_frame(fd, VMM_CONTROL_MAX_MSG, 5000, &in, &inlen), 0);
+	Vmx__Response *r = vmx__response__unpack(NULL, inlen, in);
+	free(in);
+	assert_non_null(r);
+	assert_int_not_equal(r->status, 0);
+	vmx__response__free_unpacked(r, NULL);
+	close(fd);
+	assert_int_equal(status_call(path, 3, &pid), 0);
+	/* every slot held by a silent client: the next is refused, and
+	 * served again once they leave */
+	for (int i = 0; i < VMM_CONTROL_MAX_CONNS; i++)
+		fds[i] = raw_connect(path);
+	usleep(100 * 1000); /* the server has accepted them all */
+	assert_int_equal(status_call(path, 4, &pid), -EIO);
+	for (int i = 0; i < VMM_CONTROL_MAX_CONNS; i++)
+		close(fds[i]);
+	int ok = -1;
+	for (int i = 0; i < 50 && ok != 0; i++) { /* their threads notice the close */
+		ok = status_call(path, 5, &pid);
+		if (ok)
+			usleep(20 * 1000);
+	}
+	assert_int_equal(ok, 0);
+	/* stop with a client still connected returns */
+	fd = raw_connect(path);
+	usleep(50 * 1000);
+	vmm_control_stop(c);
+	close(fd);
+	assert_int_equal(f.power_offs, 0);
 	rmdir(dir);
 }
 
@@ -241,7 +344,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ops),
 		cmocka_unit_test(test_bad_input),
-		cmocka_unit_test(test_ipc_round_trip),
+		cmocka_unit_test(test_socket_round_trip),
+		cmocka_unit_test(test_socket_bad_peers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

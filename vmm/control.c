@@ -2,25 +2,32 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <nng/nng.h>
-#include <nng/protocol/reqrep0/rep.h>
-#include <nng/transport/ipc/ipc.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "log.h"
+#include "net.h"
 
 struct vmm_control {
-	nng_socket sock;
+	int lfd, wake[2];
 	pthread_t thread;
-	bool started;
 	const struct vmm_control_ops *ops;
 	void *arg;
 	char path[256];
+	pthread_mutex_t handle; /* one request handled at a time */
+	pthread_mutex_t m;      /* conns, nconns */
+	pthread_cond_t cv;      /* a client thread ended */
+	int conns[VMM_CONTROL_MAX_CONNS];
+	unsigned nconns;
 };
 
 int vmm_control_handle(const struct vmm_control_ops *ops, void *arg, const uint8_t *in,
@@ -128,30 +135,67 @@ int vmm_control_handle(const struct vmm_control_ops *ops, void *arg, const uint8
 }
 
 /* Only processes of our own uid (hostd, root) may drive the VM. */
-static bool peer_allowed(nng_msg *m)
+static bool peer_allowed(int fd)
 {
-	nng_pipe p = nng_msg_get_pipe(m);
-	uint64_t uid = ~0ull;
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
 
-	if (nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_UID, &uid) != 0)
-		return false;
-	return uid == (uint64_t)getuid();
+	return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0 && cr.uid == getuid();
 }
 
-static void *control_main(void *arg)
+int vmm_control_send_frame(int fd, const void *body, size_t len)
 {
-	struct vmm_control *c = arg;
+	uint8_t h[4] = { (uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16),
+		         (uint8_t)(len >> 24) };
+	int ret = net_send_all(fd, h, sizeof(h));
+	return ret < 0 ? ret : net_send_all(fd, body, len);
+}
+
+int vmm_control_recv_frame(int fd, size_t max, int timeout_ms, uint8_t **body, size_t *len)
+{
+	uint8_t h[4];
+	int ret = net_recv_all(fd, h, sizeof(h), timeout_ms);
+
+	if (ret < 0)
+		return ret;
+	size_t n = (size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16 | (size_t)h[3] << 24;
+	if (n > max)
+		return -EMSGSIZE;
+	if (!(*body = malloc(n ? n : 1)))
+		return -ENOMEM;
+	if ((ret = net_recv_all(fd, *body, n, timeout_ms)) < 0) {
+		free(*body);
+		*body = NULL;
+		return ret;
+	}
+	*len = n;
+	return 0;
+}
+
+struct conn {
+	struct vmm_control *c;
+	int fd;
+};
+
+/* One client: requests in turn until it closes, goes quiet or errs. The
+ * handlers run one at a time (c->handle), as the VM's state expects. */
+static void *conn_main(void *arg)
+{
+	struct conn *k = arg;
+	struct vmm_control *c = k->c;
+	bool allowed = peer_allowed(k->fd);
 
 	for (;;) {
-		nng_msg *m = NULL;
-		int rv = nng_recvmsg(c->sock, &m, 0);
-		if (rv == NNG_ECLOSED)
+		uint8_t *in = NULL, *out = NULL;
+		size_t inlen = 0, outlen = 0;
+		int ret = vmm_control_recv_frame(k->fd, VMM_CONTROL_MAX_MSG * 2,
+		                                 VMM_CONTROL_IDLE_MS, &in, &inlen);
+		if (ret == -EMSGSIZE)
+			log_warn("control: a request over %u bytes; connection closed",
+			         VMM_CONTROL_MAX_MSG * 2);
+		if (ret < 0)
 			break;
-		if (rv != 0)
-			continue;
-		uint8_t *out = NULL;
-		size_t outlen = 0;
-		if (!peer_allowed(m)) {
+		if (!allowed) {
 			log_warn("control: refused a peer of another uid");
 			Vmx__Response deny = VMX__RESPONSE__INIT;
 			deny.status = 3;
@@ -161,13 +205,79 @@ static void *control_main(void *arg)
 			if (out)
 				vmx__response__pack(&deny, out);
 		} else {
-			vmm_control_handle(c->ops, c->arg, nng_msg_body(m), nng_msg_len(m), &out,
-			                   &outlen);
+			pthread_mutex_lock(&c->handle);
+			vmm_control_handle(c->ops, c->arg, in, inlen, &out, &outlen);
+			pthread_mutex_unlock(&c->handle);
 		}
-		nng_msg_clear(m);
-		if (!out || nng_msg_append(m, out, outlen) != 0 || nng_sendmsg(c->sock, m, 0) != 0)
-			nng_msg_free(m);
+		free(in);
+		ret = out ? vmm_control_send_frame(k->fd, out, outlen) : -ENOMEM;
 		free(out);
+		if (ret < 0 || !allowed)
+			break;
+	}
+	pthread_mutex_lock(&c->m);
+	close(k->fd);
+	for (unsigned i = 0; i < VMM_CONTROL_MAX_CONNS; i++)
+		if (c->conns[i] == k->fd)
+			c->conns[i] = -1;
+	c->nconns--;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->m);
+	free(k);
+	return NULL;
+}
+
+/* Accepts until stopped (the wake pipe); a thread per client, at most
+ * VMM_CONTROL_MAX_CONNS at once (further ones are closed at once). */
+static void *control_main(void *arg)
+{
+	struct vmm_control *c = arg;
+
+	for (;;) {
+		struct pollfd p[2] = { { .fd = c->lfd, .events = POLLIN },
+			               { .fd = c->wake[0], .events = POLLIN } };
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("control: poll: %s", strerror(errno));
+			break;
+		}
+		if (p[1].revents)
+			break;
+		if (!(p[0].revents & POLLIN))
+			continue;
+		int fd = accept4(c->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue; /* the client went away meanwhile, or no fds left now */
+		struct conn *k = malloc(sizeof(*k));
+		pthread_mutex_lock(&c->m);
+		unsigned slot = VMM_CONTROL_MAX_CONNS;
+		for (unsigned i = 0; i < VMM_CONTROL_MAX_CONNS && slot == VMM_CONTROL_MAX_CONNS;
+		     i++)
+			if (c->conns[i] < 0)
+				slot = i;
+		pthread_t t;
+		pthread_attr_t a;
+		pthread_attr_init(&a);
+		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+		if (k && slot < VMM_CONTROL_MAX_CONNS) {
+			*k = (struct conn){ c, fd };
+			c->conns[slot] = fd;
+			c->nconns++;
+			if (pthread_create(&t, &a, conn_main, k) != 0) {
+				c->conns[slot] = -1;
+				c->nconns--;
+				slot = VMM_CONTROL_MAX_CONNS;
+			}
+		}
+		pthread_mutex_unlock(&c->m);
+		pthread_attr_destroy(&a);
+		if (!k || slot == VMM_CONTROL_MAX_CONNS) {
+			log_warn("control: %u clients at once already; one refused",
+			         VMM_CONTROL_MAX_CONNS);
+			close(fd);
+			free(k);
+		}
 	}
 	return NULL;
 }
@@ -175,57 +285,81 @@ static void *control_main(void *arg)
 int vmm_control_start(struct vmm_control **cp, const char *path, const struct vmm_control_ops *ops,
                       void *arg, char *err, size_t errlen)
 {
-	struct vmm_control *c = calloc(1, sizeof(*c));
-	char url[300];
-	int rv;
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	struct vmm_control *c;
 
-	if (!c)
-		return -ENOMEM;
 	if (strlen(path) >= 100) { /* sun_path is 108 bytes */
 		snprintf(err, errlen, "control socket path %s is too long (100 bytes at most)",
 		         path);
-		free(c);
 		return -ENAMETOOLONG;
 	}
+	if (!(c = calloc(1, sizeof(*c))))
+		return -ENOMEM;
 	c->ops = ops;
 	c->arg = arg;
+	c->wake[0] = c->wake[1] = -1;
+	for (unsigned i = 0; i < VMM_CONTROL_MAX_CONNS; i++)
+		c->conns[i] = -1;
+	pthread_mutex_init(&c->m, NULL);
+	pthread_mutex_init(&c->handle, NULL);
+	pthread_cond_init(&c->cv, NULL);
 	snprintf(c->path, sizeof(c->path), "%s", path);
-	snprintf(url, sizeof(url), "ipc://%s", path);
+	memcpy(a.sun_path, path, strlen(path) + 1);
 	unlink(path); /* a stale socket of a dead vmx */
-	if ((rv = nng_rep0_open(&c->sock)) != 0) {
-		snprintf(err, errlen, "control socket: %s", nng_strerror(rv));
-		free(c);
-		return -ENOMEM;
-	}
-	nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, VMM_CONTROL_MAX_MSG * 2);
+	c->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	mode_t old = umask(0077);
-	rv = nng_listen(c->sock, url, NULL, 0);
+	int ret = c->lfd < 0 || bind(c->lfd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	                          listen(c->lfd, 16) < 0
+	                  ? -errno
+	                  : 0;
 	umask(old);
-	if (rv != 0) {
-		snprintf(err, errlen, "control socket %s: %s", path, nng_strerror(rv));
-		nng_close(c->sock);
-		free(c);
-		return -EADDRINUSE;
+	if (ret == 0 && pipe2(c->wake, O_CLOEXEC) < 0)
+		ret = -errno;
+	if (ret < 0) {
+		snprintf(err, errlen, "control socket %s: %s", path, strerror(-ret));
+		goto fail;
 	}
 	chmod(path, 0600);
 	if (pthread_create(&c->thread, NULL, control_main, c) != 0) {
-		nng_close(c->sock);
+		snprintf(err, errlen, "control socket %s: no thread", path);
 		unlink(path);
-		free(c);
-		return -EAGAIN;
+		ret = -EAGAIN;
+		goto fail;
 	}
-	c->started = true;
 	*cp = c;
 	return 0;
+fail:
+	if (c->lfd >= 0)
+		close(c->lfd);
+	if (c->wake[0] >= 0) {
+		close(c->wake[0]);
+		close(c->wake[1]);
+	}
+	free(c);
+	return ret;
 }
 
 void vmm_control_stop(struct vmm_control *c)
 {
 	if (!c)
 		return;
-	nng_close(c->sock);
-	if (c->started)
-		pthread_join(c->thread, NULL);
+	if (write(c->wake[1], "x", 1) < 0)
+		log_warn("control: wake: %s", strerror(errno));
+	pthread_join(c->thread, NULL);
+	close(c->lfd);
 	unlink(c->path);
+	/* the clients still connected: cut them off and wait for their threads */
+	pthread_mutex_lock(&c->m);
+	for (unsigned i = 0; i < VMM_CONTROL_MAX_CONNS; i++)
+		if (c->conns[i] >= 0)
+			shutdown(c->conns[i], SHUT_RDWR);
+	while (c->nconns)
+		pthread_cond_wait(&c->cv, &c->m);
+	pthread_mutex_unlock(&c->m);
+	close(c->wake[0]);
+	close(c->wake[1]);
+	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->handle);
+	pthread_mutex_destroy(&c->m);
 	free(c);
 }

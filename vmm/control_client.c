@@ -1,57 +1,52 @@
 /* The client side of vmx's control socket: what hostd uses, and
  * `vmx --control SOCK VERB` for people and tests. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <nng/nng.h>
-#include <nng/protocol/reqrep0/req.h>
+#include <unistd.h>
 
 #include "control.h"
+#include "net.h"
 
 int vmm_control_call(const char *path, const Vmx__Request *req, Vmx__Response **resp,
                      int timeout_ms, char *err, size_t errlen)
 {
-	char url[300];
-	nng_socket s;
-	nng_msg *m = NULL;
-	int rv;
+	uint8_t *out = NULL, *in = NULL;
+	size_t inlen = 0;
+	int fd = net_unix_connect(path, timeout_ms), ret;
 
-	snprintf(url, sizeof(url), "ipc://%s", path);
-	if ((rv = nng_req0_open(&s)) != 0) {
-		snprintf(err, errlen, "nng: %s", nng_strerror(rv));
-		return -ENOMEM;
-	}
-	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, timeout_ms);
-	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, timeout_ms);
-	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, VMM_CONTROL_MAX_MSG);
-	if ((rv = nng_dial(s, url, NULL, 0)) != 0) {
-		snprintf(err, errlen, "%s: %s (is the VM's vmx running?)", path, nng_strerror(rv));
-		nng_close(s);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s (is the VM's vmx running?)", path, strerror(-fd));
 		return -ECONNREFUSED;
 	}
 	size_t n = vmx__request__get_packed_size(req);
-	if ((rv = nng_msg_alloc(&m, n)) == 0) {
-		vmx__request__pack(req, nng_msg_body(m));
-		if ((rv = nng_sendmsg(s, m, 0)) != 0)
-			nng_msg_free(m);
+	if (!(out = malloc(n ? n : 1))) {
+		close(fd);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
 	}
-	if (rv == 0 && (rv = nng_recvmsg(s, &m, 0)) == 0) {
-		*resp = vmx__response__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
-		nng_msg_free(m);
-		if (!*resp)
-			rv = NNG_EPROTO;
-	}
-	nng_close(s);
-	if (rv != 0) {
-		snprintf(err, errlen, "%s: %s", path, nng_strerror(rv));
-		return rv == NNG_ETIMEDOUT ? -ETIMEDOUT : -EIO;
+	vmx__request__pack(req, out);
+	ret = vmm_control_send_frame(fd, out, n);
+	free(out);
+	if (ret == 0)
+		ret = vmm_control_recv_frame(fd, VMM_CONTROL_MAX_MSG, timeout_ms, &in, &inlen);
+	close(fd);
+	if (ret == 0 && !(*resp = vmx__response__unpack(NULL, inlen, in)))
+		ret = -EBADMSG;
+	free(in);
+	if (ret < 0) {
+		snprintf(err, errlen, "%s: %s", path,
+		         ret == -EAGAIN || ret == -ETIMEDOUT ? "no answer in time"
+		         : ret == -EBADMSG                   ? "a malformed answer"
+		                                             : strerror(-ret));
+		return ret == -EAGAIN || ret == -ETIMEDOUT ? -ETIMEDOUT : -EIO;
 	}
 	return 0;
 }
 
-int vmm_control_cli(const char *path, int argc, char **argv)
+int vmm_control_cli(const char *path, int argc, char **argv, FILE *out)
 {
 	Vmx__Request req = VMX__REQUEST__INIT;
 	Vmx__Empty e = VMX__EMPTY__INIT;
@@ -121,27 +116,30 @@ int vmm_control_cli(const char *path, int argc, char **argv)
 	if (status != 0)
 		fprintf(stderr, "vmx: %s: %s\n", verb, r->error);
 	else if (r->body_case == VMX__RESPONSE__BODY_STATUS_INFO)
-		printf("name=%s\nstate=%s\npid=%d\nuptime_ms=%llu\nexit_reason=%s\nincoming_port=%"
-		       "u\n",
-		       r->status_info->name, r->status_info->state, r->status_info->pid,
-		       (unsigned long long)r->status_info->uptime_ms, r->status_info->exit_reason,
-		       r->status_info->incoming_port);
+		fprintf(out,
+		        "name=%s\nstate=%s\npid=%d\nuptime_ms=%llu\nexit_reason=%s\nincoming_port=%"
+		        "u\n",
+		        r->status_info->name, r->status_info->state, r->status_info->pid,
+		        (unsigned long long)r->status_info->uptime_ms, r->status_info->exit_reason,
+		        r->status_info->incoming_port);
 	else if (r->body_case == VMX__RESPONSE__BODY_MIGRATE_INFO)
-		printf("phase=%s\niteration=%u\nremaining_bytes=%llu\ndirty_rate=%llu\n"
-		       "bandwidth=%llu\nexpected_downtime_ms=%llu\ntransferred=%llu\n"
-		       "throttle_pct=%u\ntotal_ms=%llu\ndowntime_ms=%llu\nerror=%s\n",
-		       r->migrate_info->phase, r->migrate_info->iteration,
-		       (unsigned long long)r->migrate_info->remaining_bytes,
-		       (unsigned long long)r->migrate_info->dirty_rate,
-		       (unsigned long long)r->migrate_info->bandwidth,
-		       (unsigned long long)r->migrate_info->expected_downtime_ms,
-		       (unsigned long long)r->migrate_info->transferred,
-		       r->migrate_info->throttle_pct, (unsigned long long)r->migrate_info->total_ms,
-		       (unsigned long long)r->migrate_info->downtime_ms, r->migrate_info->error);
+		fprintf(out,
+		        "phase=%s\niteration=%u\nremaining_bytes=%llu\ndirty_rate=%llu\n"
+		        "bandwidth=%llu\nexpected_downtime_ms=%llu\ntransferred=%llu\n"
+		        "throttle_pct=%u\ntotal_ms=%llu\ndowntime_ms=%llu\nerror=%s\n",
+		        r->migrate_info->phase, r->migrate_info->iteration,
+		        (unsigned long long)r->migrate_info->remaining_bytes,
+		        (unsigned long long)r->migrate_info->dirty_rate,
+		        (unsigned long long)r->migrate_info->bandwidth,
+		        (unsigned long long)r->migrate_info->expected_downtime_ms,
+		        (unsigned long long)r->migrate_info->transferred,
+		        r->migrate_info->throttle_pct,
+		        (unsigned long long)r->migrate_info->total_ms,
+		        (unsigned long long)r->migrate_info->downtime_ms, r->migrate_info->error);
 	else if (r->body_case == VMX__RESPONSE__BODY_STATS_INFO)
-		printf("exits=%llu\nram_bytes=%llu\nvcpus=%u\n",
-		       (unsigned long long)r->stats_info->exits,
-		       (unsigned long long)r->stats_info->ram_bytes, r->stats_info->vcpus);
+		fprintf(out, "exits=%llu\nram_bytes=%llu\nvcpus=%u\n",
+		        (unsigned long long)r->stats_info->exits,
+		        (unsigned long long)r->stats_info->ram_bytes, r->stats_info->vcpus);
 	vmx__response__free_unpacked(r, NULL);
 	return status;
 }

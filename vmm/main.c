@@ -581,8 +581,8 @@ static int run(const struct vmcfg *c)
 	char sock[300];
 	snprintf(sock, sizeof(sock), "%s/vmx.sock", run_dir ? run_dir : c->dir);
 	/* an incoming VM needs its socket at once (hostd reads the port
-	 * there); any other starts its vCPUs first: nng's start-up (threads,
-	 * the listener) is time to first instruction otherwise */
+	 * there); any other starts its vCPUs first: the socket and its
+	 * thread are time to first instruction otherwise */
 	if (incoming &&
 	    vmm_control_start(&control, sock, &control_ops, ctx, err, sizeof(err)) < 0) {
 		fprintf(stderr, "vmx: %s\n", err);
@@ -770,7 +770,7 @@ int main(int argc, char **argv)
 			token_file = optarg;
 			break;
 		case 'C':
-			return vmm_control_cli(optarg, argc - optind, argv + optind);
+			return vmm_control_cli(optarg, argc - optind, argv + optind, stdout);
 		case 'h':
 			usage(stdout);
 			return 0;
