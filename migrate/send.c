@@ -471,6 +471,12 @@ static void *send_main(void *arg)
 		s->prog.dirty_rate = rate;
 		s->prog.bandwidth = bw;
 		s->prog.expected_downtime_ms = expect;
+		log_info("migration: pass %u sent %llu KiB in %llu ms (%llu MiB/s); %llu KiB "
+		         "dirtied "
+		         "meanwhile (%llu MiB/s), %llu ms to send",
+		         it, (unsigned long long)(bytes >> 10), (unsigned long long)el,
+		         (unsigned long long)(bw >> 20), (unsigned long long)(remaining >> 10),
+		         (unsigned long long)(rate >> 20), (unsigned long long)expect);
 		s->prog.transferred = sent_total(&ws, x, nstreams);
 		pthread_mutex_unlock(&s->m);
 		if (atomic_load(&s->cancel)) {
