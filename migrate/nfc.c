@@ -1,0 +1,527 @@
+/* NFC, the provisioning file copy (nfc.h has the wire). */
+#include "nfc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <linux/fs.h>
+
+#include "net.h"
+#include "util.h"
+#include "vmm/state.h"
+#include "wire.h"
+
+#define HELLO_TIMEOUT_MS  10000
+#define RECORD_TIMEOUT_MS 60000
+#define DONE_TIMEOUT_MS   300000 /* the server syncs the whole file first */
+#define NFC_MAX_SIZE      (16ull << 40)
+#define DATA_HDR          17 /* 'D' u64 offset u32 length u32 crc */
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+	return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	const uint64_t *w = (const uint64_t *)p;
+	size_t i = 0;
+
+	for (; i < n / 8; i++)
+		if (w[i])
+			return false;
+	for (i *= 8; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+static int pread_full(int fd, void *buf, size_t n, uint64_t off)
+{
+	uint8_t *b = buf;
+
+	while (n) {
+		ssize_t k = pread(fd, b, n, (off_t)off);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return k == 0 ? -EIO : -errno; /* the file shrank under us */
+		b += k;
+		off += (uint64_t)k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+static int pwrite_full(int fd, const void *buf, size_t n, uint64_t off)
+{
+	const uint8_t *b = buf;
+
+	while (n) {
+		ssize_t k = pwrite(fd, b, n, (off_t)off);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		b += k;
+		off += (uint64_t)k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+/* fsync of the directory that holds path: its new name is durable too */
+static void sync_dir_of(const char *path)
+{
+	char d[4096];
+
+	snprintf(d, sizeof(d), "%s", path);
+	char *slash = strrchr(d, '/');
+	if (slash == d)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		snprintf(d, sizeof(d), ".");
+	int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+}
+
+void nfc_xfer_init(struct nfc_xfer *x, const char *token, const char *path)
+{
+	memset(x, 0, sizeof(*x));
+	snprintf(x->token, sizeof(x->token), "%s", token);
+	snprintf(x->path, sizeof(x->path), "%s", path);
+	pthread_mutex_init(&x->m, NULL);
+}
+
+void nfc_xfer_destroy(struct nfc_xfer *x)
+{
+	pthread_mutex_destroy(&x->m);
+}
+
+/* ---- the receiving side ---- */
+
+static int refuse(int fd, const char *why, int ret, char *err, size_t errlen)
+{
+	char line[400];
+
+	snprintf(line, sizeof(line), "NO %s\n", why);
+	wire_send_line(fd, line);
+	snprintf(err, errlen, "NFC: refused a transfer: %s", why);
+	return ret;
+}
+
+static int receive(int fd, struct nfc_xfer *x, int part, uint64_t from, char *err, size_t errlen)
+{
+	uint8_t h[DATA_HDR];
+	uint64_t end = from; /* where the last chunk ended: records only go up */
+	uint8_t *buf = malloc(NFC_CHUNK);
+	int ret;
+
+	if (!buf)
+		return -ENOMEM;
+	for (;;) {
+		if ((ret = net_recv_all(fd, h, 1, RECORD_TIMEOUT_MS)) < 0) {
+			snprintf(err, errlen, "the sender went away at offset %" PRIu64 " (%s)",
+			         end, strerror(-ret));
+			break;
+		}
+		if (h[0] == 'E') {
+			if ((ret = net_recv_all(fd, h + 1, 8, RECORD_TIMEOUT_MS)) < 0) {
+				snprintf(err, errlen, "the sender went away in its END record");
+				break;
+			}
+			uint64_t size = get_u64(h + 1);
+			if (size < end || size > NFC_MAX_SIZE) {
+				snprintf(err, errlen,
+				         "END says the file has %" PRIu64
+				         " bytes, but data reached %" PRIu64,
+				         size, end);
+				ret = -EBADMSG;
+				break;
+			}
+			if (ftruncate(part, (off_t)size) < 0 || fsync(part) < 0) {
+				ret = -errno;
+				snprintf(err, errlen, "completing %s: %s", x->path,
+				         strerror(errno));
+				break;
+			}
+			pthread_mutex_lock(&x->m);
+			x->size = size;
+			pthread_mutex_unlock(&x->m);
+			ret = 0;
+			break;
+		}
+		if (h[0] != 'D') {
+			snprintf(err, errlen, "a record of unknown type 0x%02x: not an NFC sender",
+			         h[0]);
+			ret = -EBADMSG;
+			break;
+		}
+		if ((ret = net_recv_all(fd, h + 1, DATA_HDR - 1, RECORD_TIMEOUT_MS)) < 0) {
+			snprintf(err, errlen, "the sender went away at offset %" PRIu64, end);
+			break;
+		}
+		uint64_t off = get_u64(h + 1);
+		uint32_t len = get_u32(h + 9), crc = get_u32(h + 13);
+		if (len == 0 || len > NFC_CHUNK || off < end || off > NFC_MAX_SIZE - len) {
+			snprintf(err, errlen,
+			         "a chunk of %u bytes at offset %" PRIu64
+			         " (chunks are 1..%u bytes, in increasing order from %" PRIu64 ")",
+			         len, off, NFC_CHUNK, end);
+			ret = -EBADMSG;
+			break;
+		}
+		if ((ret = net_recv_all(fd, buf, len, RECORD_TIMEOUT_MS)) < 0) {
+			snprintf(err, errlen,
+			         "the connection dropped in the chunk at offset %" PRIu64, off);
+			break;
+		}
+		if (vmm_crc32c(0, buf, len) != crc) {
+			snprintf(err, errlen,
+			         "the chunk at offset %" PRIu64
+			         " (%u bytes) failed its checksum: corrupted in transit; "
+			         "nothing of it was written",
+			         off, len);
+			ret = -EBADMSG;
+			break;
+		}
+		if ((ret = pwrite_full(part, buf, len, off)) < 0) {
+			snprintf(err, errlen, "writing %s.part at offset %" PRIu64 ": %s", x->path,
+			         off, strerror(-ret));
+			break;
+		}
+		end = off + len;
+		pthread_mutex_lock(&x->m);
+		x->verified = end; /* what lies between the chunks is a hole */
+		x->received += len;
+		pthread_mutex_unlock(&x->m);
+	}
+	free(buf);
+	return ret;
+}
+
+int nfc_serve(int fd, nfc_lookup_fn lookup, void *arg, char *err, size_t errlen)
+{
+	char line[200], part[4200];
+	int ret;
+
+	ret = wire_read_line(fd, line, sizeof(line), HELLO_TIMEOUT_MS);
+	if (ret < 0) {
+		snprintf(err, errlen, "NFC: no greeting from the peer (%s)", strerror(-ret));
+		return ret;
+	}
+	if (strncmp(line, "VMKNFC1 ", 8) != 0 || strlen(line) != 8 + NFC_TOKEN_HEX)
+		return refuse(fd, "not an NFC greeting (VMKNFC1 <token>)", -EPROTO, err, errlen);
+	struct nfc_xfer *x = lookup(arg, line + 8);
+	if (!x)
+		return refuse(fd, "unknown transfer token", -EACCES, err, errlen);
+	pthread_mutex_lock(&x->m);
+	const char *busy = x->done   ? "that transfer is complete already"
+	                   : x->busy ? "that transfer is in progress on another connection"
+	                             : NULL;
+	if (!busy)
+		x->busy = true;
+	uint64_t from = x->verified;
+	pthread_mutex_unlock(&x->m);
+	if (busy)
+		return refuse(fd, busy, -EBUSY, err, errlen);
+
+	snprintf(part, sizeof(part), "%s.part", x->path);
+	int pfd = open(part, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (pfd < 0 || ftruncate(pfd, (off_t)from) < 0) { /* no unverified tail */
+		ret = -errno;
+		char why[300];
+		snprintf(why, sizeof(why), "cannot write %s: %s", part, strerror(errno));
+		if (pfd >= 0)
+			close(pfd);
+		pthread_mutex_lock(&x->m);
+		x->busy = false;
+		pthread_mutex_unlock(&x->m);
+		return refuse(fd, why, ret, err, errlen);
+	}
+	snprintf(line, sizeof(line), "OK %" PRIu64 "\n", from);
+	ret = wire_send_line(fd, line);
+	if (ret == 0)
+		ret = receive(fd, x, pfd, from, err, errlen);
+	else
+		snprintf(err, errlen, "NFC: the sender went away (%s)", strerror(-ret));
+	if (ret == 0 && rename(part, x->path) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "NFC: renaming %s into place: %s", part, strerror(errno));
+	}
+	if (ret < 0)
+		fdatasync(pfd); /* what was verified stays for a resume */
+	close(pfd);
+	if (ret == 0)
+		sync_dir_of(x->path);
+	pthread_mutex_lock(&x->m);
+	x->busy = false;
+	x->done = ret == 0;
+	x->error = ret;
+	snprintf(x->why, sizeof(x->why), "%s", ret < 0 ? err : "");
+	uint64_t got = x->received;
+	pthread_mutex_unlock(&x->m);
+	if (ret == 0)
+		snprintf(line, sizeof(line), "DONE %" PRIu64 "\n", got);
+	else
+		snprintf(line, sizeof(line), "ERR %.180s\n", err);
+	wire_send_line(fd, line); /* best effort: the peer may be gone */
+	return ret;
+}
+
+/* ---- the sending side ---- */
+
+/* After a failed send: the server's reason, when it said one. */
+static void server_reason(int fd, int ret, const char *what, char *err, size_t errlen)
+{
+	char line[300];
+
+	if (wire_read_line(fd, line, sizeof(line), 2000) > 0 && strncmp(line, "ERR ", 4) == 0)
+		snprintf(err, errlen, "the destination failed the copy: %s", line + 4);
+	else
+		snprintf(err, errlen, "%s: %s", what, strerror(-ret));
+}
+
+int nfc_send(int fd, int src, const char *token, struct nfc_progress *p,
+             const struct nfc_faults *faults, atomic_bool *cancel, char *err, size_t errlen)
+{
+	static const struct nfc_faults none = { 0 };
+	char line[400];
+	struct stat st;
+	uint8_t h[DATA_HDR];
+	int ret;
+
+	if (!faults)
+		faults = &none;
+	if (strlen(token) != NFC_TOKEN_HEX) {
+		snprintf(err, errlen, "an NFC token is %d hex digits", NFC_TOKEN_HEX);
+		return -EINVAL;
+	}
+	if (fstat(src, &st) < 0) {
+		snprintf(err, errlen, "the source file: %s", strerror(errno));
+		return -errno;
+	}
+	snprintf(line, sizeof(line), "VMKNFC1 %s\n", token);
+	if ((ret = wire_send_line(fd, line)) < 0 ||
+	    (ret = wire_read_line(fd, line, sizeof(line), HELLO_TIMEOUT_MS)) < 0) {
+		snprintf(err, errlen, "the destination did not answer (%s)", strerror(-ret));
+		return ret;
+	}
+	char *end = NULL;
+	uint64_t from = 0;
+	if (strncmp(line, "OK ", 3) == 0)
+		from = strtoull(line + 3, &end, 10);
+	if (!end || *end || from > (uint64_t)st.st_size) {
+		snprintf(err, errlen, "the destination refused the copy: %s",
+		         strncmp(line, "NO ", 3) == 0 ? line + 3 : line);
+		return strncmp(line, "NO ", 3) == 0 ? -EACCES : -EPROTO;
+	}
+	p->size = (uint64_t)st.st_size;
+	p->resumed_from = from;
+	atomic_store(&p->sent, 0);
+	atomic_store(&p->offset, from);
+
+	uint8_t *buf = malloc(NFC_CHUNK);
+	if (!buf) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	uint64_t pos = from, size = (uint64_t)st.st_size;
+	ret = 0;
+	while (ret == 0 && pos < size) {
+		off_t data = lseek(src, (off_t)pos, SEEK_DATA);
+		if (data < 0 && errno == ENXIO)
+			break; /* only a hole is left */
+		off_t hole = data < 0 ? -1 : lseek(src, data, SEEK_HOLE);
+		if (data < 0 || hole < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "reading the source's extents: %s", strerror(errno));
+			break;
+		}
+		for (uint64_t o = (uint64_t)data; ret == 0 && o < (uint64_t)hole;) {
+			uint32_t len = (uint64_t)hole - o > NFC_CHUNK
+			                       ? NFC_CHUNK
+			                       : (uint32_t)((uint64_t)hole - o);
+			if (cancel && atomic_load(cancel)) {
+				ret = -ECANCELED;
+				snprintf(err, errlen, "cancelled");
+				break;
+			}
+			if ((ret = pread_full(src, buf, len, o)) < 0) {
+				snprintf(err, errlen, "reading the source at %" PRIu64 ": %s", o,
+				         strerror(-ret));
+				break;
+			}
+			if (!all_zero(buf, len)) {
+				h[0] = 'D';
+				put_u64(h + 1, o);
+				put_u32(h + 9, len);
+				put_u32(h + 13, vmm_crc32c(0, buf, len));
+				if (faults->flip_at && faults->flip_at - 1 >= o &&
+				    faults->flip_at - 1 < o + len)
+					buf[faults->flip_at - 1 - o] ^= 0x40;
+				if ((ret = net_send_all(fd, h, sizeof(h))) < 0 ||
+				    (ret = net_send_all(fd, buf, len)) < 0) {
+					server_reason(fd, ret, "sending", err, errlen);
+					break;
+				}
+				uint64_t sent = atomic_fetch_add(&p->sent, len) + len;
+				if (faults->drop_after && sent >= faults->drop_after) {
+					shutdown(fd, SHUT_RDWR);
+					ret = -ECONNRESET;
+					snprintf(err, errlen, "the connection dropped (test)");
+					break;
+				}
+			}
+			o += len;
+			atomic_store(&p->offset, o);
+		}
+		pos = (uint64_t)hole;
+	}
+	free(buf);
+	if (ret < 0)
+		return ret;
+	h[0] = 'E';
+	put_u64(h + 1, size);
+	if ((ret = net_send_all(fd, h, 9)) < 0) {
+		server_reason(fd, ret, "sending", err, errlen);
+		return ret;
+	}
+	atomic_store(&p->offset, size);
+	if ((ret = wire_read_line(fd, line, sizeof(line), DONE_TIMEOUT_MS)) < 0) {
+		snprintf(err, errlen, "the destination did not confirm the copy (%s)",
+		         strerror(-ret));
+		return ret;
+	}
+	if (strncmp(line, "DONE ", 5) != 0) {
+		snprintf(err, errlen, "the destination failed the copy: %s",
+		         strncmp(line, "ERR ", 4) == 0 ? line + 4 : line);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* ---- on one host ---- */
+
+/* buf: NFC_CHUNK bytes, for when copy_file_range cannot (another file
+ * system, an old kernel) */
+static int copy_range(int in, int out, uint64_t off, uint64_t len, uint8_t *buf)
+{
+	bool plain = false;
+
+	while (len) {
+		size_t n = len > (1u << 30) ? (1u << 30) : (size_t)len;
+		ssize_t k;
+		if (!plain) {
+			loff_t a = (loff_t)off, b = (loff_t)off;
+			k = copy_file_range(in, &a, out, &b, n, 0);
+			if (k < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+			              errno == EOPNOTSUPP)) {
+				plain = true;
+				continue;
+			}
+		} else {
+			n = n > NFC_CHUNK ? NFC_CHUNK : n;
+			k = pread(in, buf, n, (off_t)off);
+			if (k > 0 && pwrite_full(out, buf, (size_t)k, off) < 0)
+				return -errno;
+		}
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return k == 0 ? -EIO : -errno;
+		off += (uint64_t)k;
+		len -= (uint64_t)k;
+	}
+	return 0;
+}
+
+int nfc_copy_local(const char *src, const char *dst, char *err, size_t errlen)
+{
+	char part[4200];
+	struct stat st;
+	int in = -1, out = -1, ret = 0;
+
+	snprintf(part, sizeof(part), "%s.part", dst);
+	if ((in = open(src, O_RDONLY | O_CLOEXEC)) < 0 || fstat(in, &st) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s", src, strerror(errno));
+		goto out;
+	}
+	if ((out = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, st.st_mode & 0777)) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s", part, strerror(errno));
+		goto out;
+	}
+	if (ioctl(out, FICLONE, in) != 0) { /* no reflink here: the data extents */
+		uint8_t *buf = malloc(NFC_CHUNK);
+		if (!buf)
+			ret = -ENOMEM;
+		for (uint64_t pos = 0; ret == 0 && pos < (uint64_t)st.st_size;) {
+			off_t data = lseek(in, (off_t)pos, SEEK_DATA);
+			if (data < 0 && errno == ENXIO)
+				break;
+			off_t hole = data < 0 ? -1 : lseek(in, data, SEEK_HOLE);
+			if (data < 0 || hole < 0) {
+				ret = -errno;
+				break;
+			}
+			ret = copy_range(in, out, (uint64_t)data, (uint64_t)(hole - data), buf);
+			pos = (uint64_t)hole;
+		}
+		free(buf);
+		if (ret == 0 && ftruncate(out, st.st_size) < 0)
+			ret = -errno;
+		if (ret < 0)
+			snprintf(err, errlen, "copying %s to %s: %s", src, part, strerror(-ret));
+	}
+	if (ret == 0 && fsync(out) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s", part, strerror(errno));
+	}
+	if (ret == 0 && rename(part, dst) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "renaming %s into place: %s", part, strerror(errno));
+	}
+	if (ret == 0)
+		sync_dir_of(dst);
+out:
+	if (out >= 0)
+		close(out);
+	if (in >= 0)
+		close(in);
+	if (ret < 0)
+		unlink(part);
+	return ret;
+}
