@@ -302,6 +302,30 @@ int nfc_serve(int fd, nfc_lookup_fn lookup, void *arg, char *err, size_t errlen)
 
 /* ---- the sending side ---- */
 
+/* header and data in one go: with TCP_NODELAY two sends would put the
+ * 17-byte header in a segment of its own */
+static int send_iov(int fd, struct iovec *iov, int n)
+{
+	while (n) {
+		struct msghdr m = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+		ssize_t k = sendmsg(fd, &m, MSG_NOSIGNAL);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		while (n && (size_t)k >= iov->iov_len) {
+			k -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n) {
+			iov->iov_base = (uint8_t *)iov->iov_base + k;
+			iov->iov_len -= (size_t)k;
+		}
+	}
+	return 0;
+}
+
 /* After a failed send: the server's reason, when it said one. */
 static void server_reason(int fd, int ret, const char *what, char *err, size_t errlen)
 {
@@ -391,8 +415,8 @@ int nfc_send(int fd, int src, const char *token, struct nfc_progress *p,
 				if (faults->flip_at && faults->flip_at - 1 >= o &&
 				    faults->flip_at - 1 < o + len)
 					buf[faults->flip_at - 1 - o] ^= 0x40;
-				if ((ret = net_send_all(fd, h, sizeof(h))) < 0 ||
-				    (ret = net_send_all(fd, buf, len)) < 0) {
+				struct iovec iov[2] = { { h, sizeof(h) }, { buf, len } };
+				if ((ret = send_iov(fd, iov, 2)) < 0) {
 					server_reason(fd, ret, "sending", err, errlen);
 					break;
 				}

@@ -181,6 +181,23 @@ static void test_crc32c_known_value(void **state)
 	assert_int_equal(vmm_crc32c(0, "123456789", 9), 0xe3069283);
 	/* chaining equals one pass */
 	assert_int_equal(vmm_crc32c(vmm_crc32c(0, "1234", 4), "56789", 5), 0xe3069283);
+	/* large buffers take the three-chain path: the same crc as small pieces */
+	size_t big = (1u << 20) + 37;
+	uint8_t *b = malloc(big);
+	uint64_t x = 88172645463325252ull;
+	for (size_t i = 0; i < big; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		b[i] = (uint8_t)x;
+	}
+	size_t sizes[] = { 16384, 16385, 24583, 65536, 1u << 20, big };
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		uint32_t pieces = 0x1234567u;
+		for (size_t o = 0; o < sizes[k]; o += 4000)
+			pieces = vmm_crc32c(pieces, b + o,
+			                    sizes[k] - o < 4000 ? sizes[k] - o : 4000);
+		assert_int_equal(vmm_crc32c(0x1234567u, b, sizes[k]), pieces);
+	}
+	free(b);
 }
 
 int main(void)

@@ -1,0 +1,350 @@
+/* bench/provision: NFC, the provisioning file copy, next to references
+ * measured on the same file in the same run. Prints, never asserts.
+ *   - a sparse disk of SIZE GiB with DATA GiB written in random extents;
+ *   - NFC over TCP on loopback (sender and receiver threads, checksums,
+ *     fsync at the end, as hostd runs it);
+ *   - raw TCP: the same data extents, each an offset and a length and its
+ *     bytes, written at their offsets and fsync'ed: the floor for moving
+ *     only the data;
+ *   - `cp --sparse=always` of the same file on this host, then `sync` of
+ *     the copy;
+ *   - nfc_copy_local (FICLONE where the file system has it, else
+ *     copy_file_range of the data extents).
+ * Each the median of RUNS; ratios < 1: NFC is faster. Holes cost nothing
+ * when NFC's bytes on the wire equal the data.
+ * Usage: build/bench/provision [--size GIB] [--data GIB] [--dir DIR]
+ * (default 4, 1, /var/tmp). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include "benchutil.h"
+#include "migrate/nfc.h"
+#include "net.h"
+#include "util.h"
+
+#define RUNS 5 /* the disk's writeback makes single copies vary by 2x */
+
+static char src[PATH_MAX], dst[PATH_MAX + 16];
+static const char TOKEN[] = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+
+static int listen_lo(uint16_t *port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 4) < 0 ||
+	    getsockname(l, (struct sockaddr *)&a, &al) < 0)
+		return -1;
+	*port = ntohs(a.sin_port);
+	return l;
+}
+
+static int connect_lo(uint16_t port)
+{
+	char p[16];
+	char err[200];
+	snprintf(p, sizeof(p), "%u", port);
+	int fd = net_connect("127.0.0.1", p, 5000, err, sizeof(err));
+	if (fd >= 0) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	return fd;
+}
+
+/* Each copy starts alike: no old copy, nothing of it left to write back
+ * (freeing and flushing the last one's blocks would land on the next) */
+static void fresh(void)
+{
+	unlink(dst);
+	sync();
+}
+
+/* ---- NFC ---- */
+
+struct nfc_srv {
+	int lfd;
+	struct nfc_xfer *x;
+	int ret;
+};
+
+static struct nfc_xfer *lookup(void *arg, const char *token)
+{
+	struct nfc_xfer *x = arg;
+	return strcmp(token, x->token) == 0 ? x : NULL;
+}
+
+static void *nfc_srv_main(void *arg)
+{
+	struct nfc_srv *s = arg;
+	char err[400];
+	int c = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+
+	s->ret = c < 0 ? -errno : nfc_serve(c, lookup, s->x, err, sizeof(err));
+	if (s->ret < 0)
+		fprintf(stderr, "bench/provision: NFC receiver: %s\n", c < 0 ? "accept" : err);
+	if (c >= 0)
+		close(c);
+	return NULL;
+}
+
+static double run_nfc(uint64_t *wire)
+{
+	struct nfc_xfer x;
+	struct nfc_progress p = { 0 };
+	struct nfc_srv s = { 0 };
+	pthread_t t;
+	uint16_t port;
+	char err[400];
+
+	fresh();
+	nfc_xfer_init(&x, TOKEN, dst);
+	s.x = &x;
+	if ((s.lfd = listen_lo(&port)) < 0)
+		return -1;
+	pthread_create(&t, NULL, nfc_srv_main, &s);
+	double t0 = bench_now_ms();
+	int fd = connect_lo(port), in = open(src, O_RDONLY | O_CLOEXEC);
+	int ret = fd < 0 || in < 0 ? -1 : nfc_send(fd, in, TOKEN, &p, NULL, NULL, err, sizeof(err));
+	if (fd >= 0)
+		close(fd);
+	pthread_join(t, NULL);
+	double ms = bench_now_ms() - t0;
+	if (in >= 0)
+		close(in);
+	close(s.lfd);
+	nfc_xfer_destroy(&x);
+	*wire = atomic_load(&p.sent);
+	if (ret < 0 || s.ret < 0) {
+		fprintf(stderr, "bench/provision: NFC: %s\n",
+		        ret < 0 ? err : "the receiver failed");
+		return -1;
+	}
+	return ms;
+}
+
+/* ---- raw TCP of the data extents ---- */
+
+struct raw_srv {
+	int lfd;
+	int ret;
+};
+
+static void *raw_srv_main(void *arg)
+{
+	struct raw_srv *s = arg;
+	int c = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+	int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	uint8_t *buf = malloc(NFC_CHUNK);
+	uint64_t h[2];
+
+	s->ret = c < 0 || out < 0 || !buf ? -1 : 0;
+	while (s->ret == 0 && net_recv_all(c, h, sizeof(h), 60000) == 0) {
+		if (h[1] == 0) { /* the end: the file's size */
+			if (ftruncate(out, (off_t)h[0]) < 0 || fsync(out) < 0)
+				s->ret = -1;
+			break;
+		}
+		for (uint64_t o = h[0], left = h[1]; left && s->ret == 0;) {
+			size_t n = left > NFC_CHUNK ? NFC_CHUNK : (size_t)left;
+			if (net_recv_all(c, buf, n, 60000) < 0 ||
+			    pwrite(out, buf, n, (off_t)o) != (ssize_t)n)
+				s->ret = -1;
+			o += n;
+			left -= n;
+		}
+	}
+	send(c, "k", 1, MSG_NOSIGNAL);
+	free(buf);
+	if (out >= 0)
+		close(out);
+	if (c >= 0)
+		close(c);
+	return NULL;
+}
+
+static double run_raw(void)
+{
+	struct raw_srv s = { 0 };
+	pthread_t t;
+	uint16_t port;
+	struct stat st;
+
+	fresh();
+	if ((s.lfd = listen_lo(&port)) < 0)
+		return -1;
+	pthread_create(&t, NULL, raw_srv_main, &s);
+	double t0 = bench_now_ms();
+	int fd = connect_lo(port), in = open(src, O_RDONLY | O_CLOEXEC);
+	uint8_t *buf = malloc(NFC_CHUNK);
+	int ret = fd < 0 || in < 0 || !buf || fstat(in, &st) < 0 ? -1 : 0;
+	for (uint64_t pos = 0; ret == 0 && pos < (uint64_t)st.st_size;) {
+		off_t d = lseek(in, (off_t)pos, SEEK_DATA);
+		if (d < 0)
+			break;
+		off_t hole = lseek(in, d, SEEK_HOLE);
+		uint64_t h[2] = { (uint64_t)d, (uint64_t)(hole - d) };
+		ret = net_send_all(fd, h, sizeof(h));
+		for (uint64_t o = (uint64_t)d; ret == 0 && o < (uint64_t)hole;) {
+			size_t n = (uint64_t)hole - o > NFC_CHUNK ? NFC_CHUNK
+			                                          : (size_t)((uint64_t)hole - o);
+			ret = pread(in, buf, n, (off_t)o) == (ssize_t)n ? net_send_all(fd, buf, n)
+			                                                : -1;
+			o += n;
+		}
+		pos = (uint64_t)hole;
+	}
+	uint64_t end[2] = { (uint64_t)st.st_size, 0 };
+	char k;
+	if (ret == 0 && (net_send_all(fd, end, sizeof(end)) < 0 || recv(fd, &k, 1, 0) != 1))
+		ret = -1;
+	pthread_join(t, NULL);
+	double ms = bench_now_ms() - t0;
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	if (in >= 0)
+		close(in);
+	close(s.lfd);
+	return ret < 0 || s.ret < 0 ? -1 : ms;
+}
+
+/* ---- on this host ---- */
+
+static double run_cp(void)
+{
+	fresh();
+	double t0 = bench_now_ms();
+	int rc = bench_sh(NULL, 0, "cp --sparse=always '%s' '%s' && sync '%s'", src, dst, dst);
+	return rc == 0 ? bench_now_ms() - t0 : -1;
+}
+
+static double run_local(void)
+{
+	char err[400];
+
+	fresh();
+	double t0 = bench_now_ms();
+	if (nfc_copy_local(src, dst, err, sizeof(err)) < 0) {
+		fprintf(stderr, "bench/provision: local copy: %s\n", err);
+		return -1;
+	}
+	return bench_now_ms() - t0;
+}
+
+/* The source: random extents of random data (64 KiB .. 16 MiB each) until
+ * data_bytes are written, the rest holes. */
+static int make_source(uint64_t size, uint64_t data_bytes)
+{
+	int fd = open(src, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	uint8_t *buf = malloc(16u << 20);
+	uint64_t x = 0x2545f4914f6cdd1dull, written = 0;
+
+	if (fd < 0 || !buf || ftruncate(fd, (off_t)size) < 0)
+		return -1;
+	while (written < data_bytes) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		uint64_t len = (1 + (x >> 20) % 256) * (64u << 10);
+		uint64_t off = ((x >> 8) % ((size - len) / 4096)) * 4096;
+		for (uint64_t i = 0; i < len / 8; i++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			((uint64_t *)buf)[i] = x | 1;
+		}
+		if (pwrite(fd, buf, len, (off_t)off) != (ssize_t)len)
+			return -1;
+		written += len; /* overlaps make the real data somewhat less */
+	}
+	free(buf);
+	fsync(fd);
+	close(fd);
+	return 0;
+}
+
+static uint64_t allocated(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	double size_gib = 4, data_gib = 1;
+	const char *dir = "/var/tmp";
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--size") && i + 1 < argc)
+			size_gib = atof(argv[++i]);
+		else if (!strcmp(argv[i], "--data") && i + 1 < argc)
+			data_gib = atof(argv[++i]);
+		else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
+			dir = argv[++i];
+		else {
+			fprintf(stderr,
+			        "usage: bench/provision [--size GIB] [--data GIB] [--dir DIR]\n");
+			return 2;
+		}
+	}
+	if (size_gib <= 0 || data_gib <= 0 || data_gib >= size_gib) {
+		fprintf(stderr, "bench/provision: --data must be above 0 and below --size\n");
+		return 2;
+	}
+	char tmpl[PATH_MAX];
+	snprintf(tmpl, sizeof(tmpl), "%s/vmk-bench-provision-XXXXXX", dir);
+	if (!mkdtemp(tmpl)) {
+		fprintf(stderr, "bench/provision: %s: %s\n", tmpl, strerror(errno));
+		return 1;
+	}
+	snprintf(src, sizeof(src), "%s/src-flat.vmdk", tmpl);
+	snprintf(dst, sizeof(dst), "%s/dst-flat.vmdk", tmpl);
+	uint64_t size = (uint64_t)(size_gib * (1 << 30)), want = (uint64_t)(data_gib * (1 << 30));
+	if (make_source(size, want) < 0) {
+		fprintf(stderr, "bench/provision: cannot write %s\n", src);
+		util_rm_tree(tmpl);
+		return 1;
+	}
+	uint64_t data = allocated(src);
+	printf("bench/provision: a %.1f GiB disk with %.2f GiB of data in random extents, %s\n",
+	       size_gib, data / 1073741824.0, dir);
+	printf("median of %d copies, each ending with the copy synced\n", RUNS);
+
+	double nfc[RUNS], raw[RUNS], cp[RUNS], loc[RUNS];
+	uint64_t wire = 0, nfc_alloc = 0;
+	bool ok = true;
+	for (int i = 0; i < RUNS && ok; i++) {
+		nfc[i] = run_nfc(&wire);
+		nfc_alloc = allocated(dst);
+		raw[i] = run_raw();
+		cp[i] = run_cp();
+		loc[i] = run_local();
+		ok = nfc[i] > 0 && raw[i] > 0 && cp[i] > 0 && loc[i] > 0;
+	}
+	util_rm_tree(tmpl);
+	if (!ok) {
+		fprintf(stderr, "bench/provision: a copy failed\n");
+		return 1;
+	}
+	double mn = bench_median(nfc, RUNS), mr = bench_median(raw, RUNS),
+	       mc = bench_median(cp, RUNS), ml = bench_median(loc, RUNS);
+	double mib = data / 1048576.0;
+	printf("    %-28s %8.0f ms  %7.0f MiB/s of data\n", "NFC over TCP (loopback)", mn,
+	       mib * 1000 / mn);
+	printf("    %-28s %8.0f ms  %7.0f MiB/s\n", "raw TCP of the data extents", mr,
+	       mib * 1000 / mr);
+	printf("    %-28s %8.0f ms  %7.0f MiB/s\n", "cp --sparse=always", mc, mib * 1000 / mc);
+	printf("    %-28s %8.0f ms  %7.0f MiB/s\n", "nfc_copy_local", ml, mib * 1000 / ml);
+	printf("    NFC / raw TCP %.2f   NFC / cp %.2f   local copy / cp %.2f\n", mn / mr, mn / mc,
+	       ml / mc);
+	printf("    NFC sent %.1f MiB for %.1f MiB of data in a %.0f MiB file; the copy "
+	       "allocates %.1f MiB\n",
+	       wire / 1048576.0, mib, size / 1048576.0, nfc_alloc / 1048576.0);
+	return 0;
+}
