@@ -13,7 +13,10 @@
  *   2. The state stream of docs/state-format.md: header, CPUM, CONF, then
  *      RAM sections while the VM runs (all of RAM, then the pages dirtied
  *      meanwhile, iteration after iteration), then, with the VM paused, the
- *      last dirty pages, the vCPUs and devices, and END.
+ *      last dirty pages, the vCPUs and devices, and END. Each pre-copy
+ *      pass ends with a SYNC section on every stream; the destination
+ *      answers "S <pass>\n" once all streams have loaded that pass, and
+ *      the source reads every such answer before it pauses the VM.
  *   3. destination -> source: "R\n" once the whole state is loaded (or
  *      "F <why>\n").
  *   4. The hand-over: the source releases the VM's datastore lock and

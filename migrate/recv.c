@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 #include "migrate.h"
 #include "vmm/ramstate.h"
 #include "vmm/snapshot.h"
@@ -36,7 +37,56 @@ struct xrecv {
 	int ret;
 	uint64_t bytes;
 	char err[300];
+	uint32_t synced; /* the last SYNC read, + 1; under sync_m */
+	bool ended;      /* no more will come; under sync_m */
 };
+
+/* The streams' progress through the passes: the main stream answers a
+ * SYNC ("S <pass>") once every other stream has loaded that pass too, so
+ * the source pauses the VM only when nothing of the earlier passes is
+ * still queued here (that backlog would be downtime). */
+static pthread_mutex_t sync_m = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sync_cv = PTHREAD_COND_INITIALIZER;
+
+static void mark(struct xrecv *x, uint32_t synced, bool ended)
+{
+	pthread_mutex_lock(&sync_m);
+	if (synced)
+		x->synced = synced;
+	x->ended |= ended;
+	pthread_cond_broadcast(&sync_cv);
+	pthread_mutex_unlock(&sync_m);
+}
+
+struct sync_ctx {
+	struct xrecv *x;
+	unsigned n;
+	int fd;
+};
+
+static int main_sync(void *arg, uint32_t pass)
+{
+	struct sync_ctx *c = arg;
+	struct timespec until;
+	int ret = 0;
+
+	util_deadline(&until, MIGRATE_ACK_TIMEOUT_MS);
+	pthread_mutex_lock(&sync_m);
+	for (unsigned k = 1; k < c->n && ret == 0; k++) {
+		while (c->x[k].synced < pass + 1 && !c->x[k].ended && ret == 0)
+			if (pthread_cond_timedwait(&sync_cv, &sync_m, &until) == ETIMEDOUT)
+				ret = -ETIMEDOUT;
+		if (c->x[k].synced < pass + 1)
+			ret = ret ? ret : -EPIPE; /* it ended, failed, before this pass */
+	}
+	pthread_mutex_unlock(&sync_m);
+	if (ret == 0) {
+		char line[32];
+		snprintf(line, sizeof(line), "S %u\n", pass);
+		ret = wire_send_line(c->fd, line);
+	}
+	return ret;
+}
 
 static void *xrecv_main(void *arg)
 {
@@ -61,7 +111,11 @@ static void *xrecv_main(void *arg)
 		else if (type == SEC_ZERO)
 			x->ret = vmm_ram_zero_load(&x->vm->mem, p.data, p.len, x->err,
 			                           sizeof(x->err));
-		else if (type != SEC_END) {
+		else if (type == SEC_SYNC && p.len == 4) {
+			uint32_t pass;
+			memcpy(&pass, p.data, 4);
+			mark(x, pass + 1, false);
+		} else if (type != SEC_END) {
 			char t[5];
 			vmm_fourcc_str(type, t);
 			snprintf(x->err, sizeof(x->err), "a %s section on a memory stream", t);
@@ -69,6 +123,7 @@ static void *xrecv_main(void *arg)
 		}
 	}
 	x->bytes = st.bytes;
+	mark(x, 0, true);
 	if (x->ret < 0) /* the source must not block on a stream nobody reads */
 		shutdown(x->fd, SHUT_RDWR);
 	sbuf_free(&p);
@@ -183,6 +238,9 @@ int migrate_dst_receive(int lfd, const char *token, struct vmm_vm *vm, int timeo
 	struct wire_stream ws;
 	struct vmm_stream st;
 	wire_stream_init(&ws, &st, c, 0, NULL);
+	struct sync_ctx sc = { x, n, c };
+	st.sync = main_sync;
+	st.sync_arg = &sc;
 	ret = vmm_vm_restore(vm, &st, err, errlen);
 	int xret = join_streams(x, n, ret < 0, ret < 0 ? err + strlen(err) : err,
 	                        ret < 0 ? 0 : errlen);

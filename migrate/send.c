@@ -424,7 +424,7 @@ static void *send_main(void *arg)
 	        (uint64_t)(s->p.converge_timeout ? s->p.converge_timeout : MIGRATE_CONVERGE_S) *
 	        1000;
 	uint64_t bw = 0, rate = 0, prev_remaining = UINT64_MAX;
-	unsigned behind = 0;
+	unsigned behind = 0, syncs = 0;
 	for (uint32_t it = 0;; it++) {
 		uint64_t ti = ms_now(), b0 = sent_total(&ws, x, nstreams);
 		if (it == 0) {
@@ -445,6 +445,12 @@ static void *send_main(void *arg)
 			if (ret == 0)
 				ret = disks_send(vm, &dk, &st);
 		}
+		/* the pass ends: the destination answers once it has loaded it
+		 * on every stream (read before the pause) */
+		for (unsigned k = 1; ret == 0 && k < nstreams; k++)
+			ret = vmm_state_write_section(&x[k].st, SEC_SYNC, 0, &it, 4);
+		if (ret == 0 && (ret = vmm_state_write_section(&st, SEC_SYNC, 0, &it, 4)) == 0)
+			syncs++;
 		if (ret < 0) {
 			if (atomic_load(&s->cancel))
 				fail(s, MIG_CANCELLED, "cancelled");
@@ -523,6 +529,19 @@ static void *send_main(void *arg)
 	/* ---- switchover: pause, the rest, the machine, END ---- */
 	set_phase(s, MIG_SWITCHOVER);
 	throttle_stop(&th);
+	/* the destination has loaded every pass so far: what it still had
+	 * queued would otherwise be loaded while the VM is paused */
+	for (unsigned k = 0; k < syncs; k++) {
+		if ((ret = wire_read_line(s->fd, line, sizeof(line), MIGRATE_ACK_TIMEOUT_MS)) < 0 ||
+		    line[0] != 'S') {
+			fail(s, atomic_load(&s->cancel) ? MIG_CANCELLED : MIG_FAILED,
+			     "the destination did not load the memory sent: %s",
+			     ret < 0          ? strerror(-ret)
+			     : line[0] == 'F' ? line + 2
+			                      : line);
+			goto out;
+		}
+	}
 	uint64_t tp = ms_now();
 	vmm_vm_pause(vm);
 	paused = true;

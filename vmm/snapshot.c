@@ -485,6 +485,16 @@ int vmm_vm_restore(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t er
 		case SEC_END:
 			ret = 0;
 			break;
+		case SEC_SYNC:
+			if (s->sync && p.len == 4) {
+				uint32_t pass;
+				memcpy(&pass, p.data, 4);
+				if ((ret = s->sync(s->sync_arg, pass)) < 0)
+					snprintf(err, errlen, "the other streams failed at pass %u",
+					         pass);
+				break;
+			}
+			__attribute__((fallthrough)); /* not a migration stream */
 		default: {
 			char fc[5];
 			vmm_fourcc_str(type, fc);

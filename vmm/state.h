@@ -35,6 +35,7 @@
 #define SEC_RAMZ      VMM_FOURCC('R', 'A', 'M', 'Z') /* a RAM payload, lz4-compressed */
 #define SEC_SLOG      VMM_FOURCC('S', 'L', 'O', 'G') /* the serial log so far (storage moves) */
 #define SEC_ZERO      VMM_FOURCC('Z', 'E', 'R', 'O') /* a range the guest never wrote */
+#define SEC_SYNC      VMM_FOURCC('S', 'Y', 'N', 'C') /* migration: a pass ends (u32 pass) */
 #define SEC_END       VMM_FOURCC('E', 'N', 'D', ' ')
 
 /* Where bytes go to or come from: a file, a socket, a buffer. Both return
@@ -45,6 +46,10 @@ struct vmm_stream {
 	void *arg;
 	uint64_t bytes; /* moved so far */
 	bool compress;  /* RAM sections go lz4-compressed (RAMZ) where that is smaller */
+	/* a reader's answer to a SYNC section (live migration: everything
+	 * before it is loaded); NULL: SYNC is refused as unknown */
+	int (*sync)(void *arg, uint32_t pass);
+	void *sync_arg;
 };
 
 /* An fd-backed stream (handles partial reads/writes and EINTR). */
