@@ -28,6 +28,7 @@ struct vm {
 	enum vm_state state;
 	int pid;             /* the vmx running it; 0 when none */
 	int monitor_pid;     /* its monitor, when hostd started it (our child) */
+	uint64_t gone_ms;    /* when the supervisor first found its vmx gone, 0 */
 	uint64_t started_ms; /* wall clock of the last power on */
 	bool expect_exit;    /* hostd asked it to stop: its exit is no crash */
 	char reason[300];    /* why it is in its state (a crash, the last exit) */

@@ -24,7 +24,8 @@
 #include "vmm/control.h"
 #include "vmm/monitor.h"
 
-#define SUPERVISE_MS 300
+#define SUPERVISE_MS  300
+#define EXIT_GRACE_MS 2000 /* for the vmx.exit of a monitor that is not our child */
 
 struct hostd_vmrun {
 	pthread_t thread;
@@ -398,16 +399,23 @@ static void supervise_once(struct hostd *h)
 		/* reap the monitor hostd started once it ended (its vmx.exit says the rest) */
 		if (v->monitor_pid && waitpid(v->monitor_pid, NULL, WNOHANG) == v->monitor_pid)
 			v->monitor_pid = 0;
-		if (vmrun_pid_alive(v->pid))
+		if (vmrun_pid_alive(v->pid)) {
+			v->gone_ms = 0;
 			continue;
-		/* the monitor writes vmx.exit right after its vmx ends */
-		if (v->monitor_pid && vmrun_pid_alive(v->monitor_pid)) {
-			struct stat st;
-			char p[PATH_MAX + 16];
-			snprintf(p, sizeof(p), "%s/%s", v->rundir, VMX_EXIT_FILE);
-			if (stat(p, &st) < 0)
-				continue;
 		}
+		/* the monitor writes vmx.exit right after it reaps its vmx; a
+		 * monitor that is not our child (hostd restarted since) cannot be
+		 * watched, so its file gets a grace period */
+		struct stat st;
+		char p[PATH_MAX + 16];
+		snprintf(p, sizeof(p), "%s/%s", v->rundir, VMX_EXIT_FILE);
+		if (!v->gone_ms)
+			v->gone_ms = util_now_ms();
+		if (stat(p, &st) < 0 &&
+		    ((v->monitor_pid && vmrun_pid_alive(v->monitor_pid)) ||
+		     (!v->monitor_pid && util_now_ms() - v->gone_ms < EXIT_GRACE_MS)))
+			continue;
+		v->gone_ms = 0;
 		log_info("vm %s: vmx pid %d ended", v->name, v->pid);
 		record_exit(h, v, "-");
 	}
