@@ -15,6 +15,7 @@
 
 #include <linux/fs.h>
 
+#include "le.h"
 #include "net.h"
 #include "util.h"
 #include "vmm/state.h"
@@ -25,28 +26,6 @@
 #define DONE_TIMEOUT_MS   300000 /* the server syncs the whole file first */
 #define NFC_MAX_SIZE      (16ull << 40)
 #define DATA_HDR          17 /* 'D' u64 offset u32 length u32 crc */
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-	return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
 
 static bool all_zero(const uint8_t *p, size_t n)
 {
@@ -161,7 +140,7 @@ static int receive(int fd, struct nfc_xfer *x, int part, uint64_t from, char *er
 				snprintf(err, errlen, "the sender went away in its END record");
 				break;
 			}
-			uint64_t size = get_u64(h + 1);
+			uint64_t size = le_get64(h + 1);
 			if (size < end || size > NFC_MAX_SIZE) {
 				snprintf(err, errlen,
 				         "END says the file has %" PRIu64
@@ -192,8 +171,8 @@ static int receive(int fd, struct nfc_xfer *x, int part, uint64_t from, char *er
 			snprintf(err, errlen, "the sender went away at offset %" PRIu64, end);
 			break;
 		}
-		uint64_t off = get_u64(h + 1);
-		uint32_t len = get_u32(h + 9), crc = get_u32(h + 13);
+		uint64_t off = le_get64(h + 1);
+		uint32_t len = le_get32(h + 9), crc = le_get32(h + 13);
 		if (len == 0 || len > NFC_CHUNK || off < end || off > NFC_MAX_SIZE - len) {
 			snprintf(err, errlen,
 			         "a chunk of %u bytes at offset %" PRIu64
@@ -409,9 +388,9 @@ int nfc_send(int fd, int src, const char *token, struct nfc_progress *p,
 			}
 			if (!all_zero(buf, len)) {
 				h[0] = 'D';
-				put_u64(h + 1, o);
-				put_u32(h + 9, len);
-				put_u32(h + 13, vmm_crc32c(0, buf, len));
+				le_put64(h + 1, o);
+				le_put32(h + 9, len);
+				le_put32(h + 13, vmm_crc32c(0, buf, len));
 				if (faults->flip_at && faults->flip_at - 1 >= o &&
 				    faults->flip_at - 1 < o + len)
 					buf[faults->flip_at - 1 - o] ^= 0x40;
@@ -437,7 +416,7 @@ int nfc_send(int fd, int src, const char *token, struct nfc_progress *p,
 	if (ret < 0)
 		return ret;
 	h[0] = 'E';
-	put_u64(h + 1, size);
+	le_put64(h + 1, size);
 	if ((ret = net_send_all(fd, h, 9)) < 0) {
 		server_reason(fd, ret, "sending", err, errlen);
 		return ret;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "boot.h"
+#include "le.h"
 
 #define SETUP_SECTS      0x1f1
 #define SETUP_HDR_MAGIC  0x202 /* "HdrS" */
@@ -32,26 +33,6 @@
 #define LOADED_HIGH   0x01
 #define CAN_USE_HEAP  0x80
 #define XLF_KERNEL_64 0x01
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
 
 /* Identity map of the first 4 GiB with 2 MiB pages, and a flat GDT with
  * the selectors the boot protocol names (__BOOT_CS 0x10, __BOOT_DS 0x18). */
@@ -83,12 +64,12 @@ int vmm_boot_linux(struct vmm_mem *m, const uint8_t *img, size_t len, const uint
 	uint8_t *zp;
 	size_t cl = cmdline ? strlen(cmdline) : 0;
 
-	if (len < 0x1000 || get32(img + SETUP_HDR_MAGIC) != 0x53726448) {
+	if (len < 0x1000 || le_get32(img + SETUP_HDR_MAGIC) != 0x53726448) {
 		snprintf(err, errlen, "not a bzImage (no \"HdrS\" setup header)");
 		return -EBADMSG;
 	}
-	uint16_t version = get16(img + SETUP_VERSION);
-	if (version < 0x20c || !(get16(img + XLOADFLAGS) & XLF_KERNEL_64)) {
+	uint16_t version = le_get16(img + SETUP_VERSION);
+	if (version < 0x20c || !(le_get16(img + XLOADFLAGS) & XLF_KERNEL_64)) {
 		snprintf(err, errlen,
 		         "boot protocol %u.%02u without a 64-bit entry: vmk needs a "
 		         "64-bit kernel with protocol 2.12 or later",
@@ -103,11 +84,11 @@ int vmm_boot_linux(struct vmm_mem *m, const uint8_t *img, size_t len, const uint
 		return -EBADMSG;
 	}
 	size_t kernel_len = len - setup_len;
-	uint64_t init_size = get32(img + INIT_SIZE);
+	uint64_t init_size = le_get32(img + INIT_SIZE);
 	if (init_size < kernel_len)
 		init_size = kernel_len;
-	uint64_t load = get64(img + PREF_ADDRESS);
-	uint64_t align = get32(img + KERNEL_ALIGNMENT);
+	uint64_t load = le_get64(img + PREF_ADDRESS);
+	uint64_t align = le_get32(img + KERNEL_ALIGNMENT);
 	if (!vmm_gpa(m, load, init_size) || load < BOOT_KERNEL_MIN_GPA) {
 		if (!img[RELOCATABLE]) {
 			snprintf(err, errlen,
@@ -129,7 +110,7 @@ int vmm_boot_linux(struct vmm_mem *m, const uint8_t *img, size_t len, const uint
 	}
 	memcpy(vmm_gpa(m, load, kernel_len), img + setup_len, kernel_len);
 
-	uint32_t max_cl = version >= 0x206 ? get32(img + CMDLINE_SIZE) : 255;
+	uint32_t max_cl = version >= 0x206 ? le_get32(img + CMDLINE_SIZE) : 255;
 	if (cl >= BOOT_CMDLINE_MAX || cl > max_cl) {
 		snprintf(err, errlen, "the kernel command line has %zu bytes; this kernel takes %u",
 		         cl, max_cl < BOOT_CMDLINE_MAX - 1 ? max_cl : BOOT_CMDLINE_MAX - 1);
@@ -152,9 +133,9 @@ int vmm_boot_linux(struct vmm_mem *m, const uint8_t *img, size_t len, const uint
 	zp[LOADFLAGS] |= LOADED_HIGH | CAN_USE_HEAP;
 	zp[HEAP_END_PTR] = 0x00;
 	zp[HEAP_END_PTR + 1] = 0xfe;
-	put32(zp + CMD_LINE_PTR, (uint32_t)BOOT_CMDLINE_GPA);
+	le_put32(zp + CMD_LINE_PTR, (uint32_t)BOOT_CMDLINE_GPA);
 	if (initrd && initrd_len) {
-		uint64_t max = get32(img + INITRD_ADDR_MAX);
+		uint64_t max = le_get32(img + INITRD_ADDR_MAX);
 		uint64_t top = m->slots[0].gpa + m->slots[0].size;
 		if (max && max + 1 < top)
 			top = max + 1;
@@ -167,8 +148,8 @@ int vmm_boot_linux(struct vmm_mem *m, const uint8_t *img, size_t len, const uint
 			return -E2BIG;
 		}
 		memcpy(vmm_gpa(m, at, initrd_len), initrd, initrd_len);
-		put32(zp + RAMDISK_IMAGE, (uint32_t)at);
-		put32(zp + RAMDISK_SIZE, (uint32_t)initrd_len);
+		le_put32(zp + RAMDISK_IMAGE, (uint32_t)at);
+		le_put32(zp + RAMDISK_SIZE, (uint32_t)initrd_len);
 	}
 	struct vmm_e820 e[E820_MAX];
 	unsigned n = vmm_boot_e820(m, e, E820_MAX);
@@ -177,7 +158,7 @@ int vmm_boot_linux(struct vmm_mem *m, const uint8_t *img, size_t len, const uint
 		uint8_t *ent = zp + E820_TABLE + 20 * i;
 		memcpy(ent, &e[i].addr, 8);
 		memcpy(ent + 8, &e[i].size, 8);
-		put32(ent + 16, e[i].type);
+		le_put32(ent + 16, e[i].type);
 	}
 	if (put_paging(m) < 0)
 		return -EFAULT;

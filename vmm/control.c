@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "le.h"
 #include "log.h"
 #include "net.h"
 
@@ -145,8 +146,8 @@ static bool peer_allowed(int fd)
 
 int vmm_control_send_frame(int fd, const void *body, size_t len)
 {
-	uint8_t h[4] = { (uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16),
-		         (uint8_t)(len >> 24) };
+	uint8_t h[4];
+	le_put32(h, (uint32_t)len);
 	int ret = net_send_all(fd, h, sizeof(h));
 	return ret < 0 ? ret : net_send_all(fd, body, len);
 }
@@ -158,7 +159,7 @@ int vmm_control_recv_frame(int fd, size_t max, int timeout_ms, uint8_t **body, s
 
 	if (ret < 0)
 		return ret;
-	size_t n = (size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16 | (size_t)h[3] << 24;
+	size_t n = le_get32(h);
 	if (n > max)
 		return -EMSGSIZE;
 	if (!(*body = malloc(n ? n : 1)))

@@ -11,6 +11,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "le.h"
+
 #define STATE_VERSION 1
 #define SECTOR        512u
 #define HDR_LEN       16u /* type, reserved (ioprio), sector */
@@ -39,12 +41,6 @@ static uint64_t blk_features(void *be)
 	return f | VIRTIO_BLK_F_DISCARD | VIRTIO_BLK_F_WRITE_ZEROES;
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, 4);
-}
-
 static void blk_config_read(void *be, uint64_t off, uint8_t *data, unsigned size)
 {
 	struct blk *b = be;
@@ -52,13 +48,13 @@ static void blk_config_read(void *be, uint64_t off, uint8_t *data, unsigned size
 	uint64_t cap = htole64(b->sectors);
 
 	memcpy(cfg + VIRTIO_BLK_CFG_CAPACITY, &cap, 8);
-	put32(cfg + VIRTIO_BLK_CFG_SEG_MAX, VIRTIO_BLK_SEG_MAX);
+	le_put32(cfg + VIRTIO_BLK_CFG_SEG_MAX, VIRTIO_BLK_SEG_MAX);
 	if (!b->readonly) {
-		put32(cfg + VIRTIO_BLK_CFG_MAX_DISCARD_SECT, VIRTIO_BLK_MAX_DWZ_SECTORS);
-		put32(cfg + VIRTIO_BLK_CFG_MAX_DISCARD_SEG, VIRTIO_BLK_MAX_DWZ_SEG);
-		put32(cfg + VIRTIO_BLK_CFG_DISCARD_ALIGN, 8); /* 4 KiB: a file system block */
-		put32(cfg + VIRTIO_BLK_CFG_MAX_WZ_SECT, VIRTIO_BLK_MAX_DWZ_SECTORS);
-		put32(cfg + VIRTIO_BLK_CFG_MAX_WZ_SEG, VIRTIO_BLK_MAX_DWZ_SEG);
+		le_put32(cfg + VIRTIO_BLK_CFG_MAX_DISCARD_SECT, VIRTIO_BLK_MAX_DWZ_SECTORS);
+		le_put32(cfg + VIRTIO_BLK_CFG_MAX_DISCARD_SEG, VIRTIO_BLK_MAX_DWZ_SEG);
+		le_put32(cfg + VIRTIO_BLK_CFG_DISCARD_ALIGN, 8); /* 4 KiB: a file system block */
+		le_put32(cfg + VIRTIO_BLK_CFG_MAX_WZ_SECT, VIRTIO_BLK_MAX_DWZ_SECTORS);
+		le_put32(cfg + VIRTIO_BLK_CFG_MAX_WZ_SEG, VIRTIO_BLK_MAX_DWZ_SEG);
 		cfg[VIRTIO_BLK_CFG_WZ_MAY_UNMAP] = 1;
 	}
 	if (off < sizeof(cfg) && size <= sizeof(cfg) - off)
