@@ -296,3 +296,37 @@ uint32_t util_fnv1a(uint32_t h, const char *s)
 		h = (h ^ (uint8_t)*s) * 16777619u;
 	return h;
 }
+
+bool util_all_zero(const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
+		memcpy(&w, b + i, 8);
+		if (w)
+			return false;
+	}
+	for (; i < n; i++)
+		if (b[i])
+			return false;
+	return true;
+}
+
+int util_pwrite_all(int fd, const void *buf, size_t n, uint64_t off)
+{
+	const uint8_t *b = buf;
+
+	while (n) {
+		ssize_t k = pwrite(fd, b, n, (off_t)off);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		b += k;
+		off += (uint64_t)k;
+		n -= (size_t)k;
+	}
+	return 0;
+}

@@ -53,6 +53,13 @@ uint64_t util_wall_ms(void);
  * the -errno of the first failure. */
 int util_rm_tree(const char *dir);
 
+/* True when all n bytes at p are zero (a word at a time). */
+bool util_all_zero(const void *p, size_t n);
+
+/* All n bytes at offset off (retried on EINTR and short writes): 0 or
+ * -errno. */
+int util_pwrite_all(int fd, const void *buf, size_t n, uint64_t off);
+
 /* strerror for a negative errno. */
 const char *util_strerror(int neg_errno);
 

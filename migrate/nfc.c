@@ -27,20 +27,6 @@
 #define NFC_MAX_SIZE      (16ull << 40)
 #define DATA_HDR          17 /* 'D' u64 offset u32 length u32 crc */
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	const uint64_t *w = (const uint64_t *)p;
-	size_t i = 0;
-
-	for (; i < n / 8; i++)
-		if (w[i])
-			return false;
-	for (i *= 8; i < n; i++)
-		if (p[i])
-			return false;
-	return true;
-}
-
 static int pread_full(int fd, void *buf, size_t n, uint64_t off)
 {
 	uint8_t *b = buf;
@@ -51,23 +37,6 @@ static int pread_full(int fd, void *buf, size_t n, uint64_t off)
 			continue;
 		if (k <= 0)
 			return k == 0 ? -EIO : -errno; /* the file shrank under us */
-		b += k;
-		off += (uint64_t)k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
-static int pwrite_full(int fd, const void *buf, size_t n, uint64_t off)
-{
-	const uint8_t *b = buf;
-
-	while (n) {
-		ssize_t k = pwrite(fd, b, n, (off_t)off);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
 		b += k;
 		off += (uint64_t)k;
 		n -= (size_t)k;
@@ -195,7 +164,7 @@ static int receive(int fd, struct nfc_xfer *x, int part, uint64_t from, char *er
 			ret = -EBADMSG;
 			break;
 		}
-		if ((ret = pwrite_full(part, buf, len, off)) < 0) {
+		if ((ret = util_pwrite_all(part, buf, len, off)) < 0) {
 			snprintf(err, errlen, "writing %s.part at offset %" PRIu64 ": %s", x->path,
 			         off, strerror(-ret));
 			break;
@@ -386,7 +355,7 @@ int nfc_send(int fd, int src, const char *token, struct nfc_progress *p,
 				         strerror(-ret));
 				break;
 			}
-			if (!all_zero(buf, len)) {
+			if (!util_all_zero(buf, len)) {
 				h[0] = 'D';
 				le_put64(h + 1, o);
 				le_put32(h + 9, len);
@@ -457,7 +426,7 @@ static int copy_range(int in, int out, uint64_t off, uint64_t len, uint8_t *buf)
 		} else {
 			n = n > NFC_CHUNK ? NFC_CHUNK : n;
 			k = pread(in, buf, n, (off_t)off);
-			if (k > 0 && pwrite_full(out, buf, (size_t)k, off) < 0)
+			if (k > 0 && util_pwrite_all(out, buf, (size_t)k, off) < 0)
 				return -errno;
 		}
 		if (k < 0 && errno == EINTR)

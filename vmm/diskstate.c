@@ -7,19 +7,12 @@
 #include <unistd.h>
 
 #include "sbuf.h"
+#include "util.h"
 #include "virtio_blk.h"
 
 int vmm_is_disk(const struct vmm_device *d)
 {
 	return d && d->ops && d->ops->name && !strcmp(d->ops->name, "virtio-blk");
-}
-
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i])
-			return false;
-	return true;
 }
 
 /* [off, off + len) of the image as DISK sections. */
@@ -39,7 +32,7 @@ static int save_range(int fd, uint32_t index, struct vmm_stream *s, uint64_t off
 		}
 		if ((size_t)got < n)
 			memset(buf + got, 0, n - (size_t)got);
-		bool zero = all_zero(buf, n);
+		bool zero = util_all_zero(buf, n);
 		b.len = 0;
 		sbuf_u64(&b, off);
 		sbuf_u32(&b, (uint32_t)n);

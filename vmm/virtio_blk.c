@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "le.h"
+#include "util.h"
 
 #define STATE_VERSION 1
 #define SECTOR        512u
@@ -417,16 +418,7 @@ int vmm_virtio_blk_write_at(struct vmm_device *d, uint64_t off, const void *p, s
 		return -EINVAL;
 	if (zero)
 		return zero_range(b->fd, off, n, true);
-	for (size_t done = 0; done < n;) {
-		ssize_t k = pwrite(b->fd, (const uint8_t *)p + done, n - done, (off_t)(off + done));
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		done += (size_t)k;
-	}
-	return 0;
+	return util_pwrite_all(b->fd, p, n, off);
 }
 
 static const struct vmm_virtio_backend_ops blk_ops = {
