@@ -14,12 +14,9 @@
  * when NFC's bytes on the wire equal the data.
  * Usage: build/bench/provision [--size GIB] [--data GIB] [--dir DIR]
  * (default 4, 1, /var/tmp). */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
@@ -27,6 +24,7 @@
 
 #include "benchutil.h"
 #include "migrate/nfc.h"
+#include "migrate/wire.h"
 #include "net.h"
 #include "util.h"
 
@@ -37,28 +35,15 @@ static const char TOKEN[] = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5
 
 static int listen_lo(uint16_t *port)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t al = sizeof(a);
-	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 4) < 0 ||
-	    getsockname(l, (struct sockaddr *)&a, &al) < 0)
-		return -1;
-	*port = ntohs(a.sin_port);
-	return l;
+	char err[200];
+	*port = 0;
+	return wire_listen(-1, "127.0.0.1", port, err, sizeof(err));
 }
 
 static int connect_lo(uint16_t port)
 {
-	char p[16];
 	char err[200];
-	snprintf(p, sizeof(p), "%u", port);
-	int fd = net_connect("127.0.0.1", p, 5000, err, sizeof(err));
-	if (fd >= 0) {
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	}
-	return fd;
+	return wire_connect(-1, "127.0.0.1", port, 5000, err, sizeof(err));
 }
 
 /* Each copy starts alike: no old copy, nothing of it left to write back
@@ -77,19 +62,13 @@ struct nfc_srv {
 	int ret;
 };
 
-static struct nfc_xfer *lookup(void *arg, const char *token)
-{
-	struct nfc_xfer *x = arg;
-	return strcmp(token, x->token) == 0 ? x : NULL;
-}
-
 static void *nfc_srv_main(void *arg)
 {
 	struct nfc_srv *s = arg;
 	char err[400];
 	int c = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
 
-	s->ret = c < 0 ? -errno : nfc_serve(c, lookup, s->x, err, sizeof(err));
+	s->ret = c < 0 ? -errno : nfc_serve(c, nfc_lookup_one, s->x, err, sizeof(err));
 	if (s->ret < 0)
 		fprintf(stderr, "bench/provision: NFC receiver: %s\n", c < 0 ? "accept" : err);
 	if (c >= 0)

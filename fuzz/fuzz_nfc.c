@@ -24,12 +24,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static const char TOKEN[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 static char dir[64], path[128];
 
-static struct nfc_xfer *lookup(void *arg, const char *token)
-{
-	struct nfc_xfer *x = arg;
-	return strcmp(token, x->token) == 0 ? x : NULL;
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
@@ -56,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    net_send_all(sv[0], data, size) == 0) {
 		shutdown(sv[0], SHUT_WR);
 		nfc_xfer_init(&x, TOKEN, path);
-		nfc_serve(sv[1], lookup, &x, err, sizeof(err));
+		nfc_serve(sv[1], nfc_lookup_one, &x, err, sizeof(err));
 		nfc_xfer_destroy(&x);
 	}
 	close(sv[0]);

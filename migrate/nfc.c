@@ -79,6 +79,12 @@ void nfc_xfer_destroy(struct nfc_xfer *x)
 
 /* ---- the receiving side ---- */
 
+struct nfc_xfer *nfc_lookup_one(void *xfer, const char *token)
+{
+	struct nfc_xfer *x = xfer;
+	return strcmp(token, x->token) == 0 ? x : NULL;
+}
+
 static int refuse(int fd, const char *why, int ret, char *err, size_t errlen)
 {
 	char line[400];

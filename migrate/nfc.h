@@ -53,6 +53,8 @@ void nfc_xfer_destroy(struct nfc_xfer *x);
  * a chunk failed its checksum or the stream was malformed). */
 typedef struct nfc_xfer *(*nfc_lookup_fn)(void *arg, const char *token);
 int nfc_serve(int fd, nfc_lookup_fn lookup, void *arg, char *err, size_t errlen);
+/* The lookup of a server that has one transfer (arg: its nfc_xfer). */
+struct nfc_xfer *nfc_lookup_one(void *xfer, const char *token);
 
 /* Test hooks for the sending side (all 0 in real use). */
 struct nfc_faults {

@@ -117,16 +117,10 @@ struct server {
 	pthread_t t;
 };
 
-static struct nfc_xfer *lookup(void *arg, const char *token)
-{
-	struct nfc_xfer *x = arg;
-	return strcmp(token, x->token) == 0 ? x : NULL;
-}
-
 static void *server_main(void *arg)
 {
 	struct server *s = arg;
-	s->ret = nfc_serve(s->fd, lookup, s->x, s->err, sizeof(s->err));
+	s->ret = nfc_serve(s->fd, nfc_lookup_one, s->x, s->err, sizeof(s->err));
 	close(s->fd);
 	return NULL;
 }
