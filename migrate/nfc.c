@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -25,7 +27,9 @@
 #define RECORD_TIMEOUT_MS 60000
 #define DONE_TIMEOUT_MS   300000 /* the server syncs the whole file first */
 #define NFC_MAX_SIZE      (16ull << 40)
-#define DATA_HDR          17 /* 'D' u64 offset u32 length u32 crc */
+#define DATA_HDR          17   /* 'D' u64 offset u32 length u32 crc */
+#define TAKEOVER_WAIT_MS  5000 /* for the stalled connection to let go */
+#define RECONNECT_MS      2000 /* one connection attempt of nfc_send_path */
 
 static int pread_full(int fd, void *buf, size_t n, uint64_t off)
 {
@@ -69,11 +73,14 @@ void nfc_xfer_init(struct nfc_xfer *x, const char *token, const char *path)
 	memset(x, 0, sizeof(*x));
 	snprintf(x->token, sizeof(x->token), "%s", token);
 	snprintf(x->path, sizeof(x->path), "%s", path);
+	x->conn_fd = -1;
 	pthread_mutex_init(&x->m, NULL);
+	pthread_cond_init(&x->cv, NULL);
 }
 
 void nfc_xfer_destroy(struct nfc_xfer *x)
 {
+	pthread_cond_destroy(&x->cv);
 	pthread_mutex_destroy(&x->m);
 }
 
@@ -201,11 +208,22 @@ int nfc_serve(int fd, nfc_lookup_fn lookup, void *arg, char *err, size_t errlen)
 	if (!x)
 		return refuse(fd, "unknown transfer token", -EACCES, err, errlen);
 	pthread_mutex_lock(&x->m);
+	if (x->busy && !x->done) {
+		/* the sender came back: its old connection stalled on a dead link
+		 * (only the token's holder gets here), so the new one takes over */
+		struct timespec ts;
+		util_deadline(&ts, TAKEOVER_WAIT_MS);
+		shutdown(x->conn_fd, SHUT_RDWR);
+		while (x->busy && pthread_cond_timedwait(&x->cv, &x->m, &ts) == 0)
+			;
+	}
 	const char *busy = x->done   ? "that transfer is complete already"
 	                   : x->busy ? "that transfer is in progress on another connection"
 	                             : NULL;
-	if (!busy)
+	if (!busy) {
 		x->busy = true;
+		x->conn_fd = fd;
+	}
 	uint64_t from = x->verified;
 	pthread_mutex_unlock(&x->m);
 	if (busy)
@@ -221,6 +239,8 @@ int nfc_serve(int fd, nfc_lookup_fn lookup, void *arg, char *err, size_t errlen)
 			close(pfd);
 		pthread_mutex_lock(&x->m);
 		x->busy = false;
+		x->conn_fd = -1;
+		pthread_cond_broadcast(&x->cv);
 		pthread_mutex_unlock(&x->m);
 		return refuse(fd, why, ret, err, errlen);
 	}
@@ -239,8 +259,12 @@ int nfc_serve(int fd, nfc_lookup_fn lookup, void *arg, char *err, size_t errlen)
 	close(pfd);
 	if (ret == 0)
 		sync_dir_of(x->path);
+	if (ret == 0 && x->commit)
+		ret = x->commit(x, x->commit_arg, err, errlen);
 	pthread_mutex_lock(&x->m);
 	x->busy = false;
+	x->conn_fd = -1;
+	pthread_cond_broadcast(&x->cv);
 	x->done = ret == 0;
 	x->error = ret;
 	snprintf(x->why, sizeof(x->why), "%s", ret < 0 ? err : "");
@@ -255,6 +279,19 @@ int nfc_serve(int fd, nfc_lookup_fn lookup, void *arg, char *err, size_t errlen)
 }
 
 /* ---- the sending side ---- */
+
+/* Sleeps until sent bytes since t0 fit under max_bps (in slices, so a
+ * cancel is seen). */
+static void pace(uint64_t t0, uint64_t sent, uint64_t max_bps, atomic_bool *cancel)
+{
+	for (;;) {
+		uint64_t due = t0 + (uint64_t)((double)sent * 1000.0 / (double)max_bps);
+		uint64_t now = util_now_ms();
+		if (due <= now || (cancel && atomic_load(cancel)))
+			return;
+		usleep((useconds_t)(due - now > 100 ? 100000 : (due - now) * 1000));
+	}
+}
 
 /* header and data in one go: with TCP_NODELAY two sends would put the
  * 17-byte header in a segment of its own */
@@ -280,15 +317,18 @@ static int send_iov(int fd, struct iovec *iov, int n)
 	return 0;
 }
 
-/* After a failed send: the server's reason, when it said one. */
-static void server_reason(int fd, int ret, const char *what, char *err, size_t errlen)
+/* After a failed send: the server's reason when it said one (-EIO: it
+ * failed the copy), else ret (the connection broke). */
+static int server_reason(int fd, int ret, const char *what, char *err, size_t errlen)
 {
 	char line[300];
 
-	if (wire_read_line(fd, line, sizeof(line), 2000) > 0 && strncmp(line, "ERR ", 4) == 0)
+	if (wire_read_line(fd, line, sizeof(line), 2000) > 0 && strncmp(line, "ERR ", 4) == 0) {
 		snprintf(err, errlen, "the destination failed the copy: %s", line + 4);
-	else
-		snprintf(err, errlen, "%s: %s", what, strerror(-ret));
+		return -EIO;
+	}
+	snprintf(err, errlen, "%s: %s", what, strerror(-ret));
+	return ret;
 }
 
 int nfc_send(int fd, int src, const char *token, struct nfc_progress *p,
@@ -321,9 +361,9 @@ int nfc_send(int fd, int src, const char *token, struct nfc_progress *p,
 	if (strncmp(line, "OK ", 3) == 0)
 		from = strtoull(line + 3, &end, 10);
 	if (!end || *end || from > (uint64_t)st.st_size) {
-		snprintf(err, errlen, "the destination refused the copy: %s",
-		         strncmp(line, "NO ", 3) == 0 ? line + 3 : line);
-		return strncmp(line, "NO ", 3) == 0 ? -EACCES : -EPROTO;
+		bool no = strncmp(line, "NO ", 3) == 0;
+		snprintf(err, errlen, "the destination refused the copy: %s", no ? line + 3 : line);
+		return !no ? -EPROTO : strstr(line, "in progress") ? -EBUSY : -EACCES;
 	}
 	p->size = (uint64_t)st.st_size;
 	p->resumed_from = from;
@@ -336,6 +376,7 @@ int nfc_send(int fd, int src, const char *token, struct nfc_progress *p,
 		return -ENOMEM;
 	}
 	uint64_t pos = from, size = (uint64_t)st.st_size;
+	uint64_t t0 = util_now_ms();
 	ret = 0;
 	while (ret == 0 && pos < size) {
 		off_t data = lseek(src, (off_t)pos, SEEK_DATA);
@@ -371,10 +412,13 @@ int nfc_send(int fd, int src, const char *token, struct nfc_progress *p,
 					buf[faults->flip_at - 1 - o] ^= 0x40;
 				struct iovec iov[2] = { { h, sizeof(h) }, { buf, len } };
 				if ((ret = send_iov(fd, iov, 2)) < 0) {
-					server_reason(fd, ret, "sending", err, errlen);
+					ret = server_reason(fd, ret, "sending", err, errlen);
 					break;
 				}
 				uint64_t sent = atomic_fetch_add(&p->sent, len) + len;
+				atomic_fetch_add(&p->sent_all, len);
+				if (p->max_bps)
+					pace(t0, sent, p->max_bps, cancel);
 				if (faults->drop_after && sent >= faults->drop_after) {
 					shutdown(fd, SHUT_RDWR);
 					ret = -ECONNRESET;
@@ -392,10 +436,8 @@ int nfc_send(int fd, int src, const char *token, struct nfc_progress *p,
 		return ret;
 	h[0] = 'E';
 	le_put64(h + 1, size);
-	if ((ret = net_send_all(fd, h, 9)) < 0) {
-		server_reason(fd, ret, "sending", err, errlen);
-		return ret;
-	}
+	if ((ret = net_send_all(fd, h, 9)) < 0)
+		return server_reason(fd, ret, "sending", err, errlen);
 	atomic_store(&p->offset, size);
 	if ((ret = wire_read_line(fd, line, sizeof(line), DONE_TIMEOUT_MS)) < 0) {
 		snprintf(err, errlen, "the destination did not confirm the copy (%s)",
@@ -408,6 +450,59 @@ int nfc_send(int fd, int src, const char *token, struct nfc_progress *p,
 		return -EIO;
 	}
 	return 0;
+}
+
+static bool resumable(int ret)
+{
+	return ret != -EACCES && ret != -EIO && ret != -ECANCELED && ret != -EINVAL &&
+	       ret != -EPROTO && ret != -ENOMEM;
+}
+
+int nfc_send_path(int nsfd, const char *host, uint16_t port, const char *path, const char *token,
+                  struct nfc_progress *p, const struct nfc_faults *faults, atomic_bool *cancel,
+                  int resume_ms, char *err, size_t errlen)
+{
+	int src = open(path, O_RDONLY | O_CLOEXEC);
+	uint64_t failing_since = 0;
+	int ret;
+
+	if (src < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return ret;
+	}
+	for (;;) {
+		char cerr[300];
+		int fd = wire_connect(nsfd, host, port, RECONNECT_MS, cerr, sizeof(cerr));
+		if (fd < 0) {
+			ret = fd;
+			snprintf(err, errlen, "connecting to %s:%u: %s", host, port, cerr);
+		} else {
+			unsigned stall = NFC_STALL_MS;
+			setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &stall, sizeof(stall));
+			uint64_t before = atomic_load(&p->offset);
+			ret = nfc_send(fd, src, token, p, faults, cancel, err, errlen);
+			close(fd);
+			if (ret < 0 && atomic_load(&p->offset) > before)
+				failing_since = 0; /* it got further: a fresh window */
+		}
+		if (ret == 0 || !resumable(ret) || (cancel && atomic_load(cancel)))
+			break;
+		uint64_t now = util_now_ms();
+		if (!failing_since)
+			failing_since = now;
+		if (now - failing_since >= (uint64_t)resume_ms)
+			break;
+		atomic_fetch_add(&p->resumes, 1);
+		faults = NULL; /* a test's fault happens once */
+		usleep(200 * 1000);
+	}
+	if (ret < 0 && cancel && atomic_load(cancel)) {
+		ret = -ECANCELED;
+		snprintf(err, errlen, "cancelled");
+	}
+	close(src);
+	return ret;
 }
 
 /* ---- on one host ---- */

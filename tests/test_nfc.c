@@ -21,6 +21,7 @@
 #include "migrate/nfc.h"
 #include "net.h"
 #include "util.h"
+#include "migrate/wire.h"
 #include "vmm/state.h"
 
 #define FILE_SIZE (64ull << 20)
@@ -309,12 +310,169 @@ static void test_copy_local(void **state)
 	assert_non_null(strstr(err, "/nonexistent/x"));
 }
 
+/* ---- over TCP: nfc_send_path, takeover, commit ---- */
+
+struct tcp_server {
+	int lfd;
+	uint16_t port;
+	struct nfc_xfer *x;
+	pthread_t acceptor;
+	int nconns;
+	struct server conns[8];
+};
+
+static void *acceptor_main(void *arg)
+{
+	struct tcp_server *ts = arg;
+	for (int i = 0; i < 8; i++) {
+		char err[200];
+		int fd = wire_accept(ts->lfd, 20000, "test", err, sizeof(err));
+		if (fd < 0)
+			break;
+		ts->conns[i] = (struct server){ .fd = fd, .x = ts->x };
+		ts->nconns = i + 1;
+		if (pthread_create(&ts->conns[i].t, NULL, server_main, &ts->conns[i]) != 0)
+			break;
+	}
+	return NULL;
+}
+
+static void tcp_server_start(struct tcp_server *ts, struct nfc_xfer *x)
+{
+	char err[200];
+	memset(ts, 0, sizeof(*ts));
+	ts->x = x;
+	ts->lfd = wire_listen(-1, "127.0.0.1", &ts->port, err, sizeof(err));
+	assert_true(ts->lfd >= 0);
+	assert_int_equal(pthread_create(&ts->acceptor, NULL, acceptor_main, ts), 0);
+}
+
+static void tcp_server_stop(struct tcp_server *ts)
+{
+	shutdown(ts->lfd, SHUT_RDWR);
+	pthread_join(ts->acceptor, NULL);
+	close(ts->lfd);
+	for (int i = 0; i < ts->nconns; i++)
+		pthread_join(ts->conns[i].t, NULL);
+}
+
+/* A sender whose first connection stalls (as on a pulled cable) holding the
+ * transfer: nfc_send_path's new connection takes over and completes it. */
+static void test_takeover_of_stalled_connection(void **state)
+{
+	struct nfc_xfer x;
+	struct nfc_progress p = { 0 };
+	struct tcp_server ts;
+	char err[400], line[200];
+
+	(void)state;
+	unlink(dst_path);
+	nfc_xfer_init(&x, TOKEN, dst_path);
+	tcp_server_start(&ts, &x);
+	int stale = wire_connect(-1, "127.0.0.1", ts.port, 2000, err, sizeof(err));
+	assert_true(stale >= 0);
+	snprintf(line, sizeof(line), "VMKNFC1 %s\n", TOKEN);
+	assert_int_equal(wire_send_line(stale, line), 0);
+	assert_true(wire_read_line(stale, line, sizeof(line), 5000) > 0);
+	assert_string_equal(line, "OK 0");
+	/* ... and says nothing more, the transfer still held */
+	assert_true(x.busy);
+	assert_int_equal(nfc_send_path(-1, "127.0.0.1", ts.port, src_path, TOKEN, &p, NULL, NULL,
+	                               10000, err, sizeof(err)),
+	                 0);
+	assert_true(x.done);
+	assert_true(same_content(src_path, dst_path));
+	/* the stalled connection was cut */
+	assert_true(wire_read_line(stale, line, sizeof(line), 5000) < 0 ||
+	            !strncmp(line, "ERR", 3));
+	close(stale);
+	tcp_server_stop(&ts);
+	assert_true(ts.nconns == 2);
+	nfc_xfer_destroy(&x);
+}
+
+/* A dropped connection: nfc_send_path connects again and resumes. */
+static void test_send_path_resumes(void **state)
+{
+	struct nfc_xfer x;
+	struct nfc_progress p = { 0 };
+	struct nfc_faults f = { .drop_after = 0 };
+	struct tcp_server ts;
+	char err[400];
+
+	(void)state;
+	unlink(dst_path);
+	nfc_xfer_init(&x, TOKEN, dst_path);
+	tcp_server_start(&ts, &x);
+	f.drop_after = data_bytes / 2;
+	assert_int_equal(nfc_send_path(-1, "127.0.0.1", ts.port, src_path, TOKEN, &p, &f, NULL,
+	                               10000, err, sizeof(err)),
+	                 0);
+	assert_true(atomic_load(&p.resumes) >= 1);
+	assert_true(p.resumed_from > 0);
+	/* what was verified before the drop did not cross again */
+	assert_true(atomic_load(&p.sent_all) < data_bytes + data_bytes / 2 + NFC_CHUNK);
+	assert_true(x.done);
+	assert_true(same_content(src_path, dst_path));
+	tcp_server_stop(&ts);
+	nfc_xfer_destroy(&x);
+	/* nobody listening: it gives up once the window has passed */
+	assert_true(nfc_send_path(-1, "127.0.0.1", ts.port, src_path, TOKEN, &p, NULL, NULL, 300,
+	                          err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "connecting"));
+}
+
+static int commits;
+static int commit_fail(struct nfc_xfer *x, void *arg, char *err, size_t errlen)
+{
+	(void)x;
+	commits++;
+	if (arg)
+		snprintf(err, errlen, "%s", (const char *)arg);
+	return arg ? -EEXIST : 0;
+}
+
+/* The commit hook runs once, after the file is in place and before DONE;
+ * its failure is what the sender reports. */
+static void test_commit_hook(void **state)
+{
+	struct nfc_xfer x;
+	struct nfc_progress p = { 0 };
+	struct server s;
+	char err[400];
+
+	(void)state;
+	unlink(dst_path);
+	nfc_xfer_init(&x, TOKEN, dst_path);
+	x.commit = commit_fail;
+	x.commit_arg = "the VM could not be registered";
+	commits = 0;
+	assert_int_equal(attempt(&x, TOKEN, NULL, &p, &s, err, sizeof(err)), -EIO);
+	assert_int_equal(commits, 1);
+	assert_non_null(strstr(err, "could not be registered"));
+	assert_false(x.done);
+	unlink(dst_path);
+	nfc_xfer_destroy(&x);
+	nfc_xfer_init(&x, TOKEN, dst_path);
+	x.commit = commit_fail;
+	assert_int_equal(attempt(&x, TOKEN, NULL, &p, &s, err, sizeof(err)), 0);
+	assert_int_equal(commits, 2);
+	assert_true(x.done);
+	nfc_xfer_destroy(&x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_sparse_copy),         cmocka_unit_test(test_resume),
-		cmocka_unit_test(test_corruption_detected), cmocka_unit_test(test_refused),
-		cmocka_unit_test(test_malformed_senders),   cmocka_unit_test(test_copy_local),
+		cmocka_unit_test(test_sparse_copy),
+		cmocka_unit_test(test_resume),
+		cmocka_unit_test(test_corruption_detected),
+		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_malformed_senders),
+		cmocka_unit_test(test_copy_local),
+		cmocka_unit_test(test_takeover_of_stalled_connection),
+		cmocka_unit_test(test_send_path_resumes),
+		cmocka_unit_test(test_commit_hook),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
