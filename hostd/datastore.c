@@ -173,6 +173,15 @@ int hostd_datastore_path(struct hostd_datastores *d, const char *name, char *out
 	return ret;
 }
 
+bool hostd_datastore_shared(struct hostd_datastores *d, const char *name)
+{
+	pthread_mutex_lock(&d->lock);
+	struct ds *e = find(d, name);
+	bool shared = e && e->shared;
+	pthread_mutex_unlock(&d->lock);
+	return shared;
+}
+
 static Vmk__Datastore *ds_message(struct arena *a, const struct ds *e)
 {
 	Vmk__Datastore *m = arena_alloc(a, sizeof(*m));

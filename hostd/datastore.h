@@ -4,6 +4,8 @@
 #ifndef HOSTD_DATASTORE_H
 #define HOSTD_DATASTORE_H
 
+#include <stdbool.h>
+
 #include "config.h"
 
 #define DATASTORE_MAX 64
@@ -18,5 +20,7 @@ void hostd_datastores_free(struct hostd_datastores *d);
 
 /* Path of a datastore by name, copied into out; -ENOENT if unknown. */
 int hostd_datastore_path(struct hostd_datastores *d, const char *name, char *out, size_t outlen);
+/* The datastore exists and is marked shared (other hosts see the same files). */
+bool hostd_datastore_shared(struct hostd_datastores *d, const char *name);
 
 #endif

@@ -17,6 +17,7 @@ struct hostd_inventory;
 struct hostd_vmrun;
 struct hostd_tasks;
 struct hostd_network;
+struct hostd_nfc;
 
 struct hostd {
 	struct hostd_config cfg;
@@ -27,6 +28,7 @@ struct hostd {
 	struct hostd_tasks *tasks;     /* long operations (task.h) */
 	struct hostd_vmrun *vmrun;     /* the supervisor of running VMs (vmrun.h) */
 	struct hostd_network *network; /* VMkernel networking (network.h) */
+	struct hostd_nfc *nfc;         /* the provisioning file copy service (nfcsvc.h) */
 	char thumbprint[CERT_THUMBPRINT_LEN];
 	uint64_t start_ms;
 };

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "util.h"
 #include "inventory_int.h"
+#include "relocate.h"
 #include "vmlock.h"
 #include "vmrun.h"
 #include "vmm/vmcfg.h"
@@ -259,6 +260,21 @@ int hostd_op_vm_get(struct hostd_call *call, const Vmk__Request *req)
 		if (util_read_file(v->path, 1u << 20, &text, &tl) == 0) {
 			call->resp->vm->vmx_text = arena_strdup(call->a, text);
 			free(text);
+		}
+		struct relocate_file files[RELOCATE_MAX_FILES];
+		size_t nf = 0;
+		Vmk__VmInfo *vi = call->resp->vm;
+		relocate_list_files(v->dir, files, RELOCATE_MAX_FILES, &nf);
+		vi->files = arena_calloc(call->a, nf + 1, sizeof(*vi->files));
+		for (size_t k = 0; vi->files && k < nf; k++) {
+			Vmk__VmFile *f = arena_alloc(call->a, sizeof(*f));
+			if (!f)
+				break;
+			vmk__vm_file__init(f);
+			f->name = arena_strdup(call->a, files[k].name);
+			f->size = files[k].size;
+			f->allocated = files[k].allocated;
+			vi->files[vi->n_files++] = f;
 		}
 		call->resp->vm->events =
 		        hostd_events_of(call->h, call->a, v->name, 20, &call->resp->vm->n_events);

@@ -17,6 +17,7 @@
 #include "vmrun.h"
 #include "log.h"
 #include "network.h"
+#include "nfcsvc.h"
 #include "rpc.h"
 #include "session.h"
 #include "task.h"
@@ -237,6 +238,10 @@ int main(int argc, char **argv)
 		log_error("cannot start the VM supervisor: %s", util_strerror(ret));
 		goto out;
 	}
+	if ((ret = hostd_nfc_init(&h)) < 0) {
+		log_error("cannot start the NFC service: %s", util_strerror(ret));
+		goto out;
+	}
 
 	struct rpc_server_opts so = {
 		.url = h.cfg.listen,
@@ -275,6 +280,7 @@ int main(int argc, char **argv)
 	rc = 0;
 out:
 	hostd_tasks_free(h.tasks); /* cancels what still runs; after the server stopped */
+	hostd_nfc_free(&h);        /* after the tasks that offered transfers */
 	hostd_vmrun_stop(&h);      /* the VMs keep running */
 	hostd_inventory_free(h.inventory);
 	hostd_datastores_free(h.datastores);

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "network.h"
+#include "relocate.h"
 #include "task.h"
 #include "util.h"
 #include "vmm/control.h"
@@ -40,19 +41,6 @@
 static pthread_mutex_t slots_m = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t slots_cv = PTHREAD_COND_INITIALIZER;
 static unsigned slots_used;
-
-/* The management address hostd listens on: where incoming vmx listen
- * until vMotion-tagged vmk adapters exist. */
-static void mgmt_address(const struct hostd *h, char *out, size_t outlen)
-{
-	const char *l = strstr(h->cfg.listen, "://");
-	snprintf(out, outlen, "%s", l ? l + 3 : h->cfg.listen);
-	char *colon = strrchr(out, ':');
-	if (colon)
-		*colon = '\0';
-	if (!strcmp(out, "0.0.0.0") || !strcmp(out, "*") || !out[0])
-		snprintf(out, outlen, "127.0.0.1");
-}
 
 static uint64_t mem_available_mib(void)
 {
@@ -414,7 +402,7 @@ int hostd_op_vm_migrate_prepare(struct hostd_call *call, const Vmk__Request *req
 	char nsname[128] = "", vmk[16] = "", note[300] = "";
 	if (hostd_network_traffic(h, NET_TAG_VMOTION, addr, sizeof(addr), nsname, sizeof(nsname),
 	                          vmk, sizeof(vmk), note, sizeof(note)) < 0)
-		mgmt_address(h, addr, sizeof(addr));
+		hostd_mgmt_address(h, addr, sizeof(addr));
 	if (note[0])
 		log_info("vm %s: incoming migration: %s", j->name, note);
 	if (vmrun_spawn(h, cfgpath, j->dir, j->rundir, NULL, addr, tokfile,
@@ -674,6 +662,8 @@ int hostd_op_vm_migrate(struct hostd_call *call, const Vmk__Request *req)
 	const Vmk__VmMigrateRequest *m = req->vm_migrate;
 	char why[400];
 
+	if (m->cold)
+		return hostd_op_vm_relocate(call, req);
 	if (m->streams > 8)
 		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
 		                  "--streams %u: at most 8 parallel connections", m->streams);
@@ -734,7 +724,7 @@ int hostd_op_vm_migrate(struct hostd_call *call, const Vmk__Request *req)
 	if (hostd_network_traffic(call->h, tag, src_addr, sizeof(src_addr), j->netns,
 	                          sizeof(j->netns), src_vmk, sizeof(src_vmk), note,
 	                          sizeof(note)) < 0)
-		mgmt_address(call->h, src_addr, sizeof(src_addr));
+		hostd_mgmt_address(call->h, src_addr, sizeof(src_addr));
 	else if (tag == NET_TAG_MANAGEMENT)
 		snprintf(note, sizeof(note), "%s: Management %s too", call->h->cfg.name, src_vmk);
 	j->ms.netns = j->netns;

@@ -307,6 +307,17 @@ void hostd_network_free(struct hostd_network *n)
 	free(n);
 }
 
+void hostd_mgmt_address(const struct hostd *h, char *out, size_t outlen)
+{
+	const char *l = strstr(h->cfg.listen, "://");
+	snprintf(out, outlen, "%s", l ? l + 3 : h->cfg.listen);
+	char *colon = strrchr(out, ':');
+	if (colon)
+		*colon = '\0';
+	if (!strcmp(out, "0.0.0.0") || !strcmp(out, "*") || !out[0])
+		snprintf(out, outlen, "127.0.0.1");
+}
+
 int hostd_network_traffic(struct hostd *h, enum net_tag tag, char *addr, size_t addrlen, char *ns,
                           size_t nslen, char *vmk, size_t vmklen, char *note, size_t notelen)
 {

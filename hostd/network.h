@@ -127,6 +127,9 @@ void hostd_network_free(struct hostd_network *n);
  * (callers then use the management address of host.cfg). */
 int hostd_network_traffic(struct hostd *h, enum net_tag tag, char *addr, size_t addrlen, char *ns,
                           size_t nslen, char *vmk, size_t vmklen, char *note, size_t notelen);
+/* The address of host.cfg's listen (127.0.0.1 for a wildcard): where
+ * traffic goes when hostd_network_traffic has no vmk for it. */
+void hostd_mgmt_address(const struct hostd *h, char *out, size_t outlen);
 
 /* hostd manages the host's network (host.cfg has a network group). */
 bool hostd_network_managed(struct hostd *h);

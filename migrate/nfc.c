@@ -117,6 +117,11 @@ static int receive(int fd, struct nfc_xfer *x, int part, uint64_t from, char *er
 			         end, strerror(-ret));
 			break;
 		}
+		if (h[0] == 'A') {
+			snprintf(err, errlen, "the sender gave the transfer up");
+			ret = -ECANCELED;
+			break;
+		}
 		if (h[0] == 'E') {
 			if ((ret = net_recv_all(fd, h + 1, 8, RECORD_TIMEOUT_MS)) < 0) {
 				snprintf(err, errlen, "the sender went away in its END record");
@@ -217,7 +222,8 @@ int nfc_serve(int fd, nfc_lookup_fn lookup, void *arg, char *err, size_t errlen)
 		while (x->busy && pthread_cond_timedwait(&x->cv, &x->m, &ts) == 0)
 			;
 	}
-	const char *busy = x->done   ? "that transfer is complete already"
+	const char *busy = x->done                  ? "that transfer is complete already"
+	                   : x->error == -ECANCELED ? "that transfer was given up"
 	                   : x->busy ? "that transfer is in progress on another connection"
 	                             : NULL;
 	if (!busy) {
@@ -230,7 +236,7 @@ int nfc_serve(int fd, nfc_lookup_fn lookup, void *arg, char *err, size_t errlen)
 		return refuse(fd, busy, -EBUSY, err, errlen);
 
 	snprintf(part, sizeof(part), "%s.part", x->path);
-	int pfd = open(part, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	int pfd = open(part, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
 	if (pfd < 0 || ftruncate(pfd, (off_t)from) < 0) { /* no unverified tail */
 		ret = -errno;
 		char why[300];
@@ -503,6 +509,29 @@ int nfc_send_path(int nsfd, const char *host, uint16_t port, const char *path, c
 	}
 	close(src);
 	return ret;
+}
+
+int nfc_abort(int nsfd, const char *host, uint16_t port, const char *token, char *err,
+              size_t errlen)
+{
+	char line[400];
+	int fd = wire_connect(nsfd, host, port, RECONNECT_MS, err, errlen), ret;
+
+	if (fd < 0)
+		return fd;
+	snprintf(line, sizeof(line), "VMKNFC1 %s\n", token);
+	if ((ret = wire_send_line(fd, line)) == 0 &&
+	    (ret = wire_read_line(fd, line, sizeof(line), HELLO_TIMEOUT_MS)) > 0) {
+		ret = 0;
+		if (strncmp(line, "OK ", 3) == 0)
+			ret = net_send_all(fd, "A", 1);
+		else
+			snprintf(err, errlen, "%s", line);
+		if (ret == 0) /* until the server has it: its ERR, or it closes */
+			wire_read_line(fd, line, sizeof(line), HELLO_TIMEOUT_MS);
+	}
+	close(fd);
+	return ret < 0 ? ret : 0;
 }
 
 /* ---- on one host ---- */

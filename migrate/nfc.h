@@ -11,6 +11,9 @@
  *      (length 1..NFC_CHUNK; only the file's data: holes, and chunks that
  *      are all zero, are never sent), then
  *        'E' u64 file size
+ *      or, from a sender that gives up (a cancel, a failure of its own),
+ *        'A'
+ *      which fails the transfer for good (error -ECANCELED).
  *   3. server: "DONE <bytes received>\n" once the file is complete, synced
  *      and in place under its name, or "ERR <why>\n".
  * The server checks every chunk's checksum before it writes it and fails
@@ -103,6 +106,11 @@ int nfc_send(int fd, int src, const char *token, struct nfc_progress *p,
 int nfc_send_path(int nsfd, const char *host, uint16_t port, const char *path, const char *token,
                   struct nfc_progress *p, const struct nfc_faults *faults, atomic_bool *cancel,
                   int resume_ms, char *err, size_t errlen);
+
+/* Tells the server the transfer of token is given up ('A'): its owner
+ * stops waiting for it. Best effort; 0 or -errno. */
+int nfc_abort(int nsfd, const char *host, uint16_t port, const char *token, char *err,
+              size_t errlen);
 
 /* A copy on this host: a reflink (FICLONE) where the file system can,
  * else copy_file_range over the data extents only (holes stay holes),

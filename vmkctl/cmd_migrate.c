@@ -1,6 +1,7 @@
-/* vmkctl vm migrate: live migration, orchestrated here as vCenter would:
- * the destination prepares (and hands out a one-time token), the source
- * migrates, both with the user's own rights on each host. */
+/* vmkctl vm migrate: live and cold migration, orchestrated here as
+ * vCenter would: the destination prepares (and hands out one-time
+ * tokens), the source migrates, both with the user's own rights on each
+ * host. */
 #include <stdio.h>
 #include <string.h>
 
@@ -17,6 +18,119 @@ static int cancel_on(struct vmkctl *d, const char *task_id)
 	req.body_case = VMK__REQUEST__BODY_TASK_CANCEL;
 	req.task_cancel = &body;
 	return vmkctl_call(d, &req, &resp);
+}
+
+static int unregister_on(struct vmkctl *d, const char *name)
+{
+	Vmk__Request req = VMK__REQUEST__INIT;
+	Vmk__VmNameRequest body = VMK__VM_NAME_REQUEST__INIT;
+	Vmk__Response *resp;
+
+	body.name = (char *)name;
+	req.body_case = VMK__REQUEST__BODY_VM_UNREGISTER;
+	req.vm_unregister = &body;
+	return vmkctl_call(d, &req, &resp);
+}
+
+/* Cold migration: the destination prepares a transfer per file of the VM's
+ * directory (or, on a shared datastore, registers the VM at once); the
+ * source sends them over NFC and lets the VM go once the destination has
+ * registered it. */
+static int migrate_cold(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out,
+                        const Vmk__VmInfo *vm, const char *source, struct vmkctl *d)
+{
+	const char *name = vm->name, *dest = d->copts.server;
+	const char *ds =
+	        args_str(a, "datastore") ? args_str(a, "datastore") : args_str(a, "storage");
+	Vmk__Response *resp;
+	int ret;
+
+	if (strcmp(vm->state, "poweredOff") != 0 && strcmp(vm->state, "suspended") != 0)
+		return vmkctl_error(v, 5,
+		                    "VM %s is %s: --cold moves a powered-off or suspended VM; "
+		                    "migrate it live without --cold, or power it off first",
+		                    name, vm->state);
+	if (!ds)
+		ds = vm->datastore;
+	if (!ds || !ds[0])
+		return vmkctl_error(v, 2, "VM %s is on no datastore: give --datastore DS", name);
+	Vmk__Request preq = VMK__REQUEST__INIT;
+	Vmk__VmRelocatePrepareRequest prep = VMK__VM_RELOCATE_PREPARE_REQUEST__INIT;
+	prep.name = (char *)name;
+	prep.datastore = (char *)ds;
+	prep.source_host = (char *)(source ? source : "");
+	prep.vmx_text = vm->vmx_text;
+	prep.files = vm->files;
+	prep.n_files = vm->n_files;
+	prep.source_datastore_path = vm->datastore_path;
+	prep.uuid = vm->uuid;
+	preq.body_case = VMK__REQUEST__BODY_VM_RELOCATE_PREPARE;
+	preq.vm_relocate_prepare = &prep;
+	if ((ret = vmkctl_call(d, &preq, &resp))) {
+		snprintf(v->err, sizeof(v->err), "destination %s: %s", dest, d->err);
+		return ret;
+	}
+	const Vmk__VmRelocatePrepareResponse *pr =
+	        VMKCTL_BODY(d, resp, VMK__RESPONSE__BODY_VM_RELOCATE_PREPARE, vm_relocate_prepare);
+	if (!pr)
+		return vmkctl_error(v, 1, "destination %s: %s", dest, d->err);
+	if (!pr->shared && pr->n_tokens != vm->n_files)
+		return vmkctl_error(v, 1, "destination %s: %zu tokens for %zu files", dest,
+		                    pr->n_tokens, vm->n_files);
+	char recv_task[64];
+	snprintf(recv_task, sizeof(recv_task), "%s", pr->task_id ? pr->task_id : "");
+
+	Vmk__Request mreq = VMK__REQUEST__INIT;
+	Vmk__VmMigrateRequest mig = VMK__VM_MIGRATE_REQUEST__INIT;
+	char **files = arena_calloc(&v->a, vm->n_files + 1, sizeof(char *));
+	if (!files)
+		return vmkctl_error(v, 1, "out of memory");
+	for (size_t i = 0; i < vm->n_files; i++)
+		files[i] = vm->files[i]->name;
+	mig.name = (char *)name;
+	mig.dest_host = (char *)dest;
+	mig.cold = true;
+	mig.shared = pr->shared;
+	if (!pr->shared) {
+		mig.dest_address = pr->address;
+		mig.dest_port = pr->port;
+		mig.dest_interface = pr->interface;
+		mig.dest_note = pr->note;
+		mig.files = files;
+		mig.n_files = vm->n_files;
+		mig.file_tokens = pr->tokens;
+		mig.n_file_tokens = pr->n_tokens;
+	}
+	mig.max_bandwidth_mibps = (uint32_t)args_int(a, "max-bandwidth", 0);
+	mreq.body_case = VMK__REQUEST__BODY_VM_MIGRATE;
+	mreq.vm_migrate = &mig;
+	ret = vmkctl_call(v, &mreq, &resp);
+	const Vmk__Task *t = ret ? NULL : VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_TASK, task);
+	if (!t) {
+		/* nothing will come: the destination lets go of what it prepared */
+		if (pr->shared)
+			unregister_on(d, name);
+		else
+			cancel_on(d, recv_task);
+		return ret ? ret : 1;
+	}
+	ret = vmkctl_task_result(v, a, t, out);
+	if (pr->shared && ret != 0 && !args_flag(a, "async"))
+		unregister_on(d, name); /* it stays where it was, and only there */
+	if (!pr->shared && !args_flag(a, "async")) {
+		struct vmkctl_wait_opts o = { .timeout_ms = 60000 };
+		char saved[sizeof(v->err)];
+		snprintf(saved, sizeof(saved), "%s", v->err);
+		if (ret != 0)
+			cancel_on(d, recv_task);
+		int r2 = vmkctl_task_wait(d, recv_task, &o, NULL);
+		if (ret == 0 && r2 != 0)
+			ret = vmkctl_error(v, r2, "migrated, but destination %s reports: %s", dest,
+			                   d->err);
+		else
+			snprintf(v->err, sizeof(v->err), "%s", saved);
+	}
+	return ret;
 }
 
 int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out)
@@ -36,7 +150,28 @@ int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 	const Vmk__VmInfo *vm = VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_VM, vm);
 	if (!vm)
 		return 1;
+	const char *source = vm->host && vm->host[0] ? vm->host : v->copts.server;
+	if (source && !strcmp(source, dest))
+		return vmkctl_error(v, 2, "VM %s is on %s already: --dest names another host", name,
+		                    dest);
 	const char *storage = args_str(a, "storage");
+	if (args_flag(a, "cold")) {
+		struct vmkctl cd = { 0 };
+		cd.copts = v->copts;
+		cd.copts.server = dest;
+		cd.copts.sessionfile = NULL;
+		cd.fmt = v->fmt;
+		arena_init(&cd.a, 0);
+		ret = migrate_cold(v, a, out, vm, source, &cd);
+		if (cd.connected)
+			vmkctl_conn_close(&cd.conn);
+		arena_free(&cd.a);
+		return ret;
+	}
+	if (args_str(a, "datastore"))
+		return vmkctl_error(v, 2,
+		                    "--datastore goes with --cold; a live migration moves "
+		                    "its storage with --storage DATASTORE");
 	if (!storage && (!vm->datastore_path || !vm->datastore_path[0]))
 		return vmkctl_error(
 		        v, 5,
@@ -45,12 +180,10 @@ int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 		        name);
 	if (strcmp(vm->state, "poweredOn") != 0)
 		return vmkctl_error(
-		        v, 5, "cannot live-migrate VM %s: it is %s; only a running VM moves live",
+		        v, 5,
+		        "cannot live-migrate VM %s: it is %s; only a running VM moves live "
+		        "(--cold moves a powered-off or suspended one)",
 		        name, vm->state);
-	const char *source = vm->host && vm->host[0] ? vm->host : v->copts.server;
-	if (source && !strcmp(source, dest))
-		return vmkctl_error(v, 2, "VM %s already runs on %s: --dest names another host",
-		                    name, dest);
 
 	/* the destination: prepare */
 	struct vmkctl d = { 0 };

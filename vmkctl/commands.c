@@ -422,7 +422,10 @@ static const struct vmkctl_cmd commands[] = {
         .path = "vm",
         .verb = "migrate",
         .help = "Live-migrate a running VM to another host (vMotion). The VM keeps running; "
-                "a failure or cancel leaves it running where it was.",
+                "a failure or cancel leaves it running where it was. With --cold, move a "
+                "powered-off or suspended VM's files to the destination over NFC (the "
+                "provisioning network) and register it there; the source lets it go only "
+                "once the destination has verified every file.",
         .opts = { { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME",
                     .help = "the VM", .required = true },
                   { .name = "dest", .type = OPT_STR, .metavar = "HOST",
@@ -440,6 +443,12 @@ static const struct vmkctl_cmd commands[] = {
                     .help = "move the VM's directory and disks to this datastore of the "
                             "destination too (for VMs on local storage); the source's files "
                             "are removed after" },
+                  { .name = "cold", .type = OPT_FLAG,
+                    .help = "cold migration of a powered-off or suspended VM: copy its files "
+                            "(not needed on a shared datastore) and register it there" },
+                  { .name = "datastore", .type = OPT_STR, .metavar = "DATASTORE",
+                    .help = "with --cold: the destination datastore (default: the one of "
+                            "the same name)" },
                   { .name = "converge-timeout", .type = OPT_INT, .metavar = "SECONDS",
                     .min = 1, .max = 86400,
                     .help = "give up when the memory copy has not converged by then (default 120)" },

@@ -54,7 +54,7 @@ _vmkctl() {
     ["vm power reset"]="--help --name -n --async --wait-timeout"
     ["vm power suspend"]="--help --name -n --async --wait-timeout"
     ["vm power resume"]="--help --name -n --async --wait-timeout"
-    ["vm migrate"]="--help --name -n --dest --downtime-ms --max-bandwidth --streams --compress --storage --converge-timeout --async --wait-timeout"
+    ["vm migrate"]="--help --name -n --dest --downtime-ms --max-bandwidth --streams --compress --storage --cold --datastore --converge-timeout --async --wait-timeout"
     ["vm console"]="--help --name -n --follow -f --since --lines"
     ["vm process list"]="--help"
     ["vm process kill"]="--help --type -t --world-id -w"

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Provisioning in a two-host lab: cold migration of a powered-off VM with a
+# disk between the hosts' own (unshared) datastores over NFC on the
+# provisioning vmk, verified by the guest at the destination; a copy that
+# resumes after the cable was pulled; a cancel; a VM on the shared
+# datastore that only changes hosts; bad input that leaves the VM intact.
+set -u
+LAB_DIR=/tmp/vmk-test-provision
+. "$(dirname "$0")/lib.sh"
+
+tiny=$LAB_DIR/esx2/tiny
+cleanup() {
+	umount -l "$tiny" 2>/dev/null
+	t_cleanup
+}
+trap cleanup EXIT
+
+t_accel
+t_lab_up 2
+
+names_on() { # HOST: the VMs it lists, with their state
+	run vmkctl -s "$1" --formatter json vm list
+	json_get '" ".join(sorted(v["name"] + ":" + v["state"] for v in d))'
+}
+wait_state() { # HOST VM STATE: bounded
+	for _ in $(seq 300); do [[ $(names_on "$1") == *"$2:$3"* ]] && return 0; sleep 0.1; done
+	return 1
+}
+task_detail() { # HOST TASK KEY
+	run vmkctl -s "$1" --formatter json task get -t "$2"
+	json_get "d.get('$3')"
+}
+ds1=$LAB_DIR/esx1/datastore1 ds2=$LAB_DIR/esx2/datastore1
+
+# ---- the provisioning network: vmk2 on each host, tagged ----
+for k in 1 2; do
+	vmkctl -s esx$k network ip interface add -i vmk2 -p Provisioning -N vSphereProvisioning >/dev/null &&
+		vmkctl -s esx$k network ip interface ipv4 set -i vmk2 -t static -I 198.18.3.1$k \
+			-N 255.255.255.0 >/dev/null &&
+		vmkctl -s esx$k network ip interface tag add -i vmk2 -t vSphereProvisioning >/dev/null ||
+		not_ok "esx$k: vmk2 on the provisioning network"
+done
+
+# ---- a VM with a disk its guest wrote and verified, on esx1's local datastore ----
+expect 0 "vm create dc on esx1's datastore1 with a 64 MiB disk" vmkctl -s esx1 vm create -n dc -m 32 \
+	--kernel "$ELF" --cmdline "disk blocks=2048 passes=1 seed=7" --disk 64
+expect 0 "power on dc" vmkctl -s esx1 vm power on -n dc
+wait_state esx1 dc poweredOff && grep -q "^disk pass 1 OK$" "$ds1/dc/serial.log" &&
+	ok "dc wrote 8 MiB of seeded blocks, verified them and powered off" ||
+	not_ok "dc's first boot" "$(cat "$ds1/dc/serial.log" 2>&1)"
+# from now on it boots to verify what that pass wrote
+expect 0 "unregister dc" vmkctl -s esx1 vm unregister -n dc
+sed -i 's/cmdline = "disk blocks=2048 passes=1 seed=7"/cmdline = "disk verify-only=1 pass=1 blocks=2048 seed=7"/' \
+	"$ds1/dc/dc.vmx"
+expect 0 "register it again, booting to verify" vmkctl -s esx1 vm register --path datastore1:dc/dc.vmx
+sum=$(sha256sum <"$ds1/dc/disk0.img")
+
+# ---- bad input: each refused, the VM stays as it was ----
+expect 5 "a live migration of a powered-off VM -> 5" vmkctl -s esx1 vm migrate -n dc --dest esx2
+expect_match "--cold" "the message suggests --cold" "$err"
+expect 4 "--cold to a datastore esx2 lacks -> 4" vmkctl -s esx1 vm migrate -n dc --dest esx2 --cold \
+	--datastore nosuch
+expect_match "nosuch" "the message names the datastore" "$err"
+expect 2 "--cold to itself -> 2" vmkctl -s esx1 vm migrate -n dc --dest esx1 --cold
+expect 4 "--cold of an unknown VM -> 4" vmkctl -s esx1 vm migrate -n nosuch --dest esx2 --cold
+expect 2 "--datastore without --cold -> 2" vmkctl -s esx1 vm migrate -n dc --dest esx2 --datastore datastore1
+mkdir -p "$tiny" && mount -t tmpfs -o size=4m tmpfs "$tiny" &&
+	vmkctl -s esx2 storage datastore add -n tiny --path "$tiny" >/dev/null ||
+	not_ok "a 4 MiB tmpfs datastore on esx2"
+expect 5 "--cold to a datastore with too little room -> 5" vmkctl -s esx1 vm migrate -n dc --dest esx2 \
+	--cold --datastore tiny
+expect_match "tiny.*MiB free" "the message names the datastore and its free space" "$err"
+expect 0 "vm create another dc on esx2" vmkctl -s esx2 vm create -n dc -m 32 --kernel "$ELF"
+expect 5 "--cold to a host that has a VM of that name -> 5" vmkctl -s esx1 vm migrate -n dc --dest esx2 --cold
+expect 0 "destroy esx2's dc" vmkctl -s esx2 vm destroy -n dc
+[[ $(names_on esx1) == "dc:poweredOff" && $(names_on esx2) == "" && ! -e $ds2/dc && ! -e $tiny/dc ]] &&
+	ok "after the refusals dc is on esx1 only, and nothing was left on esx2" ||
+	not_ok "state after refusals" "esx1: $(names_on esx1)" "esx2: $(names_on esx2)" "$(ls "$ds2" "$tiny" 2>&1)"
+[[ $(sha256sum <"$ds1/dc/disk0.img") == "$sum" ]] && ok "its disk is untouched" || not_ok "disk changed"
+
+# ---- a cancel mid-copy: the VM stays, the destination cleans up ----
+run vmkctl -s esx1 --formatter json vm migrate -n dc --dest esx2 --cold --max-bandwidth 2 --async
+task=$(json_get 'd["task_id"]')
+sleep 1
+expect 0 "task cancel of the cold migration" vmkctl -s esx1 task cancel -t "$task"
+run vmkctl -s esx1 --formatter json task get -t "$task" --wait
+[[ $rc -eq 7 ]] && ok "the task ends cancelled (exit 7)" || not_ok "cancelled task" "rc=$rc" "$out" "$err"
+for _ in $(seq 100); do [[ ! -e $ds2/dc ]] && break; sleep 0.1; done
+[[ $(names_on esx1) == "dc:poweredOff" && $(names_on esx2) == "" && ! -e $ds2/dc ]] &&
+	ok "dc is on esx1, poweredOff; esx2 removed what it had received" ||
+	not_ok "after the cancel" "esx1: $(names_on esx1)" "esx2: $(names_on esx2)" "$(ls -a "$ds2/dc" 2>&1)"
+
+# ---- the cold migration, its cable pulled and plugged back halfway ----
+run vmkctl -s esx1 --formatter json vm migrate -n dc --dest esx2 --cold --max-bandwidth 2 --async
+task=$(json_get 'd["task_id"]')
+sleep 1.5
+"$LAB" link esx1 prov down --dir "$LAB_DIR" >/dev/null
+sleep 6
+"$LAB" link esx1 prov up --dir "$LAB_DIR" >/dev/null
+run vmkctl -s esx1 --formatter json task get -t "$task" --wait
+[[ $rc -eq 0 && $(json_get '(d["state"], d["kind"], d["vm"], d["source"], d["destination"])') == \
+	"('success', 'cold', 'dc', 'esx1', 'esx2')" ]] &&
+	ok "cold migration esx1 -> esx2 succeeds across the pulled cable" || not_ok "cold migration" "$out" "$err"
+[[ $(json_get 'd["reconnects"] >= 1') == True ]] && ok "the copy reconnected and resumed" ||
+	not_ok "no reconnect" "$out"
+[[ $(json_get '8 << 20 <= d["transferred_bytes"] < 16 << 20') == True ]] &&
+	ok "about the disk's 8 MiB of data crossed (not its 64 MiB, nor all of it twice)" ||
+	not_ok "bytes" "$out"
+[[ $(json_get 'd["stream"]') == *"vmk2 198.18.3.11 -> esx2 vmk2 198.18.3.12:"* ]] &&
+	ok "over the provisioning vmks" || not_ok "stream" "$out"
+[[ $(names_on esx2) == "dc:poweredOff" && $(names_on esx1) == "" ]] &&
+	ok "esx2 lists dc, poweredOff; esx1 no longer" ||
+	not_ok "lists after the migration" "esx1: $(names_on esx1)" "esx2: $(names_on esx2)"
+[[ ! -e $ds1/dc ]] && ok "the source's directory is gone" || not_ok "source dir left" "$(ls -a "$ds1/dc")"
+[[ $(sha256sum <"$ds2/dc/disk0.img") == "$sum" ]] && ok "the disk arrived byte for byte" ||
+	not_ok "disk content"
+[[ $(du -k "$ds2/dc/disk0.img" | cut -f1) -lt 16384 ]] && ok "and sparse: its holes stayed holes" ||
+	not_ok "disk allocation" "$(du -k "$ds2/dc/disk0.img")"
+ls "$ds2/dc" | grep -q "\.part$" && not_ok "a .part file was left" || ok "no .part file left"
+expect 0 "power on dc on esx2" vmkctl -s esx2 vm power on -n dc
+wait_state esx2 dc poweredOff && [[ $(grep -c "^disk pass 1 OK$" "$ds2/dc/serial.log") -eq 2 ]] &&
+	! grep -q CORRUPT "$ds2/dc/serial.log" &&
+	ok "on esx2 the guest verifies every block (its serial log moved along)" ||
+	not_ok "verify on esx2" "$(cat "$ds2/dc/serial.log")"
+
+# ---- a suspended VM moves with its saved state ----
+expect 0 "vm create hb on esx2" vmkctl -s esx2 vm create -n hb -m 32 --kernel "$ELF" \
+	--cmdline "heartbeat interval_ms=20"
+expect 0 "power on hb" vmkctl -s esx2 vm power on -n hb
+for _ in $(seq 100); do grep -q "^hb 10$" "$ds2/hb/serial.log" 2>/dev/null && break; sleep 0.1; done
+expect 0 "suspend hb" vmkctl -s esx2 vm power suspend -n hb
+last=$(awk '/^hb [0-9]+$/ { n = $2 } END { print n }' "$ds2/hb/serial.log")
+expect 0 "cold-migrate the suspended hb to esx1" vmkctl -s esx2 vm migrate -n hb --dest esx1 --cold
+[[ $(names_on esx1) == *"hb:suspended"* ]] && ok "esx1 lists hb as suspended" || not_ok "hb state" "$(names_on esx1)"
+expect 0 "resume hb on esx1" vmkctl -s esx1 vm power on -n hb
+for _ in $(seq 100); do grep -q "^hb $((last + 5))$" "$ds1/hb/serial.log" 2>/dev/null && break; sleep 0.1; done
+awk -v l="$last" '/^hb [0-9]+$/ && $2 > l { print $2; exit }' "$ds1/hb/serial.log" | grep -qx "$((last + 1))" &&
+	ok "hb continues from its suspended state: hb $((last + 1)) follows hb $last" ||
+	not_ok "hb after resume" "$(tail -5 "$ds1/hb/serial.log")"
+expect 0 "power off hb" vmkctl -s esx1 vm power off -n hb
+
+# ---- the shared datastore: no copy, only the host changes ----
+expect 0 "vm create sh on the shared datastore" vmkctl -s esx1 vm create -n sh -m 32 --kernel "$ELF" \
+	--cmdline "heartbeat interval_ms=50" -d shared
+run vmkctl -s esx1 --formatter json vm migrate -n sh --dest esx2 --cold
+[[ $rc -eq 0 && $(json_get '(d["state"], d["transferred_bytes"])') == "('success', 0)" ]] &&
+	ok "a cold migration on the shared datastore copies nothing" || not_ok "shared cold migration" "$out" "$err"
+[[ $(names_on esx2) == *"sh:poweredOff"* && $(names_on esx1) != *sh* && -f $shared/sh/sh.vmx ]] &&
+	ok "esx2 lists sh, esx1 no longer, its files stay where they are" ||
+	not_ok "shared lists" "esx1: $(names_on esx1)" "esx2: $(names_on esx2)"
+expect 0 "and it powers on there" vmkctl -s esx2 vm power on -n sh
+expect 0 "power off sh" vmkctl -s esx2 vm power off -n sh
+
+t_done
