@@ -530,25 +530,37 @@ int hostd_op_vm_relocate_prepare(struct hostd_call *call, const Vmk__Request *re
 	return VMK__STATUS__STATUS_OK;
 }
 
-/* ---- the source ---- */
+/* ---- the source: sending files ---- */
 
-struct relo_send {
-	struct hostd *h;
-	char name[VM_NAME_MAX + 1];
-	char dir[PATH_MAX];
-	char dest[128], user[TASK_USER_MAX];
-	char host[256];
-	uint16_t port;
-	char netns[128];
-	char stream[300], notes[700];
-	enum vm_state prev;
-	bool shared;
-	uint64_t max_bps;
+void relocate_route(struct hostd *h, const char *dest, const char *addr, uint32_t port,
+                    const char *dest_interface, const char *dest_note, struct relocate_route *r)
+{
+	char src_addr[64] = "", src_vmk[16] = "", note[300] = "";
+
+	memset(r, 0, sizeof(*r));
+	snprintf(r->host, sizeof(r->host), "%s", addr);
+	r->port = (uint16_t)port;
+	/* from this host's provisioning vmk; to the destination's management
+	 * network from ours when it fell back to its Management vmk */
+	enum net_tag tag =
+	        dest_note[0] || !dest_interface[0] ? NET_TAG_MANAGEMENT : NET_TAG_PROVISIONING;
+	if (hostd_network_traffic(h, tag, src_addr, sizeof(src_addr), r->netns, sizeof(r->netns),
+	                          src_vmk, sizeof(src_vmk), note, sizeof(note)) < 0)
+		hostd_mgmt_address(h, src_addr, sizeof(src_addr));
+	else if (tag == NET_TAG_MANAGEMENT)
+		snprintf(note, sizeof(note), "%s: Management %s too", h->cfg.name, src_vmk);
+	snprintf(r->stream, sizeof(r->stream), "NFC %s%s%s -> %s %s%s%s:%u", src_vmk,
+	         src_vmk[0] ? " " : "", src_addr, dest, dest_interface,
+	         dest_interface[0] ? " " : "", addr, port);
+	snprintf(r->notes, sizeof(r->notes), "%s%s%s", dest_note,
+	         note[0] && dest_note[0] ? "; " : "", note);
+}
+
+struct copier {
+	const struct relocate_route *r;
+	const struct relocate_send_file *f;
 	size_t n;
-	char (*files)[256];
-	char (*tokens)[NFC_TOKEN_HEX + 1];
-	uint64_t *sizes;
-	/* the copier thread */
+	uint64_t max_bps;
 	struct nfc_progress *prog;
 	atomic_size_t current;
 	atomic_bool cancel, finished;
@@ -558,43 +570,33 @@ struct relo_send {
 
 static void *copier_main(void *arg)
 {
-	struct relo_send *j = arg;
+	struct copier *c = arg;
 	int nsfd = -1;
 
-	j->result = 0;
-	if (j->netns[0] && (nsfd = netns_open(j->netns)) < 0) {
-		j->result = nsfd;
-		snprintf(j->err, sizeof(j->err), "netstack %s: %s", j->netns, strerror(-nsfd));
+	c->result = 0;
+	if (c->r->netns[0] && (nsfd = netns_open(c->r->netns)) < 0) {
+		c->result = nsfd;
+		snprintf(c->err, sizeof(c->err), "netstack %s: %s", c->r->netns, strerror(-nsfd));
 	}
-	/* the .vmx is files[n - 1]: its arrival commits the migration */
-	for (size_t i = 0; j->result == 0 && i < j->n; i++) {
-		char path[PATH_MAX + 300], e[500];
-		atomic_store(&j->current, i);
-		snprintf(path, sizeof(path), "%s/%s", j->dir, j->files[i]);
-		j->prog[i].max_bps = j->max_bps;
-		j->result = nfc_send_path(nsfd, j->host, j->port, path, j->tokens[i], &j->prog[i],
-		                          NULL, &j->cancel, RESUME_WINDOW_MS, e, sizeof(e));
-		if (j->result < 0) {
-			snprintf(j->err, sizeof(j->err), "%s: %s", j->files[i], e);
+	for (size_t i = 0; c->result == 0 && i < c->n; i++) {
+		char e[500];
+		atomic_store(&c->current, i);
+		c->prog[i].max_bps = c->max_bps;
+		c->result = nfc_send_path(nsfd, c->r->host, c->r->port, c->f[i].path, c->f[i].token,
+		                          &c->prog[i], NULL, &c->cancel, RESUME_WINDOW_MS, e,
+		                          sizeof(e));
+		if (c->result < 0) {
+			snprintf(c->err, sizeof(c->err), "%s: %s", c->f[i].label, e);
 			/* the destination stops waiting and removes what it has */
-			if (nfc_abort(nsfd, j->host, j->port, j->tokens[i], e, sizeof(e)) < 0)
-				log_info("vm %s: telling %s the copy ended: %s", j->name, j->dest,
-				         e);
+			if (nfc_abort(nsfd, c->r->host, c->r->port, c->f[i].token, e, sizeof(e)) <
+			    0)
+				log_info("nfc: telling %s the copy ended: %s", c->r->host, e);
 		}
 	}
 	if (nsfd >= 0)
 		close(nsfd);
-	atomic_store(&j->finished, true);
+	atomic_store(&c->finished, true);
 	return NULL;
-}
-
-static void send_free(struct relo_send *j)
-{
-	free(j->files);
-	free(j->tokens);
-	free(j->sizes);
-	free(j->prog);
-	free(j);
 }
 
 static void detail_u64(struct hostd_task *t, const char *k, uint64_t v)
@@ -604,57 +606,119 @@ static void detail_u64(struct hostd_task *t, const char *k, uint64_t v)
 	task_set_detail(t, k, b);
 }
 
+int relocate_send_files(struct hostd_task *t, const struct relocate_route *r,
+                        const struct relocate_send_file *f, size_t n, uint64_t max_bps,
+                        unsigned pct_from, unsigned pct_to, uint64_t *sent, unsigned *reconnects,
+                        char *err, size_t errlen)
+{
+	struct copier c = { .r = r, .f = f, .n = n, .max_bps = max_bps };
+	uint64_t total = 0;
+	pthread_t th;
+
+	*sent = 0;
+	*reconnects = 0;
+	if (!n)
+		return 0;
+	if (!(c.prog = calloc(n, sizeof(*c.prog)))) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		total += f[i].size;
+	if (pthread_create(&th, NULL, copier_main, &c) != 0) {
+		free(c.prog);
+		snprintf(err, errlen, "cannot start the copy");
+		return -EAGAIN;
+	}
+	while (!atomic_load(&c.finished)) {
+		usleep(100 * 1000);
+		if (task_cancelled(t))
+			atomic_store(&c.cancel, true);
+		size_t cur = atomic_load(&c.current);
+		uint64_t at = 0, s = 0;
+		for (size_t i = 0; i < n; i++) {
+			s += atomic_load(&c.prog[i].sent_all);
+			at += i < cur ? f[i].size : i == cur ? atomic_load(&c.prog[i].offset) : 0;
+		}
+		detail_u64(t, "transferred_bytes", s);
+		char ph[300];
+		snprintf(ph, sizeof(ph), "copying %s (%zu of %zu)", f[cur].label, cur + 1, n);
+		task_progress(
+		        t, pct_from + (unsigned)(total ? at * (pct_to - pct_from) / total : 0), ph);
+	}
+	pthread_join(th, NULL);
+	for (size_t i = 0; i < n; i++) {
+		*sent += atomic_load(&c.prog[i].sent_all);
+		*reconnects += (unsigned)atomic_load(&c.prog[i].resumes);
+	}
+	free(c.prog);
+	if (c.result < 0)
+		snprintf(err, errlen, "%s", c.err);
+	return c.result;
+}
+
+/* ---- the source of a cold migration ---- */
+
+struct relo_send {
+	struct hostd *h;
+	char name[VM_NAME_MAX + 1];
+	char dir[PATH_MAX];
+	char dest[128], user[TASK_USER_MAX];
+	struct relocate_route route;
+	enum vm_state prev;
+	bool shared;
+	uint64_t max_bps;
+	size_t n;
+	char (*files)[256];
+	char (*tokens)[NFC_TOKEN_HEX + 1];
+	uint64_t *sizes;
+};
+
+static void send_free(struct relo_send *j)
+{
+	free(j->files);
+	free(j->tokens);
+	free(j->sizes);
+	free(j);
+}
+
 static void *send_worker(struct hostd_task *t, void *arg)
 {
 	struct relo_send *j = arg;
 	struct hostd_inventory *inv = j->h->inventory;
-	uint64_t t0 = util_now_ms(), total = 0, sent = 0;
+	uint64_t t0 = util_now_ms(), sent = 0;
 	unsigned resumes = 0;
+	char err[600] = "";
+	int result = 0;
 
 	task_set_detail(t, "vm", j->name);
 	task_set_detail(t, "source", j->h->cfg.name);
 	task_set_detail(t, "destination", j->dest);
 	task_set_detail(t, "kind", "cold");
-	if (j->stream[0])
-		task_set_detail(t, "stream", j->stream);
-	if (j->notes[0])
-		task_set_detail(t, "network_note", j->notes);
+	if (j->route.stream[0])
+		task_set_detail(t, "stream", j->route.stream);
+	if (j->route.notes[0])
+		task_set_detail(t, "network_note", j->route.notes);
 	detail_u64(t, "files", j->n);
-	for (size_t i = 0; i < j->n; i++)
-		total += j->sizes[i];
-	if (!j->shared) {
-		pthread_t th;
-		if (pthread_create(&th, NULL, copier_main, j) != 0) {
-			j->result = -EAGAIN;
-			snprintf(j->err, sizeof(j->err), "cannot start the copy");
-		} else {
-			while (!atomic_load(&j->finished)) {
-				usleep(100 * 1000);
-				if (task_cancelled(t))
-					atomic_store(&j->cancel, true);
-				size_t cur = atomic_load(&j->current);
-				uint64_t at = 0;
-				sent = 0;
-				for (size_t i = 0; i < j->n; i++) {
-					sent += atomic_load(&j->prog[i].sent_all);
-					at += i < cur    ? j->sizes[i]
-					      : i == cur ? atomic_load(&j->prog[i].offset)
-					                 : 0;
-				}
-				detail_u64(t, "transferred_bytes", sent);
-				char ph[300];
-				snprintf(ph, sizeof(ph), "copying %s (%zu of %zu)", j->files[cur],
-				         cur + 1, j->n);
-				task_progress(t, 5 + (unsigned)(total ? at * 90 / total : 0), ph);
-			}
-			pthread_join(th, NULL);
-		}
+	struct relocate_send_file *f = calloc(j->n + 1, sizeof(*f));
+	char(*paths)[PATH_MAX + 300] = calloc(j->n + 1, sizeof(*paths));
+	if (!f || !paths) {
+		result = -ENOMEM;
+		snprintf(err, sizeof(err), "out of memory");
 	}
-	sent = 0;
-	for (size_t i = 0; i < j->n; i++) {
-		sent += atomic_load(&j->prog[i].sent_all);
-		resumes += (unsigned)atomic_load(&j->prog[i].resumes);
+	for (size_t i = 0; !result && i < j->n; i++) {
+		snprintf(paths[i], sizeof(paths[i]), "%s/%s", j->dir, j->files[i]);
+		f[i] = (struct relocate_send_file){ .path = paths[i],
+			                            .token = j->tokens[i],
+			                            .size = j->sizes[i],
+			                            .label = j->files[i] };
 	}
+	/* the .vmx is files[n - 1]: its arrival commits the migration */
+	if (!result)
+		result = relocate_send_files(t, &j->route, f, j->n, j->max_bps, 5, 95, &sent,
+		                             &resumes, err, sizeof(err));
+	free(f);
+	free(paths);
 	detail_u64(t, "total_ms", util_now_ms() - t0);
 	detail_u64(t, "downtime_ms", 0);
 	detail_u64(t, "transferred_bytes", sent);
@@ -662,7 +726,7 @@ static void *send_worker(struct hostd_task *t, void *arg)
 	detail_u64(t, "reconnects", resumes);
 	pthread_mutex_lock(&inv->lock);
 	struct vm *v = inv_find(inv, j->name);
-	if (j->result == 0) {
+	if (result == 0) {
 		/* the destination has every file verified and the VM registered */
 		if (v) {
 			inv_drop(inv, v);
@@ -685,13 +749,13 @@ static void *send_worker(struct hostd_task *t, void *arg)
 			inv_save(inv);
 		}
 		pthread_mutex_unlock(&inv->lock);
-		bool cancelled = j->result == -ECANCELED;
+		bool cancelled = result == -ECANCELED;
 		hostd_event(j->h, j->name, j->user, "cold migration to %s %s: %s", j->dest,
-		            cancelled ? "cancelled" : "failed", j->err);
+		            cancelled ? "cancelled" : "failed", err);
 		task_finish(t,
 		            cancelled ? VMK__STATUS__STATUS_CANCELLED : VMK__STATUS__STATUS_FAILED,
 		            "VM %s: cold migration to %s %s: %s; it stays on %s, intact", j->name,
-		            j->dest, cancelled ? "cancelled" : "failed", j->err, j->h->cfg.name);
+		            j->dest, cancelled ? "cancelled" : "failed", err, j->h->cfg.name);
 	}
 	send_free(j);
 	return NULL;
@@ -720,8 +784,7 @@ int hostd_op_vm_relocate(struct hostd_call *call, const Vmk__Request *req)
 	size_t n = m->shared ? 0 : m->n_files;
 	if (!j || (n && (!(j->files = calloc(n, sizeof(*j->files))) ||
 	                 !(j->tokens = calloc(n, sizeof(*j->tokens))) ||
-	                 !(j->sizes = calloc(n, sizeof(*j->sizes))) ||
-	                 !(j->prog = calloc(n, sizeof(*j->prog)))))) {
+	                 !(j->sizes = calloc(n, sizeof(*j->sizes)))))) {
 		if (j)
 			send_free(j);
 		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "out of memory");
@@ -794,26 +857,9 @@ int hostd_op_vm_relocate(struct hostd_call *call, const Vmk__Request *req)
 	pthread_mutex_unlock(&inv->lock);
 	snprintf(j->dest, sizeof(j->dest), "%s", m->dest_host[0] ? m->dest_host : m->dest_address);
 	snprintf(j->user, sizeof(j->user), "%s", call->user);
-	snprintf(j->host, sizeof(j->host), "%s", m->dest_address);
-	j->port = (uint16_t)m->dest_port;
-	if (n) {
-		/* from this host's provisioning vmk; to the destination's management
-		 * network from ours when it fell back to its Management vmk */
-		char src_addr[64] = "", src_vmk[16] = "", note[300] = "";
-		enum net_tag tag = m->dest_note[0] || !m->dest_interface[0] ? NET_TAG_MANAGEMENT
-		                                                            : NET_TAG_PROVISIONING;
-		if (hostd_network_traffic(h, tag, src_addr, sizeof(src_addr), j->netns,
-		                          sizeof(j->netns), src_vmk, sizeof(src_vmk), note,
-		                          sizeof(note)) < 0)
-			hostd_mgmt_address(h, src_addr, sizeof(src_addr));
-		else if (tag == NET_TAG_MANAGEMENT)
-			snprintf(note, sizeof(note), "%s: Management %s too", h->cfg.name, src_vmk);
-		snprintf(j->stream, sizeof(j->stream), "NFC %s%s%s -> %s %s%s%s:%u", src_vmk,
-		         src_vmk[0] ? " " : "", src_addr, j->dest, m->dest_interface,
-		         m->dest_interface[0] ? " " : "", m->dest_address, m->dest_port);
-		snprintf(j->notes, sizeof(j->notes), "%s%s%s", m->dest_note,
-		         note[0] && m->dest_note[0] ? "; " : "", note);
-	}
+	if (n)
+		relocate_route(h, j->dest, m->dest_address, m->dest_port, m->dest_interface,
+		               m->dest_note, &j->route);
 	char name[VM_NAME_MAX + 1];
 	snprintf(name, sizeof(name), "%s", j->name);
 	enum vm_state prev = j->prev;

@@ -129,11 +129,53 @@ static void test_bad(void **state)
 	bad("disks = ();", "no vm group");
 }
 
+/* A clone's .vmx: new name and uuid, MACs that follow the new uuid, no
+ * serial log of the original; everything else as it was. */
+static void test_clone_text(void **state)
+{
+	const char *text = "vm = { name = \"web01\"; uuid = \"" UUID "\"; memory_mib = 64;\n"
+	                   "  vcpus = 1; kernel = \"/k.elf\"; cmdline = \"disk seed=3\";\n"
+	                   "  serial_log = \"/elsewhere/web01.log\"; };\n"
+	                   "disks = ( { path = \"disk0.img\"; } );\n"
+	                   "nics = ( { portgroup = \"VM Network\"; mac = \"02:00:00:00:00:01\"; "
+	                   "tap = \"tap9\"; } );\n";
+	const char *uuid2 = "564d0000-1111-4222-8333-444455556666";
+	char *out = NULL, err[512];
+	size_t len = 0;
+	struct vmcfg c;
+
+	(void)state;
+	assert_int_equal(vmcfg_clone_text(text, "web02", uuid2, &out, &len, err, sizeof(err)), 0);
+	assert_true(len > 0 && out);
+	assert_int_equal(load(out, &c, err), 0);
+	assert_string_equal(c.name, "web02");
+	assert_string_equal(c.uuid, uuid2);
+	assert_string_equal(c.cmdline, "disk seed=3");
+	assert_int_equal(c.memory_mib, 64);
+	assert_int_equal(c.ndisks, 1);
+	char want[128];
+	snprintf(want, sizeof(want), "%s/serial.log", dir);
+	assert_string_equal(c.serial_log, want);
+	uint8_t mac[6];
+	vmcfg_mac_from_uuid(uuid2, 0, mac);
+	assert_memory_equal(c.nics[0].mac, mac, 6);
+	assert_string_equal(c.nics[0].tap, "");
+	assert_string_equal(c.nics[0].portgroup, "VM Network");
+	vmcfg_free(&c);
+	free(out);
+	assert_int_equal(
+	        vmcfg_clone_text("vm = { name = ", "x", uuid2, &out, &len, err, sizeof(err)),
+	        -EINVAL);
+	assert_non_null(strstr(err, "does not parse"));
+	assert_null(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good),
 		cmocka_unit_test(test_bad),
+		cmocka_unit_test(test_clone_text),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -277,3 +277,58 @@ void vmcfg_free(struct vmcfg *c)
 	free(c->serial_log);
 	memset(c, 0, sizeof(*c));
 }
+
+int vmcfg_clone_text(const char *text, const char *name, const char *uuid, char **out,
+                     size_t *outlen, char *err, size_t errlen)
+{
+	config_t cfg;
+	config_setting_t *vm, *s;
+	int ret = 0;
+
+	*out = NULL;
+	*outlen = 0;
+	config_init(&cfg);
+	if (config_read_string(&cfg, text) != CONFIG_TRUE) {
+		snprintf(err, errlen, "the .vmx does not parse: line %d: %s",
+		         config_error_line(&cfg), config_error_text(&cfg));
+		config_destroy(&cfg);
+		return -EINVAL;
+	}
+	if (!(vm = config_lookup(&cfg, "vm")) || !config_setting_is_group(vm)) {
+		snprintf(err, errlen, "the .vmx has no vm group");
+		config_destroy(&cfg);
+		return -EINVAL;
+	}
+	/* a new identity: name, uuid; MACs follow the uuid, the log the directory */
+	config_setting_remove(vm, "name");
+	config_setting_remove(vm, "uuid");
+	config_setting_remove(vm, "serial_log");
+	if (!(s = config_setting_add(vm, "name", CONFIG_TYPE_STRING)) ||
+	    !config_setting_set_string(s, name) ||
+	    !(s = config_setting_add(vm, "uuid", CONFIG_TYPE_STRING)) ||
+	    !config_setting_set_string(s, uuid))
+		ret = -ENOMEM;
+	config_setting_t *nics = config_lookup(&cfg, "nics");
+	for (int i = 0; nics && i < config_setting_length(nics); i++) {
+		config_setting_t *n = config_setting_get_elem(nics, (unsigned)i);
+		if (n && config_setting_is_group(n)) {
+			config_setting_remove(n, "mac");
+			config_setting_remove(n, "tap");
+		}
+	}
+	FILE *f = ret ? NULL : open_memstream(out, outlen);
+	if (!ret && !f)
+		ret = -ENOMEM;
+	if (f) {
+		config_write(&cfg, f);
+		if (fclose(f) != 0)
+			ret = -ENOMEM;
+	}
+	config_destroy(&cfg);
+	if (ret < 0) {
+		snprintf(err, errlen, "out of memory");
+		free(*out);
+		*out = NULL;
+	}
+	return ret;
+}

@@ -46,6 +46,13 @@ struct vmcfg {
 int vmcfg_load(const char *path, struct vmcfg *c, char *err, size_t errlen);
 void vmcfg_free(struct vmcfg *c);
 
+/* The .vmx text of a clone: text with the VM's name and uuid replaced, and
+ * what belongs to the original alone dropped (NIC MACs, which then follow
+ * the new uuid; taps; an explicit serial log). *out is malloc'ed. 0, or
+ * -EINVAL with err when text does not parse. */
+int vmcfg_clone_text(const char *text, const char *name, const char *uuid, char **out,
+                     size_t *outlen, char *err, size_t errlen);
+
 /* "00:50:56:xx:xx:xx" from the uuid, as ESXi derives VM MACs from its OUI. */
 void vmcfg_mac_from_uuid(const char *uuid, unsigned index, uint8_t mac[6]);
 
