@@ -39,6 +39,7 @@ static const struct hostd_op ops[] = {
 	{ VMK__REQUEST__BODY_VM_MIGRATE, "vm.migrate", PRIV_MODIFY, hostd_op_vm_migrate },
 	{ VMK__REQUEST__BODY_VM_RELOCATE_PREPARE, "vm.relocate.prepare", PRIV_MODIFY,
 	  hostd_op_vm_relocate_prepare },
+	{ VMK__REQUEST__BODY_VM_CLONE, "vm.clone", PRIV_MODIFY, hostd_op_vm_clone },
 	{ VMK__REQUEST__BODY_TASK_LIST, "task.list", PRIV_READ, hostd_op_task_list },
 	{ VMK__REQUEST__BODY_TASK_GET, "task.get", PRIV_READ, hostd_op_task_get },
 	{ VMK__REQUEST__BODY_TASK_CANCEL, "task.cancel", PRIV_MODIFY, hostd_op_task_cancel },

@@ -149,9 +149,11 @@ static int commit_register(struct nfc_xfer *vx, void *arg, char *err, size_t err
 		return -EEXIST;
 	}
 	struct vm *v = inv_add(inv, r->vmx, r->ds);
-	if (!v || !v->valid) {
+	if (!v || !v->valid || strcmp(v->name, r->name) != 0) {
 		snprintf(err, errlen, "host %s cannot register %s: %s", r->h->cfg.name, r->vmx,
-		         v ? v->error : "the inventory is full");
+		         !v          ? "the inventory is full"
+		         : !v->valid ? v->error
+		                     : "the .vmx that came names another VM");
 		if (v)
 			inv_drop(inv, v);
 		pthread_mutex_unlock(&inv->lock);

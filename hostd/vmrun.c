@@ -605,6 +605,14 @@ static int do_start(struct power_job *j, struct hostd_task *t, const char *resto
 		}
 		if (waitpid(monitor, &st, WNOHANG) == monitor) {
 			int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+			if (code <= 99) {
+				/* it started, and its guest powered off before we looked */
+				char why[100];
+				snprintf(why, sizeof(why), "its guest powered off with status %d",
+				         code);
+				set_state(j, VMS_POWERED_OFF, 0, 0, why);
+				return 0;
+			}
 			vmrun_last_error(j->dir, err, sizeof(err));
 			snprintf(msg, msglen, "VM %s did not start: %s", j->name,
 			         err[0] ? err : "vmx exited (see vmx.log in the VM's directory)");

@@ -12,6 +12,7 @@ static const char *const state_names[VMS_COUNT] = {
 	[VMS_SUSPENDING] = "suspending",  [VMS_SUSPENDED] = "suspended",
 	[VMS_RESETTING] = "resetting",    [VMS_CRASHED] = "crashed",
 	[VMS_MIGRATING] = "migrating",    [VMS_INVALID] = "invalid",
+	[VMS_CLONING] = "cloning",
 };
 
 static const char *const op_names[VMOP_COUNT] = {
@@ -19,7 +20,7 @@ static const char *const op_names[VMOP_COUNT] = {
 	[VMOP_RESET] = "reset",           [VMOP_SUSPEND] = "suspend",
 	[VMOP_RESUME] = "resume",         [VMOP_DESTROY] = "destroy",
 	[VMOP_UNREGISTER] = "unregister", [VMOP_KILL] = "process kill",
-	[VMOP_MIGRATE] = "migrate",
+	[VMOP_MIGRATE] = "migrate",       [VMOP_CLONE] = "clone",
 };
 
 /* Y: allowed. Otherwise the hint after "VM x is <state>: " */
@@ -31,13 +32,15 @@ static const char *const table[VMS_COUNT][VMOP_COUNT] = {
 		[VMOP_RESET] = "power it on instead", [VMOP_SUSPEND] = "it is not running",
 		[VMOP_RESUME] = "only a suspended VM resumes; power it on",
 		[VMOP_DESTROY] = Y, [VMOP_UNREGISTER] = Y, [VMOP_KILL] = "it has no vmx process",
-		[VMOP_MIGRATE] = Y,
+		[VMOP_MIGRATE] = Y, [VMOP_CLONE] = Y,
 	},
 	[VMS_POWERED_ON] = {
 		[VMOP_POWER_ON] = "it is already running", [VMOP_POWER_OFF] = Y, [VMOP_RESET] = Y,
 		[VMOP_SUSPEND] = Y, [VMOP_RESUME] = "it is running, not suspended",
 		[VMOP_DESTROY] = "power it off first", [VMOP_UNREGISTER] = "power it off first",
 		[VMOP_KILL] = Y, [VMOP_MIGRATE] = Y,
+		[VMOP_CLONE] = "cloning a running VM needs a snapshot of its disks, which this "
+		               "host cannot take yet; power it off or suspend it first",
 	},
 	[VMS_SUSPENDED] = {
 		[VMOP_POWER_ON] = Y, [VMOP_POWER_OFF] = Y,
@@ -45,20 +48,20 @@ static const char *const table[VMS_COUNT][VMOP_COUNT] = {
 		[VMOP_SUSPEND] = "it is already suspended", [VMOP_RESUME] = Y,
 		[VMOP_DESTROY] = "power it off first (that discards the suspended state)",
 		[VMOP_UNREGISTER] = Y, [VMOP_KILL] = "it has no vmx process",
-		[VMOP_MIGRATE] = Y,
+		[VMOP_MIGRATE] = Y, [VMOP_CLONE] = Y,
 	},
 	[VMS_CRASHED] = {
 		[VMOP_POWER_ON] = Y, [VMOP_POWER_OFF] = Y, [VMOP_RESET] = Y,
 		[VMOP_SUSPEND] = "it is not running", [VMOP_RESUME] = "it is not suspended; power it on",
 		[VMOP_DESTROY] = Y, [VMOP_UNREGISTER] = Y, [VMOP_KILL] = "it has no vmx process",
-		[VMOP_MIGRATE] = "power it on or off first",
+		[VMOP_MIGRATE] = "power it on or off first", [VMOP_CLONE] = Y,
 	},
 	[VMS_INVALID] = {
 		[VMOP_POWER_ON] = "its .vmx cannot be read (vm get shows why); fix it, then unregister and register it again",
 		[VMOP_POWER_OFF] = "it is not running", [VMOP_RESET] = "it is not running",
 		[VMOP_SUSPEND] = "it is not running", [VMOP_RESUME] = "it is not suspended",
 		[VMOP_DESTROY] = Y, [VMOP_UNREGISTER] = Y, [VMOP_KILL] = "it has no vmx process",
-		[VMOP_MIGRATE] = "its .vmx cannot be read",
+		[VMOP_MIGRATE] = "its .vmx cannot be read", [VMOP_CLONE] = "its .vmx cannot be read",
 	},
 };
 
@@ -83,7 +86,7 @@ const char *vm_op_name(enum vm_op op)
 static int transient(enum vm_state s)
 {
 	return s == VMS_POWERING_ON || s == VMS_POWERING_OFF || s == VMS_SUSPENDING ||
-	       s == VMS_RESETTING || s == VMS_MIGRATING;
+	       s == VMS_RESETTING || s == VMS_MIGRATING || s == VMS_CLONING;
 }
 
 int vm_state_check(enum vm_state s, enum vm_op op, const char *vm, char *err, size_t errlen)
@@ -96,7 +99,7 @@ int vm_state_check(enum vm_state s, enum vm_op op, const char *vm, char *err, si
 	}
 	if (transient(s)) {
 		/* a stuck start or stop can still be killed */
-		if (op == VMOP_KILL && s != VMS_MIGRATING)
+		if (op == VMOP_KILL && s != VMS_MIGRATING && s != VMS_CLONING)
 			return 0;
 		why = BUSY;
 	} else {

@@ -16,6 +16,7 @@ enum vm_state {
 	VMS_CRASHED,
 	VMS_MIGRATING,
 	VMS_INVALID,
+	VMS_CLONING, /* its files are being copied into a clone */
 	VMS_COUNT
 };
 
@@ -29,6 +30,7 @@ enum vm_op {
 	VMOP_UNREGISTER,
 	VMOP_KILL,
 	VMOP_MIGRATE,
+	VMOP_CLONE,
 	VMOP_COUNT
 };
 

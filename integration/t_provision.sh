@@ -2,8 +2,10 @@
 # Provisioning in a two-host lab: cold migration of a powered-off VM with a
 # disk between the hosts' own (unshared) datastores over NFC on the
 # provisioning vmk, verified by the guest at the destination; a copy that
-# resumes after the cable was pulled; a cancel; a VM on the shared
-# datastore that only changes hosts; bad input that leaves the VM intact.
+# resumes after the cable was pulled; a cancel; full clones on the same
+# host and on another; a suspended VM that moves with its state; a VM on
+# the shared datastore that only changes hosts; bad input that leaves the
+# VM intact.
 set -u
 LAB_DIR=/tmp/vmk-test-provision
 . "$(dirname "$0")/lib.sh"
@@ -122,6 +124,59 @@ wait_state esx2 dc poweredOff && [[ $(grep -c "^disk pass 1 OK$" "$ds2/dc/serial
 	! grep -q CORRUPT "$ds2/dc/serial.log" &&
 	ok "on esx2 the guest verifies every block (its serial log moved along)" ||
 	not_ok "verify on esx2" "$(cat "$ds2/dc/serial.log")"
+
+# ---- full clones, on the same host and on another ----
+run vmkctl -s esx2 --formatter json vm clone -n dc --name dc2
+[[ $rc -eq 0 && $(json_get '(d["state"], d["vm"], d["clone"], d["kind"])') == "('success', 'dc', 'dc2', 'full')" ]] &&
+	ok "clone dc as dc2 on esx2" || not_ok "clone on the same host" "$out" "$err"
+uuid_of() { run vmkctl -s "$1" --formatter json vm get -n "$2"; json_get 'd["uuid"]'; }
+u1=$(uuid_of esx2 dc) u2=$(uuid_of esx2 dc2)
+[[ -n $u1 && -n $u2 && $u1 != "$u2" ]] && ok "dc2 has a uuid of its own (and so its own MACs)" ||
+	not_ok "clone uuid" "$u1" "$u2"
+[[ $(sha256sum <"$ds2/dc2/disk0.img") == "$sum" && $(du -k "$ds2/dc2/disk0.img" | cut -f1) -lt 16384 ]] &&
+	ok "dc2's disk is a sparse copy of dc's" || not_ok "clone disk" "$(du -k "$ds2/dc2/disk0.img")"
+[[ ! -e $ds2/dc2/serial.log && ! -e $ds2/dc2/vmx.log ]] && ok "the clone starts with no logs of dc's" ||
+	not_ok "clone logs" "$(ls "$ds2/dc2")"
+[[ $(names_on esx2) == "dc2:poweredOff dc:poweredOff" ]] && ok "dc stays poweredOff beside it" ||
+	not_ok "states after the clone" "$(names_on esx2)"
+run vmkctl -s esx2 --formatter json vm clone -n dc --name dc3 --dest esx1 --powered-on
+[[ $rc -eq 0 && $(json_get '(d["state"], d["destination"])') == "('success', 'esx1')" ]] &&
+	ok "clone dc to esx1 as dc3, powered on" || not_ok "clone to another host" "$out" "$err"
+[[ $(json_get 'd["stream"]') == *"vmk2 198.18.3.12 -> esx1 vmk2 198.18.3.11:"* ]] &&
+	ok "copied over the provisioning vmks" || not_ok "clone stream" "$out"
+wait_state esx1 dc3 poweredOff && grep -q "^disk pass 1 OK$" "$ds1/dc3/serial.log" &&
+	! grep -q CORRUPT "$ds1/dc3/serial.log" && ok "dc3 ran on esx1 and verified every block of its copy" ||
+	not_ok "dc3 on esx1" "$(cat "$ds1/dc3/serial.log" 2>&1)"
+[[ $(names_on esx2) == "dc2:poweredOff dc:poweredOff" ]] && ok "esx2 still has dc and dc2" ||
+	not_ok "esx2 after the remote clone" "$(names_on esx2)"
+# writes in a clone go to its own disk
+expect 0 "vm create wr on esx1 (a disk writer)" vmkctl -s esx1 vm create -n wr -m 32 --kernel "$ELF" \
+	--cmdline "disk blocks=256 passes=1 seed=9" --disk 8
+expect 0 "power on wr" vmkctl -s esx1 vm power on -n wr
+wait_state esx1 wr poweredOff || not_ok "wr's pass"
+expect 0 "clone wr as wr2" vmkctl -s esx1 vm clone -n wr --name wr2
+before=$(stat -c %Y.%i "$ds1/wr/disk0.img")
+sleep 1.1
+expect 0 "power on wr2, which writes its disk" vmkctl -s esx1 vm power on -n wr2
+wait_state esx1 wr2 poweredOff && grep -q "^disk pass 1 OK$" "$ds1/wr2/serial.log" || not_ok "wr2's pass"
+[[ $(stat -c %Y.%i "$ds1/wr/disk0.img") == "$before" && $(stat -c %i "$ds1/wr2/disk0.img") != "${before#*.}" ]] &&
+	ok "wr2's writes went to its own disk; wr's was not touched" ||
+	not_ok "clone write isolation" "$before $(stat -c %Y.%i "$ds1/wr/disk0.img" "$ds1/wr2/disk0.img")"
+# bad input
+expect 5 "a clone name that is taken -> 5" vmkctl -s esx2 vm clone -n dc --name dc2
+expect_match "dc2" "the message names it" "$err"
+expect 4 "a clone of an unknown VM -> 4" vmkctl -s esx2 vm clone -n nosuch --name x
+expect 5 "a clone into the full tmpfs datastore -> 5" vmkctl -s esx2 vm clone -n dc --name dc4 --datastore tiny
+expect_match "free" "the message says why" "$err"
+expect 0 "power on sh2 (hb guest) on esx2" vmkctl -s esx2 vm create -n run1 -m 32 --kernel "$ELF" \
+	--cmdline "heartbeat interval_ms=50"
+expect 0 "power on run1" vmkctl -s esx2 vm power on -n run1
+expect 5 "a clone of a running VM -> 5 (it needs a snapshot)" vmkctl -s esx2 vm clone -n run1 --name run2
+expect_match "snapshot" "the message says why" "$err"
+expect 1 "--linked -> 1 (not available yet)" vmkctl -s esx2 vm clone -n dc --name dcl --linked
+expect 0 "power off run1" vmkctl -s esx2 vm power off -n run1
+[[ ! -e $ds2/dc4 && ! -e $tiny/dc4 && ! -e $ds2/run2 && ! -e $ds2/dcl && $(names_on esx2) != *dc4* ]] &&
+	ok "the refused clones left nothing behind" || not_ok "leftovers" "$(ls "$ds2" "$tiny")"
 
 # ---- a suspended VM moves with its saved state ----
 expect 0 "vm create hb on esx2" vmkctl -s esx2 vm create -n hb -m 32 --kernel "$ELF" \

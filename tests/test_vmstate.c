@@ -18,97 +18,13 @@ static void test_allowed(void **state)
 		enum vm_state s;
 		const char *ops; /* one char per vm_op: Y allowed, . refused */
 	} want[] = {
-		/*                   on off rst sus res des unr kil mig */
-		{ VMS_POWERED_OFF, "Y"
-		                   "."
-		                   "."
-		                   "."
-		                   "."
-		                   "Y"
-		                   "Y"
-		                   "."
-		                   "Y" },
-		{ VMS_POWERED_ON, "."
-		                  "Y"
-		                  "Y"
-		                  "Y"
-		                  "."
-		                  "."
-		                  "."
-		                  "Y"
-		                  "Y" },
-		{ VMS_SUSPENDED, "Y"
-		                 "Y"
-		                 "."
-		                 "."
-		                 "Y"
-		                 "."
-		                 "Y"
-		                 "."
-		                 "Y" },
-		{ VMS_CRASHED, "Y"
-		               "Y"
-		               "Y"
-		               "."
-		               "."
-		               "Y"
-		               "Y"
-		               "."
-		               "." },
-		{ VMS_INVALID, "."
-		               "."
-		               "."
-		               "."
-		               "."
-		               "Y"
-		               "Y"
-		               "."
-		               "." },
-		{ VMS_POWERING_ON, "."
-		                   "."
-		                   "."
-		                   "."
-		                   "."
-		                   "."
-		                   "."
-		                   "Y"
-		                   "." },
-		{ VMS_POWERING_OFF, "."
-		                    "."
-		                    "."
-		                    "."
-		                    "."
-		                    "."
-		                    "."
-		                    "Y"
-		                    "." },
-		{ VMS_SUSPENDING, "."
-		                  "."
-		                  "."
-		                  "."
-		                  "."
-		                  "."
-		                  "."
-		                  "Y"
-		                  "." },
-		{ VMS_RESETTING, "."
-		                 "."
-		                 "."
-		                 "."
-		                 "."
-		                 "."
-		                 "."
-		                 "Y"
-		                 "." },
-		{ VMS_MIGRATING, "."
-		                 "."
-		                 "."
-		                 "."
-		                 "."
-		                 "."
-		                 "."
-		                 "."
-		                 "." },
+		/*                   on off rst sus res des unr kil mig cln */
+		{ VMS_POWERED_OFF, "Y....YY.YY" },  { VMS_POWERED_ON, ".YYY...YY." },
+		{ VMS_SUSPENDED, "YY..Y.Y.YY" },    { VMS_CRASHED, "YYY..YY..Y" },
+		{ VMS_INVALID, ".....YY..." },      { VMS_POWERING_ON, ".......Y.." },
+		{ VMS_POWERING_OFF, ".......Y.." }, { VMS_SUSPENDING, ".......Y.." },
+		{ VMS_RESETTING, ".......Y.." },    { VMS_MIGRATING, ".........." },
+		{ VMS_CLONING, ".........." },
 	};
 	char err[400];
 

@@ -8,18 +8,6 @@
 #include "handlers.h"
 #include "taskwait.h"
 
-static int cancel_on(struct vmkctl *d, const char *task_id)
-{
-	Vmk__Request req = VMK__REQUEST__INIT;
-	Vmk__TaskIdRequest body = VMK__TASK_ID_REQUEST__INIT;
-	Vmk__Response *resp;
-
-	body.id = (char *)task_id;
-	req.body_case = VMK__REQUEST__BODY_TASK_CANCEL;
-	req.task_cancel = &body;
-	return vmkctl_call(d, &req, &resp);
-}
-
 static int unregister_on(struct vmkctl *d, const char *name)
 {
 	Vmk__Request req = VMK__REQUEST__INIT;
@@ -111,7 +99,7 @@ static int migrate_cold(struct vmkctl *v, const struct vmkctl_args *a, struct ou
 		if (pr->shared)
 			unregister_on(d, name);
 		else
-			cancel_on(d, recv_task);
+			vmkctl_cancel_quiet(d, recv_task);
 		return ret ? ret : 1;
 	}
 	ret = vmkctl_task_result(v, a, t, out);
@@ -122,7 +110,7 @@ static int migrate_cold(struct vmkctl *v, const struct vmkctl_args *a, struct ou
 		char saved[sizeof(v->err)];
 		snprintf(saved, sizeof(saved), "%s", v->err);
 		if (ret != 0)
-			cancel_on(d, recv_task);
+			vmkctl_cancel_quiet(d, recv_task);
 		int r2 = vmkctl_task_wait(d, recv_task, &o, NULL);
 		if (ret == 0 && r2 != 0)
 			ret = vmkctl_error(v, r2, "migrated, but destination %s reports: %s", dest,
@@ -156,16 +144,10 @@ int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 		                    dest);
 	const char *storage = args_str(a, "storage");
 	if (args_flag(a, "cold")) {
-		struct vmkctl cd = { 0 };
-		cd.copts = v->copts;
-		cd.copts.server = dest;
-		cd.copts.sessionfile = NULL;
-		cd.fmt = v->fmt;
-		arena_init(&cd.a, 0);
+		struct vmkctl cd;
+		vmkctl_peer_init(&cd, v, dest);
 		ret = migrate_cold(v, a, out, vm, source, &cd);
-		if (cd.connected)
-			vmkctl_conn_close(&cd.conn);
-		arena_free(&cd.a);
+		vmkctl_peer_free(&cd);
 		return ret;
 	}
 	if (args_str(a, "datastore"))
@@ -186,12 +168,8 @@ int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 		        name, vm->state);
 
 	/* the destination: prepare */
-	struct vmkctl d = { 0 };
-	d.copts = v->copts;
-	d.copts.server = dest;
-	d.copts.sessionfile = NULL; /* a session belongs to one host */
-	d.fmt = v->fmt;
-	arena_init(&d.a, 0);
+	struct vmkctl d;
+	vmkctl_peer_init(&d, v, dest);
 	Vmk__Request preq = VMK__REQUEST__INIT;
 	Vmk__VmMigratePrepareRequest prep = VMK__VM_MIGRATE_PREPARE_REQUEST__INIT;
 	prep.name = (char *)name;
@@ -241,12 +219,12 @@ int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 	mreq.body_case = VMK__REQUEST__BODY_VM_MIGRATE;
 	mreq.vm_migrate = &mig;
 	if ((ret = vmkctl_call(v, &mreq, &resp))) {
-		cancel_on(&d, recv_task); /* nobody will come: stop its incoming vmx */
+		vmkctl_cancel_quiet(&d, recv_task); /* nobody will come: stop its incoming vmx */
 		goto out;
 	}
 	const Vmk__Task *t = VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_TASK, task);
 	if (!t) {
-		cancel_on(&d, recv_task);
+		vmkctl_cancel_quiet(&d, recv_task);
 		ret = 1;
 		goto out;
 	}
@@ -264,8 +242,6 @@ int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 			snprintf(v->err, sizeof(v->err), "%s", saved);
 	}
 out:
-	if (d.connected)
-		vmkctl_conn_close(&d.conn);
-	arena_free(&d.a);
+	vmkctl_peer_free(&d);
 	return ret;
 }

@@ -457,6 +457,31 @@ static const struct vmkctl_cmd commands[] = {
     },
     {
         .path = "vm",
+        .verb = "clone",
+        .help = "Make a full clone of a powered-off or suspended VM: a new VM with its own "
+                "name, uuid and MACs and a copy of its disks (holes stay holes), on this host "
+                "or on another (--dest, copied over NFC on the provisioning network). The "
+                "source stays as it was.",
+        .opts = { { .name = "vm", .shortname = 'n', .type = OPT_STR, .metavar = "NAME",
+                    .help = "the VM to clone", .required = true },
+                  { .name = "name", .type = OPT_STR, .metavar = "NEW",
+                    .help = "the clone's name", .required = true },
+                  { .name = "dest", .type = OPT_STR, .metavar = "HOST",
+                    .help = "the host the clone goes to (default: the VM's)" },
+                  { .name = "datastore", .type = OPT_STR, .metavar = "DATASTORE",
+                    .help = "the clone's datastore (default: the one of the VM's name)" },
+                  { .name = "linked", .type = OPT_FLAG,
+                    .help = "a linked clone (copy-on-write over a snapshot; not available "
+                            "yet)" },
+                  { .name = "powered-on", .type = OPT_FLAG,
+                    .help = "power the clone on once it exists" },
+                  { .name = "max-bandwidth", .type = OPT_INT, .metavar = "MiBps", .min = 1,
+                    .max = 1000000, .help = "cap the copy's use of the link (--dest)" },
+                  VMKCTL_TASK_OPTS },
+        .run = cmd_vm_clone,
+    },
+    {
+        .path = "vm",
         .verb = "console",
         .help = "Show a VM's serial console output (its serial.log). The last lines, or from a byte offset; --follow keeps printing what the guest writes until Ctrl-C or the VM stops.",
         .opts = { { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME", .help = "the VM", .required = true },

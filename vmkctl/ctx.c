@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 int vmkctl_call(struct vmkctl *v, Vmk__Request *req, Vmk__Response **resp)
 {
@@ -34,4 +35,36 @@ int vmkctl_error(struct vmkctl *v, int code, const char *fmt, ...)
 	vsnprintf(v->err, sizeof(v->err), fmt, ap);
 	va_end(ap);
 	return code;
+}
+
+void vmkctl_peer_init(struct vmkctl *d, const struct vmkctl *v, const char *server)
+{
+	memset(d, 0, sizeof(*d));
+	d->copts = v->copts;
+	d->copts.server = server;
+	d->copts.sessionfile = NULL;
+	d->fmt = v->fmt;
+	arena_init(&d->a, 0);
+}
+
+void vmkctl_peer_free(struct vmkctl *d)
+{
+	if (d->connected)
+		vmkctl_conn_close(&d->conn);
+	d->connected = false;
+	arena_free(&d->a);
+}
+
+int vmkctl_cancel_quiet(struct vmkctl *v, const char *task_id)
+{
+	Vmk__Request req = VMK__REQUEST__INIT;
+	Vmk__TaskIdRequest body = VMK__TASK_ID_REQUEST__INIT;
+	Vmk__Response *resp;
+
+	if (!task_id || !task_id[0])
+		return 0;
+	body.id = (char *)task_id;
+	req.body_case = VMK__REQUEST__BODY_TASK_CANCEL;
+	req.task_cancel = &body;
+	return vmkctl_call(v, &req, &resp);
 }

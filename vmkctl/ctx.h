@@ -23,6 +23,15 @@ int vmkctl_call(struct vmkctl *v, Vmk__Request *req, Vmk__Response **resp);
  * repeated many times, such as polling a task). */
 int vmkctl_call_in(struct vmkctl *v, Vmk__Request *req, struct arena *a, Vmk__Response **resp);
 
+/* d: a context for another host (a migration's or clone's destination),
+ * with v's credentials and output format but no session file (a session
+ * belongs to one host). vmkctl_peer_free closes it. */
+void vmkctl_peer_init(struct vmkctl *d, const struct vmkctl *v, const char *server);
+void vmkctl_peer_free(struct vmkctl *d);
+
+/* Asks the host to cancel a task, quietly (cleanup after a failure). */
+int vmkctl_cancel_quiet(struct vmkctl *v, const char *task_id);
+
 /* Sets v->err and returns code, for `return vmkctl_error(...)`. */
 int vmkctl_error(struct vmkctl *v, int code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));

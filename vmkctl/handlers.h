@@ -40,6 +40,7 @@ int cmd_vm_power_reset(struct vmkctl *v, const struct vmkctl_args *a, struct out
 int cmd_vm_power_suspend(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_vm_power_resume(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_vm_clone(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_vm_console(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_vm_process_list(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_vm_process_kill(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);

@@ -20,7 +20,7 @@ _vmkctl() {
     ["system"]="version "
     ["system version"]="get "
     ["task"]="list get cancel "
-    ["vm"]="power process create list get destroy migrate console register unregister "
+    ["vm"]="power process create list get destroy migrate clone console register unregister "
     ["vm power"]="on off reset suspend resume "
     ["vm process"]="list kill "
   )
@@ -55,6 +55,7 @@ _vmkctl() {
     ["vm power suspend"]="--help --name -n --async --wait-timeout"
     ["vm power resume"]="--help --name -n --async --wait-timeout"
     ["vm migrate"]="--help --name -n --dest --downtime-ms --max-bandwidth --streams --compress --storage --cold --datastore --converge-timeout --async --wait-timeout"
+    ["vm clone"]="--help --vm -n --name --dest --datastore --linked --powered-on --max-bandwidth --async --wait-timeout"
     ["vm console"]="--help --name -n --follow -f --since --lines"
     ["vm process list"]="--help"
     ["vm process kill"]="--help --type -t --world-id -w"
