@@ -118,6 +118,18 @@ int vmm_control_handle(const struct vmm_control_ops *ops, void *arg, const uint8
 			}
 			resp.status = ops->migrate_cancel(arg, &why);
 			break;
+		case VMX__REQUEST__BODY_DISK_SNAPSHOT:
+		case VMX__REQUEST__BODY_DISK_CONSOLIDATE:
+			if (!ops->disk_snapshot || !ops->disk_consolidate) {
+				resp.status = 5;
+				why = "this vmx cannot change its disks' layers";
+			} else if (req->body_case == VMX__REQUEST__BODY_DISK_SNAPSHOT) {
+				resp.status = ops->disk_snapshot(arg, req->disk_snapshot, &why);
+			} else {
+				resp.status =
+				        ops->disk_consolidate(arg, req->disk_consolidate, &why);
+			}
+			break;
 		default:
 			resp.status = 2;
 			why = "unknown control operation; hostd and vmx are of different releases";

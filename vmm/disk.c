@@ -367,6 +367,11 @@ unsigned vmm_disk_depth(const struct vmm_disk *d)
 	return d->n;
 }
 
+int vmm_disk_raw_fd(const struct vmm_disk *d)
+{
+	return d->n == 1 && !d->l[0].delta ? d->l[0].fd : -1;
+}
+
 const char *vmm_disk_top_path(const struct vmm_disk *d)
 {
 	return d->l[0].path;

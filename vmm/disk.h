@@ -59,6 +59,8 @@ int vmm_disk_pwrite(struct vmm_disk *d, const void *buf, size_t n, uint64_t off)
 int vmm_disk_zero(struct vmm_disk *d, uint64_t off, uint64_t len, bool unmap);
 /* A hint: a raw image punches the hole; a delta ignores it. */
 int vmm_disk_discard(struct vmm_disk *d, uint64_t off, uint64_t len);
+/* The fd of a disk that is one raw image (for SEEK_DATA), else -1. */
+int vmm_disk_raw_fd(const struct vmm_disk *d);
 /* Data, then the bitmap of a delta top, on stable storage. */
 int vmm_disk_flush(struct vmm_disk *d);
 
@@ -66,8 +68,9 @@ int vmm_disk_flush(struct vmm_disk *d);
  * parent must be the top, becomes the new top. */
 int vmm_disk_push(struct vmm_disk *d, const char *path, char *err, size_t errlen);
 /* Consolidation of the top into its parent: every grain of the top is
- * written into the parent, which becomes the top; the old top's file is
- * removed. */
+ * written into the parent, which becomes the top. The old top's file is
+ * closed but left for the caller to remove once its configuration names
+ * the parent (a crash in between must find a chain that opens). */
 int vmm_disk_merge_top(struct vmm_disk *d, char *err, size_t errlen);
 
 /* ---- delta files, for hostd ---- */
@@ -83,8 +86,8 @@ int vmm_delta_probe(const char *path);
 int vmm_delta_info(const char *path, char *parent, size_t parentlen, uint64_t *size,
                    uint64_t *present, char *err, size_t errlen);
 /* Offline consolidation: the delta at child is merged into its parent
- * (opened for writing), then removed; the caller re-points the deltas that
- * had child as parent (vmm_delta_set_parent). */
+ * (opened for writing); the caller re-points the deltas that had child as
+ * parent (vmm_delta_set_parent), then removes child. */
 int vmm_delta_merge(const char *child, char *err, size_t errlen);
 /* Rewrites a delta's recorded parent. */
 int vmm_delta_set_parent(const char *path, const char *parent, char *err, size_t errlen);

@@ -16,8 +16,8 @@ int vmm_is_disk(const struct vmm_device *d)
 }
 
 /* [off, off + len) of the image as DISK sections. */
-static int save_range(int fd, uint32_t index, struct vmm_stream *s, uint64_t off, uint64_t len,
-                      uint8_t *buf, uint64_t *bytes)
+static int save_range(struct vmm_device *d, uint32_t index, struct vmm_stream *s, uint64_t off,
+                      uint64_t len, uint8_t *buf, uint64_t *bytes)
 {
 	struct sbuf b;
 	int ret = 0;
@@ -25,13 +25,8 @@ static int save_range(int fd, uint32_t index, struct vmm_stream *s, uint64_t off
 	sbuf_init(&b);
 	while (len && ret == 0) {
 		size_t n = len > VMM_DISK_CHUNK ? VMM_DISK_CHUNK : (size_t)len;
-		ssize_t got = pread(fd, buf, n, (off_t)off);
-		if (got < 0) {
-			ret = -errno;
+		if ((ret = vmm_virtio_blk_read_at(d, off, buf, n)) < 0)
 			break;
-		}
-		if ((size_t)got < n)
-			memset(buf + got, 0, n - (size_t)got);
 		bool zero = util_all_zero(buf, n);
 		b.len = 0;
 		sbuf_u64(&b, off);
@@ -55,19 +50,21 @@ static int save_range(int fd, uint32_t index, struct vmm_stream *s, uint64_t off
 
 int vmm_disk_save_all(struct vmm_device *d, uint32_t index, struct vmm_stream *s, uint64_t *bytes)
 {
-	int fd = vmm_virtio_blk_fd(d), ret = 0;
+	int fd = vmm_virtio_blk_raw_fd(d), ret = 0;
 	uint64_t size = vmm_virtio_blk_bytes(d);
 	uint8_t *buf = malloc(VMM_DISK_CHUNK);
 
 	if (!buf)
 		return -ENOMEM;
-	for (uint64_t pos = 0; pos < size && ret == 0;) {
+	if (fd < 0) /* a snapshot chain: all of it, zero chunks go as flags */
+		ret = save_range(d, index, s, 0, size, buf, bytes);
+	for (uint64_t pos = 0; fd >= 0 && pos < size && ret == 0;) {
 		off_t data = lseek(fd, (off_t)pos, SEEK_DATA);
 		if (data < 0)
 			break; /* holes to the end */
 		off_t hole = lseek(fd, data, SEEK_HOLE);
 		uint64_t end = hole < 0 || (uint64_t)hole > size ? size : (uint64_t)hole;
-		ret = save_range(fd, index, s, (uint64_t)data, end - (uint64_t)data, buf, bytes);
+		ret = save_range(d, index, s, (uint64_t)data, end - (uint64_t)data, buf, bytes);
 		pos = end;
 	}
 	free(buf);
@@ -77,7 +74,7 @@ int vmm_disk_save_all(struct vmm_device *d, uint32_t index, struct vmm_stream *s
 int vmm_disk_save_dirty(struct vmm_device *d, uint32_t index, struct vmm_stream *s,
                         const uint64_t *dirty, uint64_t *bytes)
 {
-	int fd = vmm_virtio_blk_fd(d), ret = 0;
+	int ret = 0;
 	uint64_t size = vmm_virtio_blk_bytes(d), blocks = vmm_virtio_blk_blocks(d);
 	uint8_t *buf = malloc(VMM_DISK_CHUNK);
 
@@ -88,7 +85,7 @@ int vmm_disk_save_dirty(struct vmm_device *d, uint32_t index, struct vmm_stream 
 			continue;
 		uint64_t off = k * VMM_BLK_DIRTY_BLOCK;
 		uint64_t n = size - off < VMM_BLK_DIRTY_BLOCK ? size - off : VMM_BLK_DIRTY_BLOCK;
-		ret = save_range(fd, index, s, off, n, buf, bytes);
+		ret = save_range(d, index, s, off, n, buf, bytes);
 	}
 	free(buf);
 	return ret;

@@ -110,6 +110,13 @@ static int ctl_status(void *arg, Vmx__StatusInfo *o)
 	o->cpu_model = x->vm->cpumodel.name;
 	o->n_cpu_features = x->vm->cpumodel.nfeatures;
 	o->cpu_features = (char **)x->vm->cpumodel.features;
+	static char *tops[VMCFG_MAX_DISKS];
+	unsigned nd = 0;
+	for (unsigned i = 0; i < x->vm->ndevs && nd < VMCFG_MAX_DISKS; i++)
+		if (strcmp(x->vm->devs[i]->ops->name, "virtio-blk") == 0)
+			tops[nd++] = (char *)vmm_virtio_blk_top(x->vm->devs[i]);
+	o->disk_tops = tops;
+	o->n_disk_tops = nd;
 	return 0;
 }
 
@@ -264,9 +271,87 @@ static int ctl_save(void *arg, const char *path, const char **why)
 	return 0;
 }
 
+/* The VM's disks (virtio-blk devices), in configuration order. */
+static unsigned disks_of(struct vmx_ctx *x, struct vmm_device **out, unsigned max)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < x->vm->ndevs && n < max; i++)
+		if (strcmp(x->vm->devs[i]->ops->name, "virtio-blk") == 0)
+			out[n++] = x->vm->devs[i];
+	return n;
+}
+
+static int ctl_disk_snapshot(void *arg, const Vmx__DiskSnapshotRequest *r, const char **why)
+{
+	struct vmx_ctx *x = arg;
+	static char msg[700];
+	struct vmm_device *disks[VMCFG_MAX_DISKS];
+	unsigned n = disks_of(x, disks, VMCFG_MAX_DISKS), done = 0;
+	int st = atomic_load(&x->vm->state), status = 0;
+
+	if (st != VM_RUNNING && st != VM_PAUSED) {
+		*why = "the VM is not running";
+		return 5;
+	}
+	if (r->n_deltas != n) {
+		snprintf(msg, sizeof(msg), "%zu deltas for %u disks: one per disk (\"\" skips one)",
+		         r->n_deltas, n);
+		*why = msg;
+		return 2;
+	}
+	vmm_vm_pause(x->vm); /* no request in flight while the chains change */
+	for (; done < n && status == 0; done++)
+		if (r->deltas[done][0] &&
+		    vmm_virtio_blk_snapshot(disks[done], r->deltas[done], msg, sizeof(msg)) < 0)
+			status = 1;
+	if (status) { /* undo: the layers added so far are empty */
+		char e2[300];
+		for (unsigned i = 0; i + 1 < done; i++)
+			if (r->deltas[i][0] &&
+			    vmm_virtio_blk_consolidate(disks[i], e2, sizeof(e2)) < 0)
+				log_error("undoing the snapshot of disk %u: %s", i, e2);
+		*why = msg;
+	} else {
+		log_info("disk snapshot: %u disks on new layers", n);
+	}
+	if (st == VM_RUNNING)
+		vmm_vm_resume(x->vm);
+	return status;
+}
+
+static int ctl_disk_consolidate(void *arg, const Vmx__DiskConsolidateRequest *r, const char **why)
+{
+	struct vmx_ctx *x = arg;
+	static char msg[700];
+	struct vmm_device *disks[VMCFG_MAX_DISKS];
+	unsigned n = disks_of(x, disks, VMCFG_MAX_DISKS);
+	int st = atomic_load(&x->vm->state), status = 0;
+
+	if (st != VM_RUNNING && st != VM_PAUSED) {
+		*why = "the VM is not running";
+		return 5;
+	}
+	for (size_t i = 0; i < r->n_disks; i++)
+		if (r->disks[i] >= n) {
+			snprintf(msg, sizeof(msg), "disk %u: the VM has %u disks", r->disks[i], n);
+			*why = msg;
+			return 2;
+		}
+	vmm_vm_pause(x->vm);
+	for (size_t i = 0; i < r->n_disks && status == 0; i++)
+		if (vmm_virtio_blk_consolidate(disks[r->disks[i]], msg, sizeof(msg)) < 0)
+			status = 1;
+	if (status)
+		*why = msg;
+	if (st == VM_RUNNING)
+		vmm_vm_resume(x->vm);
+	return status;
+}
+
 static const struct vmm_control_ops control_ops = {
-	ctl_status, ctl_pause,        ctl_resume,         ctl_power_off,      ctl_stats,
-	ctl_save,   ctl_migrate_send, ctl_migrate_status, ctl_migrate_cancel,
+	ctl_status,         ctl_pause,         ctl_resume,           ctl_power_off,
+	ctl_stats,          ctl_save,          ctl_migrate_send,     ctl_migrate_status,
+	ctl_migrate_cancel, ctl_disk_snapshot, ctl_disk_consolidate,
 };
 
 static void *signal_thread(void *arg)

@@ -11,6 +11,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "disk.h"
 #include "le.h"
 #include "util.h"
 
@@ -20,7 +21,7 @@
 #define SEG_LEN       16u /* sector, num_sectors, flags */
 
 struct blk {
-	int fd;
+	struct vmm_disk *disk; /* a raw image, or the top of a snapshot chain */
 	bool readonly;
 	uint64_t sectors;
 	/* storage migration: a bit per VMM_BLK_DIRTY_BLOCK bytes written by the
@@ -62,36 +63,6 @@ static void blk_config_read(void *be, uint64_t off, uint8_t *data, unsigned size
 		memcpy(data, cfg + off, size);
 }
 
-/* All of iov[0 .. n) from/to the file at off, in as many calls as it takes
- * (iov is consumed). 0 or -errno. */
-static int rw_all(int fd, struct iovec *iov, unsigned n, uint64_t off, bool write)
-{
-	while (n) {
-		ssize_t r = write ? pwritev(fd, iov, (int)n, (off_t)off)
-		                  : preadv(fd, iov, (int)n, (off_t)off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			return -EIO; /* the image shrank under us */
-		off += (uint64_t)r;
-		size_t done = (size_t)r;
-		while (done) {
-			if (done >= iov->iov_len) {
-				done -= iov->iov_len;
-				iov++;
-				n--;
-			} else {
-				iov->iov_base = (uint8_t *)iov->iov_base + done;
-				iov->iov_len -= done;
-				done = 0;
-			}
-		}
-	}
-	return 0;
-}
-
 static bool in_range(const struct blk *b, uint64_t sector, uint64_t count)
 {
 	return sector <= b->sectors && count <= b->sectors - sector;
@@ -123,7 +94,8 @@ static uint8_t do_rw(struct blk *b, const struct vmm_vq_chain *c, bool write, ui
 		return VIRTIO_BLK_S_IOERR;
 	if (write && b->readonly)
 		return VIRTIO_BLK_S_IOERR;
-	if (rw_all(b->fd, io, n, sector * SECTOR, write) < 0)
+	if ((write ? vmm_disk_writev(b->disk, io, n, sector * SECTOR)
+	           : vmm_disk_readv(b->disk, io, n, sector * SECTOR)) < 0)
 		return VIRTIO_BLK_S_IOERR;
 	if (write) {
 		mark_written(b, sector * SECTOR, len); /* after the data is in the file */
@@ -135,48 +107,6 @@ static uint8_t do_rw(struct blk *b, const struct vmm_vq_chain *c, bool write, ui
 		*used = (uint32_t)len;
 	}
 	return VIRTIO_BLK_S_OK;
-}
-
-static int falloc(int fd, int mode, uint64_t off, uint64_t len)
-{
-	while (fallocate(fd, mode | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) < 0) {
-		if (errno != EINTR)
-			return -errno;
-	}
-	return 0;
-}
-
-static int write_zeroes(int fd, uint64_t off, uint64_t len)
-{
-	static const uint8_t zero[64 << 10];
-
-	while (len) {
-		size_t n = len < sizeof(zero) ? (size_t)len : sizeof(zero);
-		ssize_t r = pwrite(fd, zero, n, (off_t)off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -EIO;
-		off += (uint64_t)r;
-		len -= (uint64_t)r;
-	}
-	return 0;
-}
-
-/* Zeroes [off, off + len): deallocating it when unmap, else keeping it
- * allocated; falls back to the other and then to writing zeroes where the
- * file system lacks one. */
-static int zero_range(int fd, uint64_t off, uint64_t len, bool unmap)
-{
-	int first = unmap ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE;
-	int second = unmap ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE;
-	int ret = falloc(fd, first, off, len);
-
-	if (ret == -EOPNOTSUPP)
-		ret = falloc(fd, second, off, len);
-	if (ret == -EOPNOTSUPP)
-		ret = write_zeroes(fd, off, len);
-	return ret;
 }
 
 /* DISCARD / WRITE_ZEROES: the readable part after the header is an array
@@ -216,13 +146,11 @@ static uint8_t do_dwz(struct blk *b, const struct vmm_vq_chain *c, uint32_t type
 		if (!n)
 			continue;
 		if (discard) {
-			ret = falloc(b->fd, FALLOC_FL_PUNCH_HOLE, off, n);
-			if (ret == -EOPNOTSUPP)
-				ret = 0; /* discarding is only a hint */
+			ret = vmm_disk_discard(b->disk, off, n); /* only a hint */
 		} else {
 			mark_written(b, off, n); /* marked before: harmless, it is sent again */
-			ret = zero_range(b->fd, off, n,
-			                 le32toh(flags) & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
+			ret = vmm_disk_zero(b->disk, off, n,
+			                    le32toh(flags) & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
 		}
 		if (ret < 0)
 			return VIRTIO_BLK_S_IOERR;
@@ -255,7 +183,7 @@ static uint8_t do_request(struct blk *b, struct vmm_virtio *v, const struct vmm_
 	case VIRTIO_BLK_T_OUT:
 		return do_rw(b, c, true, sector, used);
 	case VIRTIO_BLK_T_FLUSH:
-		if (!b->readonly && fdatasync(b->fd) < 0)
+		if (!b->readonly && vmm_disk_flush(b->disk) < 0)
 			return VIRTIO_BLK_S_IOERR;
 		b->st.flushes++;
 		return VIRTIO_BLK_S_OK;
@@ -349,7 +277,7 @@ static void blk_destroy(void *be)
 {
 	struct blk *b = be;
 
-	close(b->fd);
+	vmm_disk_close(b->disk);
 	free(b->dirty_map);
 	free(b);
 }
@@ -405,20 +333,66 @@ uint64_t vmm_virtio_blk_bytes(struct vmm_device *d)
 	return ((struct blk *)vmm_virtio_backend(d))->sectors * SECTOR;
 }
 
-int vmm_virtio_blk_fd(struct vmm_device *d)
+int vmm_virtio_blk_raw_fd(struct vmm_device *d)
 {
-	return ((struct blk *)vmm_virtio_backend(d))->fd;
+	return vmm_disk_raw_fd(((struct blk *)vmm_virtio_backend(d))->disk);
+}
+
+int vmm_virtio_blk_read_at(struct vmm_device *d, uint64_t off, void *p, size_t n)
+{
+	struct vmm_virtio *v = vmm_virtio_of(d);
+	struct blk *b = vmm_virtio_backend(d);
+
+	vmm_virtio_lock(v);
+	int ret = vmm_disk_pread(b->disk, p, n, off);
+	vmm_virtio_unlock(v);
+	return ret;
 }
 
 int vmm_virtio_blk_write_at(struct vmm_device *d, uint64_t off, const void *p, size_t n, bool zero)
 {
+	struct vmm_virtio *v = vmm_virtio_of(d);
+	struct blk *b = vmm_virtio_backend(d);
+	int ret;
+
+	if (b->readonly || off > vmm_disk_size(b->disk) || n > vmm_disk_size(b->disk) - off)
+		return -EINVAL;
+	vmm_virtio_lock(v);
+	ret = zero ? vmm_disk_zero(b->disk, off, n, true) : vmm_disk_pwrite(b->disk, p, n, off);
+	vmm_virtio_unlock(v);
+	return ret;
+}
+
+int vmm_virtio_blk_snapshot(struct vmm_device *d, const char *delta, char *err, size_t errlen)
+{
+	struct vmm_virtio *v = vmm_virtio_of(d);
 	struct blk *b = vmm_virtio_backend(d);
 
-	if (b->readonly || off > b->sectors * SECTOR || n > b->sectors * SECTOR - off)
-		return -EINVAL;
-	if (zero)
-		return zero_range(b->fd, off, n, true);
-	return util_pwrite_all(b->fd, p, n, off);
+	if (b->readonly) {
+		snprintf(err, errlen, "disk %s is read-only: it takes no snapshot layer",
+		         vmm_disk_top_path(b->disk));
+		return -EROFS;
+	}
+	vmm_virtio_lock(v);
+	int ret = vmm_disk_push(b->disk, delta, err, errlen);
+	vmm_virtio_unlock(v);
+	return ret;
+}
+
+int vmm_virtio_blk_consolidate(struct vmm_device *d, char *err, size_t errlen)
+{
+	struct vmm_virtio *v = vmm_virtio_of(d);
+	struct blk *b = vmm_virtio_backend(d);
+
+	vmm_virtio_lock(v);
+	int ret = vmm_disk_merge_top(b->disk, err, errlen);
+	vmm_virtio_unlock(v);
+	return ret;
+}
+
+const char *vmm_virtio_blk_top(struct vmm_device *d)
+{
+	return vmm_disk_top_path(((struct blk *)vmm_virtio_backend(d))->disk);
 }
 
 static const struct vmm_virtio_backend_ops blk_ops = {
@@ -447,7 +421,6 @@ int vmm_virtio_blk_create(struct vmm_device **d, struct vmm_bus *bus, uint64_t m
                           char *err, size_t errlen)
 {
 	struct blk *b = calloc(1, sizeof(*b));
-	struct stat st;
 	int ret;
 
 	if (!b) {
@@ -455,28 +428,18 @@ int vmm_virtio_blk_create(struct vmm_device **d, struct vmm_bus *bus, uint64_t m
 		return -ENOMEM;
 	}
 	b->readonly = readonly;
-	b->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (b->fd < 0 || fstat(b->fd, &st) < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "disk %s: %s", path, strerror(-ret));
-		goto fail;
+	if ((ret = vmm_disk_open(&b->disk, path, readonly, err, errlen)) < 0) {
+		free(b);
+		return ret;
 	}
-	if (!S_ISREG(st.st_mode) || st.st_size % SECTOR) {
-		snprintf(err, errlen,
-		         "disk %s: not a raw image (a regular file of 512-byte sectors)", path);
-		ret = -EINVAL;
-		goto fail;
-	}
-	b->sectors = (uint64_t)st.st_size / SECTOR;
+	b->sectors = vmm_disk_size(b->disk) / SECTOR;
 	if (serial) /* NUL-padded, unterminated at 20 bytes */
 		memcpy(b->serial, serial, strnlen(serial, sizeof(b->serial)));
 	ret = vmm_virtio_create(d, bus, mmio_base, gsi, &blk_ops, b);
 	if (ret == 0)
 		return 0;
 	snprintf(err, errlen, "disk %s: %s", path, strerror(-ret));
-fail:
-	if (b->fd >= 0)
-		close(b->fd);
+	vmm_disk_close(b->disk);
 	free(b);
 	return ret;
 }

@@ -80,7 +80,10 @@ void vmm_virtio_blk_dirty_stop(struct vmm_device *d);
 uint64_t vmm_virtio_blk_dirty_harvest(struct vmm_device *d, uint64_t *out);
 uint64_t vmm_virtio_blk_blocks(struct vmm_device *d);
 uint64_t vmm_virtio_blk_bytes(struct vmm_device *d);
-int vmm_virtio_blk_fd(struct vmm_device *d);
+/* The image's fd when the disk is one raw image (for SEEK_DATA), else -1. */
+int vmm_virtio_blk_raw_fd(struct vmm_device *d);
+/* Reads the disk as the guest sees it (through a snapshot chain). */
+int vmm_virtio_blk_read_at(struct vmm_device *d, uint64_t off, void *p, size_t n);
 /* n bytes at off into the image (zero: a zeroed, unmapped range). */
 int vmm_virtio_blk_write_at(struct vmm_device *d, uint64_t off, const void *p, size_t n, bool zero);
 
@@ -95,6 +98,15 @@ struct vmm_virtio_blk_stats {
  * size is a multiple of 512 bytes. serial (NULL: none) becomes the GET_ID
  * string, cut to 20 bytes. On error (-errno) err says what, naming the
  * file. */
+/* Snapshot: the delta at path (over the current top) takes the writes
+ * from now on; the old top is frozen (disk.h). */
+int vmm_virtio_blk_snapshot(struct vmm_device *d, const char *delta, char *err, size_t errlen);
+/* Consolidation: the top delta is merged into its parent, which takes the
+ * writes again; the caller removes the old top's file. */
+int vmm_virtio_blk_consolidate(struct vmm_device *d, char *err, size_t errlen);
+/* The file taking the writes. */
+const char *vmm_virtio_blk_top(struct vmm_device *d);
+
 int vmm_virtio_blk_create(struct vmm_device **d, struct vmm_bus *bus, uint64_t mmio_base,
                           uint32_t gsi, const char *path, bool readonly, const char *serial,
                           char *err, size_t errlen);
