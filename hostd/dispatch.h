@@ -47,6 +47,8 @@ int hostd_op_vm_migrate_prepare(struct hostd_call *call, const Vmk__Request *req
 int hostd_op_vm_migrate(struct hostd_call *call, const Vmk__Request *req);
 int hostd_op_vm_relocate_prepare(struct hostd_call *call, const Vmk__Request *req);
 int hostd_op_vm_clone(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_vm_snapshot(struct hostd_call *call, const Vmk__Request *req);
+int hostd_op_vm_snapshot_list(struct hostd_call *call, const Vmk__Request *req);
 int hostd_op_task_list(struct hostd_call *call, const Vmk__Request *req);
 int hostd_op_task_get(struct hostd_call *call, const Vmk__Request *req);
 int hostd_op_task_cancel(struct hostd_call *call, const Vmk__Request *req);

@@ -33,7 +33,7 @@ struct vm *inv_find(struct hostd_inventory *inv, const char *name)
 }
 
 /* Loads (or reloads) the .vmx of v; an error marks it invalid. */
-static void load_vm(struct vm *v)
+void inv_reload(struct vm *v)
 {
 	char err[600];
 
@@ -93,7 +93,7 @@ struct vm *inv_add(struct hostd_inventory *inv, const char *path, const char *ds
 	const char *slash = strrchr(path, '/');
 	snprintf(v->name, sizeof(v->name), "%.*s",
 	         slash ? (int)(strrchr(path, '.') - slash - 1) : 0, slash ? slash + 1 : "");
-	load_vm(v);
+	inv_reload(v);
 	v->state = v->valid ? VMS_POWERED_OFF : VMS_INVALID;
 	snprintf(v->rundir, sizeof(v->rundir), "%s/run/%s", inv->hcfg->state_dir, v->name);
 	inv->vms[inv->n++] = v;

@@ -49,6 +49,8 @@ struct vm *inv_find(struct hostd_inventory *inv, const char *name);
  * the inventory is full. */
 struct vm *inv_add(struct hostd_inventory *inv, const char *path, const char *ds);
 void inv_drop(struct hostd_inventory *inv, struct vm *v);
+/* Reads v's .vmx again (after hostd rewrote it); an error marks it invalid. */
+void inv_reload(struct vm *v);
 /* Persists the registered VMs and their last known power state. */
 int inv_save(struct hostd_inventory *inv);
 

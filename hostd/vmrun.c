@@ -639,7 +639,8 @@ static int do_stop(struct power_job *j, struct hostd_task *t, char *msg, size_t 
 	int monitor = 0, pid = current_pid(j, &monitor);
 	char err[400];
 
-	task_progress(t, 30, "stopping vmx");
+	if (t)
+		task_progress(t, 30, "stopping vmx");
 	if (pid > 0 &&
 	    vmx_control(j->rundir, VMX__REQUEST__BODY_POWER_OFF, NULL, err, sizeof(err)) < 0)
 		log_warn("vm %s: power off through the control socket: %s; killing vmx pid %d",
@@ -658,6 +659,28 @@ static int do_stop(struct power_job *j, struct hostd_task *t, char *msg, size_t 
 		waitpid(monitor, NULL, 0);
 	(void)msg;
 	(void)msglen;
+	return 0;
+}
+
+int vmrun_power_off_now(struct hostd *h, const char *name, const char *reason)
+{
+	struct hostd_inventory *inv = h->inventory;
+	struct power_job j = { .h = h, .op = VMOP_POWER_OFF };
+
+	pthread_mutex_lock(&inv->lock);
+	struct vm *v = inv_find(inv, name);
+	if (!v || v->state != VMS_POWERED_ON) {
+		pthread_mutex_unlock(&inv->lock);
+		return -EBUSY;
+	}
+	v->state = VMS_POWERING_OFF;
+	j.before = VMS_POWERED_ON;
+	snprintf(j.name, sizeof(j.name), "%s", v->name);
+	snprintf(j.rundir, sizeof(j.rundir), "%s", v->rundir);
+	snprintf(j.dir, sizeof(j.dir), "%s", v->dir);
+	pthread_mutex_unlock(&inv->lock);
+	do_stop(&j, NULL, NULL, 0);
+	set_state(&j, VMS_POWERED_OFF, 0, 0, reason);
 	return 0;
 }
 

@@ -49,6 +49,11 @@ int vmrun_spawn(struct hostd *h, const char *cfgpath, const char *dir, const cha
 struct vm;
 void vmrun_release_nics(struct hostd *h, const struct vm *v);
 /* One control call to the vmx whose socket is in rundir (version set). */
+/* Powers a running VM off at once, outside a power task (a snapshot
+ * revert): its vmx stopped, the VM poweredOff with reason. -EBUSY when it
+ * was not poweredOn. */
+int vmrun_power_off_now(struct hostd *h, const char *name, const char *reason);
+
 int vmrun_vmx_call(const char *rundir, Vmx__Request *rq, Vmx__Response **rs, int timeout_ms,
                    char *err, size_t errlen);
 /* The vmx's status through its control socket in rundir; -errno if none. */

@@ -197,17 +197,21 @@ static void test_push_and_merge(void **state)
 	memcpy(model, s2, SIZE);
 	check(d2);
 
-	/* offline: the middle layer d2 goes into d1, d3 now sits on d1 */
+	/* offline, under a running VM's open chain: the middle layer d2 goes
+	 * into d1, d3 now sits on d1; the open chain still reads the same */
+	assert_int_equal(vmm_disk_open(&d, d3, false, err, sizeof(err)), 0);
 	assert_int_equal(vmm_delta_merge(d2, err, sizeof(err)), 0);
 	assert_int_equal(vmm_delta_set_parent(d3, d1, err, sizeof(err)), 0);
 	assert_int_equal(unlink(d2), 0);
+	assert_int_equal(vmm_disk_pread(d, got, SIZE, 0), 0);
+	assert_memory_equal(got, now, SIZE);
 	memcpy(model, now, SIZE);
 	check(d3);
 	memcpy(model, s2, SIZE);
 	check(d1);
 
-	/* online: the top d3 goes into d1, which takes the writes after */
-	assert_int_equal(vmm_disk_open(&d, d3, false, err, sizeof(err)), 0);
+	/* online: the top d3 goes into d1 (the chain is read again: d2 is
+	 * gone), and d1 takes the writes after */
 	assert_int_equal(vmm_disk_merge_top(d, err, sizeof(err)), 0);
 	assert_int_equal(vmm_disk_depth(d), 2);
 	assert_string_equal(vmm_disk_top_path(d), d1);

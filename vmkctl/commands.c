@@ -29,6 +29,7 @@ static const struct vmkctl_ns namespaces[] = {
 	{ "vm", "virtual machines of the host" },
 	{ "vm power", "power operations: on, off, reset, suspend, resume (tasks)" },
 	{ "vm process", "the vmx processes (worlds) that run the VMs" },
+	{ "vm snapshot", "snapshots of a VM's disks (and memory): create, list, revert, remove" },
 };
 
 /* options several network commands share */
@@ -479,6 +480,57 @@ static const struct vmkctl_cmd commands[] = {
                     .max = 1000000, .help = "cap the copy's use of the link (--dest)" },
                   VMKCTL_TASK_OPTS },
         .run = cmd_vm_clone,
+    },
+    {
+        .path = "vm snapshot",
+        .verb = "create",
+        .help = "Take a snapshot of a VM: its disks go on new copy-on-write delta layers and "
+                "the present state is kept; with --memory, a running VM's memory too (the "
+                "guest pauses for the copy). Works on running and powered-off VMs.",
+        .opts = { { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME",
+                    .help = "the VM", .required = true },
+                  { .name = "snapshot", .type = OPT_STR, .metavar = "S",
+                    .help = "the snapshot's name (default snapshot-ID)" },
+                  { .name = "memory", .type = OPT_FLAG,
+                    .help = "keep the running VM's memory, so a revert resumes it there" },
+                  VMKCTL_TASK_OPTS },
+        .run = cmd_vm_snapshot_create,
+    },
+    {
+        .path = "vm snapshot",
+        .verb = "list",
+        .help = "List a VM's snapshots: id, name, parent, when, whether with memory, and which "
+                "one the present state descends from.",
+        .opts = { { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME",
+                    .help = "the VM", .required = true } },
+        .run = cmd_vm_snapshot_list,
+    },
+    {
+        .path = "vm snapshot",
+        .verb = "revert",
+        .help = "Go back to a snapshot: the disks as they were then (what was written since "
+                "is discarded); a snapshot with memory resumes the guest from that point, "
+                "one without leaves the VM powered off. A running VM is powered off first.",
+        .opts = { { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME",
+                    .help = "the VM", .required = true },
+                  { .name = "snapshot", .type = OPT_STR, .metavar = "S",
+                    .help = "the snapshot (name or id)", .required = true },
+                  { .name = "suspended", .type = OPT_FLAG,
+                    .help = "with a memory snapshot: leave the VM suspended there" },
+                  VMKCTL_TASK_OPTS },
+        .run = cmd_vm_snapshot_revert,
+    },
+    {
+        .path = "vm snapshot",
+        .verb = "remove",
+        .help = "Remove a snapshot: the VM stays as it is; its disk layer is consolidated "
+                "into the one below where nothing else needs it (online for a running VM).",
+        .opts = { { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME",
+                    .help = "the VM", .required = true },
+                  { .name = "snapshot", .type = OPT_STR, .metavar = "S",
+                    .help = "the snapshot (name or id)", .required = true },
+                  VMKCTL_TASK_OPTS },
+        .run = cmd_vm_snapshot_remove,
     },
     {
         .path = "vm",

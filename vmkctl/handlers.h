@@ -41,6 +41,10 @@ int cmd_vm_power_suspend(struct vmkctl *v, const struct vmkctl_args *a, struct o
 int cmd_vm_power_resume(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_vm_clone(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_vm_snapshot_create(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_vm_snapshot_list(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_vm_snapshot_revert(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_vm_snapshot_remove(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_vm_console(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_vm_process_list(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_vm_process_kill(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);

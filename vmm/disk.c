@@ -689,10 +689,34 @@ static int merge_into_parent(struct vmm_disk *d, char *err, size_t errlen)
 	return ret;
 }
 
+/* The chain as the files say now (hostd may have consolidated a frozen
+ * layer under us, and re-pointed the top at the layer below it). */
+static int reopen(struct vmm_disk *d, char *err, size_t errlen)
+{
+	struct vmm_disk *fresh;
+	int ret = vmm_disk_open(&fresh, d->l[0].path, !d->l[0].writable, err, errlen);
+
+	if (ret < 0)
+		return ret;
+	for (unsigned i = 0; i < d->n; i++)
+		layer_close(&d->l[i]);
+	memcpy(d->l, fresh->l, sizeof(d->l));
+	d->n = fresh->n;
+	fresh->n = 0;
+	vmm_disk_close(fresh);
+	return 0;
+}
+
 int vmm_disk_merge_top(struct vmm_disk *d, char *err, size_t errlen)
 {
 	int ret;
 
+	err[0] = '\0';
+	if ((ret = vmm_disk_flush(d)) < 0 || (ret = reopen(d, err, errlen)) < 0) {
+		if (!err[0])
+			snprintf(err, errlen, "disk %s: %s", d->l[0].path, strerror(-ret));
+		return ret;
+	}
 	if (d->n < 2 || !d->l[0].delta) {
 		snprintf(err, errlen, "disk %s: no delta to merge", d->l[0].path);
 		return -EINVAL;

@@ -332,3 +332,54 @@ int vmcfg_clone_text(const char *text, const char *name, const char *uuid, char 
 	}
 	return ret;
 }
+
+int vmcfg_set_disk_paths(const char *text, const char *const *paths, unsigned n, char **out,
+                         size_t *outlen, char *err, size_t errlen)
+{
+	config_t cfg;
+	int ret = 0;
+
+	*out = NULL;
+	*outlen = 0;
+	config_init(&cfg);
+	if (config_read_string(&cfg, text) != CONFIG_TRUE) {
+		snprintf(err, errlen, "the .vmx does not parse: line %d: %s",
+		         config_error_line(&cfg), config_error_text(&cfg));
+		config_destroy(&cfg);
+		return -EINVAL;
+	}
+	config_setting_t *disks = config_lookup(&cfg, "disks");
+	if (!disks || config_setting_length(disks) != (int)n) {
+		snprintf(err, errlen, "the .vmx has %d disks, %u paths were given",
+		         disks ? config_setting_length(disks) : 0, n);
+		config_destroy(&cfg);
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < n && !ret; i++) {
+		config_setting_t *g = config_setting_get_elem(disks, i), *p;
+		if (!g || !config_setting_is_group(g)) {
+			ret = -EINVAL;
+			break;
+		}
+		config_setting_remove(g, "path");
+		if (!(p = config_setting_add(g, "path", CONFIG_TYPE_STRING)) ||
+		    !config_setting_set_string(p, paths[i]))
+			ret = -ENOMEM;
+	}
+	FILE *f = ret ? NULL : open_memstream(out, outlen);
+	if (!ret && !f)
+		ret = -ENOMEM;
+	if (f) {
+		config_write(&cfg, f);
+		if (fclose(f) != 0)
+			ret = -ENOMEM;
+	}
+	config_destroy(&cfg);
+	if (ret < 0) {
+		snprintf(err, errlen, "%s",
+		         ret == -EINVAL ? "a disk entry is not a group" : "out of memory");
+		free(*out);
+		*out = NULL;
+	}
+	return ret;
+}

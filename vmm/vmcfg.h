@@ -53,6 +53,11 @@ void vmcfg_free(struct vmcfg *c);
 int vmcfg_clone_text(const char *text, const char *name, const char *uuid, char **out,
                      size_t *outlen, char *err, size_t errlen);
 
+/* The .vmx text with disk i's path set to paths[i] (n must be its number of
+ * disks); everything else kept. *out is malloc'ed. 0 or -errno with err. */
+int vmcfg_set_disk_paths(const char *text, const char *const *paths, unsigned n, char **out,
+                         size_t *outlen, char *err, size_t errlen);
+
 /* "00:50:56:xx:xx:xx" from the uuid, as ESXi derives VM MACs from its OUI. */
 void vmcfg_mac_from_uuid(const char *uuid, unsigned index, uint8_t mac[6]);
 

@@ -20,9 +20,10 @@ _vmkctl() {
     ["system"]="version "
     ["system version"]="get "
     ["task"]="list get cancel "
-    ["vm"]="power process create list get destroy migrate clone console register unregister "
+    ["vm"]="power process snapshot create list get destroy migrate clone console register unregister "
     ["vm power"]="on off reset suspend resume "
     ["vm process"]="list kill "
+    ["vm snapshot"]="create list revert remove "
   )
   local -A opts=(
     ["system version get"]="--help"
@@ -56,6 +57,10 @@ _vmkctl() {
     ["vm power resume"]="--help --name -n --async --wait-timeout"
     ["vm migrate"]="--help --name -n --dest --downtime-ms --max-bandwidth --streams --compress --storage --cold --datastore --converge-timeout --async --wait-timeout"
     ["vm clone"]="--help --vm -n --name --dest --datastore --linked --powered-on --max-bandwidth --async --wait-timeout"
+    ["vm snapshot create"]="--help --name -n --snapshot --memory --async --wait-timeout"
+    ["vm snapshot list"]="--help --name -n"
+    ["vm snapshot revert"]="--help --name -n --snapshot --suspended --async --wait-timeout"
+    ["vm snapshot remove"]="--help --name -n --snapshot --async --wait-timeout"
     ["vm console"]="--help --name -n --follow -f --since --lines"
     ["vm process list"]="--help"
     ["vm process kill"]="--help --type -t --world-id -w"
