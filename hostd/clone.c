@@ -1,10 +1,12 @@
-/* Clones (vm clone): a full copy of a powered-off or suspended VM under a
- * new name, a new uuid and so new MACs. On this host the disks are copied
- * with a reflink where the file system can, else copy_file_range over
- * their data (holes stay holes); on another host they go over NFC as in a
- * cold migration (relocate.c), the clone's .vmx last, whose arrival
- * registers the clone there. The source is left as it was, and is kept
- * from powering on while its disks are read. */
+/* Clones (vm clone): a full copy of a VM under a new name, a new uuid and
+ * so new MACs, its disks as disk<N>.img. On this host a raw disk is copied
+ * with a reflink where the file system can, else copy_file_range over its
+ * data (holes stay holes), and a disk with snapshots is copied flat as its
+ * chain reads; on another host they go over NFC as in a cold migration
+ * (relocate.c), the clone's .vmx last, whose arrival registers the clone
+ * there. A running VM keeps running: its disks are frozen under temporary
+ * deltas for the copy and consolidated after (vmsnap_freeze). A powered-off
+ * source is kept from powering on while its disks are read. */
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -24,7 +26,9 @@
 #include "relocate.h"
 #include "task.h"
 #include "util.h"
+#include "vmm/disk.h"
 #include "vmm/vmcfg.h"
+#include "vmsnap.h"
 
 struct clone_job {
 	struct hostd *h;
@@ -32,6 +36,7 @@ struct clone_job {
 	char user[TASK_USER_MAX];
 	char src_dir[PATH_MAX];
 	enum vm_state prev;
+	bool running; /* the source runs: its disks are frozen for the copy */
 	size_t ndisks;
 	char disks[VMCFG_MAX_DISKS][256]; /* file names in the source's directory */
 	uint64_t sizes[VMCFG_MAX_DISKS];
@@ -54,6 +59,25 @@ static void detail_u64(struct hostd_task *t, const char *k, uint64_t v)
 	task_set_detail(t, k, b);
 }
 
+/* A disk of the source as one flat file: a raw one by reflink or
+ * copy_file_range, a snapshot chain as it reads. */
+static int copy_disk(const char *src, const char *dst, uint64_t *copied, char *err, size_t errlen)
+{
+	struct stat st;
+	uint64_t n = 0;
+	int ret;
+
+	if (vmm_delta_probe(src) == 1) {
+		ret = vmm_disk_copy_flat(src, dst, &n, err, errlen);
+		*copied += n;
+		return ret;
+	}
+	ret = nfc_copy_local(src, dst, err, errlen);
+	if (ret == 0 && stat(dst, &st) == 0)
+		*copied += (uint64_t)st.st_blocks * 512;
+	return ret;
+}
+
 /* On this host: the disks, then the .vmx, then the registration. */
 static int clone_here(struct hostd_task *t, struct clone_job *j, uint64_t *copied, char *err,
                       size_t errlen)
@@ -64,7 +88,6 @@ static int clone_here(struct hostd_task *t, struct clone_job *j, uint64_t *copie
 
 	for (size_t i = 0; i < j->ndisks && ret == 0; i++) {
 		char src[PATH_MAX + 300], dst[PATH_MAX + 300], ph[300];
-		struct stat st;
 		if (task_cancelled(t)) {
 			snprintf(err, errlen, "cancelled");
 			return -ECANCELED;
@@ -72,10 +95,8 @@ static int clone_here(struct hostd_task *t, struct clone_job *j, uint64_t *copie
 		snprintf(ph, sizeof(ph), "copying %s (%zu of %zu)", j->disks[i], i + 1, j->ndisks);
 		task_progress(t, 5 + (unsigned)(i * 85 / j->ndisks), ph);
 		snprintf(src, sizeof(src), "%s/%s", j->src_dir, j->disks[i]);
-		snprintf(dst, sizeof(dst), "%s/%s", j->dir, j->disks[i]);
-		ret = nfc_copy_local(src, dst, err, errlen);
-		if (ret == 0 && stat(dst, &st) == 0)
-			*copied += (uint64_t)st.st_blocks * 512;
+		snprintf(dst, sizeof(dst), "%s/disk%zu.img", j->dir, i);
+		ret = copy_disk(src, dst, copied, err, errlen);
 	}
 	if (ret < 0)
 		return ret;
@@ -106,15 +127,30 @@ static int clone_there(struct hostd_task *t, struct clone_job *j, uint64_t *sent
 {
 	struct relocate_send_file f[VMCFG_MAX_DISKS + 1];
 	char paths[VMCFG_MAX_DISKS + 1][PATH_MAX + 300], vmxname[VM_NAME_MAX + 8];
-	int ret;
+	char labels[VMCFG_MAX_DISKS][32];
+	bool flat[VMCFG_MAX_DISKS] = { false };
+	int ret = 0;
 
 	snprintf(vmxname, sizeof(vmxname), "%s.vmx", j->new_name);
 	for (size_t i = 0; i < j->ndisks; i++) {
 		snprintf(paths[i], sizeof(paths[i]), "%s/%s", j->src_dir, j->disks[i]);
+		snprintf(labels[i], sizeof(labels[i]), "disk%zu.img", i);
+		if (vmm_delta_probe(paths[i]) == 1) {
+			/* a snapshot chain goes as one flat file, made here first */
+			char tmp[PATH_MAX + 300];
+			uint64_t n;
+			snprintf(tmp, sizeof(tmp), "%s/.%s-disk%zu.img.clone", j->src_dir,
+			         j->new_name, i);
+			task_progress(t, 5, "flattening the snapshot chain");
+			if ((ret = vmm_disk_copy_flat(paths[i], tmp, &n, err, errlen)) < 0)
+				goto out;
+			snprintf(paths[i], sizeof(paths[i]), "%s", tmp);
+			flat[i] = true;
+		}
 		f[i] = (struct relocate_send_file){ .path = paths[i],
 			                            .token = j->tokens[i],
 			                            .size = j->sizes[i],
-			                            .label = j->disks[i] };
+			                            .label = labels[i] };
 	}
 	/* the clone's .vmx, from a hidden file next to the source's (no VM file) */
 	snprintf(paths[j->ndisks], sizeof(paths[j->ndisks]), "%s/.%s.vmx.clone", j->src_dir,
@@ -122,7 +158,7 @@ static int clone_there(struct hostd_task *t, struct clone_job *j, uint64_t *sent
 	if ((ret = util_write_file_atomic(paths[j->ndisks], j->vmx_text, strlen(j->vmx_text),
 	                                  0644)) < 0) {
 		snprintf(err, errlen, "writing %s: %s", paths[j->ndisks], strerror(-ret));
-		return ret;
+		goto out;
 	}
 	f[j->ndisks] = (struct relocate_send_file){ .path = paths[j->ndisks],
 		                                    .token = j->tokens[j->ndisks],
@@ -131,6 +167,10 @@ static int clone_there(struct hostd_task *t, struct clone_job *j, uint64_t *sent
 	ret = relocate_send_files(t, &j->route, f, j->ndisks + 1, j->max_bps, 5, 95, sent,
 	                          reconnects, err, errlen);
 	unlink(paths[j->ndisks]);
+out:
+	for (size_t i = 0; i < j->ndisks; i++)
+		if (flat[i])
+			unlink(paths[i]);
 	return ret;
 }
 
@@ -150,10 +190,26 @@ static void *clone_worker(struct hostd_task *t, void *arg)
 	task_set_detail(t, "kind", "full");
 	if (j->remote && j->route.stream[0])
 		task_set_detail(t, "stream", j->route.stream);
-	if (j->remote)
+	struct vmsnap_freeze fz = { .n = 0 };
+	ret = 0;
+	if (j->running) {
+		/* the copy reads frozen layers; the guest writes on above them */
+		task_progress(t, 3, "freezing the running VM's disks");
+		if ((ret = vmsnap_freeze(j->h, j->name, &fz, err, sizeof(err))) == 0)
+			for (size_t i = 0; i < j->ndisks && i < fz.n; i++)
+				snprintf(j->disks[i], sizeof(j->disks[i]), "%s", fz.tops[i]);
+	}
+	if (ret == 0 && j->remote)
 		ret = clone_there(t, j, &bytes, &reconnects, err, sizeof(err));
-	else
+	else if (ret == 0)
 		ret = clone_here(t, j, &bytes, err, sizeof(err));
+	if (fz.n) {
+		char e2[400];
+		task_progress(t, 96, "consolidating the running VM's disks");
+		if (vmsnap_thaw(j->h, &fz, e2, sizeof(e2)) < 0)
+			log_warn("clone %s of %s: the source's disks: %s", j->new_name, j->name,
+			         e2);
+	}
 	detail_u64(t, "total_ms", util_now_ms() - t0);
 	detail_u64(t, "transferred_bytes", bytes);
 	if (j->remote)
@@ -218,19 +274,41 @@ static int clone_source(struct hostd_call *call, const Vmk__VmCloneRequest *m, s
 			        "VM %s has disk %s outside its directory: a clone copies the "
 			        "VM's own disks only",
 			        v->name, p);
+		char parent[300], e[200];
+		uint64_t present;
 		if (stat(p, &st) < 0)
 			return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "VM %s: disk %s: %s",
 			                  v->name, p, strerror(errno));
 		snprintf(j->disks[i], sizeof(j->disks[i]), "%s", p + dl + 1);
 		j->sizes[i] = (uint64_t)st.st_size;
+		if (vmm_delta_probe(p) == 1 &&
+		    vmm_delta_info(p, parent, sizeof(parent), &j->sizes[i], &present, e,
+		                   sizeof(e)) < 0)
+			return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "VM %s: %s", v->name,
+			                  e);
 	}
 	j->ndisks = v->cfg.ndisks;
 	if (util_read_file(v->path, 1u << 20, &text, &tl) < 0)
 		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "VM %s: cannot read %s",
 		                  v->name, v->path);
 	new_uuid(uuid);
-	int ret = vmcfg_clone_text(text, m->new_name, uuid, &j->vmx_text, &ol, why, sizeof(why));
+	char *named = NULL;
+	int ret = vmcfg_clone_text(text, m->new_name, uuid, &named, &ol, why, sizeof(why));
 	free(text);
+	/* the clone's disks are flat disk<N>.img, whatever layers the source has */
+	char dn[VMCFG_MAX_DISKS][32];
+	const char *dp[VMCFG_MAX_DISKS];
+	for (unsigned i = 0; i < v->cfg.ndisks; i++) {
+		snprintf(dn[i], sizeof(dn[i]), "disk%u.img", i);
+		dp[i] = dn[i];
+	}
+	if (ret == 0 && v->cfg.ndisks) {
+		ret = vmcfg_set_disk_paths(named, dp, v->cfg.ndisks, &j->vmx_text, &ol, why,
+		                           sizeof(why));
+		free(named);
+	} else if (ret == 0) {
+		j->vmx_text = named;
+	}
 	if (ret < 0)
 		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "VM %s: %s", v->name, why);
 	snprintf(j->src_dir, sizeof(j->src_dir), "%s", v->dir);
@@ -294,7 +372,9 @@ static int clone_remote(struct hostd_call *call, const Vmk__VmCloneRequest *m, s
 		        "a clone to another host needs its address, port, and a token for "
 		        "each disk and the .vmx (from its prepare)");
 	for (size_t i = 0; i < m->n_files; i++) {
-		const char *want = i < j->ndisks ? j->disks[i] : vmxname;
+		char dname[32];
+		snprintf(dname, sizeof(dname), "disk%zu.img", i);
+		const char *want = i < j->ndisks ? dname : vmxname;
 		if (strcmp(m->files[i], want) != 0 || strlen(m->file_tokens[i]) != NFC_TOKEN_HEX)
 			return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
 			                  "clone file %zu: expected %s with a token, got %.100s", i,
@@ -349,8 +429,11 @@ int hostd_op_vm_clone(struct hostd_call *call, const Vmk__Request *req)
 		return status;
 	}
 	j->prev = v->state;
-	v->state = VMS_CLONING;
-	inv_save(inv);
+	j->running = v->state == VMS_POWERED_ON;
+	if (!j->running) { /* a running one stays so: its disks are frozen instead */
+		v->state = VMS_CLONING;
+		inv_save(inv);
+	}
 	pthread_mutex_unlock(&inv->lock);
 	char name[VM_NAME_MAX + 1], dir[PATH_MAX];
 	snprintf(name, sizeof(name), "%s", j->name);

@@ -19,6 +19,7 @@
 #include "inventory_int.h"
 #include "relocate.h"
 #include "vmlock.h"
+#include "vmm/disk.h"
 #include "vmrun.h"
 #include "vmm/vmcfg.h"
 
@@ -211,8 +212,14 @@ static Vmk__VmInfo *info(struct hostd_call *call, const struct vm *v)
 	i->disk_bytes = arena_calloc(call->a, v->cfg.ndisks + 1, sizeof(uint64_t));
 	for (unsigned k = 0; i->disk_bytes && k < v->cfg.ndisks; k++) {
 		struct stat st;
-		i->disk_bytes[i->n_disk_bytes++] =
-		        stat(v->cfg.disks[k].path, &st) == 0 ? (uint64_t)st.st_size : 0;
+		char parent[300], e[200];
+		uint64_t size = 0, present;
+		/* what the guest sees: a delta's disk size, not its file's */
+		if (vmm_delta_probe(v->cfg.disks[k].path) != 1 ||
+		    vmm_delta_info(v->cfg.disks[k].path, parent, sizeof(parent), &size, &present, e,
+		                   sizeof(e)) < 0)
+			size = stat(v->cfg.disks[k].path, &st) == 0 ? (uint64_t)st.st_size : 0;
+		i->disk_bytes[i->n_disk_bytes++] = size;
 	}
 	i->disks = arena_calloc(call->a, v->cfg.ndisks + 1, sizeof(char *));
 	for (unsigned k = 0; i->disks && k < v->cfg.ndisks; k++)

@@ -41,6 +41,7 @@
 #include "vmm/disk.h"
 #include "vmm/vmcfg.h"
 #include "vmrun.h"
+#include "vmsnap.h"
 
 #define SNAP_MAX      32
 #define SNAP_NAME_MAX 64
@@ -806,4 +807,95 @@ int hostd_op_vm_snapshot_list(struct hostd_call *call, const Vmk__Request *req)
 	call->resp->body_case = VMK__RESPONSE__BODY_VM_SNAPSHOT_LIST;
 	call->resp->vm_snapshot_list = r;
 	return VMK__STATUS__STATUS_OK;
+}
+
+/* ---- the freeze of a clone ---- */
+
+int vmsnap_freeze(struct hostd *h, const char *vm, struct vmsnap_freeze *f, char *err,
+                  size_t errlen)
+{
+	struct vmview w;
+	char abs[VMCFG_MAX_DISKS][PATH_MAX + 300], *ptrs[VMCFG_MAX_DISKS];
+	int ret;
+
+	memset(f, 0, sizeof(*f));
+	pthread_mutex_lock(&snap_m);
+	if ((ret = view_vm(h, vm, &w, err, errlen)) < 0)
+		goto fail;
+	if (w.state != VMS_POWERED_ON) {
+		snprintf(err, errlen, "VM %s is %s, not running", vm, vm_state_name(w.state));
+		ret = -EBUSY;
+		goto fail;
+	}
+	snprintf(f->vm, sizeof(f->vm), "%s", w.name);
+	snprintf(f->dir, sizeof(f->dir), "%s", w.dir);
+	uint64_t stamp = util_now_ms();
+	for (; f->n < w.ndisks; f->n++) {
+		unsigned i = f->n;
+		snprintf(f->tops[i], sizeof(f->tops[i]), "%s", w.disks[i]);
+		snprintf(f->temps[i], sizeof(f->temps[i]), "disk%u-clone%" PRIx64 ".delta", i,
+		         stamp);
+		snprintf(abs[i], sizeof(abs[i]), "%s/%s", w.dir, f->temps[i]);
+		ptrs[i] = abs[i];
+		if ((ret = vmm_delta_create(abs[i], w.disks[i], err, errlen)) < 0)
+			goto undo;
+	}
+	if ((ret = set_disks(h, &w, f->temps, err, errlen)) < 0)
+		goto undo;
+	Vmx__Request rq = VMX__REQUEST__INIT;
+	Vmx__DiskSnapshotRequest ds = VMX__DISK_SNAPSHOT_REQUEST__INIT;
+	ds.deltas = ptrs;
+	ds.n_deltas = w.ndisks;
+	rq.body_case = VMX__REQUEST__BODY_DISK_SNAPSHOT;
+	rq.disk_snapshot = &ds;
+	if ((ret = vmx_simple(w.rundir, &rq, err, errlen)) < 0) {
+		char e2[300];
+		set_disks(h, &w, w.disks, e2, sizeof(e2));
+		goto undo;
+	}
+	return 0; /* snap_m stays held until the thaw */
+undo:
+	for (unsigned i = 0; i < f->n; i++)
+		unlink(abs[i]);
+	f->n = 0;
+fail:
+	pthread_mutex_unlock(&snap_m);
+	return ret;
+}
+
+int vmsnap_thaw(struct hostd *h, struct vmsnap_freeze *f, char *err, size_t errlen)
+{
+	struct vmview w;
+	int ret = view_vm(h, f->vm, &w, err, errlen);
+
+	if (ret == 0 && w.state == VMS_POWERED_ON) {
+		Vmx__Request rq = VMX__REQUEST__INIT;
+		Vmx__DiskConsolidateRequest dc = VMX__DISK_CONSOLIDATE_REQUEST__INIT;
+		uint32_t idx[VMCFG_MAX_DISKS];
+		for (unsigned i = 0; i < f->n; i++)
+			idx[i] = i;
+		dc.disks = idx;
+		dc.n_disks = f->n;
+		rq.body_case = VMX__REQUEST__BODY_DISK_CONSOLIDATE;
+		rq.disk_consolidate = &dc;
+		ret = vmx_simple(w.rundir, &rq, err, errlen);
+	} else if (ret == 0) { /* it stopped meanwhile: offline */
+		for (unsigned i = 0; i < f->n && ret == 0; i++) {
+			char p[PATH_MAX + 300];
+			snprintf(p, sizeof(p), "%s/%s", f->dir, f->temps[i]);
+			ret = vmm_delta_merge(p, err, errlen);
+		}
+	}
+	if (ret == 0 && (ret = set_disks(h, &w, f->tops, err, errlen)) == 0)
+		for (unsigned i = 0; i < f->n; i++) {
+			char p[PATH_MAX + 300];
+			snprintf(p, sizeof(p), "%s/%s", f->dir, f->temps[i]);
+			unlink(p);
+		}
+	if (ret < 0)
+		log_error("vm %s: the clone's temporary disk layers stay (%s); they hold the "
+		          "guest's writes since the clone began",
+		          f->vm, err);
+	pthread_mutex_unlock(&snap_m);
+	return ret;
 }

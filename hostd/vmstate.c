@@ -38,9 +38,7 @@ static const char *const table[VMS_COUNT][VMOP_COUNT] = {
 		[VMOP_POWER_ON] = "it is already running", [VMOP_POWER_OFF] = Y, [VMOP_RESET] = Y,
 		[VMOP_SUSPEND] = Y, [VMOP_RESUME] = "it is running, not suspended",
 		[VMOP_DESTROY] = "power it off first", [VMOP_UNREGISTER] = "power it off first",
-		[VMOP_KILL] = Y, [VMOP_MIGRATE] = Y,
-		[VMOP_CLONE] = "cloning a running VM needs a snapshot of its disks, which this "
-		               "host cannot take yet; power it off or suspend it first",
+		[VMOP_KILL] = Y, [VMOP_MIGRATE] = Y, [VMOP_CLONE] = Y,
 	},
 	[VMS_SUSPENDED] = {
 		[VMOP_POWER_ON] = Y, [VMOP_POWER_OFF] = Y,

@@ -168,14 +168,41 @@ expect_match "dc2" "the message names it" "$err"
 expect 4 "a clone of an unknown VM -> 4" vmkctl -s esx2 vm clone -n nosuch --name x
 expect 5 "a clone into the full tmpfs datastore -> 5" vmkctl -s esx2 vm clone -n dc --name dc4 --datastore tiny
 expect_match "free" "the message says why" "$err"
-expect 0 "power on sh2 (hb guest) on esx2" vmkctl -s esx2 vm create -n run1 -m 32 --kernel "$ELF" \
-	--cmdline "heartbeat interval_ms=50"
-expect 0 "power on run1" vmkctl -s esx2 vm power on -n run1
-expect 5 "a clone of a running VM -> 5 (it needs a snapshot)" vmkctl -s esx2 vm clone -n run1 --name run2
-expect_match "snapshot" "the message says why" "$err"
 expect 1 "--linked -> 1 (not available yet)" vmkctl -s esx2 vm clone -n dc --name dcl --linked
-expect 0 "power off run1" vmkctl -s esx2 vm power off -n run1
-[[ ! -e $ds2/dc4 && ! -e $tiny/dc4 && ! -e $ds2/run2 && ! -e $ds2/dcl && $(names_on esx2) != *dc4* ]] &&
+# a running writer-verifier, cloned without stopping: here and to esx1
+expect 0 "vm create run1 on esx2 (a disk writer-verifier)" vmkctl -s esx2 vm create -n run1 -m 32 \
+	--kernel "$ELF" --cmdline "disk blocks=512 passes=0 seed=5" --disk 16
+expect 0 "power on run1" vmkctl -s esx2 vm power on -n run1
+passes() { awk '/^disk pass [0-9]+ OK$/ { n = $3 } END { print n + 0 }' "$1"; }
+for _ in $(seq 100); do [[ $(passes "$ds2/run1/serial.log") -ge 3 ]] && break; sleep 0.1; done
+run vmkctl -s esx2 --formatter json vm clone -n run1 --name run2 --powered-on
+[[ $rc -eq 0 && $(json_get 'd["state"]') == success ]] && ok "clone the running run1 as run2, powered on" ||
+	not_ok "clone of a running VM" "$out" "$err"
+expect 0 "and to esx1 as run3, powered on" vmkctl -s esx2 vm clone -n run1 --name run3 --dest esx1 --powered-on
+[[ $(names_on esx2) == *"run1:poweredOn"*"run2:poweredOn"* && $(names_on esx1) == *"run3:poweredOn"* ]] &&
+	ok "run1, run2 and run3 all run at once" || not_ok "states" "esx1: $(names_on esx1)" "esx2: $(names_on esx2)"
+u1=$(uuid_of esx2 run1) u2=$(uuid_of esx2 run2) u3=$(uuid_of esx1 run3)
+[[ $u1 != "$u2" && $u1 != "$u3" && $u2 != "$u3" ]] && ok "each with a uuid of its own" || not_ok "uuids" "$u1 $u2 $u3"
+p=$(passes "$ds2/run1/serial.log")
+for _ in $(seq 100); do [[ $(passes "$ds2/run1/serial.log") -ge $((p + 3)) ]] && break; sleep 0.1; done
+[[ $(passes "$ds2/run1/serial.log") -ge $((p + 3)) ]] && ! grep -q CORRUPT "$ds2/run1/serial.log" &&
+	ok "run1 kept writing and verifying through both clones (its disks frozen and consolidated)" ||
+	not_ok "run1 after the clones" "$(tail -3 "$ds2/run1/serial.log")"
+[[ $(ls "$ds2/run1" | grep -c "\.delta$") -eq 0 && $(ls -a "$ds2/run1" | grep -c "clone") -eq 0 ]] &&
+	ok "no temporary layer or copy is left in run1's directory" || not_ok "run1's files" "$(ls -a "$ds2/run1")"
+for _ in $(seq 100); do
+	[[ $(passes "$ds2/run2/serial.log") -ge 2 && $(passes "$ds1/run3/serial.log") -ge 2 ]] && break
+	sleep 0.1
+done
+[[ $(passes "$ds2/run2/serial.log") -ge 2 && $(passes "$ds1/run3/serial.log") -ge 2 ]] &&
+	! grep -q CORRUPT "$ds2/run2/serial.log" "$ds1/run3/serial.log" &&
+	ok "run2 and run3 write and verify their own disks" ||
+	not_ok "clones running" "$(tail -2 "$ds2/run2/serial.log" "$ds1/run3/serial.log" 2>&1)"
+[[ $(stat -c %i "$ds2/run1/disk0.img") != "$(stat -c %i "$ds2/run2/disk0.img")" ]] &&
+	ok "run2's disk is a file of its own" || not_ok "shared disk file"
+for vm in run1 run2; do vmkctl -s esx2 vm power off -n $vm >/dev/null; done
+vmkctl -s esx1 vm power off -n run3 >/dev/null
+[[ ! -e $ds2/dc4 && ! -e $tiny/dc4 && ! -e $ds2/dcl && $(names_on esx2) != *dc4* ]] &&
 	ok "the refused clones left nothing behind" || not_ok "leftovers" "$(ls "$ds2" "$tiny")"
 
 # ---- a suspended VM moves with its saved state ----

@@ -103,6 +103,17 @@ expect 0 "power on w" vmkctl -s esx1 vm power on -n w
 for _ in $(seq 100); do [[ $(names_on) == *"w:poweredOff"* ]] && break; sleep 0.1; done
 grep -q "^disk pass 1 OK$" "$ds/w/serial.log" && ok "w wrote its pass into the delta" || not_ok "w's pass"
 [[ $(sha256sum <"$ds/w/disk0.img") == "$sum0" ]] && ok "the frozen base did not change" || not_ok "base changed"
+# a clone of a VM with snapshots is flat: its disk is the chain as it reads
+expect 0 "clone w (a base and a delta) as wc" vmkctl -s esx1 vm clone -n w --name wc
+run vmkctl -s esx1 --formatter json vm get -n wc
+[[ $(json_get 'd["disks"][0].endswith("/wc/disk0.img")') == True ]] && [[ $(head -c 8 "$ds/wc/disk0.img") != VMKDLTA1 ]] &&
+	ok "wc has one raw disk0.img" || not_ok "wc's disk" "$out"
+sumc=$(sha256sum <"$ds/wc/disk0.img")
+[[ $sumc != "$sum0" ]] && ok "holding w's written pass, not the blank base" || not_ok "wc is blank"
+expect 0 "power on wc, which writes the same pass again" vmkctl -s esx1 vm power on -n wc
+for _ in $(seq 100); do [[ $(names_on) == *"wc:poweredOff"* ]] && break; sleep 0.1; done
+[[ $(sha256sum <"$ds/wc/disk0.img") == "$sumc" ]] && ok "which changes no byte: the flat copy was exact" ||
+	not_ok "wc's copy differed from its rewrite"
 run vmkctl -s esx1 --formatter json vm snapshot revert -n w --snapshot blank
 [[ $rc -eq 0 && $(json_get 'd["power_state"]') == poweredOff ]] && ok "revert w to blank: poweredOff" ||
 	not_ok "revert w" "$out" "$err"

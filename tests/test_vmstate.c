@@ -19,7 +19,7 @@ static void test_allowed(void **state)
 		const char *ops; /* one char per vm_op: Y allowed, . refused */
 	} want[] = {
 		/*                   on off rst sus res des unr kil mig cln */
-		{ VMS_POWERED_OFF, "Y....YY.YY" },  { VMS_POWERED_ON, ".YYY...YY." },
+		{ VMS_POWERED_OFF, "Y....YY.YY" },  { VMS_POWERED_ON, ".YYY...YYY" },
 		{ VMS_SUSPENDED, "YY..Y.Y.YY" },    { VMS_CRASHED, "YYY..YY..Y" },
 		{ VMS_INVALID, ".....YY..." },      { VMS_POWERING_ON, ".......Y.." },
 		{ VMS_POWERING_OFF, ".......Y.." }, { VMS_SUSPENDING, ".......Y.." },

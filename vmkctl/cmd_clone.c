@@ -1,6 +1,6 @@
-/* vmkctl vm clone: a full clone of a powered-off or suspended VM, on its
- * host or on another (--dest), orchestrated here as a cold migration is:
- * the destination prepares a transfer per file, the source sends its disks
+/* vmkctl vm clone: a full clone of a VM (running or not), on its host or
+ * on another (--dest), orchestrated here as a cold migration is: the
+ * destination prepares a transfer per file, the source sends its disks
  * and the clone's .vmx. */
 #include <stdio.h>
 #include <string.h>
@@ -26,30 +26,27 @@ static int power_on(struct vmkctl *h, const char *name)
 	return t ? vmkctl_task_wait(h, t->id, &o, NULL) : 1;
 }
 
-/* The clone's files at the destination: the source's disks (their names
- * in its directory), then NEW.vmx. */
+/* The clone's files at the destination: its disks, flat, as disk<N>.img
+ * (of the sizes the guest sees), then NEW.vmx. */
 static Vmk__VmFile **clone_files(struct vmkctl *v, const Vmk__VmInfo *vm, const char *new_name,
                                  size_t *n)
 {
 	Vmk__VmFile **f = arena_calloc(&v->a, vm->n_disks + 2, sizeof(*f));
+	uint64_t data = 0; /* the most the disks can hold: all the VM's allocated bytes */
 
 	*n = 0;
-	if (!f)
+	if (!f || vm->n_disk_bytes != vm->n_disks)
 		return NULL;
+	for (size_t k = 0; k < vm->n_files; k++)
+		data += vm->files[k]->allocated;
 	for (size_t i = 0; i < vm->n_disks; i++) {
-		const char *base =
-		        strrchr(vm->disks[i], '/') ? strrchr(vm->disks[i], '/') + 1 : vm->disks[i];
-		Vmk__VmFile *e = NULL;
-		for (size_t k = 0; k < vm->n_files && !e; k++)
-			if (!strcmp(vm->files[k]->name, base))
-				e = vm->files[k];
+		Vmk__VmFile *e = arena_alloc(&v->a, sizeof(*e));
 		if (!e)
-			return vmkctl_error(
-			               v, 2,
-			               "VM %s: disk %s is not a file of its directory: a clone "
-			               "copies the VM's own disks only",
-			               vm->name, vm->disks[i]),
-			       NULL;
+			return NULL;
+		vmk__vm_file__init(e);
+		e->name = arena_printf(&v->a, "disk%zu.img", i);
+		e->size = vm->disk_bytes[i];
+		e->allocated = data < e->size ? data : e->size;
 		f[(*n)++] = e;
 	}
 	Vmk__VmFile *x = arena_alloc(&v->a, sizeof(*x));
@@ -71,16 +68,10 @@ static int clone_to(struct vmkctl *v, const struct vmkctl_args *a, struct out_do
 	size_t nf = 0;
 	int ret;
 
-	if (strcmp(vm->state, "poweredOff") != 0 && strcmp(vm->state, "suspended") != 0)
-		return vmkctl_error(
-		        v, 5,
-		        "cannot clone VM %s: it is %s; cloning a running VM needs a "
-		        "snapshot of its disks, which vmk cannot take yet: power it off "
-		        "or suspend it first",
-		        vm->name, vm->state);
 	Vmk__VmFile **files = clone_files(v, vm, new_name, &nf);
 	if (!files)
-		return v->err[0] ? 2 : vmkctl_error(v, 1, "out of memory");
+		return vmkctl_error(v, 1, "out of memory (or an unexpected answer from %s)",
+		                    source);
 	Vmk__Request preq = VMK__REQUEST__INIT;
 	Vmk__VmRelocatePrepareRequest prep = VMK__VM_RELOCATE_PREPARE_REQUEST__INIT;
 	prep.name = (char *)new_name;

@@ -459,10 +459,11 @@ static const struct vmkctl_cmd commands[] = {
     {
         .path = "vm",
         .verb = "clone",
-        .help = "Make a full clone of a powered-off or suspended VM: a new VM with its own "
-                "name, uuid and MACs and a copy of its disks (holes stay holes), on this host "
-                "or on another (--dest, copied over NFC on the provisioning network). The "
-                "source stays as it was.",
+        .help = "Make a full clone of a VM: a new VM with its own name, uuid and MACs and a "
+                "flat copy of its disks as they are now (holes stay holes), on this host or on "
+                "another (--dest, copied over NFC on the provisioning network). A running VM "
+                "keeps running: its disks are frozen under temporary snapshot layers for the "
+                "copy. The source stays as it was.",
         .opts = { { .name = "vm", .shortname = 'n', .type = OPT_STR, .metavar = "NAME",
                     .help = "the VM to clone", .required = true },
                   { .name = "name", .type = OPT_STR, .metavar = "NEW",

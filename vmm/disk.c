@@ -909,3 +909,53 @@ int vmm_delta_set_parent(const char *path, const char *parent, char *err, size_t
 		snprintf(err, errlen, "%s: %s", path, strerror(-ret));
 	return ret;
 }
+
+int vmm_disk_copy_flat(const char *src, const char *dst, uint64_t *copied, char *err, size_t errlen)
+{
+	char part[PATH_MAX + 8];
+	struct vmm_disk *d;
+	uint8_t *buf = malloc(1u << 20);
+	int ret, fd = -1;
+
+	*copied = 0;
+	if (!buf)
+		return -ENOMEM;
+	if ((ret = vmm_disk_open(&d, src, true, err, errlen)) < 0) {
+		free(buf);
+		return ret;
+	}
+	snprintf(part, sizeof(part), "%s.part", dst);
+	if ((fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0 ||
+	    ftruncate(fd, (off_t)d->size) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s", part, strerror(errno));
+		goto out;
+	}
+	for (uint64_t off = 0; off < d->size && ret == 0; off += 1u << 20) {
+		size_t n = d->size - off < (1u << 20) ? (size_t)(d->size - off) : 1u << 20;
+		if ((ret = vmm_disk_pread(d, buf, n, off)) < 0) {
+			snprintf(err, errlen, "reading %s at %llu: %s", src,
+			         (unsigned long long)off, strerror(-ret));
+			break;
+		}
+		if (util_all_zero(buf, n))
+			continue; /* a hole in the copy */
+		if ((ret = util_pwrite_all(fd, buf, n, off)) < 0)
+			snprintf(err, errlen, "writing %s: %s", part, strerror(-ret));
+		*copied += n;
+	}
+	if (ret == 0 && (fsync(fd) < 0 || rename(part, dst) < 0)) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s", dst, strerror(errno));
+	}
+	if (ret == 0)
+		sync_dir(dst);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (ret < 0)
+		unlink(part);
+	vmm_disk_close(d);
+	free(buf);
+	return ret;
+}

@@ -89,6 +89,11 @@ int vmm_delta_info(const char *path, char *parent, size_t parentlen, uint64_t *s
  * (opened for writing); the caller re-points the deltas that had child as
  * parent (vmm_delta_set_parent), then removes child. */
 int vmm_delta_merge(const char *child, char *err, size_t errlen);
+/* A flat raw copy of the disk at src as its chain reads (a clone of a VM
+ * with snapshots): zero chunks stay holes; dst + ".part" until synced and
+ * renamed. copied: the data bytes written. */
+int vmm_disk_copy_flat(const char *src, const char *dst, uint64_t *copied, char *err,
+                       size_t errlen);
 /* Rewrites a delta's recorded parent. */
 int vmm_delta_set_parent(const char *path, const char *parent, char *err, size_t errlen);
 
