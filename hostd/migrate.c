@@ -30,6 +30,7 @@
 #include "task.h"
 #include "util.h"
 #include "vmm/control.h"
+#include "vmm/disk.h"
 #include "vmm/cpumodel.h"
 #include "vmm/vm.h"
 #include "vmm/vmcfg.h"
@@ -151,6 +152,16 @@ static int storage_home(struct hostd *h, const Vmk__VmMigratePrepareRequest *p, 
 			         "only the VM's own directory",
 			         p->name, c.disks[i].path);
 			status = VMK__STATUS__STATUS_USAGE;
+			break;
+		}
+		if (vmm_disk_is_delta_name(c.disks[i].path)) {
+			snprintf(err, errlen,
+			         "VM %s has snapshots (disk %s is a delta): a migration with "
+			         "--storage "
+			         "moves flat disks only; remove its snapshots first, or migrate it "
+			         "--cold",
+			         p->name, c.disks[i].path);
+			status = VMK__STATUS__STATUS_CONFLICT;
 			break;
 		}
 		int fd = open(c.disks[i].path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -694,6 +705,17 @@ int hostd_op_vm_migrate(struct hostd_call *call, const Vmk__Request *req)
 			        m->name, vm_state_name(v->state));
 		return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT, "%s", why);
 	}
+	for (unsigned i = 0; m->storage && i < v->cfg.ndisks; i++)
+		if (vmm_disk_is_delta_name(v->cfg.disks[i].path)) {
+			pthread_mutex_unlock(&inv->lock);
+			free(j);
+			return hostd_fail(
+			        call, VMK__STATUS__STATUS_CONFLICT,
+			        "VM %s has snapshots (disk %s is a delta): a migration with "
+			        "--storage moves flat disks only; remove its snapshots first, or "
+			        "power it off and migrate it --cold (which keeps the tree)",
+			        m->name, v->cfg.disks[i].path);
+		}
 	v->state = VMS_MIGRATING;
 	j->h = call->h;
 	snprintf(j->name, sizeof(j->name), "%s", v->name);

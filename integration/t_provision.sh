@@ -233,4 +233,28 @@ run vmkctl -s esx1 --formatter json vm migrate -n sh --dest esx2 --cold
 expect 0 "and it powers on there" vmkctl -s esx2 vm power on -n sh
 expect 0 "power off sh" vmkctl -s esx2 vm power off -n sh
 
+# ---- snapshot migration: a VM's snapshot tree moves with it (cold) ----
+expect 0 "snapshot wr (powered off) as before" vmkctl -s esx1 vm snapshot create -n wr --snapshot before
+expect 0 "power on wr: its pass goes into the new delta" vmkctl -s esx1 vm power on -n wr
+for _ in $(seq 100); do [[ $(names_on esx1) == *"wr:poweredOff"* ]] && break; sleep 0.1; done
+expect 0 "cold-migrate wr with its snapshot to esx2" vmkctl -s esx1 vm migrate -n wr --dest esx2 --cold
+run vmkctl -s esx2 --formatter json vm snapshot list -n wr
+[[ $(json_get '[(s["name"], s["current"]) for s in d]') == "[('before', True)]" ]] &&
+	ok "esx2 lists wr's snapshot before, current" || not_ok "snapshot list on esx2" "$out" "$err"
+expect 0 "power on wr on esx2: it runs on the migrated chain" vmkctl -s esx2 vm power on -n wr
+for _ in $(seq 100); do [[ $(names_on esx2) == *"wr:poweredOff"* ]] && break; sleep 0.1; done
+[[ $(grep -c "^disk pass 1 OK$" "$ds2/wr/serial.log") -ge 2 ]] && ! grep -q CORRUPT "$ds2/wr/serial.log" &&
+	ok "and its pass verifies there" || not_ok "wr on esx2" "$(tail -3 "$ds2/wr/serial.log")"
+expect 0 "revert wr to before on esx2" vmkctl -s esx2 vm snapshot revert -n wr --snapshot before
+expect 0 "remove before on esx2: one raw disk again" vmkctl -s esx2 vm snapshot remove -n wr --snapshot before
+# a live migration with --storage moves flat disks only
+expect 0 "snapshot run1 (powered on) on esx2" vmkctl -s esx2 vm power on -n run1
+expect 0 "take a snapshot of the running run1" vmkctl -s esx2 vm snapshot create -n run1 --snapshot s
+expect 5 "a live migration of it with --storage -> 5" vmkctl -s esx2 vm migrate -n run1 --dest esx1 \
+	--storage datastore1
+expect_match "snapshots" "the message says why and what to do" "$err"
+[[ $(names_on esx2) == *"run1:poweredOn"* && ! -e $ds1/run1 ]] && ok "run1 runs on on esx2; esx1 has nothing of it" ||
+	not_ok "after the refusal" "$(names_on esx2)" "$(ls "$ds1")"
+expect 0 "power off run1" vmkctl -s esx2 vm power off -n run1
+
 t_done

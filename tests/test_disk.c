@@ -264,6 +264,31 @@ static void test_refused(void **state)
 	vmm_disk_close(d);
 	/* not a disk */
 	assert_int_equal(vmm_disk_open(&d, dir, true, err, sizeof(err)), -EINVAL);
+	/* a raw image whose guest wrote a delta header into it stays raw: its
+	 * "parent" is never opened */
+	assert_int_equal(vmm_delta_create(d1, "disk0.img", err, sizeof(err)), 0);
+	uint8_t hdr[DISK_DELTA_HDR];
+	fd = open(d1, O_RDONLY);
+	assert_int_equal(pread(fd, hdr, sizeof(hdr), 0), (ssize_t)sizeof(hdr));
+	close(fd);
+	unlink(d1);
+	make_base();
+	fd = open(base, O_WRONLY);
+	assert_int_equal(pwrite(fd, hdr, sizeof(hdr), 0), (ssize_t)sizeof(hdr));
+	close(fd);
+	memcpy(model, hdr, sizeof(hdr));
+	assert_int_equal(vmm_delta_probe(base), 0);
+	assert_int_equal(vmm_disk_open(&d, base, true, err, sizeof(err)), 0);
+	assert_int_equal(vmm_disk_depth(d), 1);
+	vmm_disk_close(d);
+	check(base);
+	/* and a .delta without the header is refused */
+	fd = open(d2, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	assert_int_equal(vmm_disk_open(&d, d2, true, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "not a delta"));
+	unlink(d2);
 }
 
 int main(void)

@@ -150,6 +150,17 @@ int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 		vmkctl_peer_free(&cd);
 		return ret;
 	}
+	for (size_t i = 0; storage && i < vm->n_disks; i++) {
+		size_t l = strlen(vm->disks[i]);
+		if (l > 6 && !strcmp(vm->disks[i] + l - 6, ".delta"))
+			return vmkctl_error(
+			        v, 5,
+			        "VM %s has snapshots (disk %s is a delta): a migration with "
+			        "--storage moves flat disks only; remove its snapshots "
+			        "first, or power it off and migrate it --cold (which keeps "
+			        "the tree)",
+			        name, vm->disks[i]);
+	}
 	if (args_str(a, "datastore"))
 		return vmkctl_error(v, 2,
 		                    "--datastore goes with --cold; a live migration moves "

@@ -260,8 +260,18 @@ static int layer_open(struct layer *l, const char *path, bool writable, uint64_t
 		return -EINVAL;
 	}
 	parent[0] = '\0';
-	if ((ret = read_hdr(l->fd, path, &h, err, errlen)) < 0)
-		return ret;
+	/* the name says which: a raw image's first bytes are the guest's to
+	 * write, and must never make it a delta pointing at other files */
+	ret = 0;
+	if (vmm_disk_is_delta_name(path)) {
+		if ((ret = read_hdr(l->fd, path, &h, err, errlen)) < 0)
+			return ret;
+		if (ret == 0) {
+			snprintf(err, errlen, "disk %s: not a delta disk (no %s header)", path,
+			         DISK_DELTA_MAGIC);
+			return -EINVAL;
+		}
+	}
 	if (ret == 0) { /* raw */
 		if (st.st_size % SECTOR || !st.st_size) {
 			snprintf(err, errlen,
@@ -820,9 +830,18 @@ int vmm_delta_create(const char *path, const char *parent, char *err, size_t err
 	return 0;
 }
 
+bool vmm_disk_is_delta_name(const char *path)
+{
+	size_t l = strlen(path);
+	return l > 6 && !strcmp(path + l - 6, ".delta");
+}
+
 int vmm_delta_probe(const char *path)
 {
 	uint8_t b[8];
+
+	if (!vmm_disk_is_delta_name(path))
+		return 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;

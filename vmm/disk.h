@@ -14,7 +14,10 @@
  *   bitmap_off  one bit per grain (bit i of byte i/8: grain i is here)
  *   data_off    grain i at data_off + i * grain, so the file is as sparse
  *             as what was written
- * Little-endian. A grain's bit is set in memory once its data is written,
+ * Little-endian. Whether a file is a delta is decided by its name
+ * (*.delta), never by its content: the first bytes of a raw image are the
+ * guest's, and a guest must not make its disk a delta whose parent is some
+ * other file of the host. A grain's bit is set in memory once its data is written,
  * and reaches the file at the next flush after the data is synced: after a
  * crash, what was not flushed reads as the parent's (the guest only counts
  * on flushed writes).
@@ -79,7 +82,10 @@ int vmm_disk_merge_top(struct vmm_disk *d, char *err, size_t errlen);
  * directory, or absolute, which is stored relative). Created exclusively,
  * synced. */
 int vmm_delta_create(const char *path, const char *parent, char *err, size_t errlen);
-/* 1 for a delta, 0 for anything else (a raw image), -errno. */
+/* Named as a delta (*.delta). */
+bool vmm_disk_is_delta_name(const char *path);
+/* 1 for a delta (by name, with its magic), 0 for anything else (a raw
+ * image), -errno. */
 int vmm_delta_probe(const char *path);
 /* A delta's recorded parent (as stored: relative to its directory) and
  * how many of its grains are present. */
