@@ -37,6 +37,7 @@ struct clone_job {
 	char src_dir[PATH_MAX];
 	enum vm_state prev;
 	bool running; /* the source runs: its disks are frozen for the copy */
+	bool linked;  /* deltas over a snapshot of the source, not copies */
 	size_t ndisks;
 	char disks[VMCFG_MAX_DISKS][256]; /* file names in the source's directory */
 	uint64_t sizes[VMCFG_MAX_DISKS];
@@ -78,12 +79,12 @@ static int copy_disk(const char *src, const char *dst, uint64_t *copied, char *e
 	return ret;
 }
 
+static int register_clone(struct clone_job *j, char *err, size_t errlen);
+
 /* On this host: the disks, then the .vmx, then the registration. */
 static int clone_here(struct hostd_task *t, struct clone_job *j, uint64_t *copied, char *err,
                       size_t errlen)
 {
-	struct hostd_inventory *inv = j->h->inventory;
-	char vmx[PATH_MAX + 300];
 	int ret = 0;
 
 	for (size_t i = 0; i < j->ndisks && ret == 0; i++) {
@@ -100,6 +101,16 @@ static int clone_here(struct hostd_task *t, struct clone_job *j, uint64_t *copie
 	}
 	if (ret < 0)
 		return ret;
+	return register_clone(j, err, errlen);
+}
+
+/* The clone's .vmx written into its directory, and the clone registered. */
+static int register_clone(struct clone_job *j, char *err, size_t errlen)
+{
+	struct hostd_inventory *inv = j->h->inventory;
+	char vmx[PATH_MAX + 300];
+	int ret;
+
 	snprintf(vmx, sizeof(vmx), "%s/%s.vmx", j->dir, j->new_name);
 	if ((ret = util_write_file_atomic(vmx, j->vmx_text, strlen(j->vmx_text), 0644)) < 0) {
 		snprintf(err, errlen, "writing %s: %s", vmx, strerror(-ret));
@@ -174,6 +185,32 @@ out:
 	return ret;
 }
 
+/* A linked clone: a snapshot of the source, and the clone's disks deltas
+ * over its frozen layers (nothing is copied). */
+static int clone_linked(struct hostd_task *t, struct clone_job *j, char *err, size_t errlen)
+{
+	char layers[VMCFG_MAX_DISKS][PATH_MAX];
+	unsigned n = 0;
+	int ret;
+
+	task_progress(t, 10, "snapshotting the source");
+	if (vmsnap_link(j->h, t, j->name, j->dir, layers, &n, err, errlen) != 0)
+		return -EIO;
+	if (n != j->ndisks) {
+		snprintf(err, errlen, "VM %s: %u snapshot layers for %zu disks", j->name, n,
+		         j->ndisks);
+		return -EIO;
+	}
+	task_progress(t, 60, "creating the clone's delta disks");
+	for (unsigned i = 0; i < n; i++) {
+		char path[PATH_MAX + 300];
+		snprintf(path, sizeof(path), "%s/disk%u.delta", j->dir, i);
+		if ((ret = vmm_delta_create(path, layers[i], err, errlen)) < 0)
+			return ret;
+	}
+	return register_clone(j, err, errlen);
+}
+
 static void *clone_worker(struct hostd_task *t, void *arg)
 {
 	struct clone_job *j = arg;
@@ -192,14 +229,19 @@ static void *clone_worker(struct hostd_task *t, void *arg)
 		task_set_detail(t, "stream", j->route.stream);
 	struct vmsnap_freeze fz = { .n = 0 };
 	ret = 0;
-	if (j->running) {
+	if (j->linked) {
+		task_set_detail(t, "kind", "linked");
+		ret = clone_linked(t, j, err, sizeof(err));
+	} else if (j->running) {
 		/* the copy reads frozen layers; the guest writes on above them */
 		task_progress(t, 3, "freezing the running VM's disks");
 		if ((ret = vmsnap_freeze(j->h, j->name, &fz, err, sizeof(err))) == 0)
 			for (size_t i = 0; i < j->ndisks && i < fz.n; i++)
 				snprintf(j->disks[i], sizeof(j->disks[i]), "%s", fz.tops[i]);
 	}
-	if (ret == 0 && j->remote)
+	if (ret == 0 && j->linked)
+		; /* done above */
+	else if (ret == 0 && j->remote)
 		ret = clone_there(t, j, &bytes, &reconnects, err, sizeof(err));
 	else if (ret == 0)
 		ret = clone_here(t, j, &bytes, err, sizeof(err));
@@ -299,7 +341,7 @@ static int clone_source(struct hostd_call *call, const Vmk__VmCloneRequest *m, s
 	char dn[VMCFG_MAX_DISKS][32];
 	const char *dp[VMCFG_MAX_DISKS];
 	for (unsigned i = 0; i < v->cfg.ndisks; i++) {
-		snprintf(dn[i], sizeof(dn[i]), "disk%u.img", i);
+		snprintf(dn[i], sizeof(dn[i]), m->linked ? "disk%u.delta" : "disk%u.img", i);
 		dp[i] = dn[i];
 	}
 	if (ret == 0 && v->cfg.ndisks) {
@@ -399,11 +441,11 @@ int hostd_op_vm_clone(struct hostd_call *call, const Vmk__Request *req)
 	if (!util_valid_name(m->new_name, VM_NAME_MAX, why, sizeof(why)))
 		return hostd_fail(call, VMK__STATUS__STATUS_USAGE, "--name \"%.100s\": %s",
 		                  m->new_name, why);
-	if (m->linked)
-		return hostd_fail(call, VMK__STATUS__STATUS_FAILED,
-		                  "--linked: linked clones need snapshots (a delta disk over a "
-		                  "read-only base), which this host does not have yet; make a full "
-		                  "clone (without --linked)");
+	if (m->linked && m->dest_address[0])
+		return hostd_fail(
+		        call, VMK__STATUS__STATUS_USAGE,
+		        "--linked: a linked clone's disks sit on its source's, so it stays on "
+		        "the source's host; drop --dest, or make a full clone");
 	struct clone_job *j = calloc(1, sizeof(*j));
 	if (!j)
 		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "out of memory");
@@ -430,7 +472,8 @@ int hostd_op_vm_clone(struct hostd_call *call, const Vmk__Request *req)
 	}
 	j->prev = v->state;
 	j->running = v->state == VMS_POWERED_ON;
-	if (!j->running) { /* a running one stays so: its disks are frozen instead */
+	j->linked = m->linked;
+	if (!j->running && !j->linked) { /* a running one stays so: its disks are frozen instead */
 		v->state = VMS_CLONING;
 		inv_save(inv);
 	}

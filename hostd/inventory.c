@@ -20,6 +20,7 @@
 #include "relocate.h"
 #include "vmlock.h"
 #include "vmm/disk.h"
+#include "vmsnap.h"
 #include "vmrun.h"
 #include "vmm/vmcfg.h"
 
@@ -495,6 +496,15 @@ int hostd_op_vm_destroy(struct hostd_call *call, const Vmk__Request *req)
 		                   "cannot destroy VM %s: it runs on host %s (%s), which holds its "
 		                   "datastore lock; power it off there first",
 		                   v->name, o.host, o.addr);
+		goto out;
+	}
+	char who[PATH_MAX + 100];
+	if (vmsnap_pinned(v->dir, v->name, who, sizeof(who))) {
+		status = hostd_fail(
+		        call, VMK__STATUS__STATUS_CONFLICT,
+		        "cannot destroy VM %s: the linked clone in %s sits on its disks; "
+		        "destroy that first",
+		        v->name, who);
 		goto out;
 	}
 	snprintf(dir, sizeof(dir), "%s", v->path);

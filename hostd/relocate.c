@@ -43,6 +43,8 @@
 #include "util.h"
 #include "vmlock.h"
 #include "vmrun.h"
+#include "vmsnap.h"
+#include "vmm/disk.h"
 
 #define RECEIVE_IDLE_MS  (5 * 60 * 1000) /* a receive with no progress this long ends */
 #define RESUME_WINDOW_MS (60 * 1000)     /* a sender keeps reconnecting this long */
@@ -763,6 +765,30 @@ static void *send_worker(struct hostd_task *t, void *arg)
 	return NULL;
 }
 
+/* Every layer of every disk is a file of the VM's own directory (not a
+ * linked clone's base elsewhere); else why names the first that is not. */
+static bool chains_inside(const struct vm *v, char *why, size_t whylen)
+{
+	for (unsigned i = 0; i < v->cfg.ndisks; i++) {
+		char cur[PATH_MAX];
+		snprintf(cur, sizeof(cur), "%s", v->cfg.disks[i].path);
+		for (int depth = 0; depth < DISK_MAX_CHAIN && vmm_disk_is_delta_name(cur);
+		     depth++) {
+			char parent[300], e[200];
+			uint64_t size, present;
+			if (vmm_delta_info(cur, parent, sizeof(parent), &size, &present, e,
+			                   sizeof(e)) < 0)
+				break;
+			if (strchr(parent, '/')) {
+				snprintf(why, whylen, "disk %u sits on %s", i, parent);
+				return false;
+			}
+			snprintf(cur, sizeof(cur), "%s/%s", v->dir, parent);
+		}
+	}
+	return true;
+}
+
 int hostd_op_vm_relocate(struct hostd_call *call, const Vmk__Request *req)
 {
 	struct hostd *h = call->h;
@@ -810,6 +836,15 @@ int hostd_op_vm_relocate(struct hostd_call *call, const Vmk__Request *req)
 		status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
 		                    "VM %s: host %s holds its datastore lock (it runs there)",
 		                    v->name, o.host);
+	} else if (vmsnap_pinned(v->dir, v->name, why, sizeof(why))) {
+		status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
+		                    "VM %s cannot move: the linked clone in %s sits on its disks",
+		                    v->name, why);
+	} else if (!chains_inside(v, why, sizeof(why))) {
+		status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
+		                    "VM %s is a linked clone (%s): it cannot move away from its "
+		                    "base; make a full clone of it (vm clone) to move that",
+		                    v->name, why);
 	} else if (n && relocate_list_files(v->dir, have, RELOCATE_MAX_FILES, &nhave) < 0) {
 		status = hostd_fail(call, VMK__STATUS__STATUS_FAILED, "VM %s: cannot list %s",
 		                    v->name, v->dir);

@@ -43,10 +43,11 @@
 #include "vmrun.h"
 #include "vmsnap.h"
 
-#define SNAP_MAX      32
-#define SNAP_NAME_MAX 64
-#define SNAPDB_EXT    ".vmsd"
-#define SNAPMEM_EXT   ".vmsn"
+#define SNAP_MAX        32
+#define SNAP_NAME_MAX   64
+#define SNAPDB_EXT      ".vmsd"
+#define SNAPMEM_EXT     ".vmsn"
+#define SNAP_MAX_CLONES 8
 
 static pthread_mutex_t snap_m = PTHREAD_MUTEX_INITIALIZER; /* one snapshot operation at a time */
 
@@ -57,6 +58,8 @@ struct snap {
 	char memory[256]; /* file in the VM's directory, "" */
 	unsigned ndisks;
 	char disks[VMCFG_MAX_DISKS][256]; /* the layer it froze, per disk */
+	unsigned nclones;
+	char clones[SNAP_MAX_CLONES][PATH_MAX]; /* linked clones' directories on its layers */
 };
 
 struct snapdb {
@@ -121,6 +124,15 @@ static int db_load(const char *dir, const char *vm, struct snapdb *db, char *err
 		if (mem[0] && !plain_name(mem))
 			ret = -EINVAL;
 		snprintf(s->memory, sizeof(s->memory), "%s", mem);
+		config_setting_t *cl = config_setting_get_member(g, "clones");
+		for (int k = 0; cl && k < config_setting_length(cl) && !ret; k++) {
+			const char *c = config_setting_get_string_elem(cl, (unsigned)k);
+			if (!c || c[0] != '/' || s->nclones == SNAP_MAX_CLONES ||
+			    strlen(c) >= sizeof(s->clones[0]))
+				ret = -EINVAL;
+			else
+				snprintf(s->clones[s->nclones++], sizeof(s->clones[0]), "%s", c);
+		}
 		ds = config_setting_get_member(g, "disks");
 		for (int k = 0; ds && k < config_setting_length(ds) && !ret; k++) {
 			const char *d = config_setting_get_string_elem(ds, (unsigned)k);
@@ -162,7 +174,16 @@ static int db_save(const char *dir, const char *vm, const struct snapdb *db)
 			fprintf(f, "%s", k ? ", " : " ");
 			conf_put_string(f, s->disks[k]);
 		}
-		fprintf(f, " ]; }");
+		fprintf(f, " ];");
+		if (s->nclones) {
+			fprintf(f, "\n    clones = [");
+			for (unsigned k = 0; k < s->nclones; k++) {
+				fprintf(f, "%s", k ? ", " : " ");
+				conf_put_string(f, s->clones[k]);
+			}
+			fprintf(f, " ];");
+		}
+		fprintf(f, " }");
 	}
 	fprintf(f, "\n);\n");
 	if (fclose(f) != 0) {
@@ -192,6 +213,33 @@ static struct snap *db_by_id(struct snapdb *db, unsigned id)
 		if (db->s[i].id == id)
 			return &db->s[i];
 	return NULL;
+}
+
+/* The first linked clone of s that still exists (its directory), or NULL. */
+static const char *pinned_by(const struct snap *s)
+{
+	for (unsigned k = 0; k < s->nclones; k++)
+		if (access(s->clones[k], F_OK) == 0)
+			return s->clones[k];
+	return NULL;
+}
+
+int vmsnap_pinned(const char *dir, const char *vm, char *who, size_t wholen)
+{
+	struct snapdb db;
+	char err[300];
+
+	/* no snap_m: callers hold the inventory lock, which snapshot operations
+	 * take inside snap_m; the file is replaced whole, so a read sees a tree */
+	int ret = db_load(dir, vm, &db, err, sizeof(err));
+	for (unsigned i = 0; ret == 0 && i < db.n; i++) {
+		const char *c = pinned_by(&db.s[i]);
+		if (c) {
+			snprintf(who, wholen, "%s (on snapshot %s)", c, db.s[i].name);
+			return 1;
+		}
+	}
+	return 0;
 }
 
 /* ---- the VM ---- */
@@ -611,6 +659,9 @@ static int consolidate(struct snap_job *j, struct vmview *w, struct snapdb *db, 
 
 	if (n != 1)
 		return 0; /* nothing sits on it, or branches do: it stays as it is */
+	for (unsigned k = 0; k < db->n; k++)
+		if (!strcmp(db->s[k].disks[i], kids[0]) && pinned_by(&db->s[k]))
+			return 0; /* linked clones read that layer: it stays */
 	snprintf(cpath, sizeof(cpath), "%s/%s", w->dir, kids[0]);
 	if (!strcmp(kids[0], w->disks[i])) {
 		/* the present top: into its parent, which takes the writes again */
@@ -679,6 +730,14 @@ static int snap_remove(struct snap_job *j, struct hostd_task *t, char *msg, size
 		snprintf(msg, msglen, "VM %s has no snapshot %s (see vm snapshot list)", w.name,
 		         j->snapshot);
 		return VMK__STATUS__STATUS_NOT_FOUND;
+	}
+	const char *pin = pinned_by(s);
+	if (pin) {
+		snprintf(msg, msglen,
+		         "snapshot %s of VM %s is the base of the linked clone in %s: destroy it "
+		         "(or make it a full clone) first",
+		         s->name, w.name, pin);
+		return VMK__STATUS__STATUS_CONFLICT;
 	}
 	struct snap gone = *s;
 	task_progress(t, 30, "consolidating the disks");
@@ -898,4 +957,47 @@ int vmsnap_thaw(struct hostd *h, struct vmsnap_freeze *f, char *err, size_t errl
 		          f->vm, err);
 	pthread_mutex_unlock(&snap_m);
 	return ret;
+}
+
+/* ---- linked clones ---- */
+
+int vmsnap_link(struct hostd *h, struct hostd_task *t, const char *vm, const char *clone_dir,
+                char layers[][PATH_MAX], unsigned *n, char *err, size_t errlen)
+{
+	struct snap_job j = { .h = h };
+	struct snapdb db;
+	struct vmview w;
+	int status;
+
+	*n = 0;
+	snprintf(j.op, sizeof(j.op), "create");
+	snprintf(j.vm, sizeof(j.vm), "%s", vm);
+	snprintf(j.user, sizeof(j.user), "-");
+	const char *base = strrchr(clone_dir, '/') ? strrchr(clone_dir, '/') + 1 : clone_dir;
+	snprintf(j.snapshot, sizeof(j.snapshot), "clone-%.50s", base);
+	pthread_mutex_lock(&snap_m);
+	if ((status = snap_create(&j, t, err, errlen)) != 0)
+		goto out;
+	if (view_vm(h, vm, &w, err, errlen) < 0 || db_load(w.dir, w.name, &db, err, errlen) < 0) {
+		status = VMK__STATUS__STATUS_FAILED;
+		goto out;
+	}
+	struct snap *s = db_find(&db, j.snapshot);
+	if (!s || s->nclones == SNAP_MAX_CLONES) {
+		snprintf(err, errlen, "VM %s: snapshot %s went missing", vm, j.snapshot);
+		status = VMK__STATUS__STATUS_FAILED;
+		goto out;
+	}
+	snprintf(s->clones[s->nclones++], sizeof(s->clones[0]), "%s", clone_dir);
+	if (db_save(w.dir, w.name, &db) < 0) {
+		snprintf(err, errlen, "VM %s: writing its snapshot tree", vm);
+		status = VMK__STATUS__STATUS_FAILED;
+		goto out;
+	}
+	for (unsigned i = 0; i < s->ndisks; i++)
+		snprintf(layers[i], PATH_MAX, "%s/%s", w.dir, s->disks[i]);
+	*n = s->ndisks;
+out:
+	pthread_mutex_unlock(&snap_m);
+	return status;
 }

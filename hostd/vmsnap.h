@@ -6,6 +6,7 @@
 #include <limits.h>
 
 #include "hostd.h"
+#include "task.h"
 #include "inventory.h"
 #include "vmm/vmcfg.h"
 
@@ -24,5 +25,16 @@ int vmsnap_freeze(struct hostd *h, const char *vm, struct vmsnap_freeze *f, char
 /* Merges the temporary deltas back (through the vmx while it runs, else
  * offline), names the frozen layers in the .vmx again, removes the temps. */
 int vmsnap_thaw(struct hostd *h, struct vmsnap_freeze *f, char *err, size_t errlen);
+
+/* For a linked clone whose directory is clone_dir: a snapshot of vm named
+ * clone-<dir name> whose frozen layers (absolute paths into layers[]) the
+ * clone's deltas will sit on; the snapshot records the clone, and refuses
+ * removal (and its layers consolidation) while that directory exists. 0,
+ * or a Vmk status with err. */
+int vmsnap_link(struct hostd *h, struct hostd_task *t, const char *vm, const char *clone_dir,
+                char layers[][PATH_MAX], unsigned *n, char *err, size_t errlen);
+/* 1 when a linked clone of one of the VM's snapshots exists (who names
+ * it): the VM's files must stay where they are. */
+int vmsnap_pinned(const char *dir, const char *vm, char *who, size_t wholen);
 
 #endif

@@ -168,7 +168,8 @@ expect_match "dc2" "the message names it" "$err"
 expect 4 "a clone of an unknown VM -> 4" vmkctl -s esx2 vm clone -n nosuch --name x
 expect 5 "a clone into the full tmpfs datastore -> 5" vmkctl -s esx2 vm clone -n dc --name dc4 --datastore tiny
 expect_match "free" "the message says why" "$err"
-expect 1 "--linked -> 1 (not available yet)" vmkctl -s esx2 vm clone -n dc --name dcl --linked
+expect 2 "--linked with --dest -> 2 (a linked clone stays by its base)" vmkctl -s esx2 vm clone -n dc \
+	--name dcl --linked --dest esx1
 # a running writer-verifier, cloned without stopping: here and to esx1
 expect 0 "vm create run1 on esx2 (a disk writer-verifier)" vmkctl -s esx2 vm create -n run1 -m 32 \
 	--kernel "$ELF" --cmdline "disk blocks=512 passes=0 seed=5" --disk 16

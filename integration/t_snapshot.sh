@@ -94,6 +94,32 @@ wait_pass sd 2 && [[ $(corrupt sd) -eq 0 ]] && ok "after a power cycle it boots 
 	not_ok "power cycle" "$(tail -3 "$ds/sd/serial.log")"
 expect 0 "power off sd" vmkctl -s esx1 vm power off -n sd
 
+# ---- linked clones: deltas over a snapshot of the source ----
+expect 0 "power on sd again" vmkctl -s esx1 vm power on -n sd
+wait_pass sd 2 || not_ok "sd passes"
+run vmkctl -s esx1 --formatter json vm clone -n sd --name lc --linked --powered-on
+[[ $rc -eq 0 && $(json_get '(d["state"], d["kind"])') == "('success', 'linked')" ]] &&
+	ok "a linked clone lc of the running sd, powered on" || not_ok "linked clone" "$out" "$err"
+[[ -f $ds/lc/disk0.delta && $(du -k "$ds/lc/disk0.delta" | cut -f1) -lt 8192 ]] &&
+	ok "lc's disk is a delta holding only what lc wrote (under 8 MiB of the 64): nothing was copied" || not_ok "lc's disk" "$(ls -la "$ds/lc" 2>&1)"
+[[ $(snaps sd) == *"clone-lc:"* ]] && ok "sd has a snapshot clone-lc under it" || not_ok "sd's snapshots" "$(snaps sd)"
+wait_pass lc 3 && [[ $(corrupt lc) -eq 0 ]] && ok "lc writes and verifies its own disk" ||
+	not_ok "lc passes" "$(tail -3 "$ds/lc/serial.log" 2>&1)"
+p=$(last_pass sd)
+wait_pass sd $((p + 3)) && [[ $(corrupt sd) -eq 0 ]] && ok "while sd writes and verifies on, untouched by lc" ||
+	not_ok "sd after the linked clone" "$(tail -3 "$ds/sd/serial.log")"
+expect 5 "removing clone-lc while lc exists -> 5" vmkctl -s esx1 vm snapshot remove -n sd --snapshot clone-lc
+expect_match "linked clone" "the message names the linked clone" "$err"
+expect 0 "power off sd" vmkctl -s esx1 vm power off -n sd
+expect 5 "destroying sd while lc sits on it -> 5" vmkctl -s esx1 vm destroy -n sd
+expect 0 "a full clone of lc (flat) as lcf" vmkctl -s esx1 vm clone -n lc --name lcf
+[[ $(head -c 8 "$ds/lcf/disk0.img") != VMKDLTA1 && -s $ds/lcf/disk0.img ]] && ok "lcf has a flat disk" ||
+	not_ok "lcf" "$(ls -la "$ds/lcf")"
+expect 0 "power off lc" vmkctl -s esx1 vm power off -n lc
+expect 0 "destroy lc" vmkctl -s esx1 vm destroy -n lc
+expect 0 "then clone-lc goes" vmkctl -s esx1 vm snapshot remove -n sd --snapshot clone-lc
+expect 0 "and sd can be destroyed" vmkctl -s esx1 vm destroy -n sd
+
 # ---- a powered-off VM: disk-only snapshots, revert discards writes ----
 expect 0 "vm create w (writes one pass, then powers off)" vmkctl -s esx1 vm create -n w -m 32 \
 	--kernel "$ELF" --cmdline "disk blocks=256 passes=1 seed=3" --disk 8

@@ -159,6 +159,11 @@ int cmd_vm_clone(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *
 	if (!vm)
 		return 1;
 	const char *source = vm->host && vm->host[0] ? vm->host : v->copts.server;
+	if (dest && source && strcmp(source, dest) != 0 && args_flag(a, "linked"))
+		return vmkctl_error(v, 2,
+		                    "--linked: a linked clone's disks sit on its source's, so it "
+		                    "stays on %s; drop --dest, or make a full clone",
+		                    source);
 	if (dest && source && strcmp(source, dest) != 0) {
 		struct vmkctl d;
 		vmkctl_peer_init(&d, v, dest);

@@ -473,8 +473,8 @@ static const struct vmkctl_cmd commands[] = {
                   { .name = "datastore", .type = OPT_STR, .metavar = "DATASTORE",
                     .help = "the clone's datastore (default: the one of the VM's name)" },
                   { .name = "linked", .type = OPT_FLAG,
-                    .help = "a linked clone (copy-on-write over a snapshot; not available "
-                            "yet)" },
+                    .help = "a linked clone: its disks are copy-on-write deltas over a new "
+                            "snapshot of the VM (instant, whatever the disk size; same host)" },
                   { .name = "powered-on", .type = OPT_FLAG,
                     .help = "power the clone on once it exists" },
                   { .name = "max-bandwidth", .type = OPT_INT, .metavar = "MiBps", .min = 1,
