@@ -210,6 +210,19 @@ static int hdr_decode(const uint8_t *b, size_t n, const char *path, struct hdr *
 	return 1;
 }
 
+int vmm_delta_header_parse(const uint8_t *b, size_t n, char *parent, size_t parentlen,
+                           uint64_t *size, char *err, size_t errlen)
+{
+	struct hdr h;
+	int ret = hdr_decode(b, n, "delta", &h, err, errlen);
+
+	if (ret == 1) {
+		snprintf(parent, parentlen, "%s", h.parent);
+		*size = h.size;
+	}
+	return ret;
+}
+
 static int read_hdr(int fd, const char *path, struct hdr *h, char *err, size_t errlen)
 {
 	uint8_t *b = malloc(DISK_DELTA_HDR);

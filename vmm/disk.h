@@ -100,6 +100,11 @@ int vmm_delta_merge(const char *child, char *err, size_t errlen);
  * renamed. copied: the data bytes written. */
 int vmm_disk_copy_flat(const char *src, const char *dst, uint64_t *copied, char *err,
                        size_t errlen);
+/* The header of a delta in b: 1 (parent and size set), 0 when b has no
+ * delta magic, -EBADMSG with err for a damaged one (for fuzzing, and for
+ * tools that look at a file before opening it). */
+int vmm_delta_header_parse(const uint8_t *b, size_t n, char *parent, size_t parentlen,
+                           uint64_t *size, char *err, size_t errlen);
 /* Rewrites a delta's recorded parent. */
 int vmm_delta_set_parent(const char *path, const char *parent, char *err, size_t errlen);
 
