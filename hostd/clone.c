@@ -260,6 +260,11 @@ static void *clone_worker(struct hostd_task *t, void *arg)
 		int r = util_rm_tree(j->dir);
 		if (r < 0)
 			log_warn("clone %s: removing %s: %s", j->new_name, j->dir, strerror(-r));
+		if (j->linked) { /* the snapshot made for it goes too */
+			char e2[400];
+			if (vmsnap_unlink_failed(j->h, t, j->name, j->dir, e2, sizeof(e2)) < 0)
+				log_warn("clone %s: %s", j->new_name, e2);
+		}
 	}
 	pthread_mutex_lock(&inv->lock);
 	struct vm *v = inv_find(inv, j->name);
@@ -473,7 +478,7 @@ int hostd_op_vm_clone(struct hostd_call *call, const Vmk__Request *req)
 	j->prev = v->state;
 	j->running = v->state == VMS_POWERED_ON;
 	j->linked = m->linked;
-	if (!j->running && !j->linked) { /* a running one stays so: its disks are frozen instead */
+	if (!j->linked) { /* a running one runs on, but nothing else starts on it */
 		v->state = VMS_CLONING;
 		inv_save(inv);
 	}

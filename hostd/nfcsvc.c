@@ -26,10 +26,20 @@
 #include "util.h"
 
 #define LISTEN_WAIT_MS 5000
+#define DONE_KEEP_MS   120000 /* a finished transfer still answers DONE this long */
+#define DONE_KEEP      64
 
 struct offer {
 	struct nfc_xfer *x;
 	unsigned refs; /* connections that looked it up and still serve it */
+	bool gone;     /* being withdrawn: no new connection finds it */
+};
+
+/* A transfer that completed and was withdrawn: a sender that lost its DONE
+ * (the link dropped right after the commit) asks again and hears it. */
+struct done_token {
+	char token[NFC_TOKEN_HEX + 1];
+	uint64_t received, until_ms;
 };
 
 struct conn {
@@ -37,6 +47,7 @@ struct conn {
 	int fd;
 	int slot;
 	struct nfc_xfer *x; /* what its token found */
+	bool stub;          /* x is a stand-in for a finished transfer: ours to free */
 };
 
 struct hostd_nfc {
@@ -54,6 +65,8 @@ struct hostd_nfc {
 	int listen_error;
 	char listen_why[300];
 	struct offer offers[NFCSVC_MAX_OFFERS];
+	struct done_token done[DONE_KEEP];
+	unsigned done_next;
 	int conn_fds[NFCSVC_MAX_CONNS]; /* -1: free */
 	unsigned nconns;
 };
@@ -71,15 +84,31 @@ static struct nfc_xfer *lookup(void *arg, const char *token)
 	struct hostd_nfc *s = c->svc;
 	struct nfc_xfer *found = NULL;
 
+	uint64_t received = 0;
+	bool finished = false;
+
 	pthread_mutex_lock(&s->m);
 	for (size_t i = 0; i < NFCSVC_MAX_OFFERS && !found; i++) {
 		struct offer *o = &s->offers[i];
-		if (o->x && wire_token_equal(o->x->token, token, NFC_TOKEN_HEX)) {
+		if (o->x && !o->gone && wire_token_equal(o->x->token, token, NFC_TOKEN_HEX)) {
 			o->refs++;
 			found = o->x;
 		}
 	}
+	uint64_t now = util_now_ms();
+	for (size_t i = 0; i < DONE_KEEP && !found && !finished; i++)
+		if (s->done[i].until_ms > now &&
+		    wire_token_equal(s->done[i].token, token, NFC_TOKEN_HEX)) {
+			finished = true;
+			received = s->done[i].received;
+		}
 	pthread_mutex_unlock(&s->m);
+	if (finished && (found = calloc(1, sizeof(*found)))) {
+		nfc_xfer_init(found, token, "/");
+		found->done = true;
+		found->received = received;
+		c->stub = true;
+	}
 	c->x = found;
 	return found;
 }
@@ -92,6 +121,11 @@ static void *conn_main(void *arg)
 
 	if (nfc_serve(c->fd, lookup, c, err, sizeof(err)) < 0)
 		log_info("nfc: %s", err);
+	if (c->stub) {
+		nfc_xfer_destroy(c->x);
+		free(c->x);
+		c->x = NULL;
+	}
 	pthread_mutex_lock(&s->m);
 	if (c->x)
 		for (size_t i = 0; i < NFCSVC_MAX_OFFERS; i++)
@@ -238,10 +272,17 @@ int hostd_nfc_init(struct hostd *h)
 	s->lfd = -1;
 	for (int i = 0; i < NFCSVC_MAX_CONNS; i++)
 		s->conn_fds[i] = -1;
-	if (pipe2(s->wake, O_CLOEXEC | O_NONBLOCK) < 0 ||
-	    pthread_create(&s->acceptor, NULL, acceptor_main, s) != 0) {
+	if (pipe2(s->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
+		int e = errno;
 		free(s);
-		return -errno;
+		return -e;
+	}
+	int e = pthread_create(&s->acceptor, NULL, acceptor_main, s);
+	if (e != 0) {
+		close(s->wake[0]);
+		close(s->wake[1]);
+		free(s);
+		return -e;
 	}
 	s->started = true;
 	h->nfc = s;
@@ -337,6 +378,7 @@ void hostd_nfc_withdraw(struct hostd *h, struct nfc_xfer *x)
 		struct offer *o = &s->offers[i];
 		if (o->x != x)
 			continue;
+		o->gone = true; /* no new connection finds it from here on */
 		while (o->refs) {
 			pthread_mutex_lock(&x->m);
 			if (x->busy && x->conn_fd >= 0)
@@ -346,7 +388,15 @@ void hostd_nfc_withdraw(struct hostd *h, struct nfc_xfer *x)
 			util_deadline(&ts, 200);
 			pthread_cond_timedwait(&s->cv, &s->m, &ts);
 		}
-		o->x = NULL;
+		pthread_mutex_lock(&x->m);
+		if (x->done) {
+			struct done_token *d = &s->done[s->done_next++ % DONE_KEEP];
+			snprintf(d->token, sizeof(d->token), "%s", x->token);
+			d->received = x->received;
+			d->until_ms = util_now_ms() + DONE_KEEP_MS;
+		}
+		pthread_mutex_unlock(&x->m);
+		*o = (struct offer){ 0 };
 		break;
 	}
 	pthread_mutex_unlock(&s->m);

@@ -117,6 +117,39 @@ struct relo_recv {
 	atomic_bool committed;
 };
 
+/* Every layer of every disk of c is a file of the VM's own directory dir
+ * (not a linked clone's base elsewhere, not some other file of the host);
+ * else why names the first that is not. */
+static bool chains_inside(const char *dir, const struct vmcfg *c, char *why, size_t whylen)
+{
+	size_t dl = strlen(dir);
+	for (unsigned i = 0; i < c->ndisks; i++) {
+		char cur[PATH_MAX];
+		if (strncmp(c->disks[i].path, dir, dl) != 0 || c->disks[i].path[dl] != '/' ||
+		    strchr(c->disks[i].path + dl + 1, '/')) {
+			snprintf(why, whylen, "disk %s is outside its directory", c->disks[i].path);
+			return false;
+		}
+		snprintf(cur, sizeof(cur), "%s", c->disks[i].path);
+		for (int depth = 0; depth < DISK_MAX_CHAIN && vmm_disk_is_delta_name(cur);
+		     depth++) {
+			char parent[300], e[200];
+			uint64_t size, present;
+			if (vmm_delta_info(cur, parent, sizeof(parent), &size, &present, e,
+			                   sizeof(e)) < 0) {
+				snprintf(why, whylen, "%s", e);
+				return false;
+			}
+			if (strchr(parent, '/')) {
+				snprintf(why, whylen, "disk %u sits on %s", i, parent);
+				return false;
+			}
+			snprintf(cur, sizeof(cur), "%s/%s", dir, parent);
+		}
+	}
+	return true;
+}
+
 /* The .vmx arrived (complete, checked, in place): everything must be here;
  * then the VM is registered. Runs on the NFC connection's thread. */
 static int commit_register(struct nfc_xfer *vx, void *arg, char *err, size_t errlen)
@@ -143,6 +176,20 @@ static int commit_register(struct nfc_xfer *vx, void *arg, char *err, size_t err
 			return -EPROTO;
 		}
 	}
+	/* what came is what was announced: disks and their layers all in here */
+	struct vmcfg c;
+	char cerr[400], why[400];
+	if (vmcfg_load(r->vmx, &c, cerr, sizeof(cerr)) < 0) {
+		snprintf(err, errlen, "the .vmx that came does not load: %s", cerr);
+		return -EINVAL;
+	}
+	bool inside = chains_inside(r->dir, &c, why, sizeof(why));
+	vmcfg_free(&c);
+	if (!inside) {
+		snprintf(err, errlen, "VM %s as it came: %s", r->name, why);
+		return -EINVAL;
+	}
+	vmsnap_clear_clones(r->dir, r->name); /* its linked clones stayed behind */
 	pthread_mutex_lock(&inv->lock);
 	if (inv_find(inv, r->name)) {
 		pthread_mutex_unlock(&inv->lock);
@@ -590,11 +637,15 @@ static void *copier_main(void *arg)
 		                          &c->prog[i], NULL, &c->cancel, RESUME_WINDOW_MS, e,
 		                          sizeof(e));
 		if (c->result < 0) {
+			char e2[300];
 			snprintf(c->err, sizeof(c->err), "%s: %s", c->f[i].label, e);
 			/* the destination stops waiting and removes what it has */
-			if (nfc_abort(nsfd, c->r->host, c->r->port, c->f[i].token, e, sizeof(e)) <
-			    0)
-				log_info("nfc: telling %s the copy ended: %s", c->r->host, e);
+			int a = nfc_abort(nsfd, c->r->host, c->r->port, c->f[i].token, e2,
+			                  sizeof(e2));
+			if (a == -EALREADY)
+				c->result = 0; /* it had the whole file: only its DONE was lost */
+			else if (a < 0)
+				log_info("nfc: telling %s the copy ended: %s", c->r->host, e2);
 		}
 	}
 	if (nsfd >= 0)
@@ -765,30 +816,6 @@ static void *send_worker(struct hostd_task *t, void *arg)
 	return NULL;
 }
 
-/* Every layer of every disk is a file of the VM's own directory (not a
- * linked clone's base elsewhere); else why names the first that is not. */
-static bool chains_inside(const struct vm *v, char *why, size_t whylen)
-{
-	for (unsigned i = 0; i < v->cfg.ndisks; i++) {
-		char cur[PATH_MAX];
-		snprintf(cur, sizeof(cur), "%s", v->cfg.disks[i].path);
-		for (int depth = 0; depth < DISK_MAX_CHAIN && vmm_disk_is_delta_name(cur);
-		     depth++) {
-			char parent[300], e[200];
-			uint64_t size, present;
-			if (vmm_delta_info(cur, parent, sizeof(parent), &size, &present, e,
-			                   sizeof(e)) < 0)
-				break;
-			if (strchr(parent, '/')) {
-				snprintf(why, whylen, "disk %u sits on %s", i, parent);
-				return false;
-			}
-			snprintf(cur, sizeof(cur), "%s/%s", v->dir, parent);
-		}
-	}
-	return true;
-}
-
 int hostd_op_vm_relocate(struct hostd_call *call, const Vmk__Request *req)
 {
 	struct hostd *h = call->h;
@@ -840,10 +867,11 @@ int hostd_op_vm_relocate(struct hostd_call *call, const Vmk__Request *req)
 		status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
 		                    "VM %s cannot move: the linked clone in %s sits on its disks",
 		                    v->name, why);
-	} else if (!chains_inside(v, why, sizeof(why))) {
+	} else if (!chains_inside(v->dir, &v->cfg, why, sizeof(why))) {
 		status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
-		                    "VM %s is a linked clone (%s): it cannot move away from its "
-		                    "base; make a full clone of it (vm clone) to move that",
+		                    "VM %s depends on files outside its directory (%s): a linked "
+		                    "clone cannot move away from its base; make a full clone of it "
+		                    "(vm clone) to move that",
 		                    v->name, why);
 	} else if (n && relocate_list_files(v->dir, have, RELOCATE_MAX_FILES, &nhave) < 0) {
 		status = hostd_fail(call, VMK__STATUS__STATUS_FAILED, "VM %s: cannot list %s",

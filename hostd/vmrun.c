@@ -475,6 +475,18 @@ int hostd_vmrun_start(struct hostd *h)
 			continue;
 		}
 		suspend_path(v, ss, sizeof(ss));
+		if ((v->state == VMS_MIGRATING || v->state == VMS_CLONING ||
+		     v->state == VMS_SNAPSHOTTING) &&
+		    !vmrun_pid_alive(pid)) {
+			/* an operation on a VM without a vmx was cut short by the
+			 * restart: the VM is as its files say */
+			v->state = access(ss, F_OK) == 0 ? VMS_SUSPENDED : VMS_POWERED_OFF;
+			snprintf(v->reason, sizeof(v->reason),
+			         "hostd restarted during an operation on it");
+			log_warn("vm %s: hostd restarted during an operation on it; it is %s",
+			         v->name, vm_state_name(v->state));
+			continue;
+		}
 		if (vm_state_has_vmx(v->state)) {
 			/* it ran when hostd last saw it, and its vmx is gone now */
 			log_warn("vm %s: its vmx ended while hostd was down", v->name);
@@ -536,7 +548,8 @@ static void set_state(struct power_job *j, enum vm_state s, int pid, int monitor
 	pthread_mutex_lock(&inv->lock);
 	struct vm *v = inv_find(inv, j->name);
 	if (v) {
-		if (s == VMS_POWERED_OFF || s == VMS_SUSPENDED || s == VMS_CRASHED)
+		if (s == VMS_POWERED_OFF || s == VMS_SUSPENDED || s == VMS_CRASHED ||
+		    s == VMS_SNAPSHOTTING) /* no vmx in these: its taps go */
 			vmrun_release_nics(j->h, v);
 		v->state = s;
 		v->pid = pid;
@@ -662,25 +675,26 @@ static int do_stop(struct power_job *j, struct hostd_task *t, char *msg, size_t 
 	return 0;
 }
 
-int vmrun_power_off_now(struct hostd *h, const char *name, const char *reason)
+int vmrun_power_off_now(struct hostd *h, const char *name, const char *reason, enum vm_state after)
 {
 	struct hostd_inventory *inv = h->inventory;
 	struct power_job j = { .h = h, .op = VMOP_POWER_OFF };
 
 	pthread_mutex_lock(&inv->lock);
 	struct vm *v = inv_find(inv, name);
-	if (!v || v->state != VMS_POWERED_ON) {
+	if (!v || !v->pid || (v->state != VMS_POWERED_ON && v->state != VMS_SNAPSHOTTING)) {
 		pthread_mutex_unlock(&inv->lock);
 		return -EBUSY;
 	}
-	v->state = VMS_POWERING_OFF;
+	if (v->state == VMS_POWERED_ON)
+		v->state = VMS_POWERING_OFF;
 	j.before = VMS_POWERED_ON;
 	snprintf(j.name, sizeof(j.name), "%s", v->name);
 	snprintf(j.rundir, sizeof(j.rundir), "%s", v->rundir);
 	snprintf(j.dir, sizeof(j.dir), "%s", v->dir);
 	pthread_mutex_unlock(&inv->lock);
 	do_stop(&j, NULL, NULL, 0);
-	set_state(&j, VMS_POWERED_OFF, 0, 0, reason);
+	set_state(&j, after, 0, 0, reason);
 	return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "hostd.h"
+#include "vmstate.h"
 #include "vmx.pb-c.h"
 
 #define VMRUN_START_TIMEOUT_MS 30000 /* a vmx that is not running by then is killed */
@@ -50,9 +51,9 @@ struct vm;
 void vmrun_release_nics(struct hostd *h, const struct vm *v);
 /* One control call to the vmx whose socket is in rundir (version set). */
 /* Powers a running VM off at once, outside a power task (a snapshot
- * revert): its vmx stopped, the VM poweredOff with reason. -EBUSY when it
- * was not poweredOn. */
-int vmrun_power_off_now(struct hostd *h, const char *name, const char *reason);
+ * revert, which has it snapshotting): its vmx stopped, the VM then in
+ * state `after` with reason. -EBUSY when no vmx runs it. */
+int vmrun_power_off_now(struct hostd *h, const char *name, const char *reason, enum vm_state after);
 
 int vmrun_vmx_call(const char *rundir, Vmx__Request *rq, Vmx__Response **rs, int timeout_ms,
                    char *err, size_t errlen);

@@ -257,12 +257,21 @@ struct snap_job {
 struct vmview {
 	char name[VM_NAME_MAX + 1];
 	char dir[PATH_MAX], path[PATH_MAX], rundir[PATH_MAX];
-	enum vm_state state;
+	enum vm_state state; /* as it was found (before a claim) */
+	bool running;        /* a vmx runs it */
 	unsigned ndisks;
 	char disks[VMCFG_MAX_DISKS][256]; /* file names of the tops, in the VM's directory */
 };
 
-static int view_vm(struct hostd *h, const char *name, struct vmview *w, char *err, size_t errlen)
+enum view_mode {
+	VIEW_LOOK,  /* poweredOff, poweredOn or suspended; left as it is */
+	VIEW_CLAIM, /* the same, and marked snapshotting until view_release */
+	VIEW_CLONE, /* cloning: a clone's freeze and thaw */
+	VIEW_ANY,   /* whatever state (snapshot list) */
+};
+
+static int view_vm(struct hostd *h, const char *name, struct vmview *w, char *err, size_t errlen,
+                   enum view_mode mode)
 {
 	struct hostd_inventory *inv = h->inventory;
 	int ret = 0;
@@ -270,14 +279,18 @@ static int view_vm(struct hostd *h, const char *name, struct vmview *w, char *er
 	memset(w, 0, sizeof(*w));
 	pthread_mutex_lock(&inv->lock);
 	struct vm *v = inv_find(inv, name);
+	bool ok_state = mode == VIEW_ANY ? v != NULL
+	                : mode == VIEW_CLONE
+	                        ? v && v->state == VMS_CLONING
+	                        : v && (v->state == VMS_POWERED_OFF || v->state == VMS_POWERED_ON ||
+	                                v->state == VMS_SUSPENDED);
 	if (!v) {
 		snprintf(err, errlen, "no VM named \"%s\" on this host; see vm list", name);
 		ret = -ENOENT;
 	} else if (!v->valid) {
 		snprintf(err, errlen, "VM %s: its .vmx cannot be read: %s", name, v->error);
 		ret = -EINVAL;
-	} else if (v->state != VMS_POWERED_OFF && v->state != VMS_POWERED_ON &&
-	           v->state != VMS_SUSPENDED) {
+	} else if (!ok_state) {
 		snprintf(err, errlen, "VM %s is %s: wait for that to end (task list)", name,
 		         vm_state_name(v->state));
 		ret = -EBUSY;
@@ -305,9 +318,28 @@ static int view_vm(struct hostd *h, const char *name, struct vmview *w, char *er
 				         p + dl + 1);
 			}
 		}
+		if (ret == 0 && mode == VIEW_CLAIM) {
+			v->state = VMS_SNAPSHOTTING; /* nothing else starts on it meanwhile */
+			inv_save(inv);
+		}
+		w->running = v->pid > 0 && (w->state == VMS_POWERED_ON || mode == VIEW_CLONE);
 	}
 	pthread_mutex_unlock(&inv->lock);
 	return ret;
+}
+
+/* Ends a VIEW_CLAIM: the VM's state becomes `to`. */
+static void view_release(struct hostd *h, const struct vmview *w, enum vm_state to)
+{
+	struct hostd_inventory *inv = h->inventory;
+
+	pthread_mutex_lock(&inv->lock);
+	struct vm *v = inv_find(inv, w->name);
+	if (v && v->state == VMS_SNAPSHOTTING) {
+		v->state = to;
+		inv_save(inv);
+	}
+	pthread_mutex_unlock(&inv->lock);
 }
 
 /* Rewrites the .vmx with these disk files and reloads it. */
@@ -339,10 +371,60 @@ static int set_disks(struct hostd *h, const struct vmview *w, char names[][256],
 	return ret;
 }
 
+#define VMX_SWITCH_MS (60 * 1000)      /* a switch to new layers (the guest is paused) */
+#define VMX_MERGE_MS  (30 * 60 * 1000) /* a consolidation copies a whole layer */
+
+static int vmx_call_t(const char *rundir, Vmx__Request *rq, int timeout_ms, char *err,
+                      size_t errlen)
+{
+	Vmx__Response *rs = NULL;
+	int ret = vmrun_vmx_call(rundir, rq, &rs, timeout_ms, err, errlen);
+
+	if (ret == 0 && rs->status != 0) {
+		snprintf(err, errlen, "%s", rs->error);
+		ret = -EIO;
+	}
+	if (rs)
+		vmx__response__free_unpacked(rs, NULL);
+	return ret;
+}
+
+/* After a vmx call that failed or timed out: the files each disk of the
+ * running vmx writes to now, named in the .vmx (whatever it got done is
+ * what the next boot must open). 1 when the vmx answered, 0 when not. */
+static int reconcile(struct hostd *h, struct vmview *w)
+{
+	Vmx__Request rq = VMX__REQUEST__INIT;
+	Vmx__Empty e = VMX__EMPTY__INIT;
+	Vmx__Response *rs = NULL;
+	char err[300], tops[VMCFG_MAX_DISKS][256];
+
+	rq.body_case = VMX__REQUEST__BODY_STATUS;
+	rq.status = &e;
+	if (vmrun_vmx_call(w->rundir, &rq, &rs, 10000, err, sizeof(err)) < 0)
+		return 0;
+	const Vmx__StatusInfo *si = rs->status_info;
+	bool same = si && si->n_disk_tops == w->ndisks;
+	for (unsigned i = 0; same && i < w->ndisks; i++) {
+		const char *b = strrchr(si->disk_tops[i], '/');
+		snprintf(tops[i], sizeof(tops[i]), "%s", b ? b + 1 : si->disk_tops[i]);
+	}
+	vmx__response__free_unpacked(rs, NULL);
+	if (!same)
+		return 0;
+	if (memcmp(tops, w->disks, sizeof(tops[0]) * w->ndisks) != 0) {
+		if (set_disks(h, w, tops, err, sizeof(err)) < 0)
+			log_error("vm %s: naming its disks' present layers in the .vmx: %s",
+			          w->name, err);
+		memcpy(w->disks, tops, sizeof(tops[0]) * w->ndisks);
+	}
+	return 1;
+}
+
 static int vmx_simple(const char *rundir, Vmx__Request *rq, char *err, size_t errlen)
 {
 	Vmx__Response *rs = NULL;
-	int ret = vmrun_vmx_call(rundir, rq, &rs, 60000, err, errlen);
+	int ret = vmrun_vmx_call(rundir, rq, &rs, VMX_SWITCH_MS, err, errlen);
 
 	if (ret == 0 && rs->status != 0) {
 		snprintf(err, errlen, "%s", rs->error);
@@ -410,32 +492,31 @@ static bool frozen_by_any(const struct snapdb *db, const char *layer)
 
 /* ---- create ---- */
 
-static int snap_create(struct snap_job *j, struct hostd_task *t, char *msg, size_t msglen)
+static int snap_create_in(struct snap_job *j, struct hostd_task *t, struct vmview *w, char *msg,
+                          size_t msglen)
 {
-	struct vmview w;
 	struct snapdb db;
 	char err[600], fresh[VMCFG_MAX_DISKS][256], memfile[256] = "", mempath[PATH_MAX + 300];
 	int ret;
 
-	if ((ret = view_vm(j->h, j->vm, &w, msg, msglen)) < 0)
-		return ret == -ENOENT ? VMK__STATUS__STATUS_NOT_FOUND
-		                      : VMK__STATUS__STATUS_CONFLICT;
-	bool running = w.state == VMS_POWERED_ON;
-	if (!w.ndisks) {
+	bool running = w->running, leave_layers = false;
+	char frozen[VMCFG_MAX_DISKS][256];
+	memcpy(frozen, w->disks, sizeof(frozen));
+	if (!w->ndisks) {
 		snprintf(msg, msglen, "VM %s has no disks: a snapshot layers disks (add one)",
-		         w.name);
+		         w->name);
 		return VMK__STATUS__STATUS_USAGE;
 	}
 	if (j->memory && !running) {
 		snprintf(msg, msglen, "VM %s is %s: --memory keeps a running VM's memory; drop it",
-		         w.name, vm_state_name(w.state));
+		         w->name, vm_state_name(w->state));
 		return VMK__STATUS__STATUS_USAGE;
 	}
-	if ((ret = db_load(w.dir, w.name, &db, msg, msglen)) < 0)
+	if ((ret = db_load(w->dir, w->name, &db, msg, msglen)) < 0)
 		return VMK__STATUS__STATUS_FAILED;
 	if (db.n == SNAP_MAX) {
-		snprintf(msg, msglen, "VM %s has %d snapshots, the most it can: remove one", w.name,
-		         SNAP_MAX);
+		snprintf(msg, msglen, "VM %s has %d snapshots, the most it can: remove one",
+		         w->name, SNAP_MAX);
 		return VMK__STATUS__STATUS_CONFLICT;
 	}
 	char sname[SNAP_NAME_MAX + 1];
@@ -444,19 +525,19 @@ static int snap_create(struct snap_job *j, struct hostd_task *t, char *msg, size
 		snprintf(sname, sizeof(sname), "snapshot-%u", db.next_id);
 	if (db_find(&db, sname)) {
 		snprintf(msg, msglen, "VM %s already has a snapshot named %s: pick another name",
-		         w.name, sname);
+		         w->name, sname);
 		return VMK__STATUS__STATUS_CONFLICT;
 	}
 	/* 1. the new layers, over the present tops */
 	task_progress(t, 20, "creating the delta disks");
 	unsigned made = 0;
-	for (; made < w.ndisks; made++) {
+	for (; made < w->ndisks; made++) {
 		char path[PATH_MAX + 300];
 		snprintf(fresh[made], sizeof(fresh[made]), "disk%u-%06u.delta", made,
 		         db.next_layer++);
-		snprintf(path, sizeof(path), "%s/%s", w.dir, fresh[made]);
-		if (vmm_delta_create(path, w.disks[made], err, sizeof(err)) < 0) {
-			snprintf(msg, msglen, "VM %s: %s", w.name, err);
+		snprintf(path, sizeof(path), "%s/%s", w->dir, fresh[made]);
+		if (vmm_delta_create(path, w->disks[made], err, sizeof(err)) < 0) {
+			snprintf(msg, msglen, "VM %s: %s", w->name, err);
 			ret = VMK__STATUS__STATUS_FAILED;
 			goto undo_layers;
 		}
@@ -465,24 +546,24 @@ static int snap_create(struct snap_job *j, struct hostd_task *t, char *msg, size
 	unsigned id = db.next_id;
 	if (j->memory) {
 		task_progress(t, 40, "saving the memory");
-		snprintf(memfile, sizeof(memfile), "%s-%u%s", w.name, id, SNAPMEM_EXT);
-		snprintf(mempath, sizeof(mempath), "%s/%s", w.dir, memfile);
+		snprintf(memfile, sizeof(memfile), "%s-%u%s", w->name, id, SNAPMEM_EXT);
+		snprintf(mempath, sizeof(mempath), "%s/%s", w->dir, memfile);
 		Vmx__Request rq = VMX__REQUEST__INIT;
 		Vmx__SaveRequest sr = VMX__SAVE_REQUEST__INIT;
 		sr.path = mempath;
 		rq.body_case = VMX__REQUEST__BODY_SAVE;
 		rq.save = &sr;
-		if (vmx_simple(w.rundir, &rq, err, sizeof(err)) < 0) {
-			vmx_resume(w.rundir);
-			snprintf(msg, msglen, "VM %s: saving its memory: %s", w.name, err);
+		if (vmx_simple(w->rundir, &rq, err, sizeof(err)) < 0) {
+			vmx_resume(w->rundir);
+			snprintf(msg, msglen, "VM %s: saving its memory: %s", w->name, err);
 			ret = VMK__STATUS__STATUS_FAILED;
 			goto undo_layers;
 		}
 	}
 	/* 3. the .vmx names the new layers, 4. the running vmx switches to them */
 	task_progress(t, 60, "switching the disks to the new layers");
-	if ((ret = set_disks(j->h, &w, fresh, err, sizeof(err))) < 0) {
-		snprintf(msg, msglen, "VM %s: %s", w.name, err);
+	if ((ret = set_disks(j->h, w, fresh, err, sizeof(err))) < 0) {
+		snprintf(msg, msglen, "VM %s: %s", w->name, err);
 		ret = VMK__STATUS__STATUS_FAILED;
 		goto undo_memory;
 	}
@@ -490,25 +571,34 @@ static int snap_create(struct snap_job *j, struct hostd_task *t, char *msg, size
 		Vmx__Request rq = VMX__REQUEST__INIT;
 		Vmx__DiskSnapshotRequest ds = VMX__DISK_SNAPSHOT_REQUEST__INIT;
 		char abs[VMCFG_MAX_DISKS][PATH_MAX + 300], *ptrs[VMCFG_MAX_DISKS];
-		for (unsigned i = 0; i < w.ndisks; i++) {
-			snprintf(abs[i], sizeof(abs[i]), "%s/%s", w.dir, fresh[i]);
+		for (unsigned i = 0; i < w->ndisks; i++) {
+			snprintf(abs[i], sizeof(abs[i]), "%s/%s", w->dir, fresh[i]);
 			ptrs[i] = abs[i];
 		}
 		ds.deltas = ptrs;
-		ds.n_deltas = w.ndisks;
+		ds.n_deltas = w->ndisks;
 		rq.body_case = VMX__REQUEST__BODY_DISK_SNAPSHOT;
 		rq.disk_snapshot = &ds;
-		if (vmx_simple(w.rundir, &rq, err, sizeof(err)) < 0) {
-			char e2[300];
-			set_disks(j->h, &w, w.disks, e2, sizeof(e2));
-			snprintf(msg, msglen, "VM %s: its vmx did not switch to the new layers: %s",
-			         w.name, err);
-			ret = VMK__STATUS__STATUS_FAILED;
-			goto undo_memory;
+		if (vmx_simple(w->rundir, &rq, err, sizeof(err)) < 0) {
+			/* did it switch after all (a timeout)? the .vmx follows the vmx */
+			memcpy(w->disks, fresh, sizeof(fresh[0]) * w->ndisks);
+			int answered = reconcile(j->h, w);
+			if (!answered || memcmp(w->disks, fresh, sizeof(fresh[0]) * w->ndisks)) {
+				char e2[300];
+				if (!answered) { /* it may still switch: keep the layers */
+					set_disks(j->h, w, frozen, e2, sizeof(e2));
+					leave_layers = true;
+				}
+				snprintf(msg, msglen,
+				         "VM %s: its vmx did not switch to the new layers: %s",
+				         w->name, err);
+				ret = VMK__STATUS__STATUS_FAILED;
+				goto undo_memory;
+			}
 		}
 	}
 	if (j->memory)
-		vmx_resume(w.rundir);
+		vmx_resume(w->rundir);
 	/* 5. the tree */
 	struct snap *s = &db.s[db.n++];
 	memset(s, 0, sizeof(*s));
@@ -517,13 +607,13 @@ static int snap_create(struct snap_job *j, struct hostd_task *t, char *msg, size
 	snprintf(s->name, sizeof(s->name), "%s", sname);
 	now_iso(s->created, sizeof(s->created));
 	snprintf(s->memory, sizeof(s->memory), "%s", memfile);
-	s->ndisks = w.ndisks;
-	for (unsigned i = 0; i < w.ndisks; i++)
-		snprintf(s->disks[i], sizeof(s->disks[i]), "%s", w.disks[i]);
+	s->ndisks = w->ndisks;
+	for (unsigned i = 0; i < w->ndisks; i++)
+		snprintf(s->disks[i], sizeof(s->disks[i]), "%s", frozen[i]);
 	db.current = id;
 	db.next_id = id + 1;
-	if ((ret = db_save(w.dir, w.name, &db)) < 0) {
-		snprintf(msg, msglen, "VM %s: writing its snapshot tree: %s", w.name,
+	if ((ret = db_save(w->dir, w->name, &db)) < 0) {
+		snprintf(msg, msglen, "VM %s: writing its snapshot tree: %s", w->name,
 		         strerror(-ret));
 		return VMK__STATUS__STATUS_FAILED;
 	}
@@ -531,119 +621,154 @@ static int snap_create(struct snap_job *j, struct hostd_task *t, char *msg, size
 	char b[16];
 	snprintf(b, sizeof(b), "%u", id);
 	task_set_detail(t, "snapshot_id", b);
-	hostd_event(j->h, w.name, j->user, "snapshot %s (id %u) created%s", sname, id,
+	hostd_event(j->h, w->name, j->user, "snapshot %s (id %u) created%s", sname, id,
 	            j->memory ? " with memory" : "");
-	snprintf(msg, msglen, "snapshot %s (id %u) of VM %s created%s", sname, id, w.name,
+	snprintf(msg, msglen, "snapshot %s (id %u) of VM %s created%s", sname, id, w->name,
 	         j->memory ? " with its memory" : "");
 	return 0;
 
 undo_memory:
 	if (j->memory) {
 		unlink(mempath);
-		vmx_resume(w.rundir);
+		vmx_resume(w->rundir);
 	}
 undo_layers:
-	for (unsigned i = 0; i < made; i++) {
+	for (unsigned i = 0; i < made && !leave_layers; i++) {
 		char path[PATH_MAX + 300];
-		snprintf(path, sizeof(path), "%s/%s", w.dir, fresh[i]);
+		snprintf(path, sizeof(path), "%s/%s", w->dir, fresh[i]);
 		unlink(path);
 	}
 	return ret;
 }
 
-/* ---- revert ---- */
-
-static int snap_revert(struct snap_job *j, struct hostd_task *t, char *msg, size_t msglen)
+static int snap_create(struct snap_job *j, struct hostd_task *t, char *msg, size_t msglen)
 {
 	struct vmview w;
+	int ret = view_vm(j->h, j->vm, &w, msg, msglen, VIEW_CLAIM);
+
+	if (ret < 0)
+		return ret == -ENOENT ? VMK__STATUS__STATUS_NOT_FOUND
+		                      : VMK__STATUS__STATUS_CONFLICT;
+	int status = snap_create_in(j, t, &w, msg, msglen);
+	view_release(j->h, &w, w.state);
+	return status;
+}
+
+/* ---- revert ---- */
+
+static int snap_revert_in(struct snap_job *j, struct hostd_task *t, struct vmview *w,
+                          enum vm_state *end, char *msg, size_t msglen)
+{
 	struct snapdb db;
 	char err[600], fresh[VMCFG_MAX_DISKS][256];
 	int ret;
 
-	if ((ret = view_vm(j->h, j->vm, &w, msg, msglen)) < 0)
-		return ret == -ENOENT ? VMK__STATUS__STATUS_NOT_FOUND
-		                      : VMK__STATUS__STATUS_CONFLICT;
-	if ((ret = db_load(w.dir, w.name, &db, msg, msglen)) < 0)
+	if ((ret = db_load(w->dir, w->name, &db, msg, msglen)) < 0)
 		return VMK__STATUS__STATUS_FAILED;
 	struct snap *s = db_find(&db, j->snapshot);
 	if (!s) {
-		snprintf(msg, msglen, "VM %s has no snapshot %s (see vm snapshot list)", w.name,
+		snprintf(msg, msglen, "VM %s has no snapshot %s (see vm snapshot list)", w->name,
 		         j->snapshot);
 		return VMK__STATUS__STATUS_NOT_FOUND;
 	}
-	if (s->ndisks != w.ndisks) {
+	if (s->ndisks != w->ndisks) {
 		snprintf(msg, msglen,
 		         "snapshot %s has %u disks, VM %s now %u: it cannot be reverted to",
-		         s->name, s->ndisks, w.name, w.ndisks);
+		         s->name, s->ndisks, w->name, w->ndisks);
 		return VMK__STATUS__STATUS_CONFLICT;
 	}
 	/* the new layers first: a failure here changes nothing */
 	unsigned made = 0;
-	for (; made < w.ndisks; made++) {
+	for (; made < w->ndisks; made++) {
 		char path[PATH_MAX + 300];
 		snprintf(fresh[made], sizeof(fresh[made]), "disk%u-%06u.delta", made,
 		         db.next_layer++);
-		snprintf(path, sizeof(path), "%s/%s", w.dir, fresh[made]);
+		snprintf(path, sizeof(path), "%s/%s", w->dir, fresh[made]);
 		if (vmm_delta_create(path, s->disks[made], err, sizeof(err)) < 0) {
-			snprintf(msg, msglen, "VM %s: %s", w.name, err);
+			snprintf(msg, msglen, "VM %s: %s", w->name, err);
 			for (unsigned i = 0; i < made; i++) {
-				snprintf(path, sizeof(path), "%s/%s", w.dir, fresh[i]);
+				snprintf(path, sizeof(path), "%s/%s", w->dir, fresh[i]);
 				unlink(path);
 			}
 			return VMK__STATUS__STATUS_FAILED;
 		}
 	}
-	bool was_running = w.state == VMS_POWERED_ON;
+	bool was_running = w->running;
 	if (was_running) {
 		task_progress(t, 30, "powering the VM off");
-		vmrun_power_off_now(j->h, w.name, "powered off to revert to a snapshot");
+		if (vmrun_power_off_now(j->h, w->name, "powered off to revert to a snapshot",
+		                        VMS_SNAPSHOTTING) < 0) {
+			snprintf(msg, msglen, "VM %s: it could not be powered off to revert",
+			         w->name);
+			for (unsigned i = 0; i < made; i++) {
+				char path[PATH_MAX + 300];
+				snprintf(path, sizeof(path), "%s/%s", w->dir, fresh[i]);
+				unlink(path);
+			}
+			return VMK__STATUS__STATUS_FAILED;
+		}
+		*end = VMS_POWERED_OFF; /* whatever happens next, it no longer runs */
 	}
 	char ss[PATH_MAX + 300];
-	snprintf(ss, sizeof(ss), "%s/%s%s", w.dir, w.name, VMRUN_SUSPEND_FILE_EXT);
+	snprintf(ss, sizeof(ss), "%s/%s%s", w->dir, w->name, VMRUN_SUSPEND_FILE_EXT);
 	unlink(ss); /* a suspended present state goes with the present */
 	task_progress(t, 60, "switching the disks");
-	if ((ret = set_disks(j->h, &w, fresh, err, sizeof(err))) < 0) {
-		snprintf(msg, msglen, "VM %s: %s", w.name, err);
+	if ((ret = set_disks(j->h, w, fresh, err, sizeof(err))) < 0) {
+		snprintf(msg, msglen, "VM %s: %s", w->name, err);
 		return VMK__STATUS__STATUS_FAILED;
 	}
 	/* the present tops no snapshot froze are the discarded present */
-	for (unsigned i = 0; i < w.ndisks; i++)
-		if (!frozen_by_any(&db, w.disks[i]) && strstr(w.disks[i], ".delta")) {
+	for (unsigned i = 0; i < w->ndisks; i++)
+		if (!frozen_by_any(&db, w->disks[i]) && strstr(w->disks[i], ".delta")) {
 			char path[PATH_MAX + 300];
-			snprintf(path, sizeof(path), "%s/%s", w.dir, w.disks[i]);
+			snprintf(path, sizeof(path), "%s/%s", w->dir, w->disks[i]);
 			unlink(path);
 		}
 	bool suspended = false;
 	if (s->memory[0]) {
 		char mem[PATH_MAX + 300];
-		snprintf(mem, sizeof(mem), "%s/%s", w.dir, s->memory);
+		snprintf(mem, sizeof(mem), "%s/%s", w->dir, s->memory);
 		if (nfc_copy_local(mem, ss, err, sizeof(err)) < 0)
-			log_warn("vm %s: the memory of snapshot %s: %s", w.name, s->name, err);
+			log_warn("vm %s: the memory of snapshot %s: %s", w->name, s->name, err);
 		else
 			suspended = true;
 	}
+	*end = suspended ? VMS_SUSPENDED : VMS_POWERED_OFF;
 	struct hostd_inventory *inv = j->h->inventory;
 	pthread_mutex_lock(&inv->lock);
-	struct vm *v = inv_find(inv, w.name);
+	struct vm *v = inv_find(inv, w->name);
 	if (v) {
-		v->state = suspended ? VMS_SUSPENDED : VMS_POWERED_OFF;
 		snprintf(v->reason, sizeof(v->reason), "reverted to snapshot %s", s->name);
 		inv_save(inv);
 	}
 	pthread_mutex_unlock(&inv->lock);
 	db.current = s->id;
-	if ((ret = db_save(w.dir, w.name, &db)) < 0) {
-		snprintf(msg, msglen, "VM %s: writing its snapshot tree: %s", w.name,
+	if ((ret = db_save(w->dir, w->name, &db)) < 0) {
+		snprintf(msg, msglen, "VM %s: writing its snapshot tree: %s", w->name,
 		         strerror(-ret));
 		return VMK__STATUS__STATUS_FAILED;
 	}
 	task_set_detail(t, "snapshot", s->name);
 	task_set_detail(t, "power_state", suspended ? "suspended" : "poweredOff");
 	task_set_detail(t, "was_running", was_running ? "true" : "false");
-	hostd_event(j->h, w.name, j->user, "reverted to snapshot %s", s->name);
-	snprintf(msg, msglen, "VM %s reverted to snapshot %s (%s)", w.name, s->name,
+	hostd_event(j->h, w->name, j->user, "reverted to snapshot %s", s->name);
+	snprintf(msg, msglen, "VM %s reverted to snapshot %s (%s)", w->name, s->name,
 	         suspended ? "suspended at that point" : "powered off");
 	return 0;
+}
+
+static int snap_revert(struct snap_job *j, struct hostd_task *t, char *msg, size_t msglen)
+{
+	struct vmview w;
+	int ret = view_vm(j->h, j->vm, &w, msg, msglen, VIEW_CLAIM);
+
+	if (ret < 0)
+		return ret == -ENOENT ? VMK__STATUS__STATUS_NOT_FOUND
+		                      : VMK__STATUS__STATUS_CONFLICT;
+	enum vm_state end = w.state;
+	int status = snap_revert_in(j, t, &w, &end, msg, msglen);
+	view_release(j->h, &w, end);
+	return status;
 }
 
 /* ---- remove ---- */
@@ -652,7 +777,7 @@ static int snap_revert(struct snap_job *j, struct hostd_task *t, char *msg, size
  * one; fixes up the .vmx, the tree and the deltas that sat on the merged
  * one. */
 static int consolidate(struct snap_job *j, struct vmview *w, struct snapdb *db, unsigned i,
-                       const char *layer, char *msg, size_t msglen)
+                       const char *layer, char *dead, size_t deadlen, char *msg, size_t msglen)
 {
 	char kids[4][256], err[600], cpath[PATH_MAX + 300];
 	unsigned n = children_of(w->dir, layer, kids, 4);
@@ -665,7 +790,7 @@ static int consolidate(struct snap_job *j, struct vmview *w, struct snapdb *db, 
 	snprintf(cpath, sizeof(cpath), "%s/%s", w->dir, kids[0]);
 	if (!strcmp(kids[0], w->disks[i])) {
 		/* the present top: into its parent, which takes the writes again */
-		if (w->state == VMS_POWERED_ON) {
+		if (w->running) {
 			Vmx__Request rq = VMX__REQUEST__INIT;
 			Vmx__DiskConsolidateRequest dc = VMX__DISK_CONSOLIDATE_REQUEST__INIT;
 			uint32_t idx = i;
@@ -673,7 +798,9 @@ static int consolidate(struct snap_job *j, struct vmview *w, struct snapdb *db, 
 			dc.n_disks = 1;
 			rq.body_case = VMX__REQUEST__BODY_DISK_CONSOLIDATE;
 			rq.disk_consolidate = &dc;
-			if (vmx_simple(w->rundir, &rq, err, sizeof(err)) < 0) {
+			if (vmx_call_t(w->rundir, &rq, VMX_MERGE_MS, err, sizeof(err)) < 0) {
+				/* it may have merged anyway (a timeout): follow what it writes */
+				reconcile(j->h, w);
 				snprintf(msg, msglen, "VM %s: consolidating disk %u: %s", w->name,
 				         i, err);
 				return -EIO;
@@ -692,13 +819,18 @@ static int consolidate(struct snap_job *j, struct vmview *w, struct snapdb *db, 
 		snprintf(w->disks[i], sizeof(w->disks[i]), "%s", layer);
 	} else {
 		/* a frozen layer: merged offline, what sat on it moves down */
-		char above[8][256];
-		unsigned na = children_of(w->dir, kids[0], above, 8);
+		char above[SNAP_MAX + 2][256];
+		unsigned na = children_of(w->dir, kids[0], above, SNAP_MAX + 2);
+		if (na > SNAP_MAX + 2) {
+			snprintf(msg, msglen, "VM %s: %u layers sit on %s: too many to re-point",
+			         w->name, na, kids[0]);
+			return -E2BIG;
+		}
 		if (vmm_delta_merge(cpath, err, sizeof(err)) < 0) {
 			snprintf(msg, msglen, "VM %s: %s", w->name, err);
 			return -EIO;
 		}
-		for (unsigned k = 0; k < na && k < 8; k++) {
+		for (unsigned k = 0; k < na; k++) {
 			char apath[PATH_MAX + 300];
 			snprintf(apath, sizeof(apath), "%s/%s", w->dir, above[k]);
 			if (vmm_delta_set_parent(apath, layer, err, sizeof(err)) < 0) {
@@ -710,24 +842,22 @@ static int consolidate(struct snap_job *j, struct vmview *w, struct snapdb *db, 
 			if (!strcmp(db->s[k].disks[i], kids[0]))
 				snprintf(db->s[k].disks[i], sizeof(db->s[k].disks[i]), "%s", layer);
 	}
-	unlink(cpath);
+	snprintf(dead, deadlen, "%s", cpath); /* removed once the tree no longer names it */
 	return 0;
 }
 
-static int snap_remove(struct snap_job *j, struct hostd_task *t, char *msg, size_t msglen)
+static int snap_remove_in(struct snap_job *j, struct hostd_task *t, struct vmview *w, char *msg,
+                          size_t msglen)
 {
-	struct vmview w;
 	struct snapdb db;
+	char dead[VMCFG_MAX_DISKS][PATH_MAX + 300];
 	int ret;
 
-	if ((ret = view_vm(j->h, j->vm, &w, msg, msglen)) < 0)
-		return ret == -ENOENT ? VMK__STATUS__STATUS_NOT_FOUND
-		                      : VMK__STATUS__STATUS_CONFLICT;
-	if ((ret = db_load(w.dir, w.name, &db, msg, msglen)) < 0)
+	if ((ret = db_load(w->dir, w->name, &db, msg, msglen)) < 0)
 		return VMK__STATUS__STATUS_FAILED;
 	struct snap *s = db_find(&db, j->snapshot);
 	if (!s) {
-		snprintf(msg, msglen, "VM %s has no snapshot %s (see vm snapshot list)", w.name,
+		snprintf(msg, msglen, "VM %s has no snapshot %s (see vm snapshot list)", w->name,
 		         j->snapshot);
 		return VMK__STATUS__STATUS_NOT_FOUND;
 	}
@@ -736,14 +866,21 @@ static int snap_remove(struct snap_job *j, struct hostd_task *t, char *msg, size
 		snprintf(msg, msglen,
 		         "snapshot %s of VM %s is the base of the linked clone in %s: destroy it "
 		         "(or make it a full clone) first",
-		         s->name, w.name, pin);
+		         s->name, w->name, pin);
 		return VMK__STATUS__STATUS_CONFLICT;
 	}
 	struct snap gone = *s;
 	task_progress(t, 30, "consolidating the disks");
-	for (unsigned i = 0; i < gone.ndisks && i < w.ndisks; i++)
-		if (consolidate(j, &w, &db, i, gone.disks[i], msg, msglen) < 0)
+	memset(dead, 0, sizeof(dead));
+	for (unsigned i = 0; i < gone.ndisks && i < w->ndisks; i++)
+		if (consolidate(j, w, &db, i, gone.disks[i], dead[i], sizeof(dead[i]), msg,
+		                msglen) < 0) {
+			db_save(w->dir, w->name, &db); /* what the disks before it changed */
+			for (unsigned k = 0; k < i; k++)
+				if (dead[k][0])
+					unlink(dead[k]);
 			return VMK__STATUS__STATUS_FAILED;
+		}
 	/* the tree without it: its children hang from its parent */
 	for (unsigned k = 0; k < db.n; k++)
 		if (db.s[k].parent == gone.id)
@@ -752,20 +889,36 @@ static int snap_remove(struct snap_job *j, struct hostd_task *t, char *msg, size
 		db.current = gone.parent;
 	s = db_by_id(&db, gone.id);
 	*s = db.s[--db.n];
-	if ((ret = db_save(w.dir, w.name, &db)) < 0) {
-		snprintf(msg, msglen, "VM %s: writing its snapshot tree: %s", w.name,
+	if ((ret = db_save(w->dir, w->name, &db)) < 0) {
+		snprintf(msg, msglen, "VM %s: writing its snapshot tree: %s", w->name,
 		         strerror(-ret));
 		return VMK__STATUS__STATUS_FAILED;
 	}
+	for (unsigned i = 0; i < VMCFG_MAX_DISKS; i++)
+		if (dead[i][0])
+			unlink(dead[i]); /* merged layers, named by nothing now */
 	if (gone.memory[0]) {
 		char mem[PATH_MAX + 300];
-		snprintf(mem, sizeof(mem), "%s/%s", w.dir, gone.memory);
+		snprintf(mem, sizeof(mem), "%s/%s", w->dir, gone.memory);
 		unlink(mem);
 	}
 	task_set_detail(t, "snapshot", gone.name);
-	hostd_event(j->h, w.name, j->user, "snapshot %s removed", gone.name);
-	snprintf(msg, msglen, "snapshot %s of VM %s removed", gone.name, w.name);
+	hostd_event(j->h, w->name, j->user, "snapshot %s removed", gone.name);
+	snprintf(msg, msglen, "snapshot %s of VM %s removed", gone.name, w->name);
 	return 0;
+}
+
+static int snap_remove(struct snap_job *j, struct hostd_task *t, char *msg, size_t msglen)
+{
+	struct vmview w;
+	int ret = view_vm(j->h, j->vm, &w, msg, msglen, VIEW_CLAIM);
+
+	if (ret < 0)
+		return ret == -ENOENT ? VMK__STATUS__STATUS_NOT_FOUND
+		                      : VMK__STATUS__STATUS_CONFLICT;
+	int status = snap_remove_in(j, t, &w, msg, msglen);
+	view_release(j->h, &w, w.state);
+	return status;
 }
 
 static void *snap_worker(struct hostd_task *t, void *arg)
@@ -827,16 +980,14 @@ int hostd_op_vm_snapshot_list(struct hostd_call *call, const Vmk__Request *req)
 	struct snapdb db;
 	char err[600];
 
-	int ret = view_vm(call->h, req->vm_snapshot_list->name, &w, err, sizeof(err));
+	int ret = view_vm(call->h, req->vm_snapshot_list->name, &w, err, sizeof(err), VIEW_ANY);
 	if (ret == -ENOENT)
 		return hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND, "%s", err);
 	if (ret == -EINVAL)
 		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "%s", err);
 	if (ret < 0) /* busy: the tree as it is on disk */
 		return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT, "%s", err);
-	pthread_mutex_lock(&snap_m);
-	ret = db_load(w.dir, w.name, &db, err, sizeof(err));
-	pthread_mutex_unlock(&snap_m);
+	ret = db_load(w.dir, w.name, &db, err, sizeof(err)); /* replaced whole: no lock */
 	if (ret < 0)
 		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "%s", err);
 	Vmk__VmSnapshotListResponse *r = arena_alloc(call->a, sizeof(*r));
@@ -879,9 +1030,9 @@ int vmsnap_freeze(struct hostd *h, const char *vm, struct vmsnap_freeze *f, char
 
 	memset(f, 0, sizeof(*f));
 	pthread_mutex_lock(&snap_m);
-	if ((ret = view_vm(h, vm, &w, err, errlen)) < 0)
+	if ((ret = view_vm(h, vm, &w, err, errlen, VIEW_CLONE)) < 0)
 		goto fail;
-	if (w.state != VMS_POWERED_ON) {
+	if (!w.running) {
 		snprintf(err, errlen, "VM %s is %s, not running", vm, vm_state_name(w.state));
 		ret = -EBUSY;
 		goto fail;
@@ -908,11 +1059,20 @@ int vmsnap_freeze(struct hostd *h, const char *vm, struct vmsnap_freeze *f, char
 	rq.body_case = VMX__REQUEST__BODY_DISK_SNAPSHOT;
 	rq.disk_snapshot = &ds;
 	if ((ret = vmx_simple(w.rundir, &rq, err, errlen)) < 0) {
+		char frozen[VMCFG_MAX_DISKS][256];
+		memcpy(frozen, w.disks, sizeof(frozen));
+		memcpy(w.disks, f->temps, sizeof(f->temps));
+		if (reconcile(h, &w) && !memcmp(w.disks, f->temps, sizeof(f->temps[0]) * f->n)) {
+			ret = 0; /* it switched after all */
+			pthread_mutex_unlock(&snap_m);
+			return 0;
+		}
 		char e2[300];
-		set_disks(h, &w, w.disks, e2, sizeof(e2));
+		set_disks(h, &w, frozen, e2, sizeof(e2));
 		goto undo;
 	}
-	return 0; /* snap_m stays held until the thaw */
+	pthread_mutex_unlock(&snap_m); /* the VM stays cloning: no snapshot starts on it */
+	return 0;
 undo:
 	for (unsigned i = 0; i < f->n; i++)
 		unlink(abs[i]);
@@ -925,9 +1085,10 @@ fail:
 int vmsnap_thaw(struct hostd *h, struct vmsnap_freeze *f, char *err, size_t errlen)
 {
 	struct vmview w;
-	int ret = view_vm(h, f->vm, &w, err, errlen);
+	pthread_mutex_lock(&snap_m);
+	int ret = view_vm(h, f->vm, &w, err, errlen, VIEW_CLONE);
 
-	if (ret == 0 && w.state == VMS_POWERED_ON) {
+	if (ret == 0 && w.running) {
 		Vmx__Request rq = VMX__REQUEST__INIT;
 		Vmx__DiskConsolidateRequest dc = VMX__DISK_CONSOLIDATE_REQUEST__INIT;
 		uint32_t idx[VMCFG_MAX_DISKS];
@@ -937,7 +1098,12 @@ int vmsnap_thaw(struct hostd *h, struct vmsnap_freeze *f, char *err, size_t errl
 		dc.n_disks = f->n;
 		rq.body_case = VMX__REQUEST__BODY_DISK_CONSOLIDATE;
 		rq.disk_consolidate = &dc;
-		ret = vmx_simple(w.rundir, &rq, err, errlen);
+		if ((ret = vmx_call_t(w.rundir, &rq, VMX_MERGE_MS, err, errlen)) < 0) {
+			reconcile(h, &w); /* the .vmx follows what it writes now */
+			pthread_mutex_unlock(&snap_m);
+			log_error("vm %s: merging the clone's temporary layers: %s", f->vm, err);
+			return ret;
+		}
 	} else if (ret == 0) { /* it stopped meanwhile: offline */
 		for (unsigned i = 0; i < f->n && ret == 0; i++) {
 			char p[PATH_MAX + 300];
@@ -978,7 +1144,8 @@ int vmsnap_link(struct hostd *h, struct hostd_task *t, const char *vm, const cha
 	pthread_mutex_lock(&snap_m);
 	if ((status = snap_create(&j, t, err, errlen)) != 0)
 		goto out;
-	if (view_vm(h, vm, &w, err, errlen) < 0 || db_load(w.dir, w.name, &db, err, errlen) < 0) {
+	if (view_vm(h, vm, &w, err, errlen, VIEW_ANY) < 0 ||
+	    db_load(w.dir, w.name, &db, err, errlen) < 0) {
 		status = VMK__STATUS__STATUS_FAILED;
 		goto out;
 	}
@@ -1000,4 +1167,35 @@ int vmsnap_link(struct hostd *h, struct hostd_task *t, const char *vm, const cha
 out:
 	pthread_mutex_unlock(&snap_m);
 	return status;
+}
+
+int vmsnap_unlink_failed(struct hostd *h, struct hostd_task *t, const char *vm,
+                         const char *clone_dir, char *err, size_t errlen)
+{
+	struct snap_job j = { .h = h };
+	const char *base = strrchr(clone_dir, '/') ? strrchr(clone_dir, '/') + 1 : clone_dir;
+
+	snprintf(j.op, sizeof(j.op), "remove");
+	snprintf(j.vm, sizeof(j.vm), "%s", vm);
+	snprintf(j.user, sizeof(j.user), "-");
+	snprintf(j.snapshot, sizeof(j.snapshot), "clone-%.50s", base);
+	pthread_mutex_lock(&snap_m);
+	int status = snap_remove(&j, t, err, errlen);
+	pthread_mutex_unlock(&snap_m);
+	return status == 0 || status == VMK__STATUS__STATUS_NOT_FOUND ? 0 : -EIO;
+}
+
+int vmsnap_clear_clones(const char *dir, const char *vm)
+{
+	struct snapdb db;
+	char err[300];
+	bool any = false;
+
+	if (db_load(dir, vm, &db, err, sizeof(err)) < 0)
+		return -EINVAL;
+	for (unsigned i = 0; i < db.n; i++) {
+		any |= db.s[i].nclones > 0;
+		db.s[i].nclones = 0;
+	}
+	return any ? db_save(dir, vm, &db) : 0;
 }

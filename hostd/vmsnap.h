@@ -33,6 +33,13 @@ int vmsnap_thaw(struct hostd *h, struct vmsnap_freeze *f, char *err, size_t errl
  * or a Vmk status with err. */
 int vmsnap_link(struct hostd *h, struct hostd_task *t, const char *vm, const char *clone_dir,
                 char layers[][PATH_MAX], unsigned *n, char *err, size_t errlen);
+/* After a linked clone failed (its directory removed): the snapshot made
+ * for it is removed again. */
+int vmsnap_unlink_failed(struct hostd *h, struct hostd_task *t, const char *vm,
+                         const char *clone_dir, char *err, size_t errlen);
+/* A VM's tree as it arrives on another host: the linked clones it recorded
+ * are not there (they stayed by the old copy), so none pins it. */
+int vmsnap_clear_clones(const char *dir, const char *vm);
 /* 1 when a linked clone of one of the VM's snapshots exists (who names
  * it): the VM's files must stay where they are. */
 int vmsnap_pinned(const char *dir, const char *vm, char *who, size_t wholen);

@@ -12,7 +12,7 @@ static const char *const state_names[VMS_COUNT] = {
 	[VMS_SUSPENDING] = "suspending",  [VMS_SUSPENDED] = "suspended",
 	[VMS_RESETTING] = "resetting",    [VMS_CRASHED] = "crashed",
 	[VMS_MIGRATING] = "migrating",    [VMS_INVALID] = "invalid",
-	[VMS_CLONING] = "cloning",
+	[VMS_CLONING] = "cloning",        [VMS_SNAPSHOTTING] = "snapshotting",
 };
 
 static const char *const op_names[VMOP_COUNT] = {
@@ -84,7 +84,8 @@ const char *vm_op_name(enum vm_op op)
 static int transient(enum vm_state s)
 {
 	return s == VMS_POWERING_ON || s == VMS_POWERING_OFF || s == VMS_SUSPENDING ||
-	       s == VMS_RESETTING || s == VMS_MIGRATING || s == VMS_CLONING;
+	       s == VMS_RESETTING || s == VMS_MIGRATING || s == VMS_CLONING ||
+	       s == VMS_SNAPSHOTTING;
 }
 
 int vm_state_check(enum vm_state s, enum vm_op op, const char *vm, char *err, size_t errlen)

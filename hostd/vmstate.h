@@ -16,7 +16,8 @@ enum vm_state {
 	VMS_CRASHED,
 	VMS_MIGRATING,
 	VMS_INVALID,
-	VMS_CLONING, /* its files are being copied into a clone */
+	VMS_CLONING,      /* its files are being copied into a clone */
+	VMS_SNAPSHOTTING, /* a snapshot operation changes its disks */
 	VMS_COUNT
 };
 

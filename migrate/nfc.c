@@ -30,6 +30,7 @@
 #define DATA_HDR          17   /* 'D' u64 offset u32 length u32 crc */
 #define TAKEOVER_WAIT_MS  5000 /* for the stalled connection to let go */
 #define RECONNECT_MS      2000 /* one connection attempt of nfc_send_path */
+#define KEEPALIVE_MS      2000 /* a skip record at least this often over zeros */
 
 static int pread_full(int fd, void *buf, size_t n, uint64_t off)
 {
@@ -116,6 +117,24 @@ static int receive(int fd, struct nfc_xfer *x, int part, uint64_t from, char *er
 			snprintf(err, errlen, "the sender went away at offset %" PRIu64 " (%s)",
 			         end, strerror(-ret));
 			break;
+		}
+		if (h[0] == 'K') { /* the sender skipped zeros up to here: a hole */
+			if ((ret = net_recv_all(fd, h + 1, 8, RECORD_TIMEOUT_MS)) < 0) {
+				snprintf(err, errlen, "the sender went away in a skip record");
+				break;
+			}
+			uint64_t to = le_get64(h + 1);
+			if (to < end || to > NFC_MAX_SIZE) {
+				snprintf(err, errlen, "a skip to offset %" PRIu64 " from %" PRIu64,
+				         to, end);
+				ret = -EBADMSG;
+				break;
+			}
+			end = to;
+			pthread_mutex_lock(&x->m);
+			x->verified = end;
+			pthread_mutex_unlock(&x->m);
+			continue;
 		}
 		if (h[0] == 'A') {
 			snprintf(err, errlen, "the sender gave the transfer up");
@@ -222,8 +241,16 @@ int nfc_serve(int fd, nfc_lookup_fn lookup, void *arg, char *err, size_t errlen)
 		while (x->busy && pthread_cond_timedwait(&x->cv, &x->m, &ts) == 0)
 			;
 	}
-	const char *busy = x->done                  ? "that transfer is complete already"
-	                   : x->error == -ECANCELED ? "that transfer was given up"
+	if (x->done) {
+		/* complete already: a sender that lost our DONE asks again, and
+		 * hears it again (nothing is written) */
+		uint64_t got = x->received;
+		pthread_mutex_unlock(&x->m);
+		snprintf(line, sizeof(line), "DONE %" PRIu64 "\n", got);
+		wire_send_line(fd, line);
+		return 0;
+	}
+	const char *busy = x->dead   ? "that transfer failed for good"
 	                   : x->busy ? "that transfer is in progress on another connection"
 	                             : NULL;
 	if (!busy) {
@@ -265,9 +292,11 @@ int nfc_serve(int fd, nfc_lookup_fn lookup, void *arg, char *err, size_t errlen)
 	close(pfd);
 	if (ret == 0)
 		sync_dir_of(x->path);
-	if (ret == 0 && x->commit)
-		ret = x->commit(x, x->commit_arg, err, errlen);
+	bool dead = ret == -ECANCELED;
+	if (ret == 0 && x->commit && (ret = x->commit(x, x->commit_arg, err, errlen)) < 0)
+		dead = true; /* the file is in place but refused: no resend replaces it */
 	pthread_mutex_lock(&x->m);
+	x->dead |= dead;
 	x->busy = false;
 	x->conn_fd = -1;
 	pthread_cond_broadcast(&x->cv);
@@ -364,6 +393,12 @@ int nfc_send(int fd, int src, const char *token, struct nfc_progress *p,
 	}
 	char *end = NULL;
 	uint64_t from = 0;
+	if (strncmp(line, "DONE ", 5) == 0) { /* it has the whole file already */
+		p->size = p->resumed_from = (uint64_t)st.st_size;
+		atomic_store(&p->sent, 0);
+		atomic_store(&p->offset, (uint64_t)st.st_size);
+		return 0;
+	}
 	if (strncmp(line, "OK ", 3) == 0)
 		from = strtoull(line + 3, &end, 10);
 	if (!end || *end || from > (uint64_t)st.st_size) {
@@ -382,7 +417,8 @@ int nfc_send(int fd, int src, const char *token, struct nfc_progress *p,
 		return -ENOMEM;
 	}
 	uint64_t pos = from, size = (uint64_t)st.st_size;
-	uint64_t t0 = util_now_ms();
+	uint64_t t0 = util_now_ms(), last_rec = t0;
+	uint64_t keepalive = faults->keepalive_ms ? faults->keepalive_ms : KEEPALIVE_MS;
 	ret = 0;
 	while (ret == 0 && pos < size) {
 		off_t data = lseek(src, (off_t)pos, SEEK_DATA);
@@ -408,7 +444,16 @@ int nfc_send(int fd, int src, const char *token, struct nfc_progress *p,
 				         strerror(-ret));
 				break;
 			}
-			if (!util_all_zero(buf, len)) {
+			if (util_all_zero(buf, len) && util_now_ms() - last_rec >= keepalive) {
+				/* a long run of zeros: tell the server how far we are */
+				h[0] = 'K';
+				le_put64(h + 1, o + len);
+				if ((ret = net_send_all(fd, h, 9)) < 0) {
+					ret = server_reason(fd, ret, "sending", err, errlen);
+					break;
+				}
+				last_rec = util_now_ms();
+			} else if (!util_all_zero(buf, len)) {
 				h[0] = 'D';
 				le_put64(h + 1, o);
 				le_put32(h + 9, len);
@@ -421,6 +466,7 @@ int nfc_send(int fd, int src, const char *token, struct nfc_progress *p,
 					ret = server_reason(fd, ret, "sending", err, errlen);
 					break;
 				}
+				last_rec = util_now_ms();
 				uint64_t sent = atomic_fetch_add(&p->sent, len) + len;
 				atomic_fetch_add(&p->sent_all, len);
 				if (p->max_bps)
@@ -523,10 +569,12 @@ int nfc_abort(int nsfd, const char *host, uint16_t port, const char *token, char
 	if ((ret = wire_send_line(fd, line)) == 0 &&
 	    (ret = wire_read_line(fd, line, sizeof(line), HELLO_TIMEOUT_MS)) > 0) {
 		ret = 0;
-		if (strncmp(line, "OK ", 3) == 0)
+		if (strncmp(line, "OK ", 3) == 0) {
 			ret = net_send_all(fd, "A", 1);
-		else
+		} else {
 			snprintf(err, errlen, "%s", line);
+			ret = strncmp(line, "DONE ", 5) == 0 ? -EALREADY : -EACCES;
+		}
 		if (ret == 0) /* until the server has it: its ERR, or it closes */
 			wire_read_line(fd, line, sizeof(line), HELLO_TIMEOUT_MS);
 	}

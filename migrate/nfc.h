@@ -4,13 +4,16 @@
  * The wire (client = the sending host, server = the receiving one):
  *   1. client: "VMKNFC1 <64 hex token>\n"; server: "OK <offset>\n", where
  *      offset is how much of the file it already holds verified (0 for a
- *      new transfer, more when a dropped transfer resumes), or
- *      "NO <why>\n" and it closes.
+ *      new transfer, more when a dropped transfer resumes), "DONE <n>\n"
+ *      when it has the whole file already (a sender that lost the first
+ *      DONE asks again), or "NO <why>\n" and it closes.
  *   2. client: records, in increasing offset order, from offset on:
  *        'D' u64 offset u32 length u32 crc32c(data) data[length]
  *      (length 1..NFC_CHUNK; only the file's data: holes, and chunks that
  *      are all zero, are never sent), then
  *        'E' u64 file size
+ *      and, over a long run of zeros, at least every 2 s
+ *        'K' u64 offset    (no data up to offset: a hole)
  *      or, from a sender that gives up (a cancel, a failure of its own),
  *        'A'
  *      which fails the transfer for good (error -ECANCELED).
@@ -46,6 +49,7 @@ struct nfc_xfer {
 	uint64_t size;     /* the file's size, known at END */
 	bool busy;         /* a connection is working on it */
 	bool done;
+	bool dead; /* given up, or its commit failed: never resumed */
 	int error; /* -errno of the last failure, 0 */
 	char why[300];
 	/* Optional: called once the file is complete and in place, before the
@@ -72,8 +76,9 @@ struct nfc_xfer *nfc_lookup_one(void *xfer, const char *token);
 
 /* Test hooks for the sending side (all 0 in real use). */
 struct nfc_faults {
-	uint64_t drop_after; /* shut the connection down after this many data bytes */
-	uint64_t flip_at;    /* flip a byte of the data at this file offset + 1 (0: none) */
+	uint64_t drop_after;   /* shut the connection down after this many data bytes */
+	uint64_t flip_at;      /* flip a byte of the data at this file offset + 1 (0: none) */
+	uint64_t keepalive_ms; /* skip records over zeros this often (0: every 2 s) */
 };
 
 struct nfc_progress {
@@ -108,7 +113,8 @@ int nfc_send_path(int nsfd, const char *host, uint16_t port, const char *path, c
                   int resume_ms, char *err, size_t errlen);
 
 /* Tells the server the transfer of token is given up ('A'): its owner
- * stops waiting for it. Best effort; 0 or -errno. */
+ * stops waiting for it. 0, -EALREADY when the server has the whole file
+ * (too late to give up), or -errno. */
 int nfc_abort(int nsfd, const char *host, uint16_t port, const char *token, char *err,
               size_t errlen);
 

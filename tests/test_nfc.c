@@ -169,9 +169,16 @@ static void test_sparse_copy(void **state)
 	assert_true(b.st_blocks <= a.st_blocks);
 	snprintf(part, sizeof(part), "%s.part", dst_path);
 	assert_int_not_equal(access(part, F_OK), 0);
-	/* a finished transfer's token does not work again */
-	assert_int_equal(attempt(&x, TOKEN, NULL, &p, &s, err, sizeof(err)), -EACCES);
-	assert_non_null(strstr(err, "complete already"));
+	/* a finished transfer's token hears DONE again (a sender that lost the
+	 * first one), and nothing more is sent or written */
+	struct stat c;
+	assert_int_equal(stat(dst_path, &c), 0);
+	assert_int_equal(attempt(&x, TOKEN, NULL, &p, &s, err, sizeof(err)), 0);
+	assert_int_equal(atomic_load(&p.sent), 0);
+	assert_int_equal(x.received, data_bytes);
+	assert_true(same_content(src_path, dst_path));
+	assert_int_equal(stat(dst_path, &a), 0);
+	assert_int_equal(a.st_ino, c.st_ino);
 	nfc_xfer_destroy(&x);
 }
 
@@ -451,6 +458,10 @@ static void test_commit_hook(void **state)
 	assert_int_equal(commits, 1);
 	assert_non_null(strstr(err, "could not be registered"));
 	assert_false(x.done);
+	/* and it is over: a resend cannot put another file in its place */
+	assert_int_equal(attempt(&x, TOKEN, NULL, &p, &s, err, sizeof(err)), -EACCES);
+	assert_non_null(strstr(err, "failed for good"));
+	assert_int_equal(commits, 1);
 	unlink(dst_path);
 	nfc_xfer_destroy(&x);
 	nfc_xfer_init(&x, TOKEN, dst_path);
@@ -459,6 +470,42 @@ static void test_commit_hook(void **state)
 	assert_int_equal(commits, 2);
 	assert_true(x.done);
 	nfc_xfer_destroy(&x);
+}
+
+/* Written zeros take time to read but send nothing: skip records keep the
+ * receiver from timing out, and move its verified offset. */
+static void test_keepalive_over_zeros(void **state)
+{
+	struct nfc_xfer x;
+	struct nfc_progress p = { 0 };
+	struct nfc_faults f = { .keepalive_ms = 1 };
+	struct server s;
+	char err[400], zpath[160];
+
+	(void)state;
+	snprintf(zpath, sizeof(zpath), "%s/zeros-flat.vmdk", dir);
+	int fd = open(zpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	static uint8_t z[1 << 20];
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(pwrite(fd, z, sizeof(z), (off_t)i << 20), (ssize_t)sizeof(z));
+	assert_int_equal(pwrite(fd, "tail", 4, 8 << 20), 4);
+	close(fd);
+	unlink(dst_path);
+	nfc_xfer_init(&x, TOKEN, dst_path);
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	s = (struct server){ .fd = sv[1], .x = &x };
+	assert_int_equal(pthread_create(&s.t, NULL, server_main, &s), 0);
+	int src = open(zpath, O_RDONLY);
+	assert_int_equal(nfc_send(sv[0], src, TOKEN, &p, &f, NULL, err, sizeof(err)), 0);
+	close(src);
+	close(sv[0]);
+	pthread_join(s.t, NULL);
+	assert_int_equal(s.ret, 0);
+	assert_int_equal(atomic_load(&p.sent), 4);
+	assert_true(same_content(zpath, dst_path));
+	nfc_xfer_destroy(&x);
+	unlink(zpath);
 }
 
 int main(void)
@@ -473,6 +520,7 @@ int main(void)
 		cmocka_unit_test(test_takeover_of_stalled_connection),
 		cmocka_unit_test(test_send_path_resumes),
 		cmocka_unit_test(test_commit_hook),
+		cmocka_unit_test(test_keepalive_over_zeros),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -24,7 +24,7 @@ static void test_allowed(void **state)
 		{ VMS_INVALID, ".....YY..." },      { VMS_POWERING_ON, ".......Y.." },
 		{ VMS_POWERING_OFF, ".......Y.." }, { VMS_SUSPENDING, ".......Y.." },
 		{ VMS_RESETTING, ".......Y.." },    { VMS_MIGRATING, ".........." },
-		{ VMS_CLONING, ".........." },
+		{ VMS_CLONING, ".........." },      { VMS_SNAPSHOTTING, ".......Y.." },
 	};
 	char err[400];
 

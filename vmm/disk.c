@@ -740,6 +740,11 @@ int vmm_disk_merge_top(struct vmm_disk *d, char *err, size_t errlen)
 			snprintf(err, errlen, "disk %s: %s", d->l[0].path, strerror(-ret));
 		return ret;
 	}
+	if (!d->l[0].writable) {
+		snprintf(err, errlen, "disk %s is open read-only: nothing merges into it",
+		         d->l[0].path);
+		return -EROFS;
+	}
 	if (d->n < 2 || !d->l[0].delta) {
 		snprintf(err, errlen, "disk %s: no delta to merge", d->l[0].path);
 		return -EINVAL;
