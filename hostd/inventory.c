@@ -211,16 +211,20 @@ static Vmk__VmInfo *info(struct hostd_call *call, const struct vm *v)
 	i->kernel = arena_strdup(call->a, v->cfg.kernel);
 	i->cmdline = arena_strdup(call->a, v->cfg.cmdline);
 	i->disk_bytes = arena_calloc(call->a, v->cfg.ndisks + 1, sizeof(uint64_t));
-	for (unsigned k = 0; i->disk_bytes && k < v->cfg.ndisks; k++) {
+	i->disk_parents = arena_calloc(call->a, v->cfg.ndisks + 1, sizeof(char *));
+	for (unsigned k = 0; i->disk_bytes && i->disk_parents && k < v->cfg.ndisks; k++) {
 		struct stat st;
-		char parent[300], e[200];
+		char parent[300] = "", e[200];
 		uint64_t size = 0, present;
 		/* what the guest sees: a delta's disk size, not its file's */
 		if (vmm_delta_probe(v->cfg.disks[k].path) != 1 ||
 		    vmm_delta_info(v->cfg.disks[k].path, parent, sizeof(parent), &size, &present, e,
-		                   sizeof(e)) < 0)
+		                   sizeof(e)) < 0) {
 			size = stat(v->cfg.disks[k].path, &st) == 0 ? (uint64_t)st.st_size : 0;
+			parent[0] = '\0';
+		}
 		i->disk_bytes[i->n_disk_bytes++] = size;
+		i->disk_parents[i->n_disk_parents++] = arena_strdup(call->a, parent);
 	}
 	i->disks = arena_calloc(call->a, v->cfg.ndisks + 1, sizeof(char *));
 	for (unsigned k = 0; i->disks && k < v->cfg.ndisks; k++)

@@ -122,7 +122,13 @@ static int storage_home(struct hostd *h, const Vmk__VmMigratePrepareRequest *p, 
 	}
 	snprintf(ds, dslen, "%s", p->storage_datastore);
 	snprintf(dir, sizeof(dir), "%s/%s", root, p->name);
-	if (mkdir(dir, 0755) < 0) {
+	/* a VM with snapshots: its frozen layers were staged here first */
+	char mark[PATH_MAX + 120];
+	snprintf(mark, sizeof(mark), "%s/%s", dir, RELOCATE_STAGED);
+	bool staged = p->n_disk_parents && access(mark, F_OK) == 0;
+	if (staged)
+		unlink(mark);
+	if (!staged && mkdir(dir, 0755) < 0) {
 		int e = errno;
 		snprintf(err, errlen, "host %s: %s: %s%s", h->cfg.name, dir, strerror(e),
 		         e == EEXIST ? " (a VM directory of that name is there already)" : "");
@@ -155,14 +161,25 @@ static int storage_home(struct hostd *h, const Vmk__VmMigratePrepareRequest *p, 
 			break;
 		}
 		if (vmm_disk_is_delta_name(c.disks[i].path)) {
-			snprintf(err, errlen,
-			         "VM %s has snapshots (disk %s is a delta): a migration with "
-			         "--storage "
-			         "moves flat disks only; remove its snapshots first, or migrate it "
-			         "--cold",
-			         p->name, c.disks[i].path);
-			status = VMK__STATUS__STATUS_CONFLICT;
-			break;
+			/* its top: a fresh delta over the staged layer, the stream fills it */
+			const char *parent = i < p->n_disk_parents ? p->disk_parents[i] : "";
+			if (!staged || !parent[0] || strchr(parent, '/')) {
+				snprintf(
+				        err, errlen,
+				        "VM %s has snapshots (disk %s is a delta) and its frozen "
+				        "layers "
+				        "were not staged here first: migrate it with a vmkctl that "
+				        "stages them, or --cold",
+				        p->name, c.disks[i].path);
+				status = VMK__STATUS__STATUS_CONFLICT;
+				break;
+			}
+			if (vmm_delta_create(c.disks[i].path, parent, cerr, sizeof(cerr)) < 0) {
+				snprintf(err, errlen, "host %s: %s", h->cfg.name, cerr);
+				status = VMK__STATUS__STATUS_FAILED;
+				break;
+			}
+			continue;
 		}
 		int fd = open(c.disks[i].path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 		if (fd < 0 || ftruncate(fd, (off_t)p->disk_bytes[i]) < 0) {
@@ -705,17 +722,6 @@ int hostd_op_vm_migrate(struct hostd_call *call, const Vmk__Request *req)
 			        m->name, vm_state_name(v->state));
 		return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT, "%s", why);
 	}
-	for (unsigned i = 0; m->storage && i < v->cfg.ndisks; i++)
-		if (vmm_disk_is_delta_name(v->cfg.disks[i].path)) {
-			pthread_mutex_unlock(&inv->lock);
-			free(j);
-			return hostd_fail(
-			        call, VMK__STATUS__STATUS_CONFLICT,
-			        "VM %s has snapshots (disk %s is a delta): a migration with "
-			        "--storage moves flat disks only; remove its snapshots first, or "
-			        "power it off and migrate it --cold (which keeps the tree)",
-			        m->name, v->cfg.disks[i].path);
-		}
 	v->state = VMS_MIGRATING;
 	j->h = call->h;
 	snprintf(j->name, sizeof(j->name), "%s", v->name);

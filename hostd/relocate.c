@@ -114,6 +114,7 @@ struct relo_recv {
 	struct nfc_xfer *x;
 	uint64_t *sizes;
 	bool offered;
+	bool staging; /* files for a live migration with --storage: no .vmx, kept */
 	atomic_bool committed;
 };
 
@@ -272,10 +273,12 @@ static void *recv_worker(struct hostd_task *t, void *arg)
 		if (atomic_load(&r->committed))
 			break;
 		uint64_t got = 0, at = 0;
+		bool all = true;
 		for (size_t i = 0; i < r->n; i++) {
 			pthread_mutex_lock(&r->x[i].m);
 			got += r->x[i].received;
 			at += r->x[i].done ? r->sizes[i] : r->x[i].verified;
+			all &= r->x[i].done;
 			if (!r->x[i].busy && !failure[0] && failed_for_good(r->x[i].error))
 				snprintf(failure, sizeof(failure), "%s: %s",
 				         strrchr(r->x[i].path, '/') + 1, r->x[i].why);
@@ -283,6 +286,16 @@ static void *recv_worker(struct hostd_task *t, void *arg)
 		}
 		if (failure[0])
 			break;
+		if (r->staging && all) {
+			/* staged: the live migration's prepare takes the directory on */
+			char mark[PATH_MAX + 16];
+			snprintf(mark, sizeof(mark), "%s/%s", r->dir, RELOCATE_STAGED);
+			if (util_write_file_atomic(mark, "staged\n", 7, 0644) == 0)
+				atomic_store(&r->committed, true);
+			else
+				snprintf(failure, sizeof(failure), "cannot write %s", mark);
+			continue;
+		}
 		uint64_t now = util_now_ms();
 		if (got != last) {
 			last = got;
@@ -298,7 +311,7 @@ static void *recv_worker(struct hostd_task *t, void *arg)
 	}
 	bool cancelled = task_cancelled(t);
 	/* a commit under way ends first: the sender must hear its DONE */
-	for (int i = 0; i < 100; i++) {
+	for (int i = 0; i < 100 && r->vmx_index < r->n; i++) {
 		pthread_mutex_lock(&r->x[r->vmx_index].m);
 		bool busy = r->x[r->vmx_index].busy;
 		pthread_mutex_unlock(&r->x[r->vmx_index].m);
@@ -447,7 +460,7 @@ int hostd_op_vm_relocate_prepare(struct hostd_call *call, const Vmk__Request *re
 		return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
 		                  "host %s already has a VM named %s: unregister or rename one",
 		                  h->cfg.name, p->name);
-	if (sees_shared(h, p, real, sizeof(real)))
+	if (!p->staging && sees_shared(h, p, real, sizeof(real)))
 		return prepare_shared(call, p, real);
 
 	/* what will come */
@@ -455,7 +468,7 @@ int hostd_op_vm_relocate_prepare(struct hostd_call *call, const Vmk__Request *re
 	size_t vmx_index = SIZE_MAX;
 	uint64_t need = SPACE_MARGIN;
 	snprintf(vmxname, sizeof(vmxname), "%s.vmx", p->name);
-	if (p->n_files < 1 || p->n_files > RELOCATE_MAX_FILES || !p->vmx_text[0] ||
+	if (p->n_files < 1 || p->n_files > RELOCATE_MAX_FILES || (!p->staging && !p->vmx_text[0]) ||
 	    strlen(p->vmx_text) > (1u << 20))
 		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
 		                  "a cold migration sends 1 to %d files and the .vmx",
@@ -474,9 +487,13 @@ int hostd_op_vm_relocate_prepare(struct hostd_call *call, const Vmk__Request *re
 			vmx_index = i;
 		need += f->allocated < f->size ? f->allocated : f->size;
 	}
-	if (vmx_index == SIZE_MAX)
+	if (vmx_index == SIZE_MAX && !p->staging)
 		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
 		                  "the files of VM %s do not include %s", p->name, vmxname);
+	if (vmx_index != SIZE_MAX && p->staging)
+		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
+		                  "staged files of VM %s include %s: the live migration brings it",
+		                  p->name, vmxname);
 	struct statvfs sv;
 	if (statvfs(root, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < need)
 		return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
@@ -503,6 +520,11 @@ int hostd_op_vm_relocate_prepare(struct hostd_call *call, const Vmk__Request *re
 	snprintf(r->dir, sizeof(r->dir), "%s/%s", root, p->name);
 	snprintf(r->vmx, sizeof(r->vmx), "%s/%s", r->dir, vmxname);
 	r->vmx_index = vmx_index;
+	r->staging = p->staging;
+	char mark[PATH_MAX + 16];
+	snprintf(mark, sizeof(mark), "%s/%s", r->dir, RELOCATE_STAGED);
+	if (p->staging && access(mark, F_OK) == 0)
+		util_rm_tree(r->dir); /* what an earlier attempt staged and never used */
 	if (mkdir(r->dir, 0755) < 0) {
 		int e = errno;
 		free(r->x);
@@ -514,7 +536,8 @@ int hostd_op_vm_relocate_prepare(struct hostd_call *call, const Vmk__Request *re
 		        "host %s: %s/%s: %s%s", h->cfg.name, root, p->name, strerror(e),
 		        e == EEXIST ? " (a VM directory of that name is there already)" : "");
 	}
-	if ((status = check_vmx(r->dir, r->name, p->vmx_text, err, sizeof(err))) != 0) {
+	if (!p->staging &&
+	    (status = check_vmx(r->dir, r->name, p->vmx_text, err, sizeof(err))) != 0) {
 		recv_end(r);
 		recv_free(r);
 		return hostd_fail(call, status, "host %s: %s", h->cfg.name, err);
@@ -527,8 +550,10 @@ int hostd_op_vm_relocate_prepare(struct hostd_call *call, const Vmk__Request *re
 		r->sizes[i] = p->files[i]->size;
 		r->n++;
 	}
-	r->x[vmx_index].commit = commit_register;
-	r->x[vmx_index].commit_arg = r;
+	if (!p->staging) {
+		r->x[vmx_index].commit = commit_register;
+		r->x[vmx_index].commit_arg = r;
+	}
 
 	struct nfc_endpoint e;
 	if (hostd_nfc_endpoint(h, &e, err, sizeof(err)) < 0) {
@@ -722,6 +747,7 @@ struct relo_send {
 	struct relocate_route route;
 	enum vm_state prev;
 	bool shared;
+	bool staging; /* frozen files ahead of a live --storage: the VM stays */
 	uint64_t max_bps;
 	size_t n;
 	char (*files)[256];
@@ -779,6 +805,19 @@ static void *send_worker(struct hostd_task *t, void *arg)
 	detail_u64(t, "transferred_bytes", sent);
 	detail_u64(t, "iterations", 1);
 	detail_u64(t, "reconnects", resumes);
+	if (j->staging) {
+		if (result == 0)
+			task_finish(t, 0, "VM %s: %zu frozen files staged on %s", j->name, j->n,
+			            j->dest);
+		else
+			task_finish(t,
+			            result == -ECANCELED ? VMK__STATUS__STATUS_CANCELLED
+			                                 : VMK__STATUS__STATUS_FAILED,
+			            "VM %s: staging its frozen files on %s failed: %s", j->name,
+			            j->dest, err);
+		send_free(j);
+		return NULL;
+	}
 	pthread_mutex_lock(&inv->lock);
 	struct vm *v = inv_find(inv, j->name);
 	if (result == 0) {
@@ -853,13 +892,13 @@ int hostd_op_vm_relocate(struct hostd_call *call, const Vmk__Request *req)
 		                    "no VM named \"%s\" on this host; see vm list", m->name);
 	} else if (vm_state_check(v->state, VMOP_MIGRATE, v->name, why, sizeof(why)) < 0) {
 		status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT, "%s", why);
-	} else if (v->state != VMS_POWERED_OFF && v->state != VMS_SUSPENDED) {
+	} else if (!m->staging && v->state != VMS_POWERED_OFF && v->state != VMS_SUSPENDED) {
 		status =
 		        hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
 		                   "VM %s is %s: a cold migration moves a powered-off or suspended "
 		                   "VM; migrate it live (without --cold) or power it off first",
 		                   v->name, vm_state_name(v->state));
-	} else if (vmlock_read(v->dir, &o, NULL, 0) == 0) {
+	} else if (!m->staging && vmlock_read(v->dir, &o, NULL, 0) == 0) {
 		status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
 		                    "VM %s: host %s holds its datastore lock (it runs there)",
 		                    v->name, o.host);
@@ -880,7 +919,31 @@ int hostd_op_vm_relocate(struct hostd_call *call, const Vmk__Request *req)
 	/* exactly the files the destination prepared for, the .vmx last */
 	char vmxname[VM_NAME_MAX + 8];
 	snprintf(vmxname, sizeof(vmxname), "%s.vmx", m->name);
-	if (!status && n) {
+	if (!status && n && m->staging) {
+		/* frozen files only: not the .vmx, a disk's top or the serial log */
+		for (size_t i = 0; !status && i < n; i++) {
+			size_t f;
+			bool live =
+			        !strcmp(m->files[i], vmxname) || !strcmp(m->files[i], "serial.log");
+			for (unsigned d = 0; d < v->cfg.ndisks; d++) {
+				const char *b = strrchr(v->cfg.disks[d].path, '/');
+				live |= b && !strcmp(b + 1, m->files[i]);
+			}
+			for (f = 0; f < nhave && strcmp(have[f].name, m->files[i]); f++)
+				;
+			if (live || f == nhave)
+				status = hostd_fail(
+				        call, VMK__STATUS__STATUS_USAGE,
+				        "VM %s: %s is not a frozen file of its directory", m->name,
+				        m->files[i]);
+			else {
+				snprintf(j->files[i], sizeof(j->files[i]), "%s", m->files[i]);
+				snprintf(j->tokens[i], sizeof(j->tokens[i]), "%s",
+				         m->file_tokens[i]);
+				j->sizes[i] = have[f].size;
+			}
+		}
+	} else if (!status && n) {
 		bool same = nhave == n, has_vmx = false;
 		size_t k = 0;
 		for (size_t i = 0; same && i < n; i++) {
@@ -913,12 +976,15 @@ int hostd_op_vm_relocate(struct hostd_call *call, const Vmk__Request *req)
 	j->h = h;
 	j->n = n;
 	j->shared = m->shared;
+	j->staging = m->staging;
 	j->prev = v->state;
 	j->max_bps = (uint64_t)m->max_bandwidth_mibps << 20;
 	snprintf(j->name, sizeof(j->name), "%s", v->name);
 	snprintf(j->dir, sizeof(j->dir), "%s", v->dir);
-	v->state = VMS_MIGRATING;
-	inv_save(inv);
+	if (!j->staging) { /* staging leaves it as it is: it may run */
+		v->state = VMS_MIGRATING;
+		inv_save(inv);
+	}
 	pthread_mutex_unlock(&inv->lock);
 	snprintf(j->dest, sizeof(j->dest), "%s", m->dest_host[0] ? m->dest_host : m->dest_address);
 	snprintf(j->user, sizeof(j->user), "%s", call->user);
@@ -928,10 +994,12 @@ int hostd_op_vm_relocate(struct hostd_call *call, const Vmk__Request *req)
 	char name[VM_NAME_MAX + 1];
 	snprintf(name, sizeof(name), "%s", j->name);
 	enum vm_state prev = j->prev;
-	status = hostd_task_start_reply(call, "vm.migrate", name, send_worker, j);
+	bool staging = j->staging;
+	status = hostd_task_start_reply(call, staging ? "vm.migrate.stage" : "vm.migrate", name,
+	                                send_worker, j);
 	if (status != VMK__STATUS__STATUS_OK) {
 		pthread_mutex_lock(&inv->lock);
-		if ((v = inv_find(inv, name))) {
+		if (!staging && (v = inv_find(inv, name))) {
 			v->state = prev;
 			inv_save(inv);
 		}

@@ -10,6 +10,7 @@
 #include "task.h"
 
 #define RELOCATE_MAX_FILES 64
+#define RELOCATE_STAGED    ".staged" /* a directory of files staged for a live --storage */
 
 struct relocate_file {
 	char name[256];

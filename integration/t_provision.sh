@@ -248,14 +248,34 @@ for _ in $(seq 100); do [[ $(names_on esx2) == *"wr:poweredOff"* ]] && break; sl
 	ok "and its pass verifies there" || not_ok "wr on esx2" "$(tail -3 "$ds2/wr/serial.log")"
 expect 0 "revert wr to before on esx2" vmkctl -s esx2 vm snapshot revert -n wr --snapshot before
 expect 0 "remove before on esx2: one raw disk again" vmkctl -s esx2 vm snapshot remove -n wr --snapshot before
-# a live migration with --storage moves flat disks only
-expect 0 "snapshot run1 (powered on) on esx2" vmkctl -s esx2 vm power on -n run1
-expect 0 "take a snapshot of the running run1" vmkctl -s esx2 vm snapshot create -n run1 --snapshot s
-expect 5 "a live migration of it with --storage -> 5" vmkctl -s esx2 vm migrate -n run1 --dest esx1 \
-	--storage datastore1
-expect_match "snapshots" "the message says why and what to do" "$err"
-[[ $(names_on esx2) == *"run1:poweredOn"* && ! -e $ds1/run1 ]] && ok "run1 runs on on esx2; esx1 has nothing of it" ||
-	not_ok "after the refusal" "$(names_on esx2)" "$(ls "$ds1")"
-expect 0 "power off run1" vmkctl -s esx2 vm power off -n run1
+# live, with --storage: the snapshot tree moves too (its frozen layers
+# staged over NFC first, then the tops streamed by the migration)
+expect 0 "power on run1 on esx2" vmkctl -s esx2 vm power on -n run1
+for _ in $(seq 100); do [[ $(passes "$ds2/run1/serial.log") -ge 2 ]] && break; sleep 0.1; done
+expect 0 "a snapshot s of the running run1" vmkctl -s esx2 vm snapshot create -n run1 --snapshot s
+p=$(passes "$ds2/run1/serial.log")
+for _ in $(seq 100); do [[ $(passes "$ds2/run1/serial.log") -ge $((p + 2)) ]] && break; sleep 0.1; done
+run vmkctl -s esx2 --formatter json vm migrate -n run1 --dest esx1 --storage datastore1
+[[ $rc -eq 0 && $(json_get 'd["state"]') == success ]] && ok "run1 with its snapshot migrates live with --storage" ||
+	not_ok "live storage migration with a snapshot" "$out" "$err"
+[[ $(names_on esx1) == *"run1:poweredOn"* && $(names_on esx2) != *run1* && ! -e $ds2/run1 ]] &&
+	ok "esx1 runs run1; esx2 has nothing of it left" || not_ok "after the migration" "$(names_on esx1)" "$(ls "$ds2")"
+run vmkctl -s esx1 --formatter json vm snapshot list -n run1
+[[ $(json_get '[(s["name"], s["current"]) for s in d]') == "[('s', True)]" ]] &&
+	ok "esx1 lists its snapshot s, current" || not_ok "snapshot list on esx1" "$out" "$err"
+[[ -f $ds1/run1/disk0.img && -f $ds1/run1/run1.vmsd && $(ls "$ds1/run1" | grep -c "\.delta$") -eq 1 &&
+	! -e $ds1/run1/.staged ]] && ok "its base, its delta and its tree are in esx1's datastore1" ||
+	not_ok "files on esx1" "$(ls -a "$ds1/run1")"
+p=$(passes "$ds1/run1/serial.log")
+for _ in $(seq 100); do [[ $(passes "$ds1/run1/serial.log") -ge $((p + 3)) ]] && break; sleep 0.1; done
+[[ $(passes "$ds1/run1/serial.log") -ge $((p + 3)) ]] && ! grep -q CORRUPT "$ds1/run1/serial.log" &&
+	ok "on esx1 the guest verifies every block on its migrated chain" ||
+	not_ok "run1 on esx1" "$(tail -3 "$ds1/run1/serial.log")"
+expect 0 "remove s on esx1 (consolidated under the running guest)" \
+	vmkctl -s esx1 vm snapshot remove -n run1 --snapshot s
+p=$(passes "$ds1/run1/serial.log")
+for _ in $(seq 100); do [[ $(passes "$ds1/run1/serial.log") -ge $((p + 2)) ]] && break; sleep 0.1; done
+! grep -q CORRUPT "$ds1/run1/serial.log" && ok "and it still verifies" || not_ok "after remove on esx1"
+expect 0 "power off run1" vmkctl -s esx1 vm power off -n run1
 
 t_done

@@ -121,6 +121,98 @@ static int migrate_cold(struct vmkctl *v, const struct vmkctl_args *a, struct ou
 	return ret;
 }
 
+static bool has_snapshots(const Vmk__VmInfo *vm)
+{
+	for (size_t i = 0; i < vm->n_disk_parents; i++)
+		if (vm->disk_parents[i][0])
+			return true;
+	return false;
+}
+
+/* A live migration with --storage of a VM with snapshots: its frozen files
+ * (snapshot layers, the tree, memory files) go first, over NFC, into the
+ * VM's new directory; the migration then streams what the disks' tops
+ * hold, over them. */
+static int stage_frozen(struct vmkctl *v, const Vmk__VmInfo *vm, const char *source,
+                        struct vmkctl *d, const char *storage, uint32_t max_bw)
+{
+	Vmk__VmFile **files = arena_calloc(&v->a, vm->n_files + 1, sizeof(*files));
+	char **names = arena_calloc(&v->a, vm->n_files + 1, sizeof(char *));
+	char vmxname[300];
+	size_t n = 0;
+	Vmk__Response *resp;
+	int ret;
+
+	if (!files || !names)
+		return vmkctl_error(v, 1, "out of memory");
+	snprintf(vmxname, sizeof(vmxname), "%s.vmx", vm->name);
+	for (size_t i = 0; i < vm->n_files; i++) {
+		const char *f = vm->files[i]->name;
+		bool live =
+		        !strcmp(f, vmxname) || !strcmp(f, "serial.log") || !strcmp(f, "vmx.log");
+		for (size_t k = 0; k < vm->n_disks; k++) {
+			const char *b = strrchr(vm->disks[k], '/');
+			live |= b && !strcmp(b + 1, f);
+		}
+		if (!live) {
+			names[n] = vm->files[i]->name;
+			files[n++] = vm->files[i];
+		}
+	}
+	Vmk__Request preq = VMK__REQUEST__INIT;
+	Vmk__VmRelocatePrepareRequest prep = VMK__VM_RELOCATE_PREPARE_REQUEST__INIT;
+	prep.name = vm->name;
+	prep.datastore = (char *)storage;
+	prep.source_host = (char *)(source ? source : "");
+	prep.vmx_text = "";
+	prep.files = files;
+	prep.n_files = n;
+	prep.staging = true;
+	preq.body_case = VMK__REQUEST__BODY_VM_RELOCATE_PREPARE;
+	preq.vm_relocate_prepare = &prep;
+	if ((ret = vmkctl_call(d, &preq, &resp)))
+		return vmkctl_error(v, ret, "destination %s: staging the snapshot layers: %s",
+		                    d->copts.server, d->err);
+	const Vmk__VmRelocatePrepareResponse *pr =
+	        VMKCTL_BODY(d, resp, VMK__RESPONSE__BODY_VM_RELOCATE_PREPARE, vm_relocate_prepare);
+	if (!pr || pr->n_tokens != n)
+		return vmkctl_error(v, 1, "destination %s: an unexpected answer to the staging",
+		                    d->copts.server);
+	char recv_task[64];
+	snprintf(recv_task, sizeof(recv_task), "%s", pr->task_id);
+	Vmk__Request mreq = VMK__REQUEST__INIT;
+	Vmk__VmMigrateRequest mig = VMK__VM_MIGRATE_REQUEST__INIT;
+	mig.name = vm->name;
+	mig.dest_host = (char *)d->copts.server;
+	mig.cold = true;
+	mig.staging = true;
+	mig.dest_address = pr->address;
+	mig.dest_port = pr->port;
+	mig.dest_interface = pr->interface;
+	mig.dest_note = pr->note;
+	mig.files = names;
+	mig.n_files = n;
+	mig.file_tokens = pr->tokens;
+	mig.n_file_tokens = pr->n_tokens;
+	mig.max_bandwidth_mibps = max_bw;
+	mreq.body_case = VMK__REQUEST__BODY_VM_MIGRATE;
+	mreq.vm_migrate = &mig;
+	struct vmkctl_wait_opts o = { .timeout_ms = 0 };
+	ret = vmkctl_call(v, &mreq, &resp);
+	const Vmk__Task *t = ret ? NULL : VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_TASK, task);
+	if (t)
+		ret = vmkctl_task_wait(v, t->id, &o, NULL);
+	if (!t || ret) {
+		vmkctl_cancel_quiet(d, recv_task);
+		return ret ? ret : 1;
+	}
+	o.timeout_ms = 60000;
+	if ((ret = vmkctl_task_wait(d, recv_task, &o, NULL)))
+		return vmkctl_error(v, ret, "destination %s: staging the snapshot layers: %s",
+		                    d->copts.server, d->err);
+	return 0;
+}
+
 int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out)
 {
 	const char *name = args_str(a, "name"), *dest = args_str(a, "dest");
@@ -150,17 +242,6 @@ int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 		vmkctl_peer_free(&cd);
 		return ret;
 	}
-	for (size_t i = 0; storage && i < vm->n_disks; i++) {
-		size_t l = strlen(vm->disks[i]);
-		if (l > 6 && !strcmp(vm->disks[i] + l - 6, ".delta"))
-			return vmkctl_error(
-			        v, 5,
-			        "VM %s has snapshots (disk %s is a delta): a migration with "
-			        "--storage moves flat disks only; remove its snapshots "
-			        "first, or power it off and migrate it --cold (which keeps "
-			        "the tree)",
-			        name, vm->disks[i]);
-	}
 	if (args_str(a, "datastore"))
 		return vmkctl_error(v, 2,
 		                    "--datastore goes with --cold; a live migration moves "
@@ -181,6 +262,10 @@ int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 	/* the destination: prepare */
 	struct vmkctl d;
 	vmkctl_peer_init(&d, v, dest);
+	if (storage && has_snapshots(vm) &&
+	    (ret = stage_frozen(v, vm, source, &d, storage,
+	                        (uint32_t)args_int(a, "max-bandwidth", 0))) != 0)
+		goto out;
 	Vmk__Request preq = VMK__REQUEST__INIT;
 	Vmk__VmMigratePrepareRequest prep = VMK__VM_MIGRATE_PREPARE_REQUEST__INIT;
 	prep.name = (char *)name;
@@ -195,6 +280,10 @@ int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 		prep.vmx_text = vm->vmx_text;
 		prep.disk_bytes = vm->disk_bytes;
 		prep.n_disk_bytes = vm->n_disk_bytes;
+		if (has_snapshots(vm)) {
+			prep.disk_parents = vm->disk_parents;
+			prep.n_disk_parents = vm->n_disk_parents;
+		}
 	}
 	preq.body_case = VMK__REQUEST__BODY_VM_MIGRATE_PREPARE;
 	preq.vm_migrate_prepare = &prep;

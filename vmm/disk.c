@@ -390,6 +390,11 @@ unsigned vmm_disk_depth(const struct vmm_disk *d)
 	return d->n;
 }
 
+bool vmm_disk_top_has(const struct vmm_disk *d, uint64_t off)
+{
+	return off < d->size && has(&d->l[0], off >> DISK_GRAIN_SHIFT);
+}
+
 int vmm_disk_raw_fd(const struct vmm_disk *d)
 {
 	return d->n == 1 && !d->l[0].delta ? d->l[0].fd : -1;

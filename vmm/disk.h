@@ -62,6 +62,9 @@ int vmm_disk_pwrite(struct vmm_disk *d, const void *buf, size_t n, uint64_t off)
 int vmm_disk_zero(struct vmm_disk *d, uint64_t off, uint64_t len, bool unmap);
 /* A hint: a raw image punches the hole; a delta ignores it. */
 int vmm_disk_discard(struct vmm_disk *d, uint64_t off, uint64_t len);
+/* The top layer holds the grain at off (a raw top holds everything): what
+ * a storage migration of a chain sends, the layers below being staged. */
+bool vmm_disk_top_has(const struct vmm_disk *d, uint64_t off);
 /* The fd of a disk that is one raw image (for SEEK_DATA), else -1. */
 int vmm_disk_raw_fd(const struct vmm_disk *d);
 /* Data, then the bitmap of a delta top, on stable storage. */

@@ -1,4 +1,5 @@
 #include "diskstate.h"
+#include "disk.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -56,8 +57,18 @@ int vmm_disk_save_all(struct vmm_device *d, uint32_t index, struct vmm_stream *s
 
 	if (!buf)
 		return -ENOMEM;
-	if (fd < 0) /* a snapshot chain: all of it, zero chunks go as flags */
-		ret = save_range(d, index, s, 0, size, buf, bytes);
+	/* a snapshot chain: what its top holds (the frozen layers below were
+	 * staged at the destination before, as files) */
+	for (uint64_t off = 0; fd < 0 && off < size && ret == 0;) {
+		uint64_t run = off;
+		while (run < size && vmm_virtio_blk_top_has(d, run))
+			run += DISK_GRAIN;
+		if (run > size)
+			run = size;
+		if (run > off)
+			ret = save_range(d, index, s, off, run - off, buf, bytes);
+		off = run + DISK_GRAIN;
+	}
 	for (uint64_t pos = 0; fd >= 0 && pos < size && ret == 0;) {
 		off_t data = lseek(fd, (off_t)pos, SEEK_DATA);
 		if (data < 0)

@@ -338,6 +338,17 @@ int vmm_virtio_blk_raw_fd(struct vmm_device *d)
 	return vmm_disk_raw_fd(((struct blk *)vmm_virtio_backend(d))->disk);
 }
 
+bool vmm_virtio_blk_top_has(struct vmm_device *d, uint64_t off)
+{
+	struct vmm_virtio *v = vmm_virtio_of(d);
+	struct blk *b = vmm_virtio_backend(d);
+
+	vmm_virtio_lock(v);
+	bool has = vmm_disk_top_has(b->disk, off);
+	vmm_virtio_unlock(v);
+	return has;
+}
+
 int vmm_virtio_blk_read_at(struct vmm_device *d, uint64_t off, void *p, size_t n)
 {
 	struct vmm_virtio *v = vmm_virtio_of(d);

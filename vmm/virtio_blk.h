@@ -82,6 +82,8 @@ uint64_t vmm_virtio_blk_blocks(struct vmm_device *d);
 uint64_t vmm_virtio_blk_bytes(struct vmm_device *d);
 /* The image's fd when the disk is one raw image (for SEEK_DATA), else -1. */
 int vmm_virtio_blk_raw_fd(struct vmm_device *d);
+/* The top layer of its chain holds the grain (vmm_disk_top_has). */
+bool vmm_virtio_blk_top_has(struct vmm_device *d, uint64_t off);
 /* Reads the disk as the guest sees it (through a snapshot chain). */
 int vmm_virtio_blk_read_at(struct vmm_device *d, uint64_t off, void *p, size_t n);
 /* n bytes at off into the image (zero: a zeroed, unmapped range). */
