@@ -336,11 +336,23 @@ int main(int argc, char **argv)
 	uint64_t wire = 0, nfc_alloc = 0;
 	bool ok = true;
 	for (int i = 0; i < RUNS && ok; i++) {
-		nfc[i] = run_nfc(&wire);
-		nfc_alloc = allocated(dst);
-		raw[i] = run_raw();
-		cp[i] = run_cp();
-		loc[i] = run_local();
+		/* each round in another order: none always pays for going first */
+		for (int k = 0; k < 4; k++) {
+			switch ((i + k) % 4) {
+			case 0:
+				nfc[i] = run_nfc(&wire);
+				nfc_alloc = allocated(dst);
+				break;
+			case 1:
+				raw[i] = run_raw();
+				break;
+			case 2:
+				cp[i] = run_cp();
+				break;
+			default:
+				loc[i] = run_local();
+			}
+		}
 		ok = nfc[i] > 0 && raw[i] > 0 && cp[i] > 0 && loc[i] > 0;
 	}
 	double lk1[RUNS], lk16[RUNS];
