@@ -294,7 +294,7 @@ static double run_linked(const char *dir, uint64_t size)
 int main(int argc, char **argv)
 {
 	double size_gib = 4, data_gib = 1;
-	const char *dir = "/var/tmp";
+	const char *dir = "/var/tmp", *only = NULL; /* --only nfc|raw: one copy, for a profiler */
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--size") && i + 1 < argc)
@@ -303,9 +303,12 @@ int main(int argc, char **argv)
 			data_gib = atof(argv[++i]);
 		else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
 			dir = argv[++i];
+		else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+			only = argv[++i];
 		else {
 			fprintf(stderr,
-			        "usage: bench/provision [--size GIB] [--data GIB] [--dir DIR]\n");
+			        "usage: bench/provision [--size GIB] [--data GIB] [--dir DIR] "
+			        "[--only nfc|raw]\n");
 			return 2;
 		}
 	}
@@ -332,6 +335,15 @@ int main(int argc, char **argv)
 	       size_gib, data / 1073741824.0, dir);
 	printf("median of %d copies, each ending with the copy synced\n", RUNS);
 
+	if (only) { /* one kind of copy, five times (for perf record) */
+		uint64_t w = 0;
+		for (int i = 0; i < RUNS; i++) {
+			double ms = !strcmp(only, "raw") ? run_raw() : run_nfc(&w);
+			printf("    %s %8.0f ms\n", only, ms);
+		}
+		util_rm_tree(tmpl);
+		return 0;
+	}
 	double nfc[RUNS], raw[RUNS], cp[RUNS], loc[RUNS];
 	uint64_t wire = 0, nfc_alloc = 0;
 	bool ok = true;
