@@ -291,6 +291,52 @@ static void test_refused(void **state)
 	unlink(d2);
 }
 
+/* A live consolidation: the guest writes between the steps and before the
+ * finish; every write reaches the parent that takes over. */
+static void test_live_merge(void **state)
+{
+	struct vmm_disk *d;
+	char err[300];
+
+	(void)state;
+	make_base();
+	assert_int_equal(vmm_delta_create(d1, "disk0.img", err, sizeof(err)), 0);
+	assert_int_equal(vmm_disk_open(&d, d1, false, err, sizeof(err)), 0);
+	for (int i = 0; i < 40; i++)
+		random_write(d);
+	assert_int_equal(vmm_disk_merge_begin(d, err, sizeof(err)), 0);
+	assert_int_equal(vmm_disk_merge_begin(d, err, sizeof(err)), -EBUSY);
+	uint64_t n = vmm_disk_grains(d);
+	for (uint64_t g = 0; g < n; g++) {
+		assert_int_equal(vmm_disk_merge_step(d, g), 0);
+		if (g % 8 == 0)
+			random_write(d); /* behind the copy, ahead of it, or both */
+	}
+	for (int i = 0; i < 10; i++)
+		random_write(d);
+	assert_int_equal(vmm_disk_merge_finish(d, err, sizeof(err)), 0);
+	assert_int_equal(vmm_disk_depth(d), 1);
+	assert_int_equal(vmm_disk_pread(d, got, SIZE, 0), 0);
+	assert_memory_equal(got, model, SIZE);
+	for (int i = 0; i < 10; i++)
+		random_write(d); /* the base takes the writes now */
+	vmm_disk_close(d);
+	unlink(d1);
+	check(base);
+	/* an abort leaves the chain as it was */
+	assert_int_equal(vmm_delta_create(d1, "disk0.img", err, sizeof(err)), 0);
+	assert_int_equal(vmm_disk_open(&d, d1, false, err, sizeof(err)), 0);
+	random_write(d);
+	assert_int_equal(vmm_disk_merge_begin(d, err, sizeof(err)), 0);
+	assert_int_equal(vmm_disk_merge_step(d, 0), 0);
+	vmm_disk_merge_abort(d);
+	assert_int_equal(vmm_disk_depth(d), 2);
+	random_write(d);
+	vmm_disk_close(d);
+	check(d1);
+	unlink(d1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -298,6 +344,7 @@ int main(void)
 		cmocka_unit_test(test_chain),
 		cmocka_unit_test(test_push_and_merge),
 		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_live_merge),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

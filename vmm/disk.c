@@ -42,6 +42,9 @@ struct vmm_disk {
 	unsigned n;
 	struct layer l[DISK_MAX_CHAIN]; /* l[0] the top, l[n - 1] the raw base */
 	uint8_t *grain;                 /* a grain's worth of scratch */
+	/* a live consolidation: the grains written since it copied them */
+	bool merging;
+	uint8_t *redo;
 };
 
 static uint64_t grains_of(uint64_t size)
@@ -376,6 +379,7 @@ void vmm_disk_close(struct vmm_disk *d)
 		vmm_disk_flush(d);
 	for (unsigned i = 0; i < d->n; i++)
 		layer_close(&d->l[i]);
+	free(d->redo);
 	free(d->grain);
 	free(d);
 }
@@ -509,6 +513,8 @@ static int write_grain(struct vmm_disk *d, const struct iovec *iov, unsigned n, 
 	}
 	if (!has(t, g))
 		set_bit(t, g);
+	if (d->merging) /* copied into the parent already, maybe: again at the end */
+		d->redo[g >> 3] |= (uint8_t)(1u << (g & 7));
 	return 0;
 }
 
@@ -600,6 +606,8 @@ int vmm_disk_zero(struct vmm_disk *d, uint64_t off, uint64_t len, bool unmap)
 				return ret;
 			if (!has(t, g))
 				set_bit(t, g);
+			if (d->merging)
+				d->redo[g >> 3] |= (uint8_t)(1u << (g & 7));
 		} else {
 			static const uint8_t zero[DISK_GRAIN];
 			struct iovec io = { (void *)zero, pend - pos };
@@ -690,30 +698,22 @@ int vmm_disk_push(struct vmm_disk *d, const char *path, char *err, size_t errlen
 	return 0;
 }
 
-/* Writes every grain the top holds into layer 1. */
-static int merge_into_parent(struct vmm_disk *d, char *err, size_t errlen)
+/* Grain g of the top, written into layer 1. */
+static int merge_grain(struct vmm_disk *d, uint64_t g)
 {
 	struct layer *t = &d->l[0], *p = &d->l[1];
-	int ret = 0;
+	uint64_t gs = g << DISK_GRAIN_SHIFT;
+	uint64_t n = gs + DISK_GRAIN > d->size ? d->size - gs : DISK_GRAIN;
+	int ret;
 
-	for (uint64_t g = 0; g < grains_of(d->size) && ret == 0; g++) {
-		if (!has(t, g))
-			continue;
-		uint64_t gs = g << DISK_GRAIN_SHIFT;
-		uint64_t n = gs + DISK_GRAIN > d->size ? d->size - gs : DISK_GRAIN;
-		if ((ret = pread_all(t->fd, d->grain, n, t->data_off + gs)) < 0)
-			break;
-		if (util_all_zero(d->grain, n))
-			ret = zero_range(p->fd, file_off(p, gs), n, true);
-		else
-			ret = util_pwrite_all(p->fd, d->grain, n, file_off(p, gs));
-		if (ret == 0 && p->delta && !has(p, g))
-			set_bit(p, g);
-	}
-	if (ret == 0)
-		ret = flush_layer(p);
-	if (ret < 0)
-		snprintf(err, errlen, "merging %s into %s: %s", t->path, p->path, strerror(-ret));
+	if ((ret = pread_all(t->fd, d->grain, n, t->data_off + gs)) < 0)
+		return ret;
+	if (util_all_zero(d->grain, n))
+		ret = zero_range(p->fd, file_off(p, gs), n, true);
+	else
+		ret = util_pwrite_all(p->fd, d->grain, n, file_off(p, gs));
+	if (ret == 0 && p->delta && !has(p, g))
+		set_bit(p, g);
 	return ret;
 }
 
@@ -735,11 +735,15 @@ static int reopen(struct vmm_disk *d, char *err, size_t errlen)
 	return 0;
 }
 
-int vmm_disk_merge_top(struct vmm_disk *d, char *err, size_t errlen)
+int vmm_disk_merge_begin(struct vmm_disk *d, char *err, size_t errlen)
 {
 	int ret;
 
 	err[0] = '\0';
+	if (d->merging) {
+		snprintf(err, errlen, "disk %s: a consolidation is under way", d->l[0].path);
+		return -EBUSY;
+	}
 	if ((ret = vmm_disk_flush(d)) < 0 || (ret = reopen(d, err, errlen)) < 0) {
 		if (!err[0])
 			snprintf(err, errlen, "disk %s: %s", d->l[0].path, strerror(-ret));
@@ -754,10 +758,6 @@ int vmm_disk_merge_top(struct vmm_disk *d, char *err, size_t errlen)
 		snprintf(err, errlen, "disk %s: no delta to merge", d->l[0].path);
 		return -EINVAL;
 	}
-	if ((ret = vmm_disk_flush(d)) < 0) {
-		snprintf(err, errlen, "disk %s: flushing: %s", d->l[0].path, strerror(-ret));
-		return ret;
-	}
 	struct layer *p = &d->l[1];
 	if (!p->writable) {
 		int fd = open(p->path, O_RDWR | O_CLOEXEC);
@@ -769,8 +769,54 @@ int vmm_disk_merge_top(struct vmm_disk *d, char *err, size_t errlen)
 		close(p->fd);
 		p->fd = fd;
 	}
-	if ((ret = merge_into_parent(d, err, errlen)) < 0)
-		return ret; /* the top still holds everything: nothing is lost */
+	if (!(d->redo = calloc((grains_of(d->size) + 7) / 8, 1))) {
+		snprintf(err, errlen, "disk %s: out of memory", d->l[0].path);
+		return -ENOMEM;
+	}
+	d->merging = true;
+	return 0;
+}
+
+uint64_t vmm_disk_grains(const struct vmm_disk *d)
+{
+	return grains_of(d->size);
+}
+
+int vmm_disk_merge_step(struct vmm_disk *d, uint64_t g)
+{
+	if (!d->merging || g >= grains_of(d->size) || !has(&d->l[0], g))
+		return 0;
+	d->redo[g >> 3] &= (uint8_t) ~(1u << (g & 7));
+	return merge_grain(d, g);
+}
+
+void vmm_disk_merge_abort(struct vmm_disk *d)
+{
+	free(d->redo);
+	d->redo = NULL;
+	d->merging = false; /* the top still holds everything: nothing is lost */
+}
+
+int vmm_disk_merge_finish(struct vmm_disk *d, char *err, size_t errlen)
+{
+	struct layer *t = &d->l[0], *p = &d->l[1];
+	int ret = 0;
+
+	if (!d->merging) {
+		snprintf(err, errlen, "disk %s: no consolidation under way", t->path);
+		return -EINVAL;
+	}
+	for (uint64_t g = 0; g < grains_of(d->size) && ret == 0; g++)
+		if (d->redo[g >> 3] >> (g & 7) & 1)
+			ret = merge_grain(d, g);
+	if (ret == 0)
+		ret = flush_layer(p);
+	if (ret < 0) {
+		snprintf(err, errlen, "merging %s into %s: %s", t->path, p->path, strerror(-ret));
+		vmm_disk_merge_abort(d);
+		return ret;
+	}
+	vmm_disk_merge_abort(d); /* done: the bookkeeping goes */
 	layer_close(&d->l[0]);
 	memmove(&d->l[0], &d->l[1], (d->n - 1) * sizeof(d->l[0]));
 	d->n--;
@@ -778,6 +824,18 @@ int vmm_disk_merge_top(struct vmm_disk *d, char *err, size_t errlen)
 	d->l[d->n].fd = -1;
 	d->l[0].writable = true;
 	return 0;
+}
+
+int vmm_disk_merge_top(struct vmm_disk *d, char *err, size_t errlen)
+{
+	int ret = vmm_disk_merge_begin(d, err, errlen);
+
+	for (uint64_t g = 0; ret == 0 && g < grains_of(d->size); g++)
+		if ((ret = vmm_disk_merge_step(d, g)) < 0) {
+			snprintf(err, errlen, "merging %s: %s", d->l[0].path, strerror(-ret));
+			vmm_disk_merge_abort(d);
+		}
+	return ret < 0 ? ret : vmm_disk_merge_finish(d, err, errlen);
 }
 
 /* ---- delta files ---- */

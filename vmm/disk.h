@@ -79,6 +79,18 @@ int vmm_disk_push(struct vmm_disk *d, const char *path, char *err, size_t errlen
  * the parent (a crash in between must find a chain that opens). */
 int vmm_disk_merge_top(struct vmm_disk *d, char *err, size_t errlen);
 
+/* The same in steps, for a running guest: begin (the chain read afresh,
+ * the parent opened for writing), then merge_step(g) for every grain g <
+ * vmm_disk_grains() while the guest runs, each under the caller's lock,
+ * then merge_finish with the guest paused: it copies again what the guest
+ * wrote since, and switches. A write between begin and finish marks its
+ * grains for that. abort gives up (the top still holds everything). */
+int vmm_disk_merge_begin(struct vmm_disk *d, char *err, size_t errlen);
+uint64_t vmm_disk_grains(const struct vmm_disk *d);
+int vmm_disk_merge_step(struct vmm_disk *d, uint64_t g);
+int vmm_disk_merge_finish(struct vmm_disk *d, char *err, size_t errlen);
+void vmm_disk_merge_abort(struct vmm_disk *d);
+
 /* ---- delta files, for hostd ---- */
 
 /* An empty delta at path over parent (a path relative to path's

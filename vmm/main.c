@@ -308,7 +308,8 @@ static int ctl_disk_snapshot(void *arg, const Vmx__DiskSnapshotRequest *r, const
 		char e2[300];
 		for (unsigned i = 0; i + 1 < done; i++)
 			if (r->deltas[i][0] &&
-			    vmm_virtio_blk_consolidate(disks[i], e2, sizeof(e2)) < 0)
+			    (vmm_virtio_blk_consolidate(disks[i], e2, sizeof(e2)) < 0 ||
+			     vmm_virtio_blk_consolidate_finish(disks[i], e2, sizeof(e2)) < 0))
 				log_error("undoing the snapshot of disk %u: %s", i, e2);
 		*why = msg;
 	} else {
@@ -337,10 +338,23 @@ static int ctl_disk_consolidate(void *arg, const Vmx__DiskConsolidateRequest *r,
 			*why = msg;
 			return 2;
 		}
-	vmm_vm_pause(x->vm);
-	for (size_t i = 0; i < r->n_disks && status == 0; i++)
-		if (vmm_virtio_blk_consolidate(disks[r->disks[i]], msg, sizeof(msg)) < 0)
+	/* the copy while the guest runs; the pause only for what it wrote since
+	 * (the disks copied before a failure are finished all the same) */
+	size_t copied = 0;
+	for (; copied < r->n_disks && status == 0; copied++)
+		if (vmm_virtio_blk_consolidate(disks[r->disks[copied]], msg, sizeof(msg)) < 0)
 			status = 1;
+	if (status)
+		copied--;
+	vmm_vm_pause(x->vm);
+	for (size_t i = 0; i < copied; i++) {
+		char e2[300];
+		if (vmm_virtio_blk_consolidate_finish(disks[r->disks[i]], e2, sizeof(e2)) < 0 &&
+		    !status) {
+			snprintf(msg, sizeof(msg), "%s", e2);
+			status = 1;
+		}
+	}
 	if (status)
 		*why = msg;
 	if (st == VM_RUNNING)

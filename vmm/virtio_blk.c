@@ -396,7 +396,29 @@ int vmm_virtio_blk_consolidate(struct vmm_device *d, char *err, size_t errlen)
 	struct blk *b = vmm_virtio_backend(d);
 
 	vmm_virtio_lock(v);
-	int ret = vmm_disk_merge_top(b->disk, err, errlen);
+	int ret = vmm_disk_merge_begin(b->disk, err, errlen);
+	uint64_t n = vmm_disk_grains(b->disk);
+	vmm_virtio_unlock(v);
+	/* grain by grain, the guest's requests in between */
+	for (uint64_t g = 0; ret == 0 && g < n; g++) {
+		vmm_virtio_lock(v);
+		if ((ret = vmm_disk_merge_step(b->disk, g)) < 0) {
+			snprintf(err, errlen, "disk %s: merging: %s", vmm_disk_top_path(b->disk),
+			         strerror(-ret));
+			vmm_disk_merge_abort(b->disk);
+		}
+		vmm_virtio_unlock(v);
+	}
+	return ret;
+}
+
+int vmm_virtio_blk_consolidate_finish(struct vmm_device *d, char *err, size_t errlen)
+{
+	struct vmm_virtio *v = vmm_virtio_of(d);
+	struct blk *b = vmm_virtio_backend(d);
+
+	vmm_virtio_lock(v);
+	int ret = vmm_disk_merge_finish(b->disk, err, errlen);
 	vmm_virtio_unlock(v);
 	return ret;
 }

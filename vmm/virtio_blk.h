@@ -103,9 +103,12 @@ struct vmm_virtio_blk_stats {
 /* Snapshot: the delta at path (over the current top) takes the writes
  * from now on; the old top is frozen (disk.h). */
 int vmm_virtio_blk_snapshot(struct vmm_device *d, const char *delta, char *err, size_t errlen);
-/* Consolidation: the top delta is merged into its parent, which takes the
- * writes again; the caller removes the old top's file. */
+/* Consolidation of the top delta into its parent, in two parts: the copy,
+ * while the guest runs (its requests go on between grains), then, with the
+ * guest paused, _finish copies what it wrote meanwhile and the parent takes
+ * the writes again. The caller removes the old top's file. */
 int vmm_virtio_blk_consolidate(struct vmm_device *d, char *err, size_t errlen);
+int vmm_virtio_blk_consolidate_finish(struct vmm_device *d, char *err, size_t errlen);
 /* The file taking the writes. */
 const char *vmm_virtio_blk_top(struct vmm_device *d);
 
