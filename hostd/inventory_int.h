@@ -26,12 +26,14 @@ struct vm {
 
 	/* runtime: what hostd knows of the VM's vmx */
 	enum vm_state state;
-	int pid;             /* the vmx running it; 0 when none */
-	int monitor_pid;     /* its monitor, when hostd started it (our child) */
-	uint64_t gone_ms;    /* when the supervisor first found its vmx gone, 0 */
-	uint64_t started_ms; /* wall clock of the last power on */
-	bool expect_exit;    /* hostd asked it to stop: its exit is no crash */
-	char reason[300];    /* why it is in its state (a crash, the last exit) */
+	int pid;                  /* the vmx running it; 0 when none */
+	int monitor_pid;          /* its monitor, when hostd started it (our child) */
+	uint64_t gone_ms;         /* when the supervisor first found its vmx gone, 0 */
+	uint64_t started_ms;      /* wall clock of the last power on */
+	bool expect_exit;         /* hostd asked it to stop: its exit is no crash */
+	uint64_t staged_until_ms; /* a live --storage migration staged its frozen files:
+	                           * no snapshot operation until then (or its end) */
+	char reason[300];         /* why it is in its state (a crash, the last exit) */
 };
 
 struct hostd_inventory {

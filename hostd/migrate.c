@@ -669,6 +669,7 @@ end:
 	} else {
 		if (v) {
 			v->state = VMS_POWERED_ON; /* it never stopped running here */
+			v->staged_until_ms = 0;    /* what was staged for it is of no use now */
 			inv_save(inv);
 		}
 		pthread_mutex_unlock(&inv->lock);
@@ -722,7 +723,8 @@ int hostd_op_vm_migrate(struct hostd_call *call, const Vmk__Request *req)
 			        m->name, vm_state_name(v->state));
 		return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT, "%s", why);
 	}
-	v->state = VMS_MIGRATING;
+	v->state = VMS_MIGRATING; /* from here the state keeps snapshots off */
+	v->staged_until_ms = 0;
 	j->h = call->h;
 	snprintf(j->name, sizeof(j->name), "%s", v->name);
 	snprintf(j->rundir, sizeof(j->rundir), "%s", v->rundir);

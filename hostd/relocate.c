@@ -49,6 +49,7 @@
 #define RECEIVE_IDLE_MS  (5 * 60 * 1000) /* a receive with no progress this long ends */
 #define RESUME_WINDOW_MS (60 * 1000)     /* a sender keeps reconnecting this long */
 #define SPACE_MARGIN     (16ull << 20)
+#define STAGED_HOLD_MS   (2 * 60 * 1000) /* staged layers wait this long for the migration */
 
 /* ---- the files of a VM ---- */
 
@@ -806,6 +807,13 @@ static void *send_worker(struct hostd_task *t, void *arg)
 	detail_u64(t, "iterations", 1);
 	detail_u64(t, "reconnects", resumes);
 	if (j->staging) {
+		if (result != 0) {
+			pthread_mutex_lock(&inv->lock);
+			struct vm *sv = inv_find(inv, j->name);
+			if (sv)
+				sv->staged_until_ms = 0;
+			pthread_mutex_unlock(&inv->lock);
+		}
 		if (result == 0)
 			task_finish(t, 0, "VM %s: %zu frozen files staged on %s", j->name, j->n,
 			            j->dest);
@@ -984,6 +992,9 @@ int hostd_op_vm_relocate(struct hostd_call *call, const Vmk__Request *req)
 	if (!j->staging) { /* staging leaves it as it is: it may run */
 		v->state = VMS_MIGRATING;
 		inv_save(inv);
+	} else {
+		/* the staged layers must stay as sent until the live migration */
+		v->staged_until_ms = util_now_ms() + STAGED_HOLD_MS;
 	}
 	pthread_mutex_unlock(&inv->lock);
 	snprintf(j->dest, sizeof(j->dest), "%s", m->dest_host[0] ? m->dest_host : m->dest_address);

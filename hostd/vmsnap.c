@@ -318,6 +318,14 @@ static int view_vm(struct hostd *h, const char *name, struct vmview *w, char *er
 				         p + dl + 1);
 			}
 		}
+		if (ret == 0 && mode == VIEW_CLAIM && v->staged_until_ms > util_now_ms()) {
+			snprintf(err, errlen,
+			         "VM %s: a migration with --storage has staged its snapshot files "
+			         "and "
+			         "is under way; wait for it (task list)",
+			         name);
+			ret = -EBUSY;
+		}
 		if (ret == 0 && mode == VIEW_CLAIM) {
 			v->state = VMS_SNAPSHOTTING; /* nothing else starts on it meanwhile */
 			inv_save(inv);
