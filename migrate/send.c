@@ -24,6 +24,8 @@
 #define THROTTLE_MAX       99 /* as QEMU's cpu-throttle limit */
 #define THROTTLE_PERIOD_MS 20
 
+#define FINAL_ONE_STREAM_BYTES (16u << 20)
+
 static const char *const phase_names[] = { "idle",     "connecting", "precopy", "switchover",
 	                                   "handover", "done",       "failed",  "cancelled" };
 
@@ -558,7 +560,14 @@ static void *send_main(void *arg)
 		free(more);
 	}
 	disks_harvest(vm, &dk); /* paused: the final delta of the disks */
-	ret = send_dirty_streams(vm, &st, &main_inst, x, nstreams, bm, false);
+	/* a small remainder goes on the main stream alone: waking every
+	 * stream's sender and receiver costs more than it saves (each earlier
+	 * pass is loaded already, so no page can overtake a newer copy) */
+	uint64_t left = 0;
+	for (uint64_t w = 0; w < words; w++)
+		left += (uint64_t)__builtin_popcountll(bm[w]);
+	unsigned final_streams = left * 4096 < FINAL_ONE_STREAM_BYTES ? 1 : nstreams;
+	ret = send_dirty_streams(vm, &st, &main_inst, x, final_streams, bm, false);
 	for (unsigned k = 1; ret == 0 && k < nstreams; k++)
 		ret = vmm_state_write_section(&x[k].st, SEC_END, 0, NULL, 0);
 	if (ret < 0 || (ret = disks_send(vm, &dk, &st)) < 0 ||
