@@ -53,13 +53,6 @@ struct clone_job {
 	uint64_t max_bps;
 };
 
-static void detail_u64(struct hostd_task *t, const char *k, uint64_t v)
-{
-	char b[32];
-	snprintf(b, sizeof(b), "%" PRIu64, v);
-	task_set_detail(t, k, b);
-}
-
 /* A disk of the source as one flat file: a raw one by reflink or
  * copy_file_range, a snapshot chain as it reads. */
 static int copy_disk(const char *src, const char *dst, uint64_t *copied, char *err, size_t errlen)
@@ -252,10 +245,10 @@ static void *clone_worker(struct hostd_task *t, void *arg)
 			log_warn("clone %s of %s: the source's disks: %s", j->new_name, j->name,
 			         e2);
 	}
-	detail_u64(t, "total_ms", util_now_ms() - t0);
-	detail_u64(t, "transferred_bytes", bytes);
+	task_set_detail_u64(t, "total_ms", util_now_ms() - t0);
+	task_set_detail_u64(t, "transferred_bytes", bytes);
 	if (j->remote)
-		detail_u64(t, "reconnects", reconnects);
+		task_set_detail_u64(t, "reconnects", reconnects);
 	if (ret < 0 && !j->remote) {
 		int r = util_rm_tree(j->dir);
 		if (r < 0)

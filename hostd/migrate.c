@@ -510,13 +510,6 @@ struct send_job {
 	char notes[700];    /* fallbacks to Management, on either side */
 };
 
-static void detail_u64(struct hostd_task *t, const char *k, uint64_t v)
-{
-	char b[32];
-	snprintf(b, sizeof(b), "%" PRIu64, v);
-	task_set_detail(t, k, b);
-}
-
 static void *send_worker(struct hostd_task *t, void *arg)
 {
 	struct send_job *j = arg;
@@ -596,13 +589,13 @@ static void *send_worker(struct hostd_task *t, void *arg)
 		bytes = mi->transferred;
 		iters = mi->iteration;
 		snprintf(error, sizeof(error), "%s", mi->error);
-		detail_u64(t, "iteration", mi->iteration);
-		detail_u64(t, "remaining_mib", mi->remaining_bytes >> 20);
-		detail_u64(t, "dirty_rate_mibps", mi->dirty_rate >> 20);
-		detail_u64(t, "bandwidth_mibps", mi->bandwidth >> 20);
-		detail_u64(t, "expected_downtime_ms", mi->expected_downtime_ms);
-		detail_u64(t, "throttle_pct", mi->throttle_pct);
-		detail_u64(t, "transferred_bytes", mi->transferred);
+		task_set_detail_u64(t, "iteration", mi->iteration);
+		task_set_detail_u64(t, "remaining_mib", mi->remaining_bytes >> 20);
+		task_set_detail_u64(t, "dirty_rate_mibps", mi->dirty_rate >> 20);
+		task_set_detail_u64(t, "bandwidth_mibps", mi->bandwidth >> 20);
+		task_set_detail_u64(t, "expected_downtime_ms", mi->expected_downtime_ms);
+		task_set_detail_u64(t, "throttle_pct", mi->throttle_pct);
+		task_set_detail_u64(t, "transferred_bytes", mi->transferred);
 		unsigned pct = !strcmp(mi->phase, "precopy")
 		                       ? 20 + (mi->iteration > 8 ? 60 : mi->iteration * 7)
 		               : !strcmp(mi->phase, "switchover") ? 85
@@ -623,10 +616,10 @@ end:
 	slots_used--;
 	pthread_cond_broadcast(&slots_cv);
 	pthread_mutex_unlock(&slots_m);
-	detail_u64(t, "total_ms", total);
-	detail_u64(t, "downtime_ms", down);
-	detail_u64(t, "transferred_bytes", bytes);
-	detail_u64(t, "iterations", iters);
+	task_set_detail_u64(t, "total_ms", total);
+	task_set_detail_u64(t, "downtime_ms", down);
+	task_set_detail_u64(t, "transferred_bytes", bytes);
+	task_set_detail_u64(t, "iterations", iters);
 	pthread_mutex_lock(&inv->lock);
 	struct vm *v = inv_find(inv, j->name);
 	if (v && ok) {

@@ -680,13 +680,6 @@ static void *copier_main(void *arg)
 	return NULL;
 }
 
-static void detail_u64(struct hostd_task *t, const char *k, uint64_t v)
-{
-	char b[32];
-	snprintf(b, sizeof(b), "%" PRIu64, v);
-	task_set_detail(t, k, b);
-}
-
 int relocate_send_files(struct hostd_task *t, const struct relocate_route *r,
                         const struct relocate_send_file *f, size_t n, uint64_t max_bps,
                         unsigned pct_from, unsigned pct_to, uint64_t *sent, unsigned *reconnects,
@@ -721,7 +714,7 @@ int relocate_send_files(struct hostd_task *t, const struct relocate_route *r,
 			s += atomic_load(&c.prog[i].sent_all);
 			at += i < cur ? f[i].size : i == cur ? atomic_load(&c.prog[i].offset) : 0;
 		}
-		detail_u64(t, "transferred_bytes", s);
+		task_set_detail_u64(t, "transferred_bytes", s);
 		char ph[300];
 		snprintf(ph, sizeof(ph), "copying %s (%zu of %zu)", f[cur].label, cur + 1, n);
 		task_progress(
@@ -781,7 +774,7 @@ static void *send_worker(struct hostd_task *t, void *arg)
 		task_set_detail(t, "stream", j->route.stream);
 	if (j->route.notes[0])
 		task_set_detail(t, "network_note", j->route.notes);
-	detail_u64(t, "files", j->n);
+	task_set_detail_u64(t, "files", j->n);
 	struct relocate_send_file *f = calloc(j->n + 1, sizeof(*f));
 	char(*paths)[PATH_MAX + 300] = calloc(j->n + 1, sizeof(*paths));
 	if (!f || !paths) {
@@ -801,11 +794,11 @@ static void *send_worker(struct hostd_task *t, void *arg)
 		                             &resumes, err, sizeof(err));
 	free(f);
 	free(paths);
-	detail_u64(t, "total_ms", util_now_ms() - t0);
-	detail_u64(t, "downtime_ms", 0);
-	detail_u64(t, "transferred_bytes", sent);
-	detail_u64(t, "iterations", 1);
-	detail_u64(t, "reconnects", resumes);
+	task_set_detail_u64(t, "total_ms", util_now_ms() - t0);
+	task_set_detail_u64(t, "downtime_ms", 0);
+	task_set_detail_u64(t, "transferred_bytes", sent);
+	task_set_detail_u64(t, "iterations", 1);
+	task_set_detail_u64(t, "reconnects", resumes);
 	if (j->staging) {
 		if (result != 0) {
 			pthread_mutex_lock(&inv->lock);

@@ -310,6 +310,13 @@ static bool valid_key(const char *k)
 	return true;
 }
 
+int task_set_detail_u64(struct hostd_task *t, const char *key, uint64_t value)
+{
+	char b[32];
+	snprintf(b, sizeof(b), "%" PRIu64, value);
+	return task_set_detail(t, key, b);
+}
+
 int task_set_detail(struct hostd_task *t, const char *key, const char *value)
 {
 	struct task_info *i = &t->info;

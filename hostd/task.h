@@ -95,6 +95,8 @@ void task_progress(struct hostd_task *t, unsigned pct, const char *phase);
  * letter (it becomes a JSON field name). -EINVAL for a bad key, -ENOSPC when
  * TASK_DETAILS_MAX keys are set; values are truncated to TASK_VALUE_MAX-1. */
 int task_set_detail(struct hostd_task *t, const char *key, const char *value);
+/* The same for a number (vmkctl shows it as one). */
+int task_set_detail_u64(struct hostd_task *t, const char *key, uint64_t value);
 /* Ends the task: status 0 (VMK__STATUS__STATUS_OK) is success with msg as
  * its result, VMK__STATUS__STATUS_CANCELLED is cancelled, anything else is
  * failed with that exit status; msg is the error then (name the object and

@@ -626,9 +626,7 @@ static int snap_create_in(struct snap_job *j, struct hostd_task *t, struct vmvie
 		return VMK__STATUS__STATUS_FAILED;
 	}
 	task_set_detail(t, "snapshot", sname);
-	char b[16];
-	snprintf(b, sizeof(b), "%u", id);
-	task_set_detail(t, "snapshot_id", b);
+	task_set_detail_u64(t, "snapshot_id", id);
 	hostd_event(j->h, w->name, j->user, "snapshot %s (id %u) created%s", sname, id,
 	            j->memory ? " with memory" : "");
 	snprintf(msg, msglen, "snapshot %s (id %u) of VM %s created%s", sname, id, w->name,
