@@ -315,15 +315,13 @@ static int clone_source(struct hostd_call *call, const Vmk__VmCloneRequest *m, s
 			        "VM's own disks only",
 			        v->name, p);
 		char parent[300], e[200];
-		uint64_t present;
 		if (stat(p, &st) < 0)
 			return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "VM %s: disk %s: %s",
 			                  v->name, p, strerror(errno));
 		snprintf(j->disks[i], sizeof(j->disks[i]), "%s", p + dl + 1);
 		j->sizes[i] = (uint64_t)st.st_size;
 		if (vmm_delta_probe(p) == 1 &&
-		    vmm_delta_info(p, parent, sizeof(parent), &j->sizes[i], &present, e,
-		                   sizeof(e)) < 0)
+		    vmm_delta_info(p, parent, sizeof(parent), &j->sizes[i], NULL, e, sizeof(e)) < 0)
 			return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "VM %s: %s", v->name,
 			                  e);
 	}

@@ -215,10 +215,9 @@ static Vmk__VmInfo *info(struct hostd_call *call, const struct vm *v)
 	for (unsigned k = 0; i->disk_bytes && i->disk_parents && k < v->cfg.ndisks; k++) {
 		struct stat st;
 		char parent[300] = "", e[200];
-		uint64_t size = 0, present;
-		/* what the guest sees: a delta's disk size, not its file's */
-		if (vmm_delta_probe(v->cfg.disks[k].path) != 1 ||
-		    vmm_delta_info(v->cfg.disks[k].path, parent, sizeof(parent), &size, &present, e,
+		uint64_t size = 0;
+		/* what the guest sees: a delta's disk size (its header), not its file's */
+		if (vmm_delta_info(v->cfg.disks[k].path, parent, sizeof(parent), &size, NULL, e,
 		                   sizeof(e)) < 0) {
 			size = stat(v->cfg.disks[k].path, &st) == 0 ? (uint64_t)st.st_size : 0;
 			parent[0] = '\0';

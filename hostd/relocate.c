@@ -136,9 +136,9 @@ static bool chains_inside(const char *dir, const struct vmcfg *c, char *why, siz
 		for (int depth = 0; depth < DISK_MAX_CHAIN && vmm_disk_is_delta_name(cur);
 		     depth++) {
 			char parent[300], e[200];
-			uint64_t size, present;
-			if (vmm_delta_info(cur, parent, sizeof(parent), &size, &present, e,
-			                   sizeof(e)) < 0) {
+			uint64_t size;
+			if (vmm_delta_info(cur, parent, sizeof(parent), &size, NULL, e, sizeof(e)) <
+			    0) {
 				snprintf(why, whylen, "%s", e);
 				return false;
 			}

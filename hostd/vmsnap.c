@@ -470,14 +470,13 @@ static unsigned children_of(const char *dir, const char *layer, char out[][256],
 	unsigned n = 0;
 
 	while (d && (e = readdir(d))) {
-		size_t l = strlen(e->d_name);
 		char path[PATH_MAX + 300], parent[300], err[200];
-		uint64_t size, present;
-		if (l < 7 || strcmp(e->d_name + l - 6, ".delta") || e->d_name[0] == '.')
+		uint64_t size;
+		if (!vmm_disk_is_delta_name(e->d_name) || e->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		if (vmm_delta_info(path, parent, sizeof(parent), &size, &present, err,
-		                   sizeof(err)) == 0 &&
+		if (vmm_delta_info(path, parent, sizeof(parent), &size, NULL, err, sizeof(err)) ==
+		            0 &&
 		    !strcmp(parent, layer)) {
 			if (n < max)
 				snprintf(out[n], 256, "%s", e->d_name);

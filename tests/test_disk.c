@@ -152,6 +152,16 @@ static void test_chain(void **state)
 	        vmm_delta_info(d1, parent, sizeof(parent), &size, &present, err, sizeof(err)), 0);
 	assert_string_equal(parent, "disk0.img");
 	assert_int_equal(size, SIZE);
+	/* the header alone, without reading the bitmap */
+	parent[0] = '\0';
+	size = 0;
+	assert_int_equal(vmm_delta_info(d1, parent, sizeof(parent), &size, NULL, err, sizeof(err)),
+	                 0);
+	assert_string_equal(parent, "disk0.img");
+	assert_int_equal(size, SIZE);
+	assert_int_equal(
+	        vmm_delta_info(base, parent, sizeof(parent), &size, NULL, err, sizeof(err)),
+	        -EINVAL);
 	assert_true(present > 0 && present <= (SIZE + DISK_GRAIN - 1) / DISK_GRAIN);
 	assert_int_equal(stat(d1, &st), 0);
 	assert_true((uint64_t)st.st_blocks * 512 <= present * DISK_GRAIN + 2 * DISK_GRAIN);

@@ -934,23 +934,39 @@ int vmm_delta_probe(const char *path)
 int vmm_delta_info(const char *path, char *parent, size_t parentlen, uint64_t *size,
                    uint64_t *present, char *err, size_t errlen)
 {
-	struct layer l;
-	char p[PATH_MAX];
-	int ret = layer_open(&l, path, false, size, p, sizeof(p), err, errlen);
+	struct hdr h;
+	int ret = 0, fd = -1;
 
-	if (ret == 0 && !l.delta) {
-		snprintf(err, errlen, "%s: not a delta disk", path);
+	if (present) { /* the bitmap too: the whole layer */
+		struct layer l;
+		char p[PATH_MAX];
+		ret = layer_open(&l, path, false, size, p, sizeof(p), err, errlen);
+		if (ret == 0 && !l.delta)
+			ret = -EINVAL;
+		if (ret == 0 && (ret = read_hdr(l.fd, path, &h, err, errlen)) > 0) {
+			ret = 0;
+			*present = 0;
+			for (uint64_t i = 0; i < l.bitmap_bytes; i++)
+				*present += (uint64_t)__builtin_popcount(l.bitmap[i]);
+		}
+		layer_close(&l);
+	} else if (!vmm_disk_is_delta_name(path)) {
+		ret = -EINVAL;
+	} else if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	} else if ((ret = read_hdr(fd, path, &h, err, errlen)) > 0) {
+		ret = 0;
+		*size = h.size;
+	} else if (ret == 0) {
 		ret = -EINVAL;
 	}
-	if (ret == 0) {
-		struct hdr h;
-		read_hdr(l.fd, path, &h, err, errlen);
+	if (fd >= 0)
+		close(fd);
+	if (ret == -EINVAL)
+		snprintf(err, errlen, "%s: not a delta disk", path);
+	if (ret == 0)
 		snprintf(parent, parentlen, "%s", h.parent);
-		*present = 0;
-		for (uint64_t i = 0; i < l.bitmap_bytes; i++)
-			*present += (uint64_t)__builtin_popcount(l.bitmap[i]);
-	}
-	layer_close(&l);
 	return ret;
 }
 

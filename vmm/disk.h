@@ -102,8 +102,9 @@ bool vmm_disk_is_delta_name(const char *path);
 /* 1 for a delta (by name, with its magic), 0 for anything else (a raw
  * image), -errno. */
 int vmm_delta_probe(const char *path);
-/* A delta's recorded parent (as stored: relative to its directory) and
- * how many of its grains are present. */
+/* A delta's recorded parent (as stored: relative to its directory), its
+ * disk size and, when present is not NULL, how many of its grains are
+ * present (that reads its bitmap; without, only its header is read). */
 int vmm_delta_info(const char *path, char *parent, size_t parentlen, uint64_t *size,
                    uint64_t *present, char *err, size_t errlen);
 /* Offline consolidation: the delta at child is merged into its parent
