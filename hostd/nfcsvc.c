@@ -47,7 +47,7 @@ struct conn {
 	int fd;
 	int slot;
 	struct nfc_xfer *x; /* what its token found */
-	bool stub;          /* x is a stand-in for a finished transfer: ours to free */
+	bool replay;        /* x was made here to answer DONE again: ours to free */
 };
 
 struct hostd_nfc {
@@ -107,7 +107,7 @@ static struct nfc_xfer *lookup(void *arg, const char *token)
 		nfc_xfer_init(found, token, "/");
 		found->done = true;
 		found->received = received;
-		c->stub = true;
+		c->replay = true;
 	}
 	c->x = found;
 	return found;
@@ -121,7 +121,7 @@ static void *conn_main(void *arg)
 
 	if (nfc_serve(c->fd, lookup, c, err, sizeof(err)) < 0)
 		log_info("nfc: %s", err);
-	if (c->stub) {
+	if (c->replay) {
 		nfc_xfer_destroy(c->x);
 		free(c->x);
 		c->x = NULL;

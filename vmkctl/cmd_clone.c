@@ -8,24 +8,6 @@
 #include "handlers.h"
 #include "taskwait.h"
 
-static int power_on(struct vmkctl *h, const char *name)
-{
-	Vmk__Request req = VMK__REQUEST__INIT;
-	Vmk__VmPowerRequest body = VMK__VM_POWER_REQUEST__INIT;
-	Vmk__Response *resp;
-	struct vmkctl_wait_opts o = { .timeout_ms = 60000 };
-	int ret;
-
-	body.name = (char *)name;
-	body.action = VMK__POWER_ACTION__POWER_ON;
-	req.body_case = VMK__REQUEST__BODY_VM_POWER;
-	req.vm_power = &body;
-	if ((ret = vmkctl_call(h, &req, &resp)))
-		return ret;
-	const Vmk__Task *t = VMKCTL_BODY(h, resp, VMK__RESPONSE__BODY_TASK, task);
-	return t ? vmkctl_task_wait(h, t->id, &o, NULL) : 1;
-}
-
 /* The clone's files at the destination: its disks, flat, as disk<N>.img
  * (of the sizes the guest sees), then NEW.vmx. */
 static Vmk__VmFile **clone_files(struct vmkctl *v, const Vmk__VmInfo *vm, const char *new_name,
@@ -124,19 +106,8 @@ static int clone_to(struct vmkctl *v, const struct vmkctl_args *a, struct out_do
 		return ret ? ret : 1;
 	}
 	ret = vmkctl_task_result(v, a, t, out);
-	if (!args_flag(a, "async")) {
-		struct vmkctl_wait_opts o = { .timeout_ms = 60000 };
-		char saved[sizeof(v->err)];
-		snprintf(saved, sizeof(saved), "%s", v->err);
-		if (ret != 0)
-			vmkctl_cancel_quiet(d, recv_task);
-		int r2 = vmkctl_task_wait(d, recv_task, &o, NULL);
-		if (ret == 0 && r2 != 0)
-			ret = vmkctl_error(v, r2, "cloned, but destination %s reports: %s",
-			                   d->copts.server, d->err);
-		else
-			snprintf(v->err, sizeof(v->err), "%s", saved);
-	}
+	if (!args_flag(a, "async"))
+		ret = vmkctl_settle_peer(v, d, recv_task, ret, true, "cloned");
 	return ret;
 }
 
@@ -169,7 +140,7 @@ int cmd_vm_clone(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *
 		vmkctl_peer_init(&d, v, dest);
 		ret = clone_to(v, a, out, vm, source, &d);
 		if (ret == 0 && args_flag(a, "powered-on") &&
-		    (ret = power_on(&d, args_str(a, "name"))))
+		    (ret = vmkctl_power_on_wait(&d, args_str(a, "name"))))
 			snprintf(v->err, sizeof(v->err),
 			         "cloned, but powering it on on %s failed: %s", dest, d.err);
 		vmkctl_peer_free(&d);
@@ -189,7 +160,8 @@ int cmd_vm_clone(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *
 	if (!t)
 		return 1;
 	ret = vmkctl_task_result(v, a, t, out);
-	if (ret == 0 && args_flag(a, "powered-on") && (ret = power_on(v, args_str(a, "name")))) {
+	if (ret == 0 && args_flag(a, "powered-on") &&
+	    (ret = vmkctl_power_on_wait(v, args_str(a, "name")))) {
 		char e[sizeof(v->err)];
 		snprintf(e, sizeof(e), "%s", v->err);
 		snprintf(v->err, sizeof(v->err), "cloned, but powering it on failed: %s", e);

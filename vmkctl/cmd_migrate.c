@@ -105,19 +105,8 @@ static int migrate_cold(struct vmkctl *v, const struct vmkctl_args *a, struct ou
 	ret = vmkctl_task_result(v, a, t, out);
 	if (pr->shared && ret != 0 && !args_flag(a, "async"))
 		unregister_on(d, name); /* it stays where it was, and only there */
-	if (!pr->shared && !args_flag(a, "async")) {
-		struct vmkctl_wait_opts o = { .timeout_ms = 60000 };
-		char saved[sizeof(v->err)];
-		snprintf(saved, sizeof(saved), "%s", v->err);
-		if (ret != 0)
-			vmkctl_cancel_quiet(d, recv_task);
-		int r2 = vmkctl_task_wait(d, recv_task, &o, NULL);
-		if (ret == 0 && r2 != 0)
-			ret = vmkctl_error(v, r2, "migrated, but destination %s reports: %s", dest,
-			                   d->err);
-		else
-			snprintf(v->err, sizeof(v->err), "%s", saved);
-	}
+	if (!pr->shared && !args_flag(a, "async"))
+		ret = vmkctl_settle_peer(v, d, recv_task, ret, true, "migrated");
 	return ret;
 }
 
@@ -329,18 +318,8 @@ int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 		goto out;
 	}
 	ret = vmkctl_task_result(v, a, t, out);
-	if (!args_flag(a, "async")) {
-		/* the destination settles (runs it, or cleans up) right after */
-		struct vmkctl_wait_opts o = { .timeout_ms = 60000 };
-		char saved[sizeof(v->err)];
-		snprintf(saved, sizeof(saved), "%s", v->err);
-		int r2 = vmkctl_task_wait(&d, recv_task, &o, NULL);
-		if (ret == 0 && r2 != 0)
-			ret = vmkctl_error(v, r2, "migrated, but destination %s reports: %s", dest,
-			                   d.err);
-		else
-			snprintf(v->err, sizeof(v->err), "%s", saved);
-	}
+	if (!args_flag(a, "async")) /* the destination runs it, or cleans up (its vmx ends) */
+		ret = vmkctl_settle_peer(v, &d, recv_task, ret, false, "migrated");
 out:
 	vmkctl_peer_free(&d);
 	return ret;

@@ -56,19 +56,7 @@ int cmd_vm_snapshot_revert(struct vmkctl *v, const struct vmkctl_args *a, struct
 	const Vmk__VmInfo *vm = VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_VM, vm);
 	if (!vm || strcmp(vm->state, "suspended") != 0)
 		return vm ? 0 : 1;
-	Vmk__Request p = VMK__REQUEST__INIT;
-	Vmk__VmPowerRequest pb = VMK__VM_POWER_REQUEST__INIT;
-	struct vmkctl_wait_opts o = { .timeout_ms = 60000 };
-	pb.name = (char *)args_str(a, "name");
-	pb.action = VMK__POWER_ACTION__POWER_ON;
-	p.body_case = VMK__REQUEST__BODY_VM_POWER;
-	p.vm_power = &pb;
-	if ((ret = vmkctl_call(v, &p, &resp)))
-		return ret;
-	const Vmk__Task *t = VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_TASK, task);
-	if (!t)
-		return 1;
-	if ((ret = vmkctl_task_wait(v, t->id, &o, NULL))) {
+	if ((ret = vmkctl_power_on_wait(v, args_str(a, "name")))) {
 		char e[sizeof(v->err)];
 		snprintf(e, sizeof(e), "%s", v->err);
 		snprintf(v->err, sizeof(v->err),

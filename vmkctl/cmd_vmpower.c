@@ -28,6 +28,26 @@ static int power(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *
 	return vmkctl_task_result(v, a, t, out);
 }
 
+/* Powers a VM on (a suspended one resumes) and waits for it, printing
+ * nothing: the second step of clone --powered-on and of a revert. */
+int vmkctl_power_on_wait(struct vmkctl *h, const char *name)
+{
+	Vmk__Request req = VMK__REQUEST__INIT;
+	Vmk__VmPowerRequest body = VMK__VM_POWER_REQUEST__INIT;
+	Vmk__Response *resp;
+	struct vmkctl_wait_opts o = { .timeout_ms = 60000 };
+	int ret;
+
+	body.name = (char *)name;
+	body.action = VMK__POWER_ACTION__POWER_ON;
+	req.body_case = VMK__REQUEST__BODY_VM_POWER;
+	req.vm_power = &body;
+	if ((ret = vmkctl_call(h, &req, &resp)))
+		return ret;
+	const Vmk__Task *t = VMKCTL_BODY(h, resp, VMK__RESPONSE__BODY_TASK, task);
+	return t ? vmkctl_task_wait(h, t->id, &o, NULL) : 1;
+}
+
 int cmd_vm_power_on(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out)
 {
 	return power(v, a, out, VMK__POWER_ACTION__POWER_ON);

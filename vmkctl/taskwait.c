@@ -245,6 +245,23 @@ int vmkctl_task_wait(struct vmkctl *v, const char *id, const struct vmkctl_wait_
 	return ret;
 }
 
+int vmkctl_settle_peer(struct vmkctl *v, struct vmkctl *d, const char *task, int ret,
+                       bool cancel_on_failure, const char *done)
+{
+	struct vmkctl_wait_opts o = { .timeout_ms = 60000 };
+	char saved[sizeof(v->err)];
+
+	snprintf(saved, sizeof(saved), "%s", v->err);
+	if (ret != 0 && cancel_on_failure)
+		vmkctl_cancel_quiet(d, task);
+	int r2 = vmkctl_task_wait(d, task, &o, NULL);
+	if (ret == 0 && r2 != 0)
+		return vmkctl_error(v, r2, "%s, but destination %s reports: %s", done,
+		                    d->copts.server, d->err);
+	snprintf(v->err, sizeof(v->err), "%s", saved);
+	return ret;
+}
+
 static const char *const task_cols[] = {
 	"task_id", "op",    "target",      "state",     "progress", "phase", "user",
 	"started", "ended", "duration_ms", "exit_code", "result",   "error", "cancel_requested",

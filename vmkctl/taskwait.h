@@ -36,6 +36,14 @@ struct vmkctl_wait_opts {
  * *final (may be NULL) is the ended task, allocated in v->a. Returns the
  * task's exit code (vmkctl_task_exit) with v->err naming the task and its
  * error when it is not 0; or the code of a failed poll; or 6 on timeout. */
+/* After the source's task of a two-host operation ended with ret: waits
+ * (60 s at most) for the destination's task, which settles right after it,
+ * cancelling it first when the source failed and cancel_on_failure; a
+ * destination that fails although the source succeeded makes the result
+ * "<done>, but destination ... reports: ...". Returns the exit code. */
+int vmkctl_settle_peer(struct vmkctl *v, struct vmkctl *d, const char *task, int ret,
+                       bool cancel_on_failure, const char *done);
+
 int vmkctl_task_wait(struct vmkctl *v, const char *id, const struct vmkctl_wait_opts *o,
                      Vmk__Task **final);
 
