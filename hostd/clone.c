@@ -283,17 +283,6 @@ static void *clone_worker(struct hostd_task *t, void *arg)
 	return NULL;
 }
 
-static void new_uuid(char out[37])
-{
-	uint8_t u[16];
-	util_random(u, sizeof(u));
-	u[6] = (uint8_t)((u[6] & 0x0f) | 0x40);
-	u[8] = (uint8_t)((u[8] & 0x3f) | 0x80);
-	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-	         u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
-	         u[13], u[14], u[15]);
-}
-
 /* Checks of the request against the source VM (lock held); fills j. */
 static int clone_source(struct hostd_call *call, const Vmk__VmCloneRequest *m, struct vm *v,
                         struct clone_job *j)
@@ -329,7 +318,7 @@ static int clone_source(struct hostd_call *call, const Vmk__VmCloneRequest *m, s
 	if (util_read_file(v->path, 1u << 20, &text, &tl) < 0)
 		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "VM %s: cannot read %s",
 		                  v->name, v->path);
-	new_uuid(uuid);
+	util_uuid4(uuid);
 	char *named = NULL;
 	int ret = vmcfg_clone_text(text, m->new_name, uuid, &named, &ol, why, sizeof(why));
 	free(text);

@@ -401,20 +401,14 @@ int hostd_op_vm_create(struct hostd_call *call, const Vmk__Request *req)
 		                    errno == EEXIST ? " (register it, or pick another name)" : "");
 		goto out;
 	}
-	uint8_t u[16];
-	util_random(u, sizeof(u));
-	u[6] = (uint8_t)((u[6] & 0x0f) | 0x40);
-	u[8] = (uint8_t)((u[8] & 0x3f) | 0x80);
+	char uuid[37];
+	util_uuid4(uuid);
 	char *text = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&text, &len);
 	fprintf(f, "vm = {\n  name = ");
 	conf_put_string(f, r->name);
-	fprintf(f,
-	        ";\n  uuid = "
-	        "\"%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x\";\n",
-	        u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
-	        u[13], u[14], u[15]);
+	fprintf(f, ";\n  uuid = \"%s\";\n", uuid);
 	fprintf(f, "  memory_mib = %u;\n  vcpus = %u;\n  kernel = ", r->memory_mib, r->vcpus);
 	conf_put_string(f, kernel);
 	fprintf(f, ";\n  cmdline = ");

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -410,13 +409,12 @@ int hostd_op_vm_migrate_prepare(struct hostd_call *call, const Vmk__Request *req
 	pthread_mutex_unlock(&inv->lock);
 
 	/* the one-time token, for this vmx only */
-	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+	if (util_random(rnd, sizeof(rnd)) < 0) {
 		recv_end(j, false, 0);
 		free(j);
 		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "no randomness for the token");
 	}
-	for (size_t i = 0; i < sizeof(rnd); i++)
-		snprintf(token + 2 * i, 3, "%02x", rnd[i]);
+	util_hex(rnd, sizeof(rnd), token);
 	util_mkdir_p(j->rundir, 0700);
 	snprintf(tokfile, sizeof(tokfile), "%s/migrate.token", j->rundir);
 	char tl[70];

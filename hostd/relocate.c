@@ -94,14 +94,6 @@ int relocate_list_files(const char *dir, struct relocate_file *out, size_t max, 
 	return ret;
 }
 
-static void random_token(char out[NFC_TOKEN_HEX + 1])
-{
-	uint8_t r[NFC_TOKEN_HEX / 2];
-	util_random(r, sizeof(r));
-	for (size_t i = 0; i < sizeof(r); i++)
-		snprintf(out + 2 * i, 3, "%02x", r[i]);
-}
-
 /* ---- the destination ---- */
 
 struct relo_recv {
@@ -211,7 +203,7 @@ static int commit_register(struct nfc_xfer *vx, void *arg, char *err, size_t err
 		return -EINVAL;
 	}
 	char ss[PATH_MAX + 300];
-	snprintf(ss, sizeof(ss), "%s/%s%s", r->dir, r->name, VMRUN_SUSPEND_FILE_EXT);
+	vmrun_suspend_path(r->dir, r->name, ss, sizeof(ss));
 	bool suspended = access(ss, F_OK) == 0;
 	v->state = suspended ? VMS_SUSPENDED : VMS_POWERED_OFF;
 	snprintf(v->reason, sizeof(v->reason), "cold-migrated here from %s", r->source);
@@ -414,7 +406,7 @@ static int prepare_shared(struct hostd_call *call, const Vmk__VmRelocatePrepareR
 			inv_drop(inv, v);
 	} else {
 		char ss[PATH_MAX + 300];
-		snprintf(ss, sizeof(ss), "%s/%s%s", v->dir, v->name, VMRUN_SUSPEND_FILE_EXT);
+		vmrun_suspend_path(v->dir, v->name, ss, sizeof(ss));
 		v->state = access(ss, F_OK) == 0 ? VMS_SUSPENDED : VMS_POWERED_OFF;
 		snprintf(v->reason, sizeof(v->reason),
 		         "cold-migrated here from %s (shared datastore)", p->source_host);
@@ -545,7 +537,14 @@ int hostd_op_vm_relocate_prepare(struct hostd_call *call, const Vmk__Request *re
 	}
 	for (size_t i = 0; i < p->n_files; i++) {
 		char tok[NFC_TOKEN_HEX + 1], path[PATH_MAX + 300];
-		random_token(tok);
+		uint8_t rnd[NFC_TOKEN_HEX / 2];
+		if (util_random(rnd, sizeof(rnd)) < 0) {
+			recv_end(r);
+			recv_free(r);
+			return hostd_fail(call, VMK__STATUS__STATUS_FAILED,
+			                  "no randomness for a token");
+		}
+		util_hex(rnd, sizeof(rnd), tok);
 		snprintf(path, sizeof(path), "%s/%s", r->dir, p->files[i]->name);
 		nfc_xfer_init(&r->x[i], tok, path);
 		r->sizes[i] = p->files[i]->size;

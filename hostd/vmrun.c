@@ -442,9 +442,9 @@ static void *supervisor_main(void *arg)
 	return NULL;
 }
 
-static void suspend_path(const struct vm *v, char *out, size_t outlen)
+void vmrun_suspend_path(const char *dir, const char *name, char *out, size_t outlen)
 {
-	snprintf(out, outlen, "%s/%s%s", v->dir, v->name, VMRUN_SUSPEND_FILE_EXT);
+	snprintf(out, outlen, "%s/%s%s", dir, name, VMRUN_SUSPEND_FILE_EXT);
 }
 
 int hostd_vmrun_start(struct hostd *h)
@@ -474,7 +474,7 @@ int hostd_vmrun_start(struct hostd *h)
 			log_info("vm %s: re-attached to vmx pid %d (%s)", v->name, pid, state);
 			continue;
 		}
-		suspend_path(v, ss, sizeof(ss));
+		vmrun_suspend_path(v->dir, v->name, ss, sizeof(ss));
 		if ((v->state == VMS_MIGRATING || v->state == VMS_CLONING ||
 		     v->state == VMS_SNAPSHOTTING) &&
 		    !vmrun_pid_alive(pid)) {
@@ -705,7 +705,7 @@ static void *power_worker(struct hostd_task *t, void *arg)
 	char msg[600] = "", ss[PATH_MAX + 32], err[400];
 	int status = 0;
 
-	snprintf(ss, sizeof(ss), "%s/%s%s", j->dir, j->name, VMRUN_SUSPEND_FILE_EXT);
+	vmrun_suspend_path(j->dir, j->name, ss, sizeof(ss));
 	switch (j->op) {
 	case VMOP_POWER_ON:
 	case VMOP_RESUME: {

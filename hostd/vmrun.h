@@ -16,6 +16,8 @@
 #define VMRUN_START_TIMEOUT_MS 30000 /* a vmx that is not running by then is killed */
 #define VMRUN_STOP_TIMEOUT_MS  10000 /* then SIGKILL */
 #define VMRUN_SUSPEND_FILE_EXT ".vmss"
+/* <dir>/<name>.vmss: where a suspended VM's state is. */
+void vmrun_suspend_path(const char *dir, const char *name, char *out, size_t outlen);
 
 /* Re-attaches to every VM of the inventory whose vmx still runs, marks the
  * ones whose vmx ended while hostd was down (crashed, with how it ended),

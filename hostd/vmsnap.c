@@ -715,7 +715,7 @@ static int snap_revert_in(struct snap_job *j, struct hostd_task *t, struct vmvie
 		*end = VMS_POWERED_OFF; /* whatever happens next, it no longer runs */
 	}
 	char ss[PATH_MAX + 300];
-	snprintf(ss, sizeof(ss), "%s/%s%s", w->dir, w->name, VMRUN_SUSPEND_FILE_EXT);
+	vmrun_suspend_path(w->dir, w->name, ss, sizeof(ss));
 	unlink(ss); /* a suspended present state goes with the present */
 	task_progress(t, 60, "switching the disks");
 	if ((ret = set_disks(j->h, w, fresh, err, sizeof(err))) < 0) {

@@ -149,6 +149,19 @@ int util_mkdir_p(const char *path, mode_t mode)
 	return 0;
 }
 
+int util_uuid4(char out[37])
+{
+	uint8_t u[16];
+	int ret = util_random(u, sizeof(u));
+
+	u[6] = (uint8_t)((u[6] & 0x0f) | 0x40);
+	u[8] = (uint8_t)((u[8] & 0x3f) | 0x80);
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+	         u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
+	         u[13], u[14], u[15]);
+	return ret;
+}
+
 int util_random(void *buf, size_t len)
 {
 	uint8_t *p = buf;

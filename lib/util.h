@@ -23,6 +23,9 @@ int util_mkdir_p(const char *path, mode_t mode);
 /* Fills buf with len bytes from the kernel CSPRNG. */
 int util_random(void *buf, size_t len);
 
+/* A random (version 4) RFC 4122 uuid as 36 characters and a NUL. */
+int util_uuid4(char out[37]);
+
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void util_hex(const uint8_t *in, size_t n, char *out);
 
