@@ -278,12 +278,26 @@ void vmcfg_free(struct vmcfg *c)
 	memset(c, 0, sizeof(*c));
 }
 
-int vmcfg_clone_text(const char *text, const char *name, const char *uuid, char **out,
-                     size_t *outlen, char *err, size_t errlen)
+/* Replaces g's member key with the string value. 0 or -ENOMEM. */
+static int set_string(config_setting_t *g, const char *key, const char *value)
+{
+	config_setting_t *s;
+
+	config_setting_remove(g, key);
+	return (s = config_setting_add(g, key, CONFIG_TYPE_STRING)) &&
+	                       config_setting_set_string(s, value)
+	               ? 0
+	               : -ENOMEM;
+}
+
+/* text parsed, changed by edit (0, or -errno with err set), and written
+ * again into *out (malloc'ed; NULL on failure). */
+static int edit_text(const char *text,
+                     int (*edit)(config_t *cfg, const void *arg, char *err, size_t errlen),
+                     const void *arg, char **out, size_t *outlen, char *err, size_t errlen)
 {
 	config_t cfg;
-	config_setting_t *vm, *s;
-	int ret = 0;
+	int ret;
 
 	*out = NULL;
 	*outlen = 0;
@@ -294,21 +308,43 @@ int vmcfg_clone_text(const char *text, const char *name, const char *uuid, char 
 		config_destroy(&cfg);
 		return -EINVAL;
 	}
-	if (!(vm = config_lookup(&cfg, "vm")) || !config_setting_is_group(vm)) {
+	ret = edit(&cfg, arg, err, errlen);
+	FILE *f = ret ? NULL : open_memstream(out, outlen);
+	if (!ret && !f)
+		ret = -ENOMEM;
+	if (f) {
+		config_write(&cfg, f);
+		if (fclose(f) != 0)
+			ret = -ENOMEM;
+	}
+	config_destroy(&cfg);
+	if (ret == -ENOMEM)
+		snprintf(err, errlen, "out of memory");
+	if (ret < 0) {
+		free(*out);
+		*out = NULL;
+	}
+	return ret;
+}
+
+struct identity {
+	const char *name, *uuid;
+};
+
+static int new_identity(config_t *cfg, const void *arg, char *err, size_t errlen)
+{
+	const struct identity *id = arg;
+	config_setting_t *vm = config_lookup(cfg, "vm");
+
+	if (!vm || !config_setting_is_group(vm)) {
 		snprintf(err, errlen, "the .vmx has no vm group");
-		config_destroy(&cfg);
 		return -EINVAL;
 	}
 	/* a new identity: name, uuid; MACs follow the uuid, the log the directory */
-	config_setting_remove(vm, "name");
-	config_setting_remove(vm, "uuid");
 	config_setting_remove(vm, "serial_log");
-	if (!(s = config_setting_add(vm, "name", CONFIG_TYPE_STRING)) ||
-	    !config_setting_set_string(s, name) ||
-	    !(s = config_setting_add(vm, "uuid", CONFIG_TYPE_STRING)) ||
-	    !config_setting_set_string(s, uuid))
-		ret = -ENOMEM;
-	config_setting_t *nics = config_lookup(&cfg, "nics");
+	if (set_string(vm, "name", id->name) < 0 || set_string(vm, "uuid", id->uuid) < 0)
+		return -ENOMEM;
+	config_setting_t *nics = config_lookup(cfg, "nics");
 	for (int i = 0; nics && i < config_setting_length(nics); i++) {
 		config_setting_t *n = config_setting_get_elem(nics, (unsigned)i);
 		if (n && config_setting_is_group(n)) {
@@ -316,70 +352,46 @@ int vmcfg_clone_text(const char *text, const char *name, const char *uuid, char 
 			config_setting_remove(n, "tap");
 		}
 	}
-	FILE *f = ret ? NULL : open_memstream(out, outlen);
-	if (!ret && !f)
-		ret = -ENOMEM;
-	if (f) {
-		config_write(&cfg, f);
-		if (fclose(f) != 0)
-			ret = -ENOMEM;
+	return 0;
+}
+
+int vmcfg_clone_text(const char *text, const char *name, const char *uuid, char **out,
+                     size_t *outlen, char *err, size_t errlen)
+{
+	struct identity id = { name, uuid };
+	return edit_text(text, new_identity, &id, out, outlen, err, errlen);
+}
+
+struct disk_paths {
+	const char *const *paths;
+	unsigned n;
+};
+
+static int disk_paths(config_t *cfg, const void *arg, char *err, size_t errlen)
+{
+	const struct disk_paths *dp = arg;
+	config_setting_t *disks = config_lookup(cfg, "disks");
+
+	if (!disks || config_setting_length(disks) != (int)dp->n) {
+		snprintf(err, errlen, "the .vmx has %d disks, %u paths were given",
+		         disks ? config_setting_length(disks) : 0, dp->n);
+		return -EINVAL;
 	}
-	config_destroy(&cfg);
-	if (ret < 0) {
-		snprintf(err, errlen, "out of memory");
-		free(*out);
-		*out = NULL;
+	for (unsigned i = 0; i < dp->n; i++) {
+		config_setting_t *g = config_setting_get_elem(disks, i);
+		if (!g || !config_setting_is_group(g)) {
+			snprintf(err, errlen, "a disk entry is not a group");
+			return -EINVAL;
+		}
+		if (set_string(g, "path", dp->paths[i]) < 0)
+			return -ENOMEM;
 	}
-	return ret;
+	return 0;
 }
 
 int vmcfg_set_disk_paths(const char *text, const char *const *paths, unsigned n, char **out,
                          size_t *outlen, char *err, size_t errlen)
 {
-	config_t cfg;
-	int ret = 0;
-
-	*out = NULL;
-	*outlen = 0;
-	config_init(&cfg);
-	if (config_read_string(&cfg, text) != CONFIG_TRUE) {
-		snprintf(err, errlen, "the .vmx does not parse: line %d: %s",
-		         config_error_line(&cfg), config_error_text(&cfg));
-		config_destroy(&cfg);
-		return -EINVAL;
-	}
-	config_setting_t *disks = config_lookup(&cfg, "disks");
-	if (!disks || config_setting_length(disks) != (int)n) {
-		snprintf(err, errlen, "the .vmx has %d disks, %u paths were given",
-		         disks ? config_setting_length(disks) : 0, n);
-		config_destroy(&cfg);
-		return -EINVAL;
-	}
-	for (unsigned i = 0; i < n && !ret; i++) {
-		config_setting_t *g = config_setting_get_elem(disks, i), *p;
-		if (!g || !config_setting_is_group(g)) {
-			ret = -EINVAL;
-			break;
-		}
-		config_setting_remove(g, "path");
-		if (!(p = config_setting_add(g, "path", CONFIG_TYPE_STRING)) ||
-		    !config_setting_set_string(p, paths[i]))
-			ret = -ENOMEM;
-	}
-	FILE *f = ret ? NULL : open_memstream(out, outlen);
-	if (!ret && !f)
-		ret = -ENOMEM;
-	if (f) {
-		config_write(&cfg, f);
-		if (fclose(f) != 0)
-			ret = -ENOMEM;
-	}
-	config_destroy(&cfg);
-	if (ret < 0) {
-		snprintf(err, errlen, "%s",
-		         ret == -EINVAL ? "a disk entry is not a group" : "out of memory");
-		free(*out);
-		*out = NULL;
-	}
-	return ret;
+	struct disk_paths dp = { paths, n };
+	return edit_text(text, disk_paths, &dp, out, outlen, err, errlen);
 }
