@@ -499,9 +499,30 @@ static bool frozen_by_any(const struct snapdb *db, const char *layer)
 
 /* ---- create ---- */
 
-static int snap_create_in(struct snap_job *j, struct hostd_task *t, struct vmview *w, char *msg,
-                          size_t msglen)
+/* The body of a snapshot operation on a claimed VM: it may set the state
+ * the VM ends in (*end starts as the one it was found in). */
+typedef int (*snap_op)(struct snap_job *j, struct hostd_task *t, struct vmview *w,
+                       enum vm_state *end, char *msg, size_t msglen);
+
+/* Runs op with the VM claimed (snapshotting), released after. */
+static int claimed(struct snap_job *j, struct hostd_task *t, snap_op op, char *msg, size_t msglen)
 {
+	struct vmview w;
+	int ret = view_vm(j->h, j->vm, &w, msg, msglen, VIEW_CLAIM);
+
+	if (ret < 0)
+		return ret == -ENOENT ? VMK__STATUS__STATUS_NOT_FOUND
+		                      : VMK__STATUS__STATUS_CONFLICT;
+	enum vm_state end = w.state;
+	int status = op(j, t, &w, &end, msg, msglen);
+	view_release(j->h, &w, end);
+	return status;
+}
+
+static int snap_create_in(struct snap_job *j, struct hostd_task *t, struct vmview *w,
+                          enum vm_state *end, char *msg, size_t msglen)
+{
+	(void)end;
 	struct snapdb db;
 	char err[600], fresh[VMCFG_MAX_DISKS][256], memfile[256] = "", mempath[PATH_MAX + 300];
 	int ret;
@@ -648,15 +669,7 @@ undo_layers:
 
 static int snap_create(struct snap_job *j, struct hostd_task *t, char *msg, size_t msglen)
 {
-	struct vmview w;
-	int ret = view_vm(j->h, j->vm, &w, msg, msglen, VIEW_CLAIM);
-
-	if (ret < 0)
-		return ret == -ENOENT ? VMK__STATUS__STATUS_NOT_FOUND
-		                      : VMK__STATUS__STATUS_CONFLICT;
-	int status = snap_create_in(j, t, &w, msg, msglen);
-	view_release(j->h, &w, w.state);
-	return status;
+	return claimed(j, t, snap_create_in, msg, msglen);
 }
 
 /* ---- revert ---- */
@@ -764,16 +777,7 @@ static int snap_revert_in(struct snap_job *j, struct hostd_task *t, struct vmvie
 
 static int snap_revert(struct snap_job *j, struct hostd_task *t, char *msg, size_t msglen)
 {
-	struct vmview w;
-	int ret = view_vm(j->h, j->vm, &w, msg, msglen, VIEW_CLAIM);
-
-	if (ret < 0)
-		return ret == -ENOENT ? VMK__STATUS__STATUS_NOT_FOUND
-		                      : VMK__STATUS__STATUS_CONFLICT;
-	enum vm_state end = w.state;
-	int status = snap_revert_in(j, t, &w, &end, msg, msglen);
-	view_release(j->h, &w, end);
-	return status;
+	return claimed(j, t, snap_revert_in, msg, msglen);
 }
 
 /* ---- remove ---- */
@@ -851,9 +855,10 @@ static int consolidate(struct snap_job *j, struct vmview *w, struct snapdb *db, 
 	return 0;
 }
 
-static int snap_remove_in(struct snap_job *j, struct hostd_task *t, struct vmview *w, char *msg,
-                          size_t msglen)
+static int snap_remove_in(struct snap_job *j, struct hostd_task *t, struct vmview *w,
+                          enum vm_state *end, char *msg, size_t msglen)
 {
+	(void)end;
 	struct snapdb db;
 	char dead[VMCFG_MAX_DISKS][PATH_MAX + 300];
 	int ret;
@@ -915,15 +920,7 @@ static int snap_remove_in(struct snap_job *j, struct hostd_task *t, struct vmvie
 
 static int snap_remove(struct snap_job *j, struct hostd_task *t, char *msg, size_t msglen)
 {
-	struct vmview w;
-	int ret = view_vm(j->h, j->vm, &w, msg, msglen, VIEW_CLAIM);
-
-	if (ret < 0)
-		return ret == -ENOENT ? VMK__STATUS__STATUS_NOT_FOUND
-		                      : VMK__STATUS__STATUS_CONFLICT;
-	int status = snap_remove_in(j, t, &w, msg, msglen);
-	view_release(j->h, &w, w.state);
-	return status;
+	return claimed(j, t, snap_remove_in, msg, msglen);
 }
 
 static void *snap_worker(struct hostd_task *t, void *arg)
