@@ -126,22 +126,30 @@ static void *server_main(void *arg)
 	return NULL;
 }
 
-/* One transfer attempt: the server on one end, nfc_send on the other. */
-static int attempt(struct nfc_xfer *x, const char *token, const struct nfc_faults *f,
-                   struct nfc_progress *p, struct server *s, char *err, size_t errlen)
+/* One transfer attempt of the file at path: the server on one end,
+ * nfc_send on the other. */
+static int attempt_from(const char *path, struct nfc_xfer *x, const char *token,
+                        const struct nfc_faults *f, struct nfc_progress *p, struct server *s,
+                        char *err, size_t errlen)
 {
 	int sv[2];
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	*s = (struct server){ .fd = sv[1], .x = x };
 	assert_int_equal(pthread_create(&s->t, NULL, server_main, s), 0);
-	int src = open(src_path, O_RDONLY);
+	int src = open(path, O_RDONLY);
 	assert_true(src >= 0);
 	int ret = nfc_send(sv[0], src, token, p, f, NULL, err, errlen);
 	close(src);
 	close(sv[0]);
 	pthread_join(s->t, NULL);
 	return ret;
+}
+
+static int attempt(struct nfc_xfer *x, const char *token, const struct nfc_faults *f,
+                   struct nfc_progress *p, struct server *s, char *err, size_t errlen)
+{
+	return attempt_from(src_path, x, token, f, p, s, err, errlen);
 }
 
 static void test_sparse_copy(void **state)
@@ -492,15 +500,7 @@ static void test_keepalive_over_zeros(void **state)
 	close(fd);
 	unlink(dst_path);
 	nfc_xfer_init(&x, TOKEN, dst_path);
-	int sv[2];
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	s = (struct server){ .fd = sv[1], .x = &x };
-	assert_int_equal(pthread_create(&s.t, NULL, server_main, &s), 0);
-	int src = open(zpath, O_RDONLY);
-	assert_int_equal(nfc_send(sv[0], src, TOKEN, &p, &f, NULL, err, sizeof(err)), 0);
-	close(src);
-	close(sv[0]);
-	pthread_join(s.t, NULL);
+	assert_int_equal(attempt_from(zpath, &x, TOKEN, &f, &p, &s, err, sizeof(err)), 0);
 	assert_int_equal(s.ret, 0);
 	assert_int_equal(atomic_load(&p.sent), 4);
 	assert_true(same_content(zpath, dst_path));
