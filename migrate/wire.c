@@ -169,6 +169,13 @@ void wire_stream_init(struct wire_stream *w, struct vmm_stream *s, int fd, uint6
 	s->arg = w;
 }
 
+void wire_stream_cork(struct wire_stream *w, bool on)
+{
+	int v = on;
+
+	setsockopt(w->fd, IPPROTO_TCP, TCP_CORK, &v, sizeof(v));
+}
+
 int wire_accept(int lfd, int timeout_ms, const char *what, char *err, size_t errlen)
 {
 	struct pollfd p = { .fd = lfd, .events = POLLIN };
@@ -183,8 +190,10 @@ int wire_accept(int lfd, int timeout_ms, const char *what, char *err, size_t err
 		snprintf(err, errlen, "accept: %s", strerror(e));
 		return -e;
 	}
-	int buf = 4 << 20;
-	setsockopt(c, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+	/* the destination's answers are short lines: without TCP_NODELAY
+	 * Nagle held each one back until the source's delayed ACK of the
+	 * previous one (40 ms) */
+	tune(c);
 	return c;
 }
 

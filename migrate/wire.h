@@ -25,6 +25,9 @@ struct wire_stream {
 };
 void wire_stream_init(struct wire_stream *w, struct vmm_stream *s, int fd, uint64_t max_bps,
                       atomic_bool *cancel);
+/* Holds small writes back until the stream is uncorked (TCP_CORK), so a
+ * run of small sections leaves as full segments, not one each. */
+void wire_stream_cork(struct wire_stream *w, bool on);
 
 /* The next connection on lfd within timeout_ms (receive buffer tuned), or
  * -ETIMEDOUT / -errno with err set; what names the waited-for peer. */
