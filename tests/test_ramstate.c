@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,7 @@
 
 #include "vmm/ramstate.h"
 
-static void test_round_trip(void **state)
+static void round_trip(bool use_memfd)
 {
 	struct vmm_mem a, b;
 	struct membuf buf = { 0 };
@@ -24,9 +25,8 @@ static void test_round_trip(void **state)
 	struct sbuf p;
 	char err[256];
 
-	(void)state;
-	assert_int_equal(vmm_mem_init(&a, 16ull << 20, true), 0);
-	assert_int_equal(vmm_mem_init(&b, 16ull << 20, true), 0);
+	assert_int_equal(vmm_mem_init(&a, 16ull << 20, use_memfd), 0);
+	assert_int_equal(vmm_mem_init(&b, 16ull << 20, use_memfd), 0);
 	/* every 7th page written; the rest stays zero */
 	size_t pages = (16u << 20) / VMM_PAGE_SIZE;
 	for (size_t i = 0; i < pages; i += 7)
@@ -49,6 +49,73 @@ static void test_round_trip(void **state)
 			assert_int_equal(vmm_ram_zero_load(&b, p.data, p.len, err, sizeof(err)), 0);
 	}
 	assert_memory_equal(a.slots[0].host, b.slots[0].host, 16u << 20);
+	sbuf_free(&p);
+	free(buf.data);
+	vmm_mem_free(&a);
+	vmm_mem_free(&b);
+}
+
+static void test_round_trip(void **state)
+{
+	(void)state;
+	round_trip(true);
+	round_trip(false);
+}
+
+/* Anonymous memory (vmx's guest RAM): what the guest never touched is found
+ * in the page table and goes as ZERO sections, without a page read; the
+ * touched pages come back exact. */
+static void test_anon_untouched(void **state)
+{
+	struct vmm_mem a, b;
+	struct membuf buf = { 0 };
+	struct vmm_stream s;
+	struct ram_stats st = { 0 };
+	struct sbuf p;
+	char err[256];
+	uint32_t type, inst, nram = 0, nzero = 0;
+	uint64_t bits[(8u << 20) / VMM_PAGE_SIZE / 64];
+
+	(void)state;
+	membuf_stream(&s, &buf);
+	assert_int_equal(vmm_mem_init(&a, 64ull << 20, false), 0);
+	assert_int_equal(vmm_mem_init(&b, 64ull << 20, false), 0);
+	assert_true(a.pagemap_fd >= 0);
+	a.slots[0].host[5] = 0x42;
+	a.slots[0].host[(33u << 20) + 100] = 0x43;
+	a.slots[0].host[(64u << 20) - 1] = 0x44;
+	/* the page table knows the written pages and nothing of [8, 16) MiB */
+	vmm_mem_anon_data(&a, 0, 0, 1, bits);
+	assert_true(bits[0] & 1);
+	vmm_mem_anon_data(&a, 0, 33u << 20, 1, bits);
+	assert_true(bits[0] & 1);
+	vmm_mem_anon_data(&a, 0, 8u << 20, (8u << 20) / VMM_PAGE_SIZE, bits);
+	for (size_t w = 0; w < ARRAY_SIZE(bits); w++)
+		assert_true(bits[w] == 0);
+
+	assert_int_equal(vmm_ram_save_all(&a, &s, &st), 0);
+	assert_int_equal(st.pages, (64u << 20) / VMM_PAGE_SIZE);
+	sbuf_init(&p);
+	while (buf.off < buf.len) {
+		assert_int_equal(vmm_state_read_section(&s, &type, &inst, &p, err, sizeof(err)), 0);
+		if (type == SEC_RAM) {
+			nram++;
+			assert_int_equal(vmm_ram_load(&b, p.data, p.len, err, sizeof(err)), 0);
+		} else {
+			assert_int_equal(type, SEC_ZERO);
+			nzero++;
+			assert_int_equal(vmm_ram_zero_load(&b, p.data, p.len, err, sizeof(err)), 0);
+		}
+	}
+	/* at most the 2 MiB huge pages around the three writes were read, as
+	 * 1 MiB sections; the rest is a few ZERO sections */
+	assert_true(nram <= 6);
+	assert_true(nzero >= 2 && nzero <= 4);
+	assert_true(buf.len < 5 * VMM_PAGE_SIZE + 4096);
+	assert_int_equal(b.slots[0].host[5], 0x42);
+	assert_int_equal(b.slots[0].host[(33u << 20) + 100], 0x43);
+	assert_int_equal(b.slots[0].host[(64u << 20) - 1], 0x44);
+	assert_memory_equal(a.slots[0].host, b.slots[0].host, 64u << 20);
 	sbuf_free(&p);
 	free(buf.data);
 	vmm_mem_free(&a);
@@ -217,9 +284,8 @@ static void test_zero_sections(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_round_trip),
-		cmocka_unit_test(test_zero_sections),
-		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_round_trip),    cmocka_unit_test(test_anon_untouched),
+		cmocka_unit_test(test_zero_sections), cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_compressed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -582,7 +582,7 @@ static int run(const struct vmcfg *c)
 			return ret == -EBUSY ? EXIT_LOCKED : EXIT_HOST;
 		}
 	}
-	ret = vmm_vm_create(vm, accel, (uint64_t)c->memory_mib << 20, c->vcpus, true, err,
+	ret = vmm_vm_create(vm, accel, (uint64_t)c->memory_mib << 20, c->vcpus, false, err,
 	                    sizeof(err));
 	if (ret < 0) {
 		fprintf(stderr, "vmx: %s: %s\n", c->name, err);

@@ -1,6 +1,7 @@
 #include "mem.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -51,6 +52,7 @@ int vmm_mem_init(struct vmm_mem *m, uint64_t bytes, bool use_memfd)
 	int ret;
 
 	memset(m, 0, sizeof(*m));
+	m->pagemap_fd = -1;
 	if (bytes < MIN_RAM || bytes > MAX_RAM || bytes % VMM_PAGE_SIZE)
 		return -EINVAL;
 	uint64_t low = bytes < VMM_MMIO_HOLE_START ? bytes : VMM_MMIO_HOLE_START;
@@ -67,7 +69,38 @@ int vmm_mem_init(struct vmm_mem *m, uint64_t bytes, bool use_memfd)
 		m->nslots = 2;
 	}
 	m->ram_bytes = bytes;
+	/* anonymous memory has no SEEK_DATA: its page table tells which
+	 * pages the guest never touched */
+	if (!use_memfd)
+		m->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	return 0;
+}
+
+#define PM_PRESENT (1ull << 63)
+#define PM_SWAPPED (1ull << 62)
+
+void vmm_mem_anon_data(const struct vmm_mem *m, unsigned slot, uint64_t off, uint32_t npages,
+                       uint64_t *bits)
+{
+	uint64_t pm[512];
+	uintptr_t first = (uintptr_t)(m->slots[slot].host + off) / VMM_PAGE_SIZE;
+
+	memset(bits, 0, (npages + 63) / 64 * sizeof(uint64_t));
+	for (uint32_t i = 0; i < npages;) {
+		uint32_t n = npages - i < 512 ? npages - i : 512;
+		ssize_t r = m->pagemap_fd < 0 ? -1
+		                              : pread(m->pagemap_fd, pm, n * sizeof(pm[0]),
+		                                      (off_t)((first + i) * sizeof(pm[0])));
+		if (r < (ssize_t)sizeof(pm[0])) { /* unknown: data */
+			for (; i < npages; i++)
+				bits[i / 64] |= 1ull << (i % 64);
+			return;
+		}
+		n = (uint32_t)((size_t)r / sizeof(pm[0]));
+		for (uint32_t k = 0; k < n; k++, i++)
+			if (pm[k] & (PM_PRESENT | PM_SWAPPED))
+				bits[i / 64] |= 1ull << (i % 64);
+	}
 }
 
 int vmm_mem_dirty_start(struct vmm_mem *m)
@@ -138,7 +171,10 @@ void vmm_mem_free(struct vmm_mem *m)
 		if (m->slots[i].memfd >= 0)
 			close(m->slots[i].memfd);
 	}
+	if (m->nslots && m->pagemap_fd >= 0)
+		close(m->pagemap_fd);
 	memset(m, 0, sizeof(*m));
+	m->pagemap_fd = -1;
 }
 
 void *vmm_gpa(const struct vmm_mem *m, uint64_t gpa, uint64_t len)

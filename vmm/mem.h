@@ -29,6 +29,7 @@ struct vmm_mem {
 	uint64_t *_Atomic dirty;
 	uint64_t *dirty_map;
 	uint64_t dirty_pages;
+	int pagemap_fd; /* /proc/self/pagemap for anonymous slots, or -1 */
 };
 
 /* Lays out `bytes` of RAM (16 MiB .. 64 GiB) below and above the 32-bit
@@ -38,6 +39,15 @@ struct vmm_mem {
 #define VMM_MMIO_HOLE_START 0xc0000000ull
 int vmm_mem_init(struct vmm_mem *m, uint64_t bytes, bool use_memfd);
 void vmm_mem_free(struct vmm_mem *m);
+
+/* Which of npages pages of anonymous slot `slot`, from byte offset off, may
+ * hold data: bit i of bits (npages bits, words of 64) is set for a page
+ * the page table has (present or swapped out); the others were never
+ * written and read zero. Overstates, never understates: a page the guest
+ * only read maps the zero page and counts. Where the page table cannot be
+ * read, every page counts. */
+void vmm_mem_anon_data(const struct vmm_mem *m, unsigned slot, uint64_t off, uint32_t npages,
+                       uint64_t *bits);
 
 /* Starts logging (all bits clear), stops it, and takes the bits set so far
  * into out (words of 64 pages, dirty_pages bits; clears them); returns how

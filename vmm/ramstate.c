@@ -193,8 +193,49 @@ static int save_zero(struct vmm_stream *s, uint64_t gpa, uint64_t len, struct ra
 	return vmm_state_write_section(s, SEC_ZERO, 0, p, sizeof(p));
 }
 
-/* Data ranges go as RAM sections, holes as ZERO sections; anonymous
- * memory is scanned whole. */
+/* [lo, hi) of an anonymous slot: what its page table has as RAM sections,
+ * the runs it never had as ZERO sections (one per run, however long). */
+#define ANON_WINDOW 8192u /* pages of page table read at a time: 32 MiB */
+static int save_anon(const struct vmm_mem *m, struct vmm_stream *s, unsigned slot, uint64_t lo,
+                     uint64_t hi, uint32_t *inst, struct ram_stats *st)
+{
+	const struct vmm_mem_slot *sl = &m->slots[slot];
+	uint64_t bits[ANON_WINDOW / 64];
+	uint64_t zero_from = lo; /* start of the zero run not yet written */
+	int ret;
+
+	for (uint64_t w = lo; w < hi; w += (uint64_t)ANON_WINDOW * PAGE) {
+		uint64_t left = (hi - w) / PAGE;
+		uint32_t n = left < ANON_WINDOW ? (uint32_t)left : ANON_WINDOW;
+		vmm_mem_anon_data(m, slot, w, n, bits);
+		for (uint32_t i = 0; i < n;) {
+			uint64_t rest = bits[i / 64] >> (i % 64);
+			if (!rest) {
+				i = (i / 64 + 1) * 64;
+				continue;
+			}
+			i += (uint32_t)__builtin_ctzll(rest);
+			if (i >= n)
+				break;
+			uint32_t j = i;
+			while (j < n && (bits[j / 64] >> (j % 64) & 1))
+				j++;
+			uint64_t da = w + (uint64_t)i * PAGE, db = w + (uint64_t)j * PAGE;
+			if (da > zero_from &&
+			    (ret = save_zero(s, sl->gpa + zero_from, da - zero_from, st)) < 0)
+				return ret;
+			if ((ret = save_span(m, s, sl, da, db, inst, st)) < 0)
+				return ret;
+			zero_from = db;
+			i = j;
+		}
+	}
+	if (hi > zero_from && (ret = save_zero(s, sl->gpa + zero_from, hi - zero_from, st)) < 0)
+		return ret;
+	return 0;
+}
+
+/* Data ranges go as RAM sections, holes as ZERO sections. */
 int vmm_ram_save_all(const struct vmm_mem *m, struct vmm_stream *s, struct ram_stats *st)
 {
 	uint32_t inst = 0;
@@ -216,7 +257,7 @@ int vmm_ram_save_all_range(const struct vmm_mem *m, struct vmm_stream *s, uint64
 			continue;
 		uint64_t lo = (a - first) * PAGE, hi = (b - first) * PAGE;
 		if (sl->memfd < 0) {
-			if ((ret = save_span(m, s, sl, lo, hi, inst, st)) < 0)
+			if ((ret = save_anon(m, s, i, lo, hi, inst, st)) < 0)
 				return ret;
 			continue;
 		}
