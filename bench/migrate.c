@@ -28,7 +28,8 @@
 #include "benchutil.h"
 #include "vmm/control.h"
 
-#define RUNS 3
+#define RUNS     3
+#define WARM_MIB 1024 /* host memory touched before each migration (bench_warm_memory) */
 
 static char bindir[PATH_MAX], elf[PATH_MAX + 32], tmp[64] = "/tmp/vmk-bench-mig-XXXXXX";
 
@@ -180,6 +181,7 @@ static struct result run_vmx(int mib, const char *cmdline, const char *ready, co
 	}
 	char *m[] = { vmx,   "--control", sockA, "migrate",       "127.0.0.1", port,
 		      token, "50",        "0",   (char *)streams, NULL };
+	bench_warm_memory(WARM_MIB);
 	struct watch w;
 	watch_start(&w, serial, NULL);
 	double tm = bench_now_ms();
@@ -277,6 +279,7 @@ static struct result run_qemu(int mib, const char *cmdline, const char *ready, b
 	char lbs[PATH_MAX + 16];
 	snprintf(lbs, sizeof(lbs), "%s/qb.serial", tmp);
 	unlink(lbs);
+	bench_warm_memory(WARM_MIB);
 	struct watch w;
 	watch_start(&w, la, lbs);
 	bench_qmp(fa, cmd);
