@@ -420,7 +420,8 @@ int main(int argc, char **argv)
 		{ "busy, verify 64 MiB of 128", "verify mib=64", "filled", 128, false },
 		{ "dirty 256 MiB at 200 MiB/s", "dirty mib=256 rate=200", "\ndirty 2", 512, false },
 		/* faster than any link here: only auto-converge ends it */
-		{ "dirty 256 MiB at max rate", "dirty mib=256 rate=0", "MiB/s\ndirty ", 512, false },
+		{ "dirty 256 MiB at max rate", "dirty mib=256 rate=0", "MiB/s\ndirty ", 512,
+		  false },
 	};
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
 		if (only && !strstr(cases[c].name, only))

@@ -100,11 +100,15 @@ static void *xrecv_main(void *arg)
 	wire_stream_init(&ws, &st, x->fd, 0, NULL);
 	x->ret = vmm_state_read_header(&st, x->err, sizeof(x->err));
 	while (x->ret == 0 && type != SEC_END) {
-		x->ret = vmm_state_read_section(&st, &type, &inst, &p, x->err, sizeof(x->err));
+		bool loaded;
+		x->ret = vmm_ram_read_section(&st, &x->vm->mem, &type, &inst, &p, &loaded, x->err,
+		                              sizeof(x->err));
 		if (x->ret < 0)
 			break;
 		if (type == SEC_RAM)
-			x->ret = vmm_ram_load(&x->vm->mem, p.data, p.len, x->err, sizeof(x->err));
+			x->ret = loaded ? 0
+			                : vmm_ram_load(&x->vm->mem, p.data, p.len, x->err,
+			                               sizeof(x->err));
 		else if (type == SEC_RAMZ)
 			x->ret = vmm_ram_load_compressed(&x->vm->mem, p.data, p.len, x->err,
 			                                 sizeof(x->err));

@@ -243,6 +243,92 @@ static void test_malformed(void **state)
 	vmm_mem_free(&m);
 }
 
+/* vmm_ram_read_section: RAM pages read straight into guest memory, other
+ * sections into the payload; a malformed header or bitmap is refused
+ * before a page is written, a corrupt page by its checksum. */
+static void one_section(struct membuf *buf, struct vmm_stream *s, struct vmm_mem *m, uint64_t gpa)
+{
+	buf->len = buf->off = 0;
+	assert_int_equal(vmm_ram_save_range(m, s, gpa, 4, 0, NULL), 0);
+}
+
+static void test_direct_read(void **state)
+{
+	struct vmm_mem a, b;
+	struct membuf buf = { 0 };
+	struct vmm_stream s;
+	struct sbuf p;
+	char err[256];
+	uint32_t type, inst;
+	bool loaded;
+
+	(void)state;
+	membuf_stream(&s, &buf);
+	sbuf_init(&p);
+	assert_int_equal(vmm_mem_init(&a, 16ull << 20, false), 0);
+	assert_int_equal(vmm_mem_init(&b, 16ull << 20, false), 0);
+	for (size_t i = 0; i < (2u << 20); i += 4096)
+		if (i / 4096 % 3)
+			memset(a.slots[0].host + i, (int)(i / 4096 % 250) + 1, 4096);
+	memset(b.slots[0].host, 0xee, 2u << 20); /* stale: zero pages clear it */
+	uint32_t inst0 = 0;
+	uint64_t zp[2] = { 4u << 20, 1u << 20 };
+	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 256, inst0++, NULL), 0);
+	assert_int_equal(vmm_state_write_section(&s, SEC_ZERO, 0, zp, sizeof(zp)), 0);
+	assert_int_equal(vmm_ram_save_range(&a, &s, 1u << 20, 256, inst0++, NULL), 0);
+	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
+	                 0);
+	assert_true(type == SEC_RAM && loaded && p.len == 0);
+	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
+	                 0);
+	assert_true(type == SEC_ZERO && !loaded && p.len == sizeof(zp));
+	assert_memory_equal(p.data, zp, sizeof(zp));
+	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
+	                 0);
+	assert_true(type == SEC_RAM && loaded);
+	assert_memory_equal(a.slots[0].host, b.slots[0].host, 2u << 20);
+	/* without guest memory a RAM section is a payload like any */
+	one_section(&buf, &s, &a, 0);
+	assert_int_equal(
+	        vmm_ram_read_section(&s, NULL, &type, &inst, &p, &loaded, err, sizeof(err)), 0);
+	assert_true(type == SEC_RAM && !loaded && p.len == 12 + 1 + 2 * 4096);
+
+	/* [16 header][u64 gpa][u32 n][bitmap][pages][u32 crc] */
+	memset(b.slots[0].host, 0x77, 4 * 4096);
+	one_section(&buf, &s, &a, 0);
+	buf.data[16 + 12] |= 0x01; /* a page more than the data has */
+	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
+	                 -EBADMSG);
+	assert_non_null(strstr(err, "does not match its bitmap"));
+	one_section(&buf, &s, &a, 0);
+	buf.data[16 + 12] |= 0x80; /* a bit past the 4 pages */
+	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
+	                 -EBADMSG);
+	one_section(&buf, &s, &a, 0);
+	buf.data[16 + 7] = 0x10; /* far outside guest RAM */
+	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
+	                 -EBADMSG);
+	assert_non_null(strstr(err, "outside guest RAM"));
+	one_section(&buf, &s, &a, 0);
+	buf.data[16 + 8] = 0; /* no pages */
+	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
+	                 -EBADMSG);
+	for (size_t i = 0; i < 4 * 4096; i++)
+		assert_int_equal(b.slots[0].host[i], 0x77); /* none of them wrote a page */
+	one_section(&buf, &s, &a, 0);
+	buf.data[16 + 13 + 100] ^= 0x01; /* a flipped bit in a page */
+	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
+	                 -EBADMSG);
+	assert_non_null(strstr(err, "checksum mismatch"));
+	one_section(&buf, &s, &a, 0);
+	buf.len -= 5; /* truncated */
+	assert_true(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)) < 0);
+	sbuf_free(&p);
+	free(buf.data);
+	vmm_mem_free(&a);
+	vmm_mem_free(&b);
+}
+
 static void zero_payload(uint8_t p[16], uint64_t gpa, uint64_t n)
 {
 	for (int i = 0; i < 8; i++) {
@@ -286,7 +372,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),    cmocka_unit_test(test_anon_untouched),
 		cmocka_unit_test(test_zero_sections), cmocka_unit_test(test_malformed),
-		cmocka_unit_test(test_compressed),
+		cmocka_unit_test(test_compressed),    cmocka_unit_test(test_direct_read),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

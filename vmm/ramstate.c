@@ -327,6 +327,94 @@ bad:
 	return -EBADMSG;
 }
 
+int vmm_ram_read_section(struct vmm_stream *s, struct vmm_mem *m, uint32_t *type, uint32_t *inst,
+                         struct sbuf *payload, bool *loaded, char *err, size_t errlen)
+{
+	uint8_t h[16], hb[12 + RAMSTATE_CHUNK_PAGES / 8];
+	uint64_t len, gpa = 0;
+	uint32_t n = 0;
+	int ret;
+
+	*loaded = false;
+	payload->len = 0;
+	payload->err = 0;
+	if ((ret = vmm_state_read_head(s, h, type, inst, &len, err, errlen)) < 0)
+		return ret;
+	if (!m || *type != SEC_RAM) {
+		if ((ret = sbuf_reserve(payload, (size_t)len)) < 0)
+			return ret;
+		payload->len = (size_t)len;
+		if ((ret = vmm_state_read_part(s, payload->data, (size_t)len, *type, *inst, err,
+		                               errlen)) < 0)
+			return ret;
+		uint32_t crc = vmm_crc32c(vmm_crc32c(0, h, 16), payload->data, (size_t)len);
+		return vmm_state_read_trailer(s, crc, *type, *inst, err, errlen);
+	}
+	/* RAM: its address, page count and bitmap, checked in full, then the
+	 * pages read into place. A section that turns out corrupt (its
+	 * checksum) has written guest memory: the caller fails the restore,
+	 * and a VM that is being restored has not run. */
+	if (len < 12 || (ret = vmm_state_read_part(s, hb, 12, *type, *inst, err, errlen)) < 0)
+		goto bad;
+	for (int i = 0; i < 8; i++)
+		gpa |= (uint64_t)hb[i] << (8 * i);
+	for (int i = 0; i < 4; i++)
+		n |= (uint32_t)hb[8 + i] << (8 * i);
+	uint32_t bm = (n + 7) / 8;
+	if (n == 0 || n > RAMSTATE_CHUNK_PAGES || gpa % PAGE || len < 12 + bm) {
+		snprintf(err, errlen, "RAM section: bad header (%u pages at 0x%llx)", n,
+		         (unsigned long long)gpa);
+		return -EBADMSG;
+	}
+	uint8_t *dst = vmm_gpa(m, gpa, (uint64_t)n * PAGE);
+	if (!dst) {
+		snprintf(err, errlen,
+		         "RAM section: [0x%llx, +%u pages) is outside guest RAM (%llu MiB)",
+		         (unsigned long long)gpa, n, (unsigned long long)(m->ram_bytes >> 20));
+		return -EBADMSG;
+	}
+	if ((ret = vmm_state_read_part(s, hb + 12, bm, *type, *inst, err, errlen)) < 0)
+		return ret;
+	const uint8_t *bitmap = hb + 12;
+	unsigned nonzero = 0;
+	for (uint32_t i = 0; i < n; i++)
+		nonzero += (bitmap[i / 8] >> (i % 8)) & 1;
+	for (uint32_t i = n; i < bm * 8; i++)
+		if ((bitmap[i / 8] >> (i % 8)) & 1)
+			goto bad; /* bits past the page count */
+	if (len != 12 + bm + (uint64_t)nonzero * PAGE)
+		goto bad; /* checked before a page is written */
+	uint32_t crc = vmm_crc32c(vmm_crc32c(0, h, 16), hb, 12 + bm);
+	for (uint32_t i = 0; i < n;) {
+		uint32_t j = i;
+		bool set = (bitmap[i / 8] >> (i % 8)) & 1;
+		while (j < n && (bool)((bitmap[j / 8] >> (j % 8)) & 1) == set)
+			j++;
+		uint8_t *p = dst + (size_t)i * PAGE;
+		size_t run = (size_t)(j - i) * PAGE;
+		if (set) {
+			if ((ret = vmm_state_read_part(s, p, run, *type, *inst, err, errlen)) < 0)
+				return ret;
+			crc = vmm_crc32c(crc, p, run);
+		} else {
+			for (size_t off = 0; off < run; off += PAGE)
+				if (!page_is_zero(p + off))
+					memset(p + off, 0, PAGE); /* a read maps no page */
+		}
+		i = j;
+	}
+	if ((ret = vmm_state_read_trailer(s, crc, *type, *inst, err, errlen)) < 0)
+		return ret;
+	*loaded = true;
+	return 0;
+bad:
+	if (ret < 0)
+		return ret;
+	snprintf(err, errlen, "RAM section at 0x%llx: page data does not match its bitmap",
+	         (unsigned long long)gpa);
+	return -EBADMSG;
+}
+
 int vmm_ram_zero_load(struct vmm_mem *m, const uint8_t *payload, size_t len, char *err,
                       size_t errlen)
 {

@@ -40,6 +40,13 @@ int vmm_ram_zero_load(struct vmm_mem *m, const uint8_t *payload, size_t len, cha
  * block): -EBADMSG for a length no RAM section has or corrupt lz4 data. */
 int vmm_ram_load_compressed(struct vmm_mem *m, const uint8_t *payload, size_t len, char *err,
                             size_t errlen);
+/* Reads the next section of s (as vmm_state_read_section). With m, a RAM
+ * section is loaded as it is read, its pages straight into guest memory
+ * (no copy through payload), and *loaded says so; its header and bitmap
+ * are checked before a page is written, its checksum after: a VM whose
+ * restore failed must not run. Other sections go into payload. */
+int vmm_ram_read_section(struct vmm_stream *s, struct vmm_mem *m, uint32_t *type, uint32_t *inst,
+                         struct sbuf *payload, bool *loaded, char *err, size_t errlen);
 /* Applies one RAM section payload; -EBADMSG for anything malformed or
  * outside guest RAM (nothing is written then). */
 int vmm_ram_load(struct vmm_mem *m, const uint8_t *payload, size_t len, char *err, size_t errlen);

@@ -362,7 +362,11 @@ int vmm_vm_restore(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t er
 	if ((ret = vmm_state_read_header(s, err, errlen)) < 0)
 		return ret;
 	while (type != SEC_END) {
-		if ((ret = vmm_state_read_section(s, &type, &inst, &p, err, errlen)) < 0)
+		/* RAM pages straight into guest memory, once the stream has
+		 * shown it is of a VM like this one */
+		bool loaded;
+		if ((ret = vmm_ram_read_section(s, expect == SEC_CPU_MODEL ? NULL : &vm->mem, &type,
+		                                &inst, &p, &loaded, err, errlen)) < 0)
 			goto out;
 		rbuf_init(&r, p.data, p.len);
 		if (expect == SEC_CPU_MODEL && type != SEC_CPU_MODEL) {
@@ -447,7 +451,7 @@ int vmm_vm_restore(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t er
 			break;
 		}
 		case SEC_RAM:
-			ret = vmm_ram_load(&vm->mem, p.data, p.len, err, errlen);
+			ret = loaded ? 0 : vmm_ram_load(&vm->mem, p.data, p.len, err, errlen);
 			break;
 		case SEC_ZERO:
 			ret = vmm_ram_zero_load(&vm->mem, p.data, p.len, err, errlen);

@@ -272,18 +272,12 @@ int vmm_state_write_section(struct vmm_stream *s, uint32_t type, uint32_t instan
 	return 0;
 }
 
-int vmm_state_read_section(struct vmm_stream *s, uint32_t *type, uint32_t *instance,
-                           struct sbuf *payload, char *err, size_t errlen)
+int vmm_state_read_head(struct vmm_stream *s, uint8_t h[16], uint32_t *type, uint32_t *instance,
+                        uint64_t *len, char *err, size_t errlen)
 {
-	uint8_t h[16], t[4];
-	uint64_t len;
-	uint32_t crc, want;
 	char name[5];
-	int ret;
+	int ret = get(s, h, 16);
 
-	payload->len = 0;
-	payload->err = 0;
-	ret = get(s, h, sizeof(h));
 	if (ret < 0) {
 		snprintf(err, errlen, "state stream ends before its END section (%s)",
 		         ret == -EPIPE ? "truncated" : strerror(-ret));
@@ -291,31 +285,67 @@ int vmm_state_read_section(struct vmm_stream *s, uint32_t *type, uint32_t *insta
 	}
 	memcpy(type, h, 4);
 	memcpy(instance, h + 4, 4);
-	memcpy(&len, h + 8, 8);
-	vmm_fourcc_str(*type, name);
-	if (len > VMM_STATE_MAX_SECTION) {
+	memcpy(len, h + 8, 8);
+	if (*len > VMM_STATE_MAX_SECTION) {
+		vmm_fourcc_str(*type, name);
 		snprintf(err, errlen, "state section %s/%u claims %llu bytes (limit %u): corrupt",
-		         name, *instance, (unsigned long long)len, VMM_STATE_MAX_SECTION);
-		return -EBADMSG;
-	}
-	if ((ret = sbuf_reserve(payload, (size_t)len)) < 0)
-		return ret;
-	payload->len = (size_t)len;
-	if (len && (ret = get(s, payload->data, (size_t)len)) < 0) {
-		snprintf(err, errlen, "state section %s/%u is truncated", name, *instance);
-		return ret;
-	}
-	if ((ret = get(s, t, 4)) < 0) {
-		snprintf(err, errlen, "state section %s/%u is truncated", name, *instance);
-		return ret;
-	}
-	memcpy(&want, t, 4);
-	crc = vmm_crc32c(0, h, sizeof(h));
-	crc = vmm_crc32c(crc, payload->data, (size_t)len);
-	if (crc != want) {
-		snprintf(err, errlen, "state section %s/%u is corrupt (checksum mismatch)", name,
-		         *instance);
+		         name, *instance, (unsigned long long)*len, VMM_STATE_MAX_SECTION);
 		return -EBADMSG;
 	}
 	return 0;
+}
+
+int vmm_state_read_part(struct vmm_stream *s, void *p, size_t n, uint32_t type, uint32_t instance,
+                        char *err, size_t errlen)
+{
+	char name[5];
+	int ret = n ? get(s, p, n) : 0;
+
+	if (ret < 0) {
+		vmm_fourcc_str(type, name);
+		snprintf(err, errlen, "state section %s/%u is truncated", name, instance);
+	}
+	return ret;
+}
+
+int vmm_state_read_trailer(struct vmm_stream *s, uint32_t crc, uint32_t type, uint32_t instance,
+                           char *err, size_t errlen)
+{
+	uint8_t t[4];
+	uint32_t want;
+	char name[5];
+	int ret;
+
+	if ((ret = vmm_state_read_part(s, t, 4, type, instance, err, errlen)) < 0)
+		return ret;
+	memcpy(&want, t, 4);
+	if (crc != want) {
+		vmm_fourcc_str(type, name);
+		snprintf(err, errlen, "state section %s/%u is corrupt (checksum mismatch)", name,
+		         instance);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+int vmm_state_read_section(struct vmm_stream *s, uint32_t *type, uint32_t *instance,
+                           struct sbuf *payload, char *err, size_t errlen)
+{
+	uint8_t h[16];
+	uint64_t len;
+	int ret;
+
+	payload->len = 0;
+	payload->err = 0;
+	if ((ret = vmm_state_read_head(s, h, type, instance, &len, err, errlen)) < 0)
+		return ret;
+	if ((ret = sbuf_reserve(payload, (size_t)len)) < 0)
+		return ret;
+	payload->len = (size_t)len;
+	if ((ret = vmm_state_read_part(s, payload->data, (size_t)len, *type, *instance, err,
+	                               errlen)) < 0)
+		return ret;
+	uint32_t crc = vmm_crc32c(0, h, 16);
+	crc = vmm_crc32c(crc, payload->data, (size_t)len);
+	return vmm_state_read_trailer(s, crc, *type, *instance, err, errlen);
 }

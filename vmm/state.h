@@ -65,6 +65,16 @@ int vmm_state_read_header(struct vmm_stream *s, char *err, size_t errlen);
 /* Reads the next section into payload (reset first). */
 int vmm_state_read_section(struct vmm_stream *s, uint32_t *type, uint32_t *instance,
                            struct sbuf *payload, char *err, size_t errlen);
+/* The same in parts, for a reader that puts a payload elsewhere (RAM pages
+ * straight into guest memory): the 16-byte header (its length checked
+ * against the limit), n bytes of the payload, and the trailer checked
+ * against crc, the running crc32c of the header and the whole payload. */
+int vmm_state_read_head(struct vmm_stream *s, uint8_t h[16], uint32_t *type, uint32_t *instance,
+                        uint64_t *len, char *err, size_t errlen);
+int vmm_state_read_part(struct vmm_stream *s, void *p, size_t n, uint32_t type, uint32_t instance,
+                        char *err, size_t errlen);
+int vmm_state_read_trailer(struct vmm_stream *s, uint32_t crc, uint32_t type, uint32_t instance,
+                           char *err, size_t errlen);
 
 /* "CPUM" etc. for messages. */
 void vmm_fourcc_str(uint32_t t, char out[5]);
