@@ -196,6 +196,7 @@ static struct sr sr_vmx(void)
 		return (struct sr){ -1, -1, 0 };
 	r.bytes = (double)st.st_size;
 	char *restore[] = { vmx, "-c", cfg, "--restore", state, NULL };
+	bench_warm_memory(SR_MIB); /* as for QEMU: see bench_warm_memory */
 	t0 = bench_now_ms();
 	pid = bench_spawn(restore, NULL);
 	while (bench_now_ms() - t0 < 60000 && stat(sock, &st) < 0)
@@ -256,6 +257,7 @@ static struct sr sr_qemu(bool kvm)
 	snprintf(inc, sizeof(inc), "exec:cat %s", state);
 	char *incoming[] = { "-incoming", inc, NULL };
 	bench_qemu_argv(a, kvm, mem, sfile, elf, append, qsa, incoming);
+	bench_warm_memory(SR_MIB);
 	t0 = bench_now_ms();
 	pid = bench_spawn(a, NULL);
 	fd = bench_qmp_open(qs);
