@@ -93,20 +93,27 @@ struct uart {
 	struct vmm_uart_stats st;
 	void (*tap)(void *arg, const uint8_t *buf, size_t n);
 	void *tap_arg;
+	/* output commit (vmm_uart_hold): finished lines wait in held until
+	 * released; held_base is the output offset of held[0] */
+	bool holding;
+	uint8_t *held;
+	size_t held_len, held_cap;
+	uint64_t held_base;
 };
 
 /* ---- output ---- */
 
-static void out_flush(struct uart *u)
+/* Out to the console followers and the log. */
+static void emit(struct uart *u, const uint8_t *buf, size_t n)
 {
 	size_t off = 0;
 
-	if (!u->line_len)
+	if (!n)
 		return;
 	if (u->tap)
-		u->tap(u->tap_arg, u->line, u->line_len);
-	while (u->fd >= 0 && off < u->line_len) {
-		ssize_t w = write(u->fd, u->line + off, u->line_len - off);
+		u->tap(u->tap_arg, buf, n);
+	while (u->fd >= 0 && off < n) {
+		ssize_t w = write(u->fd, buf + off, n - off);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) { /* EAGAIN, EIO, ENOSPC...: the rest is lost */
@@ -115,7 +122,45 @@ static void out_flush(struct uart *u)
 		}
 		off += (size_t)w;
 	}
+}
+
+static void out_flush(struct uart *u)
+{
+	if (!u->line_len)
+		return;
+	if (!u->holding) {
+		emit(u, u->line, u->line_len);
+	} else if (u->held_len + u->line_len > UART_HOLD_MAX) {
+		u->st.write_errors++; /* nobody acknowledged 4 MiB: lost */
+	} else {
+		if (u->held_len + u->line_len > u->held_cap) {
+			size_t cap = u->held_cap ? u->held_cap * 2 : 4096;
+			while (cap < u->held_len + u->line_len)
+				cap *= 2;
+			uint8_t *n = realloc(u->held, cap);
+			if (!n) {
+				u->st.write_errors++;
+				u->line_len = 0;
+				return;
+			}
+			u->held = n;
+			u->held_cap = cap;
+		}
+		memcpy(u->held + u->held_len, u->line, u->line_len);
+		u->held_len += u->line_len;
+	}
 	u->line_len = 0;
+}
+
+static void release_locked(struct uart *u, uint64_t upto)
+{
+	if (upto <= u->held_base)
+		return;
+	size_t n = upto - u->held_base < u->held_len ? (size_t)(upto - u->held_base) : u->held_len;
+	emit(u, u->held, n);
+	memmove(u->held, u->held + n, u->held_len - n);
+	u->held_len -= n;
+	u->held_base += n;
 }
 
 /* ---- registers ---- */
@@ -494,8 +539,9 @@ static void uart_destroy(struct vmm_device *d)
 {
 	struct uart *u = d->priv;
 
-	out_flush(u);
+	out_flush(u); /* held output was never acknowledged: it stays unsaid */
 	pthread_mutex_destroy(&u->lock);
+	free(u->held);
 	free(u);
 }
 
@@ -573,6 +619,46 @@ void vmm_uart_discard(struct vmm_device *d)
 
 	pthread_mutex_lock(&u->lock);
 	u->line_len = 0;
+	pthread_mutex_unlock(&u->lock);
+}
+
+void vmm_uart_hold(struct vmm_device *d, bool on)
+{
+	struct uart *u = d->priv;
+
+	pthread_mutex_lock(&u->lock);
+	if (!on)
+		release_locked(u, u->held_base + u->held_len);
+	u->holding = on;
+	pthread_mutex_unlock(&u->lock);
+}
+
+uint64_t vmm_uart_held_mark(struct vmm_device *d)
+{
+	struct uart *u = d->priv;
+
+	pthread_mutex_lock(&u->lock);
+	uint64_t m = u->held_base + u->held_len;
+	pthread_mutex_unlock(&u->lock);
+	return m;
+}
+
+void vmm_uart_release(struct vmm_device *d, uint64_t upto)
+{
+	struct uart *u = d->priv;
+
+	pthread_mutex_lock(&u->lock);
+	release_locked(u, upto);
+	pthread_mutex_unlock(&u->lock);
+}
+
+void vmm_uart_drop(struct vmm_device *d)
+{
+	struct uart *u = d->priv;
+
+	pthread_mutex_lock(&u->lock);
+	u->held_base += u->held_len;
+	u->held_len = 0;
 	pthread_mutex_unlock(&u->lock);
 }
 

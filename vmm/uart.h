@@ -6,6 +6,7 @@
 #ifndef VMM_UART_H
 #define VMM_UART_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +40,20 @@ void vmm_uart_flush(struct vmm_device *d);
 void vmm_uart_discard(struct vmm_device *d);
 /* The fd its output goes to (serial.log, O_APPEND). */
 int vmm_uart_log_fd(struct vmm_device *d);
+
+/* Output commit (fault tolerance): while held, the finished lines the
+ * guest writes wait instead of going out (to the log and the console
+ * followers). vmm_uart_held_mark() is the output offset reached so far
+ * (it only grows); vmm_uart_release(upto) lets out what was written
+ * before that offset; hold(false) lets out the rest and writes at once
+ * again; drop() forgets what waits (the secondary took over, and its copy
+ * of the guest writes it again). At most UART_HOLD_MAX bytes wait: more is
+ * lost and counted in write_errors. */
+#define UART_HOLD_MAX (4u << 20)
+void vmm_uart_hold(struct vmm_device *d, bool on);
+uint64_t vmm_uart_held_mark(struct vmm_device *d);
+void vmm_uart_release(struct vmm_device *d, uint64_t upto);
+void vmm_uart_drop(struct vmm_device *d);
 /* Every flushed chunk is also handed to fn (fault tolerance holds output),
  * with the UART's lock held: fn must not call back into the UART. NULL fn
  * removes the tap. */
