@@ -29,7 +29,7 @@ PROTO_H    := $(PROTO_C:.c=.h)
 LIB_SRCS    := $(wildcard lib/*.c)
 HOSTD_SRCS  := $(filter-out hostd/main.c,$(wildcard hostd/*.c))
 VMKCTL_SRCS := $(filter-out vmkctl/main.c,$(wildcard vmkctl/*.c))
-VMM_SRCS    := $(filter-out vmm/main.c,$(wildcard vmm/*.c)) $(wildcard migrate/*.c)
+VMM_SRCS    := $(filter-out vmm/main.c,$(wildcard vmm/*.c)) $(wildcard migrate/*.c) $(wildcard replica/*.c)
 
 obj = $(patsubst %.c,$(OBJ_DIR)/%.o,$(1))
 

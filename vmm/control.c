@@ -38,6 +38,7 @@ int vmm_control_handle(const struct vmm_control_ops *ops, void *arg, const uint8
 	Vmx__StatusInfo si = VMX__STATUS_INFO__INIT;
 	Vmx__StatsInfo st = VMX__STATS_INFO__INIT;
 	Vmx__MigrateInfo mi = VMX__MIGRATE_INFO__INIT;
+	Vmx__FtInfo fi = VMX__FT_INFO__INIT;
 	Vmx__Request *req = NULL;
 	const char *why = NULL;
 	char msg[160];
@@ -129,6 +130,40 @@ int vmm_control_handle(const struct vmm_control_ops *ops, void *arg, const uint8
 				resp.status =
 				        ops->disk_consolidate(arg, req->disk_consolidate, &why);
 			}
+			break;
+		case VMX__REQUEST__BODY_FT_START:
+			if (!ops->ft_start) {
+				resp.status = 5;
+				why = "this vmx cannot protect its VM";
+			} else if (!req->ft_start->host[0] || !req->ft_start->port ||
+			           req->ft_start->port > 65535 ||
+			           strlen(req->ft_start->token) != 64 ||
+			           strlen(req->ft_start->host) > 255 ||
+			           strlen(req->ft_start->netns) > 255) {
+				resp.status = 2;
+				why = "ft_start needs a host, a port (1..65535) and a 64-digit "
+				      "token";
+			} else {
+				resp.status = ops->ft_start(arg, req->ft_start, &why);
+			}
+			break;
+		case VMX__REQUEST__BODY_FT_STATUS:
+			if (!ops->ft_status) {
+				resp.status = 5;
+				why = "this vmx cannot protect its VM";
+				break;
+			}
+			resp.status = ops->ft_status(arg, &fi);
+			resp.body_case = VMX__RESPONSE__BODY_FT_INFO;
+			resp.ft_info = &fi;
+			break;
+		case VMX__REQUEST__BODY_FT_STOP:
+			if (!ops->ft_stop) {
+				resp.status = 5;
+				why = "this vmx cannot protect its VM";
+				break;
+			}
+			resp.status = ops->ft_stop(arg, &why);
 			break;
 		default:
 			resp.status = 2;

@@ -28,6 +28,10 @@ struct vmm_control_ops {
 	int (*migrate_send)(void *arg, const Vmx__MigrateSendRequest *r, const char **why);
 	int (*migrate_status)(void *arg, Vmx__MigrateInfo *out); /* strings outlive the reply */
 	int (*migrate_cancel)(void *arg, const char **why);
+	/* fault tolerance (replica/); NULL: not offered */
+	int (*ft_start)(void *arg, const Vmx__FtStartRequest *r, const char **why);
+	int (*ft_status)(void *arg, Vmx__FtInfo *out); /* strings outlive the reply */
+	int (*ft_stop)(void *arg, const char **why);
 	/* disk snapshot layers (vmm/disk.h); NULL: not offered */
 	int (*disk_snapshot)(void *arg, const Vmx__DiskSnapshotRequest *r, const char **why);
 	int (*disk_consolidate)(void *arg, const Vmx__DiskConsolidateRequest *r, const char **why);

@@ -53,6 +53,7 @@ int vmm_control_cli(const char *path, int argc, char **argv, FILE *out)
 	Vmx__PowerOffRequest po = VMX__POWER_OFF_REQUEST__INIT;
 	Vmx__SaveRequest sv = VMX__SAVE_REQUEST__INIT;
 	Vmx__MigrateSendRequest ms = VMX__MIGRATE_SEND_REQUEST__INIT;
+	Vmx__FtStartRequest fs = VMX__FT_START_REQUEST__INIT;
 	Vmx__Response *r = NULL;
 	char err[400];
 
@@ -97,6 +98,19 @@ int vmm_control_cli(const char *path, int argc, char **argv, FILE *out)
 	} else if (strcmp(verb, "migrate-cancel") == 0) {
 		req.body_case = VMX__REQUEST__BODY_MIGRATE_CANCEL;
 		req.migrate_cancel = &e;
+	} else if (strcmp(verb, "ft-start") == 0 && argc >= 4 && argc <= 5) {
+		req.body_case = VMX__REQUEST__BODY_FT_START;
+		fs.host = argv[1];
+		fs.port = (uint32_t)strtoul(argv[2], NULL, 10);
+		fs.token = argv[3];
+		fs.epoch_ms = argc > 4 ? (uint32_t)strtoul(argv[4], NULL, 10) : 0;
+		req.ft_start = &fs;
+	} else if (strcmp(verb, "ft-status") == 0) {
+		req.body_case = VMX__REQUEST__BODY_FT_STATUS;
+		req.ft_status = &e;
+	} else if (strcmp(verb, "ft-stop") == 0) {
+		req.body_case = VMX__REQUEST__BODY_FT_STOP;
+		req.ft_stop = &e;
 	} else if (strcmp(verb, "save") == 0 && argc == 2) {
 		req.body_case = VMX__REQUEST__BODY_SAVE;
 		sv.path = argv[1];
@@ -105,7 +119,8 @@ int vmm_control_cli(const char *path, int argc, char **argv, FILE *out)
 		fprintf(stderr, "vmx --control SOCK: verbs are status, stats, pause, resume, "
 		                "power-off, save PATH, migrate HOST PORT TOKEN [DOWNTIME_MS "
 		                "[MIBPS [storage] [compress] [streams=N]]], migrate-status, "
-		                "migrate-cancel\n");
+		                "migrate-cancel, ft-start HOST PORT TOKEN [EPOCH_MS], ft-status, "
+		                "ft-stop\n");
 		return 2;
 	}
 	if (vmm_control_call(path, &req, &r, 60000, err, sizeof(err)) < 0) {
@@ -136,6 +151,17 @@ int vmm_control_cli(const char *path, int argc, char **argv, FILE *out)
 		        r->migrate_info->throttle_pct,
 		        (unsigned long long)r->migrate_info->total_ms,
 		        (unsigned long long)r->migrate_info->downtime_ms, r->migrate_info->error);
+	else if (r->body_case == VMX__RESPONSE__BODY_FT_INFO)
+		fprintf(out,
+		        "phase=%s\nepoch=%llu\nacked=%llu\ngeneration=%llu\nbytes=%llu\n"
+		        "pause_us_last=%llu\npause_us_max=%llu\nstretched=%llu\nerror=%s\n",
+		        r->ft_info->phase, (unsigned long long)r->ft_info->epoch,
+		        (unsigned long long)r->ft_info->acked,
+		        (unsigned long long)r->ft_info->generation,
+		        (unsigned long long)r->ft_info->bytes,
+		        (unsigned long long)r->ft_info->pause_us_last,
+		        (unsigned long long)r->ft_info->pause_us_max,
+		        (unsigned long long)r->ft_info->stretched, r->ft_info->error);
 	else if (r->body_case == VMX__RESPONSE__BODY_STATS_INFO)
 		fprintf(out, "exits=%llu\nram_bytes=%llu\nvcpus=%u\n",
 		        (unsigned long long)r->stats_info->exits,

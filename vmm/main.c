@@ -26,6 +26,7 @@
 #include "util.h"
 #include "lease.h"
 #include "migrate/migrate.h"
+#include "replica/replica.h"
 #include "monitor.h"
 #include "netns.h"
 #include "vm.h"
@@ -56,6 +57,8 @@ static void usage(FILE *f)
 	        "      --incoming ADDR receive the VM from a migration source on ADDR (a port\n"
 	        "                      the kernel picks, shown by --control status)\n"
 	        "      --incoming-token-file F  the token the source must present\n"
+	        "      --ft-secondary  with --incoming: be the fault-tolerance secondary, kept\n"
+	        "                      by the primary's checkpoints, live once it is lost\n"
 	        "      --netns NAME    listen for it inside the network namespace NAME (the\n"
 	        "                      vMotion netstack, /run/netns/NAME)\n"
 	        "      --tap NAME      the tap of the next NIC (instead of the .vmx's; hostd\n"
@@ -92,6 +95,7 @@ struct vmx_ctx {
 	uint64_t start_ms;
 	struct vmx_lease *lease; /* NULL: no datastore lock held */
 	struct migrate_src mig;
+	struct ft_primary ft;   /* fault tolerance, as the primary */
 	uint16_t incoming_port; /* --incoming: where the source connects */
 	atomic_bool released;   /* hostd said it has what it needs (power off) */
 };
@@ -362,10 +366,98 @@ static int ctl_disk_consolidate(void *arg, const Vmx__DiskConsolidateRequest *r,
 	return status;
 }
 
+static const char *lock_host; /* --lock-host (below) */
+
+/* <dir>/<name>.ftgen: the FT generation record, on the VM's datastore */
+static void ft_gen_path(const struct vmcfg *c, char *out, size_t len)
+{
+	snprintf(out, len, "%s/%s.ftgen", c->dir, c->name);
+}
+
+static void ft_owner(char *out, size_t len)
+{
+	if (lock_host) {
+		snprintf(out, len, "%s", lock_host);
+	} else if (gethostname(out, len) < 0) {
+		snprintf(out, len, "?");
+	}
+	out[len - 1] = '\0';
+}
+
+static int ctl_ft_start(void *arg, const Vmx__FtStartRequest *r, const char **why)
+{
+	struct vmx_ctx *x = arg;
+	struct ft_params p = { .nsfd = -1 };
+	static char err[300];
+
+	if (atomic_load(&x->vm->state) != VM_RUNNING) {
+		*why = "the VM is not running";
+		return 5;
+	}
+	if (r->netns[0] && (p.nsfd = netns_open(r->netns)) < 0) {
+		snprintf(err, sizeof(err), "netstack namespace %s: %s", r->netns,
+		         strerror(-p.nsfd));
+		*why = err;
+		return 4;
+	}
+	snprintf(p.host, sizeof(p.host), "%s", r->host);
+	p.port = (uint16_t)r->port;
+	snprintf(p.token, sizeof(p.token), "%s", r->token);
+	p.epoch_ms = r->epoch_ms;
+	ft_gen_path(x->cfg, p.gen_path, sizeof(p.gen_path));
+	ft_owner(p.owner, sizeof(p.owner));
+	int ret = ft_primary_start(&x->ft, x->vm, &p, err, sizeof(err));
+	if (ret < 0) {
+		if (p.nsfd >= 0)
+			close(p.nsfd);
+		*why = err;
+		return ret == -EINVAL ? 2 : 5;
+	}
+	return 0;
+}
+
+static int ctl_ft_status(void *arg, Vmx__FtInfo *o)
+{
+	struct vmx_ctx *x = arg;
+	static __thread struct ft_stats st;
+
+	ft_primary_status(&x->ft, &st);
+	o->phase = (char *)ft_phase_name(st.phase);
+	o->epoch = st.epoch;
+	o->acked = st.acked;
+	o->generation = st.generation;
+	o->bytes = st.bytes;
+	o->pause_us_last = st.pause_us_last;
+	o->pause_us_max = st.pause_us_max;
+	o->stretched = st.stretched;
+	o->error = st.error;
+	return 0;
+}
+
+static int ctl_ft_stop(void *arg, const char **why)
+{
+	struct vmx_ctx *x = arg;
+
+	(void)why;
+	ft_primary_stop(&x->ft);
+	return 0;
+}
+
 static const struct vmm_control_ops control_ops = {
-	ctl_status,         ctl_pause,         ctl_resume,           ctl_power_off,
-	ctl_stats,          ctl_save,          ctl_migrate_send,     ctl_migrate_status,
-	ctl_migrate_cancel, ctl_disk_snapshot, ctl_disk_consolidate,
+	.status = ctl_status,
+	.pause = ctl_pause,
+	.resume = ctl_resume,
+	.power_off = ctl_power_off,
+	.stats = ctl_stats,
+	.save = ctl_save,
+	.migrate_send = ctl_migrate_send,
+	.migrate_status = ctl_migrate_status,
+	.migrate_cancel = ctl_migrate_cancel,
+	.ft_start = ctl_ft_start,
+	.ft_status = ctl_ft_status,
+	.ft_stop = ctl_ft_stop,
+	.disk_snapshot = ctl_disk_snapshot,
+	.disk_consolidate = ctl_disk_consolidate,
 };
 
 static void *signal_thread(void *arg)
@@ -434,6 +526,7 @@ static const char *lock_addr;    /* --lock-addr */
 static const char *run_dir;    /* --run-dir: control socket and exit file (default: the VM's dir) */
 static const char *incoming;   /* --incoming ADDR: receive the VM from a migration source */
 static const char *token_file; /* --incoming-token-file: the 64-hex token the source must show */
+static bool ft_secondary;      /* --ft-secondary: --incoming takes FT checkpoints instead */
 static const char *incoming_netns;           /* --netns: the netstack (namespace) to listen in */
 static const char *nic_taps[VMCFG_MAX_NICS]; /* --tap, in NIC order: replace the .vmx's taps */
 static unsigned nnic_taps;
@@ -641,7 +734,9 @@ static int run(const struct vmcfg *c)
 		goto out;
 	*ctx = (struct vmx_ctx){ .vm = vm, .cfg = c, .start_ms = util_now_ms() };
 	pthread_mutex_init(&ctx->mig.m, NULL);
+	pthread_mutex_init(&ctx->ft.m, NULL);
 	ctx->mig.fd = -1;
+	ctx->ft.fd = -1;
 	for (unsigned k = 0; k < MIGRATE_MAX_STREAMS; k++)
 		ctx->mig.xfd[k] = -1;
 	ctx->lease = lock_host ? &lease : NULL;
@@ -693,9 +788,23 @@ static int run(const struct vmcfg *c)
 	if (incoming) {
 		log_info("vm %s: waiting for the migration source on %s:%u", c->name, incoming,
 		         ctx->incoming_port);
-		if (migrate_dst_receive(lfd, token, vm, INCOMING_WAIT_MS, &conn, err, sizeof(err)) <
-		            0 ||
-		    migrate_dst_wait_handover(conn, err, sizeof(err)) < 0) {
+		if (ft_secondary) {
+			/* a copy kept by the primary's checkpoints; it runs only
+			 * once the primary is lost and this side won the record */
+			char gp[4200], owner[128];
+			ft_gen_path(c, gp, sizeof(gp));
+			ft_owner(owner, sizeof(owner));
+			ret = ft_secondary_run(lfd, token, vm, gp, owner, INCOMING_WAIT_MS, err,
+			                       sizeof(err));
+			lfd = -1;
+			if (ret < 0) {
+				fprintf(stderr, "vmx: FT secondary: %s\n", err);
+				rc = ret == -ECANCELED ? 0 : EXIT_INCOMING;
+				goto out;
+			}
+		} else if (migrate_dst_receive(lfd, token, vm, INCOMING_WAIT_MS, &conn, err,
+		                               sizeof(err)) < 0 ||
+		           migrate_dst_wait_handover(conn, err, sizeof(err)) < 0) {
 			fprintf(stderr, "vmx: incoming migration: %s\n", err);
 			rc = EXIT_INCOMING;
 			goto out;
@@ -783,6 +892,7 @@ out:
 	signal_vm = NULL;
 	vmm_control_stop(control);
 	if (ctx) {
+		ft_primary_stop(&ctx->ft);
 		migrate_src_join(&ctx->mig);
 		free(ctx);
 	}
@@ -813,6 +923,7 @@ int main(int argc, char **argv)
 		{ "run-dir", required_argument, NULL, 'R' },
 		{ "incoming", required_argument, NULL, 'I' },
 		{ "incoming-token-file", required_argument, NULL, 'T' },
+		{ "ft-secondary", no_argument, NULL, 'F' },
 		{ "netns", required_argument, NULL, 'N' },
 		{ "tap", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
@@ -868,6 +979,9 @@ int main(int argc, char **argv)
 		case 'T':
 			token_file = optarg;
 			break;
+		case 'F':
+			ft_secondary = true;
+			break;
 		case 'C':
 			return vmm_control_cli(optarg, argc - optind, argv + optind, stdout);
 		case 'h':
@@ -877,6 +991,10 @@ int main(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
+	}
+	if (ft_secondary && !incoming) {
+		fprintf(stderr, "vmx: --ft-secondary needs --incoming ADDR and its token file\n");
+		return 2;
 	}
 	if (!cfgpath || optind < argc) {
 		fprintf(stderr, "vmx: %s\n", cfgpath ? "unexpected argument" : "no --config given");

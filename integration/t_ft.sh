@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Fault tolerance between two vmx on this host (replica/): a heartbeat
+# guest protected by 10 ms checkpoints; the primary killed: the secondary
+# goes live and the serial log has every line once, in order; the primary
+# frozen past the detection time (a partition): the secondary wins the
+# generation record, the primary stops its copy when it wakes, nothing is
+# said twice; ft-stop: the secondary ends without going live; a wrong
+# token. Both vmx use the same .vmx directory, as two hosts would use the
+# shared datastore (serial log and generation record). Needs /dev/kvm.
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+VMK_BIN=${VMK_BIN:-$top/build/bin}
+VMX=$VMK_BIN/vmx
+ELF=${VMK_GUEST_ELF:-$VMK_BIN/../guest/vmk-guest.elf}
+tmp=$(mktemp -d /tmp/vmk-test-ft.XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+n=0 failed=0
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; shift; printf '#   %s\n' "$@"; }
+skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
+
+if ! [[ -r /dev/kvm && -w /dev/kvm ]]; then
+	skip "fault tolerance" "no /dev/kvm"
+	echo "1..$n"
+	exit 0
+fi
+
+token=$(printf 'a%.0s' $(seq 64))
+printf '%s\n' "$token" >"$tmp/token"
+
+# setup NAME: a heartbeat guest in $tmp/NAME, no log yet
+setup() {
+	mkdir -p "$tmp/$1" "$tmp/$1/a" "$tmp/$1/b"
+	cat >"$tmp/$1/$1.vmx" <<EOC
+vm = { name = "$1"; uuid = "564d0000-0000-4000-8000-0000000000f$2"; memory_mib = 64;
+       vcpus = 1; kernel = "$ELF"; cmdline = "heartbeat interval_ms=5"; };
+EOC
+}
+ctl() { "$VMX" --control "$1" "${@:2}" 2>&1; }
+field() { ctl "$1" "$2" | sed -n "s/^$3=//p"; }
+wait_grep() { # FILE REGEX [TENTHS]
+	for _ in $(seq "${3:-100}"); do grep -Eq "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+	return 1
+}
+# wait_exit PID: its exit status, or 124 after 10 s (then it is killed)
+wait_exit() {
+	for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+	kill -0 "$1" 2>/dev/null && { kill -9 "$1"; wait "$1" 2>/dev/null; return 124; }
+	wait "$1"
+}
+# the heartbeat numbers of a log: every line once, in order
+unbroken() { awk '$1 == "hb" { if (seen && $2 != p + 1) bad = 1; p = $2; seen = 1 } END { exit bad || !seen }' "$1"; }
+breaks() { awk '$1 == "hb" { if (seen && $2 != p + 1) print "line " NR ": " p " then " $2; p = $2; seen = 1 }' "$1" | head -5; }
+
+# start NAME: secondary, then primary, then ft-start; sets sport, ppid, spid
+start() {
+	local d=$tmp/$1
+	"$VMX" -c "$d/$1.vmx" --run-dir "$d/b" --incoming 127.0.0.1 --incoming-token-file "$tmp/token" \
+		--ft-secondary >"$d/b.out" 2>&1 &
+	spid=$!
+	pids+=("$spid")
+	sport=
+	for _ in $(seq 50); do
+		sport=$(field "$d/b/vmx.sock" status incoming_port)
+		[[ -n $sport && $sport != 0 ]] && break
+		sleep 0.1
+	done
+	"$VMX" -c "$d/$1.vmx" --run-dir "$d/a" >"$d/a.out" 2>&1 &
+	ppid=$!
+	pids+=("$ppid")
+	wait_grep "$d/serial.log" "^hb 20$"
+}
+
+protected() { # SOCK: protected, with at least 20 epochs acknowledged
+	for _ in $(seq 100); do
+		[[ $(field "$1" ft-status phase) == protected && $(field "$1" ft-status acked) -ge 20 ]] &&
+			return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# ---- the primary killed ----
+setup kill 1
+start kill
+d=$tmp/kill
+out=$(ctl "$d/a/vmx.sock" ft-start 127.0.0.1 "$sport" "$token" 10)
+[[ $? -eq 0 ]] && ok "ft-start accepted" || not_ok "ft-start" "$out"
+if protected "$d/a/vmx.sock"; then
+	ok "protected: epochs acknowledged ($(field "$d/a/vmx.sock" ft-status acked), pause max $(field "$d/a/vmx.sock" ft-status pause_us_max) us)"
+else
+	not_ok "protection" "$(ctl "$d/a/vmx.sock" ft-status)" "$(cat "$d/b.out")"
+fi
+grep -q '^generation=1$' "$d/kill.ftgen" 2>/dev/null && ok "the generation record is at 1" ||
+	not_ok "generation record" "$(cat "$d/kill.ftgen" 2>&1)"
+before=$(grep -c '^hb ' "$d/serial.log")
+kill -9 "$ppid"
+if wait_grep "$d/b.out" "going live" 50; then
+	ok "the secondary went live after the primary was killed"
+else
+	not_ok "go-live" "$(cat "$d/b.out")"
+fi
+for _ in $(seq 50); do (($(grep -c '^hb ' "$d/serial.log") > before + 100)) && break; sleep 0.1; done
+after=$(grep -c '^hb ' "$d/serial.log")
+((after > before + 100)) && ok "the guest runs on at the secondary ($before -> $after lines)" ||
+	not_ok "the guest runs on" "$before -> $after lines" "$(cat "$d/b.out")"
+unbroken "$d/serial.log" && ok "every heartbeat once, in order, across the failover" ||
+	not_ok "heartbeat sequence across the failover" "$(breaks "$d/serial.log")"
+grep -q '^generation=2$' "$d/kill.ftgen" && ok "the secondary took the record (generation 2)" ||
+	not_ok "record after the failover" "$(cat "$d/kill.ftgen")"
+kill -9 "$spid" 2>/dev/null
+
+# ---- a partition: the primary frozen past the detection time ----
+setup part 2
+start part
+d=$tmp/part
+ctl "$d/a/vmx.sock" ft-start 127.0.0.1 "$sport" "$token" 10 >/dev/null
+protected "$d/a/vmx.sock" || not_ok "protection (partition)" "$(ctl "$d/a/vmx.sock" ft-status)"
+kill -STOP "$ppid"
+wait_grep "$d/b.out" "going live" 50 && ok "the secondary went live while the primary was silent" ||
+	not_ok "go-live on silence" "$(cat "$d/b.out")"
+sleep 0.3
+kill -CONT "$ppid"
+stopped=no
+for _ in $(seq 50); do
+	kill -0 "$ppid" 2>/dev/null || { stopped=yes; break; }
+	sleep 0.1
+done
+[[ $stopped == yes ]] && ok "the woken primary lost the record and stopped its copy" ||
+	not_ok "primary after the partition" "$(ctl "$d/a/vmx.sock" ft-status)" "$(tail -3 "$d/a.out")"
+grep -q "lost the generation record" "$d/a.out" && ok "the primary says why it stopped" ||
+	not_ok "the primary's reason" "$(tail -5 "$d/a.out")"
+sleep 0.5
+unbroken "$d/serial.log" && ok "nothing said twice or skipped across the partition" ||
+	not_ok "heartbeat sequence across the partition" "$(breaks "$d/serial.log")"
+kill -9 "$spid" 2>/dev/null
+
+# ---- ft-stop: the secondary ends, the primary runs on unprotected ----
+setup stop 3
+start stop
+d=$tmp/stop
+ctl "$d/a/vmx.sock" ft-start 127.0.0.1 "$sport" "$token" 10 >/dev/null
+protected "$d/a/vmx.sock" || not_ok "protection (stop)" "$(ctl "$d/a/vmx.sock" ft-status)"
+ctl "$d/a/vmx.sock" ft-stop >/dev/null
+wait_exit "$spid"
+rc=$?
+[[ $rc -eq 0 ]] && grep -q "ended fault tolerance" "$d/b.out" &&
+	! grep -q "going live" "$d/b.out" && ok "ft-stop: the secondary ended without going live" ||
+	not_ok "ft-stop" "exit $rc" "$(cat "$d/b.out")"
+[[ $(field "$d/a/vmx.sock" ft-status phase) == off && $(field "$d/a/vmx.sock" status state) == running ]] &&
+	ok "the primary runs on, unprotected" || not_ok "primary after ft-stop" "$(ctl "$d/a/vmx.sock" ft-status)"
+c1=$(grep -c '^hb ' "$d/serial.log")
+sleep 0.3
+c2=$(grep -c '^hb ' "$d/serial.log")
+((c2 > c1)) && unbroken "$d/serial.log" && ok "its output flows at once again" ||
+	not_ok "output after ft-stop" "$c1 -> $c2" "$(breaks "$d/serial.log")"
+kill -9 "$ppid" 2>/dev/null
+
+# ---- bad input ----
+setup bad 4
+start bad
+d=$tmp/bad
+out=$(ctl "$d/a/vmx.sock" ft-start 127.0.0.1 "$sport" "$(printf 'b%.0s' $(seq 64))" 10)
+for _ in $(seq 50); do [[ $(field "$d/a/vmx.sock" ft-status phase) == failed ]] && break; sleep 0.1; done
+st=$(ctl "$d/a/vmx.sock" ft-status)
+grep -q "phase=failed" <<<"$st" && grep -q "refused" <<<"$st" &&
+	ok "a wrong token: refused, the primary says so" || not_ok "wrong token" "$st" "$(cat "$d/b.out")"
+wait_exit "$spid"
+grep -q "no valid token" "$d/b.out" && ok "the secondary refused the token and ended" ||
+	not_ok "secondary on a wrong token" "$(cat "$d/b.out")"
+c1=$(grep -c '^hb ' "$d/serial.log")
+sleep 0.3
+(($(grep -c '^hb ' "$d/serial.log") > c1)) && ok "the refused primary's output flows" ||
+	not_ok "output after a refused ft-start" "$(ctl "$d/a/vmx.sock" ft-status)"
+out=$(ctl "$d/a/vmx.sock" ft-start 127.0.0.1 1 "$token" 5000)
+[[ $? -eq 2 ]] && grep -q "at most 1000" <<<"$out" && ok "an epoch over 1000 ms refused" ||
+	not_ok "epoch bound" "$out"
+out=$(ctl "$d/a/vmx.sock" ft-start 127.0.0.1 1 short 10)
+[[ $? -eq 2 ]] && grep -q "64-digit token" <<<"$out" && ok "a short token refused" || not_ok "short token" "$out"
+out=$("$VMX" -c "$d/bad.vmx" --ft-secondary 2>&1)
+[[ $? -eq 2 ]] && grep -q "needs --incoming" <<<"$out" && ok "--ft-secondary alone refused" ||
+	not_ok "--ft-secondary alone" "$out"
+kill -9 "$ppid" 2>/dev/null
+
+echo "1..$n"
+exit $((failed > 0))

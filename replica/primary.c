@@ -1,0 +1,337 @@
+/* The FT primary (replica.h): the first copy, then an epoch every
+ * epoch_ms: pause, take what changed into a local buffer, resume, send;
+ * the guest's serial output waits for the secondary's acknowledgement. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+#include "migrate/wire.h"
+#include "replica.h"
+#include "vmm/ramstate.h"
+#include "vmm/snapshot.h"
+#include "vmm/uart.h"
+
+static const char *const phase_names[] = { "off",   "connecting", "syncing", "protected",
+	                                   "alone", "failed",     "lost" };
+
+const char *ft_phase_name(enum ft_phase p)
+{
+	return (unsigned)p < sizeof(phase_names) / sizeof(phase_names[0]) ? phase_names[p] : "?";
+}
+
+static uint64_t now_us(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000 + (uint64_t)t.tv_nsec / 1000;
+}
+
+static struct vmm_device *find_uart(struct vmm_vm *vm)
+{
+	for (unsigned i = 0; i < vm->ndevs; i++)
+		if (strcmp(vm->devs[i]->ops->name, "uart") == 0)
+			return vm->devs[i];
+	return NULL;
+}
+
+static void set_phase(struct ft_primary *f, enum ft_phase p, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static void set_phase(struct ft_primary *f, enum ft_phase p, const char *fmt, ...)
+{
+	pthread_mutex_lock(&f->m);
+	f->st.phase = p;
+	if (fmt) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(f->st.error, sizeof(f->st.error), fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&f->m);
+}
+
+/* An in-memory stream: the epoch buffer. */
+static int buf_write(void *arg, const void *p, size_t n)
+{
+	struct sbuf *b = arg;
+	sbuf_put(b, p, n);
+	return b->err;
+}
+
+/* The acknowledgements: "A <n>" lets out the output of epochs up to n. */
+static void *acker_main(void *arg)
+{
+	struct ft_primary *f = arg;
+	struct vmm_device *uart = find_uart(f->vm);
+	char line[64];
+
+	while (!atomic_load(&f->stop)) {
+		int r = wire_read_line(f->fd, line, sizeof(line), 200);
+		if (r == -ETIMEDOUT)
+			continue;
+		unsigned long long n;
+		if (r < 0 || sscanf(line, "A %llu", &n) != 1)
+			break; /* the epoch thread sees the silence */
+		pthread_mutex_lock(&f->m);
+		if (n > f->st.acked && n <= f->st.epoch) {
+			f->st.acked = n;
+			f->last_ack_ms = (int64_t)util_now_ms();
+			if (uart)
+				vmm_uart_release(uart, f->marks[n % 64]);
+		}
+		pthread_mutex_unlock(&f->m);
+	}
+	return NULL;
+}
+
+/* The secondary is gone: run on alone only after winning the record; a
+ * lost test-and-set (or a record out of reach: this host may be the
+ * isolated one) stops this copy before it says anything more. */
+static void secondary_lost(struct ft_primary *f, struct vmm_device *uart, const char *why)
+{
+	char err[300];
+	int ret = ft_gen_take(f->p.gen_path, f->st.generation, f->p.owner, err, sizeof(err));
+
+	if (ret == 0) {
+		log_warn("FT: the secondary is lost (%s): running on alone, unprotected", why);
+		set_phase(f, FT_ALONE, "the secondary is lost (%s)", why);
+		if (uart)
+			vmm_uart_hold(uart, false);
+		return;
+	}
+	log_error("FT: the secondary is lost (%s) and this side lost the generation record "
+	          "(%s): stopping this copy",
+	          why, err);
+	if (uart)
+		vmm_uart_drop(uart);
+	set_phase(f, FT_LOST, "the secondary took over or the record is out of reach: %s", err);
+	vmm_vm_stop(f->vm, VM_POWERED_OFF, "fault tolerance: the secondary runs the VM");
+}
+
+static void *ft_main(void *arg)
+{
+	struct ft_primary *f = arg;
+	struct vmm_vm *vm = f->vm;
+	struct vmm_device *uart = find_uart(vm);
+	struct wire_stream ws;
+	struct vmm_stream st, mst;
+	struct sbuf eb;
+	char err[400], line[300];
+	uint64_t *bm = NULL, words = 0;
+	uint32_t epoch_ms = f->p.epoch_ms ? f->p.epoch_ms : FT_DEFAULT_EPOCH_MS;
+	bool logging = false;
+	int ret;
+
+	sbuf_init(&eb);
+	memset(&mst, 0, sizeof(mst));
+	mst.write = buf_write;
+	mst.arg = &eb;
+	set_phase(f, FT_CONNECTING, NULL);
+	f->fd = wire_connect(f->p.nsfd, f->p.host, f->p.port, 10000, err, sizeof(err));
+	if (f->p.nsfd >= 0) {
+		close(f->p.nsfd);
+		f->p.nsfd = -1;
+	}
+	if (f->fd < 0) {
+		set_phase(f, FT_FAILED, "%s", err);
+		goto out;
+	}
+	if ((ret = ft_gen_begin(f->p.gen_path, f->p.owner, &f->st.generation, err, sizeof(err))) <
+	    0) {
+		set_phase(f, FT_FAILED, "%s", err);
+		goto out;
+	}
+	snprintf(line, sizeof(line), "VMKFT1 %s %" PRIu64 " %u\n", f->p.token, f->st.generation,
+	         epoch_ms);
+	if ((ret = wire_send_line(f->fd, line)) < 0 ||
+	    (ret = wire_read_line(f->fd, line, sizeof(line), 10000)) < 0 || strcmp(line, "OK")) {
+		set_phase(f, FT_FAILED, "the secondary refused: %s",
+		          ret < 0 ? strerror(-ret) : line);
+		goto out;
+	}
+	/* ---- the first copy, live; output waits from here on ---- */
+	set_phase(f, FT_SYNCING, NULL);
+	wire_stream_init(&ws, &st, f->fd, 0, &f->stop);
+	if (uart)
+		vmm_uart_hold(uart, true);
+	if (vmm_vm_save_begin(vm, &st, err, sizeof(err)) < 0 ||
+	    vmm_vm_dirty_start(vm, err, sizeof(err)) < 0) {
+		set_phase(f, FT_FAILED, "%s", err);
+		goto out;
+	}
+	logging = true;
+	words = (vm->mem.dirty_pages + 63) / 64; /* set by the dirty log's start */
+	if (!(bm = calloc(words ? words : 1, sizeof(uint64_t)))) {
+		set_phase(f, FT_FAILED, "out of memory");
+		goto out;
+	}
+	vmm_vm_dirty_harvest(vm, bm); /* KVM's log starts all set: re-arm it all */
+	memset(bm, 0xff, words * sizeof(uint64_t));
+	if ((ret = vmm_vm_dirty_clear(vm, bm, 0, vm->mem.dirty_pages)) < 0 ||
+	    (ret = vmm_ram_save_all(&vm->mem, &st, NULL)) < 0) {
+		set_phase(f, FT_FAILED, "the first copy: %s", strerror(-ret));
+		goto out;
+	}
+	f->last_ack_ms = (int64_t)util_now_ms();
+	f->acker_started = pthread_create(&f->acker, NULL, acker_main, f) == 0;
+	log_info("FT: first copy sent (%" PRIu64 " bytes), epochs of %u ms, generation %" PRIu64,
+	         ws.sent, epoch_ms, f->st.generation);
+
+	/* ---- epochs ---- */
+	uint64_t next = now_us();
+	for (uint64_t n = 1; !atomic_load(&f->stop); n++) {
+		uint64_t t = now_us();
+		if (t < next)
+			usleep((useconds_t)(next - t));
+		if (atomic_load(&vm->state) != VM_RUNNING)
+			break;
+		eb.len = 0;
+		eb.err = 0;
+		uint32_t inst = 0;
+		uint64_t t0 = now_us();
+		vmm_vm_pause(vm);
+		vmm_vm_dirty_harvest(vm, bm);
+		ret = vmm_vm_dirty_clear(vm, bm, 0, vm->mem.dirty_pages);
+		if (ret == 0)
+			ret = vmm_state_write_section(&mst, SEC_EPOCH, 0, &n, 8);
+		if (ret == 0)
+			ret = vmm_ram_save_dirty_range(&vm->mem, &mst, bm, 0, vm->mem.dirty_pages,
+			                               &inst, NULL);
+		if (ret == 0)
+			ret = vmm_vm_save_machine(vm, &mst, err, sizeof(err));
+		if (ret == 0)
+			ret = vmm_state_write_section(&mst, SEC_EPOCH_END, 0, &n, 8);
+		uint64_t mark = uart ? vmm_uart_held_mark(uart) : 0;
+		vmm_vm_resume(vm);
+		uint64_t pause = now_us() - t0;
+		next = t0 + (uint64_t)epoch_ms * 1000;
+		if (ret < 0) {
+			/* the secondary may hold earlier epochs: settle it by the
+			 * record, as for a lost secondary */
+			char why[120];
+			snprintf(why, sizeof(why), "epoch %" PRIu64 " could not be taken: %s", n,
+			         strerror(-ret));
+			secondary_lost(f, uart, why);
+			goto out;
+		}
+		pthread_mutex_lock(&f->m);
+		f->marks[n % 64] = mark;
+		f->st.epoch = n;
+		f->st.pause_us_last = pause;
+		if (pause > f->st.pause_us_max)
+			f->st.pause_us_max = pause;
+		if (f->st.phase == FT_SYNCING)
+			f->st.phase = FT_PROTECTED;
+		pthread_mutex_unlock(&f->m);
+		ret = st.write(st.arg, eb.data, eb.len);
+		pthread_mutex_lock(&f->m);
+		f->st.bytes = ws.sent;
+		int64_t silent = (int64_t)util_now_ms() - f->last_ack_ms;
+		uint64_t behind = n - f->st.acked;
+		if (now_us() > next)
+			f->st.stretched++; /* the next epoch starts late: longer, not stalled */
+		pthread_mutex_unlock(&f->m);
+		if (atomic_load(&f->stop))
+			break;
+		if (ret < 0 || silent > FT_DETECT_MS(epoch_ms) || behind >= 60) {
+			char why[120];
+			snprintf(why, sizeof(why), "%s",
+			         ret < 0        ? strerror(-ret)
+			         : behind >= 60 ? "60 epochs unacknowledged"
+			                        : "no acknowledgement within the detection time");
+			secondary_lost(f, uart, why);
+			goto out;
+		}
+	}
+	if (atomic_load(&f->stop) || atomic_load(&vm->state) != VM_RUNNING) {
+		/* protection ends (asked, or the guest stopped): END tells the
+		 * secondary to stop without going live; the record taken here
+		 * makes sure of it should END not arrive */
+		ws.cancel = NULL;
+		vmm_state_write_section(&st, SEC_END, 0, NULL, 0);
+		if (ft_gen_take(f->p.gen_path, f->st.generation, f->p.owner, err, sizeof(err)) ==
+		    0) {
+			set_phase(f, FT_OFF, NULL);
+			if (uart)
+				vmm_uart_hold(uart, false);
+		} else {
+			secondary_lost(f, uart, "protection ended");
+		}
+	}
+out:
+	if (logging)
+		vmm_vm_dirty_stop(vm);
+	if (f->fd >= 0)
+		shutdown(f->fd, SHUT_RDWR);
+	if (f->acker_started) {
+		pthread_join(f->acker, NULL);
+		f->acker_started = false;
+	}
+	pthread_mutex_lock(&f->m);
+	if (f->fd >= 0)
+		close(f->fd);
+	f->fd = -1;
+	pthread_mutex_unlock(&f->m);
+	if (uart && f->st.phase == FT_FAILED)
+		vmm_uart_hold(uart, false); /* never protected: nothing to wait for */
+	free(bm);
+	sbuf_free(&eb);
+	return NULL;
+}
+
+int ft_primary_start(struct ft_primary *f, struct vmm_vm *vm, const struct ft_params *p, char *err,
+                     size_t errlen)
+{
+	if (f->started) {
+		pthread_mutex_lock(&f->m);
+		enum ft_phase ph = f->st.phase;
+		pthread_mutex_unlock(&f->m);
+		if (ph != FT_FAILED && ph != FT_OFF && ph != FT_ALONE) {
+			snprintf(err, errlen, "fault tolerance is on already (%s)",
+			         ft_phase_name(ph));
+			return -EBUSY;
+		}
+		pthread_join(f->thread, NULL);
+		f->started = false;
+	}
+	if (p->epoch_ms > FT_MAX_EPOCH_MS) {
+		snprintf(err, errlen, "an epoch of %u ms: at most %u", p->epoch_ms,
+		         FT_MAX_EPOCH_MS);
+		return -EINVAL;
+	}
+	f->vm = vm;
+	f->p = *p;
+	f->fd = -1;
+	atomic_store(&f->stop, false);
+	memset(&f->st, 0, sizeof(f->st));
+	memset(f->marks, 0, sizeof(f->marks));
+	if (pthread_create(&f->thread, NULL, ft_main, f) != 0) {
+		snprintf(err, errlen, "cannot start the FT thread");
+		return -EAGAIN;
+	}
+	f->started = true;
+	return 0;
+}
+
+void ft_primary_status(struct ft_primary *f, struct ft_stats *out)
+{
+	pthread_mutex_lock(&f->m);
+	*out = f->st;
+	pthread_mutex_unlock(&f->m);
+}
+
+void ft_primary_stop(struct ft_primary *f)
+{
+	if (!f->started)
+		return;
+	atomic_store(&f->stop, true);
+	pthread_join(f->thread, NULL);
+	f->started = false;
+}

@@ -1,0 +1,124 @@
+/* Fault tolerance: continuous checkpoints of a running VM to a secondary
+ * vmx on another host, output commit, and the go-live of the secondary.
+ *
+ * The primary (primary.c) copies the VM once while it runs, then every
+ * epoch (default 10 ms) pauses the vCPUs, takes the pages dirtied since
+ * the last epoch and the vCPU and device state into a local buffer,
+ * resumes at once and sends the buffer. The secondary (secondary.c)
+ * buffers a whole epoch and applies it only when it is complete; it
+ * answers "A <n>". The primary holds the guest's serial output of an epoch
+ * until that answer (vmm_uart_hold), so nothing the outside saw is ever
+ * lost by a failover.
+ *
+ * Exactly one copy runs: a side that loses its peer (silent for the
+ * detection time) must win a test-and-set on the VM's generation record
+ * (gen.c, a file next to the .vmx on the shared datastore) before it runs
+ * on alone: the secondary to go live, the primary to release more output.
+ * The loser stops its copy at once.
+ *
+ * The stream: "VMKFT1 <token> <generation>" (answer "OK"), then the state
+ * format of docs/state-format.md: the header, CPUM, CONF and all of RAM,
+ * then per epoch an EPCH section (u64 epoch), its RAM sections and the
+ * machine sections, and EPND (u64 epoch). */
+#ifndef VMK_REPLICA_H
+#define VMK_REPLICA_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/state.h"
+#include "vmm/vm.h"
+
+#define SEC_EPOCH     VMM_FOURCC('E', 'P', 'C', 'H') /* u64 epoch: its sections follow */
+#define SEC_EPOCH_END VMM_FOURCC('E', 'P', 'N', 'D') /* u64 epoch: it is complete */
+
+#define FT_TOKEN_HEX        64
+#define FT_DEFAULT_EPOCH_MS 10
+#define FT_MAX_EPOCH_MS     1000
+/* a peer silent this long is declared failed: 3 epochs + 100 ms */
+#define FT_DETECT_MS(epoch_ms) (3 * (epoch_ms) + 100)
+
+/* ---- the generation record (gen.c) ---- */
+
+/* Sets the record at path to a generation one past what it holds (a new
+ * protection) and returns it in *gen. */
+int ft_gen_begin(const char *path, const char *owner, uint64_t *gen, char *err, size_t errlen);
+/* The test-and-set: if the record holds expect, it becomes expect + 1,
+ * owned by owner, and 0 is returned (this side won); -EBUSY when it holds
+ * another generation (the peer won first), -errno when it cannot be read
+ * or written (then nobody may assume it won). Atomic between hosts that
+ * share the file through flock(2) and fsync. */
+int ft_gen_take(const char *path, uint64_t expect, const char *owner, char *err, size_t errlen);
+/* The generation and owner the record holds. */
+int ft_gen_read(const char *path, uint64_t *gen, char *owner, size_t ownerlen);
+
+/* ---- primary ---- */
+
+enum ft_phase {
+	FT_OFF,
+	FT_CONNECTING,
+	FT_SYNCING,   /* the first full copy */
+	FT_PROTECTED, /* epochs flow and are acknowledged */
+	FT_ALONE,     /* the secondary was lost; this side won the record */
+	FT_FAILED,    /* never protected, or stopped */
+	FT_LOST,      /* the secondary won the record: this copy stops */
+};
+const char *ft_phase_name(enum ft_phase p);
+
+struct ft_params {
+	char host[256];
+	uint16_t port;
+	char token[FT_TOKEN_HEX + 1];
+	uint32_t epoch_ms;   /* 0: FT_DEFAULT_EPOCH_MS */
+	int nsfd;            /* netstack to connect from, -1: vmx's own; owned */
+	char gen_path[4096]; /* the generation record */
+	char owner[128];     /* this host's name in the record */
+};
+
+struct ft_stats {
+	enum ft_phase phase;
+	uint64_t epoch; /* the last epoch taken */
+	uint64_t acked; /* the last epoch the secondary acknowledged */
+	uint64_t generation;
+	uint64_t bytes; /* sent */
+	uint64_t pause_us_last, pause_us_max;
+	uint64_t stretched; /* epochs that took longer than epoch_ms to send */
+	char error[300];
+};
+
+struct ft_primary {
+	struct vmm_vm *vm;
+	struct ft_params p;
+	pthread_t thread, acker;
+	bool started, acker_started;
+	atomic_bool stop;
+	int fd;
+	pthread_mutex_t m;
+	struct ft_stats st;
+	uint64_t marks[64]; /* serial output mark at the end of epoch n % 64 */
+	int64_t last_ack_ms;
+};
+
+/* Starts protecting the running VM (a thread); -EBUSY if it runs. */
+int ft_primary_start(struct ft_primary *f, struct vmm_vm *vm, const struct ft_params *p, char *err,
+                     size_t errlen);
+void ft_primary_status(struct ft_primary *f, struct ft_stats *out);
+/* Ends protection: output flows at once again; the secondary, seeing the
+ * connection end with "Q", stops without going live. */
+void ft_primary_stop(struct ft_primary *f);
+
+/* ---- secondary ---- */
+
+/* Accepts the primary on lfd (its token checked in constant time), takes
+ * the first copy and then epochs until the primary is lost. Returns 0 when
+ * this side won the generation record (gen_path, owner) and the VM holds
+ * the last complete epoch, ready to run; -ECANCELED when the primary ended
+ * protection, -EBUSY when the primary kept the record, other -errno with
+ * err. */
+int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *gen_path,
+                     const char *owner, int timeout_ms, char *err, size_t errlen);
+
+#endif

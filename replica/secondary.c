@@ -1,0 +1,271 @@
+/* The FT secondary (replica.h): the first copy into guest memory, then
+ * whole epochs only (a half-received one is never applied), and the
+ * go-live once the primary is lost and this side won the record. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "migrate/wire.h"
+#include "replica.h"
+#include "vmm/ramstate.h"
+#include "vmm/snapshot.h"
+
+static int buf_write(void *arg, const void *p, size_t n)
+{
+	struct sbuf *b = arg;
+	sbuf_put(b, p, n);
+	return b->err;
+}
+
+static int buf_read(void *arg, void *p, size_t n)
+{
+	struct rbuf *r = arg;
+	return rbuf_get(r, p, n) < 0 ? -EPIPE : 0;
+}
+
+static void mem_stream(struct vmm_stream *s, struct sbuf *b)
+{
+	memset(s, 0, sizeof(*s));
+	s->write = buf_write;
+	s->arg = b;
+}
+
+/* Applies the epoch buffered in ep (sections): memory now, the machine
+ * sections into *machine for the go-live. */
+static int apply_epoch(struct vmm_vm *vm, struct sbuf *ep, struct sbuf *machine, char *err,
+                       size_t errlen)
+{
+	struct rbuf r;
+	struct vmm_stream in, out;
+	struct sbuf p, next;
+	uint32_t type, inst;
+	int ret = 0;
+
+	rbuf_init(&r, ep->data, ep->len);
+	memset(&in, 0, sizeof(in));
+	in.read = buf_read;
+	in.arg = &r;
+	sbuf_init(&p);
+	sbuf_init(&next);
+	mem_stream(&out, &next);
+	while (ret == 0 && r.off < r.len) {
+		if ((ret = vmm_state_read_section(&in, &type, &inst, &p, err, errlen)) < 0)
+			break;
+		if (type == SEC_RAM)
+			ret = vmm_ram_load(&vm->mem, p.data, p.len, err, errlen);
+		else if (type == SEC_ZERO)
+			ret = vmm_ram_zero_load(&vm->mem, p.data, p.len, err, errlen);
+		else
+			ret = vmm_state_write_section(&out, type, inst, p.data, p.len);
+	}
+	if (ret == 0) {
+		sbuf_free(machine);
+		*machine = next;
+	} else {
+		sbuf_free(&next);
+	}
+	sbuf_free(&p);
+	return ret;
+}
+
+/* The VM's vCPU and device state from the last epoch: a stream of the
+ * first sections (CPUM, CONF), the machine sections and END. */
+static int restore_machine(struct vmm_vm *vm, const struct sbuf *prefix, const struct sbuf *machine,
+                           char *err, size_t errlen)
+{
+	struct sbuf all;
+	struct vmm_stream out, in;
+	struct rbuf r;
+
+	sbuf_init(&all);
+	mem_stream(&out, &all);
+	int ret = vmm_state_write_header(&out);
+	sbuf_put(&all, prefix->data, prefix->len);
+	sbuf_put(&all, machine->data, machine->len);
+	if (ret == 0)
+		ret = vmm_state_write_section(&out, SEC_END, 0, NULL, 0);
+	if (ret == 0 && all.err)
+		ret = all.err;
+	if (ret == 0) {
+		rbuf_init(&r, all.data, all.len);
+		memset(&in, 0, sizeof(in));
+		in.read = buf_read;
+		in.arg = &r;
+		ret = vmm_vm_restore(vm, &in, err, errlen);
+	}
+	sbuf_free(&all);
+	return ret;
+}
+
+int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *gen_path,
+                     const char *owner, int timeout_ms, char *err, size_t errlen)
+{
+	char line[256];
+	struct sbuf prefix, ep, machine, p;
+	struct vmm_stream st, pst;
+	struct wire_stream ws;
+	uint64_t gen = 0, done = 0, cur = 0;
+	unsigned epoch_ms = 0;
+	bool in_epoch = false, checked = false;
+	uint32_t type = 0, inst;
+	int ret;
+
+	int c = wire_accept(lfd, timeout_ms, "no FT primary connected", err, errlen);
+	close(lfd); /* one primary, once */
+	if (c < 0)
+		return c;
+	ret = wire_read_line(c, line, sizeof(line), 10000);
+	char tok[FT_TOKEN_HEX + 1] = "";
+	if (ret < 0 || sscanf(line, "VMKFT1 %64s %" SCNu64 " %u", tok, &gen, &epoch_ms) != 3 ||
+	    strlen(tok) != FT_TOKEN_HEX || !wire_token_equal(tok, token, FT_TOKEN_HEX) ||
+	    epoch_ms == 0 || epoch_ms > FT_MAX_EPOCH_MS) {
+		wire_send_line(c, "NO the FT token is wrong or missing\n");
+		close(c);
+		snprintf(err, errlen, "the connecting primary presented no valid token: refused");
+		return -EACCES;
+	}
+	wire_send_line(c, "OK\n");
+	/* a primary silent for the detection time is lost */
+	unsigned detect = FT_DETECT_MS(epoch_ms);
+	struct timeval tv = { .tv_sec = detect / 1000, .tv_usec = (detect % 1000) * 1000 };
+	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+
+	sbuf_init(&prefix);
+	sbuf_init(&ep);
+	sbuf_init(&machine);
+	sbuf_init(&p);
+	mem_stream(&pst, &prefix);
+	wire_stream_init(&ws, &st, c, 0, NULL);
+	char why[400] = "";
+	if ((ret = vmm_state_read_header(&st, why, sizeof(why))) < 0)
+		goto lost;
+	for (;;) {
+		bool loaded = false;
+		/* the first copy loads as it comes; an epoch is only buffered */
+		ret = vmm_ram_read_section(&st, !in_epoch && checked && !done ? &vm->mem : NULL,
+		                           &type, &inst, &p, &loaded, why, sizeof(why));
+		if (ret < 0)
+			goto lost;
+		if (type == SEC_END) {
+			snprintf(err, errlen, "the primary ended fault tolerance");
+			ret = -ECANCELED;
+			goto out;
+		}
+		if (type == SEC_EPOCH || type == SEC_EPOCH_END) {
+			uint64_t n = 0;
+			if (p.len != 8) {
+				snprintf(why, sizeof(why), "a malformed epoch marker");
+				ret = -EBADMSG;
+				goto lost;
+			}
+			memcpy(&n, p.data, 8);
+			if (type == SEC_EPOCH) {
+				if (in_epoch || n != done + 1) {
+					snprintf(why, sizeof(why),
+					         "epoch %" PRIu64 " after %" PRIu64, n, done);
+					ret = -EPROTO;
+					goto lost;
+				}
+				in_epoch = true;
+				cur = n;
+				ep.len = 0;
+				ep.err = 0;
+				continue;
+			}
+			if (!in_epoch || n != cur) {
+				snprintf(why, sizeof(why),
+				         "the end of epoch %" PRIu64 " out of place", n);
+				ret = -EPROTO;
+				goto lost;
+			}
+			/* complete: applied, and only now acknowledged */
+			if (ep.err ||
+			    (ret = apply_epoch(vm, &ep, &machine, why, sizeof(why))) < 0) {
+				ret = ret < 0 ? ret : ep.err;
+				goto lost;
+			}
+			in_epoch = false;
+			done = cur;
+			snprintf(line, sizeof(line), "A %" PRIu64 "\n", done);
+			if (wire_send_line(c, line) < 0) {
+				snprintf(why, sizeof(why), "the primary went away");
+				goto lost;
+			}
+			continue;
+		}
+		if (in_epoch) {
+			struct vmm_stream es;
+			mem_stream(&es, &ep);
+			vmm_state_write_section(&es, type, inst, p.data, p.len);
+			continue;
+		}
+		/* the first copy: CPUM and CONF are kept for the go-live and
+		 * checked at once; RAM loaded above, ZERO here */
+		if (done || (!checked && type != SEC_CPU_MODEL && type != SEC_CONFIG)) {
+			char t[5];
+			vmm_fourcc_str(type, t);
+			snprintf(why, sizeof(why), "a %s section out of place", t);
+			ret = -EBADMSG;
+			goto lost;
+		}
+		if (type == SEC_CPU_MODEL || type == SEC_CONFIG) {
+			vmm_state_write_section(&pst, type, inst, p.data, p.len);
+			if (type == SEC_CONFIG) {
+				struct sbuf none;
+				sbuf_init(&none);
+				ret = restore_machine(vm, &prefix, &none, why, sizeof(why));
+				sbuf_free(&none);
+				if (ret < 0) {
+					snprintf(err, errlen, "this host cannot take the VM: %s",
+					         why);
+					wire_send_line(c, "F cannot take the VM\n");
+					goto out;
+				}
+				checked = true;
+			}
+		} else if (type == SEC_ZERO) {
+			if ((ret = vmm_ram_zero_load(&vm->mem, p.data, p.len, why, sizeof(why))) <
+			    0)
+				goto lost;
+		} else if (type == SEC_RAM && !loaded) {
+			if ((ret = vmm_ram_load(&vm->mem, p.data, p.len, why, sizeof(why))) < 0)
+				goto lost;
+		} else if (type != SEC_RAM) {
+			char t[5];
+			vmm_fourcc_str(type, t);
+			snprintf(why, sizeof(why), "a %s section in the first copy", t);
+			ret = -EBADMSG;
+			goto lost;
+		}
+	}
+lost:
+	/* the primary is gone (or its stream broke): go live only with a
+	 * whole epoch and the record won */
+	if (!done) {
+		snprintf(err, errlen, "the primary was lost before the first checkpoint (%s)",
+		         why[0] ? why : strerror(-ret));
+		ret = -EPIPE;
+		goto out;
+	}
+	log_warn("FT: the primary is lost after epoch %" PRIu64 " (%s)", done,
+	         why[0] ? why : strerror(-ret));
+	if ((ret = ft_gen_take(gen_path, gen, owner, err, errlen)) < 0)
+		goto out; /* the primary kept the VM, or the record is out of reach */
+	if ((ret = restore_machine(vm, &prefix, &machine, err, errlen)) < 0)
+		goto out;
+	log_info("FT: going live from epoch %" PRIu64 ", generation %" PRIu64, done, gen + 1);
+	ret = 0;
+out:
+	close(c);
+	sbuf_free(&prefix);
+	sbuf_free(&ep);
+	sbuf_free(&machine);
+	sbuf_free(&p);
+	return ret;
+}
