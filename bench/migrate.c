@@ -102,29 +102,6 @@ static double watch_stop(struct watch *w)
 	return w->max_gap_ms;
 }
 
-/* A `vmx --control SOCK VERB ...` argv, answered in this process (as QEMU's
- * QMP socket is: no fork and exec of a client per poll, which on two
- * cores would take CPU from the guest being watched); the key=value
- * lines of the answer (static buffer). */
-static const char *control(char *const argv[])
-{
-	static char out[8192];
-	char *buf = NULL;
-	size_t len = 0;
-	int argc = 0;
-
-	while (argv[argc])
-		argc++;
-	FILE *f = open_memstream(&buf, &len);
-	if (!f)
-		return "";
-	vmm_control_cli(argv[2], argc - 3, (char **)argv + 3, f);
-	fclose(f);
-	snprintf(out, sizeof(out), "%s", buf ? buf : "");
-	free(buf);
-	return out;
-}
-
 /* ---- vmx ---- */
 
 static struct result run_vmx(int mib, const char *cmdline, const char *ready, const char *streams)
@@ -171,8 +148,9 @@ static struct result run_vmx(int mib, const char *cmdline, const char *ready, co
 		goto out;
 	for (int i = 0; i < 100; i++) {
 		char *st[] = { vmx, "--control", sockB, "status", NULL };
-		double p =
-		        access(sockB, F_OK) == 0 ? bench_field(control(st), "incoming_port=") : 0;
+		double p = access(sockB, F_OK) == 0
+		                   ? bench_field(bench_vmx_control(st), "incoming_port=")
+		                   : 0;
 		if (p > 0) {
 			snprintf(port, sizeof(port), "%d", (int)p);
 			break;
@@ -185,12 +163,12 @@ static struct result run_vmx(int mib, const char *cmdline, const char *ready, co
 	struct watch w;
 	watch_start(&w, serial, NULL);
 	double tm = bench_now_ms();
-	control(m);
+	bench_vmx_control(m);
 	if (getenv("BENCH_DEBUG"))
 		fprintf(stderr, "vmx migrate command took %.1f ms\n", bench_now_ms() - tm);
 	for (int i = 0; i < 2400; i++) {
 		char *st[] = { vmx, "--control", sockA, "migrate-status", NULL };
-		const char *o = control(st);
+		const char *o = bench_vmx_control(st);
 		if (strstr(o, "phase=done")) {
 			usleep(20 * 1000); /* the destination's first lines */
 			r.observed_ms = watch_stop(&w);

@@ -117,6 +117,31 @@ grep -q '^generation=2$' "$d/kill.ftgen" && ok "the secondary took the record (g
 	not_ok "record after the failover" "$(cat "$d/kill.ftgen")"
 kill -9 "$spid" 2>/dev/null
 
+# ---- the primary dies with acknowledged output it never let out ----
+# (VMX_FT_FAULT=no-release: every acknowledgement arrives and nothing is
+# written, as if the primary died right after each one)
+setup late 5
+export VMX_FT_FAULT=no-release
+start late
+unset VMX_FT_FAULT
+d=$tmp/late
+ctl "$d/a/vmx.sock" ft-start 127.0.0.1 "$sport" "$token" 10 >/dev/null
+protected "$d/a/vmx.sock" || not_ok "protection (late)" "$(ctl "$d/a/vmx.sock" ft-status)"
+held=$(grep -c '^hb ' "$d/serial.log")
+sleep 0.3
+(($(grep -c '^hb ' "$d/serial.log") == held)) && ok "output waits while nothing is let out" ||
+	not_ok "held output" "$held -> $(grep -c '^hb ' "$d/serial.log")"
+kill -9 "$ppid"
+wait_grep "$d/b.out" "going live" 50 || not_ok "go-live (late)" "$(cat "$d/b.out")"
+wait_grep "$d/b.out" "bytes of output the primary had not let out" 20 &&
+	ok "the secondary wrote the output the primary had not let out" ||
+	not_ok "catch-up of the output" "$(cat "$d/b.out")"
+sleep 0.3
+unbroken "$d/serial.log" && (($(grep -c '^hb ' "$d/serial.log") > held + 50)) &&
+	ok "every heartbeat once, in order, none lost with the primary" ||
+	not_ok "heartbeat sequence after a late death" "$(breaks "$d/serial.log")"
+kill -9 "$spid" 2>/dev/null
+
 # ---- a partition: the primary frozen past the detection time ----
 setup part 2
 start part

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,6 +19,9 @@
 #include "vmm/ramstate.h"
 #include "vmm/snapshot.h"
 #include "vmm/uart.h"
+
+#define FT_PRECOPY_PASSES     10
+#define FT_PRECOPY_DONE_PAGES 256 /* 1 MiB: the first epoch's copy is short */
 
 static const char *const phase_names[] = { "off",   "connecting", "syncing", "protected",
 	                                   "alone", "failed",     "lost" };
@@ -73,7 +77,13 @@ static void *acker_main(void *arg)
 	char line[64];
 
 	while (!atomic_load(&f->stop)) {
-		int r = wire_read_line(f->fd, line, sizeof(line), 200);
+		uint64_t t0 = util_now_ms();
+		int r = wire_read_line(f->fd, line, sizeof(line), 20);
+		/* this thread did not run for a long while (the process was
+		 * stopped, or starved): the secondary may have gone live
+		 * meanwhile and written the output itself; the record decides */
+		if (util_now_ms() - t0 > 20 + FT_DETECT_MS(f->epoch_ms) / 2)
+			break;
 		if (r == -ETIMEDOUT)
 			continue;
 		unsigned long long n;
@@ -83,11 +93,12 @@ static void *acker_main(void *arg)
 		if (n > f->st.acked && n <= f->st.epoch) {
 			f->st.acked = n;
 			f->last_ack_ms = (int64_t)util_now_ms();
-			if (uart)
+			if (uart && !f->fault_no_release)
 				vmm_uart_release(uart, f->marks[n % 64]);
 		}
 		pthread_mutex_unlock(&f->m);
 	}
+	atomic_store(&f->acker_done, true);
 	return NULL;
 }
 
@@ -109,6 +120,8 @@ static void secondary_lost(struct ft_primary *f, struct vmm_device *uart, const 
 	log_error("FT: the secondary is lost (%s) and this side lost the generation record "
 	          "(%s): stopping this copy",
 	          why, err);
+	/* what waits is the secondary's to write now: it writes what the log
+	 * lacks of the epochs it applied */
 	if (uart)
 		vmm_uart_drop(uart);
 	set_phase(f, FT_LOST, "the secondary took over or the record is out of reach: %s", err);
@@ -122,14 +135,15 @@ static void *ft_main(void *arg)
 	struct vmm_device *uart = find_uart(vm);
 	struct wire_stream ws;
 	struct vmm_stream st, mst;
-	struct sbuf eb;
+	struct sbuf eb, out;
 	char err[400], line[300];
-	uint64_t *bm = NULL, words = 0;
+	uint64_t *bm = NULL, words = 0, prev_mark = 0;
 	uint32_t epoch_ms = f->p.epoch_ms ? f->p.epoch_ms : FT_DEFAULT_EPOCH_MS;
 	bool logging = false;
 	int ret;
 
 	sbuf_init(&eb);
+	sbuf_init(&out);
 	memset(&mst, 0, sizeof(mst));
 	mst.write = buf_write;
 	mst.arg = &eb;
@@ -143,6 +157,12 @@ static void *ft_main(void *arg)
 		set_phase(f, FT_FAILED, "%s", err);
 		goto out;
 	}
+	/* a send that makes no progress for the detection time fails: the
+	 * secondary may be gone or cut off (a blocked send would never see
+	 * the silence) */
+	unsigned detect = FT_DETECT_MS(epoch_ms);
+	struct timeval tv = { .tv_sec = detect / 1000, .tv_usec = (detect % 1000) * 1000 };
+	setsockopt(f->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if ((ret = ft_gen_begin(f->p.gen_path, f->p.owner, &f->st.generation, err, sizeof(err))) <
 	    0) {
 		set_phase(f, FT_FAILED, "%s", err);
@@ -159,8 +179,13 @@ static void *ft_main(void *arg)
 	/* ---- the first copy, live; output waits from here on ---- */
 	set_phase(f, FT_SYNCING, NULL);
 	wire_stream_init(&ws, &st, f->fd, 0, &f->stop);
-	if (uart)
+	if (uart) {
 		vmm_uart_hold(uart, true);
+		int lfd = vmm_uart_log_fd(uart);
+		off_t end = lfd >= 0 ? lseek(lfd, 0, SEEK_END) : -1;
+		prev_mark = vmm_uart_held_mark(uart); /* epoch 1 carries what waits from here */
+		f->log_base = end > 0 ? (uint64_t)end - prev_mark : 0;
+	}
 	if (vmm_vm_save_begin(vm, &st, err, sizeof(err)) < 0 ||
 	    vmm_vm_dirty_start(vm, err, sizeof(err)) < 0) {
 		set_phase(f, FT_FAILED, "%s", err);
@@ -178,6 +203,23 @@ static void *ft_main(void *arg)
 	    (ret = vmm_ram_save_all(&vm->mem, &st, NULL)) < 0) {
 		set_phase(f, FT_FAILED, "the first copy: %s", strerror(-ret));
 		goto out;
+	}
+	/* pre-copy passes while the rest shrinks, so the first epoch (taken
+	 * while the guest is paused) holds little */
+	for (int pass = 0; pass < FT_PRECOPY_PASSES && !atomic_load(&f->stop); pass++) {
+		uint64_t left = vmm_vm_dirty_harvest(vm, bm);
+		uint32_t inst = 0;
+		if (left <= FT_PRECOPY_DONE_PAGES) {
+			/* the harvested bits go in the first epoch */
+			vmm_mem_merge_dirty(&vm->mem, 0, bm, vm->mem.dirty_pages);
+			break;
+		}
+		if ((ret = vmm_vm_dirty_clear(vm, bm, 0, vm->mem.dirty_pages)) < 0 ||
+		    (ret = vmm_ram_save_dirty_range(&vm->mem, &st, bm, 0, vm->mem.dirty_pages,
+		                                    &inst, NULL)) < 0) {
+			set_phase(f, FT_FAILED, "the first copy: %s", strerror(-ret));
+			goto out;
+		}
 	}
 	f->last_ack_ms = (int64_t)util_now_ms();
 	f->acker_started = pthread_create(&f->acker, NULL, acker_main, f) == 0;
@@ -206,12 +248,28 @@ static void *ft_main(void *arg)
 			                               &inst, NULL);
 		if (ret == 0)
 			ret = vmm_vm_save_machine(vm, &mst, err, sizeof(err));
+		uint64_t mark = uart ? vmm_uart_held_mark(uart) : 0;
+		if (ret == 0 && uart && mark > prev_mark) {
+			/* the epoch's output travels with it: a secondary that goes
+			 * live writes what the log has not got yet */
+			uint64_t at = f->log_base + prev_mark;
+			out.len = 0;
+			out.err = 0;
+			sbuf_put(&out, &at, 8);
+			ret = vmm_uart_held_copy(uart, prev_mark, mark, &out);
+			if (ret == 0)
+				ret = vmm_state_write_section(&mst, SEC_EPOCH_OUT, 0, out.data,
+				                              out.len);
+		}
 		if (ret == 0)
 			ret = vmm_state_write_section(&mst, SEC_EPOCH_END, 0, &n, 8);
-		uint64_t mark = uart ? vmm_uart_held_mark(uart) : 0;
 		vmm_vm_resume(vm);
 		uint64_t pause = now_us() - t0;
-		next = t0 + (uint64_t)epoch_ms * 1000;
+		/* a steady cadence; a late epoch pushes the next one back
+		 * instead of bunching them up */
+		next += (uint64_t)epoch_ms * 1000;
+		if (next < t0)
+			next = t0 + (uint64_t)epoch_ms * 1000;
 		if (ret < 0) {
 			/* the secondary may hold earlier epochs: settle it by the
 			 * record, as for a lost secondary */
@@ -221,30 +279,40 @@ static void *ft_main(void *arg)
 			secondary_lost(f, uart, why);
 			goto out;
 		}
+		prev_mark = mark;
 		pthread_mutex_lock(&f->m);
 		f->marks[n % 64] = mark;
 		f->st.epoch = n;
 		f->st.pause_us_last = pause;
 		if (pause > f->st.pause_us_max)
 			f->st.pause_us_max = pause;
+		f->pauses[n % FT_SAMPLES] = pause > UINT32_MAX ? UINT32_MAX : (uint32_t)pause;
+		if (n == 1)
+			f->first_epoch_ms = util_now_ms();
 		if (f->st.phase == FT_SYNCING)
 			f->st.phase = FT_PROTECTED;
 		pthread_mutex_unlock(&f->m);
 		ret = st.write(st.arg, eb.data, eb.len);
 		pthread_mutex_lock(&f->m);
+		f->sent_ms[n % 64] = util_now_ms();
 		f->st.bytes = ws.sent;
-		int64_t silent = (int64_t)util_now_ms() - f->last_ack_ms;
 		uint64_t behind = n - f->st.acked;
+		/* silence: the oldest epoch sent in full and not acknowledged
+		 * waits for longer than the detection time */
+		int64_t silent =
+		        behind ? (int64_t)(util_now_ms() - f->sent_ms[(f->st.acked + 1) % 64]) : 0;
 		if (now_us() > next)
 			f->st.stretched++; /* the next epoch starts late: longer, not stalled */
 		pthread_mutex_unlock(&f->m);
 		if (atomic_load(&f->stop))
 			break;
-		if (ret < 0 || silent > FT_DETECT_MS(epoch_ms) || behind >= 60) {
+		bool acker_gone = atomic_load(&f->acker_done);
+		if (ret < 0 || silent > FT_DETECT_MS(epoch_ms) || behind >= 60 || acker_gone) {
 			char why[120];
 			snprintf(why, sizeof(why), "%s",
 			         ret < 0        ? strerror(-ret)
 			         : behind >= 60 ? "60 epochs unacknowledged"
+			         : acker_gone   ? "its answers stopped or came too late"
 			                        : "no acknowledgement within the detection time");
 			secondary_lost(f, uart, why);
 			goto out;
@@ -283,6 +351,7 @@ out:
 		vmm_uart_hold(uart, false); /* never protected: nothing to wait for */
 	free(bm);
 	sbuf_free(&eb);
+	sbuf_free(&out);
 	return NULL;
 }
 
@@ -310,8 +379,16 @@ int ft_primary_start(struct ft_primary *f, struct vmm_vm *vm, const struct ft_pa
 	f->p = *p;
 	f->fd = -1;
 	atomic_store(&f->stop, false);
+	atomic_store(&f->acker_done, false);
+	f->log_base = 0;
+	f->epoch_ms = p->epoch_ms ? p->epoch_ms : FT_DEFAULT_EPOCH_MS;
+	/* tests: acknowledgements that never let output out, as if this side
+	 * died each time right after one arrived */
+	const char *fault = getenv("VMX_FT_FAULT");
+	f->fault_no_release = fault && strcmp(fault, "no-release") == 0;
 	memset(&f->st, 0, sizeof(f->st));
 	memset(f->marks, 0, sizeof(f->marks));
+	f->first_epoch_ms = 0;
 	if (pthread_create(&f->thread, NULL, ft_main, f) != 0) {
 		snprintf(err, errlen, "cannot start the FT thread");
 		return -EAGAIN;
@@ -320,11 +397,47 @@ int ft_primary_start(struct ft_primary *f, struct vmm_vm *vm, const struct ft_pa
 	return 0;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* p50 and p99 of n samples (sorted in place) */
+static void percentiles(uint32_t *v, size_t n, uint64_t *p50, uint64_t *p99)
+{
+	*p50 = *p99 = 0;
+	if (!n)
+		return;
+	qsort(v, n, sizeof(*v), cmp_u32);
+	*p50 = v[n / 2];
+	*p99 = v[n * 99 / 100];
+}
+
 void ft_primary_status(struct ft_primary *f, struct ft_stats *out)
 {
+	static __thread uint32_t v[FT_SAMPLES];
+
 	pthread_mutex_lock(&f->m);
 	*out = f->st;
+	size_t n = out->epoch < FT_SAMPLES ? (size_t)out->epoch : FT_SAMPLES;
+	for (size_t i = 0; i < n; i++)
+		v[i] = f->pauses[(out->epoch - i) % FT_SAMPLES];
+	if (out->epoch && f->first_epoch_ms)
+		out->protected_ms = util_now_ms() - f->first_epoch_ms;
 	pthread_mutex_unlock(&f->m);
+	percentiles(v, n, &out->pause_us_p50, &out->pause_us_p99);
+	struct vmm_device *uart = f->vm ? find_uart(f->vm) : NULL;
+	n = uart ? vmm_uart_hold_waits(uart, v, FT_SAMPLES) : 0;
+	percentiles(v, n, &out->output_us_p50, &out->output_us_p99);
+}
+
+bool ft_primary_active(struct ft_primary *f)
+{
+	pthread_mutex_lock(&f->m);
+	enum ft_phase p = f->st.phase;
+	pthread_mutex_unlock(&f->m);
+	return f->started && (p == FT_CONNECTING || p == FT_SYNCING || p == FT_PROTECTED);
 }
 
 void ft_primary_stop(struct ft_primary *f)

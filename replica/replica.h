@@ -34,6 +34,9 @@
 
 #define SEC_EPOCH     VMM_FOURCC('E', 'P', 'C', 'H') /* u64 epoch: its sections follow */
 #define SEC_EPOCH_END VMM_FOURCC('E', 'P', 'N', 'D') /* u64 epoch: it is complete */
+/* in an epoch: u64 the serial log offset of its first byte, then the
+ * serial output the guest wrote during the epoch (held by the primary) */
+#define SEC_EPOCH_OUT VMM_FOURCC('E', 'O', 'U', 'T')
 
 #define FT_TOKEN_HEX        64
 #define FT_DEFAULT_EPOCH_MS 10
@@ -85,9 +88,14 @@ struct ft_stats {
 	uint64_t generation;
 	uint64_t bytes; /* sent */
 	uint64_t pause_us_last, pause_us_max;
-	uint64_t stretched; /* epochs that took longer than epoch_ms to send */
+	uint64_t stretched;                    /* epochs that took longer than epoch_ms to send */
+	uint64_t pause_us_p50, pause_us_p99;   /* over the last FT_SAMPLES epochs */
+	uint64_t output_us_p50, output_us_p99; /* how long released output waited */
+	uint64_t protected_ms;                 /* since the first epoch */
 	char error[300];
 };
+
+#define FT_SAMPLES 1024
 
 struct ft_primary {
 	struct vmm_vm *vm;
@@ -98,16 +106,27 @@ struct ft_primary {
 	int fd;
 	pthread_mutex_t m;
 	struct ft_stats st;
-	uint64_t marks[64]; /* serial output mark at the end of epoch n % 64 */
+	uint64_t marks[64];   /* serial output mark at the end of epoch n % 64 */
+	uint64_t sent_ms[64]; /* when epoch n % 64 was sent in full */
 	int64_t last_ack_ms;
+	uint32_t pauses[FT_SAMPLES]; /* µs, epoch n at n % FT_SAMPLES */
+	uint64_t first_epoch_ms;
+	atomic_bool acker_done; /* the answers stopped: the record decides */
+	uint32_t epoch_ms;
+	uint64_t log_base;     /* the serial log's size when output began to wait */
+	bool fault_no_release; /* VMX_FT_FAULT=no-release (tests) */
 };
 
 /* Starts protecting the running VM (a thread); -EBUSY if it runs. */
 int ft_primary_start(struct ft_primary *f, struct vmm_vm *vm, const struct ft_params *p, char *err,
                      size_t errlen);
 void ft_primary_status(struct ft_primary *f, struct ft_stats *out);
-/* Ends protection: output flows at once again; the secondary, seeing the
- * connection end with "Q", stops without going live. */
+/* Whether protection runs or is being set up (the VM's pause, its dirty
+ * log and its disks belong to it then). */
+bool ft_primary_active(struct ft_primary *f);
+/* Ends protection: output flows at once again; the secondary, sent END,
+ * stops without going live (and the record, taken here, would stop it
+ * anyway). */
 void ft_primary_stop(struct ft_primary *f);
 
 /* ---- secondary ---- */

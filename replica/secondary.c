@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include "replica.h"
 #include "vmm/ramstate.h"
 #include "vmm/snapshot.h"
+#include "vmm/uart.h"
 
 static int buf_write(void *arg, const void *p, size_t n)
 {
@@ -36,10 +38,64 @@ static void mem_stream(struct vmm_stream *s, struct sbuf *b)
 	s->arg = b;
 }
 
+/* The serial output of the last epochs, as one run of the log from
+ * offset `at`: what a secondary going live writes where the log (shared
+ * with the primary) does not have it yet. */
+#define OUT_KEEP (4u << 20)
+struct output {
+	struct sbuf b;
+	uint64_t at;
+};
+
+static void output_add(struct output *o, const uint8_t *p, size_t len)
+{
+	uint64_t at;
+
+	memcpy(&at, p, 8);
+	p += 8;
+	len -= 8;
+	if (o->b.len && at != o->at + o->b.len)
+		o->b.len = 0; /* not contiguous (the primary dropped some): start over */
+	if (!o->b.len)
+		o->at = at;
+	sbuf_put(&o->b, p, len);
+	if (o->b.len > OUT_KEEP) { /* the oldest went out long ago */
+		size_t cut = o->b.len - OUT_KEEP;
+		memmove(o->b.data, o->b.data + cut, o->b.len - cut);
+		o->b.len -= cut;
+		o->at += cut;
+	}
+}
+
+/* Writes what the log lacks of the kept output: the primary let out the
+ * output of the epochs it saw acknowledged, in order; it may have died
+ * before it let out the rest. */
+static void output_catch_up(struct vmm_vm *vm, struct output *o)
+{
+	int fd = -1;
+	struct stat st;
+
+	for (unsigned i = 0; i < vm->ndevs && fd < 0; i++)
+		if (strcmp(vm->devs[i]->ops->name, "uart") == 0)
+			fd = vmm_uart_log_fd(vm->devs[i]);
+	if (fd < 0 || !o->b.len || fstat(fd, &st) < 0)
+		return;
+	uint64_t have = (uint64_t)st.st_size, end = o->at + o->b.len;
+	if (have >= end)
+		return;
+	size_t from = have > o->at ? (size_t)(have - o->at) : 0;
+	if (write(fd, o->b.data + from, o->b.len - from) != (ssize_t)(o->b.len - from))
+		log_warn("FT: writing the primary's last output to the log: %s", strerror(errno));
+	else
+		log_info("FT: wrote %zu bytes of output the primary had not let out",
+		         o->b.len - from);
+}
+
 /* Applies the epoch buffered in ep (sections): memory now, the machine
- * sections into *machine for the go-live. */
-static int apply_epoch(struct vmm_vm *vm, struct sbuf *ep, struct sbuf *machine, char *err,
-                       size_t errlen)
+ * sections into *machine for the go-live. Every section is checked before
+ * anything is written: an epoch applies whole or not at all. */
+static int apply_epoch(struct vmm_vm *vm, struct sbuf *ep, struct sbuf *machine,
+                       struct output *outq, char *err, size_t errlen)
 {
 	struct rbuf r;
 	struct vmm_stream in, out;
@@ -47,23 +103,41 @@ static int apply_epoch(struct vmm_vm *vm, struct sbuf *ep, struct sbuf *machine,
 	uint32_t type, inst;
 	int ret = 0;
 
-	rbuf_init(&r, ep->data, ep->len);
 	memset(&in, 0, sizeof(in));
 	in.read = buf_read;
 	in.arg = &r;
 	sbuf_init(&p);
 	sbuf_init(&next);
 	mem_stream(&out, &next);
-	while (ret == 0 && r.off < r.len) {
-		if ((ret = vmm_state_read_section(&in, &type, &inst, &p, err, errlen)) < 0)
-			break;
-		if (type == SEC_RAM)
-			ret = vmm_ram_load(&vm->mem, p.data, p.len, err, errlen);
-		else if (type == SEC_ZERO)
-			ret = vmm_ram_zero_load(&vm->mem, p.data, p.len, err, errlen);
-		else
-			ret = vmm_state_write_section(&out, type, inst, p.data, p.len);
+	for (int pass = 0; pass < 2 && ret == 0; pass++) {
+		rbuf_init(&r, ep->data, ep->len);
+		while (ret == 0 && r.off < r.len) {
+			if ((ret = vmm_state_read_section(&in, &type, &inst, &p, err, errlen)) < 0)
+				break;
+			if (type == SEC_RAM)
+				ret = pass ? vmm_ram_load(&vm->mem, p.data, p.len, err, errlen)
+				           : vmm_ram_check(&vm->mem, p.data, p.len, err, errlen);
+			else if (type == SEC_ZERO)
+				ret = pass ? vmm_ram_zero_load(&vm->mem, p.data, p.len, err, errlen)
+				           : vmm_ram_zero_check(&vm->mem, p.data, p.len, err,
+				                                errlen);
+			else if (type == SEC_EPOCH_OUT && p.len >= 8)
+				pass ? output_add(outq, p.data, p.len) : (void)0;
+			else if (type == SEC_VCPU || type == SEC_SOFTCPU || type == SEC_IRQCHIP ||
+			         type == SEC_PIT || type == SEC_CLOCK || type == SEC_DEVICE)
+				ret = pass ? vmm_state_write_section(&out, type, inst, p.data,
+				                                     p.len)
+				           : 0;
+			else {
+				char t[5];
+				vmm_fourcc_str(type, t);
+				snprintf(err, errlen, "a %s section in an epoch", t);
+				ret = -EBADMSG;
+			}
+		}
 	}
+	if (ret == 0 && next.err)
+		ret = next.err;
 	if (ret == 0) {
 		sbuf_free(machine);
 		*machine = next;
@@ -103,11 +177,19 @@ static int restore_machine(struct vmm_vm *vm, const struct sbuf *prefix, const s
 	return ret;
 }
 
+/* Powered off or killed (hostd's power off, a signal) while waiting. */
+static bool stopped(struct vmm_vm *vm)
+{
+	int st = atomic_load(&vm->state);
+	return st == VM_POWERED_OFF || st == VM_CRASHED;
+}
+
 int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *gen_path,
                      const char *owner, int timeout_ms, char *err, size_t errlen)
 {
 	char line[256];
 	struct sbuf prefix, ep, machine, p;
+	struct output outq = { .at = 0 };
 	struct vmm_stream st, pst;
 	struct wire_stream ws;
 	uint64_t gen = 0, done = 0, cur = 0;
@@ -137,6 +219,7 @@ int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *
 	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 
 	sbuf_init(&prefix);
+	sbuf_init(&outq.b);
 	sbuf_init(&ep);
 	sbuf_init(&machine);
 	sbuf_init(&p);
@@ -152,6 +235,11 @@ int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *
 		                           &type, &inst, &p, &loaded, why, sizeof(why));
 		if (ret < 0)
 			goto lost;
+		if (stopped(vm)) {
+			snprintf(err, errlen, "stopped while a secondary");
+			ret = -ECANCELED;
+			goto out;
+		}
 		if (type == SEC_END) {
 			snprintf(err, errlen, "the primary ended fault tolerance");
 			ret = -ECANCELED;
@@ -186,14 +274,14 @@ int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *
 			}
 			/* complete: applied, and only now acknowledged */
 			if (ep.err ||
-			    (ret = apply_epoch(vm, &ep, &machine, why, sizeof(why))) < 0) {
+			    (ret = apply_epoch(vm, &ep, &machine, &outq, why, sizeof(why))) < 0) {
 				ret = ret < 0 ? ret : ep.err;
 				goto lost;
 			}
 			in_epoch = false;
 			done = cur;
 			snprintf(line, sizeof(line), "A %" PRIu64 "\n", done);
-			if (wire_send_line(c, line) < 0) {
+			if ((ret = wire_send_line(c, line)) < 0) {
 				snprintf(why, sizeof(why), "the primary went away");
 				goto lost;
 			}
@@ -203,6 +291,13 @@ int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *
 			struct vmm_stream es;
 			mem_stream(&es, &ep);
 			vmm_state_write_section(&es, type, inst, p.data, p.len);
+			/* an epoch holds at most all of RAM and the machine */
+			if (ep.len > vm->mem.ram_bytes + (64u << 20)) {
+				snprintf(why, sizeof(why),
+				         "epoch %" PRIu64 " is larger than the VM", cur);
+				ret = -EFBIG;
+				goto lost;
+			}
 			continue;
 		}
 		/* the first copy: CPUM and CONF are kept for the go-live and
@@ -245,8 +340,24 @@ int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *
 		}
 	}
 lost:
-	/* the primary is gone (or its stream broke): go live only with a
-	 * whole epoch and the record won */
+	/* Only silence or the end of the connection can mean the primary is
+	 * gone. A stream this side cannot read or apply is a fault here: this
+	 * copy stops, and the primary runs on (it takes the record when it
+	 * notices). */
+	if (ret != -EAGAIN && ret != -EWOULDBLOCK && ret != -ECONNRESET && ret != -EPIPE &&
+	    ret != -ETIMEDOUT && ret != -ENOTCONN && ret != -ENETUNREACH && ret != -EHOSTUNREACH) {
+		snprintf(err, errlen, "the FT stream broke here (%s): this copy stops",
+		         why[0] ? why : strerror(-ret));
+		ret = ret < 0 ? ret : -EPROTO;
+		goto out;
+	}
+	if (stopped(vm)) {
+		snprintf(err, errlen, "stopped while a secondary");
+		ret = -ECANCELED;
+		goto out;
+	}
+	/* the primary is gone: go live only with a whole epoch and the
+	 * record won */
 	if (!done) {
 		snprintf(err, errlen, "the primary was lost before the first checkpoint (%s)",
 		         why[0] ? why : strerror(-ret));
@@ -260,10 +371,12 @@ lost:
 	if ((ret = restore_machine(vm, &prefix, &machine, err, errlen)) < 0)
 		goto out;
 	log_info("FT: going live from epoch %" PRIu64 ", generation %" PRIu64, done, gen + 1);
+	output_catch_up(vm, &outq);
 	ret = 0;
 out:
 	close(c);
 	sbuf_free(&prefix);
+	sbuf_free(&outq.b);
 	sbuf_free(&ep);
 	sbuf_free(&machine);
 	sbuf_free(&p);

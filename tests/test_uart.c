@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "vmm/sbuf.h"
 #include "vmm/uart.h"
 
 /* registers */
@@ -977,8 +978,19 @@ static void test_output_hold(void **state)
 	puts_uart(d, "epoch 2\npart");
 	uint64_t m2 = vmm_uart_held_mark(d);
 	assert_string_equal(contents(fd), "before\n");
+	/* what waits can be copied (FT sends it with its epoch) */
+	struct sbuf cp;
+	sbuf_init(&cp);
+	assert_int_equal(vmm_uart_held_copy(d, m0, m1, &cp), 0);
+	assert_int_equal(cp.len, 8);
+	assert_memory_equal(cp.data, "epoch 1\n", 8);
+	assert_int_equal(vmm_uart_held_copy(d, m1, m2 + 1, &cp), -ERANGE); /* not written yet */
 	vmm_uart_release(d, m1);
 	assert_string_equal(contents(fd), "before\nepoch 1\n");
+	assert_int_equal(vmm_uart_held_copy(d, m0, m1, &cp), -ERANGE); /* let out already */
+	uint32_t waits[4];
+	assert_int_equal(vmm_uart_hold_waits(d, waits, 4), 1); /* one line timed */
+	sbuf_free(&cp);
 	vmm_uart_release(d, m1); /* again: nothing more */
 	vmm_uart_release(d, m0);
 	assert_string_equal(contents(fd), "before\nepoch 1\n");

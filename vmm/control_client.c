@@ -154,14 +154,21 @@ int vmm_control_cli(const char *path, int argc, char **argv, FILE *out)
 	else if (r->body_case == VMX__RESPONSE__BODY_FT_INFO)
 		fprintf(out,
 		        "phase=%s\nepoch=%llu\nacked=%llu\ngeneration=%llu\nbytes=%llu\n"
-		        "pause_us_last=%llu\npause_us_max=%llu\nstretched=%llu\nerror=%s\n",
+		        "pause_us_last=%llu\npause_us_max=%llu\nstretched=%llu\nerror=%s\n"
+		        "pause_us_p50=%llu\npause_us_p99=%llu\noutput_us_p50=%llu\n"
+		        "output_us_p99=%llu\nprotected_ms=%llu\n",
 		        r->ft_info->phase, (unsigned long long)r->ft_info->epoch,
 		        (unsigned long long)r->ft_info->acked,
 		        (unsigned long long)r->ft_info->generation,
 		        (unsigned long long)r->ft_info->bytes,
 		        (unsigned long long)r->ft_info->pause_us_last,
 		        (unsigned long long)r->ft_info->pause_us_max,
-		        (unsigned long long)r->ft_info->stretched, r->ft_info->error);
+		        (unsigned long long)r->ft_info->stretched, r->ft_info->error,
+		        (unsigned long long)r->ft_info->pause_us_p50,
+		        (unsigned long long)r->ft_info->pause_us_p99,
+		        (unsigned long long)r->ft_info->output_us_p50,
+		        (unsigned long long)r->ft_info->output_us_p99,
+		        (unsigned long long)r->ft_info->protected_ms);
 	else if (r->body_case == VMX__RESPONSE__BODY_STATS_INFO)
 		fprintf(out, "exits=%llu\nram_bytes=%llu\nvcpus=%u\n",
 		        (unsigned long long)r->stats_info->exits,

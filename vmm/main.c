@@ -124,6 +124,25 @@ static int ctl_status(void *arg, Vmx__StatusInfo *o)
 	return 0;
 }
 
+/* Fault tolerance owns the VM's pauses, its dirty log and its disks while
+ * it protects it: other operations wait for ft-stop. */
+static bool ft_busy(struct vmx_ctx *x, const char **why)
+{
+	if (!ft_primary_active(&x->ft))
+		return false;
+	*why = "fault tolerance protects this VM: stop it first (ft-stop)";
+	return true;
+}
+
+static bool migrating(struct vmx_ctx *x)
+{
+	struct migrate_progress pr;
+
+	migrate_src_progress(&x->mig, &pr);
+	return pr.phase != MIG_IDLE && pr.phase != MIG_DONE && pr.phase != MIG_FAILED &&
+	       pr.phase != MIG_CANCELLED;
+}
+
 static int ctl_migrate_send(void *arg, const Vmx__MigrateSendRequest *r, const char **why)
 {
 	struct vmx_ctx *x = arg;
@@ -134,6 +153,8 @@ static int ctl_migrate_send(void *arg, const Vmx__MigrateSendRequest *r, const c
 		*why = "the VM is not running";
 		return 5;
 	}
+	if (ft_busy(x, why))
+		return 5;
 	if (r->netns[0] && (p.nsfd = netns_open(r->netns)) < 0) {
 		snprintf(err, sizeof(err), "netstack namespace %s: %s", r->netns,
 		         strerror(-p.nsfd));
@@ -191,6 +212,8 @@ static int ctl_migrate_cancel(void *arg, const char **why)
 static int ctl_pause(void *arg, const char **why)
 {
 	struct vmx_ctx *x = arg;
+	if (ft_busy(x, why))
+		return 5;
 
 	if (atomic_load(&x->vm->state) != VM_RUNNING) {
 		*why = "the VM is not running";
@@ -203,6 +226,8 @@ static int ctl_pause(void *arg, const char **why)
 static int ctl_resume(void *arg, const char **why)
 {
 	struct vmx_ctx *x = arg;
+	if (ft_busy(x, why))
+		return 5;
 
 	if (atomic_load(&x->vm->state) != VM_PAUSED) {
 		*why = "the VM is not paused";
@@ -242,6 +267,8 @@ static int ctl_save(void *arg, const char *path, const char **why)
 	static char msg[700];
 	char tmp[4200];
 	int st = atomic_load(&x->vm->state), fd, ret;
+	if (ft_busy(x, why))
+		return 5;
 
 	if (st != VM_RUNNING && st != VM_PAUSED) {
 		*why = "the VM is not running";
@@ -292,6 +319,8 @@ static int ctl_disk_snapshot(void *arg, const Vmx__DiskSnapshotRequest *r, const
 	struct vmm_device *disks[VMCFG_MAX_DISKS];
 	unsigned n = disks_of(x, disks, VMCFG_MAX_DISKS), done = 0;
 	int st = atomic_load(&x->vm->state), status = 0;
+	if (ft_busy(x, why))
+		return 5;
 
 	if (st != VM_RUNNING && st != VM_PAUSED) {
 		*why = "the VM is not running";
@@ -331,6 +360,8 @@ static int ctl_disk_consolidate(void *arg, const Vmx__DiskConsolidateRequest *r,
 	struct vmm_device *disks[VMCFG_MAX_DISKS];
 	unsigned n = disks_of(x, disks, VMCFG_MAX_DISKS);
 	int st = atomic_load(&x->vm->state), status = 0;
+	if (ft_busy(x, why))
+		return 5;
 
 	if (st != VM_RUNNING && st != VM_PAUSED) {
 		*why = "the VM is not running";
@@ -394,6 +425,18 @@ static int ctl_ft_start(void *arg, const Vmx__FtStartRequest *r, const char **wh
 		*why = "the VM is not running";
 		return 5;
 	}
+	if (migrating(x)) {
+		*why = "the VM is being migrated";
+		return 5;
+	}
+	/* what the secondary could not reproduce must not reach the world
+	 * unacknowledged: network transmits and disk writes are not held or
+	 * replicated yet (docs/ft.md) */
+	if (x->cfg->nnics || x->cfg->ndisks) {
+		*why = "fault tolerance protects VMs without NICs or disks so far: their "
+		       "transmits and writes are not replicated yet";
+		return 5;
+	}
 	if (r->netns[0] && (p.nsfd = netns_open(r->netns)) < 0) {
 		snprintf(err, sizeof(err), "netstack namespace %s: %s", r->netns,
 		         strerror(-p.nsfd));
@@ -431,6 +474,11 @@ static int ctl_ft_status(void *arg, Vmx__FtInfo *o)
 	o->pause_us_max = st.pause_us_max;
 	o->stretched = st.stretched;
 	o->error = st.error;
+	o->pause_us_p50 = st.pause_us_p50;
+	o->pause_us_p99 = st.pause_us_p99;
+	o->output_us_p50 = st.output_us_p50;
+	o->output_us_p99 = st.output_us_p99;
+	o->protected_ms = st.protected_ms;
 	return 0;
 }
 

@@ -283,7 +283,8 @@ int vmm_ram_save_all_range(const struct vmm_mem *m, struct vmm_stream *s, uint64
 	return 0;
 }
 
-int vmm_ram_load(struct vmm_mem *m, const uint8_t *payload, size_t len, char *err, size_t errlen)
+int vmm_ram_check(const struct vmm_mem *m, const uint8_t *payload, size_t len, char *err,
+                  size_t errlen)
 {
 	struct rbuf r;
 	uint8_t bitmap[RAMSTATE_CHUNK_PAGES / 8];
@@ -296,8 +297,7 @@ int vmm_ram_load(struct vmm_mem *m, const uint8_t *payload, size_t len, char *er
 		         (unsigned long long)gpa);
 		return -EBADMSG;
 	}
-	uint8_t *dst = vmm_gpa(m, gpa, (uint64_t)n * PAGE);
-	if (!dst) {
+	if (!vmm_gpa(m, gpa, (uint64_t)n * PAGE)) {
 		snprintf(err, errlen,
 		         "RAM section: [0x%llx, +%u pages) is outside guest RAM (%llu MiB)",
 		         (unsigned long long)gpa, n, (unsigned long long)(m->ram_bytes >> 20));
@@ -312,19 +312,38 @@ int vmm_ram_load(struct vmm_mem *m, const uint8_t *payload, size_t len, char *er
 		if ((bitmap[i / 8] >> (i % 8)) & 1)
 			goto bad; /* bits past the page count */
 	if (len - r.off != (size_t)nonzero * PAGE)
-		goto bad; /* validated in full before touching guest memory */
-	for (uint32_t i = 0; i < n; i++) {
-		uint8_t *p = dst + (size_t)i * PAGE;
-		if ((bitmap[i / 8] >> (i % 8)) & 1)
-			rbuf_get(&r, p, PAGE);
-		else if (!page_is_zero(p))
-			memset(p, 0, PAGE); /* a read maps no page; a write would */
-	}
-	return rbuf_done(&r);
+		goto bad;
+	return 0;
 bad:
 	snprintf(err, errlen, "RAM section at 0x%llx: page data does not match its bitmap",
 	         (unsigned long long)gpa);
 	return -EBADMSG;
+}
+
+int vmm_ram_load(struct vmm_mem *m, const uint8_t *payload, size_t len, char *err, size_t errlen)
+{
+	int ret = vmm_ram_check(m, payload, len, err, errlen);
+
+	if (ret < 0)
+		return ret; /* validated in full before touching guest memory */
+	uint64_t gpa = 0;
+	uint32_t n = 0;
+	for (int i = 0; i < 8; i++)
+		gpa |= (uint64_t)payload[i] << (8 * i);
+	for (int i = 0; i < 4; i++)
+		n |= (uint32_t)payload[8 + i] << (8 * i);
+	uint8_t *dst = vmm_gpa(m, gpa, (uint64_t)n * PAGE);
+	const uint8_t *bitmap = payload + 12, *src = payload + 12 + (n + 7) / 8;
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t *p = dst + (size_t)i * PAGE;
+		if ((bitmap[i / 8] >> (i % 8)) & 1) {
+			memcpy(p, src, PAGE);
+			src += PAGE;
+		} else if (!page_is_zero(p)) {
+			memset(p, 0, PAGE); /* a read maps no page; a write would */
+		}
+	}
+	return 0;
 }
 
 int vmm_ram_read_section(struct vmm_stream *s, struct vmm_mem *m, uint32_t *type, uint32_t *inst,
@@ -415,34 +434,54 @@ bad:
 	return -EBADMSG;
 }
 
+/* The slot of a ZERO section's range, or -1. */
+static int zero_slot(const struct vmm_mem *m, const uint8_t *payload, size_t len, uint64_t *gpa,
+                     uint64_t *n)
+{
+	*gpa = *n = 0;
+	if (len != 16)
+		return -1;
+	for (int i = 0; i < 8; i++) {
+		*gpa |= (uint64_t)payload[i] << (8 * i);
+		*n |= (uint64_t)payload[8 + i] << (8 * i);
+	}
+	if (!*n || (*gpa | *n) & (PAGE - 1))
+		return -1;
+	for (unsigned i = 0; i < m->nslots; i++) {
+		const struct vmm_mem_slot *sl = &m->slots[i];
+		if (*gpa < sl->gpa || *gpa - sl->gpa > sl->size || *n > sl->size - (*gpa - sl->gpa))
+			continue;
+		return (int)i;
+	}
+	return -1;
+}
+
+int vmm_ram_zero_check(const struct vmm_mem *m, const uint8_t *payload, size_t len, char *err,
+                       size_t errlen)
+{
+	uint64_t gpa, n;
+
+	if (zero_slot(m, payload, len, &gpa, &n) >= 0)
+		return 0;
+	snprintf(err, errlen, "ZERO section: a range outside guest RAM or not page-aligned");
+	return -EBADMSG;
+}
+
 int vmm_ram_zero_load(struct vmm_mem *m, const uint8_t *payload, size_t len, char *err,
                       size_t errlen)
 {
-	uint64_t gpa = 0, n = 0;
+	uint64_t gpa, n;
+	int i = zero_slot(m, payload, len, &gpa, &n);
 
-	if (len != 16)
-		goto bad;
-	for (int i = 0; i < 8; i++) {
-		gpa |= (uint64_t)payload[i] << (8 * i);
-		n |= (uint64_t)payload[8 + i] << (8 * i);
-	}
-	if (!n || (gpa | n) & (PAGE - 1))
-		goto bad;
-	for (unsigned i = 0; i < m->nslots; i++) {
-		struct vmm_mem_slot *sl = &m->slots[i];
-		if (gpa < sl->gpa || gpa - sl->gpa > sl->size || n > sl->size - (gpa - sl->gpa))
-			continue;
-		uint64_t off = gpa - sl->gpa;
-		if (sl->memfd >= 0 &&
-		    fallocate(sl->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-		              (off_t)n) == 0)
-			return 0;
-		if (madvise(sl->host + off, n, MADV_DONTNEED) == 0 && sl->memfd < 0)
-			return 0;
-		memset(sl->host + off, 0, n); /* neither worked: the slow way */
+	if (i < 0)
+		return vmm_ram_zero_check(m, payload, len, err, errlen);
+	struct vmm_mem_slot *sl = &m->slots[i];
+	uint64_t off = gpa - sl->gpa;
+	if (sl->memfd >= 0 && fallocate(sl->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+	                                (off_t)off, (off_t)n) == 0)
 		return 0;
-	}
-bad:
-	snprintf(err, errlen, "ZERO section: a range outside guest RAM or not page-aligned");
-	return -EBADMSG;
+	if (madvise(sl->host + off, n, MADV_DONTNEED) == 0 && sl->memfd < 0)
+		return 0;
+	memset(sl->host + off, 0, n); /* neither worked: the slow way */
+	return 0;
 }

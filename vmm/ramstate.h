@@ -47,6 +47,13 @@ int vmm_ram_load_compressed(struct vmm_mem *m, const uint8_t *payload, size_t le
  * restore failed must not run. Other sections go into payload. */
 int vmm_ram_read_section(struct vmm_stream *s, struct vmm_mem *m, uint32_t *type, uint32_t *inst,
                          struct sbuf *payload, bool *loaded, char *err, size_t errlen);
+/* Checks one RAM section payload (or one ZERO section's) as loading it
+ * would, writing nothing: -EBADMSG with err for anything malformed or
+ * outside guest RAM. */
+int vmm_ram_check(const struct vmm_mem *m, const uint8_t *payload, size_t len, char *err,
+                  size_t errlen);
+int vmm_ram_zero_check(const struct vmm_mem *m, const uint8_t *payload, size_t len, char *err,
+                       size_t errlen);
 /* Applies one RAM section payload; -EBADMSG for anything malformed or
  * outside guest RAM (nothing is written then). */
 int vmm_ram_load(struct vmm_mem *m, const uint8_t *payload, size_t len, char *err, size_t errlen);

@@ -12,12 +12,14 @@
  * (IIR 0x0c, data below the trigger level) is reported at once instead of
  * after four character times; parity, framing and break never happen. */
 #include "uart.h"
+#include "sbuf.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* register offsets */
@@ -99,7 +101,22 @@ struct uart {
 	uint8_t *held;
 	size_t held_len, held_cap;
 	uint64_t held_base;
+	/* when each held line was written (its end offset), and how long the
+	 * released ones waited: the latency output commit adds */
+	struct held_line {
+		uint64_t end, t_us;
+	} lines[UART_HOLD_LINES];
+	unsigned line_head, line_count;
+	uint32_t waited_us[UART_HOLD_SAMPLES];
+	unsigned waited_next, waited_count;
 };
+
+static uint64_t mono_us(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000 + (uint64_t)t.tv_nsec / 1000;
+}
 
 /* ---- output ---- */
 
@@ -148,6 +165,10 @@ static void out_flush(struct uart *u)
 		}
 		memcpy(u->held + u->held_len, u->line, u->line_len);
 		u->held_len += u->line_len;
+		if (u->line_count < UART_HOLD_LINES) { /* else: not sampled */
+			unsigned k = (u->line_head + u->line_count++) % UART_HOLD_LINES;
+			u->lines[k] = (struct held_line){ u->held_base + u->held_len, mono_us() };
+		}
 	}
 	u->line_len = 0;
 }
@@ -161,6 +182,16 @@ static void release_locked(struct uart *u, uint64_t upto)
 	memmove(u->held, u->held + n, u->held_len - n);
 	u->held_len -= n;
 	u->held_base += n;
+	uint64_t now = mono_us();
+	while (u->line_count && u->lines[u->line_head].end <= u->held_base) {
+		uint64_t w = now - u->lines[u->line_head].t_us;
+		u->waited_us[u->waited_next] = w > UINT32_MAX ? UINT32_MAX : (uint32_t)w;
+		u->waited_next = (u->waited_next + 1) % UART_HOLD_SAMPLES;
+		if (u->waited_count < UART_HOLD_SAMPLES)
+			u->waited_count++;
+		u->line_head = (u->line_head + 1) % UART_HOLD_LINES;
+		u->line_count--;
+	}
 }
 
 /* ---- registers ---- */
@@ -659,7 +690,36 @@ void vmm_uart_drop(struct vmm_device *d)
 	pthread_mutex_lock(&u->lock);
 	u->held_base += u->held_len;
 	u->held_len = 0;
+	u->line_count = 0;
 	pthread_mutex_unlock(&u->lock);
+}
+
+int vmm_uart_held_copy(struct vmm_device *d, uint64_t from, uint64_t to, struct sbuf *out)
+{
+	struct uart *u = d->priv;
+	int ret = 0;
+
+	pthread_mutex_lock(&u->lock);
+	if (from < u->held_base || to < from || to > u->held_base + u->held_len)
+		ret = -ERANGE; /* let out already, or not written yet */
+	else
+		sbuf_put(out, u->held + (from - u->held_base), (size_t)(to - from));
+	pthread_mutex_unlock(&u->lock);
+	return ret ? ret : out->err;
+}
+
+size_t vmm_uart_hold_waits(struct vmm_device *d, uint32_t *out, size_t max)
+{
+	struct uart *u = d->priv;
+	size_t n;
+
+	pthread_mutex_lock(&u->lock);
+	n = u->waited_count < max ? u->waited_count : max;
+	for (size_t i = 0; i < n; i++)
+		out[i] = u->waited_us[(u->waited_next + UART_HOLD_SAMPLES - 1 - i) %
+		                      UART_HOLD_SAMPLES];
+	pthread_mutex_unlock(&u->lock);
+	return n;
 }
 
 int vmm_uart_log_fd(struct vmm_device *d)

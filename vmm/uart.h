@@ -49,11 +49,21 @@ int vmm_uart_log_fd(struct vmm_device *d);
  * again; drop() forgets what waits (the secondary took over, and its copy
  * of the guest writes it again). At most UART_HOLD_MAX bytes wait: more is
  * lost and counted in write_errors. */
-#define UART_HOLD_MAX (4u << 20)
+#define UART_HOLD_MAX     (4u << 20)
+#define UART_HOLD_LINES   4096 /* held lines whose wait is timed */
+#define UART_HOLD_SAMPLES 1024
 void vmm_uart_hold(struct vmm_device *d, bool on);
 uint64_t vmm_uart_held_mark(struct vmm_device *d);
 void vmm_uart_release(struct vmm_device *d, uint64_t upto);
 void vmm_uart_drop(struct vmm_device *d);
+/* How long the last released lines waited, in µs (newest first, at most
+ * max of the last UART_HOLD_SAMPLES): output commit's added latency. */
+size_t vmm_uart_hold_waits(struct vmm_device *d, uint32_t *out, size_t max);
+/* Appends the held output between offsets from and to (of
+ * vmm_uart_held_mark) to out; -ERANGE when part of it was let out already
+ * or is not written yet. */
+struct sbuf;
+int vmm_uart_held_copy(struct vmm_device *d, uint64_t from, uint64_t to, struct sbuf *out);
 /* Every flushed chunk is also handed to fn (fault tolerance holds output),
  * with the UART's lock held: fn must not call back into the UART. NULL fn
  * removes the tap. */
