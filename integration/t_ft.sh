@@ -204,6 +204,27 @@ c1=$(grep -c '^hb ' "$d/serial.log")
 sleep 0.3
 (($(grep -c '^hb ' "$d/serial.log") > c1)) && ok "the refused primary's output flows" ||
 	not_ok "output after a refused ft-start" "$(ctl "$d/a/vmx.sock" ft-status)"
+# a secondary that sees another generation record (not the same datastore)
+mkdir -p "$tmp/other/b"
+cp "$d/bad.vmx" "$tmp/other/bad.vmx"
+"$VMX" -c "$tmp/other/bad.vmx" --run-dir "$tmp/other/b" --incoming 127.0.0.1 \
+	--incoming-token-file "$tmp/token" --ft-secondary >"$tmp/other/b.out" 2>&1 &
+opid=$!
+pids+=("$opid")
+oport=
+for _ in $(seq 50); do
+	oport=$(field "$tmp/other/b/vmx.sock" status incoming_port)
+	[[ -n $oport && $oport != 0 ]] && break
+	sleep 0.1
+done
+ctl "$d/a/vmx.sock" ft-start 127.0.0.1 "$oport" "$token" 10 >/dev/null
+for _ in $(seq 50); do [[ $(field "$d/a/vmx.sock" ft-status phase) == failed ]] && break; sleep 0.1; done
+st=$(ctl "$d/a/vmx.sock" ft-status)
+wait_exit "$opid"
+grep -q "phase=failed" <<<"$st" && grep -q "share the VM's datastore" <<<"$st" &&
+	grep -q "do not share the VM's datastore" "$tmp/other/b.out" &&
+	ok "a secondary without the same generation record is refused on both sides" ||
+	not_ok "record on another datastore" "$st" "$(cat "$tmp/other/b.out")"
 out=$(ctl "$d/a/vmx.sock" ft-start 127.0.0.1 1 "$token" 5000)
 [[ $? -eq 2 ]] && grep -q "at most 1000" <<<"$out" && ok "an epoch over 1000 ms refused" ||
 	not_ok "epoch bound" "$out"

@@ -163,11 +163,14 @@ static void *ft_main(void *arg)
 	unsigned detect = FT_DETECT_MS(epoch_ms);
 	struct timeval tv = { .tv_sec = detect / 1000, .tv_usec = (detect % 1000) * 1000 };
 	setsockopt(f->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if ((ret = ft_gen_begin(f->p.gen_path, f->p.owner, &f->st.generation, err, sizeof(err))) <
-	    0) {
+	uint64_t gen = 0;
+	if ((ret = ft_gen_begin(f->p.gen_path, f->p.owner, &gen, err, sizeof(err))) < 0) {
 		set_phase(f, FT_FAILED, "%s", err);
 		goto out;
 	}
+	pthread_mutex_lock(&f->m);
+	f->st.generation = gen;
+	pthread_mutex_unlock(&f->m);
 	snprintf(line, sizeof(line), "VMKFT1 %s %" PRIu64 " %u\n", f->p.token, f->st.generation,
 	         epoch_ms);
 	if ((ret = wire_send_line(f->fd, line)) < 0 ||

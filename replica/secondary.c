@@ -212,6 +212,19 @@ int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *
 		snprintf(err, errlen, "the connecting primary presented no valid token: refused");
 		return -EACCES;
 	}
+	/* both sides must see one record: the primary set it to gen just now */
+	uint64_t have = 0;
+	char holder[128] = "";
+	if (ft_gen_read(gen_path, &have, holder, sizeof(holder)) < 0 || have != gen) {
+		wire_send_line(c, "NO the generation record differs here: the two hosts do not "
+		                  "share the VM's datastore\n");
+		close(c);
+		snprintf(err, errlen,
+		         "the generation record %s holds %" PRIu64 ", the primary set %" PRIu64
+		         ": the two sides do not share the VM's datastore",
+		         gen_path, have, gen);
+		return -EXDEV;
+	}
 	wire_send_line(c, "OK\n");
 	/* a primary silent for the detection time is lost */
 	unsigned detect = FT_DETECT_MS(epoch_ms);
