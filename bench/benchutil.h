@@ -124,6 +124,22 @@ static inline pid_t bench_spawn(char *const argv[], const char *logpath)
 	return pid;
 }
 
+/* Writes a one-vCPU .vmx for the micro guest: name, the last 12 digits of
+ * its uuid, MiB of RAM, the guest ELF and its command line; 0 or -1. */
+static inline int bench_write_vmx(const char *path, const char *name, unsigned uuid_tail, int mib,
+                                  const char *elf, const char *cmdline)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f)
+		return -1;
+	fprintf(f,
+	        "vm = { name = \"%s\"; uuid = \"564d0000-0000-4000-8000-%012u\";\n"
+	        "  memory_mib = %d; vcpus = 1; kernel = \"%s\"; cmdline = \"%s\"; };\n",
+	        name, uuid_tail, mib, elf, cmdline);
+	return fclose(f) == 0 ? 0 : -1;
+}
+
 /* Touches and frees mib MiB of transparent huge pages. On a nested host
  * whose balloon reports free 2 MiB blocks back to the outer hypervisor
  * (page_reporting_order 9, as here), a huge page first touched after that

@@ -44,14 +44,7 @@ static void write_cfg(int mib, const char *cmdline)
 	snprintf(cfg, sizeof(cfg), "%s/ft.vmx", dir);
 	snprintf(serial, sizeof(serial), "%s/serial.log", dir);
 	unlink(serial);
-	FILE *f = fopen(cfg, "w");
-	if (!f)
-		return;
-	fprintf(f,
-	        "vm = { name = \"ft\"; uuid = \"564d0000-0000-4000-8000-0000000000c1\"; "
-	        "memory_mib = %d; vcpus = 1; kernel = \"%s\"; cmdline = \"%s\"; };\n",
-	        mib, elf, cmdline);
-	fclose(f);
+	bench_write_vmx(cfg, "ft", 193, mib, elf, cmdline);
 }
 
 /* The primary (and with a secondary: protected), running; its pid. */

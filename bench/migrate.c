@@ -116,14 +116,8 @@ static struct result run_vmx(int mib, const char *cmdline, const char *ready, co
 	snprintf(cfg, sizeof(cfg), "%s/m.vmx", dir);
 	snprintf(serial, sizeof(serial), "%s/serial.log", dir);
 	unlink(serial);
-	FILE *f = fopen(cfg, "w");
-	if (!f)
+	if (bench_write_vmx(cfg, "m", 177, mib, elf, cmdline) < 0)
 		return r;
-	fprintf(f,
-	        "vm = { name = \"m\"; uuid = \"564d0000-0000-4000-8000-0000000000b1\"; "
-	        "memory_mib = %d; vcpus = 1; kernel = \"%s\"; cmdline = \"%s\"; };\n",
-	        mib, elf, cmdline);
-	fclose(f);
 	snprintf(runA, sizeof(runA), "%s/a", tmp);
 	snprintf(runB, sizeof(runB), "%s/b", tmp);
 	mkdir(runA, 0700);
@@ -135,7 +129,7 @@ static struct result run_vmx(int mib, const char *cmdline, const char *ready, co
 	for (int i = 0; i < 32; i++)
 		snprintf(token + 2 * i, 3, "%02x", (unsigned)(rand() & 0xff));
 	snprintf(tok, sizeof(tok), "%s/tok", tmp);
-	f = fopen(tok, "w");
+	FILE *f = fopen(tok, "w");
 	fprintf(f, "%s\n", token);
 	fclose(f);
 	snprintf(log, sizeof(log), "%s/b.log", tmp);

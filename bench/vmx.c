@@ -90,14 +90,8 @@ static double run_vmx(const char *cmdline, char *out, size_t outlen, int timeout
 	snprintf(cfg, sizeof(cfg), "%s/vm.vmx", dir);
 	snprintf(log, sizeof(log), "%s/serial.log", dir);
 	snprintf(vmx, sizeof(vmx), "%s/vmx", bindir);
-	FILE *f = fopen(cfg, "w");
-	if (!f)
+	if (bench_write_vmx(cfg, "bench", 1, 128, elf, cmdline) < 0)
 		return -1;
-	fprintf(f,
-	        "vm = { name = \"bench\"; uuid = \"564d0000-0000-4000-8000-000000000001\";\n"
-	        "  memory_mib = 128; vcpus = 1; kernel = \"%s\"; cmdline = \"%s\"; };\n",
-	        elf, cmdline);
-	fclose(f);
 	double t0 = bench_now_ms(), first = -1;
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -171,14 +165,10 @@ static struct sr sr_vmx(void)
 	snprintf(state, sizeof(state), "%s/state", dir);
 	snprintf(sock, sizeof(sock), "%s/vmx.sock", dir);
 	snprintf(vmx, sizeof(vmx), "%s/vmx", bindir);
-	FILE *f = fopen(cfg, "w");
-	if (!f)
+	char cmdline[256];
+	snprintf(cmdline, sizeof(cmdline), "%s %s", SR_TOUCH, tsc_arg);
+	if (bench_write_vmx(cfg, "sr", 2, SR_MIB, elf, cmdline) < 0)
 		return r;
-	fprintf(f,
-	        "vm = { name = \"sr\"; uuid = \"564d0000-0000-4000-8000-000000000002\";\n"
-	        "  memory_mib = %d; vcpus = 1; kernel = \"%s\"; cmdline = \"%s %s\"; };\n",
-	        SR_MIB, elf, SR_TOUCH, tsc_arg);
-	fclose(f);
 	char *run[] = { vmx, "-c", cfg, NULL };
 	pid_t pid = bench_spawn(run, NULL);
 	if (!bench_wait_file_has(serial, "filled", 60000)) {

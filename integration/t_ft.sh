@@ -59,19 +59,26 @@ wait_exit() {
 unbroken() { awk '$1 == "hb" { if (seen && $2 != p + 1) bad = 1; p = $2; seen = 1 } END { exit bad || !seen }' "$1"; }
 breaks() { awk '$1 == "hb" { if (seen && $2 != p + 1) print "line " NR ": " p " then " $2; p = $2; seen = 1 }' "$1" | head -5; }
 
-# start NAME: secondary, then primary, then ft-start; sets sport, ppid, spid
-start() {
-	local d=$tmp/$1
-	"$VMX" -c "$d/$1.vmx" --run-dir "$d/b" --incoming 127.0.0.1 --incoming-token-file "$tmp/token" \
-		--ft-secondary >"$d/b.out" 2>&1 &
+# secondary VMX_FILE DIR: an FT secondary of that .vmx, run from DIR/b
+# (output in DIR/b.out); sets spid and sport
+secondary() {
+	mkdir -p "$2/b"
+	"$VMX" -c "$1" --run-dir "$2/b" --incoming 127.0.0.1 --incoming-token-file "$tmp/token" \
+		--ft-secondary >"$2/b.out" 2>&1 &
 	spid=$!
 	pids+=("$spid")
 	sport=
 	for _ in $(seq 50); do
-		sport=$(field "$d/b/vmx.sock" status incoming_port)
+		sport=$(field "$2/b/vmx.sock" status incoming_port)
 		[[ -n $sport && $sport != 0 ]] && break
 		sleep 0.1
 	done
+}
+
+# start NAME: secondary, then primary, then ft-start; sets sport, ppid, spid
+start() {
+	local d=$tmp/$1
+	secondary "$d/$1.vmx" "$d"
 	"$VMX" -c "$d/$1.vmx" --run-dir "$d/a" >"$d/a.out" 2>&1 &
 	ppid=$!
 	pids+=("$ppid")
@@ -205,19 +212,11 @@ sleep 0.3
 (($(grep -c '^hb ' "$d/serial.log") > c1)) && ok "the refused primary's output flows" ||
 	not_ok "output after a refused ft-start" "$(ctl "$d/a/vmx.sock" ft-status)"
 # a secondary that sees another generation record (not the same datastore)
-mkdir -p "$tmp/other/b"
+mkdir -p "$tmp/other"
 cp "$d/bad.vmx" "$tmp/other/bad.vmx"
-"$VMX" -c "$tmp/other/bad.vmx" --run-dir "$tmp/other/b" --incoming 127.0.0.1 \
-	--incoming-token-file "$tmp/token" --ft-secondary >"$tmp/other/b.out" 2>&1 &
-opid=$!
-pids+=("$opid")
-oport=
-for _ in $(seq 50); do
-	oport=$(field "$tmp/other/b/vmx.sock" status incoming_port)
-	[[ -n $oport && $oport != 0 ]] && break
-	sleep 0.1
-done
-ctl "$d/a/vmx.sock" ft-start 127.0.0.1 "$oport" "$token" 10 >/dev/null
+secondary "$tmp/other/bad.vmx" "$tmp/other"
+opid=$spid
+ctl "$d/a/vmx.sock" ft-start 127.0.0.1 "$sport" "$token" 10 >/dev/null
 for _ in $(seq 50); do [[ $(field "$d/a/vmx.sock" ft-status phase) == failed ]] && break; sleep 0.1; done
 st=$(ctl "$d/a/vmx.sock" ft-status)
 wait_exit "$opid"

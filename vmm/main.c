@@ -143,6 +143,23 @@ static bool migrating(struct vmx_ctx *x)
 	       pr.phase != MIG_CANCELLED;
 }
 
+/* The namespace of the netstack a stream leaves from: an fd, -1 for vmx's
+ * own ("" asked), or -2 with *why set. */
+static int open_netstack(const char *netns, const char **why)
+{
+	static __thread char err[300];
+	int fd;
+
+	if (!netns[0])
+		return -1;
+	if ((fd = netns_open(netns)) < 0) {
+		snprintf(err, sizeof(err), "netstack namespace %s: %s", netns, strerror(-fd));
+		*why = err;
+		return -2;
+	}
+	return fd;
+}
+
 static int ctl_migrate_send(void *arg, const Vmx__MigrateSendRequest *r, const char **why)
 {
 	struct vmx_ctx *x = arg;
@@ -155,12 +172,8 @@ static int ctl_migrate_send(void *arg, const Vmx__MigrateSendRequest *r, const c
 	}
 	if (ft_busy(x, why))
 		return 5;
-	if (r->netns[0] && (p.nsfd = netns_open(r->netns)) < 0) {
-		snprintf(err, sizeof(err), "netstack namespace %s: %s", r->netns,
-		         strerror(-p.nsfd));
-		*why = err;
+	if ((p.nsfd = open_netstack(r->netns, why)) == -2)
 		return 4;
-	}
 	snprintf(p.host, sizeof(p.host), "%s", r->host);
 	p.port = (uint16_t)r->port;
 	snprintf(p.token, sizeof(p.token), "%s", r->token);
@@ -437,12 +450,8 @@ static int ctl_ft_start(void *arg, const Vmx__FtStartRequest *r, const char **wh
 		       "transmits and writes are not replicated yet";
 		return 5;
 	}
-	if (r->netns[0] && (p.nsfd = netns_open(r->netns)) < 0) {
-		snprintf(err, sizeof(err), "netstack namespace %s: %s", r->netns,
-		         strerror(-p.nsfd));
-		*why = err;
+	if ((p.nsfd = open_netstack(r->netns, why)) == -2)
 		return 4;
-	}
 	snprintf(p.host, sizeof(p.host), "%s", r->host);
 	p.port = (uint16_t)r->port;
 	snprintf(p.token, sizeof(p.token), "%s", r->token);
