@@ -174,6 +174,26 @@ unbroken "$d/serial.log" && ok "nothing said twice or skipped across the partiti
 	not_ok "heartbeat sequence across the partition" "$(breaks "$d/serial.log")"
 kill -9 "$spid" 2>/dev/null
 
+# ---- the secondary killed: the primary wins the record and runs on alone ----
+setup alone 6
+start alone
+d=$tmp/alone
+ctl "$d/a/vmx.sock" ft-start 127.0.0.1 "$sport" "$token" 10 >/dev/null
+protected "$d/a/vmx.sock" || not_ok "protection (alone)" "$(ctl "$d/a/vmx.sock" ft-status)"
+kill -9 "$spid"
+for _ in $(seq 50); do [[ $(field "$d/a/vmx.sock" ft-status phase) == alone ]] && break; sleep 0.1; done
+st=$(ctl "$d/a/vmx.sock" ft-status)
+grep -q "phase=alone" <<<"$st" && grep -q "^generation=2$" "$d/alone.ftgen" &&
+	[[ $(field "$d/a/vmx.sock" status state) == running ]] &&
+	ok "the secondary killed: the primary took the record and runs on alone" ||
+	not_ok "primary after losing its secondary" "$st" "$(cat "$d/alone.ftgen")"
+c1=$(grep -c '^hb ' "$d/serial.log")
+sleep 0.3
+(($(grep -c '^hb ' "$d/serial.log") > c1 + 20)) && unbroken "$d/serial.log" &&
+	ok "its output flows again, every line once" ||
+	not_ok "output after the secondary was lost" "$c1" "$(breaks "$d/serial.log")"
+kill -9 "$ppid" 2>/dev/null
+
 # ---- ft-stop: the secondary ends, the primary runs on unprotected ----
 setup stop 3
 start stop
