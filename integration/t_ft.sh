@@ -194,6 +194,26 @@ sleep 0.3
 	not_ok "output after the secondary was lost" "$c1" "$(breaks "$d/serial.log")"
 kill -9 "$ppid" 2>/dev/null
 
+# ---- the secondary frozen, then woken: the primary keeps the VM ----
+setup cold 7
+start cold
+d=$tmp/cold
+ctl "$d/a/vmx.sock" ft-start 127.0.0.1 "$sport" "$token" 10 >/dev/null
+protected "$d/a/vmx.sock" || not_ok "protection (cold)" "$(ctl "$d/a/vmx.sock" ft-status)"
+kill -STOP "$spid"
+for _ in $(seq 50); do [[ $(field "$d/a/vmx.sock" ft-status phase) == alone ]] && break; sleep 0.1; done
+kill -CONT "$spid"
+rc=0
+wait_exit "$spid" || rc=$?
+[[ $(field "$d/a/vmx.sock" ft-status phase) == alone && $rc -ne 0 && $rc -ne 124 ]] &&
+	grep -q "took over first" "$d/b.out" && ! grep -q "going live" "$d/b.out" &&
+	ok "a frozen secondary, woken, finds the record taken and ends without going live" ||
+	not_ok "secondary after a partition" "exit $rc" "$(ctl "$d/a/vmx.sock" ft-status)" "$(cat "$d/b.out")"
+sleep 0.3
+unbroken "$d/serial.log" && ok "one copy ran: every line once" ||
+	not_ok "heartbeat sequence (frozen secondary)" "$(breaks "$d/serial.log")"
+kill -9 "$ppid" 2>/dev/null
+
 # ---- ft-stop: the secondary ends, the primary runs on unprotected ----
 setup stop 3
 start stop

@@ -102,6 +102,17 @@ static void *acker_main(void *arg)
 	return NULL;
 }
 
+/* Whether the oldest epoch sent in full and not acknowledged has waited
+ * longer than ms. */
+static bool acks_late(struct ft_primary *f, unsigned ms)
+{
+	pthread_mutex_lock(&f->m);
+	bool late = f->st.epoch > f->st.acked &&
+	            util_now_ms() - f->sent_ms[(f->st.acked + 1) % 64] > ms;
+	pthread_mutex_unlock(&f->m);
+	return late;
+}
+
 /* The secondary is gone: run on alone only after winning the record; a
  * lost test-and-set (or a record out of reach: this host may be the
  * isolated one) stops this copy before it says anything more. */
@@ -266,6 +277,24 @@ static void *ft_main(void *arg)
 		}
 		if (ret == 0)
 			ret = vmm_state_write_section(&mst, SEC_EPOCH_END, 0, &n, 8);
+		/* fencing: with acknowledgements late by half the secondary's
+		 * detection time, the guest stays paused until they come, or
+		 * until this side wins the record. A secondary that goes live
+		 * then never finds this copy running. */
+		if (ret == 0 && acks_late(f, FT_DETECT_MS(epoch_ms) / 2)) {
+			uint64_t until = util_now_ms() + FT_DETECT_MS(epoch_ms);
+			while (acks_late(f, FT_DETECT_MS(epoch_ms) / 2) && util_now_ms() < until &&
+			       !atomic_load(&f->acker_done) && !atomic_load(&f->stop))
+				usleep(2000);
+			if (acks_late(f, FT_DETECT_MS(epoch_ms) / 2) ||
+			    atomic_load(&f->acker_done)) {
+				secondary_lost(f, uart,
+				               "no acknowledgement within the detection time");
+				if (f->st.phase == FT_ALONE)
+					vmm_vm_resume(vm);
+				goto out;
+			}
+		}
 		vmm_vm_resume(vm);
 		uint64_t pause = now_us() - t0;
 		/* a steady cadence; a late epoch pushes the next one back
