@@ -25,6 +25,20 @@ static bool page_is_zero(const uint8_t *p)
 	return acc == 0;
 }
 
+/* Copies a page to dst; whether it held anything but zeros. */
+static bool copy_nonzero(uint8_t *restrict dst, const uint8_t *restrict src)
+{
+	const uint64_t *w = (const uint64_t *)src;
+	uint64_t *o = (uint64_t *)dst, acc = 0;
+
+	for (unsigned i = 0; i < PAGE / 8; i++) {
+		uint64_t v = w[i];
+		o[i] = v;
+		acc |= v;
+	}
+	return acc != 0;
+}
+
 /* A RAM payload as RAMZ (u32 its length, the lz4 block), or as RAM when
  * that is not smaller. */
 static int write_compressed(struct vmm_stream *s, uint32_t instance, const uint8_t *raw, size_t len,
@@ -70,16 +84,18 @@ int vmm_ram_save_range(const struct vmm_mem *m, struct vmm_stream *s, uint64_t g
 	sbuf_u32(&b, npages);
 	size_t bm_at = b.len;
 	sbuf_put(&b, bitmap, (npages + 7) / 8);
-	for (uint32_t i = 0; i < npages; i++) {
-		const uint8_t *p = src + (size_t)i * PAGE;
-		if (page_is_zero(p)) {
-			if (st)
-				st->zero_pages++;
-			continue;
-		}
-		if (!b.err)
+	/* each page copied while it is checked for zero (one read of it); a
+	 * zero page's copy is overwritten by the next */
+	if (sbuf_reserve(&b, b.len + (size_t)npages * PAGE) == 0) {
+		for (uint32_t i = 0; i < npages; i++) {
+			if (!copy_nonzero(b.data + b.len, src + (size_t)i * PAGE)) {
+				if (st)
+					st->zero_pages++;
+				continue;
+			}
 			b.data[bm_at + i / 8] |= (uint8_t)(1u << (i % 8));
-		sbuf_put(&b, p, PAGE);
+			b.len += PAGE;
+		}
 	}
 	if (st)
 		st->pages += npages;
