@@ -627,8 +627,18 @@ static int do_start(struct power_job *j, struct hostd_task *t, const char *resto
 				return 0;
 			}
 			vmrun_last_error(j->dir, err, sizeof(err));
-			snprintf(msg, msglen, "VM %s did not start: %s", j->name,
-			         err[0] ? err : "vmx exited (see vmx.log in the VM's directory)");
+			if (err[0])
+				snprintf(msg, msglen, "VM %s did not start: %s", j->name, err);
+			else if (code >= 128)
+				snprintf(msg, msglen,
+				         "VM %s did not start: vmx was killed by signal %d (see "
+				         "vmx.log in the VM's directory)",
+				         j->name, code - 128);
+			else
+				snprintf(msg, msglen,
+				         "VM %s did not start: vmx exited with status %d (see "
+				         "vmx.log in the VM's directory)",
+				         j->name, code);
 			return start_failure_status(code);
 		}
 		if (task_cancelled(t) || util_now_ms() > deadline) {
