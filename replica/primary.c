@@ -89,14 +89,17 @@ static void *acker_main(void *arg)
 		unsigned long long n;
 		if (r < 0 || sscanf(line, "A %llu", &n) != 1)
 			break; /* the epoch thread sees the silence */
+		uint64_t upto = 0;
 		pthread_mutex_lock(&f->m);
 		if (n > f->st.acked && n <= f->st.epoch) {
 			f->st.acked = n;
 			f->last_ack_ms = (int64_t)util_now_ms();
-			if (uart && !f->fault_no_release)
-				vmm_uart_release(uart, f->marks[n % 64]);
+			upto = f->marks[n % 64];
 		}
 		pthread_mutex_unlock(&f->m);
+		/* out of the lock: writing the log must not hold up ft-status */
+		if (upto && uart && !f->fault_no_release)
+			vmm_uart_release(uart, upto);
 	}
 	atomic_store(&f->acker_done, true);
 	return NULL;
@@ -470,6 +473,14 @@ bool ft_primary_active(struct ft_primary *f)
 	enum ft_phase p = f->st.phase;
 	pthread_mutex_unlock(&f->m);
 	return f->started && (p == FT_CONNECTING || p == FT_SYNCING || p == FT_PROTECTED);
+}
+
+bool ft_primary_lost(struct ft_primary *f)
+{
+	pthread_mutex_lock(&f->m);
+	bool lost = f->started && f->st.phase == FT_LOST;
+	pthread_mutex_unlock(&f->m);
+	return lost;
 }
 
 void ft_primary_stop(struct ft_primary *f)

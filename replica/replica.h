@@ -124,6 +124,8 @@ void ft_primary_status(struct ft_primary *f, struct ft_stats *out);
 /* Whether protection runs or is being set up (the VM's pause, its dirty
  * log and its disks belong to it then). */
 bool ft_primary_active(struct ft_primary *f);
+/* Whether this copy stopped because the secondary won the record. */
+bool ft_primary_lost(struct ft_primary *f);
 /* Ends protection: output flows at once again; the secondary, sent END,
  * stops without going live (and the record, taken here, would stop it
  * anyway). */

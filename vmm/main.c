@@ -38,6 +38,7 @@
 #define EXIT_SIGNAL   104
 #define EXIT_LOCKED   105
 #define EXIT_INCOMING 106
+#define EXIT_FT_LOST  107 /* fault tolerance: the other copy runs the VM now */
 
 #define VIRTIO_MMIO_BASE 0xd0000000ull /* in the 32-bit MMIO hole */
 #define VIRTIO_GSI_BASE  5
@@ -72,7 +73,8 @@ static void usage(FILE *f)
 	        "exit status: the guest's power-off status (0..99); 101 bad configuration or\n"
 	        "kernel, 102 KVM/host failure, 103 guest crashed, 104 stopped by a signal,\n"
 	        "105 the VM's datastore lock is held by another host, 106 an incoming migration\n"
-	        "failed (the VM runs on at its source)\n");
+	        "failed (the VM runs on at its source), 107 fault tolerance: the secondary won\n"
+	        "the generation record and runs the VM\n");
 }
 
 static void on_poweroff(void *arg, int status)
@@ -940,6 +942,8 @@ static int run(const struct vmcfg *c)
 	if (st == VM_CRASHED) {
 		fprintf(stderr, "vmx: %s crashed: %s\n", c->name, vm->exit_reason);
 		rc = EXIT_CRASHED;
+	} else if (ctx && ft_primary_lost(&ctx->ft)) {
+		rc = EXIT_FT_LOST; /* not the guest's power off: hostd must not read it so */
 	} else if (vm->power_status < 0) {
 		rc = EXIT_SIGNAL;
 	} else {
