@@ -261,6 +261,27 @@ grep -q "phase=failed" <<<"$st" && grep -q "share the VM's datastore" <<<"$st" &
 	grep -q "do not share the VM's datastore" "$tmp/other/b.out" &&
 	ok "a secondary without the same generation record is refused on both sides" ||
 	not_ok "record on another datastore" "$st" "$(cat "$tmp/other/b.out")"
+# a peer that accepts and never answers: ft-stop ends the handshake (it
+# would wait 10 s)
+python3 -c '
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+print(s.getsockname()[1], flush=True)
+c, _ = s.accept(); time.sleep(30)' >"$tmp/mute.port" &
+mute=$!
+pids+=("$mute")
+for _ in $(seq 50); do [[ -s $tmp/mute.port ]] && break; sleep 0.1; done
+ctl "$d/a/vmx.sock" ft-start 127.0.0.1 "$(cat "$tmp/mute.port")" "$token" 10 >/dev/null
+sleep 0.3
+t0=$(date +%s%N)
+ctl "$d/a/vmx.sock" ft-stop >/dev/null
+t1=$(date +%s%N)
+st=$(ctl "$d/a/vmx.sock" ft-status)
+(((t1 - t0) / 1000000 < 5000)) && grep -q "phase=failed" <<<"$st" &&
+	[[ $(field "$d/a/vmx.sock" status state) == running ]] &&
+	ok "ft-stop ends a handshake with a silent peer at once; the VM runs on" ||
+	not_ok "ft-stop during the handshake" "$(((t1 - t0) / 1000000)) ms" "$st"
+kill -9 "$mute" 2>/dev/null
 out=$(ctl "$d/a/vmx.sock" ft-start 127.0.0.1 1 "$token" 5000)
 [[ $? -eq 2 ]] && grep -q "at most 1000" <<<"$out" && ok "an epoch over 1000 ms refused" ||
 	not_ok "epoch bound" "$out"

@@ -162,7 +162,10 @@ static void *ft_main(void *arg)
 	mst.write = buf_write;
 	mst.arg = &eb;
 	set_phase(f, FT_CONNECTING, NULL);
-	f->fd = wire_connect(f->p.nsfd, f->p.host, f->p.port, 10000, err, sizeof(err));
+	int fd = wire_connect(f->p.nsfd, f->p.host, f->p.port, 10000, err, sizeof(err));
+	pthread_mutex_lock(&f->m);
+	f->fd = fd;
+	pthread_mutex_unlock(&f->m);
 	if (f->p.nsfd >= 0) {
 		close(f->p.nsfd);
 		f->p.nsfd = -1;
@@ -488,6 +491,12 @@ void ft_primary_stop(struct ft_primary *f)
 	if (!f->started)
 		return;
 	atomic_store(&f->stop, true);
+	/* a handshake that waits for a silent peer ends now, not in 10 s
+	 * (the control socket waits for this) */
+	pthread_mutex_lock(&f->m);
+	if (f->st.phase == FT_CONNECTING && f->fd >= 0)
+		shutdown(f->fd, SHUT_RDWR);
+	pthread_mutex_unlock(&f->m);
 	pthread_join(f->thread, NULL);
 	f->started = false;
 }
