@@ -429,20 +429,6 @@ static int reconcile(struct hostd *h, struct vmview *w)
 	return 1;
 }
 
-static int vmx_simple(const char *rundir, Vmx__Request *rq, char *err, size_t errlen)
-{
-	Vmx__Response *rs = NULL;
-	int ret = vmrun_vmx_call(rundir, rq, &rs, VMX_SWITCH_MS, err, errlen);
-
-	if (ret == 0 && rs->status != 0) {
-		snprintf(err, errlen, "%s", rs->error);
-		ret = -EIO;
-	}
-	if (rs)
-		vmx__response__free_unpacked(rs, NULL);
-	return ret;
-}
-
 static void vmx_resume(const char *rundir)
 {
 	Vmx__Request rq = VMX__REQUEST__INIT;
@@ -450,7 +436,7 @@ static void vmx_resume(const char *rundir)
 	char err[200];
 	rq.body_case = VMX__REQUEST__BODY_RESUME;
 	rq.resume = &e;
-	if (vmx_simple(rundir, &rq, err, sizeof(err)) < 0)
+	if (vmx_call_t(rundir, &rq, VMX_SWITCH_MS, err, sizeof(err)) < 0)
 		log_warn("resuming the VM after a snapshot: %s", err);
 }
 
@@ -581,7 +567,7 @@ static int snap_create_in(struct snap_job *j, struct hostd_task *t, struct vmvie
 		sr.path = mempath;
 		rq.body_case = VMX__REQUEST__BODY_SAVE;
 		rq.save = &sr;
-		if (vmx_simple(w->rundir, &rq, err, sizeof(err)) < 0) {
+		if (vmx_call_t(w->rundir, &rq, VMX_SWITCH_MS, err, sizeof(err)) < 0) {
 			vmx_resume(w->rundir);
 			snprintf(msg, msglen, "VM %s: saving its memory: %s", w->name, err);
 			ret = VMK__STATUS__STATUS_FAILED;
@@ -607,7 +593,7 @@ static int snap_create_in(struct snap_job *j, struct hostd_task *t, struct vmvie
 		ds.n_deltas = w->ndisks;
 		rq.body_case = VMX__REQUEST__BODY_DISK_SNAPSHOT;
 		rq.disk_snapshot = &ds;
-		if (vmx_simple(w->rundir, &rq, err, sizeof(err)) < 0) {
+		if (vmx_call_t(w->rundir, &rq, VMX_SWITCH_MS, err, sizeof(err)) < 0) {
 			/* did it switch after all (a timeout)? the .vmx follows the vmx */
 			memcpy(w->disks, fresh, sizeof(fresh[0]) * w->ndisks);
 			int answered = reconcile(j->h, w);
@@ -1060,7 +1046,7 @@ int vmsnap_freeze(struct hostd *h, const char *vm, struct vmsnap_freeze *f, char
 	ds.n_deltas = w.ndisks;
 	rq.body_case = VMX__REQUEST__BODY_DISK_SNAPSHOT;
 	rq.disk_snapshot = &ds;
-	if ((ret = vmx_simple(w.rundir, &rq, err, errlen)) < 0) {
+	if ((ret = vmx_call_t(w.rundir, &rq, VMX_SWITCH_MS, err, errlen)) < 0) {
 		char frozen[VMCFG_MAX_DISKS][256];
 		memcpy(frozen, w.disks, sizeof(frozen));
 		memcpy(w.disks, f->temps, sizeof(f->temps));
