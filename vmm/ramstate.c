@@ -299,16 +299,10 @@ int vmm_ram_save_all_range(const struct vmm_mem *m, struct vmm_stream *s, uint64
 	return 0;
 }
 
-int vmm_ram_check(const struct vmm_mem *m, const uint8_t *payload, size_t len, char *err,
-                  size_t errlen)
+/* A RAM section's address and page count: n pages of guest RAM. */
+static int head_check(const struct vmm_mem *m, uint64_t gpa, uint32_t n, char *err, size_t errlen)
 {
-	struct rbuf r;
-	uint8_t bitmap[RAMSTATE_CHUNK_PAGES / 8];
-
-	rbuf_init(&r, payload, len);
-	uint64_t gpa = rbuf_u64(&r);
-	uint32_t n = rbuf_u32(&r);
-	if (r.err || n == 0 || n > RAMSTATE_CHUNK_PAGES || gpa % PAGE) {
+	if (n == 0 || n > RAMSTATE_CHUNK_PAGES || gpa % PAGE) {
 		snprintf(err, errlen, "RAM section: bad header (%u pages at 0x%llx)", n,
 		         (unsigned long long)gpa);
 		return -EBADMSG;
@@ -319,21 +313,43 @@ int vmm_ram_check(const struct vmm_mem *m, const uint8_t *payload, size_t len, c
 		         (unsigned long long)gpa, n, (unsigned long long)(m->ram_bytes >> 20));
 		return -EBADMSG;
 	}
-	if (rbuf_get(&r, bitmap, (n + 7) / 8) < 0)
-		goto bad;
+	return 0;
+}
+
+/* Its bitmap: no bit past the page count, a page of data per bit set. */
+static int bitmap_check(const uint8_t *bitmap, uint32_t n, uint64_t data, uint64_t gpa, char *err,
+                        size_t errlen)
+{
 	unsigned nonzero = 0;
+
 	for (uint32_t i = 0; i < n; i++)
 		nonzero += (bitmap[i / 8] >> (i % 8)) & 1;
 	for (uint32_t i = n; i < (n + 7) / 8 * 8; i++)
 		if ((bitmap[i / 8] >> (i % 8)) & 1)
 			goto bad; /* bits past the page count */
-	if (len - r.off != (size_t)nonzero * PAGE)
-		goto bad;
-	return 0;
+	if (data == (uint64_t)nonzero * PAGE)
+		return 0;
 bad:
 	snprintf(err, errlen, "RAM section at 0x%llx: page data does not match its bitmap",
 	         (unsigned long long)gpa);
 	return -EBADMSG;
+}
+
+int vmm_ram_check(const struct vmm_mem *m, const uint8_t *payload, size_t len, char *err,
+                  size_t errlen)
+{
+	struct rbuf r;
+	uint8_t bitmap[RAMSTATE_CHUNK_PAGES / 8] = { 0 };
+
+	rbuf_init(&r, payload, len);
+	uint64_t gpa = rbuf_u64(&r);
+	uint32_t n = rbuf_u32(&r);
+	int ret = head_check(m, gpa, r.err ? 0 : n, err, errlen);
+	if (ret < 0)
+		return ret;
+	/* a bitmap cut short matches no data */
+	uint64_t data = rbuf_get(&r, bitmap, (n + 7) / 8) < 0 ? UINT64_MAX : len - r.off;
+	return bitmap_check(bitmap, n, data, gpa, err, errlen);
 }
 
 int vmm_ram_load(struct vmm_mem *m, const uint8_t *payload, size_t len, char *err, size_t errlen)
@@ -396,29 +412,20 @@ int vmm_ram_read_section(struct vmm_stream *s, struct vmm_mem *m, uint32_t *type
 	for (int i = 0; i < 4; i++)
 		n |= (uint32_t)hb[8 + i] << (8 * i);
 	uint32_t bm = (n + 7) / 8;
-	if (n == 0 || n > RAMSTATE_CHUNK_PAGES || gpa % PAGE || len < 12 + bm) {
+	if ((ret = head_check(m, gpa, n, err, errlen)) < 0)
+		return ret;
+	if (len < 12 + bm) {
 		snprintf(err, errlen, "RAM section: bad header (%u pages at 0x%llx)", n,
 		         (unsigned long long)gpa);
 		return -EBADMSG;
 	}
 	uint8_t *dst = vmm_gpa(m, gpa, (uint64_t)n * PAGE);
-	if (!dst) {
-		snprintf(err, errlen,
-		         "RAM section: [0x%llx, +%u pages) is outside guest RAM (%llu MiB)",
-		         (unsigned long long)gpa, n, (unsigned long long)(m->ram_bytes >> 20));
-		return -EBADMSG;
-	}
 	if ((ret = vmm_state_read_part(s, hb + 12, bm, *type, *inst, err, errlen)) < 0)
 		return ret;
 	const uint8_t *bitmap = hb + 12;
-	unsigned nonzero = 0;
-	for (uint32_t i = 0; i < n; i++)
-		nonzero += (bitmap[i / 8] >> (i % 8)) & 1;
-	for (uint32_t i = n; i < bm * 8; i++)
-		if ((bitmap[i / 8] >> (i % 8)) & 1)
-			goto bad; /* bits past the page count */
-	if (len != 12 + bm + (uint64_t)nonzero * PAGE)
-		goto bad; /* checked before a page is written */
+	/* checked before a page is written */
+	if ((ret = bitmap_check(bitmap, n, len - 12 - bm, gpa, err, errlen)) < 0)
+		return ret;
 	uint32_t crc = vmm_crc32c(vmm_crc32c(0, h, 16), hb, 12 + bm);
 	for (uint32_t i = 0; i < n;) {
 		uint32_t j = i;
