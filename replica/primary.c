@@ -61,14 +61,6 @@ static void set_phase(struct ft_primary *f, enum ft_phase p, const char *fmt, ..
 	pthread_mutex_unlock(&f->m);
 }
 
-/* An in-memory stream: the epoch buffer. */
-static int buf_write(void *arg, const void *p, size_t n)
-{
-	struct sbuf *b = arg;
-	sbuf_put(b, p, n);
-	return b->err;
-}
-
 /* The acknowledgements: "A <n>" lets out the output of epochs up to n. */
 static void *acker_main(void *arg)
 {
@@ -158,9 +150,7 @@ static void *ft_main(void *arg)
 
 	sbuf_init(&eb);
 	sbuf_init(&out);
-	memset(&mst, 0, sizeof(mst));
-	mst.write = buf_write;
-	mst.arg = &eb;
+	vmm_stream_sbuf(&mst, &eb); /* the epoch buffer */
 	set_phase(f, FT_CONNECTING, NULL);
 	int fd = wire_connect(f->p.nsfd, f->p.host, f->p.port, 10000, err, sizeof(err));
 	pthread_mutex_lock(&f->m);

@@ -18,26 +18,6 @@
 #include "vmm/snapshot.h"
 #include "vmm/uart.h"
 
-static int buf_write(void *arg, const void *p, size_t n)
-{
-	struct sbuf *b = arg;
-	sbuf_put(b, p, n);
-	return b->err;
-}
-
-static int buf_read(void *arg, void *p, size_t n)
-{
-	struct rbuf *r = arg;
-	return rbuf_get(r, p, n) < 0 ? -EPIPE : 0;
-}
-
-static void mem_stream(struct vmm_stream *s, struct sbuf *b)
-{
-	memset(s, 0, sizeof(*s));
-	s->write = buf_write;
-	s->arg = b;
-}
-
 /* The serial output of the last epochs, as one run of the log from
  * offset `at`: what a secondary going live writes where the log (shared
  * with the primary) does not have it yet. */
@@ -103,12 +83,10 @@ static int apply_epoch(struct vmm_vm *vm, struct sbuf *ep, struct sbuf *machine,
 	uint32_t type, inst;
 	int ret = 0;
 
-	memset(&in, 0, sizeof(in));
-	in.read = buf_read;
-	in.arg = &r;
+	vmm_stream_rbuf(&in, &r);
 	sbuf_init(&p);
 	sbuf_init(&next);
-	mem_stream(&out, &next);
+	vmm_stream_sbuf(&out, &next);
 	for (int pass = 0; pass < 2 && ret == 0; pass++) {
 		rbuf_init(&r, ep->data, ep->len);
 		while (ret == 0 && r.off < r.len) {
@@ -158,7 +136,7 @@ static int restore_machine(struct vmm_vm *vm, const struct sbuf *prefix, const s
 	struct rbuf r;
 
 	sbuf_init(&all);
-	mem_stream(&out, &all);
+	vmm_stream_sbuf(&out, &all);
 	int ret = vmm_state_write_header(&out);
 	sbuf_put(&all, prefix->data, prefix->len);
 	sbuf_put(&all, machine->data, machine->len);
@@ -168,9 +146,7 @@ static int restore_machine(struct vmm_vm *vm, const struct sbuf *prefix, const s
 		ret = all.err;
 	if (ret == 0) {
 		rbuf_init(&r, all.data, all.len);
-		memset(&in, 0, sizeof(in));
-		in.read = buf_read;
-		in.arg = &r;
+		vmm_stream_rbuf(&in, &r);
 		ret = vmm_vm_restore(vm, &in, err, errlen);
 	}
 	sbuf_free(&all);
@@ -236,7 +212,7 @@ int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *
 	sbuf_init(&ep);
 	sbuf_init(&machine);
 	sbuf_init(&p);
-	mem_stream(&pst, &prefix);
+	vmm_stream_sbuf(&pst, &prefix);
 	wire_stream_init(&ws, &st, c, 0, NULL);
 	char why[400] = "";
 	if ((ret = vmm_state_read_header(&st, why, sizeof(why))) < 0)
@@ -302,7 +278,7 @@ int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *
 		}
 		if (in_epoch) {
 			struct vmm_stream es;
-			mem_stream(&es, &ep);
+			vmm_stream_sbuf(&es, &ep);
 			vmm_state_write_section(&es, type, inst, p.data, p.len);
 			/* an epoch holds at most all of RAM and the machine */
 			if (ep.len > vm->mem.ram_bytes + (64u << 20)) {

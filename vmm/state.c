@@ -164,6 +164,33 @@ void vmm_stream_fd(struct vmm_stream *s, int *fd)
 	s->compress = false;
 }
 
+static int sbuf_write(void *arg, const void *p, size_t n)
+{
+	struct sbuf *b = arg;
+
+	sbuf_put(b, p, n);
+	return b->err;
+}
+
+static int rbuf_read(void *arg, void *p, size_t n)
+{
+	return rbuf_get(arg, p, n) < 0 ? -EPIPE : 0;
+}
+
+void vmm_stream_sbuf(struct vmm_stream *s, struct sbuf *b)
+{
+	memset(s, 0, sizeof(*s));
+	s->write = sbuf_write;
+	s->arg = b;
+}
+
+void vmm_stream_rbuf(struct vmm_stream *s, struct rbuf *r)
+{
+	memset(s, 0, sizeof(*s));
+	s->read = rbuf_read;
+	s->arg = r;
+}
+
 static int put(struct vmm_stream *s, const void *p, size_t n)
 {
 	int ret = s->write(s->arg, p, n);

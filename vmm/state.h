@@ -54,6 +54,9 @@ struct vmm_stream {
 
 /* An fd-backed stream (handles partial reads/writes and EINTR). */
 void vmm_stream_fd(struct vmm_stream *s, int *fd);
+/* A stream that appends to b, or reads r (the end of r reads as -EPIPE). */
+void vmm_stream_sbuf(struct vmm_stream *s, struct sbuf *b);
+void vmm_stream_rbuf(struct vmm_stream *s, struct rbuf *r);
 
 uint32_t vmm_crc32c(uint32_t crc, const void *p, size_t n);
 
