@@ -94,6 +94,15 @@ protected() { # SOCK: protected, with at least 20 epochs acknowledged
 	return 1
 }
 
+# protect NAME N: setup, start and ft-start; d is the VM's directory
+protect() {
+	setup "$1" "$2"
+	start "$1"
+	d=$tmp/$1
+	ctl "$d/a/vmx.sock" ft-start 127.0.0.1 "$sport" "$token" 10 >/dev/null
+	protected "$d/a/vmx.sock" || not_ok "protection ($1)" "$(ctl "$d/a/vmx.sock" ft-status)"
+}
+
 # ---- the primary killed ----
 setup kill 1
 start kill
@@ -127,13 +136,7 @@ kill -9 "$spid" 2>/dev/null
 # ---- the primary dies with acknowledged output it never let out ----
 # (VMX_FT_FAULT=no-release: every acknowledgement arrives and nothing is
 # written, as if the primary died right after each one)
-setup late 5
-export VMX_FT_FAULT=no-release
-start late
-unset VMX_FT_FAULT
-d=$tmp/late
-ctl "$d/a/vmx.sock" ft-start 127.0.0.1 "$sport" "$token" 10 >/dev/null
-protected "$d/a/vmx.sock" || not_ok "protection (late)" "$(ctl "$d/a/vmx.sock" ft-status)"
+VMX_FT_FAULT=no-release protect late 5
 held=$(grep -c '^hb ' "$d/serial.log")
 sleep 0.3
 (($(grep -c '^hb ' "$d/serial.log") == held)) && ok "output waits while nothing is let out" ||
@@ -150,11 +153,7 @@ unbroken "$d/serial.log" && (($(grep -c '^hb ' "$d/serial.log") > held + 50)) &&
 kill -9 "$spid" 2>/dev/null
 
 # ---- a partition: the primary frozen past the detection time ----
-setup part 2
-start part
-d=$tmp/part
-ctl "$d/a/vmx.sock" ft-start 127.0.0.1 "$sport" "$token" 10 >/dev/null
-protected "$d/a/vmx.sock" || not_ok "protection (partition)" "$(ctl "$d/a/vmx.sock" ft-status)"
+protect part 2
 kill -STOP "$ppid"
 wait_grep "$d/b.out" "going live" 50 && ok "the secondary went live while the primary was silent" ||
 	not_ok "go-live on silence" "$(cat "$d/b.out")"
@@ -172,11 +171,7 @@ unbroken "$d/serial.log" && ok "nothing said twice or skipped across the partiti
 kill -9 "$spid" 2>/dev/null
 
 # ---- the secondary killed: the primary wins the record and runs on alone ----
-setup alone 6
-start alone
-d=$tmp/alone
-ctl "$d/a/vmx.sock" ft-start 127.0.0.1 "$sport" "$token" 10 >/dev/null
-protected "$d/a/vmx.sock" || not_ok "protection (alone)" "$(ctl "$d/a/vmx.sock" ft-status)"
+protect alone 6
 kill -9 "$spid"
 for _ in $(seq 50); do [[ $(field "$d/a/vmx.sock" ft-status phase) == alone ]] && break; sleep 0.1; done
 st=$(ctl "$d/a/vmx.sock" ft-status)
@@ -192,11 +187,7 @@ sleep 0.3
 kill -9 "$ppid" 2>/dev/null
 
 # ---- the secondary frozen, then woken: the primary keeps the VM ----
-setup cold 7
-start cold
-d=$tmp/cold
-ctl "$d/a/vmx.sock" ft-start 127.0.0.1 "$sport" "$token" 10 >/dev/null
-protected "$d/a/vmx.sock" || not_ok "protection (cold)" "$(ctl "$d/a/vmx.sock" ft-status)"
+protect cold 7
 kill -STOP "$spid"
 for _ in $(seq 50); do [[ $(field "$d/a/vmx.sock" ft-status phase) == alone ]] && break; sleep 0.1; done
 kill -CONT "$spid"
@@ -212,11 +203,7 @@ unbroken "$d/serial.log" && ok "one copy ran: every line once" ||
 kill -9 "$ppid" 2>/dev/null
 
 # ---- ft-stop: the secondary ends, the primary runs on unprotected ----
-setup stop 3
-start stop
-d=$tmp/stop
-ctl "$d/a/vmx.sock" ft-start 127.0.0.1 "$sport" "$token" 10 >/dev/null
-protected "$d/a/vmx.sock" || not_ok "protection (stop)" "$(ctl "$d/a/vmx.sock" ft-status)"
+protect stop 3
 ctl "$d/a/vmx.sock" ft-stop >/dev/null
 wait_exit "$spid"
 rc=$?
