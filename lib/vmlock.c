@@ -728,6 +728,39 @@ int vmlock_acquire(struct vmlock *l, struct vmlock_watch *w, struct vmlock_owner
 	return -EAGAIN;
 }
 
+int vmlock_seize(struct vmlock *l, struct vmlock_owner *holder, char *err, size_t errlen)
+{
+	struct vmlock_owner cur;
+	int ret;
+
+	if (l->held)
+		return 0;
+	for (int i = 0; i < ACQUIRE_TRIES; i++) {
+		ret = create_lease(l, 1, err, errlen);
+		if (ret == -EAGAIN)
+			continue;
+		if (ret != -EEXIST)
+			return ret;
+		ret = read_lease(l->path, &cur, err, errlen);
+		if (ret == -ENOENT)
+			continue;
+		if (ret < 0)
+			return ret;
+		if (holder)
+			*holder = cur;
+		ret = replace_lease(l, &cur, err, errlen);
+		if (ret == -EAGAIN)
+			continue;
+		if (ret == 0 && (strcmp(cur.host, l->host) != 0 || cur.pid != l->pid))
+			log_warn("VM lock %s: seized the lease of host %s (%s, vmx pid %d)",
+			         l->path, cur.host, cur.addr, cur.pid);
+		return ret;
+	}
+	util_set_err(err, errlen, "VM lock %s kept changing while being seized; try again",
+	             l->path);
+	return -EAGAIN;
+}
+
 int vmlock_renew(struct vmlock *l, char *err, size_t errlen)
 {
 	struct vmlock_owner cur;

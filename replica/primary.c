@@ -323,6 +323,7 @@ static void *ft_main(void *arg)
 		ret = st.write(st.arg, eb.data, eb.len);
 		pthread_mutex_lock(&f->m);
 		f->sent_ms[n % 64] = util_now_ms();
+		f->sent_upto = n;
 		f->st.bytes = ws.sent;
 		uint64_t behind = n - f->st.acked;
 		/* silence: the oldest epoch sent in full and not acknowledged
@@ -416,6 +417,9 @@ int ft_primary_start(struct ft_primary *f, struct vmm_vm *vm, const struct ft_pa
 	f->fault_no_release = fault && strcmp(fault, "no-release") == 0;
 	memset(&f->st, 0, sizeof(f->st));
 	memset(f->marks, 0, sizeof(f->marks));
+	memset(f->sent_ms, 0, sizeof(f->sent_ms));
+	f->sent_upto = 0;
+	f->last_ack_ms = 0;
 	f->first_epoch_ms = 0;
 	if (pthread_create(&f->thread, NULL, ft_main, f) != 0) {
 		snprintf(err, errlen, "cannot start the FT thread");
@@ -451,8 +455,14 @@ void ft_primary_status(struct ft_primary *f, struct ft_stats *out)
 	size_t n = out->epoch < FT_SAMPLES ? (size_t)out->epoch : FT_SAMPLES;
 	for (size_t i = 0; i < n; i++)
 		v[i] = f->pauses[(out->epoch - i) % FT_SAMPLES];
+	uint64_t now = util_now_ms();
 	if (out->epoch && f->first_epoch_ms)
-		out->protected_ms = util_now_ms() - f->first_epoch_ms;
+		out->protected_ms = now - f->first_epoch_ms;
+	if (out->acked && f->last_ack_ms > 0 && now >= (uint64_t)f->last_ack_ms)
+		out->last_ack_age_ms = now - (uint64_t)f->last_ack_ms;
+	uint64_t sent = f->sent_ms[(out->acked + 1) % 64];
+	if (f->sent_upto > out->acked && now >= sent)
+		out->lag_ms = now - sent;
 	pthread_mutex_unlock(&f->m);
 	percentiles(v, n, &out->pause_us_p50, &out->pause_us_p99);
 	struct vmm_device *uart = f->vm ? find_uart(f->vm) : NULL;

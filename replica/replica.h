@@ -92,6 +92,8 @@ struct ft_stats {
 	uint64_t pause_us_p50, pause_us_p99;   /* over the last FT_SAMPLES epochs */
 	uint64_t output_us_p50, output_us_p99; /* how long released output waited */
 	uint64_t protected_ms;                 /* since the first epoch */
+	uint64_t last_ack_age_ms;              /* since the last acknowledgement (0: none yet) */
+	uint64_t lag_ms; /* how long the oldest unacknowledged epoch has waited */
 	char error[300];
 };
 
@@ -108,6 +110,7 @@ struct ft_primary {
 	struct ft_stats st;
 	uint64_t marks[64];   /* serial output mark at the end of epoch n % 64 */
 	uint64_t sent_ms[64]; /* when epoch n % 64 was sent in full */
+	uint64_t sent_upto;   /* the last epoch sent in full */
 	int64_t last_ack_ms;
 	uint32_t pauses[FT_SAMPLES]; /* µs, epoch n at n % FT_SAMPLES */
 	uint64_t first_epoch_ms;

@@ -227,6 +227,55 @@ static void test_second_host_busy(void **state)
 	assert_int_equal(vmlock_release(&b, err, sizeof(err)), 0);
 }
 
+/* The FT secondary that won the generation record takes the lock from a
+ * live holder at once; the holder finds it lost at its next renewal and
+ * its release leaves the new lease alone. A free lock is simply taken, a
+ * damaged one never. */
+static void test_seize(void **state)
+{
+	struct fixture *f = *state;
+	struct vmlock a, b, c;
+	struct vmlock_owner holder, o;
+	char err[512] = "";
+
+	mk(&a, f, "esx-a", 100, now_a);
+	mk(&b, f, "esx-b", 200, now_b);
+	assert_int_equal(vmlock_acquire(&a, NULL, NULL, err, sizeof(err)), 0);
+	clock_a += RENEW;
+	assert_int_equal(vmlock_renew(&a, err, sizeof(err)), 0);
+	memset(&holder, 0, sizeof(holder));
+	assert_int_equal(vmlock_seize(&b, &holder, err, sizeof(err)), 0);
+	assert_true(b.held);
+	assert_string_equal(holder.host, "esx-a");
+	assert_int_equal(holder.counter, 2);
+	read_owner(f, &o);
+	assert_string_equal(o.host, "esx-b");
+	assert_int_equal(o.pid, 200);
+	assert_int_equal(o.counter, 3);
+	/* the old holder: lost at its next renewal, and its release is harmless */
+	clock_a += RENEW;
+	assert_int_equal(vmlock_renew(&a, err, sizeof(err)), -ESTALE);
+	assert_non_null(strstr(err, "esx-b"));
+	assert_false(a.held);
+	assert_int_equal(vmlock_release(&a, err, sizeof(err)), 0);
+	read_owner(f, &o);
+	assert_string_equal(o.host, "esx-b");
+	/* again on the held struct: nothing happens */
+	assert_int_equal(vmlock_seize(&b, NULL, err, sizeof(err)), 0);
+	assert_int_equal(leftovers(f), 0);
+	assert_int_equal(vmlock_release(&b, err, sizeof(err)), 0);
+	/* a free lock is taken */
+	mk(&c, f, "esx-c", 300, now_c);
+	assert_int_equal(vmlock_seize(&c, NULL, err, sizeof(err)), 0);
+	assert_int_equal(vmlock_release(&c, err, sizeof(err)), 0);
+	/* a damaged one is left alone */
+	write_raw(f->path, "garbage\n", 8);
+	assert_int_equal(vmlock_seize(&c, NULL, err, sizeof(err)), -EBADMSG);
+	assert_false(c.held);
+	assert_non_null(strstr(err, f->path));
+	assert_int_equal(leftovers(f), 0);
+}
+
 static void test_renew_increments(void **state)
 {
 	struct fixture *f = *state;
@@ -818,6 +867,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_acquire_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_second_host_busy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_seize, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_renew_increments, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_takeover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_renewed_not_taken_over, setup, teardown),

@@ -156,7 +156,8 @@ int vmm_control_cli(const char *path, int argc, char **argv, FILE *out)
 		        "phase=%s\nepoch=%llu\nacked=%llu\ngeneration=%llu\nbytes=%llu\n"
 		        "pause_us_last=%llu\npause_us_max=%llu\nstretched=%llu\nerror=%s\n"
 		        "pause_us_p50=%llu\npause_us_p99=%llu\noutput_us_p50=%llu\n"
-		        "output_us_p99=%llu\nprotected_ms=%llu\n",
+		        "output_us_p99=%llu\nprotected_ms=%llu\nlast_ack_age_ms=%llu\nlag_ms=%"
+		        "llu\n",
 		        r->ft_info->phase, (unsigned long long)r->ft_info->epoch,
 		        (unsigned long long)r->ft_info->acked,
 		        (unsigned long long)r->ft_info->generation,
@@ -168,7 +169,9 @@ int vmm_control_cli(const char *path, int argc, char **argv, FILE *out)
 		        (unsigned long long)r->ft_info->pause_us_p99,
 		        (unsigned long long)r->ft_info->output_us_p50,
 		        (unsigned long long)r->ft_info->output_us_p99,
-		        (unsigned long long)r->ft_info->protected_ms);
+		        (unsigned long long)r->ft_info->protected_ms,
+		        (unsigned long long)r->ft_info->last_ack_age_ms,
+		        (unsigned long long)r->ft_info->lag_ms);
 	else if (r->body_case == VMX__RESPONSE__BODY_STATS_INFO)
 		fprintf(out, "exits=%llu\nram_bytes=%llu\nvcpus=%u\n",
 		        (unsigned long long)r->stats_info->exits,

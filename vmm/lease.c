@@ -9,6 +9,23 @@
 #include "log.h"
 #include "util.h"
 
+static int lease_init(struct vmx_lease *l, const char *dir, const char *host, const char *addr,
+                      char *err, size_t errlen)
+{
+	memset(l, 0, sizeof(*l));
+	pthread_mutex_init(&l->m, NULL);
+	pthread_cond_init(&l->cv, NULL);
+	return vmlock_init(&l->lk, dir, host, addr, (int)getpid(), err, errlen);
+}
+
+int vmx_lease_seize(struct vmx_lease *l, const char *dir, const char *host, const char *addr,
+                    char *err, size_t errlen)
+{
+	int ret = lease_init(l, dir, host, addr, err, errlen);
+
+	return ret < 0 ? ret : vmlock_seize(&l->lk, NULL, err, errlen);
+}
+
 int vmx_lease_take(struct vmx_lease *l, const char *dir, const char *host, const char *addr,
                    char *err, size_t errlen)
 {
@@ -17,10 +34,7 @@ int vmx_lease_take(struct vmx_lease *l, const char *dir, const char *host, const
 	bool seen = false;
 	int ret;
 
-	memset(l, 0, sizeof(*l));
-	pthread_mutex_init(&l->m, NULL);
-	pthread_cond_init(&l->cv, NULL);
-	if ((ret = vmlock_init(&l->lk, dir, host, addr, (int)getpid(), err, errlen)) < 0)
+	if ((ret = lease_init(l, dir, host, addr, err, errlen)) < 0)
 		return ret;
 	uint64_t deadline = util_now_ms() + l->lk.lease_ms + l->lk.renew_ms;
 	for (;;) {

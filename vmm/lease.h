@@ -28,6 +28,11 @@ struct vmx_lease {
  * (the host that held it is dead). */
 int vmx_lease_take(struct vmx_lease *l, const char *dir, const char *host, const char *addr,
                    char *err, size_t errlen);
+/* Takes the lock at once whoever holds it (vmlock_seize): for the FT
+ * secondary that won the generation record, which proves the primary
+ * stops; the primary's renewal then finds its lease lost. */
+int vmx_lease_seize(struct vmx_lease *l, const char *dir, const char *host, const char *addr,
+                    char *err, size_t errlen);
 /* Renews in a thread; if the lease is lost the VM is stopped (crashed,
  * with the reason). */
 int vmx_lease_start(struct vmx_lease *l, struct vmm_vm *vm);

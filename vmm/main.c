@@ -490,6 +490,8 @@ static int ctl_ft_status(void *arg, Vmx__FtInfo *o)
 	o->output_us_p50 = st.output_us_p50;
 	o->output_us_p99 = st.output_us_p99;
 	o->protected_ms = st.protected_ms;
+	o->last_ack_age_ms = st.last_ack_age_ms;
+	o->lag_ms = st.lag_ms;
 	return 0;
 }
 
@@ -868,10 +870,15 @@ static int run(const struct vmcfg *c)
 			rc = EXIT_INCOMING;
 			goto out;
 		}
-		/* the source let go: this host takes the lock, then runs the VM */
+		/* the source let go: this host takes the lock, then runs the VM.
+		 * An FT secondary that won the record takes it from the primary,
+		 * which stops (and whose renewal would stop it) */
 		if (lock_host) {
-			ret = vmx_lease_take(&lease, c->dir, lock_host,
-			                     lock_addr ? lock_addr : lock_host, err, sizeof(err));
+			const char *la = lock_addr ? lock_addr : lock_host;
+			ret = ft_secondary ? vmx_lease_seize(&lease, c->dir, lock_host, la, err,
+			                                     sizeof(err))
+			                   : vmx_lease_take(&lease, c->dir, lock_host, la, err,
+			                                    sizeof(err));
 			if (ret < 0) {
 				fprintf(stderr, "vmx: after the hand-over: %s\n", err);
 				close(conn);
