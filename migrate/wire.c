@@ -208,7 +208,9 @@ int wire_read_line(int fd, char *buf, size_t len, int timeout_ms)
 	uint64_t deadline = util_now_ms() + (uint64_t)timeout_ms;
 
 	while (n + 1 < len) {
-		int64_t left = (int64_t)(deadline - util_now_ms());
+		/* a line that began is read whole: its rest is in flight, and
+		 * a caller that retries after a timeout must not get half of it */
+		int64_t left = (int64_t)(deadline + (n ? WIRE_LINE_REST_MS : 0) - util_now_ms());
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		if (left <= 0)
 			return -ETIMEDOUT;

@@ -35,7 +35,10 @@ int wire_accept(int lfd, int timeout_ms, const char *what, char *err, size_t err
 
 int wire_send_line(int fd, const char *line);
 /* One '\n'-terminated line (without it) within timeout_ms: its length, or
- * -ETIMEDOUT, -ECONNRESET, -EMSGSIZE. */
+ * -ETIMEDOUT, -ECONNRESET, -EMSGSIZE. A line that began within timeout_ms
+ * gets WIRE_LINE_REST_MS more for its rest: a timeout never leaves half a
+ * line read. */
+#define WIRE_LINE_REST_MS 2000
 int wire_read_line(int fd, char *buf, size_t len, int timeout_ms);
 /* Constant-time comparison of n bytes. */
 bool wire_token_equal(const char *a, const char *b, size_t n);

@@ -69,13 +69,7 @@ static void *acker_main(void *arg)
 	char line[64];
 
 	while (!atomic_load(&f->stop)) {
-		uint64_t t0 = util_now_ms();
 		int r = wire_read_line(f->fd, line, sizeof(line), 20);
-		/* this thread did not run for a long while (the process was
-		 * stopped, or starved): the secondary may have gone live
-		 * meanwhile and written the output itself; the record decides */
-		if (util_now_ms() - t0 > 20 + FT_DETECT_MS(f->epoch_ms) / 2)
-			break;
 		if (r == -ETIMEDOUT)
 			continue;
 		unsigned long long n;
@@ -84,9 +78,19 @@ static void *acker_main(void *arg)
 		uint64_t upto = 0;
 		pthread_mutex_lock(&f->m);
 		if (n > f->st.acked && n <= f->st.epoch) {
+			uint64_t now = util_now_ms();
 			f->st.acked = n;
-			f->last_ack_ms = (int64_t)util_now_ms();
+			f->last_ack_ms = (int64_t)now;
 			upto = f->marks[n % 64];
+			/* The secondary goes live only after the detection time
+			 * without an epoch. If the last one left here longer than
+			 * half of that ago (this process was stopped or starved),
+			 * it may have gone live and written this output itself:
+			 * nothing is let out now, the record decides. A later
+			 * acknowledgement lets it out with its own, as usual. */
+			uint64_t sent = f->sent_ms[f->sent_upto % 64];
+			if (now > sent && now - sent > FT_DETECT_MS(f->epoch_ms) / 2)
+				upto = 0;
 		}
 		pthread_mutex_unlock(&f->m);
 		/* out of the lock: writing the log must not hold up ft-status */
@@ -341,7 +345,7 @@ static void *ft_main(void *arg)
 			snprintf(why, sizeof(why), "%s",
 			         ret < 0        ? strerror(-ret)
 			         : behind >= 60 ? "60 epochs unacknowledged"
-			         : acker_gone   ? "its answers stopped or came too late"
+			         : acker_gone   ? "its answers stopped"
 			                        : "no acknowledgement within the detection time");
 			secondary_lost(f, uart, why);
 			goto out;

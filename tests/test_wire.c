@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -56,6 +57,35 @@ static void test_both_ends_nodelay(void **state)
 	close(l);
 }
 
+/* A line whose rest comes after the timeout is still read whole: the
+ * FT primary's acknowledgement reader, which retries after each 20 ms
+ * timeout, once lost "A 35" of "A 359" and read "9" as the next line. */
+static void test_line_split_across_timeout(void **state)
+{
+	char line[64];
+	int sv[2];
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(wire_read_line(sv[0], line, sizeof(line), 10), -ETIMEDOUT);
+	assert_int_equal(wire_send_line(sv[1], "A 35"), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		usleep(100 * 1000);
+		_exit(wire_send_line(sv[1], "9\nA 360\n") == 0 ? 0 : 1);
+	}
+	assert_int_equal(wire_read_line(sv[0], line, sizeof(line), 20), 5);
+	assert_string_equal(line, "A 359");
+	assert_int_equal(wire_read_line(sv[0], line, sizeof(line), 2000), 5);
+	assert_string_equal(line, "A 360");
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 /* Nobody connects: a clear timeout naming what was awaited. */
 static void test_accept_timeout(void **state)
 {
@@ -74,6 +104,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_both_ends_nodelay),
+		cmocka_unit_test(test_line_split_across_timeout),
 		cmocka_unit_test(test_accept_timeout),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
