@@ -1,4 +1,5 @@
 #include "dispatch.h"
+#include "ft.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -37,6 +38,9 @@ static const struct hostd_op ops[] = {
 	{ VMK__REQUEST__BODY_VM_MIGRATE_PREPARE, "vm.migrate.prepare", PRIV_MODIFY,
 	  hostd_op_vm_migrate_prepare },
 	{ VMK__REQUEST__BODY_VM_MIGRATE, "vm.migrate", PRIV_MODIFY, hostd_op_vm_migrate },
+	{ VMK__REQUEST__BODY_VM_FT_PREPARE, "vm.ft.prepare", PRIV_MODIFY, hostd_op_vm_ft_prepare },
+	{ VMK__REQUEST__BODY_VM_FT_ENABLE, "vm.ft.enable", PRIV_MODIFY, hostd_op_vm_ft_enable },
+	{ VMK__REQUEST__BODY_VM_FT, "vm.ft", PRIV_MODIFY, hostd_op_vm_ft },
 	{ VMK__REQUEST__BODY_VM_RELOCATE_PREPARE, "vm.relocate.prepare", PRIV_MODIFY,
 	  hostd_op_vm_relocate_prepare },
 	{ VMK__REQUEST__BODY_VM_CLONE, "vm.clone", PRIV_MODIFY, hostd_op_vm_clone },

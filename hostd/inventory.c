@@ -184,7 +184,7 @@ static Vmk__VmInfo *info(struct hostd_call *call, const struct vm *v)
 	i->host = call->h->cfg.name;
 	i->path = arena_strdup(call->a, v->path);
 	i->datastore = arena_strdup(call->a, v->datastore);
-	i->ft_role = "";
+	i->ft_role = arena_strdup(call->a, v->ft_role);
 	if (!v->valid) {
 		i->state = "invalid";
 		i->error = arena_strdup(call->a, v->error);

@@ -34,6 +34,15 @@ struct vm {
 	uint64_t staged_until_ms; /* a live --storage migration staged its frozen files:
 	                           * no snapshot operation until then (or its end) */
 	char reason[300];         /* why it is in its state (a crash, the last exit) */
+
+	/* fault tolerance (ft.c), kept in <rundir>/ft.info too */
+	char ft_role[12];     /* "primary", "secondary", "" not protected */
+	char ft_peer[128];    /* the other host */
+	char ft_network[300]; /* "vmk3 ADDR -> esx2 vmk3 ADDR:PORT" */
+	char ft_note[400];    /* fallbacks to Management */
+	uint32_t ft_epoch_ms;
+	bool ft_registered; /* secondary: registered for FT here, dropped when it ends */
+	bool ft_starting;   /* primary: a vm.ft.enable task runs */
 };
 
 struct hostd_inventory {

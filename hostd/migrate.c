@@ -20,6 +20,7 @@
 #include "datastore.h"
 #include "dispatch.h"
 #include "events.h"
+#include "ft.h"
 #include "inventory_int.h"
 #include "kvmcaps.h"
 #include "log.h"
@@ -198,41 +199,220 @@ static int storage_home(struct hostd *h, const Vmk__VmMigratePrepareRequest *p, 
 	return 0;
 }
 
+/* ---- an incoming vmx on this host (a migration's, or an FT secondary) ---- */
+
+int incoming_shared_path(struct hostd *h, const char *name, const char *dspath, const char *hint,
+                         char *real, size_t reallen, char *ds, size_t dslen, char *err,
+                         size_t errlen)
+{
+	const char *colon = strchr(dspath, ':');
+	char root[PATH_MAX], path[PATH_MAX + 80], r[PATH_MAX];
+
+	if (!colon || colon == dspath || (size_t)(colon - dspath) >= dslen ||
+	    strstr(colon + 1, "..")) {
+		snprintf(err, errlen, "datastore path \"%s\": expected DATASTORE:DIR/NAME.vmx",
+		         dspath);
+		return VMK__STATUS__STATUS_USAGE;
+	}
+	snprintf(ds, dslen, "%.*s", (int)(colon - dspath), dspath);
+	if (hostd_datastore_path(h->datastores, ds, root, sizeof(root)) < 0) {
+		snprintf(err, errlen,
+		         "host %s does not see datastore %s, where VM %s lives: add it "
+		         "(storage datastore add)%s",
+		         h->cfg.name, ds, name, hint);
+		return VMK__STATUS__STATUS_NOT_FOUND;
+	}
+	snprintf(path, sizeof(path), "%s/%s", root, colon + 1);
+	if (!realpath(path, r)) {
+		snprintf(err, errlen,
+		         "host %s: %s on datastore %s: %s (is it the same shared datastore?)",
+		         h->cfg.name, colon + 1, ds, strerror(errno));
+		return VMK__STATUS__STATUS_NOT_FOUND;
+	}
+	snprintf(real, reallen, "%s", r);
+	return 0;
+}
+
+int incoming_admit(struct hostd *h, const char *name, uint32_t memory_mib, const char *model,
+                   char *const *features, size_t n, char *err, size_t errlen)
+{
+	if (n && migrate_cpu_check(h->cfg.name, name, model, features, n, err, errlen) < 0)
+		return VMK__STATUS__STATUS_CONFLICT;
+	uint64_t avail = mem_available_mib();
+	if (avail < (uint64_t)memory_mib + MEM_RESERVE_MIB) {
+		snprintf(err, errlen,
+		         "host %s has %" PRIu64 " MiB of memory available, VM %s needs %u MiB "
+		         "(+%u reserved)",
+		         h->cfg.name, avail, name, memory_mib, MEM_RESERVE_MIB);
+		return VMK__STATUS__STATUS_CONFLICT;
+	}
+	return 0;
+}
+
+int incoming_register(struct hostd *h, const char *real, const char *ds, const char *name,
+                      enum vm_state during, struct incoming_vm *iv, char *err, size_t errlen)
+{
+	struct hostd_inventory *inv = h->inventory;
+	struct vm *v = NULL;
+	char why[400];
+
+	pthread_mutex_lock(&inv->lock);
+	for (size_t i = 0; i < inv->n; i++)
+		if (!strcmp(inv->vms[i]->path, real))
+			v = inv->vms[i];
+	if (v) {
+		if (vm_state_check(v->state, VMOP_MIGRATE, v->name, why, sizeof(why)) < 0 ||
+		    v->state != VMS_POWERED_OFF) {
+			snprintf(err, errlen,
+			         "host %s has VM %s registered and it is %s: it cannot run it "
+			         "too",
+			         h->cfg.name, v->name, vm_state_name(v->state));
+			pthread_mutex_unlock(&inv->lock);
+			return VMK__STATUS__STATUS_CONFLICT;
+		}
+	} else {
+		struct vm *other = inv_find(inv, name);
+		if (other) {
+			snprintf(err, errlen,
+			         "host %s already has another VM named %s (%s): unregister or "
+			         "rename one",
+			         h->cfg.name, name, other->path);
+			pthread_mutex_unlock(&inv->lock);
+			return VMK__STATUS__STATUS_CONFLICT;
+		}
+		if (!(v = inv_add(inv, real, ds)) || !v->valid) {
+			snprintf(err, errlen, "host %s cannot read %s: %s", h->cfg.name, real,
+			         v ? v->error : "the inventory is full");
+			if (v)
+				inv_drop(inv, v);
+			pthread_mutex_unlock(&inv->lock);
+			return VMK__STATUS__STATUS_FAILED;
+		}
+		iv->registered_here = true;
+	}
+	v->state = during;
+	/* an FT secondary: the supervisor leaves it alone until it has a vmx */
+	v->ft_starting = during == VMS_FT_SECONDARY;
+	snprintf(iv->name, sizeof(iv->name), "%s", v->name);
+	snprintf(iv->dir, sizeof(iv->dir), "%s", v->dir);
+	snprintf(iv->rundir, sizeof(iv->rundir), "%s", v->rundir);
+	snprintf(iv->cfgpath, sizeof(iv->cfgpath), "%s", v->path);
+	inv_save(inv);
+	pthread_mutex_unlock(&inv->lock);
+	return 0;
+}
+
+void incoming_undo(struct hostd *h, struct incoming_vm *iv)
+{
+	struct hostd_inventory *inv = h->inventory;
+
+	if (iv->monitor > 0) {
+		kill(-iv->monitor, SIGKILL);
+		waitpid(iv->monitor, NULL, 0);
+		iv->monitor = 0;
+	}
+	pthread_mutex_lock(&inv->lock);
+	struct vm *v = inv_find(inv, iv->name);
+	if (v)
+		vmrun_release_nics(h, v); /* the incoming vmx's taps */
+	if (v && iv->registered_here) {
+		inv_drop(inv, v);
+		inv_save(inv);
+		pthread_mutex_unlock(&inv->lock);
+		migrate_remove_dir(iv->created_dir);
+		return;
+	}
+	if (v) {
+		v->state = VMS_POWERED_OFF;
+		v->pid = 0;
+		v->monitor_pid = 0;
+		v->ft_starting = false;
+	}
+	inv_save(inv);
+	pthread_mutex_unlock(&inv->lock);
+}
+
+int incoming_spawn(struct hostd *h, struct incoming_vm *iv, enum net_tag tag, bool ft_secondary,
+                   char *err, size_t errlen)
+{
+	char tokfile[PATH_MAX + 16], tl[70], why[400];
+	uint8_t rnd[32];
+
+	/* the one-time token, for this vmx only */
+	if (util_random(rnd, sizeof(rnd)) < 0) {
+		snprintf(err, errlen, "no randomness for the token");
+		return VMK__STATUS__STATUS_FAILED;
+	}
+	util_hex(rnd, sizeof(rnd), iv->token);
+	util_mkdir_p(iv->rundir, 0700);
+	snprintf(tokfile, sizeof(tokfile), "%s/migrate.token", iv->rundir);
+	int tn = snprintf(tl, sizeof(tl), "%s\n", iv->token);
+	if (util_write_file_atomic(tokfile, tl, (size_t)tn, 0600) < 0) {
+		snprintf(err, errlen, "cannot write %s", tokfile);
+		return VMK__STATUS__STATUS_FAILED;
+	}
+	/* the stream arrives on the vmk tagged for it, in its netstack */
+	if (hostd_network_traffic(h, tag, iv->addr, sizeof(iv->addr), iv->netns, sizeof(iv->netns),
+	                          iv->vmk, sizeof(iv->vmk), iv->note, sizeof(iv->note)) < 0)
+		hostd_mgmt_address(h, iv->addr, sizeof(iv->addr));
+	if (iv->note[0])
+		log_info("vm %s: incoming vmx: %s", iv->name, iv->note);
+	struct vmrun_incoming in = { .addr = iv->addr,
+		                     .token_file = tokfile,
+		                     .netns = iv->netns[0] ? iv->netns : NULL,
+		                     .ft_secondary = ft_secondary };
+	if (vmrun_spawn(h, iv->cfgpath, iv->dir, iv->rundir, NULL, &in, &iv->monitor, why,
+	                sizeof(why)) < 0) {
+		unlink(tokfile);
+		snprintf(err, errlen, "host %s: %s", h->cfg.name, why);
+		return VMK__STATUS__STATUS_FAILED;
+	}
+	/* its port, once it listens */
+	for (int i = 0; i < 200 && !iv->port; i++) {
+		char state[32];
+		int st;
+		if (vmrun_vmx_status(iv->rundir, &iv->pid, state, sizeof(state), NULL, &iv->port) ==
+		            0 &&
+		    iv->port)
+			break;
+		if (waitpid(iv->monitor, &st, WNOHANG) == iv->monitor) {
+			iv->monitor = 0;
+			break;
+		}
+		usleep(50 * 1000);
+	}
+	unlink(tokfile);
+	if (!iv->port) {
+		vmrun_last_error(iv->dir, why, sizeof(why));
+		snprintf(err, errlen, "host %s: the incoming vmx did not come up: %s", h->cfg.name,
+		         why[0] ? why : "see vmx.log in the VM's directory");
+		return VMK__STATUS__STATUS_FAILED;
+	}
+	return 0;
+}
+
+/* ---- destination of a migration ---- */
+
 struct recv_job {
 	struct hostd *h;
-	char name[VM_NAME_MAX + 1];
-	char dir[PATH_MAX];
-	char rundir[PATH_MAX];
+	struct incoming_vm iv;
 	char source[128];
-	pid_t monitor;
-	bool registered_here;       /* prepare registered it: a failure unregisters it again */
-	char created_dir[PATH_MAX]; /* storage migration: the new home, removed on failure */
 };
 
-static void recv_end(struct recv_job *j, bool ok, int pid)
+/* The VM runs here now. */
+static void recv_done(struct recv_job *j, int pid)
 {
 	struct hostd_inventory *inv = j->h->inventory;
 
 	pthread_mutex_lock(&inv->lock);
-	struct vm *v = inv_find(inv, j->name);
-	if (v && !ok)
-		vmrun_release_nics(j->h, v); /* the incoming vmx's taps */
-	if (v && ok) {
+	struct vm *v = inv_find(inv, j->iv.name);
+	if (v) {
 		v->state = VMS_POWERED_ON;
 		v->pid = pid;
-		v->monitor_pid = j->monitor;
+		v->monitor_pid = j->iv.monitor;
 		v->started_ms = util_wall_ms();
 		v->expect_exit = false;
 		snprintf(v->reason, sizeof(v->reason), "migrated here from %s", j->source);
-	} else if (v && j->registered_here) {
-		inv_drop(inv, v);
-		inv_save(inv);
-		pthread_mutex_unlock(&inv->lock);
-		migrate_remove_dir(j->created_dir);
-		return;
-	} else if (v) {
-		v->state = VMS_POWERED_OFF;
-		v->pid = 0;
 	}
 	inv_save(inv);
 	pthread_mutex_unlock(&inv->lock);
@@ -249,30 +429,30 @@ static void *recv_worker(struct hostd_task *t, void *arg)
 		char state[32];
 		int pid = 0, st;
 		uint32_t port = 0;
-		if (vmrun_vmx_status(j->rundir, &pid, state, sizeof(state), NULL, &port) == 0 &&
-		    !strcmp(state, "running") && vmrun_vmx_is_ours(j->h, j->dir, pid)) {
-			recv_end(j, true, pid);
-			hostd_event(j->h, j->name, "-", "migrated here from %s (vmx pid %d)",
+		if (vmrun_vmx_status(j->iv.rundir, &pid, state, sizeof(state), NULL, &port) == 0 &&
+		    !strcmp(state, "running") && vmrun_vmx_is_ours(j->h, j->iv.dir, pid)) {
+			recv_done(j, pid);
+			hostd_event(j->h, j->iv.name, "-", "migrated here from %s (vmx pid %d)",
 			            j->source, pid);
-			task_finish(t, 0, "VM %s runs here, migrated from %s", j->name, j->source);
+			task_finish(t, 0, "VM %s runs here, migrated from %s", j->iv.name,
+			            j->source);
 			break;
 		}
-		if (waitpid(j->monitor, &st, WNOHANG) == j->monitor) {
-			vmrun_last_error(j->dir, err, sizeof(err));
-			recv_end(j, false, 0);
+		if (waitpid(j->iv.monitor, &st, WNOHANG) == j->iv.monitor) {
+			j->iv.monitor = 0;
+			vmrun_last_error(j->iv.dir, err, sizeof(err));
+			incoming_undo(j->h, &j->iv);
 			task_finish(t, VMK__STATUS__STATUS_FAILED,
-			            "VM %s was not received from %s: %s", j->name, j->source,
+			            "VM %s was not received from %s: %s", j->iv.name, j->source,
 			            err[0] ? err : "the incoming vmx ended (see vmx.log)");
 			break;
 		}
 		if (task_cancelled(t) || util_now_ms() > deadline) {
 			bool c = task_cancelled(t);
-			kill(-j->monitor, SIGKILL);
-			waitpid(j->monitor, NULL, 0);
-			recv_end(j, false, 0);
+			incoming_undo(j->h, &j->iv);
 			task_finish(t,
 			            c ? VMK__STATUS__STATUS_CANCELLED : VMK__STATUS__STATUS_TIMEOUT,
-			            "VM %s: receiving it %s", j->name,
+			            "VM %s: receiving it %s", j->iv.name,
 			            c ? "was cancelled" : "timed out");
 			break;
 		}
@@ -287,11 +467,8 @@ int hostd_op_vm_migrate_prepare(struct hostd_call *call, const Vmk__Request *req
 	struct hostd *h = call->h;
 	struct hostd_inventory *inv = h->inventory;
 	const Vmk__VmMigratePrepareRequest *p = req->vm_migrate_prepare;
-	const char *colon = strchr(p->datastore_path, ':');
-	char ds[64], root[PATH_MAX], path[PATH_MAX + 80], real[PATH_MAX], err[400];
-	char addr[128], tokfile[PATH_MAX + 16], token[65];
-	uint8_t rnd[32];
-	int status;
+	char ds[64], real[PATH_MAX], err[400];
+	int ret;
 
 	if (p->storage_datastore[0]) {
 		/* storage migration: the VM gets a new home here, once the checks
@@ -309,34 +486,17 @@ int hostd_op_vm_migrate_prepare(struct hostd_call *call, const Vmk__Request *req
 			        call, VMK__STATUS__STATUS_CONFLICT,
 			        "host %s has not enough memory available for VM %s (%u MiB)",
 			        h->cfg.name, p->name, p->memory_mib);
-		int ret = storage_home(h, p, real, sizeof(real), ds, sizeof(ds), err, sizeof(err));
+		ret = storage_home(h, p, real, sizeof(real), ds, sizeof(ds), err, sizeof(err));
 		if (ret)
 			return hostd_fail(call, ret, "%s", err);
-	} else {
-		if (!colon || colon == p->datastore_path ||
-		    (size_t)(colon - p->datastore_path) >= sizeof(ds) || strstr(colon + 1, ".."))
-			return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
-			                  "datastore path \"%s\": expected DATASTORE:DIR/NAME.vmx",
-			                  p->datastore_path);
-		snprintf(ds, sizeof(ds), "%.*s", (int)(colon - p->datastore_path),
-		         p->datastore_path);
-		if (hostd_datastore_path(h->datastores, ds, root, sizeof(root)) < 0)
-			return hostd_fail(
-			        call, VMK__STATUS__STATUS_NOT_FOUND,
-			        "host %s does not see datastore %s, where VM %s lives: add it "
-			        "(storage datastore add) or migrate with its storage "
-			        "(--storage DATASTORE)",
-			        h->cfg.name, ds, p->name);
-		snprintf(path, sizeof(path), "%s/%s", root, colon + 1);
-		if (!realpath(path, real))
-			return hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
-			                  "host %s: %s on datastore %s: %s (is it the same shared "
-			                  "datastore?)",
-			                  h->cfg.name, colon + 1, ds, strerror(errno));
+	} else if ((ret = incoming_shared_path(h, p->name, p->datastore_path,
+	                                       " or migrate with its storage (--storage DATASTORE)",
+	                                       real, sizeof(real), ds, sizeof(ds), err,
+	                                       sizeof(err)))) {
+		return hostd_fail(call, ret, "%s", err);
 	}
-	if (p->n_cpu_features &&
-	    migrate_cpu_check(h->cfg.name, p->name, p->cpu_model, p->cpu_features,
-	                      p->n_cpu_features, err, sizeof(err)) < 0) {
+	if ((ret = incoming_admit(h, p->name, p->memory_mib, p->cpu_model, p->cpu_features,
+	                          p->n_cpu_features, err, sizeof(err)))) {
 		if (p->storage_datastore[0]) {
 			char made[PATH_MAX];
 			snprintf(made, sizeof(made), "%s", real);
@@ -344,148 +504,52 @@ int hostd_op_vm_migrate_prepare(struct hostd_call *call, const Vmk__Request *req
 				*strrchr(made, '/') = '\0';
 			migrate_remove_dir(made);
 		}
-		return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT, "%s", err);
+		return hostd_fail(call, ret, "%s", err);
 	}
-	uint64_t avail = mem_available_mib();
-	if (avail < (uint64_t)p->memory_mib + MEM_RESERVE_MIB)
-		return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
-		                  "host %s has %" PRIu64 " MiB of memory available, VM %s needs %u "
-		                  "MiB (+%u reserved)",
-		                  h->cfg.name, avail, p->name, p->memory_mib, MEM_RESERVE_MIB);
 	struct recv_job *j = calloc(1, sizeof(*j));
 	if (!j)
 		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "out of memory");
 	j->h = h;
 	snprintf(j->source, sizeof(j->source), "%s", p->source_host[0] ? p->source_host : "?");
-
-	pthread_mutex_lock(&inv->lock);
-	struct vm *v = NULL;
-	for (size_t i = 0; i < inv->n; i++)
-		if (!strcmp(inv->vms[i]->path, real))
-			v = inv->vms[i];
-	if (v) {
-		if (vm_state_check(v->state, VMOP_MIGRATE, v->name, err, sizeof(err)) < 0 ||
-		    v->state != VMS_POWERED_OFF) {
-			pthread_mutex_unlock(&inv->lock);
-			free(j);
-			return hostd_fail(
-			        call, VMK__STATUS__STATUS_CONFLICT,
-			        "host %s has VM %s registered and it is %s: it cannot receive "
-			        "it",
-			        h->cfg.name, v->name, vm_state_name(v->state));
-		}
-	} else {
-		struct vm *other = inv_find(inv, p->name);
-		if (other) {
-			pthread_mutex_unlock(&inv->lock);
-			free(j);
-			return hostd_fail(
-			        call, VMK__STATUS__STATUS_CONFLICT,
-			        "host %s already has another VM named %s (%s): unregister or "
-			        "rename one",
-			        h->cfg.name, p->name, other->path);
-		}
-		if (!(v = inv_add(inv, real, ds)) || !v->valid) {
-			const char *why = v ? v->error : "the inventory is full";
-			status = hostd_fail(call, VMK__STATUS__STATUS_FAILED,
-			                    "host %s cannot read %s: %s", h->cfg.name, real, why);
-			if (v)
-				inv_drop(inv, v);
-			pthread_mutex_unlock(&inv->lock);
-			free(j);
-			return status;
-		}
-		j->registered_here = true;
-		if (p->storage_datastore[0])
-			snprintf(j->created_dir, sizeof(j->created_dir), "%s", v->dir);
-	}
-	v->state = VMS_MIGRATING;
-	snprintf(j->name, sizeof(j->name), "%s", v->name);
-	snprintf(j->dir, sizeof(j->dir), "%s", v->dir);
-	snprintf(j->rundir, sizeof(j->rundir), "%s", v->rundir);
-	char cfgpath[PATH_MAX];
-	snprintf(cfgpath, sizeof(cfgpath), "%s", v->path);
-	inv_save(inv);
-	pthread_mutex_unlock(&inv->lock);
-
-	/* the one-time token, for this vmx only */
-	if (util_random(rnd, sizeof(rnd)) < 0) {
-		recv_end(j, false, 0);
+	if ((ret = incoming_register(h, real, ds, p->name, VMS_MIGRATING, &j->iv, err,
+	                             sizeof(err)))) {
 		free(j);
-		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "no randomness for the token");
+		return hostd_fail(call, ret, "%s", err);
 	}
-	util_hex(rnd, sizeof(rnd), token);
-	util_mkdir_p(j->rundir, 0700);
-	snprintf(tokfile, sizeof(tokfile), "%s/migrate.token", j->rundir);
-	char tl[70];
-	int tn = snprintf(tl, sizeof(tl), "%s\n", token);
-	if (util_write_file_atomic(tokfile, tl, (size_t)tn, 0600) < 0) {
-		recv_end(j, false, 0);
+	if (p->storage_datastore[0] && j->iv.registered_here)
+		snprintf(j->iv.created_dir, sizeof(j->iv.created_dir), "%s", j->iv.dir);
+	if ((ret = incoming_spawn(h, &j->iv, NET_TAG_VMOTION, false, err, sizeof(err)))) {
+		incoming_undo(h, &j->iv);
 		free(j);
-		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "cannot write %s", tokfile);
+		return hostd_fail(call, ret, "%s", err);
 	}
-	/* the stream arrives on the VMotion-tagged vmk, in its netstack */
-	char nsname[128] = "", vmk[16] = "", note[300] = "";
-	if (hostd_network_traffic(h, NET_TAG_VMOTION, addr, sizeof(addr), nsname, sizeof(nsname),
-	                          vmk, sizeof(vmk), note, sizeof(note)) < 0)
-		hostd_mgmt_address(h, addr, sizeof(addr));
-	if (note[0])
-		log_info("vm %s: incoming migration: %s", j->name, note);
-	if (vmrun_spawn(h, cfgpath, j->dir, j->rundir, NULL, addr, tokfile,
-	                nsname[0] ? nsname : NULL, &j->monitor, err, sizeof(err)) < 0) {
-		recv_end(j, false, 0);
+	/* the answer, before the task owns j */
+	Vmk__VmMigratePrepareResponse *r = arena_alloc(call->a, sizeof(*r));
+	if (r) {
+		vmk__vm_migrate_prepare_response__init(r);
+		r->address = arena_strdup(call->a, j->iv.addr);
+		r->port = j->iv.port;
+		r->token = arena_strdup(call->a, j->iv.token);
+		r->interface = arena_strdup(call->a, j->iv.vmk);
+		r->netstack = arena_strdup(call->a, j->iv.netns);
+		r->note = arena_strdup(call->a, j->iv.note);
+	}
+	if (!r || !r->address || !r->token || !r->interface || !r->netstack || !r->note) {
+		incoming_undo(h, &j->iv);
 		free(j);
-		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "host %s: %s", h->cfg.name,
-		                  err);
-	}
-	/* its port, once it listens */
-	uint32_t port = 0;
-	for (int i = 0; i < 200 && !port; i++) {
-		char state[32];
-		int pid, st;
-		if (vmrun_vmx_status(j->rundir, &pid, state, sizeof(state), NULL, &port) == 0 &&
-		    port)
-			break;
-		if (waitpid(j->monitor, &st, WNOHANG) == j->monitor)
-			break;
-		usleep(50 * 1000);
-	}
-	unlink(tokfile);
-	if (!port) {
-		vmrun_last_error(j->dir, err, sizeof(err));
-		kill(-j->monitor, SIGKILL);
-		waitpid(j->monitor, NULL, 0);
-		recv_end(j, false, 0);
-		free(j);
-		return hostd_fail(call, VMK__STATUS__STATUS_FAILED,
-		                  "host %s: the incoming vmx did not come up: %s", h->cfg.name,
-		                  err[0] ? err : "see vmx.log in the VM's directory");
+		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "out of memory");
 	}
 	char name[VM_NAME_MAX + 1];
-	snprintf(name, sizeof(name), "%s", j->name);
+	snprintf(name, sizeof(name), "%s", j->iv.name);
 	struct hostd_task *t =
 	        task_start(h->tasks, "vm.migrate.receive", name, call->user, recv_worker, j);
 	if (!t) {
-		kill(-j->monitor, SIGKILL);
-		waitpid(j->monitor, NULL, 0);
-		recv_end(j, false, 0);
+		incoming_undo(h, &j->iv);
 		free(j);
 		return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
 		                  "host %s: cannot start a task", h->cfg.name);
 	}
-	Vmk__VmMigratePrepareResponse *r = arena_alloc(call->a, sizeof(*r));
-	if (!r) {
-		task_put(t);
-		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "out of memory");
-	}
-	vmk__vm_migrate_prepare_response__init(r);
-	r->address = arena_strdup(call->a, addr);
-	r->port = port;
-	r->token = arena_strdup(call->a, token);
 	r->task_id = arena_strdup(call->a, task_id(t));
-	r->interface = arena_strdup(call->a, vmk);
-	r->netstack = arena_strdup(call->a, nsname);
-	r->note = arena_strdup(call->a, note);
 	task_put(t);
 	call->resp->body_case = VMK__RESPONSE__BODY_VM_MIGRATE_PREPARE;
 	call->resp->vm_migrate_prepare = r;
@@ -712,6 +776,11 @@ int hostd_op_vm_migrate(struct hostd_call *call, const Vmk__Request *req)
 			        why, sizeof(why),
 			        "cannot live-migrate VM %s: it is %s; only a running VM moves live",
 			        m->name, vm_state_name(v->state));
+		return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT, "%s", why);
+	}
+	if (hostd_ft_refuse(v, "live-migrate", why, sizeof(why)) < 0) {
+		pthread_mutex_unlock(&inv->lock);
+		free(j);
 		return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT, "%s", why);
 	}
 	v->state = VMS_MIGRATING; /* from here the state keeps snapshots off */

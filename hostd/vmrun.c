@@ -15,6 +15,7 @@
 
 #include "dispatch.h"
 #include "events.h"
+#include "ft.h"
 #include "inventory_int.h"
 #include "log.h"
 #include "network.h"
@@ -217,13 +218,12 @@ bool vmrun_pid_alive(int pid)
 static int spawn_vmx(struct hostd *h, const char *cfgpath, const char *dir, const char *rundir,
                      const char *restore, pid_t *monitor, char *err, size_t errlen)
 {
-	return vmrun_spawn(h, cfgpath, dir, rundir, restore, NULL, NULL, NULL, monitor, err,
-	                   errlen);
+	return vmrun_spawn(h, cfgpath, dir, rundir, restore, NULL, monitor, err, errlen);
 }
 
 int vmrun_spawn(struct hostd *h, const char *cfgpath, const char *dir, const char *rundir,
-                const char *restore, const char *incoming, const char *token_file,
-                const char *netns, pid_t *monitor, char *err, size_t errlen)
+                const char *restore, const struct vmrun_incoming *in, pid_t *monitor, char *err,
+                size_t errlen)
 {
 	char logpath[PATH_MAX + 16], addr[128], taps[VMCFG_MAX_NICS][16];
 	const char *vmx = hostd_vmx_path();
@@ -275,15 +275,17 @@ int vmrun_spawn(struct hostd *h, const char *cfgpath, const char *dir, const cha
 		if (ret < 0)
 			return ret;
 	}
-	if (incoming) {
+	if (in) {
 		argv[n++] = "--incoming";
-		argv[n++] = incoming;
+		argv[n++] = in->addr;
 		argv[n++] = "--incoming-token-file";
-		argv[n++] = token_file;
-		if (netns) {
+		argv[n++] = in->token_file;
+		if (in->netns) {
 			argv[n++] = "--netns";
-			argv[n++] = netns;
+			argv[n++] = in->netns;
 		}
+		if (in->ft_secondary)
+			argv[n++] = "--ft-secondary";
 	}
 	argv[n] = NULL;
 	snprintf(logpath, sizeof(logpath), "%s/vmx.log", dir);
@@ -376,6 +378,7 @@ static void record_exit(struct hostd *h, struct vm *v, const char *user)
 		char err[300];
 		vmlock_release_if_owner(v->dir, h->cfg.name, v->pid, err, sizeof(err));
 	}
+	hostd_ft_clear(v);
 	v->state = crashed ? VMS_CRASHED : VMS_POWERED_OFF;
 	v->pid = 0;
 	v->monitor_pid = 0;
@@ -394,6 +397,11 @@ static void supervise_once(struct hostd *h)
 	pthread_mutex_lock(&inv->lock);
 	for (size_t i = 0; i < inv->n; i++) {
 		struct vm *v = inv->vms[i];
+		if (v->state == VMS_FT_SECONDARY) {
+			if (hostd_ft_supervise_secondary(h, v))
+				i--; /* dropped */
+			continue;
+		}
 		if (v->state != VMS_POWERED_ON)
 			continue; /* a power operation owns the VM (and reaps its monitor) */
 		/* reap the monitor hostd started once it ended (its vmx.exit says the rest) */
@@ -415,8 +423,14 @@ static void supervise_once(struct hostd *h)
 		    ((v->monitor_pid && vmrun_pid_alive(v->monitor_pid)) ||
 		     (!v->monitor_pid && util_now_ms() - v->gone_ms < EXIT_GRACE_MS)))
 			continue;
+		if (hostd_ft_settling(h, v))
+			continue; /* the generation record says soon who runs it */
 		v->gone_ms = 0;
 		log_info("vm %s: vmx pid %d ended", v->name, v->pid);
+		if (hostd_ft_failed_over(h, v)) {
+			i--; /* dropped: it runs on its former secondary's host */
+			continue;
+		}
 		record_exit(h, v, "-");
 	}
 	pthread_mutex_unlock(&inv->lock);
@@ -436,6 +450,7 @@ static void *supervisor_main(void *arg)
 			break;
 		pthread_mutex_unlock(&r->m);
 		supervise_once(h);
+		hostd_ft_poll(h);
 		pthread_mutex_lock(&r->m);
 	}
 	pthread_mutex_unlock(&r->m);
@@ -465,13 +480,28 @@ int hostd_vmrun_start(struct hostd *h)
 		uint64_t up = 0;
 		if (!v->valid)
 			continue;
-		if (vmx_status(v->rundir, &pid, state, sizeof(state), &up) == 0 &&
-		    (!strcmp(state, "running") || !strcmp(state, "paused")) &&
+		hostd_ft_load(v);
+		bool answers = vmx_status(v->rundir, &pid, state, sizeof(state), &up) == 0;
+		if (answers && (!strcmp(state, "running") || !strcmp(state, "paused")) &&
 		    vmrun_vmx_is_ours(h, v->dir, pid)) {
-			v->state = VMS_POWERED_ON;
+			/* an FT secondary that went live meanwhile: the supervisor
+			 * makes it the primary */
+			v->state = !strcmp(v->ft_role, "secondary") ? VMS_FT_SECONDARY
+			                                            : VMS_POWERED_ON;
 			v->pid = pid;
 			v->started_ms = util_wall_ms() - up;
 			log_info("vm %s: re-attached to vmx pid %d (%s)", v->name, pid, state);
+			continue;
+		}
+		if (v->state == VMS_FT_SECONDARY) {
+			/* the supervisor follows it (or finds it ended, and lets it go) */
+			int xpid, code, sig;
+			long long when;
+			if (answers)
+				v->pid = pid;
+			else if (vmx_exit_read(v->rundir, &xpid, &code, &sig, &when) == 0)
+				v->pid = xpid;
+			log_info("vm %s: FT secondary, vmx pid %d", v->name, v->pid);
 			continue;
 		}
 		vmrun_suspend_path(v->dir, v->name, ss, sizeof(ss));
@@ -549,8 +579,10 @@ static void set_state(struct power_job *j, enum vm_state s, int pid, int monitor
 	struct vm *v = inv_find(inv, j->name);
 	if (v) {
 		if (s == VMS_POWERED_OFF || s == VMS_SUSPENDED || s == VMS_CRASHED ||
-		    s == VMS_SNAPSHOTTING) /* no vmx in these: its taps go */
+		    s == VMS_SNAPSHOTTING) { /* no vmx in these: its taps go, and its FT */
 			vmrun_release_nics(j->h, v);
+			hostd_ft_clear(v);
+		}
 		v->state = s;
 		v->pid = pid;
 		v->monitor_pid = monitor;
@@ -831,7 +863,8 @@ int hostd_op_vm_power(struct hostd_call *call, const Vmk__Request *req)
 	/* power on of a suspended VM resumes it, as in ESXi */
 	if (op == VMOP_POWER_ON && v->state == VMS_SUSPENDED)
 		op = VMOP_RESUME;
-	if (vm_state_check(v->state, op, v->name, why, sizeof(why)) < 0) {
+	if (vm_state_check(v->state, op, v->name, why, sizeof(why)) < 0 ||
+	    (op == VMOP_SUSPEND && hostd_ft_refuse(v, "suspend", why, sizeof(why)) < 0)) {
 		pthread_mutex_unlock(&inv->lock);
 		free(j);
 		return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT, "%s", why);

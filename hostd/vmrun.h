@@ -41,12 +41,20 @@ void vmrun_dir(const struct hostd *h, const char *name, char *out, size_t outlen
 #include <stdbool.h>
 #include <sys/types.h>
 
-/* Starts `vmx --monitor` for a VM (restore: from a suspend file; incoming:
- * receive a migration on that address with the token in token_file, listening
- * inside the network namespace netns when it is not NULL). */
+/* An incoming vmx: it receives a migration (or, ft_secondary, keeps an FT
+ * secondary copy) on addr, for the token in token_file, listening inside
+ * the network namespace netns when it is not NULL. */
+struct vmrun_incoming {
+	const char *addr;
+	const char *token_file;
+	const char *netns;
+	bool ft_secondary;
+};
+/* Starts `vmx --monitor` for a VM (restore: from a suspend file; in: an
+ * incoming vmx). */
 int vmrun_spawn(struct hostd *h, const char *cfgpath, const char *dir, const char *rundir,
-                const char *restore, const char *incoming, const char *token_file,
-                const char *netns, pid_t *monitor, char *err, size_t errlen);
+                const char *restore, const struct vmrun_incoming *in, pid_t *monitor, char *err,
+                size_t errlen);
 /* Deletes the taps of a VM's NICs (it stopped running here, or never
  * started); lock of the inventory held or not, it touches no state. */
 struct vm;

@@ -7,12 +7,13 @@
 #include "util.h"
 
 static const char *const state_names[VMS_COUNT] = {
-	[VMS_POWERED_OFF] = "poweredOff", [VMS_POWERING_ON] = "poweringOn",
-	[VMS_POWERED_ON] = "poweredOn",   [VMS_POWERING_OFF] = "poweringOff",
-	[VMS_SUSPENDING] = "suspending",  [VMS_SUSPENDED] = "suspended",
-	[VMS_RESETTING] = "resetting",    [VMS_CRASHED] = "crashed",
-	[VMS_MIGRATING] = "migrating",    [VMS_INVALID] = "invalid",
-	[VMS_CLONING] = "cloning",        [VMS_SNAPSHOTTING] = "snapshotting",
+	[VMS_POWERED_OFF] = "poweredOff",   [VMS_POWERING_ON] = "poweringOn",
+	[VMS_POWERED_ON] = "poweredOn",     [VMS_POWERING_OFF] = "poweringOff",
+	[VMS_SUSPENDING] = "suspending",    [VMS_SUSPENDED] = "suspended",
+	[VMS_RESETTING] = "resetting",      [VMS_CRASHED] = "crashed",
+	[VMS_MIGRATING] = "migrating",      [VMS_INVALID] = "invalid",
+	[VMS_CLONING] = "cloning",          [VMS_SNAPSHOTTING] = "snapshotting",
+	[VMS_FT_SECONDARY] = "ftSecondary",
 };
 
 static const char *const op_names[VMOP_COUNT] = {
@@ -26,6 +27,9 @@ static const char *const op_names[VMOP_COUNT] = {
 /* Y: allowed. Otherwise the hint after "VM x is <state>: " */
 #define Y    NULL
 #define BUSY "another operation is under way; wait for it (task list) and try again"
+#define FT_SEC                                                                                     \
+	"it is the fault tolerance secondary of a VM that runs on another host; manage the VM "    \
+	"there (vm ft disable there ends its protection)"
 static const char *const table[VMS_COUNT][VMOP_COUNT] = {
 	[VMS_POWERED_OFF] = {
 		[VMOP_POWER_ON] = Y, [VMOP_POWER_OFF] = "it is already off",
@@ -53,6 +57,12 @@ static const char *const table[VMS_COUNT][VMOP_COUNT] = {
 		[VMOP_SUSPEND] = "it is not running", [VMOP_RESUME] = "it is not suspended; power it on",
 		[VMOP_DESTROY] = Y, [VMOP_UNREGISTER] = Y, [VMOP_KILL] = "it has no vmx process",
 		[VMOP_MIGRATE] = "power it on or off first", [VMOP_CLONE] = Y,
+	},
+	[VMS_FT_SECONDARY] = {
+		[VMOP_POWER_ON] = FT_SEC, [VMOP_POWER_OFF] = FT_SEC, [VMOP_RESET] = FT_SEC,
+		[VMOP_SUSPEND] = FT_SEC, [VMOP_RESUME] = FT_SEC, [VMOP_DESTROY] = FT_SEC,
+		[VMOP_UNREGISTER] = FT_SEC, [VMOP_KILL] = FT_SEC, [VMOP_MIGRATE] = FT_SEC,
+		[VMOP_CLONE] = FT_SEC,
 	},
 	[VMS_INVALID] = {
 		[VMOP_POWER_ON] = "its .vmx cannot be read (vm get shows why); fix it, then unregister and register it again",
@@ -133,5 +143,5 @@ enum vm_state vm_state_during(enum vm_op op)
 
 int vm_state_has_vmx(enum vm_state s)
 {
-	return s == VMS_POWERED_ON || transient(s);
+	return s == VMS_POWERED_ON || s == VMS_FT_SECONDARY || transient(s);
 }

@@ -18,6 +18,7 @@ enum vm_state {
 	VMS_INVALID,
 	VMS_CLONING,      /* its files are being copied into a clone */
 	VMS_SNAPSHOTTING, /* a snapshot operation changes its disks */
+	VMS_FT_SECONDARY, /* an FT secondary copy of a VM that runs on another host */
 	VMS_COUNT
 };
 

@@ -420,6 +420,7 @@ int ft_primary_start(struct ft_primary *f, struct vmm_vm *vm, const struct ft_pa
 	const char *fault = getenv("VMX_FT_FAULT");
 	f->fault_no_release = fault && strcmp(fault, "no-release") == 0;
 	memset(&f->st, 0, sizeof(f->st));
+	f->st.phase = FT_CONNECTING; /* from now: ft-status never says off meanwhile */
 	memset(f->marks, 0, sizeof(f->marks));
 	memset(f->sent_ms, 0, sizeof(f->sent_ms));
 	f->sent_upto = 0;

@@ -25,6 +25,7 @@ static void test_allowed(void **state)
 		{ VMS_POWERING_OFF, ".......Y.." }, { VMS_SUSPENDING, ".......Y.." },
 		{ VMS_RESETTING, ".......Y.." },    { VMS_MIGRATING, ".........." },
 		{ VMS_CLONING, ".........." },      { VMS_SNAPSHOTTING, ".......Y.." },
+		{ VMS_FT_SECONDARY, ".........." },
 	};
 	char err[400];
 
@@ -60,6 +61,7 @@ static void test_names(void **state)
 	assert_int_equal(vm_state_during(VMOP_SUSPEND), VMS_SUSPENDING);
 	assert_true(vm_state_has_vmx(VMS_POWERED_ON));
 	assert_false(vm_state_has_vmx(VMS_SUSPENDED));
+	assert_true(vm_state_has_vmx(VMS_FT_SECONDARY));
 }
 
 int main(void)

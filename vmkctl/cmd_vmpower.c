@@ -146,6 +146,47 @@ static void put_text(const uint8_t *p, size_t n, bool tty)
 	}
 }
 
+/* --follow of a VM that left its host (migrated, or failed over): the
+ * lab's host that runs it now, which writes the same serial log on the
+ * shared datastore. Tries for FOLLOW_FIND_MS; true with *d connected to it
+ * (and *have_d), else false. */
+#define FOLLOW_FIND_MS 10000
+static bool follow_elsewhere(struct vmkctl *v, const char *from, Vmk__Request *req,
+                             struct vmkctl *d, bool *have_d)
+{
+	static char names[16][128]; /* d's server points here */
+	static char was[128];
+	size_t n;
+
+	snprintf(was, sizeof(was), "%s", from ? from : "");
+	if (*have_d)
+		vmkctl_peer_free(d);
+	*have_d = false;
+	if (vmkctl_lab_hosts(v->copts.lab, names, 16, &n) < 0)
+		return false;
+	for (int round = 0; round < FOLLOW_FIND_MS / 300 && !console_stop; round++) {
+		for (size_t i = 0; i < n; i++) {
+			if (!strcmp(names[i], was))
+				continue;
+			vmkctl_peer_init(d, v, names[i]);
+			struct arena scratch;
+			arena_init(&scratch, 0);
+			Vmk__Response *resp;
+			bool there = vmkctl_call_in(d, req, &scratch, &resp) == 0 &&
+			             resp->body_case == VMK__RESPONSE__BODY_VM_CONSOLE &&
+			             resp->vm_console && resp->vm_console->running;
+			arena_free(&scratch);
+			if (there) {
+				*have_d = true;
+				return true;
+			}
+			vmkctl_peer_free(d);
+		}
+		usleep(300 * 1000);
+	}
+	return false;
+}
+
 int cmd_vm_console(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out)
 {
 	static const char *const cols[] = { "vm", "data", "next_offset", "running" };
@@ -165,19 +206,37 @@ int cmd_vm_console(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 		return vmkctl_error(v, 2, "--follow writes the console as text: drop --formatter");
 	if (follow)
 		signal(SIGINT, on_sigint);
+	struct vmkctl other, *cur = v; /* following on another host of the lab */
+	bool have_other = false;
+	const char *at = v->copts.server;
 	for (;;) {
 		struct arena scratch;
 		arena_init(&scratch, 0);
 		Vmk__Response *resp;
-		if ((ret = vmkctl_call_in(v, &req, &scratch, &resp))) {
+		ret = vmkctl_call_in(cur, &req, &scratch, &resp);
+		if (ret == 4 && follow && body.offset >= 0 && v->copts.lab) {
+			/* it left this host: follow it to the one that runs it */
 			arena_free(&scratch);
-			return ret;
+			if (!follow_elsewhere(v, at, &req, &other, &have_other)) {
+				snprintf(v->err, sizeof(v->err), "%s", cur->err);
+				break;
+			}
+			cur = &other;
+			at = other.copts.server;
+			continue;
+		}
+		if (ret) {
+			if (cur != v)
+				snprintf(v->err, sizeof(v->err), "%s", cur->err);
+			arena_free(&scratch);
+			break;
 		}
 		const Vmk__VmConsoleResponse *r =
 		        VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_VM_CONSOLE, vm_console);
 		if (!r) {
 			arena_free(&scratch);
-			return 1;
+			ret = 1;
+			break;
 		}
 		if (v->fmt != FMT_TABLE) {
 			if (out_init(out, "VirtualMachineConsole", false, 4, cols) < 0 ||
@@ -192,7 +251,7 @@ int cmd_vm_console(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 			out_set_bool(out, 0, "running", r->running);
 			free(text);
 			arena_free(&scratch);
-			return 0;
+			break;
 		}
 		put_text(r->data.data, r->data.len, tty);
 		fflush(stdout);
@@ -204,11 +263,22 @@ int cmd_vm_console(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 		if (!follow) {
 			if (r_len_full)
 				continue; /* the rest of a long log */
-			return 0;
+			break;
 		}
-		if (console_stop || (!running && !more))
-			return 0;
+		if (console_stop)
+			break;
+		if (!running && !more) {
+			/* stopped here: it may run on another host of the lab now */
+			if (!v->copts.lab || !follow_elsewhere(v, at, &req, &other, &have_other))
+				break;
+			cur = &other;
+			at = other.copts.server;
+			continue;
+		}
 		if (!more)
 			usleep(300 * 1000);
 	}
+	if (have_other)
+		vmkctl_peer_free(&other);
+	return ret;
 }

@@ -27,6 +27,8 @@ static const struct vmkctl_ns namespaces[] = {
 	{ "system version", "product version of the host" },
 	{ "task", "long operations of the host: progress, result, cancellation" },
 	{ "vm", "virtual machines of the host" },
+	{ "vm ft", "fault tolerance: a secondary copy on another host that takes over when the "
+	           "primary is lost" },
 	{ "vm power", "power operations: on, off, reset, suspend, resume (tasks)" },
 	{ "vm process", "the vmx processes (worlds) that run the VMs" },
 	{ "vm snapshot", "snapshots of a VM's disks (and memory): create, list, revert, remove" },
@@ -481,6 +483,53 @@ static const struct vmkctl_cmd commands[] = {
                     .max = 1000000, .help = "cap the copy's use of the link (--dest)" },
                   VMKCTL_TASK_OPTS },
         .run = cmd_vm_clone,
+    },
+    {
+        .path = "vm ft",
+        .verb = "enable",
+        .help = "Protect a running VM with fault tolerance: a secondary vmx on another host "
+                "(which sees the VM's shared datastore) gets a full copy, then a checkpoint "
+                "every --epoch-ms over the faultToleranceLogging vmk (Management when there "
+                "is none). The guest's output waits until the secondary has acknowledged it. "
+                "If the primary is lost the secondary takes over; a generation record on the "
+                "datastore makes sure only one copy runs.",
+        .opts = { { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME",
+                    .help = "the VM", .required = true },
+                  { .name = "secondary", .type = OPT_STR, .metavar = "HOST",
+                    .help = "the host of the secondary copy (as for -s)", .required = true },
+                  { .name = "epoch-ms", .type = OPT_INT, .metavar = "MS", .min = 1,
+                    .max = 1000, .help = "the time between checkpoints (default 10)" },
+                  VMKCTL_TASK_OPTS },
+        .run = cmd_vm_ft_enable,
+    },
+    {
+        .path = "vm ft",
+        .verb = "disable",
+        .help = "End a VM's protection: its secondary stops and the VM runs on unprotected. "
+                "On the secondary's host it stops the secondary copy.",
+        .opts = { { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME",
+                    .help = "the VM", .required = true } },
+        .run = cmd_vm_ft_disable,
+    },
+    {
+        .path = "vm ft",
+        .verb = "status",
+        .help = "A VM's protection: state (notProtected, starting, protected, needSecondary), "
+                "primary and secondary hosts, checkpoints acknowledged, the age of the last "
+                "one, the lag, the network the checkpoints take, pause percentiles.",
+        .opts = { { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME",
+                    .help = "the VM", .required = true } },
+        .run = cmd_vm_ft_status,
+    },
+    {
+        .path = "vm ft",
+        .verb = "failover-test",
+        .help = "Test the failover of a protected VM, as vSphere's Test Failover: the primary "
+                "vmx is killed and the secondary takes over. Waits until it has, and says "
+                "which host runs the VM.",
+        .opts = { { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME",
+                    .help = "the VM", .required = true } },
+        .run = cmd_vm_ft_failover_test,
     },
     {
         .path = "vm snapshot",

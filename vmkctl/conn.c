@@ -148,6 +148,27 @@ static int enter_lab_netns(struct vmkctl_conn *c)
 	return 0;
 }
 
+int vmkctl_lab_hosts(const char *lab, char (*names)[128], size_t max, size_t *n)
+{
+	char path[PATH_MAX], *hosts = NULL, err[300];
+
+	*n = 0;
+	if (!lab)
+		return -ENOENT;
+	snprintf(path, sizeof(path), "%s/hosts", lab);
+	int ret = read_small(path, &hosts, err, sizeof(err));
+	if (ret < 0)
+		return ret;
+	for (const char *p = hosts; p && *p && *n < max;
+	     p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+		if (p[0] == '#' || sscanf(p, "%127s", names[*n]) != 1)
+			continue;
+		(*n)++;
+	}
+	free(hosts);
+	return 0;
+}
+
 /* Turns the server option into c->url and c->display; fills the thumbprint
  * from the lab when it knows the host. */
 static int resolve(struct vmkctl_conn *c)

@@ -32,6 +32,9 @@ struct vmkctl_conn {
 	char err[1024];
 };
 
+/* The host names of a lab (its hosts file), at most max: 0 or -errno. */
+int vmkctl_lab_hosts(const char *lab, char (*names)[128], size_t max, size_t *n);
+
 /* Resolves, connects and logs in. Returns an exit code (0, 3, 6, 1...) with
  * c->err set on failure. */
 int vmkctl_conn_open(struct vmkctl_conn *c, const struct vmkctl_conn_opts *o);

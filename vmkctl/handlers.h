@@ -41,6 +41,10 @@ int cmd_vm_power_suspend(struct vmkctl *v, const struct vmkctl_args *a, struct o
 int cmd_vm_power_resume(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 int cmd_vm_clone(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_vm_ft_enable(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_vm_ft_disable(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_vm_ft_status(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
+int cmd_vm_ft_failover_test(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);
 /* vm power on of one VM, waited for, printing nothing (clone, revert). */
 int vmkctl_power_on_wait(struct vmkctl *h, const char *name);
 int cmd_vm_snapshot_create(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out);

@@ -1,0 +1,866 @@
+/* Fault tolerance in hostd: the secondary's prepare, the primary's enable
+ * task, status, disable and failover-test, and what the supervisor does
+ * with FT VMs (ft.h). The engine is the vmx's (replica/); hostd starts it,
+ * reports it and keeps the inventory of both hosts true to who runs the
+ * VM: the generation record on the shared datastore decides that, and the
+ * datastore lock follows it. */
+#include "ft.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dispatch.h"
+#include "events.h"
+#include "inventory_int.h"
+#include "log.h"
+#include "migrate.h"
+#include "network.h"
+#include "replica/replica.h"
+#include "task.h"
+#include "util.h"
+#include "vmm/monitor.h"
+#include "vmrun.h"
+
+#define FT_INFO_FILE         "ft.info"
+#define FT_INFO_MAX          4096
+#define FT_ENABLE_TIMEOUT_MS (10 * 60 * 1000)
+/* a primary's vmx that died (killed, or its host): how long the record
+ * gets to name the secondary before the exit counts as this host's */
+#define FT_SETTLE_MS (FT_DETECT_MS(FT_MAX_EPOCH_MS) + 1000)
+/* failover-test: how long the secondary gets to take over */
+#define FT_TAKEOVER_WAIT_MS (FT_DETECT_MS(FT_MAX_EPOCH_MS) + 5000)
+#define EXIT_FT_LOST        107 /* vmx: the other copy runs the VM now */
+
+static int vmx_ft_call(const char *rundir, int body, Vmx__Response **rs, char *err, size_t errlen);
+
+/* ---- the FT fields of a VM, and their file ---- */
+
+static void info_path(const struct vm *v, char *out, size_t len)
+{
+	snprintf(out, len, "%s/%s", v->rundir, FT_INFO_FILE);
+}
+
+static void gen_path(const struct vm *v, char *out, size_t len)
+{
+	snprintf(out, len, "%s/%s.ftgen", v->dir, v->name);
+}
+
+/* Lock held. */
+static void ft_save(const struct vm *v)
+{
+	char p[PATH_MAX + 16], buf[FT_INFO_MAX];
+
+	info_path(v, p, sizeof(p));
+	int n = snprintf(buf, sizeof(buf),
+	                 "role=%s\npeer=%s\nnetwork=%s\nnote=%s\nepoch_ms=%u\nregistered=%d\n",
+	                 v->ft_role, v->ft_peer, v->ft_network, v->ft_note, v->ft_epoch_ms,
+	                 v->ft_registered ? 1 : 0);
+	util_mkdir_p(v->rundir, 0700);
+	if (n < 0 || (size_t)n >= sizeof(buf) ||
+	    util_write_file_atomic(p, buf, (size_t)n, 0600) < 0)
+		log_warn("vm %s: cannot write %s", v->name, p);
+}
+
+void hostd_ft_clear(struct vm *v)
+{
+	char p[PATH_MAX + 16];
+
+	if (!v->ft_role[0])
+		return;
+	v->ft_role[0] = v->ft_peer[0] = v->ft_network[0] = v->ft_note[0] = '\0';
+	v->ft_epoch_ms = 0;
+	v->ft_registered = false;
+	v->ft_starting = false;
+	info_path(v, p, sizeof(p));
+	unlink(p);
+}
+
+static void copy_value(char *dst, size_t len, const char *line, const char *key)
+{
+	size_t k = strlen(key);
+
+	if (!strncmp(line, key, k) && line[k] == '=')
+		snprintf(dst, len, "%s", line + k + 1);
+}
+
+void hostd_ft_load(struct vm *v)
+{
+	char p[PATH_MAX + 16], *buf = NULL, *save = NULL, epoch[16] = "", reg[4] = "";
+	size_t len;
+
+	info_path(v, p, sizeof(p));
+	if (util_read_file(p, FT_INFO_MAX, &buf, &len) < 0)
+		return;
+	for (char *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		copy_value(v->ft_role, sizeof(v->ft_role), l, "role");
+		copy_value(v->ft_peer, sizeof(v->ft_peer), l, "peer");
+		copy_value(v->ft_network, sizeof(v->ft_network), l, "network");
+		copy_value(v->ft_note, sizeof(v->ft_note), l, "note");
+		copy_value(epoch, sizeof(epoch), l, "epoch_ms");
+		copy_value(reg, sizeof(reg), l, "registered");
+	}
+	free(buf);
+	if (strcmp(v->ft_role, "primary") != 0 && strcmp(v->ft_role, "secondary") != 0)
+		v->ft_role[0] = '\0'; /* a damaged file: not protected */
+	v->ft_epoch_ms = (uint32_t)strtoul(epoch, NULL, 10);
+	v->ft_registered = reg[0] == '1';
+}
+
+/* The host the generation record names ("" when it cannot be read). */
+static void record_owner(const struct vm *v, char *owner, size_t len, uint64_t *gen)
+{
+	char p[PATH_MAX + 100];
+	uint64_t g = 0;
+
+	gen_path(v, p, sizeof(p));
+	owner[0] = '\0';
+	if (ft_gen_read(p, &g, owner, len) < 0)
+		owner[0] = '\0';
+	if (gen)
+		*gen = g;
+}
+
+int hostd_ft_refuse(const struct vm *v, const char *what, char *err, size_t errlen)
+{
+	if (strcmp(v->ft_role, "primary") != 0 || !v->ft_peer[0])
+		return 0;
+	snprintf(err, errlen,
+	         "cannot %s VM %s: it is protected by fault tolerance (its secondary runs on %s), "
+	         "whose checkpoints own its pauses and memory; vm ft disable first",
+	         what, v->name, v->ft_peer);
+	return -EBUSY;
+}
+
+/* ---- the supervisor's part (inventory lock held) ---- */
+
+bool hostd_ft_supervise_secondary(struct hostd *h, struct vm *v)
+{
+	struct hostd_inventory *inv = h->inventory;
+	char why[300] = "";
+	int pid, code, sig;
+	long long when;
+
+	if (v->ft_starting)
+		return false; /* its prepare is still starting the vmx */
+	if (v->monitor_pid && waitpid(v->monitor_pid, NULL, WNOHANG) == v->monitor_pid)
+		v->monitor_pid = 0;
+	if (vmrun_pid_alive(v->pid)) {
+		/* it went live once it holds the datastore lock */
+		if (!vmrun_vmx_is_ours(h, v->dir, v->pid))
+			return false;
+		char was[128];
+		snprintf(was, sizeof(was), "%s", v->ft_peer);
+		v->state = VMS_POWERED_ON;
+		v->started_ms = util_wall_ms();
+		snprintf(v->reason, sizeof(v->reason),
+		         "fault tolerance: its secondary here took over from %s", was);
+		snprintf(v->ft_role, sizeof(v->ft_role), "primary");
+		v->ft_peer[0] = v->ft_network[0] = '\0';
+		v->ft_registered = false;
+		snprintf(v->ft_note, sizeof(v->ft_note), "failed over from %s", was);
+		ft_save(v);
+		inv_save(inv);
+		hostd_event(h, v->name, "-",
+		            "FT failover: the secondary here (vmx pid %d) runs the VM; its primary "
+		            "on %s was lost",
+		            v->pid, was);
+		log_warn("vm %s: FT failover: running here, the primary on %s was lost", v->name,
+		         was);
+		return false;
+	}
+	/* its vmx ended: once its monitor wrote how */
+	if (v->monitor_pid && vmrun_pid_alive(v->monitor_pid))
+		return false;
+	if (vmx_exit_read(v->rundir, &pid, &code, &sig, &when) == 0 && pid == v->pid) {
+		if (sig)
+			snprintf(why, sizeof(why), "its vmx was killed by signal %d", sig);
+		else if (code == 0)
+			snprintf(why, sizeof(why), "protection ended");
+		else {
+			char last[250];
+			vmrun_last_error(v->dir, last, sizeof(last));
+			snprintf(why, sizeof(why), "its vmx exited with %d%s%s", code,
+			         last[0] ? ": " : "", last);
+		}
+	} else {
+		snprintf(why, sizeof(why), "its vmx pid %d ended", v->pid);
+	}
+	hostd_event(h, v->name, "-", "FT secondary of the VM on %s ended: %s", v->ft_peer, why);
+	log_info("vm %s: FT secondary ended: %s", v->name, why);
+	vmrun_release_nics(h, v);
+	if (v->ft_registered) {
+		hostd_ft_clear(v);
+		inv_drop(inv, v);
+		inv_save(inv);
+		return true;
+	}
+	hostd_ft_clear(v);
+	v->state = VMS_POWERED_OFF;
+	v->pid = 0;
+	v->monitor_pid = 0;
+	v->started_ms = 0;
+	snprintf(v->reason, sizeof(v->reason), "FT secondary ended: %s", why);
+	inv_save(inv);
+	return false;
+}
+
+static int exit_code_of(const struct vm *v)
+{
+	int pid, code, sig;
+	long long when;
+
+	if (vmx_exit_read(v->rundir, &pid, &code, &sig, &when) == 0 && pid == v->pid && !sig)
+		return code;
+	return -1;
+}
+
+bool hostd_ft_settling(struct hostd *h, struct vm *v)
+{
+	char owner[128];
+
+	if (strcmp(v->ft_role, "primary") != 0 || !v->ft_peer[0])
+		return false;
+	record_owner(v, owner, sizeof(owner), NULL);
+	if (owner[0] && strcmp(owner, h->cfg.name) != 0)
+		return false; /* decided */
+	if (exit_code_of(v) >= 0)
+		return false; /* it ended by itself: the exit says what happened */
+	return util_now_ms() - v->gone_ms < FT_SETTLE_MS;
+}
+
+bool hostd_ft_failed_over(struct hostd *h, struct vm *v)
+{
+	char owner[128], peer[128];
+
+	if (strcmp(v->ft_role, "primary") != 0)
+		return false;
+	record_owner(v, owner, sizeof(owner), NULL);
+	if (!owner[0] || !strcmp(owner, h->cfg.name)) {
+		if (exit_code_of(v) == EXIT_FT_LOST)
+			log_warn("vm %s: its vmx lost the FT record but the record names %s",
+			         v->name, owner[0] ? owner : "nobody");
+		return false;
+	}
+	snprintf(peer, sizeof(peer), "%s", owner);
+	vmrun_release_nics(h, v);
+	hostd_event(h, v->name, "-",
+	            "FT failover: its secondary on %s runs the VM now (vmx pid %d here ended); "
+	            "the VM is no longer this host's",
+	            peer, v->pid);
+	log_warn("vm %s: failed over to %s; unregistered here", v->name, peer);
+	hostd_ft_clear(v);
+	inv_drop(h->inventory, v);
+	inv_save(h->inventory);
+	return true;
+}
+
+/* What the vmx of a protected primary says, into its fields: a lost
+ * secondary leaves it needing one; protection that ended (or never
+ * began) leaves it unprotected. Lock held. */
+static void sync_phase(struct hostd *h, struct vm *v, const char *phase, const char *error)
+{
+	if (!strcmp(phase, "alone") && v->ft_peer[0]) {
+		hostd_event(
+		        h, v->name, "-",
+		        "FT: its secondary on %s was lost (%s); it runs on unprotected and needs "
+		        "a secondary",
+		        v->ft_peer, error[0] ? error : "no answer");
+		snprintf(v->ft_note, sizeof(v->ft_note), "its secondary on %s was lost: %s",
+		         v->ft_peer, error);
+		v->ft_peer[0] = v->ft_network[0] = '\0';
+		ft_save(v);
+	} else if ((!strcmp(phase, "off") || !strcmp(phase, "failed")) && v->ft_peer[0]) {
+		hostd_event(h, v->name, "-", "FT: protection by %s ended%s%s", v->ft_peer,
+		            error[0] ? ": " : "", error);
+		hostd_ft_clear(v);
+	}
+}
+
+void hostd_ft_poll(struct hostd *h)
+{
+	struct hostd_inventory *inv = h->inventory;
+	char names[16][VM_NAME_MAX + 1], rundirs[16][PATH_MAX];
+	size_t n = 0;
+
+	pthread_mutex_lock(&inv->lock);
+	for (size_t i = 0; i < inv->n && n < 16; i++) {
+		struct vm *v = inv->vms[i];
+		if (v->state == VMS_POWERED_ON && !strcmp(v->ft_role, "primary") && v->ft_peer[0] &&
+		    !v->ft_starting) {
+			snprintf(names[n], sizeof(names[n]), "%s", v->name);
+			snprintf(rundirs[n], sizeof(rundirs[n]), "%s", v->rundir);
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&inv->lock);
+	for (size_t i = 0; i < n; i++) {
+		Vmx__Response *rs = NULL;
+		char err[300];
+		if (vmx_ft_call(rundirs[i], VMX__REQUEST__BODY_FT_STATUS, &rs, err, sizeof(err)) <
+		    0)
+			continue; /* a vmx that ended: the supervisor sees to it */
+		pthread_mutex_lock(&inv->lock);
+		struct vm *v = inv_find(inv, names[i]);
+		if (v && v->state == VMS_POWERED_ON && !strcmp(v->ft_role, "primary") &&
+		    !v->ft_starting)
+			sync_phase(h, v, rs->ft_info->phase, rs->ft_info->error);
+		pthread_mutex_unlock(&inv->lock);
+		vmx__response__free_unpacked(rs, NULL);
+	}
+}
+
+/* ---- the secondary's host: prepare ---- */
+
+int hostd_op_vm_ft_prepare(struct hostd_call *call, const Vmk__Request *req)
+{
+	struct hostd *h = call->h;
+	struct hostd_inventory *inv = h->inventory;
+	const Vmk__VmFtPrepareRequest *p = req->vm_ft_prepare;
+	char ds[64], real[PATH_MAX], err[400];
+	int ret;
+
+	if (!p->name[0] || strlen(p->name) > VM_NAME_MAX || !p->primary_host[0] ||
+	    strlen(p->primary_host) >= sizeof(((struct vm *)0)->ft_peer))
+		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
+		                  "vm ft prepare needs the VM's name and its primary host");
+	if (!strcmp(p->primary_host, h->cfg.name))
+		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
+		                  "VM %s runs on %s: its secondary must be on another host "
+		                  "(--secondary names it)",
+		                  p->name, h->cfg.name);
+	if ((ret = incoming_shared_path(h, p->name, p->datastore_path,
+	                                "; the secondary needs the VM's shared datastore, which "
+	                                "holds its FT generation record",
+	                                real, sizeof(real), ds, sizeof(ds), err, sizeof(err))) ||
+	    (ret = incoming_admit(h, p->name, p->memory_mib, p->cpu_model, p->cpu_features,
+	                          p->n_cpu_features, err, sizeof(err))))
+		return hostd_fail(call, ret, "%s", err);
+	struct incoming_vm *iv = calloc(1, sizeof(*iv));
+	if (!iv)
+		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "out of memory");
+	if ((ret = incoming_register(h, real, ds, p->name, VMS_FT_SECONDARY, iv, err,
+	                             sizeof(err)))) {
+		free(iv);
+		return hostd_fail(call, ret, "%s", err);
+	}
+	if ((ret = incoming_spawn(h, iv, NET_TAG_FT, true, err, sizeof(err)))) {
+		incoming_undo(h, iv);
+		free(iv);
+		return hostd_fail(call, ret, "%s", err);
+	}
+	pthread_mutex_lock(&inv->lock);
+	struct vm *v = inv_find(inv, iv->name);
+	if (v) {
+		v->pid = iv->pid;
+		v->monitor_pid = iv->monitor;
+		v->started_ms = util_wall_ms();
+		v->expect_exit = false;
+		snprintf(v->reason, sizeof(v->reason), "FT secondary of the VM on %s",
+		         p->primary_host);
+		snprintf(v->ft_role, sizeof(v->ft_role), "secondary");
+		snprintf(v->ft_peer, sizeof(v->ft_peer), "%s", p->primary_host);
+		snprintf(v->ft_network, sizeof(v->ft_network), "%s%s%s:%u", iv->vmk,
+		         iv->vmk[0] ? " " : "", iv->addr, iv->port);
+		snprintf(v->ft_note, sizeof(v->ft_note), "%s", iv->note);
+		v->ft_registered = iv->registered_here;
+		v->ft_starting = false;
+		ft_save(v);
+		inv_save(inv);
+	}
+	pthread_mutex_unlock(&inv->lock);
+	if (!v) { /* unregistered meanwhile: nothing to protect with */
+		incoming_undo(h, iv);
+		free(iv);
+		return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
+		                  "VM %s was unregistered while its secondary started", p->name);
+	}
+	hostd_event(h, iv->name, call->user,
+	            "FT secondary of the VM on %s started (vmx pid %d, waiting on %s:%u)",
+	            p->primary_host, iv->pid, iv->addr, iv->port);
+	Vmk__VmFtPrepareResponse *r = arena_alloc(call->a, sizeof(*r));
+	if (r) {
+		vmk__vm_ft_prepare_response__init(r);
+		r->address = arena_strdup(call->a, iv->addr);
+		r->port = iv->port;
+		r->token = arena_strdup(call->a, iv->token);
+		r->interface = arena_strdup(call->a, iv->vmk);
+		r->netstack = arena_strdup(call->a, iv->netns);
+		r->note = arena_strdup(call->a, iv->note);
+	}
+	explicit_bzero(iv->token, sizeof(iv->token));
+	free(iv);
+	if (!r || !r->address || !r->token || !r->interface || !r->netstack || !r->note)
+		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "out of memory");
+	call->resp->body_case = VMK__RESPONSE__BODY_VM_FT_PREPARE;
+	call->resp->vm_ft_prepare = r;
+	return VMK__STATUS__STATUS_OK;
+}
+
+/* ---- the primary's host ---- */
+
+static const char *state_of_phase(const char *phase)
+{
+	static const struct {
+		const char *phase, *state;
+	} map[] = {
+		{ "off", "notProtected" },    { "connecting", "starting" },
+		{ "syncing", "starting" },    { "protected", "protected" },
+		{ "alone", "needSecondary" }, { "failed", "notProtected" },
+		{ "lost", "lost" },
+	};
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (!strcmp(map[i].phase, phase))
+			return map[i].state;
+	return "unknown";
+}
+
+static int vmx_ft_call(const char *rundir, int body, Vmx__Response **rs, char *err, size_t errlen)
+{
+	Vmx__Request rq = VMX__REQUEST__INIT;
+	Vmx__Empty e = VMX__EMPTY__INIT;
+
+	rq.body_case = body;
+	if (body == VMX__REQUEST__BODY_FT_STATUS)
+		rq.ft_status = &e;
+	else
+		rq.ft_stop = &e;
+	int ret = vmrun_vmx_call(rundir, &rq, rs, 5000, err, errlen);
+	if (ret < 0)
+		return ret;
+	if ((*rs)->status != 0) {
+		snprintf(err, errlen, "%s", (*rs)->error);
+		vmx__response__free_unpacked(*rs, NULL);
+		*rs = NULL;
+		return -EIO;
+	}
+	if (body == VMX__REQUEST__BODY_FT_STATUS && !(*rs)->ft_info) {
+		snprintf(err, errlen, "the vmx gave no FT status");
+		vmx__response__free_unpacked(*rs, NULL);
+		*rs = NULL;
+		return -EIO;
+	}
+	return 0;
+}
+
+struct enable_job {
+	struct hostd *h;
+	char name[VM_NAME_MAX + 1];
+	char rundir[PATH_MAX];
+	char secondary[128];
+	char user[TASK_USER_MAX];
+	char network[300];
+	char note[400];
+	uint32_t epoch_ms;
+};
+
+/* Lock taken here. */
+static void forget_role(struct hostd *h, const char *name)
+{
+	pthread_mutex_lock(&h->inventory->lock);
+	struct vm *v = inv_find(h->inventory, name);
+	if (v && !strcmp(v->ft_role, "primary"))
+		hostd_ft_clear(v);
+	pthread_mutex_unlock(&h->inventory->lock);
+}
+
+static void *enable_worker(struct hostd_task *t, void *arg)
+{
+	struct enable_job *j = arg;
+	uint64_t deadline = util_now_ms() + FT_ENABLE_TIMEOUT_MS;
+	char err[400], error[400] = "", phase[32] = "";
+	Vmx__Response *rs = NULL;
+
+	task_set_detail(t, "vm", j->name);
+	task_set_detail(t, "primary", j->h->cfg.name);
+	task_set_detail(t, "secondary", j->secondary);
+	task_set_detail(t, "network", j->network);
+	task_set_detail_u64(t, "epoch_ms", j->epoch_ms);
+	if (j->note[0])
+		task_set_detail(t, "network_note", j->note);
+	for (;;) {
+		if (task_cancelled(t) || util_now_ms() > deadline) {
+			bool c = task_cancelled(t);
+			if (vmx_ft_call(j->rundir, VMX__REQUEST__BODY_FT_STOP, &rs, err,
+			                sizeof(err)) == 0)
+				vmx__response__free_unpacked(rs, NULL);
+			forget_role(j->h, j->name);
+			task_finish(t,
+			            c ? VMK__STATUS__STATUS_CANCELLED : VMK__STATUS__STATUS_TIMEOUT,
+			            "VM %s: protection %s; it keeps running unprotected", j->name,
+			            c ? "cancelled" : "did not start within 10 minutes");
+			break;
+		}
+		if (vmx_ft_call(j->rundir, VMX__REQUEST__BODY_FT_STATUS, &rs, err, sizeof(err)) <
+		    0) {
+			snprintf(error, sizeof(error), "the VM's vmx stopped answering: %s", err);
+			forget_role(j->h, j->name);
+			task_finish(t, VMK__STATUS__STATUS_FAILED, "VM %s: %s", j->name, error);
+			break;
+		}
+		snprintf(phase, sizeof(phase), "%s", rs->ft_info->phase);
+		snprintf(error, sizeof(error), "%s", rs->ft_info->error);
+		uint64_t bytes = rs->ft_info->bytes, gen = rs->ft_info->generation;
+		vmx__response__free_unpacked(rs, NULL);
+		task_set_detail(t, "state", state_of_phase(phase));
+		task_set_detail_u64(t, "transferred_bytes", bytes);
+		if (!strcmp(phase, "protected")) {
+			pthread_mutex_lock(&j->h->inventory->lock);
+			struct vm *v = inv_find(j->h->inventory, j->name);
+			if (v)
+				v->ft_starting = false;
+			pthread_mutex_unlock(&j->h->inventory->lock);
+			task_set_detail_u64(t, "generation", gen);
+			hostd_event(j->h, j->name, j->user,
+			            "FT: protected by its secondary on %s (%s, %u ms checkpoints)",
+			            j->secondary, j->network, j->epoch_ms);
+			task_finish(t, 0, "VM %s is protected: its secondary runs on %s", j->name,
+			            j->secondary);
+			break;
+		}
+		if (strcmp(phase, "connecting") != 0 && strcmp(phase, "syncing") != 0) {
+			forget_role(j->h, j->name);
+			hostd_event(j->h, j->name, j->user, "FT: protection by %s failed: %s",
+			            j->secondary, error[0] ? error : phase);
+			task_finish(
+			        t, VMK__STATUS__STATUS_FAILED,
+			        "VM %s: fault tolerance did not start (%s): %s; it keeps running "
+			        "unprotected",
+			        j->name, phase, error[0] ? error : "see vmx.log");
+			break;
+		}
+		task_progress(t, !strcmp(phase, "syncing") ? 40 : 10,
+		              !strcmp(phase, "syncing") ? "copying the VM to the secondary"
+		                                        : "connecting to the secondary");
+		usleep(50 * 1000);
+	}
+	free(j);
+	return NULL;
+}
+
+int hostd_op_vm_ft_enable(struct hostd_call *call, const Vmk__Request *req)
+{
+	struct hostd *h = call->h;
+	struct hostd_inventory *inv = h->inventory;
+	const Vmk__VmFtEnableRequest *e = req->vm_ft_enable;
+	char err[400];
+
+	if (!e->address[0] || strlen(e->address) > 255 || !e->port || e->port > 65535 ||
+	    strlen(e->token) != FT_TOKEN_HEX || !e->secondary_host[0] ||
+	    strlen(e->secondary_host) > 127 || strlen(e->interface) > 15 || strlen(e->note) > 300)
+		return hostd_fail(
+		        call, VMK__STATUS__STATUS_USAGE,
+		        "vm ft enable needs the secondary's host, address, port and token "
+		        "(from its prepare)");
+	if (e->epoch_ms > FT_MAX_EPOCH_MS)
+		return hostd_fail(call, VMK__STATUS__STATUS_USAGE, "--epoch-ms %u: at most %u",
+		                  e->epoch_ms, FT_MAX_EPOCH_MS);
+	if (!strcmp(e->secondary_host, h->cfg.name))
+		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
+		                  "VM %s runs on %s: its secondary must be on another host",
+		                  e->name, h->cfg.name);
+	struct enable_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "out of memory");
+	pthread_mutex_lock(&inv->lock);
+	struct vm *v = inv_find(inv, e->name);
+	int status = 0;
+	if (!v)
+		status = hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
+		                    "no VM named \"%s\" on this host; see vm list", e->name);
+	else if (!strcmp(v->ft_role, "primary") && (v->ft_peer[0] || v->ft_starting))
+		status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
+		                    "VM %s is protected already%s%s: vm ft disable first", v->name,
+		                    v->ft_peer[0] ? " by its secondary on " : "", v->ft_peer);
+	else if (v->state != VMS_POWERED_ON)
+		status =
+		        hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
+		                   "VM %s is %s: only a running VM is protected; power it on first",
+		                   v->name, vm_state_name(v->state));
+	if (status) {
+		pthread_mutex_unlock(&inv->lock);
+		free(j);
+		return status;
+	}
+	snprintf(v->ft_role, sizeof(v->ft_role), "primary");
+	v->ft_starting = true; /* no second enable meanwhile */
+	snprintf(j->name, sizeof(j->name), "%s", v->name);
+	snprintf(j->rundir, sizeof(j->rundir), "%s", v->rundir);
+	pthread_mutex_unlock(&inv->lock);
+	j->h = h;
+	j->epoch_ms = e->epoch_ms ? e->epoch_ms : FT_DEFAULT_EPOCH_MS;
+	snprintf(j->secondary, sizeof(j->secondary), "%s", e->secondary_host);
+	snprintf(j->user, sizeof(j->user), "%s", call->user);
+
+	/* the stream leaves from this host's faultToleranceLogging vmk; to a
+	 * secondary that fell back to Management, from ours */
+	char src_addr[64] = "", src_vmk[16] = "", netns[128] = "", note[300] = "";
+	enum net_tag tag = e->note[0] || !e->interface[0] ? NET_TAG_MANAGEMENT : NET_TAG_FT;
+	if (hostd_network_traffic(h, tag, src_addr, sizeof(src_addr), netns, sizeof(netns), src_vmk,
+	                          sizeof(src_vmk), note, sizeof(note)) < 0)
+		hostd_mgmt_address(h, src_addr, sizeof(src_addr));
+	else if (tag == NET_TAG_MANAGEMENT)
+		snprintf(note, sizeof(note), "%s: Management %s too", h->cfg.name, src_vmk);
+	snprintf(j->network, sizeof(j->network), "%s%s%s -> %s %s%s%s:%u", src_vmk,
+	         src_vmk[0] ? " " : "", src_addr, e->secondary_host, e->interface,
+	         e->interface[0] ? " " : "", e->address, e->port);
+	snprintf(j->note, sizeof(j->note), "%s%s%s", e->note, note[0] && e->note[0] ? "; " : "",
+	         note);
+
+	Vmx__Request rq = VMX__REQUEST__INIT;
+	Vmx__FtStartRequest fs = VMX__FT_START_REQUEST__INIT;
+	Vmx__Response *rs = NULL;
+	fs.host = e->address;
+	fs.port = e->port;
+	fs.token = e->token;
+	fs.epoch_ms = j->epoch_ms;
+	fs.netns = netns;
+	rq.body_case = VMX__REQUEST__BODY_FT_START;
+	rq.ft_start = &fs;
+	int ret = vmrun_vmx_call(j->rundir, &rq, &rs, 10000, err, sizeof(err));
+	if (ret < 0 || rs->status != 0) {
+		status = hostd_fail(
+		        call, ret < 0 ? VMK__STATUS__STATUS_FAILED : VMK__STATUS__STATUS_CONFLICT,
+		        "VM %s cannot be protected: %s", j->name, ret < 0 ? err : rs->error);
+		if (rs)
+			vmx__response__free_unpacked(rs, NULL);
+		forget_role(h, j->name);
+		free(j);
+		return status;
+	}
+	vmx__response__free_unpacked(rs, NULL);
+	pthread_mutex_lock(&inv->lock);
+	if ((v = inv_find(inv, j->name))) {
+		snprintf(v->ft_peer, sizeof(v->ft_peer), "%s", j->secondary);
+		snprintf(v->ft_network, sizeof(v->ft_network), "%s", j->network);
+		snprintf(v->ft_note, sizeof(v->ft_note), "%s", j->note);
+		v->ft_epoch_ms = j->epoch_ms;
+		ft_save(v);
+	}
+	pthread_mutex_unlock(&inv->lock);
+	char name[VM_NAME_MAX + 1];
+	snprintf(name, sizeof(name), "%s", j->name);
+	status = hostd_task_start_reply(call, "vm.ft.enable", name, enable_worker, j);
+	if (status != VMK__STATUS__STATUS_OK) {
+		if (vmx_ft_call(j->rundir, VMX__REQUEST__BODY_FT_STOP, &rs, err, sizeof(err)) == 0)
+			vmx__response__free_unpacked(rs, NULL);
+		forget_role(h, name);
+		free(j);
+	}
+	return status;
+}
+
+/* ---- status, disable, failover-test ---- */
+
+struct ft_view {
+	char name[VM_NAME_MAX + 1];
+	char rundir[PATH_MAX];
+	char role[12], peer[128], network[300], note[400];
+	uint32_t epoch_ms;
+	enum vm_state state;
+	int pid, monitor;
+};
+
+static Vmk__VmFtStatus *status_of(struct hostd_call *call, const struct ft_view *w,
+                                  const Vmx__FtInfo *fi, const char *state, const char *note)
+{
+	struct arena *a = call->a;
+	Vmk__VmFtStatus *s = arena_alloc(a, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	vmk__vm_ft_status__init(s);
+	bool secondary = !strcmp(w->role, "secondary");
+	s->vm = arena_strdup(a, w->name);
+	s->state = arena_strdup(a, state);
+	s->role = arena_strdup(a, w->role);
+	s->primary = arena_strdup(a, secondary ? w->peer : call->h->cfg.name);
+	s->secondary = arena_strdup(a, secondary ? call->h->cfg.name : w->peer);
+	s->epoch_ms = w->epoch_ms;
+	s->network = arena_strdup(a, w->network);
+	s->note = arena_strdup(a, note ? note : w->note);
+	if (fi) {
+		s->checkpoints = fi->acked;
+		s->last_checkpoint_ms = fi->last_ack_age_ms;
+		s->lag_ms = fi->lag_ms;
+		s->generation = fi->generation;
+		s->pause_us_p50 = fi->pause_us_p50;
+		s->pause_us_p99 = fi->pause_us_p99;
+		s->output_us_p99 = fi->output_us_p99;
+		s->stretched = fi->stretched;
+		s->bytes = fi->bytes;
+		s->error = arena_strdup(a, fi->error);
+	}
+	return s;
+}
+
+static int reply(struct hostd_call *call, Vmk__VmFtStatus *s)
+{
+	if (!s || !s->vm || !s->state || !s->primary || !s->secondary)
+		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "out of memory");
+	call->resp->body_case = VMK__RESPONSE__BODY_VM_FT_STATUS;
+	call->resp->vm_ft_status = s;
+	return VMK__STATUS__STATUS_OK;
+}
+
+/* The primary killed on purpose (vSphere's Test Failover): waits for the
+ * record to name the secondary. */
+static int failover_test(struct hostd_call *call, struct ft_view *w)
+{
+	struct hostd *h = call->h;
+	Vmx__Response *rs = NULL;
+	char err[400], owner[128] = "", gp[PATH_MAX + 100], note[500];
+	uint64_t gen = 0;
+
+	if (vmx_ft_call(w->rundir, VMX__REQUEST__BODY_FT_STATUS, &rs, err, sizeof(err)) < 0)
+		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "VM %s: %s", w->name, err);
+	bool prot = !strcmp(rs->ft_info->phase, "protected");
+	char phase[32];
+	snprintf(phase, sizeof(phase), "%s", rs->ft_info->phase);
+	vmx__response__free_unpacked(rs, NULL);
+	if (!prot)
+		return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
+		                  "VM %s is not protected (%s): a failover test would lose it",
+		                  w->name, state_of_phase(phase));
+	pthread_mutex_lock(&h->inventory->lock);
+	struct vm *v = inv_find(h->inventory, w->name);
+	if (v) {
+		gen_path(v, gp, sizeof(gp));
+		v->expect_exit = true;
+	}
+	pthread_mutex_unlock(&h->inventory->lock);
+	if (!v || !vmrun_pid_alive(w->pid))
+		return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
+		                  "VM %s has no vmx running here", w->name);
+	hostd_event(h, w->name, call->user, "FT failover test: killing the primary (vmx pid %d)",
+	            w->pid);
+	uint64_t t0 = util_now_ms();
+	kill(w->pid, SIGKILL);
+	bool moved = false;
+	while (util_now_ms() - t0 < FT_TAKEOVER_WAIT_MS) {
+		if (ft_gen_read(gp, &gen, owner, sizeof(owner)) == 0 && owner[0] &&
+		    strcmp(owner, h->cfg.name) != 0) {
+			moved = true;
+			break;
+		}
+		usleep(10 * 1000);
+	}
+	uint64_t took = util_now_ms() - t0;
+	if (!moved)
+		return hostd_fail(call, VMK__STATUS__STATUS_FAILED,
+		                  "VM %s: the primary was killed, and its secondary on %s did not "
+		                  "take over within %" PRIu64 " ms (see vmx.log there)",
+		                  w->name, w->peer, took);
+	snprintf(note, sizeof(note),
+	         "failover test: the primary on %s was killed; %s won the record in %" PRIu64
+	         " ms and runs the VM",
+	         h->cfg.name, owner, took);
+	struct ft_view after = *w;
+	snprintf(after.role, sizeof(after.role), "primary");
+	snprintf(after.peer, sizeof(after.peer), "%s", "");
+	Vmk__VmFtStatus *s = status_of(call, &after, NULL, "needSecondary", note);
+	if (s) {
+		s->primary = arena_strdup(call->a, owner);
+		s->secondary = "";
+		s->generation = gen;
+	}
+	return reply(call, s);
+}
+
+int hostd_op_vm_ft(struct hostd_call *call, const Vmk__Request *req)
+{
+	struct hostd *h = call->h;
+	struct hostd_inventory *inv = h->inventory;
+	const Vmk__VmFtRequest *r = req->vm_ft;
+	struct ft_view w = { 0 };
+	Vmx__Response *rs = NULL;
+	char err[400], msg[500];
+
+	bool status = !strcmp(r->op, "status"), disable = !strcmp(r->op, "disable");
+	bool test = !strcmp(r->op, "failover-test");
+	if (!status && !disable && !test)
+		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
+		                  "vm ft: unknown operation \"%.40s\" (status, disable, "
+		                  "failover-test)",
+		                  r->op);
+	pthread_mutex_lock(&inv->lock);
+	struct vm *v = inv_find(inv, r->name);
+	if (v) {
+		snprintf(w.name, sizeof(w.name), "%s", v->name);
+		snprintf(w.rundir, sizeof(w.rundir), "%s", v->rundir);
+		snprintf(w.role, sizeof(w.role), "%s", v->ft_role);
+		snprintf(w.peer, sizeof(w.peer), "%s", v->ft_peer);
+		snprintf(w.network, sizeof(w.network), "%s", v->ft_network);
+		snprintf(w.note, sizeof(w.note), "%s", v->ft_note);
+		w.epoch_ms = v->ft_epoch_ms;
+		w.state = v->state;
+		w.pid = v->pid;
+		w.monitor = v->monitor_pid;
+	}
+	pthread_mutex_unlock(&inv->lock);
+	if (!v)
+		return hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
+		                  "no VM named \"%s\" on this host; see vm list", r->name);
+
+	if (!strcmp(w.role, "secondary")) {
+		if (test)
+			return hostd_fail(
+			        call, VMK__STATUS__STATUS_CONFLICT,
+			        "VM %s runs on %s and its secondary here: run the failover "
+			        "test against %s",
+			        w.name, w.peer, w.peer);
+		if (status)
+			return reply(call, status_of(call, &w, NULL, "protected", NULL));
+		/* disable here: this copy goes; the primary runs on alone */
+		if (w.pid > 0)
+			kill(w.pid, SIGKILL);
+		hostd_event(h, w.name, call->user, "FT: the secondary copy here was stopped");
+		snprintf(msg, sizeof(msg),
+		         "the secondary copy on %s was stopped; the primary on %s runs on "
+		         "unprotected",
+		         h->cfg.name, w.peer);
+		return reply(call, status_of(call, &w, NULL, "notProtected", msg));
+	}
+	if (strcmp(w.role, "primary") != 0 || w.state != VMS_POWERED_ON) {
+		if (!status)
+			return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
+			                  "VM %s is not protected by fault tolerance%s", w.name,
+			                  test ? ": vm ft enable first" : "");
+		w.role[0] = w.peer[0] = '\0';
+		Vmk__VmFtStatus *s = status_of(call, &w, NULL, "notProtected", "");
+		if (s && w.state != VMS_POWERED_ON)
+			s->primary = "";
+		return reply(call, s);
+	}
+	if (test)
+		return failover_test(call, &w);
+	if (disable) {
+		if (vmx_ft_call(w.rundir, VMX__REQUEST__BODY_FT_STOP, &rs, err, sizeof(err)) < 0)
+			return hostd_fail(call, VMK__STATUS__STATUS_FAILED,
+			                  "VM %s: ending its protection: %s", w.name, err);
+		vmx__response__free_unpacked(rs, NULL);
+		forget_role(h, w.name);
+		hostd_event(h, w.name, call->user,
+		            "FT: protection ended (its secondary on %s stops)", w.peer);
+		snprintf(msg, sizeof(msg), "protection ended; the secondary on %s stops", w.peer);
+		w.role[0] = w.peer[0] = '\0';
+		return reply(call, status_of(call, &w, NULL, "notProtected", msg));
+	}
+	if (vmx_ft_call(w.rundir, VMX__REQUEST__BODY_FT_STATUS, &rs, err, sizeof(err)) < 0)
+		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "VM %s: %s", w.name, err);
+	const char *state = state_of_phase(rs->ft_info->phase);
+	if (!w.peer[0] && !strcmp(state, "notProtected"))
+		state = "needSecondary"; /* it failed over here: its secondary is gone */
+	if (!strcmp(state, "needSecondary"))
+		w.peer[0] = '\0';
+	Vmk__VmFtStatus *s = status_of(call, &w, rs->ft_info, state, NULL);
+	/* status_of copied the strings into the arena */
+	vmx__response__free_unpacked(rs, NULL);
+	return reply(call, s);
+}

@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# Fault tolerance through hostd and vmkctl in a three-host lab sharing a
+# datastore, checkpoints over the faultToleranceLogging vmk: vm ft enable,
+# status on both hosts, the operations a protected VM refuses; a failover
+# test followed through `vm console --follow` (every heartbeat once, in
+# order), the inventories of both hosts after it and the datastore lock;
+# protection again to the third host, then the FT network cut between
+# primary and secondary (exactly one copy runs on); the whole primary host
+# killed with a memory verifier under FT (nothing corrupted, the secondary
+# runs it); disable; bad input. Needs /dev/kvm (the software CPU is far
+# too slow for 10 ms checkpoints).
+set -u
+LAB_DIR=/tmp/vmk-test-ft-hosts
+. "$(dirname "$0")/lib.sh"
+
+if ! [[ -r /dev/kvm && -w /dev/kvm ]]; then
+	skip "fault tolerance in the lab" "no /dev/kvm"
+	t_done
+	exit 0
+fi
+t_lab_up 3
+follower=
+cleanup_follower() { [[ -n $follower ]] && kill "$follower" 2>/dev/null; wait 2>/dev/null; }
+trap 'cleanup_follower; t_cleanup' EXIT
+
+names_on() { # HOST: the VMs it lists, with state and FT role
+	run vmkctl -s "$1" --formatter json vm list
+	json_get '" ".join(sorted(v["name"] + ":" + v["state"] + ":" + v["ft_role"] for v in d))'
+}
+ft_json() { # HOST VM: vm ft status as JSON in $out
+	run vmkctl -s "$1" --formatter json vm ft status -n "$2"
+}
+beats() { awk '/^hb [0-9]+$/ { print $2 }' "${1:-$shared/hb/serial.log}"; }
+unbroken() { awk 'NR > 1 && $1 != p + 1 { bad = 1 } { p = $1 } END { exit bad || NR < 2 }'; }
+breaks() { awk 'NR > 1 && $1 != p + 1 { print "line " NR ": " p " then " $1 } { p = $1 }' | head -5; }
+wait_line() { # FILE REGEX [TENTHS]
+	for _ in $(seq "${3:-300}"); do grep -Eq "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+	return 1
+}
+diag() { # VM: its vmx.log and the hosts' logs, for a failure's message
+	tail -n 15 "$shared/$1/vmx.log"
+	for k in 1 2 3; do grep -E "vm $1|vm\.ft" "$LAB_DIR/esx$k/hostd.out" | tail -n 6; done
+}
+wait_names() { # HOST WANT [TENTHS]: until vm list on HOST says WANT
+	for _ in $(seq "${3:-100}"); do [[ $(names_on "$1") == "$2" ]] && return 0; sleep 0.1; done
+	return 1
+}
+
+# ---- the FT logging network: vmk3 on each host, tagged ----
+for k in 1 2 3; do
+	vmkctl -s esx$k network ip netstack add -N ftLogging >/dev/null &&
+		vmkctl -s esx$k network ip interface add -i vmk3 -p "FT Logging" -N ftLogging -m 9000 >/dev/null &&
+		vmkctl -s esx$k network ip interface ipv4 set -i vmk3 -t static -I 198.18.4.1$k \
+			-N 255.255.255.0 >/dev/null &&
+		vmkctl -s esx$k network ip interface tag add -i vmk3 -t faultToleranceLogging >/dev/null &&
+		ok "esx$k: vmk3 on the FT logging network, tagged" ||
+		not_ok "esx$k: vmk3 on the FT logging network"
+done
+
+# ---- a protected heartbeat ----
+expect 0 "vm create hb on the shared datastore" vmkctl -s esx1 vm create -n hb -m 32 --kernel "$ELF" \
+	--cmdline "heartbeat interval_ms=10" -d shared
+expect 0 "power on hb" vmkctl -s esx1 vm power on -n hb
+wait_line "$shared/hb/serial.log" "^hb 20$" && ok "hb beats" || not_ok "hb beats"
+
+# bad input first: each refused, hb runs on unprotected
+expect 2 "--secondary = the VM's own host -> 2" vmkctl -s esx1 vm ft enable -n hb --secondary esx1
+expect_match "another host" "which says to name another host" "$err"
+expect 4 "an unknown VM -> 4" vmkctl -s esx1 vm ft enable -n nosuch --secondary esx2
+expect 5 "failover-test of an unprotected VM -> 5" vmkctl -s esx1 vm ft failover-test -n hb
+expect 5 "disable of an unprotected VM -> 5" vmkctl -s esx1 vm ft disable -n hb
+expect 2 "--epoch-ms 5000 -> 2" vmkctl -s esx1 vm ft enable -n hb --secondary esx2 --epoch-ms 5000
+expect 0 "vm create off (powered off)" vmkctl -s esx1 vm create -n off -m 32 --kernel "$ELF" -d shared
+expect 5 "a powered-off VM -> 5" vmkctl -s esx1 vm ft enable -n off --secondary esx2
+expect_match "power it on" "which says to power it on" "$err"
+expect 0 "vm create local on esx1's own datastore" vmkctl -s esx1 vm create -n local -m 32 --kernel "$ELF" \
+	--cmdline "heartbeat interval_ms=100"
+expect 0 "power on local" vmkctl -s esx1 vm power on -n local
+expect 4 "a VM on a datastore the secondary does not see -> 4" \
+	vmkctl -s esx1 vm ft enable -n local --secondary esx2
+expect_match "same shared datastore" "which says it needs the shared datastore" "$err"
+[[ $(names_on esx2) == "" ]] && ok "and esx2 lists no VM after the refusals" || not_ok "esx2 after refusals" "$(names_on esx2)"
+expect 0 "power off local" vmkctl -s esx1 vm power off -n local
+ft_json esx1 hb
+[[ $(json_get '(d["state"], d["role"], d["primary"])') == "('notProtected', None, 'esx1')" ]] &&
+	ok "vm ft status of an unprotected VM: notProtected" || not_ok "status unprotected" "$out"
+
+run vmkctl -s esx1 --formatter json vm ft enable -n hb --secondary esx2
+if [[ $rc -eq 0 ]]; then ok "vm ft enable hb --secondary esx2"; else not_ok "vm ft enable" "$err" "$out"; fi
+[[ $(json_get '(d["vm"], d["state"], d["primary"], d["secondary"], d["epoch_ms"], d["role"],
+	d["checkpoints"] >= 1, d["last_checkpoint_ms"] >= 0, d["lag_ms"] >= 0)') == \
+	"('hb', 'protected', 'esx1', 'esx2', 10, 'primary', True, True, True)" ]] &&
+	ok "its result has the fields of CLI.md: protected, esx1 -> esx2, 10 ms" || not_ok "enable result" "$out"
+expect_match "^vmk3 198\.18\.4\.11 -> esx2 vmk3 198\.18\.4\.12:[0-9]+$" \
+	"checkpoints go over the faultToleranceLogging vmks" "$(json_get 'd["network"]')"
+sleep 0.5
+ft_json esx1 hb
+n1=$(json_get 'd["checkpoints"]')
+sleep 1
+ft_json esx1 hb
+n2=$(json_get 'd["checkpoints"]')
+[[ $n2 -gt $n1 ]] && ok "checkpoints go on ($n1, then $n2 a second later)" ||
+	not_ok "checkpoints" "$n1 $n2" "$out" "$(tail -n 20 "$shared/hb/vmx.log")" "$(tail -n 20 "$LAB_DIR/esx2/hostd.out")"
+[[ $(names_on esx1) == "hb:poweredOn:primary local:poweredOff: off:poweredOff:" &&
+	$(names_on esx2) == "hb:ftSecondary:secondary" ]] &&
+	ok "vm list: hb poweredOn primary on esx1, ftSecondary secondary on esx2" ||
+	not_ok "vm list while protected" "esx1: $(names_on esx1)" "esx2: $(names_on esx2)"
+ft_json esx2 hb
+[[ $(json_get '(d["role"], d["primary"], d["secondary"])') == "('secondary', 'esx1', 'esx2')" ]] &&
+	ok "vm ft status on esx2: the secondary of esx1's VM" || not_ok "status on esx2" "$out"
+expect 5 "live migration of a protected VM -> 5" vmkctl -s esx1 vm migrate -n hb --dest esx3
+expect_match "vm ft disable first" "which says to disable FT first" "$err"
+expect 5 "suspend of a protected VM -> 5" vmkctl -s esx1 vm power suspend -n hb
+expect 5 "power off of the secondary -> 5" vmkctl -s esx2 vm power off -n hb
+expect_match "fault tolerance secondary" "which says what it is" "$err"
+expect 5 "failover-test on the secondary's host -> 5" vmkctl -s esx2 vm ft failover-test -n hb
+expect 5 "a second enable -> 5" vmkctl -s esx1 vm ft enable -n hb --secondary esx3
+
+# ---- failover test, followed on the console ----
+vmkctl -s esx1 vm console -n hb --follow --since 0 >"$T_HOME/follow.out" 2>"$T_HOME/follow.err" &
+follower=$!
+sleep 0.5
+run vmkctl -s esx1 --formatter json vm ft failover-test -n hb
+if [[ $rc -eq 0 ]]; then ok "vm ft failover-test"; else not_ok "failover-test" "$err" "$(diag hb)"; fi
+[[ $(json_get '(d["state"], d["primary"], d["secondary"])') == "('needSecondary', 'esx2', None)" ]] &&
+	ok "its result: esx2 runs hb, which needs a secondary" || not_ok "failover-test result" "$out"
+wait_names esx2 "hb:poweredOn:primary" && ok "esx2 lists hb poweredOn, primary" ||
+	not_ok "esx2 after the failover" "$(names_on esx2)"
+wait_names esx1 "local:poweredOff: off:poweredOff:" && ok "esx1 no longer lists hb" || not_ok "esx1 after the failover" "$(names_on esx1)"
+run vmkctl -s esx2 --formatter json vm get -n hb
+[[ $(json_get 'd["lock_owner"]') == esx2 ]] && ok "the datastore lock is esx2's" || not_ok "lock owner" "$out"
+n=$(beats | tail -n 1)
+wait_line "$shared/hb/serial.log" "^hb $((n + 50))$" && ok "hb beats on at esx2" || not_ok "hb after the failover"
+wait_line "$T_HOME/follow.out" "^hb $((n + 50))$" 100 &&
+	ok "vm console --follow went on across the failover" ||
+	not_ok "console --follow" "$(tail -n 3 "$T_HOME/follow.out")" "$(cat "$T_HOME/follow.err")"
+cleanup_follower
+follower=
+beats "$T_HOME/follow.out" | unbroken && ok "what it showed: every heartbeat once, in order ($(beats "$T_HOME/follow.out" | wc -l) lines)" ||
+	not_ok "followed sequence" "$(beats "$T_HOME/follow.out" | breaks)"
+beats | unbroken && ok "the serial log: every heartbeat once, in order" || not_ok "serial log" "$(beats | breaks)"
+
+# ---- protected again, to esx3; then the FT network cut ----
+run vmkctl -s esx2 --formatter json vm ft enable -n hb --secondary esx3
+[[ $rc -eq 0 && $(json_get '(d["state"], d["primary"], d["secondary"])') == "('protected', 'esx2', 'esx3')" ]] &&
+	ok "protected again by a secondary on esx3" || not_ok "enable to esx3" "$err" "$out"
+"$LAB" link esx3 ft down --dir "$LAB_DIR" >/dev/null
+running=""
+for _ in $(seq 50); do
+	a=$(names_on esx2) b=$(names_on esx3)
+	[[ ($a == "hb:poweredOn:primary" && $b == "") || ($a == "" && $b == "hb:poweredOn:primary") ]] && break
+	sleep 0.1
+done
+[[ $a == "hb:poweredOn:primary" ]] && running=esx2
+[[ $b == "hb:poweredOn:primary" ]] && running=$running${running:+,}esx3
+[[ $running == esx2 || $running == esx3 ]] && ok "FT network cut: exactly one copy runs on ($running)" ||
+	not_ok "after the cut" "esx2: $a" "esx3: $b" "$(diag hb)"
+"$LAB" link esx3 ft up --dir "$LAB_DIR" >/dev/null
+n=$(beats | tail -n 1)
+wait_line "$shared/hb/serial.log" "^hb $((n + 30))$" && beats | unbroken &&
+	ok "and the log has every heartbeat once, in order" || not_ok "log after the cut" "$(beats | breaks)"
+[[ -z $running || $running == *,* ]] && running=esx2
+
+# ---- disable ----
+other=esx1
+[[ $running == esx2 ]] && other=esx3
+expect 0 "protected to $other" vmkctl -s "$running" vm ft enable -n hb --secondary "$other"
+run vmkctl -s "$running" --formatter json vm ft disable -n hb
+[[ $rc -eq 0 && $(json_get '(d["state"], d["secondary"])') == "('notProtected', None)" ]] &&
+	ok "vm ft disable: notProtected" || not_ok "disable" "$err" "$out"
+want=""
+[[ $other == esx1 ]] && want="local:poweredOff: off:poweredOff:"
+wait_names "$other" "$want" && ok "the secondary on $other stopped and is gone" ||
+	not_ok "$other after disable" "$(names_on "$other")"
+[[ $(names_on "$running") == "hb:poweredOn:" ]] && ok "hb runs on, unprotected" || not_ok "after disable" "$(names_on "$running")"
+expect 0 "and it can live-migrate again" vmkctl -s "$running" vm migrate -n hb --dest "$other"
+expect 0 "power off hb" vmkctl -s "$other" vm power off -n hb
+
+# ---- the whole primary host killed, a memory verifier under FT ----
+expect 0 "vm create vf (verify, 64 MiB)" vmkctl -s esx1 vm create -n vf -m 96 --kernel "$ELF" \
+	--cmdline "verify mib=64" -d shared
+expect 0 "power on vf" vmkctl -s esx1 vm power on -n vf
+wait_line "$shared/vf/serial.log" "^verify pass 2 " && ok "vf verifies" || not_ok "vf" "$(tail -n 3 "$shared/vf/serial.log")"
+expect 0 "vm ft enable vf --secondary esx2" vmkctl -s esx1 vm ft enable -n vf --secondary esx2
+sleep 1
+"$LAB" kill-host esx1 --vms --dir "$LAB_DIR" >/dev/null
+"$LAB" link esx1 ft down --dir "$LAB_DIR" >/dev/null
+wait_names esx2 "vf:poweredOn:primary" && ok "esx1 killed (hostd, vmx, FT link): esx2 runs vf" ||
+	not_ok "esx2 after esx1 died" "$(names_on esx2)" "$(diag vf)"
+n=$(grep -c "^verify pass" "$shared/vf/serial.log")
+wait_line "$shared/vf/serial.log" "^verify pass $((n + 2)) " 300 && ok "vf verifies on at esx2" ||
+	not_ok "vf after the failover" "$(tail -n 3 "$shared/vf/serial.log")"
+! grep -q CORRUPT "$shared/vf/serial.log" && ok "and never saw CORRUPT" ||
+	not_ok "CORRUPT" "$(grep -m3 CORRUPT "$shared/vf/serial.log")"
+expect 0 "power off vf" vmkctl -s esx2 vm power off -n vf
+
+t_done
