@@ -48,7 +48,7 @@ struct clone_job {
 	/* on another */
 	bool remote;
 	char dest[128];
-	struct relocate_route route;
+	struct net_route route;
 	char tokens[VMCFG_MAX_DISKS + 1][NFC_TOKEN_HEX + 1];
 	uint64_t max_bps;
 };
@@ -411,8 +411,8 @@ static int clone_remote(struct hostd_call *call, const Vmk__VmCloneRequest *m, s
 	j->remote = true;
 	j->max_bps = (uint64_t)m->max_bandwidth_mibps << 20;
 	snprintf(j->dest, sizeof(j->dest), "%s", m->dest_host[0] ? m->dest_host : m->dest_address);
-	relocate_route(call->h, j->dest, m->dest_address, m->dest_port, m->dest_interface,
-	               m->dest_note, &j->route);
+	hostd_network_route(call->h, NET_TAG_PROVISIONING, "NFC ", j->dest, m->dest_address,
+	                    m->dest_port, m->dest_interface, m->dest_note, &j->route);
 	return 0;
 }
 

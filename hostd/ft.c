@@ -598,20 +598,12 @@ int hostd_op_vm_ft_enable(struct hostd_call *call, const Vmk__Request *req)
 	snprintf(j->secondary, sizeof(j->secondary), "%s", e->secondary_host);
 	snprintf(j->user, sizeof(j->user), "%s", call->user);
 
-	/* the stream leaves from this host's faultToleranceLogging vmk; to a
-	 * secondary that fell back to Management, from ours */
-	char src_addr[64] = "", src_vmk[16] = "", netns[128] = "", note[300] = "";
-	enum net_tag tag = e->note[0] || !e->interface[0] ? NET_TAG_MANAGEMENT : NET_TAG_FT;
-	if (hostd_network_traffic(h, tag, src_addr, sizeof(src_addr), netns, sizeof(netns), src_vmk,
-	                          sizeof(src_vmk), note, sizeof(note)) < 0)
-		hostd_mgmt_address(h, src_addr, sizeof(src_addr));
-	else if (tag == NET_TAG_MANAGEMENT)
-		snprintf(note, sizeof(note), "%s: Management %s too", h->cfg.name, src_vmk);
-	snprintf(j->network, sizeof(j->network), "%s%s%s -> %s %s%s%s:%u", src_vmk,
-	         src_vmk[0] ? " " : "", src_addr, e->secondary_host, e->interface,
-	         e->interface[0] ? " " : "", e->address, e->port);
-	snprintf(j->note, sizeof(j->note), "%s%s%s", e->note, note[0] && e->note[0] ? "; " : "",
-	         note);
+	/* the checkpoints leave from this host's faultToleranceLogging vmk */
+	struct net_route r;
+	hostd_network_route(h, NET_TAG_FT, "", e->secondary_host, e->address, e->port, e->interface,
+	                    e->note, &r);
+	snprintf(j->network, sizeof(j->network), "%s", r.stream);
+	snprintf(j->note, sizeof(j->note), "%s", r.notes);
 
 	Vmx__Request rq = VMX__REQUEST__INIT;
 	Vmx__FtStartRequest fs = VMX__FT_START_REQUEST__INIT;
@@ -620,7 +612,7 @@ int hostd_op_vm_ft_enable(struct hostd_call *call, const Vmk__Request *req)
 	fs.port = e->port;
 	fs.token = e->token;
 	fs.epoch_ms = j->epoch_ms;
-	fs.netns = netns;
+	fs.netns = r.netns;
 	rq.body_case = VMX__REQUEST__BODY_FT_START;
 	rq.ft_start = &fs;
 	int ret = vmrun_vmx_call(j->rundir, &rq, &rs, 10000, err, sizeof(err));

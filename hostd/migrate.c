@@ -565,11 +565,9 @@ struct send_job {
 	char dest[128];
 	char user[TASK_USER_MAX];
 	Vmx__MigrateSendRequest ms;
-	char host[256], token[65];
-	char dir[PATH_MAX]; /* the VM's directory here (removed after a storage migration) */
-	char netns[128];    /* the source's vMotion netstack ("" hostd's own) */
-	char stream[300];   /* "vmk1 198.18.2.11 -> esx2 vmk1 198.18.2.12:PORT" */
-	char notes[700];    /* fallbacks to Management, on either side */
+	char token[65];
+	char dir[PATH_MAX];     /* the VM's directory here (removed after a storage migration) */
+	struct net_route route; /* from this host's vMotion vmk to the destination's */
 };
 
 static void *send_worker(struct hostd_task *t, void *arg)
@@ -588,9 +586,9 @@ static void *send_worker(struct hostd_task *t, void *arg)
 	task_set_detail(t, "source", j->h->cfg.name);
 	task_set_detail(t, "destination", j->dest);
 	task_set_detail(t, "kind", "live");
-	task_set_detail(t, "stream", j->stream);
-	if (j->notes[0])
-		task_set_detail(t, "network_note", j->notes);
+	task_set_detail(t, "stream", j->route.stream);
+	if (j->route.notes[0])
+		task_set_detail(t, "network_note", j->route.notes);
 	/* at most host.max_migrations at once; the rest wait their turn */
 	unsigned limit = j->h->cfg.max_migrations ? j->h->cfg.max_migrations : 4;
 	pthread_mutex_lock(&slots_m);
@@ -793,10 +791,12 @@ int hostd_op_vm_migrate(struct hostd_call *call, const Vmk__Request *req)
 	pthread_mutex_unlock(&inv->lock);
 	snprintf(j->dest, sizeof(j->dest), "%s", m->dest_host[0] ? m->dest_host : m->dest_address);
 	snprintf(j->user, sizeof(j->user), "%s", call->user);
-	snprintf(j->host, sizeof(j->host), "%s", m->dest_address);
 	snprintf(j->token, sizeof(j->token), "%s", m->token);
+	/* the stream leaves from this host's VMotion-tagged vmk, in its netstack */
+	hostd_network_route(call->h, NET_TAG_VMOTION, "", j->dest, m->dest_address, m->dest_port,
+	                    m->dest_interface, m->dest_note, &j->route);
 	vmx__migrate_send_request__init(&j->ms);
-	j->ms.host = j->host;
+	j->ms.host = j->route.host;
 	j->ms.port = m->dest_port;
 	j->ms.token = j->token;
 	j->ms.downtime_ms = m->downtime_ms;
@@ -805,24 +805,7 @@ int hostd_op_vm_migrate(struct hostd_call *call, const Vmk__Request *req)
 	j->ms.streams = m->streams;
 	j->ms.compress = m->compress;
 	j->ms.storage = m->storage;
-	/* the stream leaves from this host's VMotion-tagged vmk, in its netstack */
-	char src_addr[64] = "", src_vmk[16] = "", note[300] = "";
-	/* a destination that fell back to its Management vmk waits on the
-	 * management network: go there from ours too */
-	enum net_tag tag =
-	        m->dest_note[0] || !m->dest_interface[0] ? NET_TAG_MANAGEMENT : NET_TAG_VMOTION;
-	if (hostd_network_traffic(call->h, tag, src_addr, sizeof(src_addr), j->netns,
-	                          sizeof(j->netns), src_vmk, sizeof(src_vmk), note,
-	                          sizeof(note)) < 0)
-		hostd_mgmt_address(call->h, src_addr, sizeof(src_addr));
-	else if (tag == NET_TAG_MANAGEMENT)
-		snprintf(note, sizeof(note), "%s: Management %s too", call->h->cfg.name, src_vmk);
-	j->ms.netns = j->netns;
-	snprintf(j->stream, sizeof(j->stream), "%s%s%s -> %s %s%s%s:%u", src_vmk,
-	         src_vmk[0] ? " " : "", src_addr, j->dest, m->dest_interface,
-	         m->dest_interface[0] ? " " : "", m->dest_address, m->dest_port);
-	snprintf(j->notes, sizeof(j->notes), "%s%s%s", m->dest_note,
-	         note[0] && m->dest_note[0] ? "; " : "", note);
+	j->ms.netns = j->route.netns;
 	int status = hostd_task_start_reply(call, "vm.migrate", j->name, send_worker, j);
 	if (status != VMK__STATUS__STATUS_OK) {
 		pthread_mutex_lock(&inv->lock);

@@ -1125,3 +1125,26 @@ int hostd_network_vmk_ns(struct hostd *h, const char *vmk, char *netstack, size_
 	pthread_mutex_unlock(&n->lock);
 	return ret;
 }
+
+void hostd_network_route(struct hostd *h, enum net_tag tag, const char *label, const char *dest,
+                         const char *addr, uint32_t port, const char *dest_interface,
+                         const char *dest_note, struct net_route *r)
+{
+	char src_addr[64] = "", src_vmk[16] = "", note[300] = "";
+
+	memset(r, 0, sizeof(*r));
+	snprintf(r->host, sizeof(r->host), "%s", addr);
+	r->port = (uint16_t)port;
+	if (dest_note[0] || !dest_interface[0])
+		tag = NET_TAG_MANAGEMENT;
+	if (hostd_network_traffic(h, tag, src_addr, sizeof(src_addr), r->netns, sizeof(r->netns),
+	                          src_vmk, sizeof(src_vmk), note, sizeof(note)) < 0)
+		hostd_mgmt_address(h, src_addr, sizeof(src_addr));
+	else if (tag == NET_TAG_MANAGEMENT)
+		snprintf(note, sizeof(note), "%s: Management %s too", h->cfg.name, src_vmk);
+	snprintf(r->stream, sizeof(r->stream), "%s%s%s%s -> %s %s%s%s:%u", label, src_vmk,
+	         src_vmk[0] ? " " : "", src_addr, dest, dest_interface,
+	         dest_interface[0] ? " " : "", addr, port);
+	snprintf(r->notes, sizeof(r->notes), "%s%s%s", dest_note,
+	         note[0] && dest_note[0] ? "; " : "", note);
+}

@@ -131,6 +131,20 @@ int hostd_network_traffic(struct hostd *h, enum net_tag tag, char *addr, size_t 
  * traffic goes when hostd_network_traffic has no vmk for it. */
 void hostd_mgmt_address(const struct hostd *h, char *out, size_t outlen);
 
+/* How this host reaches a peer's stream (a migration's, an NFC copy's, FT
+ * checkpoints): from its own vmk tagged `tag`, or from the Management one
+ * when the peer fell back to its own (dest_note set, or no dest_interface). */
+struct net_route {
+	char host[256]; /* the peer's address */
+	uint16_t port;
+	char netns[128];  /* this host's netstack namespace, "" hostd's own */
+	char stream[300]; /* "<label>vmk1 198.18.2.11 -> esx2 vmk1 198.18.2.12:PORT" */
+	char notes[700];  /* fallbacks to Management, on either side */
+};
+void hostd_network_route(struct hostd *h, enum net_tag tag, const char *label, const char *dest,
+                         const char *addr, uint32_t port, const char *dest_interface,
+                         const char *dest_note, struct net_route *r);
+
 /* hostd manages the host's network (host.cfg has a network group). */
 bool hostd_network_managed(struct hostd *h);
 

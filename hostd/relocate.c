@@ -608,32 +608,8 @@ int hostd_op_vm_relocate_prepare(struct hostd_call *call, const Vmk__Request *re
 
 /* ---- the source: sending files ---- */
 
-void relocate_route(struct hostd *h, const char *dest, const char *addr, uint32_t port,
-                    const char *dest_interface, const char *dest_note, struct relocate_route *r)
-{
-	char src_addr[64] = "", src_vmk[16] = "", note[300] = "";
-
-	memset(r, 0, sizeof(*r));
-	snprintf(r->host, sizeof(r->host), "%s", addr);
-	r->port = (uint16_t)port;
-	/* from this host's provisioning vmk; to the destination's management
-	 * network from ours when it fell back to its Management vmk */
-	enum net_tag tag =
-	        dest_note[0] || !dest_interface[0] ? NET_TAG_MANAGEMENT : NET_TAG_PROVISIONING;
-	if (hostd_network_traffic(h, tag, src_addr, sizeof(src_addr), r->netns, sizeof(r->netns),
-	                          src_vmk, sizeof(src_vmk), note, sizeof(note)) < 0)
-		hostd_mgmt_address(h, src_addr, sizeof(src_addr));
-	else if (tag == NET_TAG_MANAGEMENT)
-		snprintf(note, sizeof(note), "%s: Management %s too", h->cfg.name, src_vmk);
-	snprintf(r->stream, sizeof(r->stream), "NFC %s%s%s -> %s %s%s%s:%u", src_vmk,
-	         src_vmk[0] ? " " : "", src_addr, dest, dest_interface,
-	         dest_interface[0] ? " " : "", addr, port);
-	snprintf(r->notes, sizeof(r->notes), "%s%s%s", dest_note,
-	         note[0] && dest_note[0] ? "; " : "", note);
-}
-
 struct copier {
-	const struct relocate_route *r;
+	const struct net_route *r;
 	const struct relocate_send_file *f;
 	size_t n;
 	uint64_t max_bps;
@@ -679,7 +655,7 @@ static void *copier_main(void *arg)
 	return NULL;
 }
 
-int relocate_send_files(struct hostd_task *t, const struct relocate_route *r,
+int relocate_send_files(struct hostd_task *t, const struct net_route *r,
                         const struct relocate_send_file *f, size_t n, uint64_t max_bps,
                         unsigned pct_from, unsigned pct_to, uint64_t *sent, unsigned *reconnects,
                         char *err, size_t errlen)
@@ -737,7 +713,7 @@ struct relo_send {
 	char name[VM_NAME_MAX + 1];
 	char dir[PATH_MAX];
 	char dest[128], user[TASK_USER_MAX];
-	struct relocate_route route;
+	struct net_route route;
 	enum vm_state prev;
 	bool shared;
 	bool staging; /* frozen files ahead of a live --storage: the VM stays */
@@ -992,8 +968,8 @@ int hostd_op_vm_relocate(struct hostd_call *call, const Vmk__Request *req)
 	snprintf(j->dest, sizeof(j->dest), "%s", m->dest_host[0] ? m->dest_host : m->dest_address);
 	snprintf(j->user, sizeof(j->user), "%s", call->user);
 	if (n)
-		relocate_route(h, j->dest, m->dest_address, m->dest_port, m->dest_interface,
-		               m->dest_note, &j->route);
+		hostd_network_route(h, NET_TAG_PROVISIONING, "NFC ", j->dest, m->dest_address,
+		                    m->dest_port, m->dest_interface, m->dest_note, &j->route);
 	char name[VM_NAME_MAX + 1];
 	snprintf(name, sizeof(name), "%s", j->name);
 	enum vm_state prev = j->prev;

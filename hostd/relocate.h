@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "hostd.h"
+#include "network.h"
 #include "task.h"
 
 #define RELOCATE_MAX_FILES 64
@@ -22,19 +23,6 @@ struct relocate_file {
  * *.part leftovers. -E2BIG beyond max. */
 int relocate_list_files(const char *dir, struct relocate_file *out, size_t max, size_t *n);
 
-/* How the source reaches a destination's NFC service (from its prepare):
- * from this host's provisioning vmk, or the Management one when the
- * destination fell back to its own. */
-struct relocate_route {
-	char host[256];
-	uint16_t port;
-	char netns[128];  /* the source's netstack namespace, "" hostd's own */
-	char stream[300]; /* "NFC vmk2 198.18.3.11 -> esx2 vmk2 198.18.3.12:PORT" */
-	char notes[700];  /* fallbacks to Management, on either side */
-};
-void relocate_route(struct hostd *h, const char *dest, const char *addr, uint32_t port,
-                    const char *dest_interface, const char *dest_note, struct relocate_route *r);
-
 struct relocate_send_file {
 	const char *path;  /* here */
 	const char *token; /* of its transfer at the destination */
@@ -46,7 +34,7 @@ struct relocate_send_file {
  * pct_to, the transferred_bytes detail, and t's cancel. After a failure the
  * destination is told to give up. 0 or -errno with err; sent and
  * reconnects are set either way. */
-int relocate_send_files(struct hostd_task *t, const struct relocate_route *r,
+int relocate_send_files(struct hostd_task *t, const struct net_route *r,
                         const struct relocate_send_file *f, size_t n, uint64_t max_bps,
                         unsigned pct_from, unsigned pct_to, uint64_t *sent, unsigned *reconnects,
                         char *err, size_t errlen);

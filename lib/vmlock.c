@@ -660,6 +660,25 @@ int vmlock_check_stale(const struct vmlock *l, struct vmlock_watch *w, uint64_t 
 	return 0;
 }
 
+/* One try at a free lock: 0 held; 1 another lease is there, in *cur (and
+ * *holder); -EAGAIN it changed meanwhile (try again); other -errno. */
+static int create_or_read(struct vmlock *l, struct vmlock_owner *cur, struct vmlock_owner *holder,
+                          char *err, size_t errlen)
+{
+	int ret = create_lease(l, 1, err, errlen);
+
+	if (ret != -EEXIST)
+		return ret;
+	ret = read_lease(l->path, cur, err, errlen);
+	if (ret == -ENOENT)
+		return -EAGAIN;
+	if (ret < 0)
+		return ret;
+	if (holder)
+		*holder = *cur;
+	return 1;
+}
+
 int vmlock_acquire(struct vmlock *l, struct vmlock_watch *w, struct vmlock_owner *holder, char *err,
                    size_t errlen)
 {
@@ -675,18 +694,11 @@ int vmlock_acquire(struct vmlock *l, struct vmlock_watch *w, struct vmlock_owner
 		return -EINVAL;
 	}
 	for (int i = 0; i < ACQUIRE_TRIES; i++) {
-		ret = create_lease(l, 1, err, errlen);
+		ret = create_or_read(l, &cur, holder, err, errlen);
 		if (ret == -EAGAIN)
 			continue;
-		if (ret != -EEXIST)
+		if (ret <= 0)
 			return ret;
-		ret = read_lease(l->path, &cur, err, errlen);
-		if (ret == -ENOENT)
-			continue;
-		if (ret < 0)
-			return ret;
-		if (holder)
-			*holder = cur;
 		if (strcmp(cur.host, l->host) == 0 && cur.pid == l->pid) {
 			/* ours, left by a process that is gone: adopt it */
 			if (cur.locked)
@@ -736,18 +748,11 @@ int vmlock_seize(struct vmlock *l, struct vmlock_owner *holder, char *err, size_
 	if (l->held)
 		return 0;
 	for (int i = 0; i < ACQUIRE_TRIES; i++) {
-		ret = create_lease(l, 1, err, errlen);
+		ret = create_or_read(l, &cur, holder, err, errlen);
 		if (ret == -EAGAIN)
 			continue;
-		if (ret != -EEXIST)
+		if (ret <= 0)
 			return ret;
-		ret = read_lease(l->path, &cur, err, errlen);
-		if (ret == -ENOENT)
-			continue;
-		if (ret < 0)
-			return ret;
-		if (holder)
-			*holder = cur;
 		ret = replace_lease(l, &cur, err, errlen);
 		if (ret == -EAGAIN)
 			continue;

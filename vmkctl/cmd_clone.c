@@ -114,22 +114,15 @@ static int clone_to(struct vmkctl *v, const struct vmkctl_args *a, struct out_do
 int cmd_vm_clone(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out)
 {
 	const char *name = args_str(a, "vm"), *dest = args_str(a, "dest");
-	Vmk__Request req = VMK__REQUEST__INIT;
-	Vmk__VmNameRequest get = VMK__VM_NAME_REQUEST__INIT;
 	Vmk__Response *resp;
 	int ret;
 
 	if (args_flag(a, "powered-on") && args_flag(a, "async"))
 		return vmkctl_error(v, 2, "--powered-on waits for the clone: drop --async");
-	get.name = (char *)name;
-	req.body_case = VMK__REQUEST__BODY_VM_GET;
-	req.vm_get = &get;
-	if ((ret = vmkctl_call(v, &req, &resp)))
-		return ret;
-	const Vmk__VmInfo *vm = VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_VM, vm);
+	const Vmk__VmInfo *vm = vmkctl_vm_get(v, name, &ret);
 	if (!vm)
-		return 1;
-	const char *source = vm->host && vm->host[0] ? vm->host : v->copts.server;
+		return ret;
+	const char *source = vmkctl_vm_host(v, vm);
 	if (dest && source && strcmp(source, dest) != 0 && args_flag(a, "linked"))
 		return vmkctl_error(v, 2,
 		                    "--linked: a linked clone's disks sit on its source's, so it "

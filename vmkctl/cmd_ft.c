@@ -62,25 +62,33 @@ static int ft_doc(struct vmkctl *v, struct out_doc *out, const Vmk__VmFtStatus *
 	return 0;
 }
 
-/* One vm ft call (op) to v; its status into out. */
-static int ft_call(struct vmkctl *v, const char *name, const char *op, struct out_doc *out)
+/* One vm ft call (op) to v: the status it answers, or NULL with *ret. */
+static const Vmk__VmFtStatus *ft_request(struct vmkctl *v, const char *name, const char *op,
+                                         int *ret)
 {
 	Vmk__Request req = VMK__REQUEST__INIT;
 	Vmk__VmFtRequest body = VMK__VM_FT_REQUEST__INIT;
 	Vmk__Response *resp;
-	int ret;
 
 	body.name = (char *)name;
 	body.op = (char *)op;
 	req.body_case = VMK__REQUEST__BODY_VM_FT;
 	req.vm_ft = &body;
-	if ((ret = vmkctl_call(v, &req, &resp)))
-		return ret;
+	if ((*ret = vmkctl_call(v, &req, &resp)))
+		return NULL;
 	const Vmk__VmFtStatus *s =
 	        VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_VM_FT_STATUS, vm_ft_status);
-	if (!s)
-		return 1;
-	return out ? ft_doc(v, out, s) : 0;
+	*ret = s ? 0 : 1;
+	return s;
+}
+
+/* The same, its status into out (may be NULL). */
+static int ft_call(struct vmkctl *v, const char *name, const char *op, struct out_doc *out)
+{
+	int ret;
+	const Vmk__VmFtStatus *s = ft_request(v, name, op, &ret);
+
+	return s && out ? ft_doc(v, out, s) : ret;
 }
 
 int cmd_vm_ft_status(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out)
@@ -101,20 +109,13 @@ int cmd_vm_ft_failover_test(struct vmkctl *v, const struct vmkctl_args *a, struc
 int cmd_vm_ft_enable(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out)
 {
 	const char *name = args_str(a, "name"), *sec = args_str(a, "secondary");
-	Vmk__Request req = VMK__REQUEST__INIT;
-	Vmk__VmNameRequest get = VMK__VM_NAME_REQUEST__INIT;
 	Vmk__Response *resp;
 	int ret;
 
-	get.name = (char *)name;
-	req.body_case = VMK__REQUEST__BODY_VM_GET;
-	req.vm_get = &get;
-	if ((ret = vmkctl_call(v, &req, &resp)))
-		return ret;
-	const Vmk__VmInfo *vm = VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_VM, vm);
+	const Vmk__VmInfo *vm = vmkctl_vm_get(v, name, &ret);
 	if (!vm)
-		return 1;
-	const char *primary = vm->host && vm->host[0] ? vm->host : v->copts.server;
+		return ret;
+	const char *primary = vmkctl_vm_host(v, vm);
 	if (primary && !strcmp(primary, sec))
 		return vmkctl_error(v, 2,
 		                    "VM %s runs on %s: --secondary names another host, which sees "
@@ -122,18 +123,9 @@ int cmd_vm_ft_enable(struct vmkctl *v, const struct vmkctl_args *a, struct out_d
 		                    name, sec);
 	if (!strcmp(vm->ft_role, "primary")) {
 		/* one that needs a secondary (it failed over, or lost its own) gets one */
-		Vmk__Request sreq = VMK__REQUEST__INIT;
-		Vmk__VmFtRequest sb = VMK__VM_FT_REQUEST__INIT;
-		sb.name = (char *)name;
-		sb.op = "status";
-		sreq.body_case = VMK__REQUEST__BODY_VM_FT;
-		sreq.vm_ft = &sb;
-		if ((ret = vmkctl_call(v, &sreq, &resp)))
-			return ret;
-		const Vmk__VmFtStatus *st =
-		        VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_VM_FT_STATUS, vm_ft_status);
+		const Vmk__VmFtStatus *st = ft_request(v, name, "status", &ret);
 		if (!st)
-			return 1;
+			return ret;
 		if (!strcmp(st->state, "protected") || !strcmp(st->state, "starting"))
 			return vmkctl_error(v, 5,
 			                    "VM %s is protected already (its secondary is on %s): "

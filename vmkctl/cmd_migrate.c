@@ -205,21 +205,14 @@ static int stage_frozen(struct vmkctl *v, const Vmk__VmInfo *vm, const char *sou
 int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc *out)
 {
 	const char *name = args_str(a, "name"), *dest = args_str(a, "dest");
-	Vmk__Request req = VMK__REQUEST__INIT;
-	Vmk__VmNameRequest get = VMK__VM_NAME_REQUEST__INIT;
 	Vmk__Response *resp;
 	int ret;
 
 	/* where the VM is, from the source */
-	get.name = (char *)name;
-	req.body_case = VMK__REQUEST__BODY_VM_GET;
-	req.vm_get = &get;
-	if ((ret = vmkctl_call(v, &req, &resp)))
-		return ret;
-	const Vmk__VmInfo *vm = VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_VM, vm);
+	const Vmk__VmInfo *vm = vmkctl_vm_get(v, name, &ret);
 	if (!vm)
-		return 1;
-	const char *source = vm->host && vm->host[0] ? vm->host : v->copts.server;
+		return ret;
+	const char *source = vmkctl_vm_host(v, vm);
 	if (source && !strcmp(source, dest))
 		return vmkctl_error(v, 2, "VM %s is on %s already: --dest names another host", name,
 		                    dest);

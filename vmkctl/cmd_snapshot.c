@@ -45,17 +45,9 @@ int cmd_vm_snapshot_revert(struct vmkctl *v, const struct vmkctl_args *a, struct
 
 	if (ret || args_flag(a, "async") || args_flag(a, "suspended"))
 		return ret;
-	Vmk__Request g = VMK__REQUEST__INIT;
-	Vmk__VmNameRequest gb = VMK__VM_NAME_REQUEST__INIT;
-	Vmk__Response *resp;
-	gb.name = (char *)args_str(a, "name");
-	g.body_case = VMK__REQUEST__BODY_VM_GET;
-	g.vm_get = &gb;
-	if ((ret = vmkctl_call(v, &g, &resp)))
-		return ret;
-	const Vmk__VmInfo *vm = VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_VM, vm);
+	const Vmk__VmInfo *vm = vmkctl_vm_get(v, args_str(a, "name"), &ret);
 	if (!vm || strcmp(vm->state, "suspended") != 0)
-		return vm ? 0 : 1;
+		return ret;
 	if ((ret = vmkctl_power_on_wait(v, args_str(a, "name")))) {
 		char e[sizeof(v->err)];
 		snprintf(e, sizeof(e), "%s", v->err);

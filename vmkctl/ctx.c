@@ -55,6 +55,27 @@ void vmkctl_peer_free(struct vmkctl *d)
 	arena_free(&d->a);
 }
 
+const Vmk__VmInfo *vmkctl_vm_get(struct vmkctl *v, const char *name, int *ret)
+{
+	Vmk__Request req = VMK__REQUEST__INIT;
+	Vmk__VmNameRequest get = VMK__VM_NAME_REQUEST__INIT;
+	Vmk__Response *resp;
+
+	get.name = (char *)name;
+	req.body_case = VMK__REQUEST__BODY_VM_GET;
+	req.vm_get = &get;
+	if ((*ret = vmkctl_call(v, &req, &resp)))
+		return NULL;
+	const Vmk__VmInfo *vm = VMKCTL_BODY(v, resp, VMK__RESPONSE__BODY_VM, vm);
+	*ret = vm ? 0 : 1;
+	return vm;
+}
+
+const char *vmkctl_vm_host(const struct vmkctl *v, const Vmk__VmInfo *vm)
+{
+	return vm->host && vm->host[0] ? vm->host : v->copts.server;
+}
+
 int vmkctl_cancel_quiet(struct vmkctl *v, const char *task_id)
 {
 	Vmk__Request req = VMK__REQUEST__INIT;

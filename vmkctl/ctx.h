@@ -29,6 +29,12 @@ int vmkctl_call_in(struct vmkctl *v, Vmk__Request *req, struct arena *a, Vmk__Re
 void vmkctl_peer_init(struct vmkctl *d, const struct vmkctl *v, const char *server);
 void vmkctl_peer_free(struct vmkctl *d);
 
+/* vm get of a VM on v: the VM (allocated in v->a), or NULL with *ret the
+ * exit code and v->err the message. */
+const Vmk__VmInfo *vmkctl_vm_get(struct vmkctl *v, const char *name, int *ret);
+/* The host a VM runs on, as vm get said (the server asked otherwise). */
+const char *vmkctl_vm_host(const struct vmkctl *v, const Vmk__VmInfo *vm);
+
 /* Asks the host to cancel a task, quietly (cleanup after a failure). */
 int vmkctl_cancel_quiet(struct vmkctl *v, const char *task_id);
 
