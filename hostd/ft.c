@@ -833,9 +833,16 @@ int hostd_op_vm_ft(struct hostd_call *call, const Vmk__Request *req)
 	if (test)
 		return failover_test(call, &w);
 	if (disable) {
-		if (vmx_ft_call(w.rundir, VMX__REQUEST__BODY_FT_STOP, &rs, err, sizeof(err)) < 0)
+		if (vmx_ft_call(w.rundir, VMX__REQUEST__BODY_FT_STOP, &rs, err, sizeof(err)) < 0) {
+			if (!vmrun_pid_alive(w.pid))
+				return hostd_fail(
+				        call, VMK__STATUS__STATUS_CONFLICT,
+				        "VM %s: its vmx here has ended; its secondary on %s "
+				        "takes over (see vm list there)",
+				        w.name, w.peer);
 			return hostd_fail(call, VMK__STATUS__STATUS_FAILED,
 			                  "VM %s: ending its protection: %s", w.name, err);
+		}
 		vmx__response__free_unpacked(rs, NULL);
 		forget_role(h, w.name);
 		hostd_event(h, w.name, call->user,

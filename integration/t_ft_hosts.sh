@@ -192,6 +192,20 @@ wait_line "$shared/vf/serial.log" "^verify pass $((n + 2)) " 300 && ok "vf verif
 	not_ok "vf after the failover" "$(tail -n 3 "$shared/vf/serial.log")"
 ! grep -q CORRUPT "$shared/vf/serial.log" && ok "and never saw CORRUPT" ||
 	not_ok "CORRUPT" "$(grep -m3 CORRUPT "$shared/vf/serial.log")"
-expect 0 "power off vf" vmkctl -s esx2 vm power off -n vf
+
+# ---- disable while a failover runs: refused or too late, never two copies ----
+expect 0 "vf protected again, by esx3" vmkctl -s esx2 vm ft enable -n vf --secondary esx3
+run vmkctl -s esx2 --formatter json vm get -n vf
+pid=$(json_get 'd["pid"]')
+kill -9 "$pid"
+run vmkctl -s esx2 vm ft disable -n vf
+[[ $rc -eq 5 && $err == *"takes over"* ]] && ok "disable right after the primary died: refused, the secondary takes over" ||
+	not_ok "disable during the failover" "rc $rc" "$out" "$err"
+wait_names esx3 "vf:poweredOn:primary" && wait_names esx2 "" &&
+	ok "the secondary on esx3 took over; esx2 lets vf go" ||
+	not_ok "after disable during failover" "esx2: $(names_on esx2)" "esx3: $(names_on esx3)" "$(diag vf)"
+! grep -q CORRUPT "$shared/vf/serial.log" && ok "vf never saw CORRUPT" ||
+	not_ok "CORRUPT" "$(grep -m3 CORRUPT "$shared/vf/serial.log")"
+expect 0 "power off vf" vmkctl -s esx3 vm power off -n vf
 
 t_done

@@ -664,9 +664,16 @@ static void *rx_main(void *arg)
 			break;
 		if (poll(p, l->n, 100) <= 0)
 			continue;
+		/* never while paused: a state being saved (a migration's last
+		 * pass, an FT epoch) must not miss a frame its rings show */
+		if (!vmm_vm_io_begin(l->vm)) {
+			usleep(1000);
+			continue;
+		}
 		for (unsigned i = 0; i < l->n; i++)
 			if (p[i].revents & POLLIN)
 				vmm_virtio_net_rx(l->nics[i]);
+		vmm_vm_io_end(l->vm);
 		/* a frame with no guest buffer stays readable: do not spin on it */
 		usleep(200);
 	}

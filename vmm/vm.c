@@ -585,8 +585,27 @@ void vmm_vm_pause(struct vmm_vm *vm)
 		pthread_kill(vm->vcpus[i].thread, VCPU_KICK_SIGNAL);
 	}
 	pthread_mutex_lock(&vm->lock);
-	while (vm->vcpus_paused < vm->nvcpus && atomic_load(&vm->state) == VM_PAUSED)
+	while ((vm->vcpus_paused < vm->nvcpus || vm->io_busy) &&
+	       atomic_load(&vm->state) == VM_PAUSED)
 		pthread_cond_wait(&vm->cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+bool vmm_vm_io_begin(struct vmm_vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	bool run = atomic_load(&vm->state) == VM_RUNNING;
+	if (run)
+		vm->io_busy++;
+	pthread_mutex_unlock(&vm->lock);
+	return run;
+}
+
+void vmm_vm_io_end(struct vmm_vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->io_busy--;
+	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
 }
 

@@ -73,6 +73,7 @@ struct vmm_vm {
 	_Atomic int state; /* enum vmm_run_state */
 	bool pause_requested;
 	unsigned vcpus_paused; /* vCPU threads parked outside KVM_RUN */
+	unsigned io_busy;      /* device work outside the vCPUs (a NIC's receive) */
 	int power_status;
 	char exit_reason[256];
 };
@@ -108,6 +109,12 @@ int vmm_vm_start(struct vmm_vm *vm);
 /* Pause: every vCPU leaves KVM_RUN and parks; returns when all are parked. */
 void vmm_vm_pause(struct vmm_vm *vm);
 void vmm_vm_resume(struct vmm_vm *vm);
+/* Device work that writes guest memory or device state from a thread of
+ * its own (a NIC's receive): it runs between begin and end, which returns
+ * false while the VM is not running. A pause returns only once no such
+ * work runs, so a state saved while paused is whole. */
+bool vmm_vm_io_begin(struct vmm_vm *vm);
+void vmm_vm_io_end(struct vmm_vm *vm);
 /* Waits until the VM powers off or crashes; returns the final state. */
 enum vmm_run_state vmm_vm_wait(struct vmm_vm *vm);
 /* Asks the vCPUs to stop (power off from the host side). */
