@@ -39,6 +39,9 @@
 #define EXIT_FT_LOST        107 /* vmx: the other copy runs the VM now */
 
 static int vmx_ft_call(const char *rundir, int body, Vmx__Response **rs, char *err, size_t errlen);
+static int vmx_ft_call_t(const char *rundir, int body, int timeout_ms, Vmx__Response **rs,
+                         char *err, size_t errlen);
+#define FT_POLL_CALL_MS 1000 /* the supervisor's status calls: it must not stall */
 
 /* ---- the FT fields of a VM, and their file ---- */
 
@@ -59,9 +62,10 @@ static void ft_save(const struct vm *v)
 
 	info_path(v, p, sizeof(p));
 	int n = snprintf(buf, sizeof(buf),
-	                 "role=%s\npeer=%s\nnetwork=%s\nnote=%s\nepoch_ms=%u\nregistered=%d\n",
+	                 "role=%s\npeer=%s\nnetwork=%s\nnote=%s\nepoch_ms=%u\nregistered=%d\n"
+	                 "generation=%" PRIu64 "\n",
 	                 v->ft_role, v->ft_peer, v->ft_network, v->ft_note, v->ft_epoch_ms,
-	                 v->ft_registered ? 1 : 0);
+	                 v->ft_registered ? 1 : 0, v->ft_generation);
 	util_mkdir_p(v->rundir, 0700);
 	if (n < 0 || (size_t)n >= sizeof(buf) ||
 	    util_write_file_atomic(p, buf, (size_t)n, 0600) < 0)
@@ -78,6 +82,7 @@ void hostd_ft_clear(struct vm *v)
 	v->ft_epoch_ms = 0;
 	v->ft_registered = false;
 	v->ft_starting = false;
+	v->ft_generation = 0;
 	info_path(v, p, sizeof(p));
 	unlink(p);
 }
@@ -92,7 +97,7 @@ static void copy_value(char *dst, size_t len, const char *line, const char *key)
 
 void hostd_ft_load(struct vm *v)
 {
-	char p[PATH_MAX + 16], *buf = NULL, *save = NULL, epoch[16] = "", reg[4] = "";
+	char p[PATH_MAX + 16], *buf = NULL, *save = NULL, epoch[16] = "", reg[4] = "", gen[24] = "";
 	size_t len;
 
 	info_path(v, p, sizeof(p));
@@ -105,12 +110,14 @@ void hostd_ft_load(struct vm *v)
 		copy_value(v->ft_note, sizeof(v->ft_note), l, "note");
 		copy_value(epoch, sizeof(epoch), l, "epoch_ms");
 		copy_value(reg, sizeof(reg), l, "registered");
+		copy_value(gen, sizeof(gen), l, "generation");
 	}
 	free(buf);
 	if (strcmp(v->ft_role, "primary") != 0 && strcmp(v->ft_role, "secondary") != 0)
 		v->ft_role[0] = '\0'; /* a damaged file: not protected */
 	v->ft_epoch_ms = (uint32_t)strtoul(epoch, NULL, 10);
 	v->ft_registered = reg[0] == '1';
+	v->ft_generation = strtoull(gen, NULL, 10);
 }
 
 /* The host the generation record names ("" when it cannot be read). */
@@ -178,6 +185,18 @@ bool hostd_ft_supervise_secondary(struct hostd *h, struct vm *v)
 	/* its vmx ended: once its monitor wrote how */
 	if (v->monitor_pid && vmrun_pid_alive(v->monitor_pid))
 		return false;
+	char owner[128];
+	record_owner(v, owner, sizeof(owner), NULL);
+	if (owner[0] && !strcmp(owner, h->cfg.name) && v->pid) {
+		/* it had gone live (the record is this host's) and ended
+		 * before it was seen running: a primary's exit, settled as one */
+		v->state = VMS_POWERED_ON;
+		snprintf(v->ft_role, sizeof(v->ft_role), "primary");
+		v->ft_peer[0] = '\0';
+		v->ft_registered = false;
+		ft_save(v);
+		return false;
+	}
 	if (vmx_exit_read(v->rundir, &pid, &code, &sig, &when) == 0 && pid == v->pid) {
 		if (sig)
 			snprintf(why, sizeof(why), "its vmx was killed by signal %d", sig);
@@ -239,10 +258,16 @@ bool hostd_ft_failed_over(struct hostd *h, struct vm *v)
 {
 	char owner[128], peer[128];
 
-	if (strcmp(v->ft_role, "primary") != 0)
+	uint64_t gen = 0;
+
+	if (strcmp(v->ft_role, "primary") != 0 || v->ft_starting)
 		return false;
-	record_owner(v, owner, sizeof(owner), NULL);
-	if (!owner[0] || !strcmp(owner, h->cfg.name)) {
+	record_owner(v, owner, sizeof(owner), &gen);
+	/* the record of this protection, taken by the other side: an older
+	 * record (of an earlier protection) proves nothing, unless the vmx
+	 * itself said it lost */
+	bool newer = v->ft_generation ? gen > v->ft_generation : exit_code_of(v) == EXIT_FT_LOST;
+	if (!owner[0] || !strcmp(owner, h->cfg.name) || !newer) {
 		if (exit_code_of(v) == EXIT_FT_LOST)
 			log_warn("vm %s: its vmx lost the FT record but the record names %s",
 			         v->name, owner[0] ? owner : "nobody");
@@ -303,8 +328,8 @@ void hostd_ft_poll(struct hostd *h)
 	for (size_t i = 0; i < n; i++) {
 		Vmx__Response *rs = NULL;
 		char err[300];
-		if (vmx_ft_call(rundirs[i], VMX__REQUEST__BODY_FT_STATUS, &rs, err, sizeof(err)) <
-		    0)
+		if (vmx_ft_call_t(rundirs[i], VMX__REQUEST__BODY_FT_STATUS, FT_POLL_CALL_MS, &rs,
+		                  err, sizeof(err)) < 0)
 			continue; /* a vmx that ended: the supervisor sees to it */
 		pthread_mutex_lock(&inv->lock);
 		struct vm *v = inv_find(inv, names[i]);
@@ -314,6 +339,33 @@ void hostd_ft_poll(struct hostd *h)
 		pthread_mutex_unlock(&inv->lock);
 		vmx__response__free_unpacked(rs, NULL);
 	}
+}
+
+/* A host name from the wire: printable, no spaces (it goes into ft.info
+ * lines and messages). */
+static bool valid_host(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (!n || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
+			return false;
+	return true;
+}
+
+/* Text from the wire for messages and ft.info: no control characters. */
+static bool valid_text(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n > max)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < ' ' || (unsigned char)s[i] == 0x7f)
+			return false;
+	return true;
 }
 
 /* ---- the secondary's host: prepare ---- */
@@ -326,8 +378,8 @@ int hostd_op_vm_ft_prepare(struct hostd_call *call, const Vmk__Request *req)
 	char ds[64], real[PATH_MAX], err[400];
 	int ret;
 
-	if (!p->name[0] || strlen(p->name) > VM_NAME_MAX || !p->primary_host[0] ||
-	    strlen(p->primary_host) >= sizeof(((struct vm *)0)->ft_peer))
+	if (!p->name[0] || strlen(p->name) > VM_NAME_MAX ||
+	    !valid_host(p->primary_host, sizeof(((struct vm *)0)->ft_peer) - 1))
 		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
 		                  "vm ft prepare needs the VM's name and its primary host");
 	if (!strcmp(p->primary_host, h->cfg.name))
@@ -423,6 +475,12 @@ static const char *state_of_phase(const char *phase)
 
 static int vmx_ft_call(const char *rundir, int body, Vmx__Response **rs, char *err, size_t errlen)
 {
+	return vmx_ft_call_t(rundir, body, 5000, rs, err, errlen);
+}
+
+static int vmx_ft_call_t(const char *rundir, int body, int timeout_ms, Vmx__Response **rs,
+                         char *err, size_t errlen)
+{
 	Vmx__Request rq = VMX__REQUEST__INIT;
 	Vmx__Empty e = VMX__EMPTY__INIT;
 
@@ -431,7 +489,7 @@ static int vmx_ft_call(const char *rundir, int body, Vmx__Response **rs, char *e
 		rq.ft_status = &e;
 	else
 		rq.ft_stop = &e;
-	int ret = vmrun_vmx_call(rundir, &rq, rs, 5000, err, errlen);
+	int ret = vmrun_vmx_call(rundir, &rq, rs, timeout_ms, err, errlen);
 	if (ret < 0)
 		return ret;
 	if ((*rs)->status != 0) {
@@ -470,6 +528,16 @@ static void forget_role(struct hostd *h, const char *name)
 	pthread_mutex_unlock(&h->inventory->lock);
 }
 
+/* The enable task ended without clearing the role. Lock taken here. */
+static void starting_done(struct hostd *h, const char *name)
+{
+	pthread_mutex_lock(&h->inventory->lock);
+	struct vm *v = inv_find(h->inventory, name);
+	if (v)
+		v->ft_starting = false;
+	pthread_mutex_unlock(&h->inventory->lock);
+}
+
 static void *enable_worker(struct hostd_task *t, void *arg)
 {
 	struct enable_job *j = arg;
@@ -499,8 +567,9 @@ static void *enable_worker(struct hostd_task *t, void *arg)
 		}
 		if (vmx_ft_call(j->rundir, VMX__REQUEST__BODY_FT_STATUS, &rs, err, sizeof(err)) <
 		    0) {
+			/* its role stays: the supervisor settles what became of it */
 			snprintf(error, sizeof(error), "the VM's vmx stopped answering: %s", err);
-			forget_role(j->h, j->name);
+			starting_done(j->h, j->name);
 			task_finish(t, VMK__STATUS__STATUS_FAILED, "VM %s: %s", j->name, error);
 			break;
 		}
@@ -513,8 +582,11 @@ static void *enable_worker(struct hostd_task *t, void *arg)
 		if (!strcmp(phase, "protected")) {
 			pthread_mutex_lock(&j->h->inventory->lock);
 			struct vm *v = inv_find(j->h->inventory, j->name);
-			if (v)
+			if (v) {
 				v->ft_starting = false;
+				v->ft_generation = gen;
+				ft_save(v);
+			}
 			pthread_mutex_unlock(&j->h->inventory->lock);
 			task_set_detail_u64(t, "generation", gen);
 			hostd_event(j->h, j->name, j->user,
@@ -525,7 +597,13 @@ static void *enable_worker(struct hostd_task *t, void *arg)
 			break;
 		}
 		if (strcmp(phase, "connecting") != 0 && strcmp(phase, "syncing") != 0) {
-			forget_role(j->h, j->name);
+			/* never protected: off or failed. Lost (the record went to
+			 * the secondary) or alone: the supervisor and the poll
+			 * settle the role from what the vmx does next */
+			if (!strcmp(phase, "off") || !strcmp(phase, "failed"))
+				forget_role(j->h, j->name);
+			else
+				starting_done(j->h, j->name);
 			hostd_event(j->h, j->name, j->user, "FT: protection by %s failed: %s",
 			            j->secondary, error[0] ? error : phase);
 			task_finish(
@@ -552,8 +630,9 @@ int hostd_op_vm_ft_enable(struct hostd_call *call, const Vmk__Request *req)
 	char err[400];
 
 	if (!e->address[0] || strlen(e->address) > 255 || !e->port || e->port > 65535 ||
-	    strlen(e->token) != FT_TOKEN_HEX || !e->secondary_host[0] ||
-	    strlen(e->secondary_host) > 127 || strlen(e->interface) > 15 || strlen(e->note) > 300)
+	    strlen(e->token) != FT_TOKEN_HEX || !valid_host(e->secondary_host, 127) ||
+	    !valid_host(e->address, 255) || !valid_text(e->interface, 15) ||
+	    !valid_text(e->note, 300))
 		return hostd_fail(
 		        call, VMK__STATUS__STATUS_USAGE,
 		        "vm ft enable needs the secondary's host, address, port and token "
@@ -809,9 +888,27 @@ int hostd_op_vm_ft(struct hostd_call *call, const Vmk__Request *req)
 			        w.name, w.peer, w.peer);
 		if (status)
 			return reply(call, status_of(call, &w, NULL, "protected", NULL));
-		/* disable here: this copy goes; the primary runs on alone */
-		if (w.pid > 0)
-			kill(w.pid, SIGKILL);
+		/* disable here: this copy goes, unless it took over (or its vmx
+		 * is still starting); the primary runs on alone */
+		char owner[128] = "";
+		bool live = false;
+		pthread_mutex_lock(&inv->lock);
+		if ((v = inv_find(inv, w.name))) {
+			live = vmrun_vmx_is_ours(h, v->dir, v->pid);
+			record_owner(v, owner, sizeof(owner), NULL);
+		}
+		pthread_mutex_unlock(&inv->lock);
+		if (live || !strcmp(owner, h->cfg.name))
+			return hostd_fail(
+			        call, VMK__STATUS__STATUS_CONFLICT,
+			        "VM %s: its secondary here has taken over from %s and runs "
+			        "the VM",
+			        w.name, w.peer);
+		if (w.pid <= 0)
+			return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
+			                  "VM %s: its secondary here is still starting; try again",
+			                  w.name);
+		kill(w.pid, SIGKILL);
 		hostd_event(h, w.name, call->user, "FT: the secondary copy here was stopped");
 		snprintf(msg, sizeof(msg),
 		         "the secondary copy on %s was stopped; the primary on %s runs on "

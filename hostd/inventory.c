@@ -16,6 +16,7 @@
 #include "events.h"
 #include "log.h"
 #include "util.h"
+#include "ft.h"
 #include "inventory_int.h"
 #include "relocate.h"
 #include "vmlock.h"
@@ -104,6 +105,7 @@ struct vm *inv_add(struct hostd_inventory *inv, const char *path, const char *ds
 
 void inv_drop(struct hostd_inventory *inv, struct vm *v)
 {
+	hostd_ft_clear(v); /* its ft.info goes with it */
 	for (size_t i = 0; i < inv->n; i++) {
 		if (inv->vms[i] == v) {
 			memmove(&inv->vms[i], &inv->vms[i + 1], (inv->n - i - 1) * sizeof(v));

@@ -597,5 +597,8 @@ int hostd_task_start_reply(struct hostd_call *call, const char *op, const char *
 	}
 	task_snapshot(t, &i);
 	task_put(t);
-	return reply_task(call, &i);
+	/* the task runs and owns arg from here: the caller must not take it
+	 * back, even when the answer cannot be built (it says so) */
+	reply_task(call, &i);
+	return VMK__STATUS__STATUS_OK;
 }

@@ -125,7 +125,9 @@ const char *task_state_name(enum task_state s);
 /* ---- for handlers of long operations ---- */
 
 /* Starts the task and answers the call with it (Response.task), or fails
- * the call with the reason (5 when too many tasks run). Returns the status. */
+ * the call with the reason (5 when too many tasks run). Returns OK once
+ * the task runs (then fn owns arg, even if the answer could not be built
+ * and says so), else the failure's status (arg is still the caller's). */
 int hostd_task_start_reply(struct hostd_call *call, const char *op, const char *target, task_fn fn,
                            void *arg);
 

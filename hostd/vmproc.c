@@ -154,7 +154,9 @@ int hostd_op_vm_console(struct hostd_call *call, const Vmk__Request *req)
 		                  c->name);
 	}
 	snprintf(path, sizeof(path), "%s", v->cfg.serial_log);
-	running = vm_state_has_vmx(v->state);
+	/* an FT secondary's vmx does not run the guest: its console is the
+	 * primary's */
+	running = vm_state_has_vmx(v->state) && v->state != VMS_FT_SECONDARY;
 	pthread_mutex_unlock(&inv->lock);
 
 	Vmk__VmConsoleResponse *r = arena_alloc(call->a, sizeof(*r));

@@ -494,13 +494,10 @@ int hostd_vmrun_start(struct hostd *h)
 			continue;
 		}
 		if (v->state == VMS_FT_SECONDARY) {
-			/* the supervisor follows it (or finds it ended, and lets it go) */
-			int xpid, code, sig;
-			long long when;
-			if (answers)
-				v->pid = pid;
-			else if (vmx_exit_read(v->rundir, &xpid, &code, &sig, &when) == 0)
-				v->pid = xpid;
+			/* the supervisor follows it, or finds it ended and lets it
+			 * go: a vmx that does not answer gets pid 0, never a pid
+			 * that may have been reused */
+			v->pid = answers ? pid : 0;
 			log_info("vm %s: FT secondary, vmx pid %d", v->name, v->pid);
 			continue;
 		}
@@ -524,6 +521,10 @@ int hostd_vmrun_start(struct hostd *h)
 			long long when;
 			if (vmx_exit_read(v->rundir, &xpid, &code, &sig, &when) == 0)
 				v->pid = xpid;
+			if (hostd_ft_failed_over(h, v)) {
+				i--; /* it runs on its former secondary's host */
+				continue;
+			}
 			record_exit(h, v, "-");
 		} else if (access(ss, F_OK) == 0) {
 			v->state = VMS_SUSPENDED;

@@ -33,6 +33,7 @@
 #include "confload.h"
 #include "dispatch.h"
 #include "events.h"
+#include "ft.h"
 #include "inventory_int.h"
 #include "log.h"
 #include "migrate/nfc.h"
@@ -294,6 +295,8 @@ static int view_vm(struct hostd *h, const char *name, struct vmview *w, char *er
 		snprintf(err, errlen, "VM %s is %s: wait for that to end (task list)", name,
 		         vm_state_name(v->state));
 		ret = -EBUSY;
+	} else if (mode == VIEW_CLAIM && (ret = hostd_ft_refuse(v, "snapshot", err, errlen)) < 0) {
+		/* the checkpoints own its pauses: a revert would power it off */
 	} else {
 		snprintf(w->name, sizeof(w->name), "%s", v->name);
 		snprintf(w->dir, sizeof(w->dir), "%s", v->dir);

@@ -19,6 +19,7 @@
 #include "vmm/ramstate.h"
 #include "vmm/snapshot.h"
 #include "vmm/uart.h"
+#include "vmm/virtio_net.h"
 
 #define FT_PRECOPY_PASSES     10
 #define FT_PRECOPY_DONE_PAGES 256 /* 1 MiB: the first epoch's copy is short */
@@ -44,6 +45,21 @@ static struct vmm_device *find_uart(struct vmm_vm *vm)
 		if (strcmp(vm->devs[i]->ops->name, "uart") == 0)
 			return vm->devs[i];
 	return NULL;
+}
+
+/* The VM's NICs: their transmits wait with the serial output. */
+static void find_nics(struct ft_primary *f)
+{
+	f->nnics = 0;
+	for (unsigned i = 0; i < f->vm->ndevs && f->nnics < FT_MAX_NICS; i++)
+		if (strcmp(f->vm->devs[i]->ops->name, "virtio-net") == 0)
+			f->nics[f->nnics++] = f->vm->devs[i];
+}
+
+static void nics_hold(struct ft_primary *f, bool on)
+{
+	for (unsigned i = 0; i < f->nnics; i++)
+		vmm_virtio_net_hold(f->nics[i], on);
 }
 
 static void set_phase(struct ft_primary *f, enum ft_phase p, const char *fmt, ...)
@@ -75,27 +91,34 @@ static void *acker_main(void *arg)
 		unsigned long long n;
 		if (r < 0 || sscanf(line, "A %llu", &n) != 1)
 			break; /* the epoch thread sees the silence */
-		uint64_t upto = 0;
+		uint64_t upto = 0, net_upto[FT_MAX_NICS] = { 0 };
 		pthread_mutex_lock(&f->m);
 		if (n > f->st.acked && n <= f->st.epoch) {
 			uint64_t now = util_now_ms();
 			f->st.acked = n;
 			f->last_ack_ms = (int64_t)now;
 			upto = f->marks[n % 64];
+			memcpy(net_upto, f->net_marks[n % 64], sizeof(net_upto));
 			/* The secondary goes live only after the detection time
 			 * without an epoch. If the last one left here longer than
 			 * half of that ago (this process was stopped or starved),
 			 * it may have gone live and written this output itself:
 			 * nothing is let out now, the record decides. A later
 			 * acknowledgement lets it out with its own, as usual. */
-			uint64_t sent = f->sent_ms[f->sent_upto % 64];
-			if (now > sent && now - sent > FT_DETECT_MS(f->epoch_ms) / 2)
+			/* an answer to an epoch not yet booked as sent: it just was */
+			uint64_t sent = f->sent_upto < n ? now : f->sent_ms[f->sent_upto % 64];
+			if (now > sent && now - sent > FT_DETECT_MS(f->epoch_ms) / 2) {
 				upto = 0;
+				memset(net_upto, 0, sizeof(net_upto));
+			}
 		}
 		pthread_mutex_unlock(&f->m);
 		/* out of the lock: writing the log must not hold up ft-status */
 		if (upto && uart && !f->fault_no_release)
 			vmm_uart_release(uart, upto);
+		for (unsigned i = 0; i < f->nnics && !f->fault_no_release; i++)
+			if (net_upto[i])
+				vmm_virtio_net_release(f->nics[i], net_upto[i]);
 	}
 	atomic_store(&f->acker_done, true);
 	return NULL;
@@ -125,6 +148,7 @@ static void secondary_lost(struct ft_primary *f, struct vmm_device *uart, const 
 		set_phase(f, FT_ALONE, "the secondary is lost (%s)", why);
 		if (uart)
 			vmm_uart_hold(uart, false);
+		nics_hold(f, false);
 		return;
 	}
 	log_error("FT: the secondary is lost (%s) and this side lost the generation record "
@@ -134,6 +158,8 @@ static void secondary_lost(struct ft_primary *f, struct vmm_device *uart, const 
 	 * lacks of the epochs it applied */
 	if (uart)
 		vmm_uart_drop(uart);
+	for (unsigned i = 0; i < f->nnics; i++)
+		vmm_virtio_net_drop(f->nics[i]); /* as lost packets: never seen outside */
 	set_phase(f, FT_LOST, "the secondary took over or the record is out of reach: %s", err);
 	vmm_vm_stop(f->vm, VM_POWERED_OFF, "fault tolerance: the secondary runs the VM");
 }
@@ -193,6 +219,7 @@ static void *ft_main(void *arg)
 	/* ---- the first copy, live; output waits from here on ---- */
 	set_phase(f, FT_SYNCING, NULL);
 	wire_stream_init(&ws, &st, f->fd, 0, &f->stop);
+	nics_hold(f, true);
 	if (uart) {
 		vmm_uart_hold(uart, true);
 		int lfd = vmm_uart_log_fd(uart);
@@ -263,6 +290,9 @@ static void *ft_main(void *arg)
 		if (ret == 0)
 			ret = vmm_vm_save_machine(vm, &mst, err, sizeof(err));
 		uint64_t mark = uart ? vmm_uart_held_mark(uart) : 0;
+		uint64_t net_mark[FT_MAX_NICS] = { 0 };
+		for (unsigned i = 0; i < f->nnics; i++)
+			net_mark[i] = vmm_virtio_net_held_mark(f->nics[i]);
 		if (ret == 0 && uart && mark > prev_mark) {
 			/* the epoch's output travels with it: a secondary that goes
 			 * live writes what the log has not got yet */
@@ -314,6 +344,7 @@ static void *ft_main(void *arg)
 		prev_mark = mark;
 		pthread_mutex_lock(&f->m);
 		f->marks[n % 64] = mark;
+		memcpy(f->net_marks[n % 64], net_mark, sizeof(net_mark));
 		f->st.epoch = n;
 		f->st.pause_us_last = pause;
 		if (pause > f->st.pause_us_max)
@@ -362,6 +393,7 @@ static void *ft_main(void *arg)
 			set_phase(f, FT_OFF, NULL);
 			if (uart)
 				vmm_uart_hold(uart, false);
+			nics_hold(f, false);
 		} else {
 			secondary_lost(f, uart, "protection ended");
 		}
@@ -380,8 +412,11 @@ out:
 		close(f->fd);
 	f->fd = -1;
 	pthread_mutex_unlock(&f->m);
-	if (uart && f->st.phase == FT_FAILED)
-		vmm_uart_hold(uart, false); /* never protected: nothing to wait for */
+	if (f->st.phase == FT_FAILED) { /* never protected: nothing to wait for */
+		if (uart)
+			vmm_uart_hold(uart, false);
+		nics_hold(f, false);
+	}
 	free(bm);
 	sbuf_free(&eb);
 	sbuf_free(&out);
@@ -422,6 +457,8 @@ int ft_primary_start(struct ft_primary *f, struct vmm_vm *vm, const struct ft_pa
 	memset(&f->st, 0, sizeof(f->st));
 	f->st.phase = FT_CONNECTING; /* from now: ft-status never says off meanwhile */
 	memset(f->marks, 0, sizeof(f->marks));
+	memset(f->net_marks, 0, sizeof(f->net_marks));
+	find_nics(f);
 	memset(f->sent_ms, 0, sizeof(f->sent_ms));
 	f->sent_upto = 0;
 	f->last_ack_ms = 0;

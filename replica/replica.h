@@ -97,7 +97,8 @@ struct ft_stats {
 	char error[300];
 };
 
-#define FT_SAMPLES 1024
+#define FT_SAMPLES  1024
+#define FT_MAX_NICS 8
 
 struct ft_primary {
 	struct vmm_vm *vm;
@@ -108,9 +109,12 @@ struct ft_primary {
 	int fd;
 	pthread_mutex_t m;
 	struct ft_stats st;
-	uint64_t marks[64];   /* serial output mark at the end of epoch n % 64 */
-	uint64_t sent_ms[64]; /* when epoch n % 64 was sent in full */
-	uint64_t sent_upto;   /* the last epoch sent in full */
+	uint64_t marks[64];                   /* serial output mark at the end of epoch n % 64 */
+	struct vmm_device *nics[FT_MAX_NICS]; /* their transmits wait too */
+	unsigned nnics;
+	uint64_t net_marks[64][FT_MAX_NICS]; /* each NIC's held mark at the end of epoch n */
+	uint64_t sent_ms[64];                /* when epoch n % 64 was sent in full */
+	uint64_t sent_upto;                  /* the last epoch sent in full */
 	int64_t last_ack_ms;
 	uint32_t pauses[FT_SAMPLES]; /* µs, epoch n at n % FT_SAMPLES */
 	uint64_t first_epoch_ms;

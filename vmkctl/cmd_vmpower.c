@@ -218,7 +218,8 @@ int cmd_vm_console(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 			/* it left this host: follow it to the one that runs it */
 			arena_free(&scratch);
 			if (!follow_elsewhere(v, at, &req, &other, &have_other)) {
-				snprintf(v->err, sizeof(v->err), "%s", cur->err);
+				if (cur != v)
+					memcpy(v->err, cur->err, sizeof(v->err));
 				break;
 			}
 			cur = &other;
@@ -227,7 +228,7 @@ int cmd_vm_console(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 		}
 		if (ret) {
 			if (cur != v)
-				snprintf(v->err, sizeof(v->err), "%s", cur->err);
+				memcpy(v->err, cur->err, sizeof(v->err));
 			arena_free(&scratch);
 			break;
 		}
@@ -267,14 +268,8 @@ int cmd_vm_console(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 		}
 		if (console_stop)
 			break;
-		if (!running && !more) {
-			/* stopped here: it may run on another host of the lab now */
-			if (!v->copts.lab || !follow_elsewhere(v, at, &req, &other, &have_other))
-				break;
-			cur = &other;
-			at = other.copts.server;
-			continue;
-		}
+		if (!running && !more)
+			break; /* it stopped (a VM that left this host is not found here) */
 		if (!more)
 			usleep(300 * 1000);
 	}

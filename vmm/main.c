@@ -445,11 +445,11 @@ static int ctl_ft_start(void *arg, const Vmx__FtStartRequest *r, const char **wh
 		return 5;
 	}
 	/* what the secondary could not reproduce must not reach the world
-	 * unacknowledged: network transmits and disk writes are not held or
-	 * replicated yet (docs/ft.md) */
-	if (x->cfg->nnics || x->cfg->ndisks) {
-		*why = "fault tolerance protects VMs without NICs or disks so far: their "
-		       "transmits and writes are not replicated yet";
+	 * unacknowledged: NIC transmits wait with the serial output, disk
+	 * writes are not replicated yet (docs/ft.md) */
+	if (x->cfg->ndisks) {
+		*why = "fault tolerance protects VMs without disks so far: their writes are "
+		       "not replicated to the secondary yet";
 		return 5;
 	}
 	if ((p.nsfd = open_netstack(r->netns, why)) == -2)
@@ -870,6 +870,14 @@ static int run(const struct vmcfg *c)
 				rc = ret == -ECANCELED ? 0 : EXIT_INCOMING;
 				goto out;
 			}
+			/* frames this host's taps queued meanwhile were the
+			 * primary's to take: not delivered twice */
+			for (unsigned i = 0; i < rxl.n; i++) {
+				char junk[2048];
+				int fd = vmm_virtio_net_fd(rxl.nics[i]);
+				for (int k = 0; k < 4096 && read(fd, junk, sizeof(junk)) > 0; k++)
+					;
+			}
 		} else if (migrate_dst_receive(lfd, token, vm, INCOMING_WAIT_MS, &conn, err,
 		                               sizeof(err)) < 0 ||
 		           migrate_dst_wait_handover(conn, err, sizeof(err)) < 0) {
@@ -912,6 +920,14 @@ static int run(const struct vmcfg *c)
 		/* unreachable for hostd: stop the guest rather than run it blind */
 		fprintf(stderr, "vmx: %s\n", err);
 		vmm_vm_stop(vm, VM_CRASHED, "no control socket");
+	}
+	if (incoming && ft_secondary) {
+		/* gone live: the switches learn the MACs here */
+		for (unsigned k = 0; k < 3; k++)
+			for (unsigned i = 0; i < rxl.n; i++)
+				if (vmm_virtio_net_announce(rxl.nics[i]) < 0 && k == 0)
+					log_warn("vm %s: NIC %u: announcing its MAC: %s", c->name,
+					         i, strerror(errno));
 	}
 	if (conn >= 0) {
 		migrate_dst_running(conn);

@@ -24,6 +24,12 @@ struct net {
 	bool is_socket; /* recvmsg can tell a truncated frame */
 	uint8_t mac[6];
 	struct vmm_virtio_net_stats st;
+	/* output commit (fault tolerance): transmitted frames wait here, each
+	 * as [u32 length][header + frame], until released */
+	bool hold;
+	uint8_t *held;
+	size_t held_len, held_cap;
+	uint64_t held_base; /* the mark of held[0]: bytes ever held before it */
 };
 
 static uint64_t net_features(void *be)
@@ -44,6 +50,62 @@ static void net_config_read(void *be, uint64_t off, uint8_t *data, unsigned size
 		memcpy(data, cfg + off, size);
 }
 
+/* Keeps one frame (header + frame, as written to the fd) for later: false
+ * when the hold is full (the frame is dropped, as a full fd would). */
+static bool hold_frame(struct net *n, const struct iovec *io, unsigned k, size_t len)
+{
+	uint32_t l = (uint32_t)len;
+
+	if (n->held_len + 4 + len > VMM_NET_HOLD_MAX)
+		return false;
+	if (n->held_len + 4 + len > n->held_cap) {
+		size_t cap = n->held_cap ? n->held_cap : 64 << 10;
+		while (cap < n->held_len + 4 + len)
+			cap *= 2;
+		uint8_t *p = realloc(n->held, cap);
+		if (!p)
+			return false;
+		n->held = p;
+		n->held_cap = cap;
+	}
+	memcpy(n->held + n->held_len, &l, 4);
+	n->held_len += 4;
+	for (unsigned i = 0; i < k; i++) {
+		memcpy(n->held + n->held_len, io[i].iov_base, io[i].iov_len);
+		n->held_len += io[i].iov_len;
+	}
+	return true;
+}
+
+/* Writes the held frames that end at or before mark `upto`. */
+static void release_held(struct net *n, uint64_t upto)
+{
+	size_t off = 0;
+
+	while (off + 4 <= n->held_len) {
+		uint32_t l;
+		memcpy(&l, n->held + off, 4);
+		if (n->held_base + off + 4 + l > upto)
+			break;
+		ssize_t r;
+		do
+			r = write(n->fd, n->held + off + 4, l);
+		while (r < 0 && errno == EINTR);
+		if (r >= 0) {
+			n->st.tx_packets++;
+			n->st.tx_bytes += l - HDR;
+		} else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+			n->st.tx_dropped++;
+		} else {
+			n->st.tx_errors++;
+		}
+		off += 4 + l;
+	}
+	memmove(n->held, n->held + off, n->held_len - off);
+	n->held_len -= off;
+	n->held_base += off;
+}
+
 static void tx(struct net *n, struct vmm_virtio *v)
 {
 	uint8_t hdr[HDR] = { 0 }; /* no offloads: nothing for the host to do */
@@ -59,6 +121,12 @@ static void tx(struct net *n, struct vmm_virtio *v)
 		io[0].iov_base = hdr;
 		io[0].iov_len = HDR;
 		unsigned k = vmm_iov_slice(c.iov, c.nr, HDR, c.rlen - HDR, io + 1);
+		if (n->hold) {
+			if (!hold_frame(n, io, k + 1, c.rlen))
+				n->st.tx_dropped++;
+			vmm_virtio_push(v, VIRTIO_NET_Q_TX, &c, 0);
+			continue;
+		}
 		ssize_t r;
 		do
 			r = writev(n->fd, io, (int)k + 1);
@@ -197,6 +265,7 @@ static void net_destroy(void *be)
 	struct net *n = be;
 
 	close(n->fd);
+	free(n->held);
 	free(n);
 }
 
@@ -218,6 +287,49 @@ void vmm_virtio_net_rx(struct vmm_device *d)
 
 	vmm_virtio_lock(v);
 	rx(vmm_virtio_backend(d), v);
+	vmm_virtio_unlock(v);
+}
+
+void vmm_virtio_net_hold(struct vmm_device *d, bool on)
+{
+	struct vmm_virtio *v = vmm_virtio_of(d);
+	struct net *n = vmm_virtio_backend(d);
+
+	vmm_virtio_lock(v);
+	if (!on)
+		release_held(n, UINT64_MAX);
+	n->hold = on;
+	vmm_virtio_unlock(v);
+}
+
+uint64_t vmm_virtio_net_held_mark(struct vmm_device *d)
+{
+	struct vmm_virtio *v = vmm_virtio_of(d);
+	struct net *n = vmm_virtio_backend(d);
+
+	vmm_virtio_lock(v);
+	uint64_t mark = n->held_base + n->held_len;
+	vmm_virtio_unlock(v);
+	return mark;
+}
+
+void vmm_virtio_net_release(struct vmm_device *d, uint64_t upto)
+{
+	struct vmm_virtio *v = vmm_virtio_of(d);
+
+	vmm_virtio_lock(v);
+	release_held(vmm_virtio_backend(d), upto);
+	vmm_virtio_unlock(v);
+}
+
+void vmm_virtio_net_drop(struct vmm_device *d)
+{
+	struct vmm_virtio *v = vmm_virtio_of(d);
+	struct net *n = vmm_virtio_backend(d);
+
+	vmm_virtio_lock(v);
+	n->held_base += n->held_len;
+	n->held_len = 0;
 	vmm_virtio_unlock(v);
 }
 

@@ -22,12 +22,18 @@
  * the fd until the guest posts buffers and notifies. A frame that does not
  * fit its chain is dropped (the chain is reused).
  *
- * Frames are never held by the device, so a saved state has nothing in
- * flight; it is the MAC (a restore onto another MAC is refused) and the
+ * Output commit (fault tolerance, replica/): while held, transmitted
+ * frames wait in the device (at most VMM_NET_HOLD_MAX bytes; more are
+ * dropped, as by a full fd) until released up to a mark; dropped ones are
+ * never sent. They are not part of a saved state: a frame held when its
+ * copy is lost was never seen outside, as a lost packet.
+ *
+ * A saved state is the MAC (a restore onto another MAC is refused) and the
  * counters. */
 #ifndef VMM_VIRTIO_NET_H
 #define VMM_VIRTIO_NET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,6 +68,17 @@ int vmm_virtio_net_create(struct vmm_device **d, struct vmm_bus *bus, uint64_t m
  * (call from any thread). */
 void vmm_virtio_net_rx(struct vmm_device *d);
 int vmm_virtio_net_fd(struct vmm_device *d);
+
+#define VMM_NET_HOLD_MAX (8u << 20)
+/* Holds transmitted frames from now on (on), or sends what is held and
+ * holds no more (off). */
+void vmm_virtio_net_hold(struct vmm_device *d, bool on);
+/* The mark after the last frame held so far: release(mark) sends it. */
+uint64_t vmm_virtio_net_held_mark(struct vmm_device *d);
+/* Sends the held frames that end at or before upto, in order. */
+void vmm_virtio_net_release(struct vmm_device *d, uint64_t upto);
+/* Forgets the held frames (this copy stops: they were never sent). */
+void vmm_virtio_net_drop(struct vmm_device *d);
 /* Announces the NIC's MAC on its network, as after a live migration: a
  * broadcast RARP (QEMU's announce, vMotion's notification) so that bridges
  * move the MAC to this port at once. 0 or -errno. */
