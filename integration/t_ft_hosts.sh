@@ -70,6 +70,7 @@ expect 4 "an unknown VM -> 4" vmkctl -s esx1 vm ft enable -n nosuch --secondary 
 expect 5 "failover-test of an unprotected VM -> 5" vmkctl -s esx1 vm ft failover-test -n hb
 expect 5 "disable of an unprotected VM -> 5" vmkctl -s esx1 vm ft disable -n hb
 expect 2 "--epoch-ms 5000 -> 2" vmkctl -s esx1 vm ft enable -n hb --secondary esx2 --epoch-ms 5000
+expect 2 "--secondary auto without a lab -> 2" "$VMK_BIN/vmkctl" -s nosuchhost vm ft enable -n hb --secondary auto
 expect 0 "vm create off (powered off)" vmkctl -s esx1 vm create -n off -m 32 --kernel "$ELF" -d shared
 expect 5 "a powered-off VM -> 5" vmkctl -s esx1 vm ft enable -n off --secondary esx2
 expect_match "power it on" "which says to power it on" "$err"
@@ -222,7 +223,9 @@ wait_line "$shared/vf/serial.log" "^verify pass $((n + 2)) " 300 && ok "vf verif
 	not_ok "CORRUPT" "$(grep -m3 CORRUPT "$shared/vf/serial.log")"
 
 # ---- disable while a failover runs: refused or too late, never two copies ----
-expect 0 "vf protected again, by esx3" vmkctl -s esx2 vm ft enable -n vf --secondary esx3
+run vmkctl -s esx2 --formatter json vm ft enable -n vf --secondary auto
+[[ $rc -eq 0 && $(json_get 'd["secondary"]') == esx3 ]] &&
+	ok "vf protected again with --secondary auto: esx1 is dead, esx3 holds it" || not_ok "auto" "$err" "$out"
 run vmkctl -s esx2 --formatter json vm get -n vf
 pid=$(json_get 'd["pid"]')
 kill -9 "$pid"

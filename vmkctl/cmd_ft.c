@@ -112,11 +112,16 @@ int cmd_vm_ft_enable(struct vmkctl *v, const struct vmkctl_args *a, struct out_d
 	Vmk__Response *resp;
 	int ret;
 
+	static const char no_lab[] = "--secondary auto picks a host of the lab (--lab DIR); "
+	                             "without one, name the secondary's host";
+	bool any = !strcmp(sec, "auto");
+	if (any && !v->copts.lab)
+		return vmkctl_error(v, 2, "%s", no_lab);
 	const Vmk__VmInfo *vm = vmkctl_vm_get(v, name, &ret);
 	if (!vm)
 		return ret;
 	const char *primary = vmkctl_vm_host(v, vm);
-	if (primary && !strcmp(primary, sec))
+	if (primary && !strcmp(primary, sec) && !any)
 		return vmkctl_error(v, 2,
 		                    "VM %s runs on %s: --secondary names another host, which sees "
 		                    "its datastore",
@@ -143,9 +148,17 @@ int cmd_vm_ft_enable(struct vmkctl *v, const struct vmkctl_args *a, struct out_d
 		                    "datastore for its generation record",
 		                    name);
 
-	/* the secondary's host: prepare */
-	struct vmkctl d;
-	vmkctl_peer_init(&d, v, sec);
+	/* the secondary's host: prepare; with auto, the first host of the lab
+	 * (other than the primary's) that can hold it */
+	char hosts[16][128];
+	size_t nh = 0;
+	if (any) {
+		if (vmkctl_lab_hosts(v->copts.lab, hosts, 16, &nh) < 0 || nh < 2)
+			return vmkctl_error(v, 2, "%s", no_lab);
+	} else {
+		snprintf(hosts[0], sizeof(hosts[0]), "%s", sec);
+		nh = 1;
+	}
 	Vmk__Request preq = VMK__REQUEST__INIT;
 	Vmk__VmFtPrepareRequest prep = VMK__VM_FT_PREPARE_REQUEST__INIT;
 	prep.name = (char *)name;
@@ -157,16 +170,27 @@ int cmd_vm_ft_enable(struct vmkctl *v, const struct vmkctl_args *a, struct out_d
 	prep.n_cpu_features = vm->n_cpu_features;
 	preq.body_case = VMK__REQUEST__BODY_VM_FT_PREPARE;
 	preq.vm_ft_prepare = &prep;
-	if ((ret = vmkctl_call(&d, &preq, &resp))) {
-		snprintf(v->err, sizeof(v->err), "secondary %s: %s", sec, d.err);
-		goto out;
+	struct vmkctl d;
+	const Vmk__VmFtPrepareResponse *pr = NULL;
+	char why[sizeof(v->err)] = "";
+	for (size_t i = 0; i < nh && !pr; i++) {
+		if (primary && !strcmp(hosts[i], primary))
+			continue;
+		sec = hosts[i];
+		vmkctl_peer_init(&d, v, sec);
+		if ((ret = vmkctl_call(&d, &preq, &resp)) == 0)
+			pr = VMKCTL_BODY(&d, resp, VMK__RESPONSE__BODY_VM_FT_PREPARE,
+			                 vm_ft_prepare);
+		if (!pr) {
+			size_t l = strlen(why);
+			snprintf(why + l, sizeof(why) - l, "%s%s: %s", l ? "; " : "", sec, d.err);
+			vmkctl_peer_free(&d);
+		}
 	}
-	const Vmk__VmFtPrepareResponse *pr =
-	        VMKCTL_BODY(&d, resp, VMK__RESPONSE__BODY_VM_FT_PREPARE, vm_ft_prepare);
-	if (!pr) {
-		ret = vmkctl_error(v, 1, "secondary %s: %s", sec, d.err);
-		goto out;
-	}
+	if (!pr)
+		return vmkctl_error(
+		        v, ret ? ret : 1, "%s%s",
+		        any ? "no host of the lab can hold the secondary: " : "secondary ", why);
 
 	/* the primary's host: protect */
 	Vmk__Request ereq = VMK__REQUEST__INIT;

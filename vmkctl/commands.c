@@ -496,7 +496,9 @@ static const struct vmkctl_cmd commands[] = {
         .opts = { { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME",
                     .help = "the VM", .required = true },
                   { .name = "secondary", .type = OPT_STR, .metavar = "HOST",
-                    .help = "the host of the secondary copy (as for -s)", .required = true },
+                    .help = "the host of the secondary copy (as for -s), or auto: the first "
+                            "host of the lab, other than the VM's, that can hold it",
+                    .required = true },
                   { .name = "epoch-ms", .type = OPT_INT, .metavar = "MS", .min = 1,
                     .max = 1000, .help = "the time between checkpoints (default 10)" },
                   VMKCTL_TASK_OPTS },
