@@ -25,15 +25,17 @@ static bool page_is_zero(const uint8_t *p)
 	return acc == 0;
 }
 
-/* Copies a page to dst; whether it held anything but zeros. */
+/* Copies a page to dst; whether it held anything but zeros. src is a
+ * guest page (aligned); dst is anywhere in a section buffer, so it is
+ * stored through memcpy (plain moves on x86, no alignment assumed). */
 static bool copy_nonzero(uint8_t *restrict dst, const uint8_t *restrict src)
 {
 	const uint64_t *w = (const uint64_t *)src;
-	uint64_t *o = (uint64_t *)dst, acc = 0;
+	uint64_t acc = 0;
 
 	for (unsigned i = 0; i < PAGE / 8; i++) {
 		uint64_t v = w[i];
-		o[i] = v;
+		memcpy(dst + 8 * i, &v, 8);
 		acc |= v;
 	}
 	return acc != 0;
