@@ -36,7 +36,6 @@
 #define FT_SETTLE_MS (FT_DETECT_MS(FT_MAX_EPOCH_MS) + 1000)
 /* failover-test: how long the secondary gets to take over */
 #define FT_TAKEOVER_WAIT_MS (FT_DETECT_MS(FT_MAX_EPOCH_MS) + 5000)
-#define EXIT_FT_LOST        107 /* vmx: the other copy runs the VM now */
 
 static int vmx_ft_call(const char *rundir, int body, Vmx__Response **rs, char *err, size_t errlen);
 static int vmx_ft_call_t(const char *rundir, int body, int timeout_ms, Vmx__Response **rs,
@@ -266,9 +265,10 @@ bool hostd_ft_failed_over(struct hostd *h, struct vm *v)
 	/* the record of this protection, taken by the other side: an older
 	 * record (of an earlier protection) proves nothing, unless the vmx
 	 * itself said it lost */
-	bool newer = v->ft_generation ? gen > v->ft_generation : exit_code_of(v) == EXIT_FT_LOST;
+	bool newer =
+	        v->ft_generation ? gen > v->ft_generation : exit_code_of(v) == VMX_EXIT_FT_LOST;
 	if (!owner[0] || !strcmp(owner, h->cfg.name) || !newer) {
-		if (exit_code_of(v) == EXIT_FT_LOST)
+		if (exit_code_of(v) == VMX_EXIT_FT_LOST)
 			log_warn("vm %s: its vmx lost the FT record but the record names %s",
 			         v->name, owner[0] ? owner : "nobody");
 		return false;

@@ -38,7 +38,7 @@
 #define EXIT_SIGNAL   104
 #define EXIT_LOCKED   105
 #define EXIT_INCOMING 106
-#define EXIT_FT_LOST  107 /* fault tolerance: the other copy runs the VM now */
+#define EXIT_FT_LOST  VMX_EXIT_FT_LOST /* fault tolerance: the other copy runs the VM now */
 
 #define VIRTIO_MMIO_BASE 0xd0000000ull /* in the 32-bit MMIO hole */
 #define VIRTIO_GSI_BASE  5

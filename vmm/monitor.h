@@ -9,6 +9,8 @@
 #define VMM_MONITOR_H
 
 #define VMX_EXIT_FILE "vmx.exit"
+/* vmx's exit status when fault tolerance let the other copy run the VM */
+#define VMX_EXIT_FT_LOST 107
 
 /* Returns 0 in the child, which goes on to run the VM. The parent waits
  * for it and exits with its status (128 + signal when killed); it never
