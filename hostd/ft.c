@@ -888,27 +888,40 @@ int hostd_op_vm_ft(struct hostd_call *call, const Vmk__Request *req)
 			        w.name, w.peer, w.peer);
 		if (status)
 			return reply(call, status_of(call, &w, NULL, "protected", NULL));
-		/* disable here: this copy goes, unless it took over (or its vmx
-		 * is still starting); the primary runs on alone */
-		char owner[128] = "";
-		bool live = false;
-		pthread_mutex_lock(&inv->lock);
-		if ((v = inv_find(inv, w.name))) {
-			live = vmrun_vmx_is_ours(h, v->dir, v->pid);
-			record_owner(v, owner, sizeof(owner), NULL);
-		}
-		pthread_mutex_unlock(&inv->lock);
-		if (live || !strcmp(owner, h->cfg.name))
+		/* disable here: this copy goes, unless it took over; the primary
+		 * runs on alone. Its vmx decides that under one lock with its
+		 * go-live (ft_standby_abandon), so it never does both. */
+		if (w.pid <= 0)
+			return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
+			                  "VM %s: its secondary here is still starting; try again",
+			                  w.name);
+		int sr = vmx_ft_call(w.rundir, VMX__REQUEST__BODY_FT_STOP, &rs, err, sizeof(err));
+		if (sr == -EIO)
 			return hostd_fail(
 			        call, VMK__STATUS__STATUS_CONFLICT,
 			        "VM %s: its secondary here has taken over from %s and runs "
 			        "the VM",
 			        w.name, w.peer);
-		if (w.pid <= 0)
-			return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
-			                  "VM %s: its secondary here is still starting; try again",
-			                  w.name);
-		kill(w.pid, SIGKILL);
+		if (sr < 0) {
+			/* a vmx that does not answer: stopped, unless it holds the VM */
+			char owner[128] = "";
+			bool live = false;
+			pthread_mutex_lock(&inv->lock);
+			if ((v = inv_find(inv, w.name))) {
+				live = vmrun_vmx_is_ours(h, v->dir, v->pid);
+				record_owner(v, owner, sizeof(owner), NULL);
+			}
+			pthread_mutex_unlock(&inv->lock);
+			if (live || !strcmp(owner, h->cfg.name))
+				return hostd_fail(
+				        call, VMK__STATUS__STATUS_CONFLICT,
+				        "VM %s: its secondary here has taken over from %s "
+				        "and runs the VM",
+				        w.name, w.peer);
+			kill(w.pid, SIGKILL);
+		} else {
+			vmx__response__free_unpacked(rs, NULL);
+		}
 		hostd_event(h, w.name, call->user, "FT: the secondary copy here was stopped");
 		snprintf(msg, sizeof(msg),
 		         "the secondary copy on %s was stopped; the primary on %s runs on "

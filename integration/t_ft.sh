@@ -131,7 +131,20 @@ unbroken "$d/serial.log" && ok "every heartbeat once, in order, across the failo
 	not_ok "heartbeat sequence across the failover" "$(breaks "$d/serial.log")"
 grep -q '^generation=2$' "$d/kill.ftgen" && ok "the secondary took the record (generation 2)" ||
 	not_ok "record after the failover" "$(cat "$d/kill.ftgen")"
+out=$(ctl "$d/b/vmx.sock" ft-stop)
+[[ $? -ne 0 ]] && grep -q "taken over" <<<"$out" && kill -0 "$spid" 2>/dev/null &&
+	ok "ft-stop of the secondary that went live: refused, it runs on" || not_ok "ft-stop after go-live" "$out"
 kill -9 "$spid" 2>/dev/null
+
+# ---- ft-stop of a waiting secondary: it ends at once, without the record ----
+setup standby 9
+secondary "$tmp/standby/standby.vmx" "$tmp/standby"
+out=$(ctl "$tmp/standby/b/vmx.sock" ft-stop)
+rc=0
+wait_exit "$spid" || rc=$?
+[[ $rc -eq 0 && ! -e $tmp/standby/standby.ftgen ]] &&
+	ok "ft-stop of a secondary waiting for its primary: it ends (status 0), the record untouched" ||
+	not_ok "ft-stop of a waiting secondary" "exit $rc" "$out" "$(cat "$tmp/standby/b.out")"
 
 # ---- the primary dies with acknowledged output it never let out ----
 # (VMX_FT_FAULT=no-release: every acknowledgement arrives and nothing is

@@ -140,13 +140,29 @@ void ft_primary_stop(struct ft_primary *f);
 
 /* ---- secondary ---- */
 
+/* A secondary's decision between going live and being stopped, taken
+ * under one lock so that exactly one of them happens. */
+struct ft_standby {
+	pthread_mutex_t m;
+	bool live;      /* it decided to go live (it competes for the record) */
+	bool abandoned; /* stopped: it ends without going live */
+	int fd;         /* the listening socket, then the connection: shut down
+	                 * to wake it when stopped; -1 */
+};
+void ft_standby_init(struct ft_standby *s);
+/* Stops the secondary unless it decided to go live: 0 (it ends without
+ * going live and leaves the record alone), or -EALREADY (it runs the VM,
+ * or is about to). */
+int ft_standby_abandon(struct ft_standby *s);
+
 /* Accepts the primary on lfd (its token checked in constant time), takes
  * the first copy and then epochs until the primary is lost. Returns 0 when
  * this side won the generation record (gen_path, owner) and the VM holds
  * the last complete epoch, ready to run; -ECANCELED when the primary ended
- * protection, -EBUSY when the primary kept the record, other -errno with
+ * protection or sb was abandoned, -EBUSY when the primary kept the record, other -errno with
  * err. */
 int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *gen_path,
-                     const char *owner, int timeout_ms, char *err, size_t errlen);
+                     const char *owner, int timeout_ms, struct ft_standby *sb, char *err,
+                     size_t errlen);
 
 #endif

@@ -160,8 +160,52 @@ static bool stopped(struct vmm_vm *vm)
 	return st == VM_POWERED_OFF || st == VM_CRASHED;
 }
 
+void ft_standby_init(struct ft_standby *s)
+{
+	pthread_mutex_init(&s->m, NULL);
+	s->live = s->abandoned = false;
+	s->fd = -1;
+}
+
+int ft_standby_abandon(struct ft_standby *s)
+{
+	pthread_mutex_lock(&s->m);
+	if (s->live) {
+		pthread_mutex_unlock(&s->m);
+		return -EALREADY;
+	}
+	s->abandoned = true;
+	if (s->fd >= 0)
+		shutdown(s->fd, SHUT_RDWR);
+	pthread_mutex_unlock(&s->m);
+	return 0;
+}
+
+/* The socket a stop shuts down to wake this side (-1: none). False when
+ * it was stopped already. */
+static bool standby_fd(struct ft_standby *s, int fd)
+{
+	pthread_mutex_lock(&s->m);
+	s->fd = fd;
+	bool go = !s->abandoned;
+	pthread_mutex_unlock(&s->m);
+	return go;
+}
+
+/* The decision to go live: false when it was stopped first. */
+static bool standby_go_live(struct ft_standby *s)
+{
+	pthread_mutex_lock(&s->m);
+	bool go = !s->abandoned;
+	s->live = go;
+	s->fd = -1;
+	pthread_mutex_unlock(&s->m);
+	return go;
+}
+
 int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *gen_path,
-                     const char *owner, int timeout_ms, char *err, size_t errlen)
+                     const char *owner, int timeout_ms, struct ft_standby *sb, char *err,
+                     size_t errlen)
 {
 	char line[256];
 	struct sbuf prefix, ep, machine, p;
@@ -174,8 +218,20 @@ int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *
 	uint32_t type = 0, inst;
 	int ret;
 
+	if (!standby_fd(sb, lfd)) {
+		close(lfd);
+		snprintf(err, errlen, "stopped before the primary connected");
+		return -ECANCELED;
+	}
 	int c = wire_accept(lfd, timeout_ms, "no FT primary connected", err, errlen);
+	bool go = standby_fd(sb, c);
 	close(lfd); /* one primary, once */
+	if (!go) {
+		if (c >= 0)
+			close(c);
+		snprintf(err, errlen, "stopped before the primary connected");
+		return -ECANCELED;
+	}
 	if (c < 0)
 		return c;
 	ret = wire_read_line(c, line, sizeof(line), 10000);
@@ -340,7 +396,7 @@ lost:
 		ret = ret < 0 ? ret : -EPROTO;
 		goto out;
 	}
-	if (stopped(vm)) {
+	if (stopped(vm) || !standby_go_live(sb)) {
 		snprintf(err, errlen, "stopped while a secondary");
 		ret = -ECANCELED;
 		goto out;
@@ -355,8 +411,12 @@ lost:
 	}
 	log_warn("FT: the primary is lost after epoch %" PRIu64 " (%s)", done,
 	         why[0] ? why : strerror(-ret));
-	if ((ret = ft_gen_take(gen_path, gen, owner, err, errlen)) < 0)
+	if ((ret = ft_gen_take(gen_path, gen, owner, err, errlen)) < 0) {
+		pthread_mutex_lock(&sb->m);
+		sb->live = false; /* it ends: a stop may say so */
+		pthread_mutex_unlock(&sb->m);
 		goto out; /* the primary kept the VM, or the record is out of reach */
+	}
 	if ((ret = restore_machine(vm, &prefix, &machine, err, errlen)) < 0)
 		goto out;
 	log_info("FT: going live from epoch %" PRIu64 ", generation %" PRIu64, done, gen + 1);

@@ -97,7 +97,9 @@ struct vmx_ctx {
 	uint64_t start_ms;
 	struct vmx_lease *lease; /* NULL: no datastore lock held */
 	struct migrate_src mig;
-	struct ft_primary ft;   /* fault tolerance, as the primary */
+	struct ft_primary ft;      /* fault tolerance, as the primary */
+	struct ft_standby standby; /* as the secondary (--ft-secondary) */
+	bool secondary;
 	uint16_t incoming_port; /* --incoming: where the source connects */
 	atomic_bool released;   /* hostd said it has what it needs (power off) */
 };
@@ -499,7 +501,14 @@ static int ctl_ft_stop(void *arg, const char **why)
 {
 	struct vmx_ctx *x = arg;
 
-	(void)why;
+	/* a secondary stops only if it has not decided to go live; once it
+	 * has, it is a primary (and may protect the VM in turn) */
+	if (x->secondary && ft_standby_abandon(&x->standby) == 0)
+		return 0;
+	if (x->secondary && !ft_primary_active(&x->ft)) {
+		*why = "this secondary has taken over and runs the VM";
+		return 5;
+	}
 	ft_primary_stop(&x->ft);
 	return 0;
 }
@@ -800,9 +809,12 @@ static int run(const struct vmcfg *c)
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)
 		goto out;
-	*ctx = (struct vmx_ctx){ .vm = vm, .cfg = c, .start_ms = util_now_ms() };
+	*ctx = (struct vmx_ctx){
+		.vm = vm, .cfg = c, .start_ms = util_now_ms(), .secondary = ft_secondary
+	};
 	pthread_mutex_init(&ctx->mig.m, NULL);
 	pthread_mutex_init(&ctx->ft.m, NULL);
+	ft_standby_init(&ctx->standby);
 	ctx->mig.fd = -1;
 	ctx->ft.fd = -1;
 	for (unsigned k = 0; k < MIGRATE_MAX_STREAMS; k++)
@@ -862,8 +874,8 @@ static int run(const struct vmcfg *c)
 			char gp[4200], owner[128];
 			ft_gen_path(c, gp, sizeof(gp));
 			ft_owner(owner, sizeof(owner));
-			ret = ft_secondary_run(lfd, token, vm, gp, owner, INCOMING_WAIT_MS, err,
-			                       sizeof(err));
+			ret = ft_secondary_run(lfd, token, vm, gp, owner, INCOMING_WAIT_MS,
+			                       &ctx->standby, err, sizeof(err));
 			lfd = -1;
 			if (ret < 0) {
 				fprintf(stderr, "vmx: FT secondary: %s\n", err);
