@@ -49,9 +49,9 @@ static void info_path(const struct vm *v, char *out, size_t len)
 	snprintf(out, len, "%s/%s", v->rundir, FT_INFO_FILE);
 }
 
-static void gen_path(const struct vm *v, char *out, size_t len)
+static void gen_path(const char *dir, const char *name, char *out, size_t len)
 {
-	snprintf(out, len, "%s/%s.ftgen", v->dir, v->name);
+	snprintf(out, len, "%s/%s.ftgen", dir, name);
 }
 
 /* Lock held. */
@@ -120,12 +120,12 @@ void hostd_ft_load(struct vm *v)
 }
 
 /* The host the generation record names ("" when it cannot be read). */
-static void record_owner(const struct vm *v, char *owner, size_t len, uint64_t *gen)
+static void record_owner(const char *dir, const char *name, char *owner, size_t len, uint64_t *gen)
 {
 	char p[PATH_MAX + 100];
 	uint64_t g = 0;
 
-	gen_path(v, p, sizeof(p));
+	gen_path(dir, name, p, sizeof(p));
 	owner[0] = '\0';
 	if (ft_gen_read(p, &g, owner, len) < 0)
 		owner[0] = '\0';
@@ -146,21 +146,65 @@ int hostd_ft_refuse(const struct vm *v, const char *what, char *err, size_t errl
 
 /* ---- the supervisor's part (inventory lock held) ---- */
 
-bool hostd_ft_supervise_secondary(struct hostd *h, struct vm *v)
+/* What the watch learnt of one secondary outside the lock. */
+struct sec_seen {
+	char name[VM_NAME_MAX + 1];
+	char dir[PATH_MAX];
+	char rundir[PATH_MAX];
+	int pid;
+	pid_t monitor;
+	bool reaped, alive, live, monitor_alive;
+	char owner[128];
+	char why[300];
+};
+
+/* The files behind one secondary: its lock and record on the datastore,
+ * its exit and last error. No lock held: a hung datastore stalls only
+ * the watch. */
+static void look_at(struct hostd *h, struct sec_seen *s)
 {
-	struct hostd_inventory *inv = h->inventory;
-	char why[300] = "";
 	int pid, code, sig;
 	long long when;
 
-	if (v->ft_starting)
-		return false; /* its prepare is still starting the vmx */
-	if (v->monitor_pid && waitpid(v->monitor_pid, NULL, WNOHANG) == v->monitor_pid)
+	s->reaped = s->monitor && waitpid(s->monitor, NULL, WNOHANG) == s->monitor;
+	s->alive = vmrun_pid_alive(s->pid);
+	if (s->alive) {
+		s->live = vmrun_vmx_is_ours(h, s->dir, s->pid); /* it holds the lock */
+		return;
+	}
+	s->monitor_alive = s->monitor && !s->reaped && vmrun_pid_alive(s->monitor);
+	if (s->monitor_alive)
+		return; /* its monitor writes how it ended, then ends */
+	record_owner(s->dir, s->name, s->owner, sizeof(s->owner), NULL);
+	if (vmx_exit_read(s->rundir, &pid, &code, &sig, &when) == 0 && pid == s->pid) {
+		if (sig)
+			snprintf(s->why, sizeof(s->why), "its vmx was killed by signal %d", sig);
+		else if (code == 0)
+			snprintf(s->why, sizeof(s->why), "protection ended");
+		else {
+			char last[250];
+			vmrun_last_error(s->dir, last, sizeof(last));
+			snprintf(s->why, sizeof(s->why), "its vmx exited with %d%s%s", code,
+			         last[0] ? ": " : "", last);
+		}
+	} else {
+		snprintf(s->why, sizeof(s->why), "its vmx pid %d ended", s->pid);
+	}
+}
+
+/* Acts on what was seen, if the VM is still that secondary. Lock held. */
+static void settle_secondary(struct hostd *h, const struct sec_seen *s)
+{
+	struct hostd_inventory *inv = h->inventory;
+	struct vm *v = inv_find(inv, s->name);
+
+	if (!v || v->state != VMS_FT_SECONDARY || v->ft_starting || v->pid != s->pid)
+		return;
+	if (s->reaped)
 		v->monitor_pid = 0;
-	if (vmrun_pid_alive(v->pid)) {
-		/* it went live once it holds the datastore lock */
-		if (!vmrun_vmx_is_ours(h, v->dir, v->pid))
-			return false;
+	if (s->alive) {
+		if (!s->live)
+			return;
 		char was[128];
 		snprintf(was, sizeof(was), "%s", v->ft_peer);
 		v->state = VMS_POWERED_ON;
@@ -179,14 +223,11 @@ bool hostd_ft_supervise_secondary(struct hostd *h, struct vm *v)
 		            v->pid, was);
 		log_warn("vm %s: FT failover: running here, the primary on %s was lost", v->name,
 		         was);
-		return false;
+		return;
 	}
-	/* its vmx ended: once its monitor wrote how */
-	if (v->monitor_pid && vmrun_pid_alive(v->monitor_pid))
-		return false;
-	char owner[128];
-	record_owner(v, owner, sizeof(owner), NULL);
-	if (owner[0] && !strcmp(owner, h->cfg.name) && v->pid) {
+	if (s->monitor_alive)
+		return;
+	if (s->owner[0] && !strcmp(s->owner, h->cfg.name) && v->pid) {
 		/* it had gone live (the record is this host's) and ended
 		 * before it was seen running: a primary's exit, settled as one */
 		v->state = VMS_POWERED_ON;
@@ -194,39 +235,57 @@ bool hostd_ft_supervise_secondary(struct hostd *h, struct vm *v)
 		v->ft_peer[0] = '\0';
 		v->ft_registered = false;
 		ft_save(v);
-		return false;
+		return;
 	}
-	if (vmx_exit_read(v->rundir, &pid, &code, &sig, &when) == 0 && pid == v->pid) {
-		if (sig)
-			snprintf(why, sizeof(why), "its vmx was killed by signal %d", sig);
-		else if (code == 0)
-			snprintf(why, sizeof(why), "protection ended");
-		else {
-			char last[250];
-			vmrun_last_error(v->dir, last, sizeof(last));
-			snprintf(why, sizeof(why), "its vmx exited with %d%s%s", code,
-			         last[0] ? ": " : "", last);
-		}
-	} else {
-		snprintf(why, sizeof(why), "its vmx pid %d ended", v->pid);
-	}
-	hostd_event(h, v->name, "-", "FT secondary of the VM on %s ended: %s", v->ft_peer, why);
-	log_info("vm %s: FT secondary ended: %s", v->name, why);
+	hostd_event(h, v->name, "-", "FT secondary of the VM on %s ended: %s", v->ft_peer, s->why);
+	log_info("vm %s: FT secondary ended: %s", v->name, s->why);
 	vmrun_release_nics(h, v);
 	if (v->ft_registered) {
-		hostd_ft_clear(v);
 		inv_drop(inv, v);
 		inv_save(inv);
-		return true;
+		return;
 	}
 	hostd_ft_clear(v);
 	v->state = VMS_POWERED_OFF;
 	v->pid = 0;
 	v->monitor_pid = 0;
 	v->started_ms = 0;
-	snprintf(v->reason, sizeof(v->reason), "FT secondary ended: %s", why);
+	snprintf(v->reason, sizeof(v->reason), "FT secondary ended: %s", s->why);
 	inv_save(inv);
-	return false;
+}
+
+void hostd_ft_watch(struct hostd *h)
+{
+	struct hostd_inventory *inv = h->inventory;
+	struct sec_seen *seen = NULL;
+	size_t n = 0;
+
+	pthread_mutex_lock(&inv->lock);
+	for (size_t i = 0; i < inv->n; i++)
+		n += inv->vms[i]->state == VMS_FT_SECONDARY && !inv->vms[i]->ft_starting;
+	if (n && (seen = calloc(n, sizeof(*seen)))) {
+		size_t k = 0;
+		for (size_t i = 0; i < inv->n && k < n; i++) {
+			struct vm *v = inv->vms[i];
+			if (v->state != VMS_FT_SECONDARY || v->ft_starting)
+				continue;
+			snprintf(seen[k].name, sizeof(seen[k].name), "%s", v->name);
+			snprintf(seen[k].dir, sizeof(seen[k].dir), "%s", v->dir);
+			snprintf(seen[k].rundir, sizeof(seen[k].rundir), "%s", v->rundir);
+			seen[k].pid = v->pid;
+			seen[k].monitor = v->monitor_pid;
+			k++;
+		}
+		n = k;
+	}
+	pthread_mutex_unlock(&inv->lock);
+	for (size_t i = 0; seen && i < n; i++) {
+		look_at(h, &seen[i]);
+		pthread_mutex_lock(&inv->lock);
+		settle_secondary(h, &seen[i]);
+		pthread_mutex_unlock(&inv->lock);
+	}
+	free(seen);
 }
 
 static int exit_code_of(const struct vm *v)
@@ -245,7 +304,7 @@ bool hostd_ft_settling(struct hostd *h, struct vm *v)
 
 	if (strcmp(v->ft_role, "primary") != 0 || !v->ft_peer[0])
 		return false;
-	record_owner(v, owner, sizeof(owner), NULL);
+	record_owner(v->dir, v->name, owner, sizeof(owner), NULL);
 	if (owner[0] && strcmp(owner, h->cfg.name) != 0)
 		return false; /* decided */
 	if (exit_code_of(v) >= 0)
@@ -261,7 +320,7 @@ bool hostd_ft_failed_over(struct hostd *h, struct vm *v)
 
 	if (strcmp(v->ft_role, "primary") != 0 || v->ft_starting)
 		return false;
-	record_owner(v, owner, sizeof(owner), &gen);
+	record_owner(v->dir, v->name, owner, sizeof(owner), &gen);
 	/* the record of this protection, taken by the other side: an older
 	 * record (of an earlier protection) proves nothing, unless the vmx
 	 * itself said it lost */
@@ -802,7 +861,7 @@ static int failover_test(struct hostd_call *call, struct ft_view *w)
 	pthread_mutex_lock(&h->inventory->lock);
 	struct vm *v = inv_find(h->inventory, w->name);
 	if (v) {
-		gen_path(v, gp, sizeof(gp));
+		gen_path(v->dir, v->name, gp, sizeof(gp));
 		v->expect_exit = true;
 	}
 	pthread_mutex_unlock(&h->inventory->lock);
@@ -909,7 +968,7 @@ int hostd_op_vm_ft(struct hostd_call *call, const Vmk__Request *req)
 			pthread_mutex_lock(&inv->lock);
 			if ((v = inv_find(inv, w.name))) {
 				live = vmrun_vmx_is_ours(h, v->dir, v->pid);
-				record_owner(v, owner, sizeof(owner), NULL);
+				record_owner(v->dir, v->name, owner, sizeof(owner), NULL);
 			}
 			pthread_mutex_unlock(&inv->lock);
 			if (live || !strcmp(owner, h->cfg.name))

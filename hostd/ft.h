@@ -27,13 +27,15 @@ int hostd_op_vm_ft(struct hostd_call *call, const Vmk__Request *req);
  * protection ends. Lock held. */
 int hostd_ft_refuse(const struct vm *v, const char *what, char *err, size_t errlen);
 
-/* ---- for the supervisor and hostd's start (vmrun.c); inventory lock held ---- */
+/* ---- for the supervisor and hostd's start (vmrun.c); inventory lock held
+ * unless said ---- */
 
 /* Reads <rundir>/ft.info into v's FT fields (hostd's start). */
 void hostd_ft_load(struct vm *v);
-/* A VM in state ftSecondary: follows its vmx. True when v was dropped from
- * the inventory (the caller's index then points at the next VM). */
-bool hostd_ft_supervise_secondary(struct hostd *h, struct vm *v);
+/* Follows the VMs in state ftSecondary (takes the lock itself, and reads
+ * their files on the datastore without it): one whose vmx took the lock
+ * went live and is the VM's primary here now; one whose vmx ended goes. */
+void hostd_ft_watch(struct hostd *h);
 /* A protected primary whose vmx is gone: true while the generation record
  * may still change hands (a killed primary's secondary needs its detection
  * time to win it): the caller waits before it records the exit. */

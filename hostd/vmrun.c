@@ -397,11 +397,6 @@ static void supervise_once(struct hostd *h)
 	pthread_mutex_lock(&inv->lock);
 	for (size_t i = 0; i < inv->n; i++) {
 		struct vm *v = inv->vms[i];
-		if (v->state == VMS_FT_SECONDARY) {
-			if (hostd_ft_supervise_secondary(h, v))
-				i--; /* dropped */
-			continue;
-		}
 		if (v->state != VMS_POWERED_ON)
 			continue; /* a power operation owns the VM (and reaps its monitor) */
 		/* reap the monitor hostd started once it ended (its vmx.exit says the rest) */
@@ -450,6 +445,7 @@ static void *supervisor_main(void *arg)
 			break;
 		pthread_mutex_unlock(&r->m);
 		supervise_once(h);
+		hostd_ft_watch(h);
 		hostd_ft_poll(h);
 		pthread_mutex_lock(&r->m);
 	}
