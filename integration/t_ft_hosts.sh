@@ -74,6 +74,12 @@ expect 2 "--secondary auto without a lab -> 2" "$VMK_BIN/vmkctl" -s nosuchhost v
 expect 0 "vm create off (powered off)" vmkctl -s esx1 vm create -n off -m 32 --kernel "$ELF" -d shared
 expect 5 "a powered-off VM -> 5" vmkctl -s esx1 vm ft enable -n off --secondary esx2
 expect_match "power it on" "which says to power it on" "$err"
+# esx3 as older hardware: its hostd claims to lack nx
+"$LAB" kill-host esx3 --dir "$LAB_DIR" >/dev/null && VMK_CPU_HIDE=nx "$LAB" start-host esx3 --dir "$LAB_DIR" >/dev/null
+expect 5 "a secondary host that lacks a CPU feature of the guest -> 5" \
+	vmkctl -s esx1 vm ft enable -n hb --secondary esx3
+expect_match "esx3 cannot run VM hb.*lacks.*nx" "which names the host and the feature" "$err"
+"$LAB" kill-host esx3 --dir "$LAB_DIR" >/dev/null && "$LAB" start-host esx3 --dir "$LAB_DIR" >/dev/null
 expect 0 "vm create local on esx1's own datastore" vmkctl -s esx1 vm create -n local -m 32 --kernel "$ELF" \
 	--cmdline "heartbeat interval_ms=100"
 expect 0 "power on local" vmkctl -s esx1 vm power on -n local

@@ -115,6 +115,13 @@ run vmkctl -s esx2 --formatter json vm register --path shared:hb/hb.vmx
 expect 5 "a registered, powered-off copy cannot be a target while hb runs elsewhere" \
 	vmkctl -s esx2 vm power on -n hb
 expect 0 "unregister it again" vmkctl -s esx2 vm unregister -n hb
+# esx2 as older hardware: its hostd claims to lack nx; hb stays where it runs
+"$LAB" kill-host esx2 --dir "$LAB_DIR" >/dev/null && VMK_CPU_HIDE=nx "$LAB" start-host esx2 --dir "$LAB_DIR" >/dev/null
+expect 5 "a destination that lacks a CPU feature of the guest -> 5" vmkctl -s esx1 vm migrate -n hb --dest esx2
+expect_match "esx2 cannot run VM hb.*lacks.*nx" "which names the host and the feature" "$err"
+[[ $(names_on esx1) == "hb:poweredOn" && $(names_on esx2) != *hb* ]] && ok "hb runs on at esx1 and only there" ||
+	not_ok "after the CPU refusal" "esx1: $(names_on esx1)" "esx2: $(names_on esx2)"
+"$LAB" kill-host esx2 --dir "$LAB_DIR" >/dev/null && "$LAB" start-host esx2 --dir "$LAB_DIR" >/dev/null
 expect 2 "vm migrate to itself -> 2" vmkctl -s esx1 vm migrate -n hb --dest esx1
 expect 4 "vm migrate of an unknown VM -> 4" vmkctl -s esx1 vm migrate -n nosuch --dest esx2
 expect 0 "vm create cold" vmkctl -s esx1 vm create -n cold -m 32 --kernel "$ELF" -d shared

@@ -154,3 +154,31 @@ void cpu_host_vendor(char out[13])
 	memcpy(out + 8, &c, 4);
 	out[12] = '\0';
 }
+
+size_t cpu_features_hide(const char *names, struct cpuid_leaf *l, size_t n)
+{
+	size_t nf, known = 0;
+	const struct cpu_feature *t = cpu_features(&nf);
+
+	for (const char *p = names; p && *p;) {
+		size_t len = strcspn(p, ",");
+		for (size_t i = 0; i < nf; i++) {
+			if (strlen(t[i].name) != len || strncmp(t[i].name, p, len) != 0)
+				continue;
+			known++;
+			for (size_t k = 0; k < n; k++) {
+				if (l[k].function != t[i].leaf || l[k].index != t[i].subleaf)
+					continue;
+				uint32_t *r = t[i].reg == CPUID_EAX   ? &l[k].eax
+				              : t[i].reg == CPUID_EBX ? &l[k].ebx
+				              : t[i].reg == CPUID_ECX ? &l[k].ecx
+				                                      : &l[k].edx;
+				*r &= ~(1u << t[i].bit);
+			}
+		}
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	return known;
+}

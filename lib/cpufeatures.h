@@ -28,6 +28,11 @@ const struct cpu_feature *cpu_features(size_t *n);
 /* Whether f is set in the given CPUID leaves. */
 bool cpu_feature_present(const struct cpu_feature *f, const struct cpuid_leaf *l, size_t n);
 
+/* Clears the named features (comma-separated, the table's names) in the
+ * leaves: a lab host that stands for older hardware ($VMK_CPU_HIDE).
+ * Returns how many names it knew. */
+size_t cpu_features_hide(const char *names, struct cpuid_leaf *l, size_t n);
+
 /* The host's own CPUID leaves that the table refers to, via the cpuid
  * instruction. Returns how many were written (at most max). */
 size_t cpu_host_leaves(struct cpuid_leaf *out, size_t max);

@@ -38,12 +38,30 @@ static void test_lacking(void **state)
 	assert_null(strstr(err, "lm,"));
 }
 
+/* A lab host that stands for older hardware ($VMK_CPU_HIDE) lacks what it
+ * hides, and only that. */
+static void test_hidden(void **state)
+{
+	char *f[] = { "tsc", "cmov", "lm", "nx" };
+	char err[800] = "";
+
+	(void)state;
+	setenv("VMK_CPU_HIDE", "nx,no-such-feature,cmov", 1);
+	assert_int_equal(migrate_cpu_check("esx3", "vm1", "host", f, 4, err, sizeof(err)),
+	                 -ENOTSUP);
+	assert_non_null(strstr(err, "cmov, nx"));
+	assert_null(strstr(err, "tsc"));
+	unsetenv("VMK_CPU_HIDE");
+	assert_int_equal(migrate_cpu_check("esx3", "vm1", "host", f, 4, err, sizeof(err)), 0);
+}
+
 int main(void)
 {
 	setenv("VMK_ACCEL", "soft", 1); /* the same answer on every machine */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_offered),
 		cmocka_unit_test(test_lacking),
+		cmocka_unit_test(test_hidden),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
