@@ -945,8 +945,20 @@ int hostd_op_vm_ft(struct hostd_call *call, const Vmk__Request *req)
 			        "VM %s runs on %s and its secondary here: run the failover "
 			        "test against %s",
 			        w.name, w.peer, w.peer);
-		if (status)
-			return reply(call, status_of(call, &w, NULL, "protected", NULL));
+		if (status) {
+			/* what its vmx applied: the checkpoints, as seen from here */
+			if (vmx_ft_call(w.rundir, VMX__REQUEST__BODY_FT_STATUS, &rs, err,
+			                sizeof(err)) < 0)
+				return reply(call,
+				             status_of(call, &w, NULL, "unknown",
+				                       "its secondary vmx here does not answer"));
+			const char *st = strcmp(rs->ft_info->phase, "standby") != 0 ? "unknown"
+			                 : rs->ft_info->acked                       ? "protected"
+			                                                            : "starting";
+			Vmk__VmFtStatus *s = status_of(call, &w, rs->ft_info, st, NULL);
+			vmx__response__free_unpacked(rs, NULL);
+			return reply(call, s);
+		}
 		/* disable here: this copy goes, unless it took over; the primary
 		 * runs on alone. Its vmx decides that under one lock with its
 		 * go-live (ft_standby_abandon), so it never does both. */

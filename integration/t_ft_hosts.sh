@@ -113,12 +113,15 @@ n2=$(json_get 'd["checkpoints"]')
 	ok "vm list: hb poweredOn primary on esx1, ftSecondary secondary on esx2" ||
 	not_ok "vm list while protected" "esx1: $(names_on esx1)" "esx2: $(names_on esx2)"
 ft_json esx2 hb
-[[ $(json_get '(d["role"], d["primary"], d["secondary"])') == "('secondary', 'esx1', 'esx2')" ]] &&
-	ok "vm ft status on esx2: the secondary of esx1's VM" || not_ok "status on esx2" "$out"
+[[ $(json_get '(d["role"], d["primary"], d["secondary"], d["state"], d["checkpoints"] > 0)') == \
+	"('secondary', 'esx1', 'esx2', 'protected', True)" ]] &&
+	ok "vm ft status on esx2: the secondary of esx1's VM, with the checkpoints it applied" ||
+	not_ok "status on esx2" "$out"
 # esx2's hostd restarted: it finds its secondary again (ft.info)
 "$LAB" kill-host esx2 --dir "$LAB_DIR" >/dev/null && "$LAB" start-host esx2 --dir "$LAB_DIR" >/dev/null
 ft_json esx2 hb
-[[ $(names_on esx2) == "hb:ftSecondary:secondary" && $(json_get '(d["role"], d["primary"])') == "('secondary', 'esx1')" ]] &&
+[[ $(names_on esx2) == "hb:ftSecondary:secondary" &&
+	$(json_get '(d["role"], d["primary"], d["state"])') == "('secondary', 'esx1', 'protected')" ]] &&
 	ok "esx2's hostd restarted: it lists its secondary again" || not_ok "secondary after a hostd restart" "$(names_on esx2)" "$out"
 expect 5 "live migration of a protected VM -> 5" vmkctl -s esx1 vm migrate -n hb --dest esx3
 expect_match "vm ft disable first" "which says to disable FT first" "$err"

@@ -144,10 +144,14 @@ void ft_primary_stop(struct ft_primary *f);
  * under one lock so that exactly one of them happens. */
 struct ft_standby {
 	pthread_mutex_t m;
-	bool live;      /* it decided to go live (it competes for the record) */
-	bool abandoned; /* stopped: it ends without going live */
-	int fd;         /* the listening socket, then the connection: shut down
+	bool live;           /* it decided to go live (it competes for the record) */
+	bool abandoned;      /* stopped: it ends without going live */
+	int fd;              /* the listening socket, then the connection: shut down
 	                 * to wake it when stopped; -1 */
+	uint64_t generation; /* of the protection it keeps a copy for */
+	uint64_t applied;    /* epochs applied whole (and acknowledged) */
+	uint64_t applied_ms; /* when the last one was */
+	uint32_t epoch_ms;
 };
 void ft_standby_init(struct ft_standby *s);
 /* Stops the secondary unless it decided to go live: 0 (it ends without

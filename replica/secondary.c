@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 #include "migrate/wire.h"
 #include "replica.h"
 #include "vmm/ramstate.h"
@@ -165,6 +166,8 @@ void ft_standby_init(struct ft_standby *s)
 	pthread_mutex_init(&s->m, NULL);
 	s->live = s->abandoned = false;
 	s->fd = -1;
+	s->generation = s->applied = s->applied_ms = 0;
+	s->epoch_ms = 0;
 }
 
 int ft_standby_abandon(struct ft_standby *s)
@@ -325,6 +328,12 @@ int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *
 			}
 			in_epoch = false;
 			done = cur;
+			pthread_mutex_lock(&sb->m);
+			sb->applied = done;
+			sb->applied_ms = util_now_ms();
+			sb->generation = gen;
+			sb->epoch_ms = epoch_ms;
+			pthread_mutex_unlock(&sb->m);
 			snprintf(line, sizeof(line), "A %" PRIu64 "\n", done);
 			if ((ret = wire_send_line(c, line)) < 0) {
 				snprintf(why, sizeof(why), "the primary went away");

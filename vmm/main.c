@@ -477,6 +477,23 @@ static int ctl_ft_status(void *arg, Vmx__FtInfo *o)
 	struct vmx_ctx *x = arg;
 	static __thread struct ft_stats st;
 
+	if (x->secondary) {
+		/* a copy kept for a primary: what it applied */
+		pthread_mutex_lock(&x->standby.m);
+		bool standby = !x->standby.live;
+		uint64_t applied = x->standby.applied, at = x->standby.applied_ms;
+		uint64_t gen = x->standby.generation;
+		pthread_mutex_unlock(&x->standby.m);
+		if (standby) {
+			o->phase = "standby";
+			o->epoch = o->acked = applied;
+			o->generation = gen;
+			uint64_t now = util_now_ms();
+			o->last_ack_age_ms = at && now > at ? now - at : 0;
+			o->error = "";
+			return 0;
+		}
+	}
 	ft_primary_status(&x->ft, &st);
 	o->phase = (char *)ft_phase_name(st.phase);
 	o->epoch = st.epoch;
