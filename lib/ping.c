@@ -413,6 +413,12 @@ int ping_run(int nsfd, const struct ping_opts *opts, struct ping_result *r)
 	}
 	if (r->received) {
 		r->rtt_avg_ms = p.rtt_sum / r->received;
+		/* equal round trips: their sum over their count can round a
+		 * last bit below the smallest or above the largest */
+		if (r->rtt_avg_ms < r->rtt_min_ms)
+			r->rtt_avg_ms = r->rtt_min_ms;
+		if (r->rtt_avg_ms > r->rtt_max_ms)
+			r->rtt_avg_ms = r->rtt_max_ms;
 		ret = 0;
 	} else {
 		ret = explain(&p);
