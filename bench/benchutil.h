@@ -4,8 +4,10 @@
 #define VMK_BENCHUTIL_H
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -261,6 +264,81 @@ static inline const char *bench_vmx_control(char *const argv[])
 	snprintf(out, sizeof(out), "%s", buf ? buf : "");
 	free(buf);
 	return out;
+}
+
+/* Arrivals of serial output, as the outside sees them: a thread polls the
+ * size of the serial log(s) every 100 us and keeps the longest time
+ * between two growths. Gaps count once armed; a growth before that only
+ * marks where the next gap begins (a failover's gap: the primary's last
+ * line, then the secondary's first). A hypervisor may stop the guest TSC
+ * while paused, so the guest's own stamps cannot show such a gap. */
+struct bench_watch {
+	const char *paths[2];
+	int n;
+	atomic_bool stop, armed;
+	_Atomic double max_gap_ms; /* the longest counted gap */
+	_Atomic double last_ms;    /* when the log last grew */
+	atomic_int growths;        /* growths since armed */
+	double gap_at_ms;          /* when the longest gap began, from t0 */
+	double t0;
+	pthread_t t;
+};
+
+static inline void *bench_watch_main(void *arg)
+{
+	struct bench_watch *w = arg;
+	long long prev = -1;
+
+	while (!atomic_load(&w->stop)) {
+		long long total = 0;
+		for (int i = 0; i < w->n; i++) {
+			struct stat st;
+			if (stat(w->paths[i], &st) == 0)
+				total += st.st_size;
+		}
+		double now = bench_now_ms(), last = atomic_load(&w->last_ms);
+		if (total != prev) {
+			if (prev >= 0 && atomic_load(&w->armed)) {
+				if (now - last > 1.8 && getenv("BENCH_DEBUG"))
+					fprintf(stderr, "  gap %.1f ms at %.3f\n", now - last,
+					        last);
+				if (now - last > atomic_load(&w->max_gap_ms)) {
+					atomic_store(&w->max_gap_ms, now - last);
+					w->gap_at_ms = last - w->t0;
+				}
+				atomic_fetch_add(&w->growths, 1);
+			}
+			prev = total;
+			atomic_store(&w->last_ms, now);
+		}
+		nanosleep(&(struct timespec){ .tv_nsec = 100000 }, NULL);
+	}
+	return NULL;
+}
+
+/* Watches log a (and b when not NULL); armed: gaps count from the start. */
+static inline void bench_watch_start(struct bench_watch *w, const char *a, const char *b,
+                                     bool armed)
+{
+	memset(w, 0, sizeof(*w));
+	w->paths[w->n++] = a;
+	if (b)
+		w->paths[w->n++] = b;
+	w->t0 = bench_now_ms();
+	atomic_store(&w->last_ms, w->t0);
+	atomic_store(&w->armed, armed);
+	pthread_create(&w->t, NULL, bench_watch_main, w);
+}
+
+/* Ends the watch: the longest gap counted, in ms. */
+static inline double bench_watch_stop(struct bench_watch *w)
+{
+	atomic_store(&w->stop, true);
+	pthread_join(w->t, NULL);
+	if (getenv("BENCH_DEBUG"))
+		fprintf(stderr, "longest gap %.1f ms, from +%.1f ms (at %.3f)\n",
+		        atomic_load(&w->max_gap_ms), w->gap_at_ms, w->gap_at_ms + w->t0);
+	return atomic_load(&w->max_gap_ms);
 }
 
 #endif

@@ -100,40 +100,6 @@ static const char *ft_status(void)
 	return bench_vmx_control(s);
 }
 
-/* ---- arrivals of the serial log's lines ---- */
-
-/* The longest gap between two growths of the serial log once armed: the
- * primary's last released line to the secondary's first. */
-struct arrivals {
-	atomic_bool stop, armed;
-	pthread_t t;
-	double max_gap, last;
-	int growths_after; /* since armed */
-};
-
-static void *arrivals_main(void *arg)
-{
-	struct arrivals *a = arg;
-	long long prev = -1;
-
-	while (!atomic_load(&a->stop)) {
-		struct stat st;
-		long long size = stat(serial, &st) == 0 ? (long long)st.st_size : -1;
-		double now = bench_now_ms();
-		if (size != prev) {
-			if (prev >= 0 && atomic_load(&a->armed)) {
-				if (now - a->last > a->max_gap)
-					a->max_gap = now - a->last;
-				a->growths_after++;
-			}
-			a->last = now;
-			prev = size;
-		}
-		nanosleep(&(struct timespec){ .tv_nsec = 100000 }, NULL);
-	}
-	return NULL;
-}
-
 /* iterations per second from the "burn N" lines (interval 200 ms) after
  * the first two */
 static double burn_rate(void)
@@ -214,22 +180,23 @@ int main(int argc, char **argv)
 		       o99 = bench_field(o, "output_us_p99=");
 		char fo[32] = "-";
 		if (cases[c].failover && strstr(o, "phase=protected")) {
-			struct arrivals ar = { 0 };
-			pthread_create(&ar.t, NULL, arrivals_main, &ar);
+			/* the primary's last released line to the secondary's first */
+			struct bench_watch ar;
+			bench_watch_start(&ar, serial, NULL, false);
 			usleep(200 * 1000);
 			atomic_store(&ar.armed, true);
 			kill(pa, cases[c].failover);
 			/* until the secondary has written for a while */
 			for (int i = 0; i < 300; i++) {
 				usleep(10 * 1000);
-				if (ar.max_gap > 0 && bench_now_ms() - ar.last < 5 &&
-				    ar.growths_after > 50)
+				if (atomic_load(&ar.max_gap_ms) > 0 &&
+				    bench_now_ms() - atomic_load(&ar.last_ms) < 5 &&
+				    atomic_load(&ar.growths) > 50)
 					break;
 			}
-			atomic_store(&ar.stop, true);
-			pthread_join(ar.t, NULL);
-			if (ar.growths_after > 50)
-				snprintf(fo, sizeof(fo), "%.0f ms", ar.max_gap);
+			double gap = bench_watch_stop(&ar);
+			if (atomic_load(&ar.growths) > 50)
+				snprintf(fo, sizeof(fo), "%.0f ms", gap);
 			else
 				snprintf(fo, sizeof(fo), "none");
 		}

@@ -39,69 +39,6 @@ struct result {
 	bool ok;
 };
 
-/* Guest-observed downtime: a thread that polls the serial log(s) every
- * 100 us and keeps the longest time between two growths, from the
- * migrate command to its end (a hypervisor may stop the guest TSC while
- * paused, so the guest's own stamps cannot show it). */
-struct watch {
-	const char *paths[2];
-	int n;
-	atomic_bool stop;
-	double max_gap_ms;
-	double gap_at_ms; /* when the longest gap began, from watch_start */
-	double t0;
-	pthread_t t;
-};
-
-static void *watch_main(void *arg)
-{
-	struct watch *w = arg;
-	long long prev = -1;
-	double start = bench_now_ms(), last = start;
-	w->t0 = start;
-
-	while (!atomic_load(&w->stop)) {
-		long long total = 0;
-		for (int i = 0; i < w->n; i++) {
-			struct stat st;
-			if (stat(w->paths[i], &st) == 0)
-				total += st.st_size;
-		}
-		double now = bench_now_ms();
-		if (total != prev) {
-			if (prev >= 0 && now - last > 1.8 && getenv("BENCH_DEBUG"))
-				fprintf(stderr, "  gap %.1f ms at %.3f\n", now - last, last);
-			if (prev >= 0 && now - last > w->max_gap_ms) {
-				w->max_gap_ms = now - last;
-				w->gap_at_ms = last - start;
-			}
-			prev = total;
-			last = now;
-		}
-		nanosleep(&(struct timespec){ .tv_nsec = 100000 }, NULL);
-	}
-	return NULL;
-}
-
-static void watch_start(struct watch *w, const char *a, const char *b)
-{
-	memset(w, 0, sizeof(*w));
-	w->paths[w->n++] = a;
-	if (b)
-		w->paths[w->n++] = b;
-	pthread_create(&w->t, NULL, watch_main, w);
-}
-
-static double watch_stop(struct watch *w)
-{
-	atomic_store(&w->stop, true);
-	pthread_join(w->t, NULL);
-	if (getenv("BENCH_DEBUG"))
-		fprintf(stderr, "longest gap %.1f ms, from +%.1f ms (at %.3f)\n", w->max_gap_ms,
-		        w->gap_at_ms, w->gap_at_ms + w->t0);
-	return w->max_gap_ms;
-}
-
 /* ---- vmx ---- */
 
 static struct result run_vmx(int mib, const char *cmdline, const char *ready, const char *streams)
@@ -154,8 +91,8 @@ static struct result run_vmx(int mib, const char *cmdline, const char *ready, co
 	char *m[] = { vmx,   "--control", sockA, "migrate",       "127.0.0.1", port,
 		      token, "50",        "0",   (char *)streams, NULL };
 	bench_warm_memory(WARM_MIB);
-	struct watch w;
-	watch_start(&w, serial, NULL);
+	struct bench_watch w;
+	bench_watch_start(&w, serial, NULL, true);
 	double tm = bench_now_ms();
 	bench_vmx_control(m);
 	if (getenv("BENCH_DEBUG"))
@@ -165,7 +102,7 @@ static struct result run_vmx(int mib, const char *cmdline, const char *ready, co
 		const char *o = bench_vmx_control(st);
 		if (strstr(o, "phase=done")) {
 			usleep(20 * 1000); /* the destination's first lines */
-			r.observed_ms = watch_stop(&w);
+			r.observed_ms = bench_watch_stop(&w);
 			r.total_ms = bench_field(o, "total_ms=");
 			r.downtime_ms = bench_field(o, "\ndowntime_ms=");
 			r.bytes = bench_field(o, "transferred=");
@@ -177,7 +114,7 @@ static struct result run_vmx(int mib, const char *cmdline, const char *ready, co
 		usleep(2 * 1000);
 	}
 	if (!r.ok)
-		watch_stop(&w);
+		bench_watch_stop(&w);
 out:
 	bench_kill(pa);
 	bench_kill(pb);
@@ -252,8 +189,8 @@ static struct result run_qemu(int mib, const char *cmdline, const char *ready, b
 	snprintf(lbs, sizeof(lbs), "%s/qb.serial", tmp);
 	unlink(lbs);
 	bench_warm_memory(WARM_MIB);
-	struct watch w;
-	watch_start(&w, la, lbs);
+	struct bench_watch w;
+	bench_watch_start(&w, la, lbs, true);
 	bench_qmp(fa, cmd);
 	for (int i = 0; i < 2400; i++) {
 		const char *o = bench_qmp(fa, "{\"execute\":\"query-migrate\"}\n");
@@ -261,7 +198,7 @@ static struct result run_qemu(int mib, const char *cmdline, const char *ready, b
 			fprintf(stderr, "%s\n", o);
 		if (strstr(o, "\"completed\"")) {
 			usleep(20 * 1000);
-			r.observed_ms = watch_stop(&w);
+			r.observed_ms = bench_watch_stop(&w);
 			r.total_ms = bench_field(o, "\"total-time\": ");
 			r.downtime_ms = bench_field(o, "\"downtime\": ");
 			r.bytes = bench_field(o, "\"transferred\": ");
@@ -273,7 +210,7 @@ static struct result run_qemu(int mib, const char *cmdline, const char *ready, b
 		usleep(2 * 1000);
 	}
 	if (!r.ok)
-		watch_stop(&w);
+		bench_watch_stop(&w);
 out:
 	if (fa >= 0)
 		close(fa);
