@@ -146,13 +146,48 @@ int hostd_ft_refuse(const struct vm *v, const char *what, char *err, size_t errl
 
 /* ---- the supervisor's part (inventory lock held) ---- */
 
-/* What the watch learnt of one secondary outside the lock. */
-struct sec_seen {
+/* A VM as it was seen under the inventory lock, for work outside it. */
+struct vm_ref {
 	char name[VM_NAME_MAX + 1];
 	char dir[PATH_MAX];
 	char rundir[PATH_MAX];
 	int pid;
 	pid_t monitor;
+};
+
+/* The VMs that match, copied under the lock: *n of them, calloc'd (the
+ * caller frees), NULL when none (or no memory: the next pass tries again). */
+static struct vm_ref *vm_refs(struct hostd_inventory *inv, bool (*match)(const struct vm *v),
+                              size_t *n)
+{
+	struct vm_ref *r = NULL;
+	size_t k = 0;
+
+	pthread_mutex_lock(&inv->lock);
+	for (size_t i = 0; i < inv->n; i++)
+		k += match(inv->vms[i]);
+	if (k && (r = calloc(k, sizeof(*r)))) {
+		k = 0;
+		for (size_t i = 0; i < inv->n; i++) {
+			const struct vm *v = inv->vms[i];
+			if (!match(v))
+				continue;
+			snprintf(r[k].name, sizeof(r[k].name), "%s", v->name);
+			snprintf(r[k].dir, sizeof(r[k].dir), "%s", v->dir);
+			snprintf(r[k].rundir, sizeof(r[k].rundir), "%s", v->rundir);
+			r[k].pid = v->pid;
+			r[k].monitor = v->monitor_pid;
+			k++;
+		}
+	}
+	pthread_mutex_unlock(&inv->lock);
+	*n = r ? k : 0;
+	return r;
+}
+
+/* What the watch learnt of one secondary outside the lock. */
+struct sec_seen {
+	const struct vm_ref *r;
 	bool reaped, alive, live, monitor_alive;
 	char owner[128];
 	char why[300];
@@ -166,29 +201,29 @@ static void look_at(struct hostd *h, struct sec_seen *s)
 	int pid, code, sig;
 	long long when;
 
-	s->reaped = s->monitor && waitpid(s->monitor, NULL, WNOHANG) == s->monitor;
-	s->alive = vmrun_pid_alive(s->pid);
+	s->reaped = s->r->monitor && waitpid(s->r->monitor, NULL, WNOHANG) == s->r->monitor;
+	s->alive = vmrun_pid_alive(s->r->pid);
 	if (s->alive) {
-		s->live = vmrun_vmx_is_ours(h, s->dir, s->pid); /* it holds the lock */
+		s->live = vmrun_vmx_is_ours(h, s->r->dir, s->r->pid); /* it holds the lock */
 		return;
 	}
-	s->monitor_alive = s->monitor && !s->reaped && vmrun_pid_alive(s->monitor);
+	s->monitor_alive = s->r->monitor && !s->reaped && vmrun_pid_alive(s->r->monitor);
 	if (s->monitor_alive)
 		return; /* its monitor writes how it ended, then ends */
-	record_owner(s->dir, s->name, s->owner, sizeof(s->owner), NULL);
-	if (vmx_exit_read(s->rundir, &pid, &code, &sig, &when) == 0 && pid == s->pid) {
+	record_owner(s->r->dir, s->r->name, s->owner, sizeof(s->owner), NULL);
+	if (vmx_exit_read(s->r->rundir, &pid, &code, &sig, &when) == 0 && pid == s->r->pid) {
 		if (sig)
 			snprintf(s->why, sizeof(s->why), "its vmx was killed by signal %d", sig);
 		else if (code == 0)
 			snprintf(s->why, sizeof(s->why), "protection ended");
 		else {
 			char last[250];
-			vmrun_last_error(s->dir, last, sizeof(last));
+			vmrun_last_error(s->r->dir, last, sizeof(last));
 			snprintf(s->why, sizeof(s->why), "its vmx exited with %d%s%s", code,
 			         last[0] ? ": " : "", last);
 		}
 	} else {
-		snprintf(s->why, sizeof(s->why), "its vmx pid %d ended", s->pid);
+		snprintf(s->why, sizeof(s->why), "its vmx pid %d ended", s->r->pid);
 	}
 }
 
@@ -196,9 +231,9 @@ static void look_at(struct hostd *h, struct sec_seen *s)
 static void settle_secondary(struct hostd *h, const struct sec_seen *s)
 {
 	struct hostd_inventory *inv = h->inventory;
-	struct vm *v = inv_find(inv, s->name);
+	struct vm *v = inv_find(inv, s->r->name);
 
-	if (!v || v->state != VMS_FT_SECONDARY || v->ft_starting || v->pid != s->pid)
+	if (!v || v->state != VMS_FT_SECONDARY || v->ft_starting || v->pid != s->r->pid)
 		return;
 	if (s->reaped)
 		v->monitor_pid = 0;
@@ -254,38 +289,25 @@ static void settle_secondary(struct hostd *h, const struct sec_seen *s)
 	inv_save(inv);
 }
 
+static bool watched_secondary(const struct vm *v)
+{
+	return v->state == VMS_FT_SECONDARY && !v->ft_starting;
+}
+
 void hostd_ft_watch(struct hostd *h)
 {
 	struct hostd_inventory *inv = h->inventory;
-	struct sec_seen *seen = NULL;
-	size_t n = 0;
+	size_t n;
+	struct vm_ref *refs = vm_refs(inv, watched_secondary, &n);
 
-	pthread_mutex_lock(&inv->lock);
-	for (size_t i = 0; i < inv->n; i++)
-		n += inv->vms[i]->state == VMS_FT_SECONDARY && !inv->vms[i]->ft_starting;
-	if (n && (seen = calloc(n, sizeof(*seen)))) {
-		size_t k = 0;
-		for (size_t i = 0; i < inv->n && k < n; i++) {
-			struct vm *v = inv->vms[i];
-			if (v->state != VMS_FT_SECONDARY || v->ft_starting)
-				continue;
-			snprintf(seen[k].name, sizeof(seen[k].name), "%s", v->name);
-			snprintf(seen[k].dir, sizeof(seen[k].dir), "%s", v->dir);
-			snprintf(seen[k].rundir, sizeof(seen[k].rundir), "%s", v->rundir);
-			seen[k].pid = v->pid;
-			seen[k].monitor = v->monitor_pid;
-			k++;
-		}
-		n = k;
-	}
-	pthread_mutex_unlock(&inv->lock);
-	for (size_t i = 0; seen && i < n; i++) {
-		look_at(h, &seen[i]);
+	for (size_t i = 0; i < n; i++) {
+		struct sec_seen seen = { .r = &refs[i] };
+		look_at(h, &seen);
 		pthread_mutex_lock(&inv->lock);
-		settle_secondary(h, &seen[i]);
+		settle_secondary(h, &seen);
 		pthread_mutex_unlock(&inv->lock);
 	}
-	free(seen);
+	free(refs);
 }
 
 static int exit_code_of(const struct vm *v)
@@ -367,37 +389,32 @@ static void sync_phase(struct hostd *h, struct vm *v, const char *phase, const c
 	}
 }
 
+static bool protected_primary(const struct vm *v)
+{
+	return v->state == VMS_POWERED_ON && !strcmp(v->ft_role, "primary") && v->ft_peer[0] &&
+	       !v->ft_starting;
+}
+
 void hostd_ft_poll(struct hostd *h)
 {
 	struct hostd_inventory *inv = h->inventory;
-	char names[16][VM_NAME_MAX + 1], rundirs[16][PATH_MAX];
-	size_t n = 0;
+	size_t n;
+	struct vm_ref *refs = vm_refs(inv, protected_primary, &n);
 
-	pthread_mutex_lock(&inv->lock);
-	for (size_t i = 0; i < inv->n && n < 16; i++) {
-		struct vm *v = inv->vms[i];
-		if (v->state == VMS_POWERED_ON && !strcmp(v->ft_role, "primary") && v->ft_peer[0] &&
-		    !v->ft_starting) {
-			snprintf(names[n], sizeof(names[n]), "%s", v->name);
-			snprintf(rundirs[n], sizeof(rundirs[n]), "%s", v->rundir);
-			n++;
-		}
-	}
-	pthread_mutex_unlock(&inv->lock);
 	for (size_t i = 0; i < n; i++) {
 		Vmx__Response *rs = NULL;
 		char err[300];
-		if (vmx_ft_call_t(rundirs[i], VMX__REQUEST__BODY_FT_STATUS, FT_POLL_CALL_MS, &rs,
-		                  err, sizeof(err)) < 0)
+		if (vmx_ft_call_t(refs[i].rundir, VMX__REQUEST__BODY_FT_STATUS, FT_POLL_CALL_MS,
+		                  &rs, err, sizeof(err)) < 0)
 			continue; /* a vmx that ended: the supervisor sees to it */
 		pthread_mutex_lock(&inv->lock);
-		struct vm *v = inv_find(inv, names[i]);
-		if (v && v->state == VMS_POWERED_ON && !strcmp(v->ft_role, "primary") &&
-		    !v->ft_starting)
+		struct vm *v = inv_find(inv, refs[i].name);
+		if (v && protected_primary(v))
 			sync_phase(h, v, rs->ft_info->phase, rs->ft_info->error);
 		pthread_mutex_unlock(&inv->lock);
 		vmx__response__free_unpacked(rs, NULL);
 	}
+	free(refs);
 }
 
 /* A host name from the wire: printable, no spaces (it goes into ft.info
