@@ -59,12 +59,12 @@ wait_exit() {
 unbroken() { awk '$1 == "hb" { if (seen && $2 != p + 1) bad = 1; p = $2; seen = 1 } END { exit bad || !seen }' "$1"; }
 breaks() { awk '$1 == "hb" { if (seen && $2 != p + 1) print "line " NR ": " p " then " $2; p = $2; seen = 1 }' "$1" | head -5; }
 
-# secondary VMX_FILE DIR: an FT secondary of that .vmx, run from DIR/b
-# (output in DIR/b.out); sets spid and sport
+# secondary VMX_FILE DIR [VMX_OPTION...]: an FT secondary of that .vmx,
+# run from DIR/b (output in DIR/b.out); sets spid and sport
 secondary() {
 	mkdir -p "$2/b"
 	"$VMX" -c "$1" --run-dir "$2/b" --incoming 127.0.0.1 --incoming-token-file "$tmp/token" \
-		--ft-secondary >"$2/b.out" 2>&1 &
+		--ft-secondary "${@:3}" >"$2/b.out" 2>&1 &
 	spid=$!
 	pids+=("$spid")
 	sport=
@@ -231,6 +231,54 @@ c2=$(grep -c '^hb ' "$d/serial.log")
 ((c2 > c1)) && unbroken "$d/serial.log" && ok "its output flows at once again" ||
 	not_ok "output after ft-stop" "$c1 -> $c2" "$(breaks "$d/serial.log")"
 kill -9 "$ppid" 2>/dev/null
+
+# ---- a disk guest: its writes reach the secondary's own copy with the
+# epochs; the primary killed, the secondary's copy has every write the
+# guest saw done ----
+setup disk 5
+d=$tmp/disk
+sed -i 's/cmdline = "[^"]*"/cmdline = "disk blocks=256 passes=60"/' "$d/disk.vmx"
+printf 'disks = ( { path = "disk0.img"; } );\n' >>"$d/disk.vmx"
+truncate -s 16M "$d/disk0.img"
+mkdir -p "$d/ft"
+truncate -s 16M "$d/ft/disk0.img"
+out=$("$VMX" -c "$d/disk.vmx" --run-dir "$d/x" --incoming 127.0.0.1 --incoming-token-file \
+	"$tmp/token" --ft-secondary --disk a.img --disk b.img 2>&1)
+[[ $? -eq 2 ]] && grep -q "2 --disk options for the 1 disks" <<<"$out" &&
+	ok "--disk once per disk, else refused" || not_ok "--disk count" "$out"
+secondary "$d/disk.vmx" "$d" --disk "$d/ft/disk0.img"
+"$VMX" -c "$d/disk.vmx" --run-dir "$d/a" >"$d/a.out" 2>&1 &
+ppid=$!
+pids+=("$ppid")
+wait_grep "$d/serial.log" "^disk pass 2 OK$"
+ctl "$d/a/vmx.sock" ft-start 127.0.0.1 "$sport" "$token" 10 >/dev/null
+protected "$d/a/vmx.sock" && ok "a VM with a disk is protected" ||
+	not_ok "protection of a disk VM" "$(ctl "$d/a/vmx.sock" ft-status)" "$(cat "$d/b.out")"
+p0=$(grep -c "^disk pass" "$d/serial.log")
+wait_grep "$d/serial.log" "^disk pass $((p0 + 3)) OK$" ||
+	not_ok "disk passes while protected" "$(tail -3 "$d/serial.log")"
+kill -9 "$ppid"
+wait_grep "$d/b.out" "going live" 50 && ok "the primary killed mid-pass: the secondary went live" ||
+	not_ok "disk VM go-live" "$(cat "$d/b.out")"
+# the guest goes on from the last epoch: it reads back what it wrote
+# before, which only the replicated writes hold
+wait_exit "$spid"
+rc=$?
+last=$(grep "^disk pass" "$d/serial.log" | tail -1)
+[[ $rc -eq 0 && $last == "disk pass 60 OK" ]] && ! grep -q CORRUPT "$d/serial.log" &&
+	ok "it finished its 60 passes on the secondary's disk, no CORRUPT" ||
+	not_ok "disk passes after the failover" "exit $rc, $last" "$(grep CORRUPT "$d/serial.log")" "$(tail -5 "$d/b.out")"
+grep -q 'path = "ft/disk0.img"' "$d/disk.vmx" && ok "the .vmx names the secondary's copy now" ||
+	not_ok ".vmx after the go-live" "$(grep -A1 disks "$d/disk.vmx")"
+# the copy alone, booted again: every block holds the last pass
+sed -i 's/cmdline = "[^"]*"/cmdline = "disk verify-only=1 pass=60"/' "$d/disk.vmx"
+: >"$d/serial.log"
+mkdir -p "$d/v"
+"$VMX" -c "$d/disk.vmx" --run-dir "$d/v" >"$d/v.out" 2>&1
+rc=$?
+[[ $rc -eq 0 ]] && grep -q "^disk pass 60 OK" "$d/serial.log" &&
+	ok "the secondary's disk file verifies on its own (pass 60 in every block)" ||
+	not_ok "verify the secondary's copy" "exit $rc" "$(cat "$d/serial.log" "$d/v.out" | tail -5)"
 
 # ---- bad input ----
 setup bad 4

@@ -215,73 +215,6 @@ static int send_dirty_streams(struct vmm_vm *vm, struct vmm_stream *main_st, uin
 	return ret;
 }
 
-/* Storage migration: the dirty bitmaps of the VM's disks. */
-struct disks {
-	unsigned n;
-	uint32_t index[16];
-	uint64_t *bm[16];
-};
-
-static int disks_start(struct vmm_vm *vm, struct disks *d)
-{
-	memset(d, 0, sizeof(*d));
-	for (unsigned i = 0; i < vm->ndevs && d->n < 16; i++) {
-		if (!vmm_is_disk(vm->devs[i]))
-			continue;
-		uint64_t words = (vmm_virtio_blk_blocks(vm->devs[i]) + 63) / 64 + 1;
-		if (!(d->bm[d->n] = calloc(words, sizeof(uint64_t))) ||
-		    vmm_virtio_blk_dirty_start(vm->devs[i]) < 0)
-			return -ENOMEM;
-		d->index[d->n++] = i;
-	}
-	return 0;
-}
-
-static void disks_stop(struct vmm_vm *vm, struct disks *d)
-{
-	for (unsigned k = 0; k < d->n; k++) {
-		vmm_virtio_blk_dirty_stop(vm->devs[d->index[k]]);
-		free(d->bm[k]);
-	}
-	d->n = 0;
-}
-
-/* Harvests every disk's log (ORed into what was not sent yet); returns the
- * dirty bytes. */
-static uint64_t disks_harvest(struct vmm_vm *vm, struct disks *d)
-{
-	uint64_t bytes = 0;
-
-	for (unsigned k = 0; k < d->n; k++) {
-		struct vmm_device *dev = vm->devs[d->index[k]];
-		uint64_t words = (vmm_virtio_blk_blocks(dev) + 63) / 64 + 1;
-		uint64_t *more = calloc(words, sizeof(uint64_t));
-		if (!more)
-			continue;
-		vmm_virtio_blk_dirty_harvest(dev, more);
-		for (uint64_t w = 0; w < words; w++) {
-			d->bm[k][w] |= more[w];
-			bytes += (uint64_t)__builtin_popcountll(d->bm[k][w]) * VMM_BLK_DIRTY_BLOCK;
-		}
-		free(more);
-	}
-	return bytes;
-}
-
-/* Sends the dirty blocks and clears the bitmaps. */
-static int disks_send(struct vmm_vm *vm, struct disks *d, struct vmm_stream *st)
-{
-	for (unsigned k = 0; k < d->n; k++) {
-		struct vmm_device *dev = vm->devs[d->index[k]];
-		int ret = vmm_disk_save_dirty(dev, d->index[k], st, d->bm[k], NULL);
-		if (ret < 0)
-			return ret;
-		memset(d->bm[k], 0,
-		       ((vmm_virtio_blk_blocks(dev) + 63) / 64 + 1) * sizeof(uint64_t));
-	}
-	return 0;
-}
-
 /* With the storage, the serial log moves too: its content so far (the
  * last 64 MiB at most), sent while paused, before END. */
 static int send_serial_log(const char *path, struct vmm_stream *st)
@@ -357,7 +290,7 @@ static void *send_main(void *arg)
 	char err[400], line[300];
 	uint64_t t0 = ms_now(), words = 0, *bm = NULL;
 	bool logging = false, paused = false;
-	struct disks dk = { 0 };
+	struct vmm_disks_log dk = { 0 };
 	static struct xstream x[MIGRATE_MAX_STREAMS]; /* one migration per vmx */
 	unsigned nstreams = s->p.streams < 1                     ? 1
 	                    : s->p.streams > MIGRATE_MAX_STREAMS ? MIGRATE_MAX_STREAMS
@@ -430,7 +363,7 @@ static void *send_main(void *arg)
 		goto out;
 	}
 	logging = true;
-	if (s->p.storage && disks_start(vm, &dk) < 0) {
+	if (s->p.storage && vmm_disks_log_start(vm, &dk, false) < 0) {
 		fail(s, MIG_FAILED, "out of memory for the disks' dirty logs");
 		goto out;
 	}
@@ -462,13 +395,12 @@ static void *send_main(void *arg)
 				bm[words - 1] = (1ull << (vm->mem.dirty_pages % 64)) - 1;
 			ret = send_dirty_streams(vm, &st, &main_inst, x, nstreams, bm, true);
 			/* the disks whole (their allocated ranges), then what was written */
-			for (unsigned k = 0; ret == 0 && k < dk.n; k++)
-				ret = vmm_disk_save_all(vm->devs[dk.index[k]], dk.index[k], &st,
-				                        NULL);
+			if (ret == 0)
+				ret = vmm_disks_log_save_all(vm, &dk, &st, NULL);
 		} else {
 			ret = send_dirty_streams(vm, &st, &main_inst, x, nstreams, bm, false);
 			if (ret == 0)
-				ret = disks_send(vm, &dk, &st);
+				ret = vmm_disks_log_send(vm, &dk, &st, NULL);
 		}
 		/* the pass ends: the destination answers once it has loaded it
 		 * on every stream (read before the pause) */
@@ -493,7 +425,7 @@ static void *send_main(void *arg)
 			bw = 100ull << 20;
 		/* what the guest dirtied while that pass ran */
 		uint64_t n = vmm_vm_dirty_harvest(vm, bm);
-		uint64_t remaining = n * VMM_PAGE_SIZE + disks_harvest(vm, &dk);
+		uint64_t remaining = n * VMM_PAGE_SIZE + vmm_disks_log_harvest(vm, &dk);
 		rate = el ? remaining * 1000 / el : remaining;
 		uint64_t expect = bw ? remaining * 1000 / bw : 0;
 		pthread_mutex_lock(&s->m);
@@ -588,7 +520,7 @@ static void *send_main(void *arg)
 			bm[w] |= more[w];
 		free(more);
 	}
-	disks_harvest(vm, &dk); /* paused: the final delta of the disks */
+	vmm_disks_log_harvest(vm, &dk); /* paused: the final delta of the disks */
 	/* a small remainder goes on the main stream alone: waking every
 	 * stream's sender and receiver costs more than it saves (each earlier
 	 * pass is loaded already, so no page can overtake a newer copy) */
@@ -601,7 +533,7 @@ static void *send_main(void *arg)
 	ret = send_dirty_streams(vm, &st, &main_inst, x, final_streams, bm, false);
 	for (unsigned k = 1; ret == 0 && k < nstreams; k++)
 		ret = vmm_state_write_section(&x[k].st, SEC_END, 0, NULL, 0);
-	if (ret < 0 || (ret = disks_send(vm, &dk, &st)) < 0 ||
+	if (ret < 0 || (ret = vmm_disks_log_send(vm, &dk, &st, NULL)) < 0 ||
 	    (ret = vmm_vm_save_machine(vm, &st, err, sizeof(err))) < 0 ||
 	    (s->p.storage && (ret = send_serial_log(s->p.serial_log, &st)) < 0) ||
 	    (ret = vmm_state_write_section(&st, SEC_END, 0, NULL, 0)) < 0) {
@@ -639,7 +571,7 @@ static void *send_main(void *arg)
 	s->prog.phase = MIG_DONE;
 	pthread_mutex_unlock(&s->m);
 	vmm_vm_dirty_stop(vm);
-	disks_stop(vm, &dk);
+	vmm_disks_log_stop(vm, &dk);
 	char why[300];
 	snprintf(why, sizeof(why), "migrated to %s", s->p.host);
 	vm->power_status = 0;
@@ -658,7 +590,7 @@ out:
 	throttle_stop(&th);
 	if (logging)
 		vmm_vm_dirty_stop(vm);
-	disks_stop(vm, &dk);
+	vmm_disks_log_stop(vm, &dk);
 	if (paused)
 		vmm_vm_resume(vm);
 	else if (atomic_load(&vm->state) == VM_PAUSED)

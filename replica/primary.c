@@ -16,6 +16,7 @@
 #include "util.h"
 #include "migrate/wire.h"
 #include "replica.h"
+#include "vmm/diskstate.h"
 #include "vmm/ramstate.h"
 #include "vmm/snapshot.h"
 #include "vmm/uart.h"
@@ -172,6 +173,7 @@ static void *ft_main(void *arg)
 	struct wire_stream ws;
 	struct vmm_stream st, mst;
 	struct sbuf eb, out;
+	struct vmm_disks_log dk = { 0 }; /* the disks' writes not sent yet */
 	char err[400], line[300];
 	uint64_t *bm = NULL, words = 0, prev_mark = 0;
 	uint32_t epoch_ms = f->p.epoch_ms ? f->p.epoch_ms : FT_DEFAULT_EPOCH_MS;
@@ -233,6 +235,12 @@ static void *ft_main(void *arg)
 		goto out;
 	}
 	logging = true;
+	/* the disks' writes travel with the epochs (read-only disks are
+	 * opened where they are by the secondary) */
+	if (vmm_disks_log_start(vm, &dk, true) < 0) {
+		set_phase(f, FT_FAILED, "out of memory for the disks' write logs");
+		goto out;
+	}
 	words = (vm->mem.dirty_pages + 63) / 64; /* set by the dirty log's start */
 	if (!(bm = calloc(words ? words : 1, sizeof(uint64_t)))) {
 		set_phase(f, FT_FAILED, "out of memory");
@@ -241,7 +249,8 @@ static void *ft_main(void *arg)
 	vmm_vm_dirty_harvest(vm, bm); /* KVM's log starts all set: re-arm it all */
 	memset(bm, 0xff, words * sizeof(uint64_t));
 	if ((ret = vmm_vm_dirty_clear(vm, bm, 0, vm->mem.dirty_pages)) < 0 ||
-	    (ret = vmm_ram_save_all(&vm->mem, &st, NULL)) < 0) {
+	    (ret = vmm_ram_save_all(&vm->mem, &st, NULL)) < 0 ||
+	    (ret = vmm_disks_log_save_all(vm, &dk, &st, NULL)) < 0) {
 		set_phase(f, FT_FAILED, "the first copy: %s", strerror(-ret));
 		goto out;
 	}
@@ -249,15 +258,18 @@ static void *ft_main(void *arg)
 	 * while the guest is paused) holds little */
 	for (int pass = 0; pass < FT_PRECOPY_PASSES && !atomic_load(&f->stop); pass++) {
 		uint64_t left = vmm_vm_dirty_harvest(vm, bm);
+		uint64_t disk_left = vmm_disks_log_harvest(vm, &dk);
 		uint32_t inst = 0;
-		if (left <= FT_PRECOPY_DONE_PAGES) {
+		if (left <= FT_PRECOPY_DONE_PAGES &&
+		    disk_left <= FT_PRECOPY_DONE_PAGES * VMM_PAGE_SIZE) {
 			/* the harvested bits go in the first epoch */
 			vmm_mem_merge_dirty(&vm->mem, 0, bm, vm->mem.dirty_pages);
 			break;
 		}
 		if ((ret = vmm_vm_dirty_clear(vm, bm, 0, vm->mem.dirty_pages)) < 0 ||
 		    (ret = vmm_ram_save_dirty_range(&vm->mem, &st, bm, 0, vm->mem.dirty_pages,
-		                                    &inst, NULL)) < 0) {
+		                                    &inst, NULL)) < 0 ||
+		    (ret = vmm_disks_log_send(vm, &dk, &st, NULL)) < 0) {
 			set_phase(f, FT_FAILED, "the first copy: %s", strerror(-ret));
 			goto out;
 		}
@@ -287,6 +299,11 @@ static void *ft_main(void *arg)
 		if (ret == 0)
 			ret = vmm_ram_save_dirty_range(&vm->mem, &mst, bm, 0, vm->mem.dirty_pages,
 			                               &inst, NULL);
+		/* what the guest wrote to its disks in the epoch, read while it
+		 * is paused: the secondary's disks stay at its memory's point */
+		vmm_disks_log_harvest(vm, &dk);
+		if (ret == 0)
+			ret = vmm_disks_log_send(vm, &dk, &mst, NULL);
 		if (ret == 0)
 			ret = vmm_vm_save_machine(vm, &mst, err, sizeof(err));
 		uint64_t mark = uart ? vmm_uart_held_mark(uart) : 0;
@@ -401,6 +418,7 @@ static void *ft_main(void *arg)
 out:
 	if (logging)
 		vmm_vm_dirty_stop(vm);
+	vmm_disks_log_stop(vm, &dk);
 	if (f->fd >= 0)
 		shutdown(f->fd, SHUT_RDWR);
 	if (f->acker_started) {

@@ -15,9 +15,11 @@
 #include "util.h"
 #include "migrate/wire.h"
 #include "replica.h"
+#include "vmm/diskstate.h"
 #include "vmm/ramstate.h"
 #include "vmm/snapshot.h"
 #include "vmm/uart.h"
+#include "vmm/virtio_blk.h"
 
 /* The serial output of the last epochs, as one run of the log from
  * offset `at`: what a secondary going live writes where the log (shared
@@ -100,6 +102,9 @@ static int apply_epoch(struct vmm_vm *vm, struct sbuf *ep, struct sbuf *machine,
 				ret = pass ? vmm_ram_zero_load(&vm->mem, p.data, p.len, err, errlen)
 				           : vmm_ram_zero_check(&vm->mem, p.data, p.len, err,
 				                                errlen);
+			else if (type == SEC_DISK)
+				ret = pass ? vmm_disk_load(vm, inst, p.data, p.len, err, errlen)
+				           : vmm_disk_check(vm, inst, p.data, p.len, err, errlen);
 			else if (type == SEC_EPOCH_OUT && p.len >= 8)
 				pass ? output_add(outq, p.data, p.len) : (void)0;
 			else if (type == SEC_VCPU || type == SEC_SOFTCPU || type == SEC_IRQCHIP ||
@@ -215,12 +220,15 @@ int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *
 	struct output outq = { .at = 0 };
 	struct vmm_stream st, pst;
 	struct wire_stream ws;
-	uint64_t gen = 0, done = 0, cur = 0;
+	uint64_t gen = 0, done = 0, cur = 0, disk_bytes = 0;
 	unsigned epoch_ms = 0;
 	bool in_epoch = false, checked = false;
 	uint32_t type = 0, inst;
 	int ret;
 
+	for (unsigned i = 0; i < vm->ndevs; i++)
+		if (vmm_is_disk(vm->devs[i]))
+			disk_bytes += vmm_virtio_blk_bytes(vm->devs[i]);
 	if (!standby_fd(sb, lfd)) {
 		close(lfd);
 		snprintf(err, errlen, "stopped before the primary connected");
@@ -345,8 +353,9 @@ int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *
 			struct vmm_stream es;
 			vmm_stream_sbuf(&es, &ep);
 			vmm_state_write_section(&es, type, inst, p.data, p.len);
-			/* an epoch holds at most all of RAM and the machine */
-			if (ep.len > vm->mem.ram_bytes + (64u << 20)) {
+			/* an epoch holds at most all of RAM and the disks, and
+			 * the machine */
+			if (ep.len > vm->mem.ram_bytes + disk_bytes + (64u << 20)) {
 				snprintf(why, sizeof(why),
 				         "epoch %" PRIu64 " is larger than the VM", cur);
 				ret = -EFBIG;
@@ -381,6 +390,9 @@ int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *
 		} else if (type == SEC_ZERO) {
 			if ((ret = vmm_ram_zero_load(&vm->mem, p.data, p.len, why, sizeof(why))) <
 			    0)
+				goto lost;
+		} else if (type == SEC_DISK) {
+			if ((ret = vmm_disk_load(vm, inst, p.data, p.len, why, sizeof(why))) < 0)
 				goto lost;
 		} else if (type == SEC_RAM && !loaded) {
 			if ((ret = vmm_ram_load(&vm->mem, p.data, p.len, why, sizeof(why))) < 0)

@@ -2,7 +2,8 @@
  * registers by the small driver of tests/virtio_driver.h over a fake guest
  * memory: negotiation, I/O in several descriptor layouts, flush, get-id,
  * discard and write-zeroes, errors, read-only disks, malformed rings,
- * reset, save/restore in the middle of a stream of requests. */
+ * reset, save/restore in the middle of a stream of requests; the write
+ * log of a storage migration or FT and the DISK sections it sends. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -20,6 +21,7 @@
 
 #include "log.h"
 #include "tests/virtio_driver.h"
+#include "vmm/diskstate.h"
 #include "vmm/virtio_blk.h"
 #include "vmm/virtio_net.h"
 
@@ -718,6 +720,106 @@ static void test_bad_image(void **state)
 	unlink(odd);
 }
 
+/* The sections of a stream in s, each checked, then applied to vm. */
+static int apply_all(struct vmm_vm *vm, struct sbuf *s, unsigned *n)
+{
+	struct rbuf r;
+	struct vmm_stream in;
+	struct sbuf p;
+	uint32_t type, inst;
+	char err[256];
+	int ret = 0;
+
+	*n = 0;
+	sbuf_init(&p);
+	rbuf_init(&r, s->data, s->len);
+	vmm_stream_rbuf(&in, &r);
+	while (ret == 0 && r.off < r.len) {
+		if ((ret = vmm_state_read_section(&in, &type, &inst, &p, err, sizeof(err))) < 0)
+			break;
+		assert_int_equal(type, SEC_DISK);
+		if ((ret = vmm_disk_check(vm, inst, p.data, p.len, err, sizeof(err))) == 0)
+			ret = vmm_disk_load(vm, inst, p.data, p.len, err, sizeof(err));
+		++*n;
+	}
+	sbuf_free(&p);
+	return ret;
+}
+
+static void test_disks_log(void **state)
+{
+	struct bt *t = *state;
+	struct vmm_vm src = { 0 }, dst = { 0 };
+	struct vmm_disks_log log;
+	struct vmm_device *d2;
+	struct vmm_stream out;
+	struct sbuf s;
+	char err[256], img2[64];
+	uint8_t b[512];
+	unsigned n;
+
+	assert_true(up(t, FEAT_LO));
+	src.devs[0] = t->drv.d;
+	src.ndevs = 1;
+	int fd2 = make_image(img2, sizeof(img2), IMG_SIZE);
+	assert_true(fd2 >= 0);
+	assert_int_equal(vmm_virtio_blk_create(&d2, &t->drv.bus, 0xd0000200, 6, img2, false, "y",
+	                                       err, sizeof(err)),
+	                 0);
+	dst.devs[0] = d2;
+	dst.ndevs = 1;
+	assert_int_equal(vmm_disks_log_start(&src, &log, true), 0);
+	assert_int_equal(log.n, 1);
+	/* a guest write lands in one 64 KiB block: its whole block is sent */
+	pattern(g(t, DATA), 512, 7);
+	assert_int_equal(req(t, VIRTIO_BLK_T_OUT, 300, DATA, 512, false), VIRTIO_BLK_S_OK);
+	assert_int_equal(vmm_disks_log_harvest(&src, &log), VMM_BLK_DIRTY_BLOCK);
+	sbuf_init(&s);
+	vmm_stream_sbuf(&out, &s);
+	assert_int_equal(vmm_disks_log_send(&src, &log, &out, NULL), 0);
+	assert_int_equal(apply_all(&dst, &s, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(pread(fd2, b, 512, 300 * 512), 512);
+	assert_memory_equal(b, g(t, DATA), 512);
+	/* sent: nothing is left until the guest writes again */
+	s.len = 0;
+	assert_int_equal(vmm_disks_log_harvest(&src, &log), 0);
+	assert_int_equal(vmm_disks_log_send(&src, &log, &out, NULL), 0);
+	assert_int_equal(s.len, 0);
+	/* what a check refuses, load refuses too, and nothing is written */
+	pattern(g(t, DATA), 512, 9);
+	assert_int_equal(req(t, VIRTIO_BLK_T_OUT, 0, DATA, 512, false), VIRTIO_BLK_S_OK);
+	vmm_disks_log_harvest(&src, &log);
+	assert_int_equal(vmm_disks_log_send(&src, &log, &out, NULL), 0);
+	struct sbuf bad;
+	sbuf_init(&bad);
+	sbuf_u64(&bad, IMG_SIZE - 512); /* 1 KiB at 512 bytes before the end */
+	sbuf_u32(&bad, 1024);
+	sbuf_u8(&bad, 0);
+	uint8_t zeros[1024] = { 0 };
+	sbuf_put(&bad, zeros, sizeof(zeros));
+	assert_int_equal(vmm_disk_check(&dst, 0, bad.data, bad.len, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "beyond"));
+	assert_int_equal(vmm_disk_load(&dst, 0, bad.data, bad.len, err, sizeof(err)), -EBADMSG);
+	assert_int_equal(vmm_disk_check(&dst, 1, bad.data, bad.len, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "not a disk"));
+	assert_int_equal(vmm_disk_check(&dst, 0, bad.data, 10, err, sizeof(err)), -EBADMSG);
+	sbuf_free(&bad);
+	assert_int_equal(apply_all(&dst, &s, &n), 0);
+	assert_int_equal(pread(fd2, b, 512, 0), 512);
+	assert_memory_equal(b, g(t, DATA), 512);
+	vmm_disks_log_stop(&src, &log);
+	/* stopped: writes are no longer logged */
+	assert_int_equal(req(t, VIRTIO_BLK_T_OUT, 0, DATA, 512, false), VIRTIO_BLK_S_OK);
+	assert_int_equal(vmm_disks_log_start(&src, &log, true), 0);
+	assert_int_equal(vmm_disks_log_harvest(&src, &log), 0);
+	vmm_disks_log_stop(&src, &log);
+	sbuf_free(&s);
+	d2->ops->destroy(d2);
+	close(fd2);
+	unlink(img2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -732,6 +834,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_save_restore, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_image, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disks_log, setup, teardown),
 	};
 	log_set_level(LOG_ERROR); /* the guest-error warnings are expected */
 	return cmocka_run_group_tests(tests, NULL, NULL);

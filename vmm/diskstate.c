@@ -102,8 +102,16 @@ int vmm_disk_save_dirty(struct vmm_device *d, uint32_t index, struct vmm_stream 
 	return ret;
 }
 
-int vmm_disk_load(struct vmm_vm *vm, uint32_t index, const uint8_t *p, size_t len, char *err,
-                  size_t errlen)
+/* The parts of a DISK section for device index, checked. */
+struct disk_sec {
+	uint64_t off;
+	uint32_t n;
+	bool zero;
+	const uint8_t *data;
+};
+
+static int parse_disk(struct vmm_vm *vm, uint32_t index, const uint8_t *p, size_t len,
+                      struct disk_sec *d, char *err, size_t errlen)
 {
 	struct rbuf r;
 
@@ -112,18 +120,118 @@ int vmm_disk_load(struct vmm_vm *vm, uint32_t index, const uint8_t *p, size_t le
 		return -EBADMSG;
 	}
 	rbuf_init(&r, p, len);
-	uint64_t off = rbuf_u64(&r);
-	uint32_t n = rbuf_u32(&r);
+	d->off = rbuf_u64(&r);
+	d->n = rbuf_u32(&r);
 	uint8_t flags = rbuf_u8(&r);
-	bool zero = flags & VMM_DISK_F_ZERO;
-	if (r.err || (flags & ~VMM_DISK_F_ZERO) || !n || n > VMM_DISK_CHUNK ||
-	    (zero ? r.len != r.off : r.len - r.off != n)) {
+	d->zero = flags & VMM_DISK_F_ZERO;
+	d->data = d->zero ? NULL : p + r.off;
+	uint64_t size = vmm_virtio_blk_bytes(vm->devs[index]);
+	if (r.err || (flags & ~VMM_DISK_F_ZERO) || !d->n || d->n > VMM_DISK_CHUNK ||
+	    (d->zero ? r.len != r.off : r.len - r.off != d->n)) {
 		snprintf(err, errlen, "disk %u: a malformed DISK section", index);
 		return -EBADMSG;
 	}
-	int ret = vmm_virtio_blk_write_at(vm->devs[index], off, zero ? NULL : p + r.off, n, zero);
+	if (d->off > size || d->n > size - d->off) {
+		snprintf(err, errlen, "disk %u: %u bytes at %llu are beyond its %llu bytes", index,
+		         d->n, (unsigned long long)d->off, (unsigned long long)size);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+int vmm_disk_check(struct vmm_vm *vm, uint32_t index, const uint8_t *p, size_t len, char *err,
+                   size_t errlen)
+{
+	struct disk_sec d;
+
+	return parse_disk(vm, index, p, len, &d, err, errlen);
+}
+
+int vmm_disk_load(struct vmm_vm *vm, uint32_t index, const uint8_t *p, size_t len, char *err,
+                  size_t errlen)
+{
+	struct disk_sec d;
+	int ret = parse_disk(vm, index, p, len, &d, err, errlen);
+
 	if (ret < 0)
-		snprintf(err, errlen, "disk %u: writing %u bytes at %llu: %s", index, n,
-		         (unsigned long long)off, strerror(-ret));
+		return ret;
+	ret = vmm_virtio_blk_write_at(vm->devs[index], d.off, d.data, d.n, d.zero);
+	if (ret < 0)
+		snprintf(err, errlen, "disk %u: writing %u bytes at %llu: %s", index, d.n,
+		         (unsigned long long)d.off, strerror(-ret));
 	return ret == -EINVAL ? -EBADMSG : ret;
+}
+
+/* ---- the write logs ---- */
+
+static uint64_t log_words(struct vmm_device *dev)
+{
+	return (vmm_virtio_blk_blocks(dev) + 63) / 64 + 1;
+}
+
+int vmm_disks_log_start(struct vmm_vm *vm, struct vmm_disks_log *d, bool writable_only)
+{
+	memset(d, 0, sizeof(*d));
+	for (unsigned i = 0; i < vm->ndevs && d->n < VMM_DISKS_LOG_MAX; i++) {
+		if (!vmm_is_disk(vm->devs[i]) ||
+		    (writable_only && vmm_virtio_blk_readonly(vm->devs[i])))
+			continue;
+		uint64_t words = log_words(vm->devs[i]);
+		unsigned k = d->n++;
+		d->index[k] = i;
+		if (!(d->bm[k] = calloc(words, sizeof(uint64_t))) ||
+		    !(d->more[k] = calloc(words, sizeof(uint64_t))) ||
+		    vmm_virtio_blk_dirty_start(vm->devs[i]) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+void vmm_disks_log_stop(struct vmm_vm *vm, struct vmm_disks_log *d)
+{
+	for (unsigned k = 0; k < d->n; k++) {
+		vmm_virtio_blk_dirty_stop(vm->devs[d->index[k]]);
+		free(d->bm[k]);
+		free(d->more[k]);
+	}
+	memset(d, 0, sizeof(*d));
+}
+
+int vmm_disks_log_save_all(struct vmm_vm *vm, struct vmm_disks_log *d, struct vmm_stream *s,
+                           uint64_t *bytes)
+{
+	int ret = 0;
+
+	for (unsigned k = 0; ret == 0 && k < d->n; k++)
+		ret = vmm_disk_save_all(vm->devs[d->index[k]], d->index[k], s, bytes);
+	return ret;
+}
+
+uint64_t vmm_disks_log_harvest(struct vmm_vm *vm, struct vmm_disks_log *d)
+{
+	uint64_t bytes = 0;
+
+	for (unsigned k = 0; k < d->n; k++) {
+		struct vmm_device *dev = vm->devs[d->index[k]];
+		uint64_t words = log_words(dev);
+		vmm_virtio_blk_dirty_harvest(dev, d->more[k]);
+		for (uint64_t w = 0; w < words; w++) {
+			d->bm[k][w] |= d->more[k][w];
+			bytes += (uint64_t)__builtin_popcountll(d->bm[k][w]) * VMM_BLK_DIRTY_BLOCK;
+		}
+	}
+	return bytes;
+}
+
+int vmm_disks_log_send(struct vmm_vm *vm, struct vmm_disks_log *d, struct vmm_stream *s,
+                       uint64_t *bytes)
+{
+	for (unsigned k = 0; k < d->n; k++) {
+		struct vmm_device *dev = vm->devs[d->index[k]];
+		int ret = vmm_disk_save_dirty(dev, d->index[k], s, d->bm[k], bytes);
+		if (ret < 0)
+			return ret;
+		memset(d->bm[k], 0, log_words(dev) * sizeof(uint64_t));
+	}
+	return 0;
 }

@@ -17,6 +17,7 @@
 
 #include "boot.h"
 #include "control.h"
+#include "disk.h"
 #include "log.h"
 #include "power.h"
 #include "snapshot.h"
@@ -64,6 +65,8 @@ static void usage(FILE *f)
 	        "                      vMotion netstack, /run/netns/NAME)\n"
 	        "      --tap NAME      the tap of the next NIC (instead of the .vmx's; hostd\n"
 	        "                      makes one per NIC on its port group)\n"
+	        "      --disk FILE     the file of the next disk (instead of the .vmx's): an FT\n"
+	        "                      secondary's own copy, which the .vmx names once it is live\n"
 	        "      --run-dir DIR   where vmx.sock and vmx.exit go (default: the VM's "
 	        "directory;\n"
 	        "                      hostd uses a directory of its own: the VM's may be shared)\n"
@@ -446,14 +449,19 @@ static int ctl_ft_start(void *arg, const Vmx__FtStartRequest *r, const char **wh
 		*why = "the VM is being migrated";
 		return 5;
 	}
-	/* what the secondary could not reproduce must not reach the world
-	 * unacknowledged: NIC transmits wait with the serial output, disk
-	 * writes are not replicated yet (docs/ft.md) */
-	if (x->cfg->ndisks) {
-		*why = "fault tolerance protects VMs without disks so far: their writes are "
-		       "not replicated to the secondary yet";
-		return 5;
-	}
+	/* the disks' writes travel with the epochs to the secondary's own
+	 * copies; a snapshot chain's frozen layers are not there */
+	struct vmm_device *disks[VMCFG_MAX_DISKS];
+	unsigned nd = disks_of(x, disks, VMCFG_MAX_DISKS);
+	for (unsigned i = 0; i < nd; i++)
+		if (vmm_disk_is_delta_name(vmm_virtio_blk_top(disks[i]))) {
+			snprintf(err, sizeof(err),
+			         "disk %u is on a snapshot layer (%s): fault tolerance copies "
+			         "whole disks; remove the VM's snapshots first",
+			         i, vmm_virtio_blk_top(disks[i]));
+			*why = err;
+			return 5;
+		}
 	if ((p.nsfd = open_netstack(r->netns, why)) == -2)
 		return 4;
 	snprintf(p.host, sizeof(p.host), "%s", r->host);
@@ -617,6 +625,10 @@ static bool ft_secondary;      /* --ft-secondary: --incoming takes FT checkpoint
 static const char *incoming_netns;           /* --netns: the netstack (namespace) to listen in */
 static const char *nic_taps[VMCFG_MAX_NICS]; /* --tap, in NIC order: replace the .vmx's taps */
 static unsigned nnic_taps;
+/* --disk, in disk order: replace the .vmx's files (an FT secondary's own
+ * copies); the .vmx names them once that secondary runs the VM */
+static const char *disk_files[VMCFG_MAX_DISKS];
+static unsigned ndisk_files;
 #define INCOMING_WAIT_MS 120000
 
 /* The guest's command line: the configured one plus, per virtio-mmio
@@ -704,6 +716,40 @@ static void *rx_main(void *arg)
 		usleep(200);
 	}
 	return NULL;
+}
+
+/* An FT secondary that went live runs on its own copies of the disks
+ * (--disk): the .vmx names them from now on, as a later power on must not
+ * find the former primary's, which lack the writes since the failover. */
+static void name_own_disks(const struct vmcfg *c)
+{
+	const char *paths[VMCFG_MAX_DISKS];
+	char *text = NULL, *out = NULL;
+	size_t tl = 0, ol = 0, dl = strlen(c->dir);
+	char err[300] = "";
+	int ret;
+
+	if (!ndisk_files)
+		return;
+	for (unsigned i = 0; i < c->ndisks; i++) {
+		const char *p = c->disks[i].path;
+		/* relative when in the VM's directory, which may move */
+		paths[i] = !strncmp(p, c->dir, dl) && p[dl] == '/' ? p + dl + 1 : p;
+	}
+	if ((ret = util_read_file(c->path, 1u << 20, &text, &tl)) < 0)
+		snprintf(err, sizeof(err), "reading it: %s", strerror(-ret));
+	else if ((ret = vmcfg_set_disk_paths(text, paths, c->ndisks, &out, &ol, err,
+	                                     sizeof(err))) == 0 &&
+	         (ret = util_write_file_atomic(c->path, out, ol, 0644)) < 0)
+		snprintf(err, sizeof(err), "writing it: %s", strerror(-ret));
+	if (ret < 0)
+		log_error("vm %s: FT: %s still names the former primary's disks (%s): power it "
+		          "on only with this copy's (%s...)",
+		          c->name, c->path, err, paths[0]);
+	else
+		log_info("vm %s: FT: %s names this copy's disks now", c->name, c->path);
+	free(text);
+	free(out);
 }
 
 static int add_disks(struct vmm_vm *vm, const struct vmcfg *c, char *err, size_t errlen)
@@ -899,6 +945,7 @@ static int run(const struct vmcfg *c)
 				rc = ret == -ECANCELED ? 0 : EXIT_INCOMING;
 				goto out;
 			}
+			name_own_disks(c);
 			/* frames this host's taps queued meanwhile were the
 			 * primary's to take: not delivered twice */
 			for (unsigned i = 0; i < rxl.n; i++) {
@@ -1046,6 +1093,7 @@ int main(int argc, char **argv)
 		{ "ft-secondary", no_argument, NULL, 'F' },
 		{ "netns", required_argument, NULL, 'N' },
 		{ "tap", required_argument, NULL, 'P' },
+		{ "disk", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1096,6 +1144,14 @@ int main(int argc, char **argv)
 			}
 			nic_taps[nnic_taps++] = optarg;
 			break;
+		case 'D':
+			if (ndisk_files == VMCFG_MAX_DISKS) {
+				fprintf(stderr, "vmx: at most %d --disk options\n",
+				        VMCFG_MAX_DISKS);
+				return EXIT_CONFIG;
+			}
+			disk_files[ndisk_files++] = optarg;
+			break;
 		case 'T':
 			token_file = optarg;
 			break;
@@ -1124,6 +1180,21 @@ int main(int argc, char **argv)
 	if (vmcfg_load(cfgpath, &c, err, sizeof(err)) < 0) {
 		fprintf(stderr, "vmx: %s\n", err);
 		return EXIT_CONFIG;
+	}
+	if (ndisk_files && ndisk_files != c.ndisks) {
+		fprintf(stderr, "vmx: %u --disk options for the %u disks of %s: one per disk\n",
+		        ndisk_files, c.ndisks, cfgpath);
+		vmcfg_free(&c);
+		return 2;
+	}
+	for (unsigned i = 0; i < ndisk_files; i++) {
+		char *dup = strdup(disk_files[i]);
+		if (!dup) {
+			vmcfg_free(&c);
+			return EXIT_HOST;
+		}
+		free(c.disks[i].path);
+		c.disks[i].path = dup;
 	}
 	char tag[120];
 	snprintf(tag, sizeof(tag), "vmx[%s]", c.name);

@@ -333,6 +333,11 @@ uint64_t vmm_virtio_blk_bytes(struct vmm_device *d)
 	return ((struct blk *)vmm_virtio_backend(d))->sectors * SECTOR;
 }
 
+bool vmm_virtio_blk_readonly(struct vmm_device *d)
+{
+	return ((struct blk *)vmm_virtio_backend(d))->readonly;
+}
+
 int vmm_virtio_blk_raw_fd(struct vmm_device *d)
 {
 	return vmm_disk_raw_fd(((struct blk *)vmm_virtio_backend(d))->disk);

@@ -80,6 +80,8 @@ void vmm_virtio_blk_dirty_stop(struct vmm_device *d);
 uint64_t vmm_virtio_blk_dirty_harvest(struct vmm_device *d, uint64_t *out);
 uint64_t vmm_virtio_blk_blocks(struct vmm_device *d);
 uint64_t vmm_virtio_blk_bytes(struct vmm_device *d);
+/* The guest may not write it. */
+bool vmm_virtio_blk_readonly(struct vmm_device *d);
 /* The image's fd when the disk is one raw image (for SEEK_DATA), else -1. */
 int vmm_virtio_blk_raw_fd(struct vmm_device *d);
 /* The top layer of its chain holds the grain (vmm_disk_top_has). */
