@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +27,7 @@
 #include "replica/replica.h"
 #include "task.h"
 #include "util.h"
+#include "vmm/disk.h"
 #include "vmm/monitor.h"
 #include "vmrun.h"
 
@@ -62,9 +65,9 @@ static void ft_save(const struct vm *v)
 	info_path(v, p, sizeof(p));
 	int n = snprintf(buf, sizeof(buf),
 	                 "role=%s\npeer=%s\nnetwork=%s\nnote=%s\nepoch_ms=%u\nregistered=%d\n"
-	                 "generation=%" PRIu64 "\n",
+	                 "generation=%" PRIu64 "\ndisks_dir=%s\n",
 	                 v->ft_role, v->ft_peer, v->ft_network, v->ft_note, v->ft_epoch_ms,
-	                 v->ft_registered ? 1 : 0, v->ft_generation);
+	                 v->ft_registered ? 1 : 0, v->ft_generation, v->ft_disks_dir);
 	util_mkdir_p(v->rundir, 0700);
 	if (n < 0 || (size_t)n >= sizeof(buf) ||
 	    util_write_file_atomic(p, buf, (size_t)n, 0600) < 0)
@@ -82,6 +85,7 @@ void hostd_ft_clear(struct vm *v)
 	v->ft_registered = false;
 	v->ft_starting = false;
 	v->ft_generation = 0;
+	v->ft_disks_dir[0] = '\0';
 	info_path(v, p, sizeof(p));
 	unlink(p);
 }
@@ -110,6 +114,7 @@ void hostd_ft_load(struct vm *v)
 		copy_value(epoch, sizeof(epoch), l, "epoch_ms");
 		copy_value(reg, sizeof(reg), l, "registered");
 		copy_value(gen, sizeof(gen), l, "generation");
+		copy_value(v->ft_disks_dir, sizeof(v->ft_disks_dir), l, "disks_dir");
 	}
 	free(buf);
 	if (strcmp(v->ft_role, "primary") != 0 && strcmp(v->ft_role, "secondary") != 0)
@@ -227,8 +232,10 @@ static void look_at(struct hostd *h, struct sec_seen *s)
 	}
 }
 
-/* Acts on what was seen, if the VM is still that secondary. Lock held. */
-static void settle_secondary(struct hostd *h, const struct sec_seen *s)
+/* Acts on what was seen, if the VM is still that secondary; the copies
+ * of the disks of a secondary that ended go to *gone (removed once the
+ * lock is let go). Lock held. */
+static void settle_secondary(struct hostd *h, const struct sec_seen *s, char *gone, size_t gonelen)
 {
 	struct hostd_inventory *inv = h->inventory;
 	struct vm *v = inv_find(inv, s->r->name);
@@ -250,6 +257,10 @@ static void settle_secondary(struct hostd *h, const struct sec_seen *s)
 		v->ft_peer[0] = v->ft_network[0] = '\0';
 		v->ft_registered = false;
 		snprintf(v->ft_note, sizeof(v->ft_note), "failed over from %s", was);
+		/* it runs on its own copies of the disks, which its .vmx names
+		 * now (the vmx wrote it when it won the record) */
+		v->ft_disks_dir[0] = '\0';
+		inv_reload(v);
 		ft_save(v);
 		inv_save(inv);
 		hostd_event(h, v->name, "-",
@@ -269,12 +280,15 @@ static void settle_secondary(struct hostd *h, const struct sec_seen *s)
 		snprintf(v->ft_role, sizeof(v->ft_role), "primary");
 		v->ft_peer[0] = '\0';
 		v->ft_registered = false;
+		v->ft_disks_dir[0] = '\0';
+		inv_reload(v);
 		ft_save(v);
 		return;
 	}
 	hostd_event(h, v->name, "-", "FT secondary of the VM on %s ended: %s", v->ft_peer, s->why);
 	log_info("vm %s: FT secondary ended: %s", v->name, s->why);
 	vmrun_release_nics(h, v);
+	snprintf(gone, gonelen, "%s", v->ft_disks_dir); /* its copies of the disks */
 	if (v->ft_registered) {
 		inv_drop(inv, v);
 		inv_save(inv);
@@ -302,10 +316,15 @@ void hostd_ft_watch(struct hostd *h)
 
 	for (size_t i = 0; i < n; i++) {
 		struct sec_seen seen = { .r = &refs[i] };
+		char gone[PATH_MAX] = "";
 		look_at(h, &seen);
 		pthread_mutex_lock(&inv->lock);
-		settle_secondary(h, &seen);
+		settle_secondary(h, &seen, gone, sizeof(gone));
 		pthread_mutex_unlock(&inv->lock);
+		int ret = gone[0] ? util_rm_tree(gone) : 0;
+		if (ret < 0)
+			log_warn("vm %s: removing the FT secondary's disks %s: %s", refs[i].name,
+			         gone, strerror(-ret));
 	}
 	free(refs);
 }
@@ -446,6 +465,103 @@ static bool valid_text(const char *s, size_t max)
 
 /* ---- the secondary's host: prepare ---- */
 
+/* The secondary's own copies of the VM's disks: fresh sparse files of
+ * their sizes in <the VM's directory>/ft-<this host>/ (another name when
+ * the VM runs from that one, after an earlier failover here); the first
+ * copy fills them. Read-only disks are shared as they are. 0 with the
+ * files in iv (their names in files) and the directory in dir ("" when
+ * none was needed), or a Vmk status with err. */
+static int secondary_disks(struct hostd *h, const char *vmx, struct incoming_vm *iv,
+                           char files[][PATH_MAX], char *dir, size_t dirlen, char *err,
+                           size_t errlen)
+{
+	struct vmcfg c;
+	char cerr[400] = "";
+	uint64_t size[VMCFG_MAX_DISKS] = { 0 };
+	bool any = false;
+	int status = 0;
+
+	dir[0] = '\0';
+	if (vmcfg_load(vmx, &c, cerr, sizeof(cerr)) < 0) {
+		snprintf(err, errlen, "host %s: the VM's .vmx does not load here: %s", h->cfg.name,
+		         cerr);
+		return VMK__STATUS__STATUS_FAILED;
+	}
+	for (unsigned i = 0; i < c.ndisks && !status; i++) {
+		struct stat st;
+		errno = 0;
+		if (vmm_disk_is_delta_name(c.disks[i].path)) {
+			snprintf(err, errlen,
+			         "VM %s has snapshots (disk %u is the layer %s): fault tolerance "
+			         "copies whole disks to the secondary; remove its snapshots first "
+			         "(vm snapshot remove)",
+			         c.name, i, c.disks[i].path);
+			status = VMK__STATUS__STATUS_CONFLICT;
+		} else if (stat(c.disks[i].path, &st) < 0 || !S_ISREG(st.st_mode)) {
+			snprintf(err, errlen,
+			         "host %s cannot see disk %s of VM %s (%s): the secondary needs "
+			         "its size, and keeps its copy next to the VM's .vmx",
+			         h->cfg.name, c.disks[i].path, c.name,
+			         errno ? strerror(errno) : "not a file");
+			status = VMK__STATUS__STATUS_NOT_FOUND;
+		} else {
+			size[i] = (uint64_t)st.st_size;
+			any |= !c.disks[i].readonly;
+		}
+	}
+	/* a directory the VM's disks are not in */
+	for (unsigned k = 0; any && !status && k < 10; k++) {
+		snprintf(dir, dirlen, k ? "%s/ft-%s-%u" : "%s/ft-%s", c.dir, h->cfg.name, k);
+		size_t dl = strlen(dir);
+		bool used = false;
+		for (unsigned i = 0; i < c.ndisks; i++)
+			used |= !strncmp(c.disks[i].path, dir, dl) && c.disks[i].path[dl] == '/';
+		if (!used)
+			break;
+		dir[0] = '\0';
+	}
+	if (any && !status && (!dir[0] || (mkdir(dir, 0755) < 0 && errno != EEXIST))) {
+		snprintf(err, errlen, "host %s: a directory for the secondary's disks in %s: %s",
+		         h->cfg.name, c.dir, dir[0] ? strerror(errno) : "all in use");
+		status = VMK__STATUS__STATUS_FAILED;
+	}
+	for (unsigned i = 0; i < c.ndisks && !status; i++) {
+		if (c.disks[i].readonly) {
+			snprintf(files[i], PATH_MAX, "%s", c.disks[i].path);
+		} else {
+			const char *base = strrchr(c.disks[i].path, '/');
+			base = base ? base + 1 : c.disks[i].path;
+			/* two disks of one name in different directories */
+			bool twice = false;
+			for (unsigned j = 0; j < i; j++) {
+				const char *b2 = strrchr(c.disks[j].path, '/');
+				twice |= !strcmp(b2 ? b2 + 1 : c.disks[j].path, base);
+			}
+			if (twice)
+				snprintf(files[i], PATH_MAX, "%s/%u-%s", dir, i, base);
+			else
+				snprintf(files[i], PATH_MAX, "%s/%s", dir, base);
+			int fd = open(files[i],
+			              O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+			if (fd < 0 || ftruncate(fd, (off_t)size[i]) < 0) {
+				snprintf(err, errlen, "host %s: creating %s: %s", h->cfg.name,
+				         files[i], strerror(errno));
+				status = VMK__STATUS__STATUS_FAILED;
+			}
+			if (fd >= 0)
+				close(fd);
+		}
+		iv->disk_files[i] = files[i];
+	}
+	iv->ndisk_files = status ? 0 : c.ndisks;
+	if (status && dir[0]) {
+		util_rm_tree(dir);
+		dir[0] = '\0';
+	}
+	vmcfg_free(&c);
+	return status;
+}
+
 int hostd_op_vm_ft_prepare(struct hostd_call *call, const Vmk__Request *req)
 {
 	struct hostd *h = call->h;
@@ -471,6 +587,8 @@ int hostd_op_vm_ft_prepare(struct hostd_call *call, const Vmk__Request *req)
 	                          p->n_cpu_features, err, sizeof(err))))
 		return hostd_fail(call, ret, "%s", err);
 	struct incoming_vm *iv = calloc(1, sizeof(*iv));
+	static __thread char files[VMCFG_MAX_DISKS][PATH_MAX];
+	char disks_dir[PATH_MAX];
 	if (!iv)
 		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "out of memory");
 	if ((ret = incoming_register(h, real, ds, p->name, VMS_FT_SECONDARY, iv, err,
@@ -478,8 +596,12 @@ int hostd_op_vm_ft_prepare(struct hostd_call *call, const Vmk__Request *req)
 		free(iv);
 		return hostd_fail(call, ret, "%s", err);
 	}
-	if ((ret = incoming_spawn(h, iv, NET_TAG_FT, true, err, sizeof(err)))) {
+	if ((ret = secondary_disks(h, real, iv, files, disks_dir, sizeof(disks_dir), err,
+	                           sizeof(err))) ||
+	    (ret = incoming_spawn(h, iv, NET_TAG_FT, true, err, sizeof(err)))) {
 		incoming_undo(h, iv);
+		if (disks_dir[0])
+			util_rm_tree(disks_dir);
 		free(iv);
 		return hostd_fail(call, ret, "%s", err);
 	}
@@ -499,12 +621,15 @@ int hostd_op_vm_ft_prepare(struct hostd_call *call, const Vmk__Request *req)
 		snprintf(v->ft_note, sizeof(v->ft_note), "%s", iv->note);
 		v->ft_registered = iv->registered_here;
 		v->ft_starting = false;
+		snprintf(v->ft_disks_dir, sizeof(v->ft_disks_dir), "%s", disks_dir);
 		ft_save(v);
 		inv_save(inv);
 	}
 	pthread_mutex_unlock(&inv->lock);
 	if (!v) { /* unregistered meanwhile: nothing to protect with */
 		incoming_undo(h, iv);
+		if (disks_dir[0])
+			util_rm_tree(disks_dir);
 		free(iv);
 		return hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
 		                  "VM %s was unregistered while its secondary started", p->name);

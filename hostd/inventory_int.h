@@ -44,6 +44,7 @@ struct vm {
 	bool ft_registered;     /* secondary: registered for FT here, dropped when it ends */
 	bool ft_starting;       /* primary: a vm.ft.enable task runs; secondary: its vmx starts */
 	uint64_t ft_generation; /* primary: of the record, when protection began */
+	char ft_disks_dir[PATH_MAX]; /* secondary: where its copies of the disks are */
 };
 
 struct hostd_inventory {

@@ -362,7 +362,9 @@ int incoming_spawn(struct hostd *h, struct incoming_vm *iv, enum net_tag tag, bo
 	struct vmrun_incoming in = { .addr = iv->addr,
 		                     .token_file = tokfile,
 		                     .netns = iv->netns[0] ? iv->netns : NULL,
-		                     .ft_secondary = ft_secondary };
+		                     .ft_secondary = ft_secondary,
+		                     .disks = iv->disk_files,
+		                     .ndisks = iv->ndisk_files };
 	if (vmrun_spawn(h, iv->cfgpath, iv->dir, iv->rundir, NULL, &in, &iv->monitor, why,
 	                sizeof(why)) < 0) {
 		unlink(tokfile);

@@ -23,6 +23,7 @@ int migrate_cpu_check(const char *host, const char *vm, const char *model, char 
 #include "inventory.h"
 #include "network.h"
 #include "vmstate.h"
+#include "vmm/vmcfg.h"
 
 struct incoming_vm {
 	char name[VM_NAME_MAX + 1];
@@ -33,6 +34,9 @@ struct incoming_vm {
 	int pid;                    /* the vmx, once it listens */
 	bool registered_here;       /* registered for this: undone on failure */
 	char created_dir[PATH_MAX]; /* storage migration: the new home, removed on failure */
+	/* an FT secondary's own copies of the disks (--disk), in disk order */
+	const char *disk_files[VMCFG_MAX_DISKS];
+	unsigned ndisk_files;
 	/* where it waits, and for what */
 	char addr[128];
 	uint32_t port;

@@ -227,7 +227,7 @@ int vmrun_spawn(struct hostd *h, const char *cfgpath, const char *dir, const cha
 {
 	char logpath[PATH_MAX + 16], addr[128], taps[VMCFG_MAX_NICS][16];
 	const char *vmx = hostd_vmx_path();
-	const char *argv[24 + 2 * VMCFG_MAX_NICS];
+	const char *argv[24 + 2 * VMCFG_MAX_NICS + 2 * VMCFG_MAX_DISKS];
 	int n = 0;
 
 	/* the lock names this host's management address */
@@ -286,6 +286,10 @@ int vmrun_spawn(struct hostd *h, const char *cfgpath, const char *dir, const cha
 		}
 		if (in->ft_secondary)
 			argv[n++] = "--ft-secondary";
+		for (unsigned i = 0; i < in->ndisks && i < VMCFG_MAX_DISKS; i++) {
+			argv[n++] = "--disk";
+			argv[n++] = in->disks[i];
+		}
 	}
 	argv[n] = NULL;
 	snprintf(logpath, sizeof(logpath), "%s/vmx.log", dir);

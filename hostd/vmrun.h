@@ -49,6 +49,8 @@ struct vmrun_incoming {
 	const char *token_file;
 	const char *netns;
 	bool ft_secondary;
+	const char *const *disks; /* its own disk files (an FT secondary's), ndisks of them */
+	unsigned ndisks;
 };
 /* Starts `vmx --monitor` for a VM (restore: from a suspend file; in: an
  * incoming vmx). */

@@ -7,7 +7,8 @@
 # protection again to the third host, then the FT network cut between
 # primary and secondary (exactly one copy runs on); the whole primary host
 # killed with a memory verifier under FT (nothing corrupted, the secondary
-# runs it); disable; bad input. Needs /dev/kvm (the software CPU is far
+# runs it); a disk guest under FT (its writes on the secondary's own copy,
+# read back after a failover); disable; bad input. Needs /dev/kvm (the software CPU is far
 # too slow for 10 ms checkpoints).
 set -u
 LAB_DIR=/tmp/vmk-test-ft-hosts
@@ -220,6 +221,59 @@ vmkctl -s esx2 vm power off -n ntx >/dev/null 2>&1 # the sender may have ended b
 run vmkctl -s esx2 vm destroy -n ntx
 [[ $rc -eq 0 ]] && run vmkctl -s esx3 vm destroy -n nrx
 [[ $rc -eq 0 ]] && ok "ntx and nrx destroyed" || not_ok "ntx and nrx destroyed" "$err"
+
+# ---- a disk guest under FT: its writes reach the secondary's own copy ----
+expect 0 "vm create dk (16 MiB disk, a writer-verifier)" vmkctl -s esx1 vm create -n dk -m 32 \
+	--kernel "$ELF" --cmdline "disk blocks=512 passes=0" --disk 16 -d shared
+expect 0 "power on dk" vmkctl -s esx1 vm power on -n dk
+wait_line "$shared/dk/serial.log" "^disk pass 2 OK" && ok "dk writes and verifies its disk" ||
+	not_ok "dk passes" "$(tail -n 3 "$shared/dk/serial.log")"
+run vmkctl -s esx1 --formatter json vm ft enable -n dk --secondary esx2
+[[ $rc -eq 0 && $(json_get 'd["state"]') == protected ]] && ok "vm ft enable dk: a VM with a disk is protected" ||
+	not_ok "enable dk" "$err" "$out" "$(diag dk)"
+[[ -f $shared/dk/ft-esx2/disk0.img && $(stat -c %s "$shared/dk/ft-esx2/disk0.img") -eq $((16 << 20)) ]] &&
+	ok "esx2 keeps its own copy of the disk, ft-esx2/disk0.img, 16 MiB" ||
+	not_ok "secondary's disk copy" "$(ls -la "$shared/dk" "$shared/dk/ft-esx2" 2>&1)"
+n=$(grep -c "^disk pass" "$shared/dk/serial.log")
+wait_line "$shared/dk/serial.log" "^disk pass $((n + 2)) OK" && ok "dk writes on while protected" ||
+	not_ok "dk passes while protected" "$(tail -n 3 "$shared/dk/serial.log")"
+run vmkctl -s esx1 vm ft failover-test -n dk
+[[ $rc -eq 0 ]] && wait_names esx2 "dk:poweredOn:primary" && ok "failover-test: esx2 runs dk" ||
+	not_ok "dk failover" "$err" "$(names_on esx2)" "$(diag dk)"
+# the guest goes on from the last checkpoint and reads back the blocks of
+# its pass written before it: only the replicated writes hold them
+n=$(grep -c "^disk pass" "$shared/dk/serial.log")
+wait_line "$shared/dk/serial.log" "^disk pass $((n + 3)) OK" && ! grep -q CORRUPT "$shared/dk/serial.log" &&
+	ok "dk reads back every block it wrote, at esx2, on its copy of the disk" ||
+	not_ok "dk after the failover" "$(grep -m3 CORRUPT "$shared/dk/serial.log")" "$(tail -n 3 "$shared/dk/serial.log")"
+grep -q 'path = "ft-esx2/disk0.img"' "$shared/dk/dk.vmx" && ok "dk.vmx names esx2's copy now" ||
+	not_ok "dk.vmx after the failover" "$(grep -A2 disks "$shared/dk/dk.vmx")"
+run vmkctl -s esx2 --formatter json vm get -n dk
+[[ $out == *ft-esx2/disk0.img* ]] && ok "and so does vm get on esx2" || not_ok "vm get dk" "$out"
+# protected again, to esx1: a fresh copy there, gone with the secondary
+expect 0 "vm ft enable dk --secondary esx1 (back)" vmkctl -s esx2 vm ft enable -n dk --secondary esx1
+[[ -f $shared/dk/ft-esx1/disk0.img ]] && ok "esx1 keeps a fresh copy, ft-esx1/disk0.img" ||
+	not_ok "esx1's copy" "$(ls -la "$shared/dk" 2>&1)"
+expect 0 "vm ft disable dk" vmkctl -s esx2 vm ft disable -n dk
+for _ in $(seq 50); do [[ -e $shared/dk/ft-esx1 ]] || break; sleep 0.1; done
+[[ ! -e $shared/dk/ft-esx1 && -s $shared/dk/ft-esx2/disk0.img ]] &&
+	ok "disable: esx1's copy goes with its secondary; dk runs on from ft-esx2" ||
+	not_ok "copies after disable" "$(ls -la "$shared/dk" 2>&1)"
+expect 0 "power off dk" vmkctl -s esx2 vm power off -n dk
+! grep -q CORRUPT "$shared/dk/serial.log" && ok "dk never saw CORRUPT" ||
+	not_ok "dk CORRUPT" "$(grep -m3 CORRUPT "$shared/dk/serial.log")"
+expect 0 "vm destroy dk (on esx2, which runs it now)" vmkctl -s esx2 vm destroy -n dk
+# a snapshot layer is not copied: refused, nothing left on esx2
+expect 0 "vm create sn (8 MiB disk)" vmkctl -s esx1 vm create -n sn -m 32 --kernel "$ELF" \
+	--cmdline "heartbeat interval_ms=100" --disk 8 -d shared
+expect 0 "power on sn" vmkctl -s esx1 vm power on -n sn
+expect 0 "snapshot sn" vmkctl -s esx1 vm snapshot create -n sn --snapshot s1
+expect 5 "vm ft enable of a VM with snapshots -> 5" vmkctl -s esx1 vm ft enable -n sn --secondary esx2
+expect_match "remove its snapshots first" "which says to remove its snapshots" "$err"
+[[ ! -e $shared/sn/ft-esx2 && $(names_on esx2) != *sn:* ]] && ok "and esx2 has no copy and lists no sn" ||
+	not_ok "after the snapshot refusal" "$(names_on esx2)" "$(ls "$shared/sn")"
+expect 0 "power off sn" vmkctl -s esx1 vm power off -n sn
+expect 0 "vm destroy sn" vmkctl -s esx1 vm destroy -n sn
 
 # ---- the whole primary host killed, a memory verifier under FT ----
 expect 0 "vm create vf (verify, 64 MiB)" vmkctl -s esx1 vm create -n vf -m 96 --kernel "$ELF" \

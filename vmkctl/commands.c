@@ -491,6 +491,8 @@ static const struct vmkctl_cmd commands[] = {
                 "(which sees the VM's shared datastore) gets a full copy, then a checkpoint "
                 "every --epoch-ms over the faultToleranceLogging vmk (Management when there "
                 "is none). The guest's output waits until the secondary has acknowledged it. "
+                "Its disks' writes go with the checkpoints to the secondary's own copies, in "
+                "ft-HOST/ in the VM's directory (a VM with snapshots is refused). "
                 "If the primary is lost the secondary takes over; a generation record on the "
                 "datastore makes sure only one copy runs.",
         .opts = { { .name = "name", .shortname = 'n', .type = OPT_STR, .metavar = "NAME",
