@@ -29,7 +29,7 @@
 #include "hostd/auth.h"
 #include "net.h"
 #include "util.h"
-#include "vmkctl/conn.h"
+#include "hostconn.h"
 
 #define START_TIMEOUT_MS 10000
 #define STOP_TIMEOUT_MS  3000
@@ -280,7 +280,7 @@ static int measure(struct result *r, const char *name, int count, trip_fn trip, 
 }
 
 struct rpc_ctx {
-	struct vmkctl_conn c;
+	struct hostconn c;
 	Vmk__Request req;
 	size_t *reqlen, *resplen; /* set from the first call, unless NULL */
 };
@@ -293,7 +293,7 @@ static int rpc_trip(void *arg, int i, char *err, size_t errlen)
 	int ret;
 
 	arena_init(&a, 0); /* a fresh arena per call, as vmkctl uses one per command */
-	ret = vmkctl_conn_call(&x->c, &x->req, &a, &resp);
+	ret = hostconn_call(&x->c, &x->req, &a, &resp);
 	if (ret) {
 		snprintf(err, errlen, "%s (exit %d)", x->c.err, ret);
 		ret = -1;
@@ -320,14 +320,14 @@ static int rpc_trip(void *arg, int i, char *err, size_t errlen)
 static int bench_rpc(struct result *r, const char *name, const char *server, const char *tp,
                      const char *pw, int count, size_t *reqlen, size_t *resplen)
 {
-	struct vmkctl_conn_opts o = { .server = server,
-		                      .username = "root",
-		                      .password = pw,
-		                      .thumbprint = tp,
-		                      .timeout_ms = CALL_TIMEOUT_MS };
+	struct hostconn_opts o = { .server = server,
+		                   .username = "root",
+		                   .password = pw,
+		                   .thumbprint = tp,
+		                   .timeout_ms = CALL_TIMEOUT_MS };
 	Vmk__VersionGetRequest body = VMK__VERSION_GET_REQUEST__INIT;
 	struct rpc_ctx x = { .req = VMK__REQUEST__INIT, .reqlen = reqlen, .resplen = resplen };
-	int ret = vmkctl_conn_open(&x.c, &o);
+	int ret = hostconn_open(&x.c, &o);
 
 	x.req.body_case = VMK__REQUEST__BODY_VERSION_GET;
 	x.req.version_get = &body;
@@ -336,7 +336,7 @@ static int bench_rpc(struct result *r, const char *name, const char *server, con
 		        x.c.err, ret);
 	else
 		ret = measure(r, name, count, rpc_trip, &x);
-	vmkctl_conn_close(&x.c);
+	hostconn_close(&x.c);
 	return ret ? -1 : 0;
 }
 

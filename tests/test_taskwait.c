@@ -145,7 +145,7 @@ static void vmkctl_open(struct vmkctl *v)
 static void vmkctl_close(struct vmkctl *v)
 {
 	if (v->connected)
-		vmkctl_conn_close(&v->conn);
+		hostconn_close(&v->conn);
 	arena_free(&v->a);
 }
 

@@ -153,7 +153,7 @@ int cmd_vm_ft_enable(struct vmkctl *v, const struct vmkctl_args *a, struct out_d
 	char hosts[16][128];
 	size_t nh = 0;
 	if (any) {
-		if (vmkctl_lab_hosts(v->copts.lab, hosts, 16, &nh) < 0 || nh < 2)
+		if (hostconn_lab_hosts(v->copts.lab, hosts, 16, &nh) < 0 || nh < 2)
 			return vmkctl_error(v, 2, "%s", no_lab);
 	} else {
 		snprintf(hosts[0], sizeof(hosts[0]), "%s", sec);

@@ -162,7 +162,7 @@ static bool follow_elsewhere(struct vmkctl *v, const char *from, Vmk__Request *r
 	if (*have_d)
 		vmkctl_peer_free(d);
 	*have_d = false;
-	if (vmkctl_lab_hosts(v->copts.lab, names, 16, &n) < 0)
+	if (hostconn_lab_hosts(v->copts.lab, names, 16, &n) < 0)
 		return false;
 	for (int round = 0; round < FOLLOW_FIND_MS / 300 && !console_stop; round++) {
 		for (size_t i = 0; i < n; i++) {

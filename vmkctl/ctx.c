@@ -14,14 +14,14 @@ int vmkctl_call_in(struct vmkctl *v, Vmk__Request *req, struct arena *a, Vmk__Re
 	int ret;
 
 	if (!v->connected) {
-		ret = vmkctl_conn_open(&v->conn, &v->copts);
+		ret = hostconn_open(&v->conn, &v->copts);
 		if (ret) {
 			snprintf(v->err, sizeof(v->err), "%s", v->conn.err);
 			return ret;
 		}
 		v->connected = true;
 	}
-	ret = vmkctl_conn_call(&v->conn, req, a, resp);
+	ret = hostconn_call(&v->conn, req, a, resp);
 	if (ret)
 		snprintf(v->err, sizeof(v->err), "%s", v->conn.err);
 	return ret;
@@ -50,7 +50,7 @@ void vmkctl_peer_init(struct vmkctl *d, const struct vmkctl *v, const char *serv
 void vmkctl_peer_free(struct vmkctl *d)
 {
 	if (d->connected)
-		vmkctl_conn_close(&d->conn);
+		hostconn_close(&d->conn);
 	d->connected = false;
 	arena_free(&d->a);
 }

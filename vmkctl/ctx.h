@@ -3,12 +3,12 @@
 #define VMKCTL_CTX_H
 
 #include "arena.h"
-#include "conn.h"
+#include "hostconn.h"
 #include "output.h"
 
 struct vmkctl {
-	struct vmkctl_conn_opts copts;
-	struct vmkctl_conn conn;
+	struct hostconn_opts copts;
+	struct hostconn conn;
 	bool connected;
 	struct arena a; /* per-command allocations, freed at exit */
 	enum out_format fmt;

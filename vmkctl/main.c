@@ -132,7 +132,7 @@ int main(int argc, char **argv)
 	}
 	out_free(&out);
 	if (v.connected)
-		vmkctl_conn_close(&v.conn);
+		hostconn_close(&v.conn);
 	arena_free(&v.a);
 	return ret;
 }

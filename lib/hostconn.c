@@ -1,4 +1,4 @@
-#include "conn.h"
+#include "hostconn.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,7 +16,7 @@
 #define LINE_MAX_BYTES 4096
 #define SMALL_FILE     (64u << 10)
 
-int vmkctl_errno_exit(int e)
+int hostconn_errno_exit(int e)
 {
 	switch (e) {
 	case 0:
@@ -107,7 +107,7 @@ static int read_small(const char *path, char **text, char *err, size_t errlen)
 /* A lab's addresses exist only inside its network namespaces: the lab names
  * the admin namespace (attached to its management network) in DIR/netns,
  * and vmkctl enters it before opening any socket. */
-static int enter_lab_netns(struct vmkctl_conn *c)
+static int enter_lab_netns(struct hostconn *c)
 {
 	char path[PATH_MAX], name[128], nspath[PATH_MAX];
 	char *text = NULL;
@@ -148,7 +148,7 @@ static int enter_lab_netns(struct vmkctl_conn *c)
 	return 0;
 }
 
-int vmkctl_lab_hosts(const char *lab, char (*names)[128], size_t max, size_t *n)
+int hostconn_lab_hosts(const char *lab, char (*names)[128], size_t max, size_t *n)
 {
 	char path[PATH_MAX], *hosts = NULL, err[300];
 
@@ -171,7 +171,7 @@ int vmkctl_lab_hosts(const char *lab, char (*names)[128], size_t max, size_t *n)
 
 /* Turns the server option into c->url and c->display; fills the thumbprint
  * from the lab when it knows the host. */
-static int resolve(struct vmkctl_conn *c)
+static int resolve(struct hostconn *c)
 {
 	const char *s = c->o.server;
 	char addr[300] = "", tp[200] = "", name[128] = "";
@@ -256,7 +256,7 @@ thumb:
 }
 
 /* Appends "url thumbprint" to ~/.vmk/known_hosts after a verified contact. */
-static void remember_host(struct vmkctl_conn *c)
+static void remember_host(struct hostconn *c)
 {
 	char home[PATH_MAX], path[PATH_MAX + 16], line[512];
 	char *kh = NULL;
@@ -284,7 +284,7 @@ static void remember_host(struct vmkctl_conn *c)
 /* The host's certificate, fetched with a bounded TLS handshake and checked
  * against the pinned thumbprint; nng then verifies the connection against
  * exactly this certificate. *pem malloc'd. */
-static int pinned_cert(struct vmkctl_conn *c, char **pem)
+static int pinned_cert(struct hostconn *c, char **pem)
 {
 	char host[256], port[16], tp[CERT_THUMBPRINT_LEN];
 	bool tls;
@@ -296,7 +296,7 @@ static int pinned_cert(struct vmkctl_conn *c, char **pem)
 		char tmp[1100];
 		snprintf(tmp, sizeof(tmp), "%s: %s", c->display, c->err);
 		snprintf(c->err, sizeof(c->err), "%s", tmp);
-		return vmkctl_errno_exit(ret);
+		return hostconn_errno_exit(ret);
 	}
 	if (cert_thumbprint(*pem, strlen(*pem), tp) < 0) {
 		snprintf(c->err, sizeof(c->err), "%s sent an unreadable certificate", c->display);
@@ -357,7 +357,7 @@ static int read_password_tty(char *out, size_t outlen, const char *prompt)
 
 /* Username and password from options, env (already merged by main), the
  * password file, the lab, or the TTY. */
-static int credentials(struct vmkctl_conn *c, char *user, size_t ulen, char *pw, size_t pwlen)
+static int credentials(struct hostconn *c, char *user, size_t ulen, char *pw, size_t pwlen)
 {
 	char *text = NULL;
 
@@ -403,13 +403,13 @@ static int credentials(struct vmkctl_conn *c, char *user, size_t ulen, char *pw,
 	return 0;
 }
 
-static int raw_call(struct vmkctl_conn *c, Vmk__Request *req, struct arena *a, Vmk__Response **resp)
+static int raw_call(struct hostconn *c, Vmk__Request *req, struct arena *a, Vmk__Response **resp)
 {
 	*resp = NULL;
 	int ret = rpc_client_call(c->rpc, c->session, req, a, resp, c->err, sizeof(c->err));
 
 	if (ret < 0)
-		return vmkctl_errno_exit(ret);
+		return hostconn_errno_exit(ret);
 	if ((*resp)->status != VMK__STATUS__STATUS_OK) {
 		snprintf(c->err, sizeof(c->err), "%s",
 		         (*resp)->error && (*resp)->error[0] ? (*resp)->error : "operation failed");
@@ -418,7 +418,7 @@ static int raw_call(struct vmkctl_conn *c, Vmk__Request *req, struct arena *a, V
 	return 0;
 }
 
-static int login(struct vmkctl_conn *c)
+static int login(struct hostconn *c)
 {
 	Vmk__Request req = VMK__REQUEST__INIT;
 	Vmk__LoginRequest lr = VMK__LOGIN_REQUEST__INIT;
@@ -464,7 +464,7 @@ static int login(struct vmkctl_conn *c)
 	return ret;
 }
 
-int vmkctl_conn_open(struct vmkctl_conn *c, const struct vmkctl_conn_opts *o)
+int hostconn_open(struct hostconn *c, const struct hostconn_opts *o)
 {
 	char *pem = NULL, cn[256];
 	int ret;
@@ -495,7 +495,7 @@ int vmkctl_conn_open(struct vmkctl_conn *c, const struct vmkctl_conn_opts *o)
 	ret = rpc_client_open(&c->rpc, &ro, c->err, sizeof(c->err));
 	free(pem);
 	if (ret < 0)
-		return vmkctl_errno_exit(ret);
+		return hostconn_errno_exit(ret);
 	if (tls && o->thumbprint && !o->lab)
 		remember_host(c);
 
@@ -514,8 +514,7 @@ int vmkctl_conn_open(struct vmkctl_conn *c, const struct vmkctl_conn_opts *o)
 	return login(c);
 }
 
-int vmkctl_conn_call(struct vmkctl_conn *c, Vmk__Request *req, struct arena *a,
-                     Vmk__Response **resp)
+int hostconn_call(struct hostconn *c, Vmk__Request *req, struct arena *a, Vmk__Response **resp)
 {
 	int ret = raw_call(c, req, a, resp);
 
@@ -527,7 +526,7 @@ int vmkctl_conn_call(struct vmkctl_conn *c, Vmk__Request *req, struct arena *a,
 	return ret;
 }
 
-void vmkctl_conn_close(struct vmkctl_conn *c)
+void hostconn_close(struct hostconn *c)
 {
 	rpc_client_close(c->rpc);
 	c->rpc = NULL;
