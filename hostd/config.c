@@ -260,11 +260,40 @@ static int load_accounts(struct conf_ctx *l, const config_setting_t *list, struc
 	return 0;
 }
 
+/* cluster = { hosts_file = "..."; credentials_file = "..."; }: both, and
+ * absolute. */
+static int load_cluster(struct conf_ctx *l, const config_setting_t *g, struct hostd_config *c)
+{
+	static const char *const keys[] = { "hosts_file", "credentials_file", NULL };
+	int ret;
+
+	if (!config_setting_is_group(g))
+		return conf_fail(l, g,
+		                 "cluster must be a group: cluster = { hosts_file = \"...\"; "
+		                 "credentials_file = \"...\"; };");
+	if ((ret = conf_check_keys(l, g, "cluster", keys)) < 0 ||
+	    (ret = get_str(l, g, "cluster", "hosts_file", true, NULL, &c->cluster_hosts_file)) <
+	            0 ||
+	    (ret = get_str(l, g, "cluster", "credentials_file", true, NULL,
+	                   &c->cluster_credentials_file)) < 0)
+		return ret;
+	if (c->cluster_hosts_file[0] != '/')
+		return conf_fail(l, config_setting_get_member(g, "hosts_file"),
+		                 "cluster.hosts_file \"%s\" must be an absolute path",
+		                 c->cluster_hosts_file);
+	if (c->cluster_credentials_file[0] != '/')
+		return conf_fail(l, config_setting_get_member(g, "credentials_file"),
+		                 "cluster.credentials_file \"%s\" must be an absolute path",
+		                 c->cluster_credentials_file);
+	return 0;
+}
+
 int hostd_config_load(const char *path, struct hostd_config *c, char *err, size_t errlen)
 {
 	/* network is read by netconf.c, leniently: a bad entry there is logged
 	 * and skipped, never keeps hostd down */
-	static const char *const top_keys[] = { "host", "datastores", "accounts", "network", NULL };
+	static const char *const top_keys[] = { "host",    "datastores", "accounts",
+		                                "network", "cluster",    NULL };
 	struct conf_ctx l = { .file = path, .err = err, .errlen = errlen };
 	config_t cfg;
 	int ret;
@@ -290,6 +319,9 @@ int hostd_config_load(const char *path, struct hostd_config *c, char *err, size_
 		goto out;
 	config_setting_t *acc = config_lookup(&cfg, "accounts");
 	if (acc && (ret = load_accounts(&l, acc, c)) < 0)
+		goto out;
+	config_setting_t *cl = config_lookup(&cfg, "cluster");
+	if (cl && (ret = load_cluster(&l, cl, c)) < 0)
 		goto out;
 	if (c->naccounts == 0) {
 		ret = conf_fail(&l, acc,
@@ -334,6 +366,8 @@ void hostd_config_free(struct hostd_config *c)
 	free(c->listen);
 	free(c->state_dir);
 	free(c->log_file);
+	free(c->cluster_hosts_file);
+	free(c->cluster_credentials_file);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -357,4 +391,7 @@ void hostd_config_dump(const struct hostd_config *c, FILE *f)
 	for (size_t i = 0; i < c->naccounts; i++)
 		fprintf(f, "account %s role=%s description=\"%s\"\n", c->accounts[i].id,
 		        hostd_role_name(c->accounts[i].role), c->accounts[i].description);
+	if (c->cluster_hosts_file)
+		fprintf(f, "cluster.hosts_file = %s\ncluster.credentials_file = %s\n",
+		        c->cluster_hosts_file, c->cluster_credentials_file);
 }

@@ -42,6 +42,11 @@ struct hostd_config {
 	size_t ndatastores;
 	struct hostd_account *accounts;
 	size_t naccounts;
+	/* the other hosts this one may call itself, as vCenter's vpxuser would
+	 * (FT re-protect): both files are read when needed, so that they may
+	 * be written after hostd started; NULL when there is no cluster */
+	char *cluster_hosts_file;       /* NAME ADDRESS:PORT THUMBPRINT lines */
+	char *cluster_credentials_file; /* username=, password= lines; 0600 */
 };
 
 #define HOSTD_DEFAULT_LISTEN "tls+tcp://0.0.0.0:4443"

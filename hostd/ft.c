@@ -5,6 +5,7 @@
  * VM: the generation record on the shared datastore decides that, and the
  * datastore lock follows it. */
 #include "ft.h"
+#include "ft_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -57,17 +59,17 @@ static void gen_path(const char *dir, const char *name, char *out, size_t len)
 	snprintf(out, len, "%s/%s.ftgen", dir, name);
 }
 
-/* Lock held. */
-static void ft_save(const struct vm *v)
+void ft_save(const struct vm *v)
 {
 	char p[PATH_MAX + 16], buf[FT_INFO_MAX];
 
 	info_path(v, p, sizeof(p));
 	int n = snprintf(buf, sizeof(buf),
 	                 "role=%s\npeer=%s\nnetwork=%s\nnote=%s\nepoch_ms=%u\nregistered=%d\n"
-	                 "generation=%" PRIu64 "\ndisks_dir=%s\n",
+	                 "generation=%" PRIu64 "\ndisks_dir=%s\nauto=%d\n",
 	                 v->ft_role, v->ft_peer, v->ft_network, v->ft_note, v->ft_epoch_ms,
-	                 v->ft_registered ? 1 : 0, v->ft_generation, v->ft_disks_dir);
+	                 v->ft_registered ? 1 : 0, v->ft_generation, v->ft_disks_dir,
+	                 v->ft_auto ? 1 : 0);
 	util_mkdir_p(v->rundir, 0700);
 	if (n < 0 || (size_t)n >= sizeof(buf) ||
 	    util_write_file_atomic(p, buf, (size_t)n, 0600) < 0)
@@ -86,6 +88,8 @@ void hostd_ft_clear(struct vm *v)
 	v->ft_starting = false;
 	v->ft_generation = 0;
 	v->ft_disks_dir[0] = '\0';
+	v->ft_auto = false;
+	v->ft_retry_ms = 0;
 	info_path(v, p, sizeof(p));
 	unlink(p);
 }
@@ -100,7 +104,8 @@ static void copy_value(char *dst, size_t len, const char *line, const char *key)
 
 void hostd_ft_load(struct vm *v)
 {
-	char p[PATH_MAX + 16], *buf = NULL, *save = NULL, epoch[16] = "", reg[4] = "", gen[24] = "";
+	char p[PATH_MAX + 16], *buf = NULL, *save = NULL, epoch[16] = "", reg[4] = "", gen[24] = "",
+	                       au[4] = "";
 	size_t len;
 
 	info_path(v, p, sizeof(p));
@@ -115,6 +120,7 @@ void hostd_ft_load(struct vm *v)
 		copy_value(reg, sizeof(reg), l, "registered");
 		copy_value(gen, sizeof(gen), l, "generation");
 		copy_value(v->ft_disks_dir, sizeof(v->ft_disks_dir), l, "disks_dir");
+		copy_value(au, sizeof(au), l, "auto");
 	}
 	free(buf);
 	if (strcmp(v->ft_role, "primary") != 0 && strcmp(v->ft_role, "secondary") != 0)
@@ -122,6 +128,7 @@ void hostd_ft_load(struct vm *v)
 	v->ft_epoch_ms = (uint32_t)strtoul(epoch, NULL, 10);
 	v->ft_registered = reg[0] == '1';
 	v->ft_generation = strtoull(gen, NULL, 10);
+	v->ft_auto = au[0] == '1';
 }
 
 /* The host the generation record names ("" when it cannot be read). */
@@ -232,10 +239,39 @@ static void look_at(struct hostd *h, struct sec_seen *s)
 	}
 }
 
+/* A secondary that went live runs on its copies of the disks, which its
+ * vmx made the .vmx name: reloaded here. Should that rewrite have failed,
+ * the copies stay where they are, said loudly. Lock held. */
+static void promote_disks(struct hostd *h, struct vm *v)
+{
+	size_t dl = strlen(v->ft_disks_dir);
+	bool named = !dl;
+
+	inv_reload(v);
+	for (unsigned i = 0; dl && v->valid && i < v->cfg.ndisks; i++)
+		named |= !strncmp(v->cfg.disks[i].path, v->ft_disks_dir, dl) &&
+		         v->cfg.disks[i].path[dl] == '/';
+	if (!named) {
+		hostd_event(h, v->name, "-",
+		            "FT: ERROR: the VM runs on its disks in %s, but its .vmx names others "
+		            "(which lack the writes since the failover): set its disks to those "
+		            "in %s before it is powered on again",
+		            v->ft_disks_dir, v->ft_disks_dir);
+		log_error("vm %s: runs on %s, but %s names other disks", v->name, v->ft_disks_dir,
+		          v->path);
+		snprintf(v->ft_note, sizeof(v->ft_note),
+		         "its .vmx does not name the disks it runs on (%s): see the events",
+		         v->ft_disks_dir);
+		return; /* ft_disks_dir kept: they are never removed as a secondary's */
+	}
+	v->ft_disks_dir[0] = '\0';
+}
+
 /* Acts on what was seen, if the VM is still that secondary; the copies
  * of the disks of a secondary that ended go to *gone (removed once the
  * lock is let go). Lock held. */
-static void settle_secondary(struct hostd *h, const struct sec_seen *s, char *gone, size_t gonelen)
+static void settle_secondary(struct hostd *h, const struct sec_seen *s, char *gone, size_t gonelen,
+                             char *vmx, size_t vmxlen)
 {
 	struct hostd_inventory *inv = h->inventory;
 	struct vm *v = inv_find(inv, s->r->name);
@@ -259,8 +295,7 @@ static void settle_secondary(struct hostd *h, const struct sec_seen *s, char *go
 		snprintf(v->ft_note, sizeof(v->ft_note), "failed over from %s", was);
 		/* it runs on its own copies of the disks, which its .vmx names
 		 * now (the vmx wrote it when it won the record) */
-		v->ft_disks_dir[0] = '\0';
-		inv_reload(v);
+		promote_disks(h, v);
 		ft_save(v);
 		inv_save(inv);
 		hostd_event(h, v->name, "-",
@@ -280,15 +315,23 @@ static void settle_secondary(struct hostd *h, const struct sec_seen *s, char *go
 		snprintf(v->ft_role, sizeof(v->ft_role), "primary");
 		v->ft_peer[0] = '\0';
 		v->ft_registered = false;
-		v->ft_disks_dir[0] = '\0';
-		inv_reload(v);
+		promote_disks(h, v);
 		ft_save(v);
 		return;
 	}
 	hostd_event(h, v->name, "-", "FT secondary of the VM on %s ended: %s", v->ft_peer, s->why);
 	log_info("vm %s: FT secondary ended: %s", v->name, s->why);
 	vmrun_release_nics(h, v);
-	snprintf(gone, gonelen, "%s", v->ft_disks_dir); /* its copies of the disks */
+	/* its copies of the disks go, on positive evidence only: the record
+	 * names another host (a record out of reach says nothing) */
+	if (s->owner[0] && strcmp(s->owner, h->cfg.name) != 0) {
+		snprintf(gone, gonelen, "%s", v->ft_disks_dir);
+		snprintf(vmx, vmxlen, "%s", v->path);
+	} else if (v->ft_disks_dir[0]) {
+		log_warn("vm %s: the FT secondary's disks %s are left: the generation record "
+		         "does not say who runs the VM",
+		         v->name, v->ft_disks_dir);
+	}
 	if (v->ft_registered) {
 		inv_drop(inv, v);
 		inv_save(inv);
@@ -301,6 +344,69 @@ static void settle_secondary(struct hostd *h, const struct sec_seen *s, char *go
 	v->started_ms = 0;
 	snprintf(v->reason, sizeof(v->reason), "FT secondary ended: %s", s->why);
 	inv_save(inv);
+}
+
+/* Whether a process has a file under dir open (a vmx hostd lost track
+ * of, e.g. one that did not answer when hostd started). */
+static bool dir_in_use(const char *dir)
+{
+	DIR *proc = opendir("/proc");
+	struct dirent *p;
+	size_t dl = strlen(dir);
+	bool used = false;
+
+	if (!proc)
+		return true; /* cannot tell: assume so */
+	while (!used && (p = readdir(proc))) {
+		char fdp[64], link[PATH_MAX + 1];
+		if (p->d_name[0] < '1' || p->d_name[0] > '9')
+			continue;
+		snprintf(fdp, sizeof(fdp), "/proc/%.20s/fd", p->d_name);
+		DIR *fds = opendir(fdp);
+		struct dirent *f;
+		while (fds && !used && (f = readdir(fds))) {
+			char lp[128];
+			snprintf(lp, sizeof(lp), "%s/%.20s", fdp, f->d_name);
+			ssize_t n = readlink(lp, link, sizeof(link) - 1);
+			if (n <= 0)
+				continue;
+			link[n] = '\0';
+			used = !strncmp(link, dir, dl) && link[dl] == '/';
+		}
+		if (fds)
+			closedir(fds);
+	}
+	closedir(proc);
+	return used;
+}
+
+/* Removes the copies of the disks of a secondary that ended, unless the
+ * VM's .vmx names one of them (it ran from them) or a process holds one
+ * open. No lock held: a hung datastore stalls only the watch. */
+static void remove_copies(const char *name, const char *dir, const char *vmxpath)
+{
+	struct vmcfg c;
+	char cerr[300];
+	size_t dl = strlen(dir);
+	bool named = false;
+
+	if (vmcfg_load(vmxpath, &c, cerr, sizeof(cerr)) < 0) {
+		log_warn("vm %s: the FT secondary's disks %s are left: its .vmx does not load (%s)",
+		         name, dir, cerr);
+		return;
+	}
+	for (unsigned i = 0; i < c.ndisks; i++)
+		named |= !strncmp(c.disks[i].path, dir, dl) && c.disks[i].path[dl] == '/';
+	vmcfg_free(&c);
+	if (named || dir_in_use(dir)) {
+		log_warn("vm %s: the FT secondary's disks %s are left: %s", name, dir,
+		         named ? "its .vmx names them" : "a process has them open");
+		return;
+	}
+	int ret = util_rm_tree(dir);
+	if (ret < 0)
+		log_warn("vm %s: removing the FT secondary's disks %s: %s", name, dir,
+		         strerror(-ret));
 }
 
 static bool watched_secondary(const struct vm *v)
@@ -316,15 +422,13 @@ void hostd_ft_watch(struct hostd *h)
 
 	for (size_t i = 0; i < n; i++) {
 		struct sec_seen seen = { .r = &refs[i] };
-		char gone[PATH_MAX] = "";
+		char gone[PATH_MAX] = "", vmx[PATH_MAX] = "";
 		look_at(h, &seen);
 		pthread_mutex_lock(&inv->lock);
-		settle_secondary(h, &seen, gone, sizeof(gone));
+		settle_secondary(h, &seen, gone, sizeof(gone), vmx, sizeof(vmx));
 		pthread_mutex_unlock(&inv->lock);
-		int ret = gone[0] ? util_rm_tree(gone) : 0;
-		if (ret < 0)
-			log_warn("vm %s: removing the FT secondary's disks %s: %s", refs[i].name,
-			         gone, strerror(-ret));
+		if (gone[0])
+			remove_copies(refs[i].name, gone, vmx);
 	}
 	free(refs);
 }
@@ -466,9 +570,9 @@ static bool valid_text(const char *s, size_t max)
 /* ---- the secondary's host: prepare ---- */
 
 /* The secondary's own copies of the VM's disks: fresh sparse files of
- * their sizes in <the VM's directory>/ft-<this host>/ (another name when
- * the VM runs from that one, after an earlier failover here); the first
- * copy fills them. Read-only disks are shared as they are. 0 with the
+ * their sizes in <the VM's directory>/ft-<this host>/, made for them
+ * (ft-<this host>-1/... when that one is there, e.g. the VM runs from it
+ * after an earlier failover here); the first copy fills them. Read-only disks are shared as they are. 0 with the
  * files in iv (their names in files) and the directory in dir ("" when
  * none was needed), or a Vmk status with err. */
 static int secondary_disks(struct hostd *h, const char *vmx, struct incoming_vm *iv,
@@ -509,20 +613,21 @@ static int secondary_disks(struct hostd *h, const char *vmx, struct incoming_vm 
 			any |= !c.disks[i].readonly;
 		}
 	}
-	/* a directory the VM's disks are not in */
-	for (unsigned k = 0; any && !status && k < 10; k++) {
+	/* a directory of its own, made here: never one that was there (the
+	 * VM may run from it after an earlier failover, or it may be a link
+	 * elsewhere), so that nothing this host did not make is truncated */
+	bool made = false;
+	for (unsigned k = 0; any && !status && !made && k < 100; k++) {
 		snprintf(dir, dirlen, k ? "%s/ft-%s-%u" : "%s/ft-%s", c.dir, h->cfg.name, k);
-		size_t dl = strlen(dir);
-		bool used = false;
-		for (unsigned i = 0; i < c.ndisks; i++)
-			used |= !strncmp(c.disks[i].path, dir, dl) && c.disks[i].path[dl] == '/';
-		if (!used)
+		if (mkdir(dir, 0755) == 0)
+			made = true;
+		else if (errno != EEXIST)
 			break;
-		dir[0] = '\0';
 	}
-	if (any && !status && (!dir[0] || (mkdir(dir, 0755) < 0 && errno != EEXIST))) {
+	if (any && !status && !made) {
 		snprintf(err, errlen, "host %s: a directory for the secondary's disks in %s: %s",
-		         h->cfg.name, c.dir, dir[0] ? strerror(errno) : "all in use");
+		         h->cfg.name, c.dir, errno == EEXIST ? "ft-* all taken" : strerror(errno));
+		dir[0] = '\0';
 		status = VMK__STATUS__STATUS_FAILED;
 	}
 	for (unsigned i = 0; i < c.ndisks && !status; i++) {
@@ -531,18 +636,13 @@ static int secondary_disks(struct hostd *h, const char *vmx, struct incoming_vm 
 		} else {
 			const char *base = strrchr(c.disks[i].path, '/');
 			base = base ? base + 1 : c.disks[i].path;
+			snprintf(files[i], PATH_MAX, "%s/%s", dir, base);
 			/* two disks of one name in different directories */
-			bool twice = false;
-			for (unsigned j = 0; j < i; j++) {
-				const char *b2 = strrchr(c.disks[j].path, '/');
-				twice |= !strcmp(b2 ? b2 + 1 : c.disks[j].path, base);
-			}
-			if (twice)
-				snprintf(files[i], PATH_MAX, "%s/%u-%s", dir, i, base);
-			else
-				snprintf(files[i], PATH_MAX, "%s/%s", dir, base);
+			for (unsigned j = 0; j < i; j++)
+				if (!strcmp(files[j], files[i]))
+					snprintf(files[i], PATH_MAX, "%s/%u-%s", dir, i, base);
 			int fd = open(files[i],
-			              O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+			              O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 			if (fd < 0 || ftruncate(fd, (off_t)size[i]) < 0) {
 				snprintf(err, errlen, "host %s: creating %s: %s", h->cfg.name,
 				         files[i], strerror(errno));
@@ -622,6 +722,7 @@ int hostd_op_vm_ft_prepare(struct hostd_call *call, const Vmk__Request *req)
 		v->ft_registered = iv->registered_here;
 		v->ft_starting = false;
 		snprintf(v->ft_disks_dir, sizeof(v->ft_disks_dir), "%s", disks_dir);
+		v->ft_auto = p->reprotect; /* once live, it re-protects the VM itself */
 		ft_save(v);
 		inv_save(inv);
 	}
@@ -708,17 +809,6 @@ static int vmx_ft_call_t(const char *rundir, int body, int timeout_ms, Vmx__Resp
 	return 0;
 }
 
-struct enable_job {
-	struct hostd *h;
-	char name[VM_NAME_MAX + 1];
-	char rundir[PATH_MAX];
-	char secondary[128];
-	char user[TASK_USER_MAX];
-	char network[300];
-	char note[400];
-	uint32_t epoch_ms;
-};
-
 /* Lock taken here. */
 static void forget_role(struct hostd *h, const char *name)
 {
@@ -739,9 +829,49 @@ static void starting_done(struct hostd *h, const char *name)
 	pthread_mutex_unlock(&h->inventory->lock);
 }
 
-static void *enable_worker(struct hostd_task *t, void *arg)
+/* A re-protect's claim on the VM holds while it is a primary in starting
+ * (vm ft disable clears both). Lock held. */
+static bool claim_holds(const struct vm *v)
 {
-	struct enable_job *j = arg;
+	return v && v->ft_starting && !strcmp(v->ft_role, "primary");
+}
+
+/* An attempt ended without protection: a vm ft enable forgets the role
+ * (forget) or leaves it to the supervisor; a re-protect keeps its claim,
+ * the VM needing a secondary (ft_reprotect_later ends it). */
+static void start_failed(struct hostd *h, const struct enable_job *j, bool forget)
+{
+	if (!j->claimed) {
+		if (forget)
+			forget_role(h, j->name);
+		else
+			starting_done(h, j->name);
+		return;
+	}
+	pthread_mutex_lock(&h->inventory->lock);
+	struct vm *v = inv_find(h->inventory, j->name);
+	if (claim_holds(v)) {
+		v->ft_peer[0] = v->ft_network[0] = '\0';
+		ft_save(v);
+	}
+	pthread_mutex_unlock(&h->inventory->lock);
+}
+
+void ft_reprotect_later(struct hostd *h, const char *name, const char *why)
+{
+	pthread_mutex_lock(&h->inventory->lock);
+	struct vm *v = inv_find(h->inventory, name);
+	if (claim_holds(v) && !v->ft_peer[0]) {
+		v->ft_starting = false;
+		v->ft_retry_ms = util_now_ms() + FT_REPROTECT_RETRY_MS;
+		snprintf(v->ft_note, sizeof(v->ft_note), "re-protect: %s", why);
+		ft_save(v);
+	}
+	pthread_mutex_unlock(&h->inventory->lock);
+}
+
+int ft_follow(struct hostd_task *t, struct enable_job *j, char *msg, size_t msglen)
+{
 	uint64_t deadline = util_now_ms() + FT_ENABLE_TIMEOUT_MS;
 	char err[400], error[400] = "", phase[32] = "";
 	Vmx__Response *rs = NULL;
@@ -759,20 +889,18 @@ static void *enable_worker(struct hostd_task *t, void *arg)
 			if (vmx_ft_call(j->rundir, VMX__REQUEST__BODY_FT_STOP, &rs, err,
 			                sizeof(err)) == 0)
 				vmx__response__free_unpacked(rs, NULL);
-			forget_role(j->h, j->name);
-			task_finish(t,
-			            c ? VMK__STATUS__STATUS_CANCELLED : VMK__STATUS__STATUS_TIMEOUT,
-			            "VM %s: protection %s; it keeps running unprotected", j->name,
-			            c ? "cancelled" : "did not start within 10 minutes");
-			break;
+			start_failed(j->h, j, true);
+			snprintf(msg, msglen, "VM %s: protection %s; it keeps running unprotected",
+			         j->name, c ? "cancelled" : "did not start within 10 minutes");
+			return c ? VMK__STATUS__STATUS_CANCELLED : VMK__STATUS__STATUS_TIMEOUT;
 		}
 		if (vmx_ft_call(j->rundir, VMX__REQUEST__BODY_FT_STATUS, &rs, err, sizeof(err)) <
 		    0) {
 			/* its role stays: the supervisor settles what became of it */
-			snprintf(error, sizeof(error), "the VM's vmx stopped answering: %s", err);
-			starting_done(j->h, j->name);
-			task_finish(t, VMK__STATUS__STATUS_FAILED, "VM %s: %s", j->name, error);
-			break;
+			start_failed(j->h, j, false);
+			snprintf(msg, msglen, "VM %s: the VM's vmx stopped answering: %s", j->name,
+			         err);
+			return VMK__STATUS__STATUS_FAILED;
 		}
 		snprintf(phase, sizeof(phase), "%s", rs->ft_info->phase);
 		snprintf(error, sizeof(error), "%s", rs->ft_info->error);
@@ -793,76 +921,91 @@ static void *enable_worker(struct hostd_task *t, void *arg)
 			hostd_event(j->h, j->name, j->user,
 			            "FT: protected by its secondary on %s (%s, %u ms checkpoints)",
 			            j->secondary, j->network, j->epoch_ms);
-			task_finish(t, 0, "VM %s is protected: its secondary runs on %s", j->name,
-			            j->secondary);
-			break;
+			snprintf(msg, msglen, "VM %s is protected: its secondary runs on %s",
+			         j->name, j->secondary);
+			return 0;
 		}
 		if (strcmp(phase, "connecting") != 0 && strcmp(phase, "syncing") != 0) {
 			/* never protected: off or failed. Lost (the record went to
 			 * the secondary) or alone: the supervisor and the poll
 			 * settle the role from what the vmx does next */
-			if (!strcmp(phase, "off") || !strcmp(phase, "failed"))
-				forget_role(j->h, j->name);
-			else
-				starting_done(j->h, j->name);
+			start_failed(j->h, j, !strcmp(phase, "off") || !strcmp(phase, "failed"));
 			hostd_event(j->h, j->name, j->user, "FT: protection by %s failed: %s",
 			            j->secondary, error[0] ? error : phase);
-			task_finish(
-			        t, VMK__STATUS__STATUS_FAILED,
-			        "VM %s: fault tolerance did not start (%s): %s; it keeps running "
-			        "unprotected",
-			        j->name, phase, error[0] ? error : "see vmx.log");
-			break;
+			snprintf(msg, msglen,
+			         "VM %s: fault tolerance did not start (%s): %s; it keeps running "
+			         "unprotected",
+			         j->name, phase, error[0] ? error : "see vmx.log");
+			return VMK__STATUS__STATUS_FAILED;
 		}
 		task_progress(t, !strcmp(phase, "syncing") ? 40 : 10,
 		              !strcmp(phase, "syncing") ? "copying the VM to the secondary"
 		                                        : "connecting to the secondary");
 		usleep(50 * 1000);
 	}
+}
+
+static void *enable_worker(struct hostd_task *t, void *arg)
+{
+	struct enable_job *j = arg;
+	char msg[600];
+	int status = ft_follow(t, j, msg, sizeof(msg));
+
+	task_finish(t, status, "%s", msg);
 	free(j);
 	return NULL;
 }
 
-int hostd_op_vm_ft_enable(struct hostd_call *call, const Vmk__Request *req)
+int ft_begin(struct hostd *h, const struct ft_begin_args *b, struct enable_job **jp, char *err,
+             size_t errlen)
 {
-	struct hostd *h = call->h;
 	struct hostd_inventory *inv = h->inventory;
-	const Vmk__VmFtEnableRequest *e = req->vm_ft_enable;
-	char err[400];
+	char e2[400];
 
-	if (!e->address[0] || strlen(e->address) > 255 || !e->port || e->port > 65535 ||
-	    strlen(e->token) != FT_TOKEN_HEX || !valid_host(e->secondary_host, 127) ||
-	    !valid_host(e->address, 255) || !valid_text(e->interface, 15) ||
-	    !valid_text(e->note, 300))
-		return hostd_fail(
-		        call, VMK__STATUS__STATUS_USAGE,
-		        "vm ft enable needs the secondary's host, address, port and token "
-		        "(from its prepare)");
-	if (e->epoch_ms > FT_MAX_EPOCH_MS)
-		return hostd_fail(call, VMK__STATUS__STATUS_USAGE, "--epoch-ms %u: at most %u",
-		                  e->epoch_ms, FT_MAX_EPOCH_MS);
-	if (!strcmp(e->secondary_host, h->cfg.name))
-		return hostd_fail(call, VMK__STATUS__STATUS_USAGE,
-		                  "VM %s runs on %s: its secondary must be on another host",
-		                  e->name, h->cfg.name);
+	*jp = NULL;
+	if (!b->address[0] || strlen(b->address) > 255 || !b->port || b->port > 65535 ||
+	    strlen(b->token) != FT_TOKEN_HEX || !valid_host(b->secondary, 127) ||
+	    !valid_host(b->address, 255) || !valid_text(b->interface, 15) ||
+	    !valid_text(b->note, 300)) {
+		snprintf(err, errlen,
+		         "vm ft enable needs the secondary's host, address, port and token "
+		         "(from its prepare)");
+		return VMK__STATUS__STATUS_USAGE;
+	}
+	if (b->epoch_ms > FT_MAX_EPOCH_MS) {
+		snprintf(err, errlen, "--epoch-ms %u: at most %u", b->epoch_ms, FT_MAX_EPOCH_MS);
+		return VMK__STATUS__STATUS_USAGE;
+	}
+	if (!strcmp(b->secondary, h->cfg.name)) {
+		snprintf(err, errlen, "VM %s runs on %s: its secondary must be on another host",
+		         b->name, h->cfg.name);
+		return VMK__STATUS__STATUS_USAGE;
+	}
 	struct enable_job *j = calloc(1, sizeof(*j));
-	if (!j)
-		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "out of memory");
+	if (!j) {
+		snprintf(err, errlen, "out of memory");
+		return VMK__STATUS__STATUS_FAILED;
+	}
 	pthread_mutex_lock(&inv->lock);
-	struct vm *v = inv_find(inv, e->name);
+	struct vm *v = inv_find(inv, b->name);
 	int status = 0;
-	if (!v)
-		status = hostd_fail(call, VMK__STATUS__STATUS_NOT_FOUND,
-		                    "no VM named \"%s\" on this host; see vm list", e->name);
-	else if (!strcmp(v->ft_role, "primary") && (v->ft_peer[0] || v->ft_starting))
-		status = hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
-		                    "VM %s is protected already%s%s: vm ft disable first", v->name,
-		                    v->ft_peer[0] ? " by its secondary on " : "", v->ft_peer);
-	else if (v->state != VMS_POWERED_ON)
-		status =
-		        hostd_fail(call, VMK__STATUS__STATUS_CONFLICT,
-		                   "VM %s is %s: only a running VM is protected; power it on first",
-		                   v->name, vm_state_name(v->state));
+	if (!v) {
+		snprintf(err, errlen, "no VM named \"%s\" on this host; see vm list", b->name);
+		status = VMK__STATUS__STATUS_NOT_FOUND;
+	} else if (b->claimed && !claim_holds(v)) {
+		snprintf(err, errlen, "VM %s: its protection was disabled meanwhile", v->name);
+		status = VMK__STATUS__STATUS_CANCELLED;
+	} else if (!strcmp(v->ft_role, "primary") &&
+	           (v->ft_peer[0] || (v->ft_starting && !b->claimed))) {
+		snprintf(err, errlen, "VM %s is protected already%s%s: vm ft disable first",
+		         v->name, v->ft_peer[0] ? " by its secondary on " : "", v->ft_peer);
+		status = VMK__STATUS__STATUS_CONFLICT;
+	} else if (v->state != VMS_POWERED_ON) {
+		snprintf(err, errlen,
+		         "VM %s is %s: only a running VM is protected; power it on first", v->name,
+		         vm_state_name(v->state));
+		status = VMK__STATUS__STATUS_CONFLICT;
+	}
 	if (status) {
 		pthread_mutex_unlock(&inv->lock);
 		free(j);
@@ -870,41 +1013,42 @@ int hostd_op_vm_ft_enable(struct hostd_call *call, const Vmk__Request *req)
 	}
 	snprintf(v->ft_role, sizeof(v->ft_role), "primary");
 	v->ft_starting = true; /* no second enable meanwhile */
+	v->ft_auto = b->reprotect;
 	snprintf(j->name, sizeof(j->name), "%s", v->name);
 	snprintf(j->rundir, sizeof(j->rundir), "%s", v->rundir);
 	pthread_mutex_unlock(&inv->lock);
 	j->h = h;
-	j->epoch_ms = e->epoch_ms ? e->epoch_ms : FT_DEFAULT_EPOCH_MS;
-	snprintf(j->secondary, sizeof(j->secondary), "%s", e->secondary_host);
-	snprintf(j->user, sizeof(j->user), "%s", call->user);
+	j->claimed = b->claimed;
+	j->epoch_ms = b->epoch_ms ? b->epoch_ms : FT_DEFAULT_EPOCH_MS;
+	snprintf(j->secondary, sizeof(j->secondary), "%s", b->secondary);
+	snprintf(j->user, sizeof(j->user), "%s", b->user);
 
 	/* the checkpoints leave from this host's faultToleranceLogging vmk */
 	struct net_route r;
-	hostd_network_route(h, NET_TAG_FT, "", e->secondary_host, e->address, e->port, e->interface,
-	                    e->note, &r);
+	hostd_network_route(h, NET_TAG_FT, "", b->secondary, b->address, b->port, b->interface,
+	                    b->note, &r);
 	snprintf(j->network, sizeof(j->network), "%s", r.stream);
 	snprintf(j->note, sizeof(j->note), "%s", r.notes);
 
 	Vmx__Request rq = VMX__REQUEST__INIT;
 	Vmx__FtStartRequest fs = VMX__FT_START_REQUEST__INIT;
 	Vmx__Response *rs = NULL;
-	fs.host = e->address;
-	fs.port = e->port;
-	fs.token = e->token;
+	fs.host = (char *)b->address;
+	fs.port = b->port;
+	fs.token = (char *)b->token;
 	fs.epoch_ms = j->epoch_ms;
 	fs.netns = r.netns;
 	rq.body_case = VMX__REQUEST__BODY_FT_START;
 	rq.ft_start = &fs;
-	int ret = vmrun_vmx_call(j->rundir, &rq, &rs, 10000, err, sizeof(err));
+	int ret = vmrun_vmx_call(j->rundir, &rq, &rs, 10000, e2, sizeof(e2));
 	if (ret < 0 || rs->status != 0) {
-		status = hostd_fail(
-		        call, ret < 0 ? VMK__STATUS__STATUS_FAILED : VMK__STATUS__STATUS_CONFLICT,
-		        "VM %s cannot be protected: %s", j->name, ret < 0 ? err : rs->error);
+		snprintf(err, errlen, "VM %s cannot be protected: %s", j->name,
+		         ret < 0 ? e2 : rs->error);
 		if (rs)
 			vmx__response__free_unpacked(rs, NULL);
-		forget_role(h, j->name);
+		start_failed(h, j, true);
 		free(j);
-		return status;
+		return ret < 0 ? VMK__STATUS__STATUS_FAILED : VMK__STATUS__STATUS_CONFLICT;
 	}
 	vmx__response__free_unpacked(rs, NULL);
 	pthread_mutex_lock(&inv->lock);
@@ -916,15 +1060,44 @@ int hostd_op_vm_ft_enable(struct hostd_call *call, const Vmk__Request *req)
 		ft_save(v);
 	}
 	pthread_mutex_unlock(&inv->lock);
-	char name[VM_NAME_MAX + 1];
+	*jp = j;
+	return 0;
+}
+
+void ft_abandon(struct hostd *h, struct enable_job *j)
+{
+	char err[300];
+	Vmx__Response *rs = NULL;
+
+	if (vmx_ft_call(j->rundir, VMX__REQUEST__BODY_FT_STOP, &rs, err, sizeof(err)) == 0)
+		vmx__response__free_unpacked(rs, NULL);
+	start_failed(h, j, true);
+	free(j);
+}
+
+int hostd_op_vm_ft_enable(struct hostd_call *call, const Vmk__Request *req)
+{
+	const Vmk__VmFtEnableRequest *e = req->vm_ft_enable;
+	struct ft_begin_args b = { .name = e->name,
+		                   .secondary = e->secondary_host,
+		                   .address = e->address,
+		                   .port = e->port,
+		                   .token = e->token,
+		                   .interface = e->interface,
+		                   .note = e->note,
+		                   .epoch_ms = e->epoch_ms,
+		                   .reprotect = e->reprotect,
+		                   .user = call->user };
+	struct enable_job *j;
+	char err[600], name[VM_NAME_MAX + 1];
+	int status = ft_begin(call->h, &b, &j, err, sizeof(err));
+
+	if (status)
+		return hostd_fail(call, status, "%s", err);
 	snprintf(name, sizeof(name), "%s", j->name);
 	status = hostd_task_start_reply(call, "vm.ft.enable", name, enable_worker, j);
-	if (status != VMK__STATUS__STATUS_OK) {
-		if (vmx_ft_call(j->rundir, VMX__REQUEST__BODY_FT_STOP, &rs, err, sizeof(err)) == 0)
-			vmx__response__free_unpacked(rs, NULL);
-		forget_role(h, name);
-		free(j);
-	}
+	if (status != VMK__STATUS__STATUS_OK)
+		ft_abandon(call->h, j);
 	return status;
 }
 

@@ -46,6 +46,11 @@ bool hostd_ft_failed_over(struct hostd *h, struct vm *v);
 /* Brings the FT fields of protected primaries up to date with their vmx
  * (a secondary lost, protection ended); takes the lock itself. */
 void hostd_ft_poll(struct hostd *h);
+/* Primaries protected with --secondary auto that need a secondary (they
+ * failed over here, or lost theirs) get one from the other hosts of the
+ * cluster (ft_reprotect.c; nothing without a cluster section); takes the
+ * lock itself. */
+void hostd_ft_reprotect(struct hostd *h);
 /* Forgets v's FT role (its vmx ended, or protection ended). */
 void hostd_ft_clear(struct vm *v);
 

@@ -45,6 +45,8 @@ struct vm {
 	bool ft_starting;       /* primary: a vm.ft.enable task runs; secondary: its vmx starts */
 	uint64_t ft_generation; /* primary: of the record, when protection began */
 	char ft_disks_dir[PATH_MAX]; /* secondary: where its copies of the disks are */
+	bool ft_auto;                /* --secondary auto: a lost secondary is replaced by itself */
+	uint64_t ft_retry_ms;        /* re-protect: not before (util_now_ms), in memory only */
 };
 
 struct hostd_inventory {

@@ -451,6 +451,7 @@ static void *supervisor_main(void *arg)
 		supervise_once(h);
 		hostd_ft_watch(h);
 		hostd_ft_poll(h);
+		hostd_ft_reprotect(h);
 		pthread_mutex_lock(&r->m);
 	}
 	pthread_mutex_unlock(&r->m);
@@ -498,6 +499,10 @@ int hostd_vmrun_start(struct hostd *h)
 			 * go: a vmx that does not answer gets pid 0, never a pid
 			 * that may have been reused */
 			v->pid = answers ? pid : 0;
+			int xpid, code, sig;
+			long long when;
+			if (!answers && vmx_exit_read(v->rundir, &xpid, &code, &sig, &when) == 0)
+				v->pid = xpid; /* it ended: how is in its exit record */
 			log_info("vm %s: FT secondary, vmx pid %d", v->name, v->pid);
 			continue;
 		}

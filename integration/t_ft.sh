@@ -246,6 +246,11 @@ out=$("$VMX" -c "$d/disk.vmx" --run-dir "$d/x" --incoming 127.0.0.1 --incoming-t
 	"$tmp/token" --ft-secondary --disk a.img --disk b.img 2>&1)
 [[ $? -eq 2 ]] && grep -q "2 --disk options for the 1 disks" <<<"$out" &&
 	ok "--disk once per disk, else refused" || not_ok "--disk count" "$out"
+out=$("$VMX" -c "$d/disk.vmx" --run-dir "$d/x" --incoming 127.0.0.1 --incoming-token-file \
+	"$tmp/token" --ft-secondary 2>&1)
+[[ $? -eq 2 ]] && grep -q "needs its own copy of each writable disk" <<<"$out" &&
+	ok "a secondary without --disk for a writable disk: refused (it would write the primary's)" ||
+	not_ok "--ft-secondary without --disk" "$out"
 secondary "$d/disk.vmx" "$d" --disk "$d/ft/disk0.img"
 "$VMX" -c "$d/disk.vmx" --run-dir "$d/a" >"$d/a.out" 2>&1 &
 ppid=$!

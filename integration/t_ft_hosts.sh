@@ -7,7 +7,8 @@
 # protection again to the third host, then the FT network cut between
 # primary and secondary (exactly one copy runs on); the whole primary host
 # killed with a memory verifier under FT (nothing corrupted, the secondary
-# runs it); a disk guest under FT (its writes on the secondary's own copy,
+# runs it) and the survivor re-protects it by itself (--secondary auto);
+# a disk guest under FT (its writes on the secondary's own copy,
 # read back after a failover); disable; bad input. Needs /dev/kvm (the software CPU is far
 # too slow for 10 ms checkpoints).
 set -u
@@ -41,6 +42,14 @@ wait_line() { # FILE REGEX [TENTHS]
 diag() { # VM: its vmx.log and the hosts' logs, for a failure's message
 	tail -n 15 "$shared/$1/vmx.log"
 	for k in 1 2 3; do grep -E "vm $1|vm\.ft" "$LAB_DIR/esx$k/hostd.out" | tail -n 6; done
+}
+wait_protected() { # HOST VM SECONDARY: until vm ft status says so (in $out)
+	for _ in $(seq 600); do
+		ft_json "$1" "$2"
+		[[ $(json_get '(d["state"], d["secondary"])' 2>/dev/null) == "('protected', '$3')" ]] && return 0
+		sleep 0.1
+	done
+	return 1
 }
 wait_names() { # HOST WANT [TENTHS]: until vm list on HOST says WANT
 	for _ in $(seq "${3:-100}"); do [[ $(names_on "$1") == "$2" ]] && return 0; sleep 0.1; done
@@ -280,7 +289,9 @@ expect 0 "vm create vf (verify, 64 MiB)" vmkctl -s esx1 vm create -n vf -m 96 --
 	--cmdline "verify mib=64" -d shared
 expect 0 "power on vf" vmkctl -s esx1 vm power on -n vf
 wait_line "$shared/vf/serial.log" "^verify pass 2 " && ok "vf verifies" || not_ok "vf" "$(tail -n 3 "$shared/vf/serial.log")"
-expect 0 "vm ft enable vf --secondary esx2" vmkctl -s esx1 vm ft enable -n vf --secondary esx2
+run vmkctl -s esx1 --formatter json vm ft enable -n vf --secondary auto
+[[ $rc -eq 0 && $(json_get 'd["secondary"]') == esx2 ]] &&
+	ok "vm ft enable vf --secondary auto: esx2, the first other host" || not_ok "enable vf auto" "$err" "$out"
 sleep 1
 "$LAB" kill-host esx1 --vms --dir "$LAB_DIR" >/dev/null
 "$LAB" link esx1 ft down --dir "$LAB_DIR" >/dev/null
@@ -291,11 +302,21 @@ wait_line "$shared/vf/serial.log" "^verify pass $((n + 2)) " 300 && ok "vf verif
 	not_ok "vf after the failover" "$(tail -n 3 "$shared/vf/serial.log")"
 ! grep -q CORRUPT "$shared/vf/serial.log" && ok "and never saw CORRUPT" ||
 	not_ok "CORRUPT" "$(grep -m3 CORRUPT "$shared/vf/serial.log")"
+# re-protect without being asked: esx2 asks the cluster's other hosts in
+# order; esx1 is dead, esx3 takes the secondary
+if wait_protected esx2 vf esx3; then
+	ok "vf protected again by esx2 itself: esx1 is dead, esx3 holds the secondary"
+else
+	not_ok "re-protect after the failover" "$out" "$(grep -E "vf|reprotect" "$LAB_DIR/esx2/hostd.out" | tail -n 8)"
+fi
+run vmkctl -s esx2 --formatter json task list
+[[ $(json_get '[(t["op"], t["state"]) for t in d if t["op"] == "vm.ft.reprotect"][-1]') == \
+	"('vm.ft.reprotect', 'success')" ]] && ok "as the task vm.ft.reprotect on esx2" ||
+	not_ok "reprotect task" "$out"
+[[ $(names_on esx3) == "vf:ftSecondary:secondary" ]] && ok "esx3 lists vf as its secondary" ||
+	not_ok "esx3 after the re-protect" "$(names_on esx3)"
 
 # ---- disable while a failover runs: refused or too late, never two copies ----
-run vmkctl -s esx2 --formatter json vm ft enable -n vf --secondary auto
-[[ $rc -eq 0 && $(json_get 'd["secondary"]') == esx3 ]] &&
-	ok "vf protected again with --secondary auto: esx1 is dead, esx3 holds it" || not_ok "auto" "$err" "$out"
 run vmkctl -s esx2 --formatter json vm get -n vf
 pid=$(json_get 'd["pid"]')
 kill -9 "$pid"
@@ -304,11 +325,21 @@ run vmkctl -s esx2 vm ft disable -n vf
 [[ ($rc -eq 5 && $err == *"takes over"*) || $rc -eq 4 ]] &&
 	ok "disable right after the primary died: refused, the secondary takes over" ||
 	not_ok "disable during the failover" "rc $rc" "$out" "$err"
-wait_names esx3 "vf:poweredOn:primary" && wait_names esx2 "" &&
-	ok "the secondary on esx3 took over; esx2 lets vf go" ||
-	not_ok "after disable during failover" "esx2: $(names_on esx2)" "esx3: $(names_on esx3)" "$(diag vf)"
+wait_names esx3 "vf:poweredOn:primary" && ok "the secondary on esx3 took over" ||
+	not_ok "after disable during failover" "esx3: $(names_on esx3)" "$(diag vf)"
+# and re-protects it in turn: esx1 is still dead, esx2 lets its primary
+# go and takes the secondary
+wait_protected esx3 vf esx2 && [[ $(names_on esx2) == "vf:ftSecondary:secondary" ]] &&
+	ok "esx3 re-protects vf onto esx2, which lists it as its secondary only" ||
+	not_ok "second re-protect" "$out" "esx2: $(names_on esx2)" "$(grep -E "vf" "$LAB_DIR/esx3/hostd.out" | tail -n 8)"
 ! grep -q CORRUPT "$shared/vf/serial.log" && ok "vf never saw CORRUPT" ||
 	not_ok "CORRUPT" "$(grep -m3 CORRUPT "$shared/vf/serial.log")"
+# disabled, it stays unprotected: nothing re-protects it
+expect 0 "vm ft disable vf" vmkctl -s esx3 vm ft disable -n vf
+sleep 1.5
+ft_json esx3 vf
+[[ $(json_get 'd["state"]') == notProtected && $(names_on esx2) == "" ]] &&
+	ok "disabled: notProtected, and no secondary comes back" || not_ok "after disable" "$out" "$(names_on esx2)"
 expect 0 "power off vf" vmkctl -s esx3 vm power off -n vf
 
 t_done

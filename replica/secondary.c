@@ -331,7 +331,9 @@ int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *
 			/* complete: applied, and only now acknowledged */
 			if (ep.err ||
 			    (ret = apply_epoch(vm, &ep, &machine, &outq, why, sizeof(why))) < 0) {
-				ret = ret < 0 ? ret : ep.err;
+				/* a fault here (a disk write that failed), never the
+				 * primary's loss, whatever its errno: this copy stops */
+				ret = -EIO;
 				goto lost;
 			}
 			in_epoch = false;
@@ -392,8 +394,10 @@ int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *
 			    0)
 				goto lost;
 		} else if (type == SEC_DISK) {
-			if ((ret = vmm_disk_load(vm, inst, p.data, p.len, why, sizeof(why))) < 0)
+			if (vmm_disk_load(vm, inst, p.data, p.len, why, sizeof(why)) < 0) {
+				ret = -EIO; /* as above: this copy stops */
 				goto lost;
+			}
 		} else if (type == SEC_RAM && !loaded) {
 			if ((ret = vmm_ram_load(&vm->mem, p.data, p.len, why, sizeof(why))) < 0)
 				goto lost;

@@ -168,6 +168,7 @@ int cmd_vm_ft_enable(struct vmkctl *v, const struct vmkctl_args *a, struct out_d
 	prep.cpu_model = vm->cpu_model;
 	prep.cpu_features = vm->cpu_features;
 	prep.n_cpu_features = vm->n_cpu_features;
+	prep.reprotect = any; /* auto: a lost secondary is replaced without being asked */
 	preq.body_case = VMK__REQUEST__BODY_VM_FT_PREPARE;
 	preq.vm_ft_prepare = &prep;
 	struct vmkctl d;
@@ -203,6 +204,7 @@ int cmd_vm_ft_enable(struct vmkctl *v, const struct vmkctl_args *a, struct out_d
 	en.interface = pr->interface;
 	en.note = pr->note;
 	en.epoch_ms = (uint32_t)args_int(a, "epoch-ms", 0);
+	en.reprotect = any;
 	ereq.body_case = VMK__REQUEST__BODY_VM_FT_ENABLE;
 	ereq.vm_ft_enable = &en;
 	ret = vmkctl_call(v, &ereq, &resp);

@@ -499,7 +499,10 @@ static const struct vmkctl_cmd commands[] = {
                     .help = "the VM", .required = true },
                   { .name = "secondary", .type = OPT_STR, .metavar = "HOST",
                     .help = "the host of the secondary copy (as for -s), or auto: the first "
-                            "host of the lab, other than the VM's, that can hold it",
+                            "host of the lab, other than the VM's, that can hold it; with "
+                            "auto, a secondary lost later (a failover, a dead host) is "
+                            "replaced without being asked, by the hosts themselves (their "
+                            "cluster section)",
                     .required = true },
                   { .name = "epoch-ms", .type = OPT_INT, .metavar = "MS", .min = 1,
                     .max = 1000, .help = "the time between checkpoints (default 10)" },

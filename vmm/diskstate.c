@@ -119,6 +119,10 @@ static int parse_disk(struct vmm_vm *vm, uint32_t index, const uint8_t *p, size_
 		snprintf(err, errlen, "disk data for device %u, which is not a disk here", index);
 		return -EBADMSG;
 	}
+	if (vmm_virtio_blk_readonly(vm->devs[index])) {
+		snprintf(err, errlen, "disk data for device %u, which is read-only here", index);
+		return -EBADMSG;
+	}
 	rbuf_init(&r, p, len);
 	d->off = rbuf_u64(&r);
 	d->n = rbuf_u32(&r);

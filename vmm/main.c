@@ -736,12 +736,23 @@ static void name_own_disks(const struct vmcfg *c)
 		/* relative when in the VM's directory, which may move */
 		paths[i] = !strncmp(p, c->dir, dl) && p[dl] == '/' ? p + dl + 1 : p;
 	}
-	if ((ret = util_read_file(c->path, 1u << 20, &text, &tl)) < 0)
-		snprintf(err, sizeof(err), "reading it: %s", strerror(-ret));
-	else if ((ret = vmcfg_set_disk_paths(text, paths, c->ndisks, &out, &ol, err,
-	                                     sizeof(err))) == 0 &&
-	         (ret = util_write_file_atomic(c->path, out, ol, 0644)) < 0)
-		snprintf(err, sizeof(err), "writing it: %s", strerror(-ret));
+	/* a few tries: a datastore that hiccups must not leave the .vmx
+	 * naming disks that lack the writes from now on */
+	for (int k = 0; k < 5; k++) {
+		if (k)
+			usleep(100 * 1000);
+		free(text);
+		free(out);
+		text = out = NULL;
+		if ((ret = util_read_file(c->path, 1u << 20, &text, &tl)) < 0)
+			snprintf(err, sizeof(err), "reading it: %s", strerror(-ret));
+		else if ((ret = vmcfg_set_disk_paths(text, paths, c->ndisks, &out, &ol, err,
+		                                     sizeof(err))) == 0 &&
+		         (ret = util_write_file_atomic(c->path, out, ol, 0644)) < 0)
+			snprintf(err, sizeof(err), "writing it: %s", strerror(-ret));
+		if (ret == 0 || ret == -EINVAL)
+			break;
+	}
 	if (ret < 0)
 		log_error("vm %s: FT: %s still names the former primary's disks (%s): power it "
 		          "on only with this copy's (%s...)",
@@ -1187,6 +1198,15 @@ int main(int argc, char **argv)
 		vmcfg_free(&c);
 		return 2;
 	}
+	for (unsigned i = 0; ft_secondary && !ndisk_files && i < c.ndisks; i++)
+		if (!c.disks[i].readonly) {
+			fprintf(stderr,
+			        "vmx: an FT secondary needs its own copy of each writable disk "
+			        "(--disk FILE per disk): disk %u, %s, is the primary's\n",
+			        i, c.disks[i].path);
+			vmcfg_free(&c);
+			return 2;
+		}
 	for (unsigned i = 0; i < ndisk_files; i++) {
 		char *dup = strdup(disk_files[i]);
 		if (!dup) {
