@@ -38,9 +38,9 @@
 #define FT_ENABLE_TIMEOUT_MS (10 * 60 * 1000)
 /* a primary's vmx that died (killed, or its host): how long the record
  * gets to name the secondary before the exit counts as this host's */
-#define FT_SETTLE_MS (FT_DETECT_MS(FT_MAX_EPOCH_MS) + 1000)
+#define FT_SETTLE_MS (FT_MAX_DETECT_MS + 1000)
 /* failover-test: how long the secondary gets to take over */
-#define FT_TAKEOVER_WAIT_MS (FT_DETECT_MS(FT_MAX_EPOCH_MS) + 5000)
+#define FT_TAKEOVER_WAIT_MS (FT_MAX_DETECT_MS + 5000)
 
 static int vmx_ft_call(const char *rundir, int body, Vmx__Response **rs, char *err, size_t errlen);
 static int vmx_ft_call_t(const char *rundir, int body, int timeout_ms, Vmx__Response **rs,
@@ -66,10 +66,10 @@ void ft_save(const struct vm *v)
 	info_path(v, p, sizeof(p));
 	int n = snprintf(buf, sizeof(buf),
 	                 "role=%s\npeer=%s\nnetwork=%s\nnote=%s\nepoch_ms=%u\nregistered=%d\n"
-	                 "generation=%" PRIu64 "\ndisks_dir=%s\nauto=%d\n",
+	                 "generation=%" PRIu64 "\ndisks_dir=%s\nauto=%d\ndetect_ms=%u\n",
 	                 v->ft_role, v->ft_peer, v->ft_network, v->ft_note, v->ft_epoch_ms,
 	                 v->ft_registered ? 1 : 0, v->ft_generation, v->ft_disks_dir,
-	                 v->ft_auto ? 1 : 0);
+	                 v->ft_auto ? 1 : 0, v->ft_detect_ms);
 	util_mkdir_p(v->rundir, 0700);
 	if (n < 0 || (size_t)n >= sizeof(buf) ||
 	    util_write_file_atomic(p, buf, (size_t)n, 0600) < 0)
@@ -83,7 +83,7 @@ void hostd_ft_clear(struct vm *v)
 	if (!v->ft_role[0])
 		return;
 	v->ft_role[0] = v->ft_peer[0] = v->ft_network[0] = v->ft_note[0] = '\0';
-	v->ft_epoch_ms = 0;
+	v->ft_epoch_ms = v->ft_detect_ms = 0;
 	v->ft_registered = false;
 	v->ft_starting = false;
 	v->ft_generation = 0;
@@ -105,7 +105,7 @@ static void copy_value(char *dst, size_t len, const char *line, const char *key)
 void hostd_ft_load(struct vm *v)
 {
 	char p[PATH_MAX + 16], *buf = NULL, *save = NULL, epoch[16] = "", reg[4] = "", gen[24] = "",
-	                       au[4] = "";
+	                       au[4] = "", det[16] = "";
 	size_t len;
 
 	info_path(v, p, sizeof(p));
@@ -121,6 +121,7 @@ void hostd_ft_load(struct vm *v)
 		copy_value(gen, sizeof(gen), l, "generation");
 		copy_value(v->ft_disks_dir, sizeof(v->ft_disks_dir), l, "disks_dir");
 		copy_value(au, sizeof(au), l, "auto");
+		copy_value(det, sizeof(det), l, "detect_ms");
 	}
 	free(buf);
 	if (strcmp(v->ft_role, "primary") != 0 && strcmp(v->ft_role, "secondary") != 0)
@@ -129,6 +130,7 @@ void hostd_ft_load(struct vm *v)
 	v->ft_registered = reg[0] == '1';
 	v->ft_generation = strtoull(gen, NULL, 10);
 	v->ft_auto = au[0] == '1';
+	v->ft_detect_ms = (uint32_t)strtoul(det, NULL, 10);
 }
 
 /* The host the generation record names ("" when it cannot be read). */
@@ -881,6 +883,8 @@ int ft_follow(struct hostd_task *t, struct enable_job *j, char *msg, size_t msgl
 	task_set_detail(t, "secondary", j->secondary);
 	task_set_detail(t, "network", j->network);
 	task_set_detail_u64(t, "epoch_ms", j->epoch_ms);
+	if (j->detect_ms)
+		task_set_detail_u64(t, "detect_ms", j->detect_ms);
 	if (j->note[0])
 		task_set_detail(t, "network_note", j->note);
 	for (;;) {
@@ -976,6 +980,14 @@ int ft_begin(struct hostd *h, const struct ft_begin_args *b, struct enable_job *
 		snprintf(err, errlen, "--epoch-ms %u: at most %u", b->epoch_ms, FT_MAX_EPOCH_MS);
 		return VMK__STATUS__STATUS_USAGE;
 	}
+	uint32_t em = b->epoch_ms ? b->epoch_ms : FT_DEFAULT_EPOCH_MS;
+	if (b->detect_ms &&
+	    (b->detect_ms < FT_MIN_DETECT_MS(em) || b->detect_ms > FT_MAX_DETECT_MS)) {
+		snprintf(err, errlen,
+		         "--detect-ms %u: with %u ms epochs, between %u (2 epochs + 10 ms) and %u",
+		         b->detect_ms, em, FT_MIN_DETECT_MS(em), FT_MAX_DETECT_MS);
+		return VMK__STATUS__STATUS_USAGE;
+	}
 	if (!strcmp(b->secondary, h->cfg.name)) {
 		snprintf(err, errlen, "VM %s runs on %s: its secondary must be on another host",
 		         b->name, h->cfg.name);
@@ -1020,6 +1032,7 @@ int ft_begin(struct hostd *h, const struct ft_begin_args *b, struct enable_job *
 	j->h = h;
 	j->claimed = b->claimed;
 	j->epoch_ms = b->epoch_ms ? b->epoch_ms : FT_DEFAULT_EPOCH_MS;
+	j->detect_ms = b->detect_ms;
 	snprintf(j->secondary, sizeof(j->secondary), "%s", b->secondary);
 	snprintf(j->user, sizeof(j->user), "%s", b->user);
 
@@ -1037,6 +1050,7 @@ int ft_begin(struct hostd *h, const struct ft_begin_args *b, struct enable_job *
 	fs.port = b->port;
 	fs.token = (char *)b->token;
 	fs.epoch_ms = j->epoch_ms;
+	fs.detect_ms = j->detect_ms;
 	fs.netns = r.netns;
 	rq.body_case = VMX__REQUEST__BODY_FT_START;
 	rq.ft_start = &fs;
@@ -1057,6 +1071,7 @@ int ft_begin(struct hostd *h, const struct ft_begin_args *b, struct enable_job *
 		snprintf(v->ft_network, sizeof(v->ft_network), "%s", j->network);
 		snprintf(v->ft_note, sizeof(v->ft_note), "%s", j->note);
 		v->ft_epoch_ms = j->epoch_ms;
+		v->ft_detect_ms = j->detect_ms;
 		ft_save(v);
 	}
 	pthread_mutex_unlock(&inv->lock);
@@ -1086,6 +1101,7 @@ int hostd_op_vm_ft_enable(struct hostd_call *call, const Vmk__Request *req)
 		                   .interface = e->interface,
 		                   .note = e->note,
 		                   .epoch_ms = e->epoch_ms,
+		                   .detect_ms = e->detect_ms,
 		                   .reprotect = e->reprotect,
 		                   .user = call->user };
 	struct enable_job *j;
@@ -1107,7 +1123,7 @@ struct ft_view {
 	char name[VM_NAME_MAX + 1];
 	char rundir[PATH_MAX];
 	char role[12], peer[128], network[300], note[400];
-	uint32_t epoch_ms;
+	uint32_t epoch_ms, detect_ms;
 	enum vm_state state;
 	int pid, monitor;
 };
@@ -1128,6 +1144,7 @@ static Vmk__VmFtStatus *status_of(struct hostd_call *call, const struct ft_view 
 	s->primary = arena_strdup(a, secondary ? w->peer : call->h->cfg.name);
 	s->secondary = arena_strdup(a, secondary ? call->h->cfg.name : w->peer);
 	s->epoch_ms = w->epoch_ms;
+	s->detect_ms = w->detect_ms ? w->detect_ms : w->epoch_ms ? FT_DETECT_MS(w->epoch_ms) : 0;
 	s->network = arena_strdup(a, w->network);
 	s->note = arena_strdup(a, note ? note : w->note);
 	if (fi) {
@@ -1141,6 +1158,8 @@ static Vmk__VmFtStatus *status_of(struct hostd_call *call, const struct ft_view 
 		s->stretched = fi->stretched;
 		s->bytes = fi->bytes;
 		s->error = arena_strdup(a, fi->error);
+		if (fi->detect_ms)
+			s->detect_ms = fi->detect_ms;
 	}
 	return s;
 }
@@ -1244,6 +1263,7 @@ int hostd_op_vm_ft(struct hostd_call *call, const Vmk__Request *req)
 		snprintf(w.network, sizeof(w.network), "%s", v->ft_network);
 		snprintf(w.note, sizeof(w.note), "%s", v->ft_note);
 		w.epoch_ms = v->ft_epoch_ms;
+		w.detect_ms = v->ft_detect_ms;
 		w.state = v->state;
 		w.pid = v->pid;
 		w.monitor = v->monitor_pid;

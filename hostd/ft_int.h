@@ -24,7 +24,8 @@ struct enable_job {
 	char network[300];
 	char note[400];
 	uint32_t epoch_ms;
-	bool claimed; /* a re-protect's: a failure keeps the VM needing a secondary */
+	uint32_t detect_ms; /* 0: the default */
+	bool claimed;       /* a re-protect's: a failure keeps the VM needing a secondary */
 };
 
 struct ft_begin_args {
@@ -35,9 +36,10 @@ struct ft_begin_args {
 	const char *token;
 	const char *interface;
 	const char *note;
-	uint32_t epoch_ms; /* 0: the default */
-	bool reprotect;    /* a lost secondary is replaced without being asked */
-	bool claimed;      /* the caller set the VM's ft_starting itself */
+	uint32_t epoch_ms;  /* 0: the default */
+	uint32_t detect_ms; /* 0: the default */
+	bool reprotect;     /* a lost secondary is replaced without being asked */
+	bool claimed;       /* the caller set the VM's ft_starting itself */
 	const char *user;
 };
 

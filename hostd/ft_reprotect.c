@@ -32,7 +32,7 @@ struct reprotect_job {
 	char name[VM_NAME_MAX + 1];
 	char rundir[PATH_MAX];
 	char dspath[PATH_MAX + 80]; /* DATASTORE:DIR/NAME.vmx */
-	uint32_t memory_mib, epoch_ms;
+	uint32_t memory_mib, epoch_ms, detect_ms;
 };
 
 struct peer {
@@ -197,6 +197,7 @@ static int try_peer(struct hostd_task *t, struct reprotect_job *j, const struct 
 		                   .interface = pr->interface,
 		                   .note = pr->note,
 		                   .epoch_ms = j->epoch_ms,
+		                   .detect_ms = j->detect_ms,
 		                   .reprotect = true,
 		                   .claimed = true,
 		                   .user = "hostd" };
@@ -313,6 +314,7 @@ void hostd_ft_reprotect(struct hostd *h)
 			         v->path + rl + 1);
 		j->memory_mib = v->cfg.memory_mib;
 		j->epoch_ms = v->ft_epoch_ms;
+		j->detect_ms = v->ft_detect_ms;
 		v->ft_starting = true; /* one re-protect at a time, and no enable meanwhile */
 		jobs[n++] = j;
 	}

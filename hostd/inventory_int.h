@@ -41,6 +41,7 @@ struct vm {
 	char ft_network[300]; /* "vmk3 ADDR -> esx2 vmk3 ADDR:PORT" */
 	char ft_note[400];    /* fallbacks to Management */
 	uint32_t ft_epoch_ms;
+	uint32_t ft_detect_ms;  /* 0: the default for its epochs */
 	bool ft_registered;     /* secondary: registered for FT here, dropped when it ends */
 	bool ft_starting;       /* primary: a vm.ft.enable task runs; secondary: its vmx starts */
 	uint64_t ft_generation; /* primary: of the record, when protection began */

@@ -94,12 +94,12 @@ protected() { # SOCK: protected, with at least 20 epochs acknowledged
 	return 1
 }
 
-# protect NAME N: setup, start and ft-start; d is the VM's directory
+# protect NAME N [DETECT_MS]: setup, start and ft-start; d is the VM's directory
 protect() {
 	setup "$1" "$2"
 	start "$1"
 	d=$tmp/$1
-	ctl "$d/a/vmx.sock" ft-start 127.0.0.1 "$sport" "$token" 10 >/dev/null
+	ctl "$d/a/vmx.sock" ft-start 127.0.0.1 "$sport" "$token" 10 ${3:-} >/dev/null
 	protected "$d/a/vmx.sock" || not_ok "protection ($1)" "$(ctl "$d/a/vmx.sock" ft-status)"
 }
 
@@ -214,6 +214,22 @@ sleep 0.3
 unbroken "$d/serial.log" && ok "one copy ran: every line once" ||
 	not_ok "heartbeat sequence (frozen secondary)" "$(breaks "$d/serial.log")"
 kill -9 "$ppid" 2>/dev/null
+
+# ---- a longer detection time: a primary silent for less keeps the VM ----
+protect patient 7 2000
+[[ $(field "$d/a/vmx.sock" ft-status detect_ms) == 2000 && $(field "$d/b/vmx.sock" ft-status detect_ms) == 2000 ]] &&
+	ok "ft-start with a detection time of 2000 ms: both sides use it" ||
+	not_ok "detect_ms" "$(ctl "$d/a/vmx.sock" ft-status)" "$(ctl "$d/b/vmx.sock" ft-status)"
+kill -STOP "$ppid"
+sleep 0.6 # silent for far more than the default 130 ms
+kill -CONT "$ppid"
+c1=$(grep -c '^hb ' "$d/serial.log")
+wait_grep "$d/serial.log" "^hb $((c1 + 50))$" 50
+! grep -q "going live" "$d/b.out" && [[ $(field "$d/a/vmx.sock" ft-status phase) == protected ]] &&
+	unbroken "$d/serial.log" &&
+	ok "the primary frozen for 600 ms: the secondary waits (2000 ms), protection goes on" ||
+	not_ok "a longer detection time" "$(ctl "$d/a/vmx.sock" ft-status)" "$(tail -3 "$d/b.out")"
+kill -9 "$ppid" "$spid" 2>/dev/null
 
 # ---- ft-stop: the secondary ends, the primary runs on unprotected ----
 protect stop 3
@@ -338,6 +354,9 @@ kill -9 "$mute" 2>/dev/null
 out=$(ctl "$d/a/vmx.sock" ft-start 127.0.0.1 1 "$token" 5000)
 [[ $? -eq 2 ]] && grep -q "at most 1000" <<<"$out" && ok "an epoch over 1000 ms refused" ||
 	not_ok "epoch bound" "$out"
+out=$(ctl "$d/a/vmx.sock" ft-start 127.0.0.1 1 "$token" 10 25)
+[[ $? -eq 2 ]] && grep -q "between 30" <<<"$out" && ok "a detection time under 2 epochs + 10 ms refused" ||
+	not_ok "detect bound" "$out"
 out=$(ctl "$d/a/vmx.sock" ft-start 127.0.0.1 1 short 10)
 [[ $? -eq 2 ]] && grep -q "64-digit token" <<<"$out" && ok "a short token refused" || not_ok "short token" "$out"
 out=$("$VMX" -c "$d/bad.vmx" --ft-secondary 2>&1)

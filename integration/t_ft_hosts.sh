@@ -80,6 +80,8 @@ expect 4 "an unknown VM -> 4" vmkctl -s esx1 vm ft enable -n nosuch --secondary 
 expect 5 "failover-test of an unprotected VM -> 5" vmkctl -s esx1 vm ft failover-test -n hb
 expect 5 "disable of an unprotected VM -> 5" vmkctl -s esx1 vm ft disable -n hb
 expect 2 "--epoch-ms 5000 -> 2" vmkctl -s esx1 vm ft enable -n hb --secondary esx2 --epoch-ms 5000
+expect 2 "--detect-ms 20 with 10 ms epochs -> 2" vmkctl -s esx1 vm ft enable -n hb --secondary esx2 --detect-ms 20
+expect_match "between 30" "which says the shortest detection time" "$err"
 expect 2 "--secondary auto without a lab -> 2" "$VMK_BIN/vmkctl" -s nosuchhost vm ft enable -n hb --secondary auto
 expect 0 "vm create off (powered off)" vmkctl -s esx1 vm create -n off -m 32 --kernel "$ELF" -d shared
 expect 5 "a powered-off VM -> 5" vmkctl -s esx1 vm ft enable -n off --secondary esx2
@@ -105,9 +107,9 @@ ft_json esx1 hb
 run vmkctl -s esx1 --formatter json vm ft enable -n hb --secondary esx2
 if [[ $rc -eq 0 ]]; then ok "vm ft enable hb --secondary esx2"; else not_ok "vm ft enable" "$err" "$out"; fi
 [[ $(json_get '(d["vm"], d["state"], d["primary"], d["secondary"], d["epoch_ms"], d["role"],
-	d["checkpoints"] >= 1, d["last_checkpoint_ms"] >= 0, d["lag_ms"] >= 0)') == \
-	"('hb', 'protected', 'esx1', 'esx2', 10, 'primary', True, True, True)" ]] &&
-	ok "its result has the fields of CLI.md: protected, esx1 -> esx2, 10 ms" || not_ok "enable result" "$out"
+	d["checkpoints"] >= 1, d["last_checkpoint_ms"] >= 0, d["lag_ms"] >= 0, d["detect_ms"])') == \
+	"('hb', 'protected', 'esx1', 'esx2', 10, 'primary', True, True, True, 130)" ]] &&
+	ok "its result has the fields of CLI.md: protected, esx1 -> esx2, 10 ms, detection 130 ms" || not_ok "enable result" "$out"
 expect_match "^vmk3 198\.18\.4\.11 -> esx2 vmk3 198\.18\.4\.12:[0-9]+$" \
 	"checkpoints go over the faultToleranceLogging vmks" "$(json_get 'd["network"]')"
 sleep 0.5

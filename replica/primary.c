@@ -98,8 +98,8 @@ static void *acker_main(void *arg)
 			uint64_t now = util_now_ms();
 			f->st.acked = n;
 			f->last_ack_ms = (int64_t)now;
-			upto = f->marks[n % 64];
-			memcpy(net_upto, f->net_marks[n % 64], sizeof(net_upto));
+			upto = f->marks[n % FT_RING];
+			memcpy(net_upto, f->net_marks[n % FT_RING], sizeof(net_upto));
 			/* The secondary goes live only after the detection time
 			 * without an epoch. If the last one left here longer than
 			 * half of that ago (this process was stopped or starved),
@@ -107,8 +107,8 @@ static void *acker_main(void *arg)
 			 * nothing is let out now, the record decides. A later
 			 * acknowledgement lets it out with its own, as usual. */
 			/* an answer to an epoch not yet booked as sent: it just was */
-			uint64_t sent = f->sent_upto < n ? now : f->sent_ms[f->sent_upto % 64];
-			if (now > sent && now - sent > FT_DETECT_MS(f->epoch_ms) / 2) {
+			uint64_t sent = f->sent_upto < n ? now : f->sent_ms[f->sent_upto % FT_RING];
+			if (now > sent && now - sent > f->detect_ms / 2) {
 				upto = 0;
 				memset(net_upto, 0, sizeof(net_upto));
 			}
@@ -131,7 +131,7 @@ static bool acks_late(struct ft_primary *f, unsigned ms)
 {
 	pthread_mutex_lock(&f->m);
 	bool late = f->st.epoch > f->st.acked &&
-	            util_now_ms() - f->sent_ms[(f->st.acked + 1) % 64] > ms;
+	            util_now_ms() - f->sent_ms[(f->st.acked + 1) % FT_RING] > ms;
 	pthread_mutex_unlock(&f->m);
 	return late;
 }
@@ -199,7 +199,7 @@ static void *ft_main(void *arg)
 	/* a send that makes no progress for the detection time fails: the
 	 * secondary may be gone or cut off (a blocked send would never see
 	 * the silence) */
-	unsigned detect = FT_DETECT_MS(epoch_ms);
+	unsigned detect = f->detect_ms;
 	struct timeval tv = { .tv_sec = detect / 1000, .tv_usec = (detect % 1000) * 1000 };
 	setsockopt(f->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	uint64_t gen = 0;
@@ -210,8 +210,8 @@ static void *ft_main(void *arg)
 	pthread_mutex_lock(&f->m);
 	f->st.generation = gen;
 	pthread_mutex_unlock(&f->m);
-	snprintf(line, sizeof(line), "VMKFT1 %s %" PRIu64 " %u\n", f->p.token, f->st.generation,
-	         epoch_ms);
+	snprintf(line, sizeof(line), "VMKFT1 %s %" PRIu64 " %u %u\n", f->p.token, f->st.generation,
+	         epoch_ms, f->detect_ms);
 	if ((ret = wire_send_line(f->fd, line)) < 0 ||
 	    (ret = wire_read_line(f->fd, line, sizeof(line), 10000)) < 0 || strcmp(line, "OK")) {
 		set_phase(f, FT_FAILED, "the secondary refused: %s",
@@ -328,13 +328,12 @@ static void *ft_main(void *arg)
 		 * detection time, the guest stays paused until they come, or
 		 * until this side wins the record. A secondary that goes live
 		 * then never finds this copy running. */
-		if (ret == 0 && acks_late(f, FT_DETECT_MS(epoch_ms) / 2)) {
-			uint64_t until = util_now_ms() + FT_DETECT_MS(epoch_ms);
-			while (acks_late(f, FT_DETECT_MS(epoch_ms) / 2) && util_now_ms() < until &&
+		if (ret == 0 && acks_late(f, f->detect_ms / 2)) {
+			uint64_t until = util_now_ms() + f->detect_ms;
+			while (acks_late(f, f->detect_ms / 2) && util_now_ms() < until &&
 			       !atomic_load(&f->acker_done) && !atomic_load(&f->stop))
 				usleep(2000);
-			if (acks_late(f, FT_DETECT_MS(epoch_ms) / 2) ||
-			    atomic_load(&f->acker_done)) {
+			if (acks_late(f, f->detect_ms / 2) || atomic_load(&f->acker_done)) {
 				secondary_lost(f, uart,
 				               "no acknowledgement within the detection time");
 				if (f->st.phase == FT_ALONE)
@@ -360,8 +359,8 @@ static void *ft_main(void *arg)
 		}
 		prev_mark = mark;
 		pthread_mutex_lock(&f->m);
-		f->marks[n % 64] = mark;
-		memcpy(f->net_marks[n % 64], net_mark, sizeof(net_mark));
+		f->marks[n % FT_RING] = mark;
+		memcpy(f->net_marks[n % FT_RING], net_mark, sizeof(net_mark));
 		f->st.epoch = n;
 		f->st.pause_us_last = pause;
 		if (pause > f->st.pause_us_max)
@@ -374,27 +373,28 @@ static void *ft_main(void *arg)
 		pthread_mutex_unlock(&f->m);
 		ret = st.write(st.arg, eb.data, eb.len);
 		pthread_mutex_lock(&f->m);
-		f->sent_ms[n % 64] = util_now_ms();
+		f->sent_ms[n % FT_RING] = util_now_ms();
 		f->sent_upto = n;
 		f->st.bytes = ws.sent;
 		uint64_t behind = n - f->st.acked;
 		/* silence: the oldest epoch sent in full and not acknowledged
 		 * waits for longer than the detection time */
 		int64_t silent =
-		        behind ? (int64_t)(util_now_ms() - f->sent_ms[(f->st.acked + 1) % 64]) : 0;
+		        behind ? (int64_t)(util_now_ms() - f->sent_ms[(f->st.acked + 1) % FT_RING])
+		               : 0;
 		if (now_us() > next)
 			f->st.stretched++; /* the next epoch starts late: longer, not stalled */
 		pthread_mutex_unlock(&f->m);
 		if (atomic_load(&f->stop))
 			break;
 		bool acker_gone = atomic_load(&f->acker_done);
-		if (ret < 0 || silent > FT_DETECT_MS(epoch_ms) || behind >= 60 || acker_gone) {
+		if (ret < 0 || silent > f->detect_ms || behind >= FT_RING - 4 || acker_gone) {
 			char why[120];
 			snprintf(why, sizeof(why), "%s",
-			         ret < 0        ? strerror(-ret)
-			         : behind >= 60 ? "60 epochs unacknowledged"
-			         : acker_gone   ? "its answers stopped"
-			                        : "no acknowledgement within the detection time");
+			         ret < 0                 ? strerror(-ret)
+			         : behind >= FT_RING - 4 ? "too many epochs unacknowledged"
+			         : acker_gone            ? "its answers stopped"
+			                      : "no acknowledgement within the detection time");
 			secondary_lost(f, uart, why);
 			goto out;
 		}
@@ -461,6 +461,17 @@ int ft_primary_start(struct ft_primary *f, struct vmm_vm *vm, const struct ft_pa
 		         FT_MAX_EPOCH_MS);
 		return -EINVAL;
 	}
+	uint32_t em = p->epoch_ms ? p->epoch_ms : FT_DEFAULT_EPOCH_MS;
+	/* the epochs waiting for an answer fit in the ring */
+	uint32_t most =
+	        (FT_RING - 8) * em < FT_MAX_DETECT_MS ? (FT_RING - 8) * em : FT_MAX_DETECT_MS;
+	if (p->detect_ms && (p->detect_ms < FT_MIN_DETECT_MS(em) || p->detect_ms > most)) {
+		snprintf(err, errlen,
+		         "a detection time of %u ms with %u ms epochs: between %u (2 epochs + "
+		         "10 ms) and %u",
+		         p->detect_ms, em, FT_MIN_DETECT_MS(em), most);
+		return -EINVAL;
+	}
 	f->vm = vm;
 	f->p = *p;
 	f->fd = -1;
@@ -468,11 +479,13 @@ int ft_primary_start(struct ft_primary *f, struct vmm_vm *vm, const struct ft_pa
 	atomic_store(&f->acker_done, false);
 	f->log_base = 0;
 	f->epoch_ms = p->epoch_ms ? p->epoch_ms : FT_DEFAULT_EPOCH_MS;
+	f->detect_ms = p->detect_ms ? p->detect_ms : FT_DETECT_MS(f->epoch_ms);
 	/* tests: acknowledgements that never let output out, as if this side
 	 * died each time right after one arrived */
 	const char *fault = getenv("VMX_FT_FAULT");
 	f->fault_no_release = fault && strcmp(fault, "no-release") == 0;
 	memset(&f->st, 0, sizeof(f->st));
+	f->st.detect_ms = f->detect_ms;
 	f->st.phase = FT_CONNECTING; /* from now: ft-status never says off meanwhile */
 	memset(f->marks, 0, sizeof(f->marks));
 	memset(f->net_marks, 0, sizeof(f->net_marks));
@@ -520,7 +533,7 @@ void ft_primary_status(struct ft_primary *f, struct ft_stats *out)
 		out->protected_ms = now - f->first_epoch_ms;
 	if (out->acked && f->last_ack_ms > 0 && now >= (uint64_t)f->last_ack_ms)
 		out->last_ack_age_ms = now - (uint64_t)f->last_ack_ms;
-	uint64_t sent = f->sent_ms[(out->acked + 1) % 64];
+	uint64_t sent = f->sent_ms[(out->acked + 1) % FT_RING];
 	if (f->sent_upto > out->acked && now >= sent)
 		out->lag_ms = now - sent;
 	pthread_mutex_unlock(&f->m);

@@ -41,8 +41,11 @@
 #define FT_TOKEN_HEX        64
 #define FT_DEFAULT_EPOCH_MS 10
 #define FT_MAX_EPOCH_MS     1000
-/* a peer silent this long is declared failed: 3 epochs + 100 ms */
-#define FT_DETECT_MS(epoch_ms) (3 * (epoch_ms) + 100)
+/* a peer silent this long is declared failed: 3 epochs + 100 ms by
+ * default, configurable between 2 epochs + 10 ms and FT_MAX_DETECT_MS */
+#define FT_DETECT_MS(epoch_ms)     (3 * (epoch_ms) + 100)
+#define FT_MIN_DETECT_MS(epoch_ms) (2 * (epoch_ms) + 10)
+#define FT_MAX_DETECT_MS           5000
 
 /* ---- the generation record (gen.c) ---- */
 
@@ -76,6 +79,7 @@ struct ft_params {
 	uint16_t port;
 	char token[FT_TOKEN_HEX + 1];
 	uint32_t epoch_ms;   /* 0: FT_DEFAULT_EPOCH_MS */
+	uint32_t detect_ms;  /* 0: FT_DETECT_MS(epoch_ms) */
 	int nsfd;            /* netstack to connect from, -1: vmx's own; owned */
 	char gen_path[4096]; /* the generation record */
 	char owner[128];     /* this host's name in the record */
@@ -93,11 +97,14 @@ struct ft_stats {
 	uint64_t output_us_p50, output_us_p99; /* how long released output waited */
 	uint64_t protected_ms;                 /* since the first epoch */
 	uint64_t last_ack_age_ms;              /* since the last acknowledgement (0: none yet) */
-	uint64_t lag_ms; /* how long the oldest unacknowledged epoch has waited */
+	uint64_t lag_ms;    /* how long the oldest unacknowledged epoch has waited */
+	uint32_t detect_ms; /* the failure detection time */
 	char error[300];
 };
 
-#define FT_SAMPLES  1024
+#define FT_SAMPLES 1024
+/* epochs sent and not yet acknowledged, at most (their marks, n % FT_RING) */
+#define FT_RING     512
 #define FT_MAX_NICS 8
 
 struct ft_primary {
@@ -109,17 +116,18 @@ struct ft_primary {
 	int fd;
 	pthread_mutex_t m;
 	struct ft_stats st;
-	uint64_t marks[64];                   /* serial output mark at the end of epoch n % 64 */
+	uint64_t marks[FT_RING];              /* serial output mark at the end of epoch n */
 	struct vmm_device *nics[FT_MAX_NICS]; /* their transmits wait too */
 	unsigned nnics;
-	uint64_t net_marks[64][FT_MAX_NICS]; /* each NIC's held mark at the end of epoch n */
-	uint64_t sent_ms[64];                /* when epoch n % 64 was sent in full */
-	uint64_t sent_upto;                  /* the last epoch sent in full */
+	uint64_t net_marks[FT_RING][FT_MAX_NICS]; /* each NIC's held mark at the end of epoch n */
+	uint64_t sent_ms[FT_RING];                /* when epoch n was sent in full */
+	uint64_t sent_upto;                       /* the last epoch sent in full */
 	int64_t last_ack_ms;
 	uint32_t pauses[FT_SAMPLES]; /* µs, epoch n at n % FT_SAMPLES */
 	uint64_t first_epoch_ms;
 	atomic_bool acker_done; /* the answers stopped: the record decides */
 	uint32_t epoch_ms;
+	uint32_t detect_ms;
 	uint64_t log_base;     /* the serial log's size when output began to wait */
 	bool fault_no_release; /* VMX_FT_FAULT=no-release (tests) */
 };
@@ -152,6 +160,7 @@ struct ft_standby {
 	uint64_t applied;    /* epochs applied whole (and acknowledged) */
 	uint64_t applied_ms; /* when the last one was */
 	uint32_t epoch_ms;
+	uint32_t detect_ms;
 };
 void ft_standby_init(struct ft_standby *s);
 /* Stops the secondary unless it decided to go live: 0 (it ends without

@@ -172,7 +172,7 @@ void ft_standby_init(struct ft_standby *s)
 	s->live = s->abandoned = false;
 	s->fd = -1;
 	s->generation = s->applied = s->applied_ms = 0;
-	s->epoch_ms = 0;
+	s->epoch_ms = s->detect_ms = 0;
 }
 
 int ft_standby_abandon(struct ft_standby *s)
@@ -247,9 +247,15 @@ int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *
 		return c;
 	ret = wire_read_line(c, line, sizeof(line), 10000);
 	char tok[FT_TOKEN_HEX + 1] = "";
-	if (ret < 0 || sscanf(line, "VMKFT1 %64s %" SCNu64 " %u", tok, &gen, &epoch_ms) != 3 ||
-	    strlen(tok) != FT_TOKEN_HEX || !wire_token_equal(tok, token, FT_TOKEN_HEX) ||
-	    epoch_ms == 0 || epoch_ms > FT_MAX_EPOCH_MS) {
+	unsigned detect = 0;
+	int nf = ret < 0 ? 0
+	                 : sscanf(line, "VMKFT1 %64s %" SCNu64 " %u %u", tok, &gen, &epoch_ms,
+	                          &detect);
+	if (nf == 3)
+		detect = FT_DETECT_MS(epoch_ms); /* a primary that does not say */
+	if (nf < 3 || strlen(tok) != FT_TOKEN_HEX || !wire_token_equal(tok, token, FT_TOKEN_HEX) ||
+	    epoch_ms == 0 || epoch_ms > FT_MAX_EPOCH_MS || detect < FT_MIN_DETECT_MS(epoch_ms) ||
+	    detect > FT_MAX_DETECT_MS) {
 		wire_send_line(c, "NO the FT token is wrong or missing\n");
 		close(c);
 		snprintf(err, errlen, "the connecting primary presented no valid token: refused");
@@ -270,7 +276,6 @@ int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *
 	}
 	wire_send_line(c, "OK\n");
 	/* a primary silent for the detection time is lost */
-	unsigned detect = FT_DETECT_MS(epoch_ms);
 	struct timeval tv = { .tv_sec = detect / 1000, .tv_usec = (detect % 1000) * 1000 };
 	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 
@@ -343,6 +348,7 @@ int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *
 			sb->applied_ms = util_now_ms();
 			sb->generation = gen;
 			sb->epoch_ms = epoch_ms;
+			sb->detect_ms = detect;
 			pthread_mutex_unlock(&sb->m);
 			snprintf(line, sizeof(line), "A %" PRIu64 "\n", done);
 			if ((ret = wire_send_line(c, line)) < 0) {

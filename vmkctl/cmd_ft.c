@@ -10,24 +10,11 @@
 #include "taskwait.h"
 
 static const char *const ft_cols[] = {
-	"vm",
-	"state",
-	"primary",
-	"secondary",
-	"epoch_ms",
-	"checkpoints",
-	"last_checkpoint_ms",
-	"lag_ms",
-	"role",
-	"network",
-	"note",
-	"generation",
-	"pause_us_p50",
-	"pause_us_p99",
-	"output_us_p99",
-	"stretched",
-	"bytes",
-	"error",
+	"vm",         "state",        "primary",      "secondary",
+	"epoch_ms",   "detect_ms",    "checkpoints",  "last_checkpoint_ms",
+	"lag_ms",     "role",         "network",      "note",
+	"generation", "pause_us_p50", "pause_us_p99", "output_us_p99",
+	"stretched",  "bytes",        "error",
 };
 
 static void set_str_or_null(struct out_doc *out, const char *col, const char *s)
@@ -46,6 +33,7 @@ static int ft_doc(struct vmkctl *v, struct out_doc *out, const Vmk__VmFtStatus *
 	set_str_or_null(out, "primary", s->primary);
 	set_str_or_null(out, "secondary", s->secondary);
 	out_set_int(out, 0, "epoch_ms", s->epoch_ms);
+	out_set_int(out, 0, "detect_ms", s->detect_ms);
 	out_set_int(out, 0, "checkpoints", (int64_t)s->checkpoints);
 	out_set_int(out, 0, "last_checkpoint_ms", (int64_t)s->last_checkpoint_ms);
 	out_set_int(out, 0, "lag_ms", (int64_t)s->lag_ms);
@@ -204,6 +192,7 @@ int cmd_vm_ft_enable(struct vmkctl *v, const struct vmkctl_args *a, struct out_d
 	en.interface = pr->interface;
 	en.note = pr->note;
 	en.epoch_ms = (uint32_t)args_int(a, "epoch-ms", 0);
+	en.detect_ms = (uint32_t)args_int(a, "detect-ms", 0);
 	en.reprotect = any;
 	ereq.body_case = VMK__REQUEST__BODY_VM_FT_ENABLE;
 	ereq.vm_ft_enable = &en;

@@ -506,6 +506,11 @@ static const struct vmkctl_cmd commands[] = {
                     .required = true },
                   { .name = "epoch-ms", .type = OPT_INT, .metavar = "MS", .min = 1,
                     .max = 1000, .help = "the time between checkpoints (default 10)" },
+                  { .name = "detect-ms", .type = OPT_INT, .metavar = "MS", .min = 12,
+                    .max = 5000,
+                    .help = "a peer silent this long is declared failed, and the other "
+                            "side takes the generation record (default 3 epochs + 100 ms; "
+                            "at least 2 epochs + 10 ms)" },
                   VMKCTL_TASK_OPTS },
         .run = cmd_vm_ft_enable,
     },

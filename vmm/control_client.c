@@ -98,12 +98,13 @@ int vmm_control_cli(const char *path, int argc, char **argv, FILE *out)
 	} else if (strcmp(verb, "migrate-cancel") == 0) {
 		req.body_case = VMX__REQUEST__BODY_MIGRATE_CANCEL;
 		req.migrate_cancel = &e;
-	} else if (strcmp(verb, "ft-start") == 0 && argc >= 4 && argc <= 5) {
+	} else if (strcmp(verb, "ft-start") == 0 && argc >= 4 && argc <= 6) {
 		req.body_case = VMX__REQUEST__BODY_FT_START;
 		fs.host = argv[1];
 		fs.port = (uint32_t)strtoul(argv[2], NULL, 10);
 		fs.token = argv[3];
 		fs.epoch_ms = argc > 4 ? (uint32_t)strtoul(argv[4], NULL, 10) : 0;
+		fs.detect_ms = argc > 5 ? (uint32_t)strtoul(argv[5], NULL, 10) : 0;
 		req.ft_start = &fs;
 	} else if (strcmp(verb, "ft-status") == 0) {
 		req.body_case = VMX__REQUEST__BODY_FT_STATUS;
@@ -119,7 +120,8 @@ int vmm_control_cli(const char *path, int argc, char **argv, FILE *out)
 		fprintf(stderr, "vmx --control SOCK: verbs are status, stats, pause, resume, "
 		                "power-off, save PATH, migrate HOST PORT TOKEN [DOWNTIME_MS "
 		                "[MIBPS [storage] [compress] [streams=N]]], migrate-status, "
-		                "migrate-cancel, ft-start HOST PORT TOKEN [EPOCH_MS], ft-status, "
+		                "migrate-cancel, ft-start HOST PORT TOKEN [EPOCH_MS [DETECT_MS]], "
+		                "ft-status, "
 		                "ft-stop\n");
 		return 2;
 	}
@@ -157,7 +159,7 @@ int vmm_control_cli(const char *path, int argc, char **argv, FILE *out)
 		        "pause_us_last=%llu\npause_us_max=%llu\nstretched=%llu\nerror=%s\n"
 		        "pause_us_p50=%llu\npause_us_p99=%llu\noutput_us_p50=%llu\n"
 		        "output_us_p99=%llu\nprotected_ms=%llu\nlast_ack_age_ms=%llu\nlag_ms=%"
-		        "llu\n",
+		        "llu\ndetect_ms=%u\n",
 		        r->ft_info->phase, (unsigned long long)r->ft_info->epoch,
 		        (unsigned long long)r->ft_info->acked,
 		        (unsigned long long)r->ft_info->generation,
@@ -171,7 +173,7 @@ int vmm_control_cli(const char *path, int argc, char **argv, FILE *out)
 		        (unsigned long long)r->ft_info->output_us_p99,
 		        (unsigned long long)r->ft_info->protected_ms,
 		        (unsigned long long)r->ft_info->last_ack_age_ms,
-		        (unsigned long long)r->ft_info->lag_ms);
+		        (unsigned long long)r->ft_info->lag_ms, r->ft_info->detect_ms);
 	else if (r->body_case == VMX__RESPONSE__BODY_STATS_INFO)
 		fprintf(out, "exits=%llu\nram_bytes=%llu\nvcpus=%u\n",
 		        (unsigned long long)r->stats_info->exits,

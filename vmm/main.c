@@ -468,6 +468,7 @@ static int ctl_ft_start(void *arg, const Vmx__FtStartRequest *r, const char **wh
 	p.port = (uint16_t)r->port;
 	snprintf(p.token, sizeof(p.token), "%s", r->token);
 	p.epoch_ms = r->epoch_ms;
+	p.detect_ms = r->detect_ms;
 	ft_gen_path(x->cfg, p.gen_path, sizeof(p.gen_path));
 	ft_owner(p.owner, sizeof(p.owner));
 	int ret = ft_primary_start(&x->ft, x->vm, &p, err, sizeof(err));
@@ -491,11 +492,13 @@ static int ctl_ft_status(void *arg, Vmx__FtInfo *o)
 		bool standby = !x->standby.live;
 		uint64_t applied = x->standby.applied, at = x->standby.applied_ms;
 		uint64_t gen = x->standby.generation;
+		uint32_t detect = x->standby.detect_ms;
 		pthread_mutex_unlock(&x->standby.m);
 		if (standby) {
 			o->phase = "standby";
 			o->epoch = o->acked = applied;
 			o->generation = gen;
+			o->detect_ms = detect;
 			uint64_t now = util_now_ms();
 			o->last_ack_age_ms = at && now > at ? now - at : 0;
 			o->error = "";
@@ -519,6 +522,7 @@ static int ctl_ft_status(void *arg, Vmx__FtInfo *o)
 	o->protected_ms = st.protected_ms;
 	o->last_ack_age_ms = st.last_ack_age_ms;
 	o->lag_ms = st.lag_ms;
+	o->detect_ms = st.detect_ms;
 	return 0;
 }
 
