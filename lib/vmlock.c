@@ -751,6 +751,19 @@ int vmlock_seize(struct vmlock *l, struct vmlock_owner *holder, char *err, size_
 		ret = create_or_read(l, &cur, holder, err, errlen);
 		if (ret == -EAGAIN)
 			continue;
+		if (ret == -EBADMSG) {
+			/* a damaged lease names nobody, and the caller has the
+			 * right to run the VM: the file goes aside, kept to look
+			 * at, and the lock is taken anew */
+			char aside[PATH_MAX + 16];
+			snprintf(aside, sizeof(aside), "%s.damaged", l->path);
+			if (rename(l->path, aside) == 0) {
+				log_warn("VM lock %s was damaged: moved to %s, and taken", l->path,
+				         aside);
+				continue;
+			}
+			return ret;
+		}
 		if (ret <= 0)
 			return ret;
 		ret = replace_lease(l, &cur, err, errlen);

@@ -139,9 +139,10 @@ int vmlock_acquire(struct vmlock *l, struct vmlock_watch *w, struct vmlock_owner
 /* Takes the lock whoever holds it, live or not: only for a caller that
  * has proof of its own that the holder stops (the FT secondary that won
  * the generation record, replica/gen.c). The holder finds its lease lost
- * at its next renewal (-ESTALE). 0 held; -EBADMSG / -EPROTONOSUPPORT a
- * damaged or newer lock file is left alone; other -errno. *holder (may be
- * NULL) gets the lease that was replaced. */
+ * at its next renewal (-ESTALE). A damaged lock file names nobody: it is
+ * moved to <lock>.damaged and the lock taken. 0 held; -EPROTONOSUPPORT a
+ * newer lock file is left alone; other -errno. *holder (may be NULL) gets
+ * the lease that was replaced. */
 int vmlock_seize(struct vmlock *l, struct vmlock_owner *holder, char *err, size_t errlen);
 
 /* Renews the lease; call every renew_ms while the VM runs.

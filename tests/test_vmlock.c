@@ -268,12 +268,21 @@ static void test_seize(void **state)
 	mk(&c, f, "esx-c", 300, now_c);
 	assert_int_equal(vmlock_seize(&c, NULL, err, sizeof(err)), 0);
 	assert_int_equal(vmlock_release(&c, err, sizeof(err)), 0);
-	/* a damaged one is left alone */
+	/* a damaged one goes aside, kept, and the lock is taken: the VM must
+	 * not run nowhere because of it */
 	write_raw(f->path, "garbage\n", 8);
-	assert_int_equal(vmlock_seize(&c, NULL, err, sizeof(err)), -EBADMSG);
-	assert_false(c.held);
-	assert_non_null(strstr(err, f->path));
-	assert_int_equal(leftovers(f), 0);
+	assert_int_equal(vmlock_seize(&c, NULL, err, sizeof(err)), 0);
+	assert_true(c.held);
+	read_owner(f, &o);
+	assert_string_equal(o.host, "esx-c");
+	assert_int_equal(leftovers(f), 1); /* .vmk.lck.damaged */
+	char aside[PATH_MAX + 16], *text = NULL;
+	snprintf(aside, sizeof(aside), "%s.damaged", f->path);
+	assert_int_equal(util_read_file(aside, 4096, &text, NULL), 0);
+	assert_string_equal(text, "garbage\n");
+	free(text);
+	unlink(aside);
+	assert_int_equal(vmlock_release(&c, err, sizeof(err)), 0);
 }
 
 static void test_renew_increments(void **state)
