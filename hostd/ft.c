@@ -90,6 +90,7 @@ void hostd_ft_clear(struct vm *v)
 	v->ft_disks_dir[0] = '\0';
 	v->ft_auto = false;
 	v->ft_retry_ms = 0;
+	v->ft_claim++; /* a re-protect under way gives up */
 	info_path(v, p, sizeof(p));
 	unlink(p);
 }
@@ -725,6 +726,8 @@ int hostd_op_vm_ft_prepare(struct hostd_call *call, const Vmk__Request *req)
 		v->ft_starting = false;
 		snprintf(v->ft_disks_dir, sizeof(v->ft_disks_dir), "%s", disks_dir);
 		v->ft_auto = p->reprotect; /* once live, it re-protects the VM itself */
+		v->ft_epoch_ms = p->epoch_ms <= FT_MAX_EPOCH_MS ? p->epoch_ms : 0;
+		v->ft_detect_ms = p->detect_ms <= FT_MAX_DETECT_MS ? p->detect_ms : 0;
 		ft_save(v);
 		inv_save(inv);
 	}
@@ -832,18 +835,37 @@ static void starting_done(struct hostd *h, const char *name)
 }
 
 /* A re-protect's claim on the VM holds while it is a primary in starting
- * (vm ft disable clears both). Lock held. */
-static bool claim_holds(const struct vm *v)
+ * and no enable or disable came since (each bumps ft_claim). Lock held. */
+static bool claim_holds(const struct vm *v, uint64_t claim)
 {
-	return v && v->ft_starting && !strcmp(v->ft_role, "primary");
+	return v && claim && v->ft_claim == claim && v->ft_starting &&
+	       !strcmp(v->ft_role, "primary");
 }
 
-/* An attempt ended without protection: a vm ft enable forgets the role
- * (forget) or leaves it to the supervisor; a re-protect keeps its claim,
- * the VM needing a secondary (ft_reprotect_later ends it). */
+bool ft_claim_holds(struct hostd *h, const char *name, uint64_t claim)
+{
+	pthread_mutex_lock(&h->inventory->lock);
+	bool holds = claim_holds(inv_find(h->inventory, name), claim);
+	pthread_mutex_unlock(&h->inventory->lock);
+	return holds;
+}
+
+bool ft_peer_is(struct hostd *h, const char *name, const char *peer)
+{
+	pthread_mutex_lock(&h->inventory->lock);
+	struct vm *v = inv_find(h->inventory, name);
+	bool is = v && !strcmp(v->ft_peer, peer);
+	pthread_mutex_unlock(&h->inventory->lock);
+	return is;
+}
+
+/* An attempt ended without protection: forget, it never began (the role
+ * goes for a vm ft enable; a re-protect keeps its claim, the VM needing a
+ * secondary, and ft_reprotect_later ends it); else the vmx may have lost
+ * or taken the record, and the supervisor settles it (peer kept). */
 static void start_failed(struct hostd *h, const struct enable_job *j, bool forget)
 {
-	if (!j->claimed) {
+	if (!j->claim || !forget) {
 		if (forget)
 			forget_role(h, j->name);
 		else
@@ -852,24 +874,30 @@ static void start_failed(struct hostd *h, const struct enable_job *j, bool forge
 	}
 	pthread_mutex_lock(&h->inventory->lock);
 	struct vm *v = inv_find(h->inventory, j->name);
-	if (claim_holds(v)) {
+	if (claim_holds(v, j->claim)) {
 		v->ft_peer[0] = v->ft_network[0] = '\0';
 		ft_save(v);
 	}
 	pthread_mutex_unlock(&h->inventory->lock);
 }
 
-void ft_reprotect_later(struct hostd *h, const char *name, const char *why)
+bool ft_reprotect_later(struct hostd *h, const char *name, uint64_t claim, const char *why)
 {
 	pthread_mutex_lock(&h->inventory->lock);
 	struct vm *v = inv_find(h->inventory, name);
-	if (claim_holds(v) && !v->ft_peer[0]) {
+	bool held = claim_holds(v, claim) && !v->ft_peer[0];
+	if (held) {
 		v->ft_starting = false;
 		v->ft_retry_ms = util_now_ms() + FT_REPROTECT_RETRY_MS;
+		/* a peer's words go into ft.info: one line of printable text */
 		snprintf(v->ft_note, sizeof(v->ft_note), "re-protect: %s", why);
+		for (char *c = v->ft_note; *c; c++)
+			if ((unsigned char)*c < ' ' || *c == 0x7f)
+				*c = ' ';
 		ft_save(v);
 	}
 	pthread_mutex_unlock(&h->inventory->lock);
+	return held;
 }
 
 int ft_follow(struct hostd_task *t, struct enable_job *j, char *msg, size_t msglen)
@@ -888,6 +916,15 @@ int ft_follow(struct hostd_task *t, struct enable_job *j, char *msg, size_t msgl
 	if (j->note[0])
 		task_set_detail(t, "network_note", j->note);
 	for (;;) {
+		if (j->claim && !ft_claim_holds(j->h, j->name, j->claim)) {
+			/* disabled (or enabled by hand) meanwhile: this one stops */
+			if (vmx_ft_call(j->rundir, VMX__REQUEST__BODY_FT_STOP, &rs, err,
+			                sizeof(err)) == 0)
+				vmx__response__free_unpacked(rs, NULL);
+			snprintf(msg, msglen, "VM %s: its protection was disabled meanwhile",
+			         j->name);
+			return VMK__STATUS__STATUS_CANCELLED;
+		}
 		if (task_cancelled(t) || util_now_ms() > deadline) {
 			bool c = task_cancelled(t);
 			if (vmx_ft_call(j->rundir, VMX__REQUEST__BODY_FT_STOP, &rs, err,
@@ -981,11 +1018,12 @@ int ft_begin(struct hostd *h, const struct ft_begin_args *b, struct enable_job *
 		return VMK__STATUS__STATUS_USAGE;
 	}
 	uint32_t em = b->epoch_ms ? b->epoch_ms : FT_DEFAULT_EPOCH_MS;
-	if (b->detect_ms &&
-	    (b->detect_ms < FT_MIN_DETECT_MS(em) || b->detect_ms > FT_MAX_DETECT_MS)) {
+	uint32_t most =
+	        (FT_RING - 8) * em < FT_MAX_DETECT_MS ? (FT_RING - 8) * em : FT_MAX_DETECT_MS;
+	if (b->detect_ms && (b->detect_ms < FT_MIN_DETECT_MS(em) || b->detect_ms > most)) {
 		snprintf(err, errlen,
 		         "--detect-ms %u: with %u ms epochs, between %u (2 epochs + 10 ms) and %u",
-		         b->detect_ms, em, FT_MIN_DETECT_MS(em), FT_MAX_DETECT_MS);
+		         b->detect_ms, em, FT_MIN_DETECT_MS(em), most);
 		return VMK__STATUS__STATUS_USAGE;
 	}
 	if (!strcmp(b->secondary, h->cfg.name)) {
@@ -1004,11 +1042,11 @@ int ft_begin(struct hostd *h, const struct ft_begin_args *b, struct enable_job *
 	if (!v) {
 		snprintf(err, errlen, "no VM named \"%s\" on this host; see vm list", b->name);
 		status = VMK__STATUS__STATUS_NOT_FOUND;
-	} else if (b->claimed && !claim_holds(v)) {
+	} else if (b->claim && !claim_holds(v, b->claim)) {
 		snprintf(err, errlen, "VM %s: its protection was disabled meanwhile", v->name);
 		status = VMK__STATUS__STATUS_CANCELLED;
 	} else if (!strcmp(v->ft_role, "primary") &&
-	           (v->ft_peer[0] || (v->ft_starting && !b->claimed))) {
+	           (v->ft_peer[0] || (v->ft_starting && !b->claim))) {
 		snprintf(err, errlen, "VM %s is protected already%s%s: vm ft disable first",
 		         v->name, v->ft_peer[0] ? " by its secondary on " : "", v->ft_peer);
 		status = VMK__STATUS__STATUS_CONFLICT;
@@ -1025,12 +1063,13 @@ int ft_begin(struct hostd *h, const struct ft_begin_args *b, struct enable_job *
 	}
 	snprintf(v->ft_role, sizeof(v->ft_role), "primary");
 	v->ft_starting = true; /* no second enable meanwhile */
-	v->ft_auto = b->reprotect;
+	if (!b->claim)
+		v->ft_claim++; /* a re-protect under way gives up */
 	snprintf(j->name, sizeof(j->name), "%s", v->name);
 	snprintf(j->rundir, sizeof(j->rundir), "%s", v->rundir);
 	pthread_mutex_unlock(&inv->lock);
 	j->h = h;
-	j->claimed = b->claimed;
+	j->claim = b->claim;
 	j->epoch_ms = b->epoch_ms ? b->epoch_ms : FT_DEFAULT_EPOCH_MS;
 	j->detect_ms = b->detect_ms;
 	snprintf(j->secondary, sizeof(j->secondary), "%s", b->secondary);
@@ -1066,7 +1105,18 @@ int ft_begin(struct hostd *h, const struct ft_begin_args *b, struct enable_job *
 	}
 	vmx__response__free_unpacked(rs, NULL);
 	pthread_mutex_lock(&inv->lock);
-	if ((v = inv_find(inv, j->name))) {
+	v = inv_find(inv, j->name);
+	if (j->claim && !claim_holds(v, j->claim)) {
+		/* disabled while the vmx started: it stops again */
+		pthread_mutex_unlock(&inv->lock);
+		if (vmx_ft_call(j->rundir, VMX__REQUEST__BODY_FT_STOP, &rs, e2, sizeof(e2)) == 0)
+			vmx__response__free_unpacked(rs, NULL);
+		snprintf(err, errlen, "VM %s: its protection was disabled meanwhile", j->name);
+		free(j);
+		return VMK__STATUS__STATUS_CANCELLED;
+	}
+	if (v) {
+		v->ft_auto = b->reprotect; /* once it runs */
 		snprintf(v->ft_peer, sizeof(v->ft_peer), "%s", j->secondary);
 		snprintf(v->ft_network, sizeof(v->ft_network), "%s", j->network);
 		snprintf(v->ft_note, sizeof(v->ft_note), "%s", j->note);
@@ -1349,7 +1399,12 @@ int hostd_op_vm_ft(struct hostd_call *call, const Vmk__Request *req)
 	if (test)
 		return failover_test(call, &w);
 	if (disable) {
-		if (vmx_ft_call(w.rundir, VMX__REQUEST__BODY_FT_STOP, &rs, err, sizeof(err)) < 0) {
+		int sr = vmx_ft_call(w.rundir, VMX__REQUEST__BODY_FT_STOP, &rs, err, sizeof(err));
+		/* one that failed over here and needs a secondary: its vmx, once a
+		 * secondary, says it took over; there is nothing to stop */
+		if (sr == -EIO && !w.peer[0] && vmrun_pid_alive(w.pid))
+			sr = 0, rs = NULL;
+		if (sr < 0) {
 			if (!vmrun_pid_alive(w.pid))
 				return hostd_fail(
 				        call, VMK__STATUS__STATUS_CONFLICT,
@@ -1359,7 +1414,8 @@ int hostd_op_vm_ft(struct hostd_call *call, const Vmk__Request *req)
 			return hostd_fail(call, VMK__STATUS__STATUS_FAILED,
 			                  "VM %s: ending its protection: %s", w.name, err);
 		}
-		vmx__response__free_unpacked(rs, NULL);
+		if (rs)
+			vmx__response__free_unpacked(rs, NULL);
 		forget_role(h, w.name);
 		hostd_event(h, w.name, call->user,
 		            "FT: protection ended (its secondary on %s stops)", w.peer);

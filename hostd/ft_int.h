@@ -25,7 +25,8 @@ struct enable_job {
 	char note[400];
 	uint32_t epoch_ms;
 	uint32_t detect_ms; /* 0: the default */
-	bool claimed;       /* a re-protect's: a failure keeps the VM needing a secondary */
+	uint64_t claim;     /* a re-protect's (0: vm ft enable's): a failure keeps the VM needing a
+	                 * secondary, and a disable meanwhile stops it */
 };
 
 struct ft_begin_args {
@@ -39,11 +40,11 @@ struct ft_begin_args {
 	uint32_t epoch_ms;  /* 0: the default */
 	uint32_t detect_ms; /* 0: the default */
 	bool reprotect;     /* a lost secondary is replaced without being asked */
-	bool claimed;       /* the caller set the VM's ft_starting itself */
+	uint64_t claim;     /* a re-protect's claim (the VM's ft_claim it set), 0: none */
 	const char *user;
 };
 
-/* Checks the VM (running, not protected; with claimed, still claimed:
+/* Checks the VM (running, not protected; with a claim, still claimed:
  * a primary in starting), makes it a primary in starting and tells its
  * vmx to protect it: 0 with *jp, or a Vmk status with err (the role is
  * forgotten then, unless claimed). Takes the inventory lock itself. */
@@ -58,8 +59,12 @@ void ft_abandon(struct hostd *h, struct enable_job *j);
 /* A re-protect did not find or start a secondary: unless its claim was
  * lost (vm ft disable meanwhile), the VM stays a primary that needs one,
  * with why in its note, tried again after FT_REPROTECT_RETRY_MS. Takes
- * the lock itself. */
-void ft_reprotect_later(struct hostd *h, const char *name, const char *why);
+ * the lock itself; false when the claim was lost. */
+bool ft_reprotect_later(struct hostd *h, const char *name, uint64_t claim, const char *why);
+/* The claim still holds (lock taken here). */
+bool ft_claim_holds(struct hostd *h, const char *name, uint64_t claim);
+/* The VM's secondary is on peer (lock taken here). */
+bool ft_peer_is(struct hostd *h, const char *name, const char *peer);
 /* ft.info written from v's FT fields. Lock held. */
 void ft_save(const struct vm *v);
 

@@ -10,10 +10,12 @@
 #include "ft_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "arena.h"
 #include "datastore.h"
@@ -25,7 +27,7 @@
 
 #define CLUSTER_FILE_MAX (64u << 10)
 #define CLUSTER_HOSTS    32
-#define PEER_TIMEOUT_MS  5000
+#define PEER_TIMEOUT_MS  30000 /* a prepare waits up to 10 s for its vmx, and makes disks */
 
 struct reprotect_job {
 	struct hostd *h;
@@ -33,6 +35,7 @@ struct reprotect_job {
 	char rundir[PATH_MAX];
 	char dspath[PATH_MAX + 80]; /* DATASTORE:DIR/NAME.vmx */
 	uint32_t memory_mib, epoch_ms, detect_ms;
+	uint64_t claim; /* the VM's ft_claim when this job took it */
 };
 
 struct peer {
@@ -78,40 +81,47 @@ static int read_credentials(const char *path, char *user, size_t ul, char *pw, s
                             size_t errlen)
 {
 	struct stat st;
-	char *text = NULL, *save = NULL;
+	static __thread char text[CLUSTER_FILE_MAX + 1];
+	char *save = NULL;
+	size_t len = 0;
+	ssize_t n;
+	int ret = 0;
 
-	if (stat(path, &st) < 0) {
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		ret = -errno;
 		snprintf(err, errlen, "the cluster's credentials file %s: %s", path,
 		         strerror(errno));
-		return -errno;
-	}
-	if (st.st_mode & 077) {
-		snprintf(err, errlen,
-		         "the cluster's credentials file %s can be read by others: chmod 600 it",
-		         path);
-		return -EPERM;
-	}
-	int ret = util_read_file(path, CLUSTER_FILE_MAX, &text, NULL);
-	if (ret < 0) {
-		snprintf(err, errlen, "the cluster's credentials file %s: %s", path,
-		         strerror(-ret));
+		if (fd >= 0)
+			close(fd);
 		return ret;
 	}
+	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077)) {
+		snprintf(err, errlen,
+		         "the cluster's credentials file %s must be a file of this user that only "
+		         "it reads: chown it and chmod 600 it",
+		         path);
+		close(fd);
+		return -EPERM;
+	}
+	while (len < CLUSTER_FILE_MAX && (n = read(fd, text + len, CLUSTER_FILE_MAX - len)) > 0)
+		len += (size_t)n;
+	close(fd);
+	text[len] = '\0';
 	user[0] = pw[0] = '\0';
 	for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
 		l[strcspn(l, "\r")] = '\0';
 		if (!strncmp(l, "username=", 9))
 			snprintf(user, ul, "%s", l + 9);
-		else if (!strncmp(l, "password=", 9))
+		else if (!strncmp(l, "password=", 9) && strlen(l + 9) < pl)
 			snprintf(pw, pl, "%s", l + 9);
 	}
-	explicit_bzero(text, strlen(text));
-	free(text);
+	explicit_bzero(text, len); /* the whole file: strtok_r cut it into lines */
 	if (!user[0] || !pw[0]) {
 		snprintf(err, errlen,
-		         "the cluster's credentials file %s needs username= and "
-		         "password= lines",
-		         path);
+		         "the cluster's credentials file %s needs username= and password= lines "
+		         "(a password under %zu bytes)",
+		         path, pl);
 		return -EINVAL;
 	}
 	return 0;
@@ -156,7 +166,8 @@ static int try_peer(struct hostd_task *t, struct reprotect_job *j, const struct 
 		                   .username = user,
 		                   .password = pw,
 		                   .thumbprint = p->thumbprint,
-		                   .timeout_ms = PEER_TIMEOUT_MS };
+		                   .timeout_ms = PEER_TIMEOUT_MS,
+		                   .no_known_hosts = true };
 	Vmk__Request req = VMK__REQUEST__INIT;
 	Vmk__VmFtPrepareRequest prep = VMK__VM_FT_PREPARE_REQUEST__INIT;
 	Vmk__Response *resp = NULL;
@@ -181,11 +192,15 @@ static int try_peer(struct hostd_task *t, struct reprotect_job *j, const struct 
 	prep.cpu_features = features;
 	prep.n_cpu_features = nf;
 	prep.reprotect = true;
+	prep.epoch_ms = j->epoch_ms;
+	prep.detect_ms = j->detect_ms;
 	req.body_case = VMK__REQUEST__BODY_VM_FT_PREPARE;
 	req.vm_ft_prepare = &prep;
-	if (hostconn_call(&c, &req, &a, &resp) != 0 ||
-	    resp->body_case != VMK__RESPONSE__BODY_VM_FT_PREPARE) {
+	int rc = hostconn_call(&c, &req, &a, &resp);
+	if (rc != 0 || resp->body_case != VMK__RESPONSE__BODY_VM_FT_PREPARE) {
 		add_why(why, whylen, p->name, c.err[0] ? c.err : "a malformed answer");
+		if (rc == 0 || rc == 6) /* it may have prepared one: it goes */
+			peer_disable(&c, j->name);
 		goto out;
 	}
 	const Vmk__VmFtPrepareResponse *pr = resp->vm_ft_prepare;
@@ -199,7 +214,7 @@ static int try_peer(struct hostd_task *t, struct reprotect_job *j, const struct 
 		                   .epoch_ms = j->epoch_ms,
 		                   .detect_ms = j->detect_ms,
 		                   .reprotect = true,
-		                   .claimed = true,
+		                   .claim = j->claim,
 		                   .user = "hostd" };
 	struct enable_job *ej;
 	int status = ft_begin(j->h, &b, &ej, err, sizeof(err));
@@ -212,12 +227,21 @@ static int try_peer(struct hostd_task *t, struct reprotect_job *j, const struct 
 	}
 	status = ft_follow(t, ej, msg, msglen);
 	free(ej);
-	if (status) {
+	if (status == VMK__STATUS__STATUS_CANCELLED) {
 		peer_disable(&c, j->name);
 		ret = -1;
-		goto out;
+	} else if (status && ft_peer_is(j->h, j->name, p->name)) {
+		/* its vmx may have lost or taken the record: the supervisor
+		 * settles it, and the secondary stays */
+		ret = -1;
+	} else if (status) {
+		/* it never began with this peer (e.g. its FT address is out
+		 * of reach): the next one may do */
+		peer_disable(&c, j->name);
+		add_why(why, whylen, p->name, msg);
+	} else {
+		ret = 1;
 	}
-	ret = 1;
 out:
 	arena_free(&a);
 	hostconn_close(&c);
@@ -238,7 +262,10 @@ static void *reprotect_worker(struct hostd_task *t, void *arg)
 	arena_init(&a, 1u << 20);
 	task_set_detail(t, "vm", j->name);
 	task_set_detail(t, "primary", h->cfg.name);
-	if (vmrun_vmx_cpu(j->rundir, &a, &model, &features, &nf) < 0) {
+	if (!j->dspath[0]) {
+		snprintf(msg, sizeof(msg), "VM %s is not on a datastore of this host", j->name);
+		found = -1;
+	} else if (vmrun_vmx_cpu(j->rundir, &a, &model, &features, &nf) < 0) {
 		snprintf(msg, sizeof(msg), "VM %s: its vmx does not answer", j->name);
 		found = -1;
 	} else if ((n = read_hosts(h->cfg.cluster_hosts_file, peers, CLUSTER_HOSTS, err,
@@ -265,14 +292,20 @@ static void *reprotect_worker(struct hostd_task *t, void *arg)
 			snprintf(msg, sizeof(msg),
 			         "VM %s: no other host of the cluster can hold its secondary%s%s",
 			         j->name, why[0] ? ": " : "", why);
-		hostd_event(h, j->name, "hostd", "FT: re-protect failed, again in %d s: %s",
-		            FT_REPROTECT_RETRY_MS / 1000, msg);
-		log_warn("vm %s: FT re-protect failed: %s", j->name, msg);
-		ft_reprotect_later(h, j->name, msg);
-		task_finish(t,
-		            task_cancelled(t) ? VMK__STATUS__STATUS_CANCELLED
-		                              : VMK__STATUS__STATUS_FAILED,
-		            "%s", msg);
+		if (ft_reprotect_later(h, j->name, j->claim, msg)) {
+			hostd_event(h, j->name, "hostd", "FT: re-protect failed, again in %d s: %s",
+			            FT_REPROTECT_RETRY_MS / 1000, msg);
+			log_warn("vm %s: FT re-protect failed: %s", j->name, msg);
+			task_finish(t,
+			            task_cancelled(t) ? VMK__STATUS__STATUS_CANCELLED
+			                              : VMK__STATUS__STATUS_FAILED,
+			            "%s", msg);
+		} else {
+			task_finish(
+			        t, VMK__STATUS__STATUS_CANCELLED,
+			        "VM %s: its protection was disabled or enabled by hand meanwhile",
+			        j->name);
+		}
 	}
 	arena_free(&a);
 	free(j);
@@ -316,6 +349,7 @@ void hostd_ft_reprotect(struct hostd *h)
 		j->epoch_ms = v->ft_epoch_ms;
 		j->detect_ms = v->ft_detect_ms;
 		v->ft_starting = true; /* one re-protect at a time, and no enable meanwhile */
+		j->claim = ++v->ft_claim;
 		jobs[n++] = j;
 	}
 	pthread_mutex_unlock(&inv->lock);
@@ -326,8 +360,9 @@ void hostd_ft_reprotect(struct hostd *h)
 		struct hostd_task *t = task_start(h->tasks, "vm.ft.reprotect", name, "hostd",
 		                                  reprotect_worker, jobs[i]);
 		if (!t) {
+			ft_reprotect_later(h, name, jobs[i]->claim,
+			                   "no task could start (too many run)");
 			free(jobs[i]);
-			ft_reprotect_later(h, name, "no task could start (too many run)");
 			continue;
 		}
 		task_put(t);

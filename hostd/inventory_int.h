@@ -48,6 +48,8 @@ struct vm {
 	char ft_disks_dir[PATH_MAX]; /* secondary: where its copies of the disks are */
 	bool ft_auto;                /* --secondary auto: a lost secondary is replaced by itself */
 	uint64_t ft_retry_ms;        /* re-protect: not before (util_now_ms), in memory only */
+	uint64_t ft_claim;           /* bumped by every enable, re-protect and disable: a
+	                              * re-protect's claim holds while it is unchanged */
 };
 
 struct hostd_inventory {

@@ -279,6 +279,7 @@ int main(int argc, char **argv)
 	unlink(pidfile);
 	rc = 0;
 out:
+	hostd_vmrun_halt(&h);      /* the supervisor starts tasks (FT re-protect) */
 	hostd_tasks_free(h.tasks); /* cancels what still runs; after the server stopped */
 	hostd_nfc_free(&h);        /* after the tasks that offered transfers */
 	hostd_vmrun_stop(&h);      /* the VMs keep running */

@@ -543,19 +543,27 @@ int hostd_vmrun_start(struct hostd *h)
 	return 0;
 }
 
+void hostd_vmrun_halt(struct hostd *h)
+{
+	struct hostd_vmrun *r = h->vmrun;
+
+	if (!r || !r->running)
+		return;
+	pthread_mutex_lock(&r->m);
+	r->stop = true;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->m);
+	pthread_join(r->thread, NULL);
+	r->running = false;
+}
+
 void hostd_vmrun_stop(struct hostd *h)
 {
 	struct hostd_vmrun *r = h->vmrun;
 
 	if (!r)
 		return;
-	if (r->running) {
-		pthread_mutex_lock(&r->m);
-		r->stop = true;
-		pthread_cond_broadcast(&r->cv);
-		pthread_mutex_unlock(&r->m);
-		pthread_join(r->thread, NULL);
-	}
+	hostd_vmrun_halt(h);
 	pthread_mutex_destroy(&r->m);
 	pthread_cond_destroy(&r->cv);
 	free(r);

@@ -25,6 +25,9 @@ void vmrun_suspend_path(const char *dir, const char *name, char *out, size_t out
 int hostd_vmrun_start(struct hostd *h);
 /* Stops the supervisor; the VMs keep running. */
 void hostd_vmrun_stop(struct hostd *h);
+/* Stops the supervisor only (it starts tasks: before the task table goes);
+ * hostd_vmrun_stop frees the rest. */
+void hostd_vmrun_halt(struct hostd *h);
 
 /* The vmx binary hostd starts: $VMK_VMX, else `vmx` beside hostd. */
 const char *hostd_vmx_path(void);

@@ -169,6 +169,15 @@ beats "$T_HOME/follow.out" | unbroken && ok "what it showed: every heartbeat onc
 beats | unbroken && ok "the serial log: every heartbeat once, in order" || not_ok "serial log" "$(beats | breaks)"
 
 # ---- protected again, to esx3; then the FT network cut ----
+# it needs a secondary now (failed over, not --secondary auto): disable
+# lets it be, then it is protected again by hand
+ft_json esx2 hb
+[[ $(json_get 'd["state"]') == needSecondary ]] && ok "on esx2, hb needs a secondary (nothing re-protects it: it was not --secondary auto)" ||
+	not_ok "needSecondary" "$out"
+run vmkctl -s esx2 --formatter json vm ft disable -n hb
+[[ $rc -eq 0 && $(json_get 'd["state"]') == notProtected ]] &&
+	ok "vm ft disable of a VM that failed over and needs a secondary: notProtected" ||
+	not_ok "disable needSecondary" "rc $rc" "$err" "$out"
 run vmkctl -s esx2 --formatter json vm ft enable -n hb --secondary esx3
 [[ $rc -eq 0 && $(json_get '(d["state"], d["primary"], d["secondary"])') == "('protected', 'esx2', 'esx3')" ]] &&
 	ok "protected again by a secondary on esx3" || not_ok "enable to esx3" "$err" "$out"

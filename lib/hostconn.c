@@ -496,7 +496,7 @@ int hostconn_open(struct hostconn *c, const struct hostconn_opts *o)
 	free(pem);
 	if (ret < 0)
 		return hostconn_errno_exit(ret);
-	if (tls && o->thumbprint && !o->lab)
+	if (tls && o->thumbprint && !o->lab && !o->no_known_hosts)
 		remember_host(c);
 
 	/* a saved session for this server, if any */

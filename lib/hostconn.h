@@ -20,7 +20,8 @@ struct hostconn_opts {
 	const char *sessionfile;
 	const char *lab; /* lab directory: hosts and credentials files */
 	int timeout_ms;
-	bool interactive; /* may prompt for a password on the TTY */
+	bool interactive;    /* may prompt for a password on the TTY */
+	bool no_known_hosts; /* a daemon's: ~/.vmk/known_hosts is not written */
 };
 
 struct hostconn {

@@ -180,6 +180,18 @@ static void rt_epoch(bool rt, bool on)
 		pthread_setschedparam(pthread_self(), on ? SCHED_FIFO : SCHED_OTHER, &sp);
 }
 
+/* The secondary's "OK <detect_ms>": it detects a silent primary after the
+ * time this side fences after. An older one says "OK" alone and uses the
+ * default, which is then all this side may ask for. */
+static bool secondary_agrees(const char *line, uint32_t detect_ms, uint32_t epoch_ms)
+{
+	unsigned d;
+
+	if (!strcmp(line, "OK"))
+		return detect_ms == FT_DETECT_MS(epoch_ms);
+	return sscanf(line, "OK %u", &d) == 1 && d == detect_ms;
+}
+
 static void *ft_main(void *arg)
 {
 	struct ft_primary *f = arg;
@@ -228,7 +240,8 @@ static void *ft_main(void *arg)
 	snprintf(line, sizeof(line), "VMKFT1 %s %" PRIu64 " %u %u\n", f->p.token, f->st.generation,
 	         epoch_ms, f->detect_ms);
 	if ((ret = wire_send_line(f->fd, line)) < 0 ||
-	    (ret = wire_read_line(f->fd, line, sizeof(line), 10000)) < 0 || strcmp(line, "OK")) {
+	    (ret = wire_read_line(f->fd, line, sizeof(line), 10000)) < 0 ||
+	    !secondary_agrees(line, f->detect_ms, epoch_ms)) {
 		set_phase(f, FT_FAILED, "the secondary refused: %s",
 		          ret < 0 ? strerror(-ret) : line);
 		goto out;
@@ -439,6 +452,7 @@ static void *ft_main(void *arg)
 		}
 	}
 out:
+	rt_epoch(true, false); /* a path out of the pause: the normal priority again */
 	if (logging)
 		vmm_vm_dirty_stop(vm);
 	vmm_disks_log_stop(vm, &dk);

@@ -274,7 +274,10 @@ int ft_secondary_run(int lfd, const char *token, struct vmm_vm *vm, const char *
 		         gen_path, have, gen);
 		return -EXDEV;
 	}
-	wire_send_line(c, "OK\n");
+	/* the detection time it took: a primary that asked for another one
+	 * (an older secondary ignores it) does not go on */
+	snprintf(line, sizeof(line), "OK %u\n", detect);
+	wire_send_line(c, line);
 	/* a primary silent for the detection time is lost */
 	struct timeval tv = { .tv_sec = detect / 1000, .tv_usec = (detect % 1000) * 1000 };
 	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));

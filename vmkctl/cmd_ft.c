@@ -157,6 +157,8 @@ int cmd_vm_ft_enable(struct vmkctl *v, const struct vmkctl_args *a, struct out_d
 	prep.cpu_features = vm->cpu_features;
 	prep.n_cpu_features = vm->n_cpu_features;
 	prep.reprotect = any; /* auto: a lost secondary is replaced without being asked */
+	prep.epoch_ms = (uint32_t)args_int(a, "epoch-ms", 0);
+	prep.detect_ms = (uint32_t)args_int(a, "detect-ms", 0);
 	preq.body_case = VMK__REQUEST__BODY_VM_FT_PREPARE;
 	preq.vm_ft_prepare = &prep;
 	struct vmkctl d;
