@@ -10,6 +10,7 @@
 #include "ft_int.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +28,11 @@
 
 #define CLUSTER_FILE_MAX (64u << 10)
 #define CLUSTER_HOSTS    32
-#define PEER_TIMEOUT_MS  30000 /* a prepare waits up to 10 s for its vmx, and makes disks */
+/* re-protects at once from this host: each copies a whole VM over the FT
+ * network, and they share the task table with the users' operations */
+#define REPROTECT_MAX 2
+static atomic_int running;
+#define PEER_TIMEOUT_MS 30000 /* a prepare waits up to 10 s for its vmx, and makes disks */
 
 struct reprotect_job {
 	struct hostd *h;
@@ -309,6 +314,7 @@ static void *reprotect_worker(struct hostd_task *t, void *arg)
 	}
 	arena_free(&a);
 	free(j);
+	atomic_fetch_sub(&running, 1);
 	return NULL;
 }
 
@@ -322,14 +328,16 @@ static bool wants_secondary(const struct vm *v, uint64_t now)
 void hostd_ft_reprotect(struct hostd *h)
 {
 	struct hostd_inventory *inv = h->inventory;
-	struct reprotect_job *jobs[8];
+	struct reprotect_job *jobs[REPROTECT_MAX];
 	size_t n = 0;
 	uint64_t now = util_now_ms();
 
 	if (!h->cfg.cluster_hosts_file)
 		return;
 	pthread_mutex_lock(&inv->lock);
-	for (size_t i = 0; i < inv->n && n < 8; i++) {
+	int busy = atomic_load(&running);
+	size_t room = busy < REPROTECT_MAX ? (size_t)(REPROTECT_MAX - busy) : 0;
+	for (size_t i = 0; i < inv->n && n < room && n < REPROTECT_MAX; i++) {
 		struct vm *v = inv->vms[i];
 		char root[PATH_MAX];
 		size_t rl;
@@ -357,9 +365,11 @@ void hostd_ft_reprotect(struct hostd *h)
 		char name[VM_NAME_MAX + 1];
 		snprintf(name, sizeof(name), "%s", jobs[i]->name);
 		log_info("vm %s: FT: it needs a secondary: re-protecting it", name);
+		atomic_fetch_add(&running, 1);
 		struct hostd_task *t = task_start(h->tasks, "vm.ft.reprotect", name, "hostd",
 		                                  reprotect_worker, jobs[i]);
 		if (!t) {
+			atomic_fetch_sub(&running, 1);
 			ft_reprotect_later(h, name, jobs[i]->claim,
 			                   "no task could start (too many run)");
 			free(jobs[i]);
