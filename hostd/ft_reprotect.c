@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "cluster.h"
 #include "datastore.h"
 #include "events.h"
 #include "hostconn.h"
@@ -26,8 +27,6 @@
 #include "util.h"
 #include "vmrun.h"
 
-#define CLUSTER_FILE_MAX (64u << 10)
-#define CLUSTER_HOSTS    32
 /* re-protects at once from this host: each copies a whole VM over the FT
  * network, and they share the task table with the users' operations */
 #define REPROTECT_MAX 2
@@ -42,95 +41,6 @@ struct reprotect_job {
 	uint32_t memory_mib, epoch_ms, detect_ms;
 	uint64_t claim; /* the VM's ft_claim when this job took it */
 };
-
-struct peer {
-	char name[128], addr[300], thumbprint[160];
-};
-
-/* The cluster's hosts (NAME ADDRESS:PORT THUMBPRINT lines, # comments):
- * how many, or -errno with err. */
-static int read_hosts(const char *path, struct peer *p, size_t max, char *err, size_t errlen)
-{
-	char *text = NULL, *save = NULL;
-	size_t n = 0;
-	int ret = util_read_file(path, CLUSTER_FILE_MAX, &text, NULL);
-
-	if (ret < 0) {
-		snprintf(err, errlen, "the cluster's hosts file %s: %s", path, strerror(-ret));
-		return ret;
-	}
-	for (char *l = strtok_r(text, "\n", &save); l && n < max; l = strtok_r(NULL, "\n", &save)) {
-		char *s2 = NULL, *f0 = strtok_r(l, " \t\r", &s2);
-		char *f1 = f0 ? strtok_r(NULL, " \t\r", &s2) : NULL;
-		char *f2 = f1 ? strtok_r(NULL, " \t\r", &s2) : NULL;
-		if (!f0 || f0[0] == '#')
-			continue;
-		if (!f1 || !f2 || strlen(f0) >= sizeof(p->name) || strlen(f1) >= sizeof(p->addr) ||
-		    strlen(f2) >= sizeof(p->thumbprint)) {
-			log_warn("%s: a line for %s without an address and a thumbprint: skipped",
-			         path, f0);
-			continue;
-		}
-		snprintf(p[n].name, sizeof(p[n].name), "%s", f0);
-		snprintf(p[n].addr, sizeof(p[n].addr), "%s", f1);
-		snprintf(p[n].thumbprint, sizeof(p[n].thumbprint), "%s", f2);
-		n++;
-	}
-	free(text);
-	return (int)n;
-}
-
-/* username= and password= of the credentials file, which only its owner
- * may read: 0 or -errno with err. */
-static int read_credentials(const char *path, char *user, size_t ul, char *pw, size_t pl, char *err,
-                            size_t errlen)
-{
-	struct stat st;
-	static __thread char text[CLUSTER_FILE_MAX + 1];
-	char *save = NULL;
-	size_t len = 0;
-	ssize_t n;
-	int ret = 0;
-
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "the cluster's credentials file %s: %s", path,
-		         strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return ret;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077)) {
-		snprintf(err, errlen,
-		         "the cluster's credentials file %s must be a file of this user that only "
-		         "it reads: chown it and chmod 600 it",
-		         path);
-		close(fd);
-		return -EPERM;
-	}
-	while (len < CLUSTER_FILE_MAX && (n = read(fd, text + len, CLUSTER_FILE_MAX - len)) > 0)
-		len += (size_t)n;
-	close(fd);
-	text[len] = '\0';
-	user[0] = pw[0] = '\0';
-	for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-		l[strcspn(l, "\r")] = '\0';
-		if (!strncmp(l, "username=", 9))
-			snprintf(user, ul, "%s", l + 9);
-		else if (!strncmp(l, "password=", 9) && strlen(l + 9) < pl)
-			snprintf(pw, pl, "%s", l + 9);
-	}
-	explicit_bzero(text, len); /* the whole file: strtok_r cut it into lines */
-	if (!user[0] || !pw[0]) {
-		snprintf(err, errlen,
-		         "the cluster's credentials file %s needs username= and password= lines "
-		         "(a password under %zu bytes)",
-		         path, pl);
-		return -EINVAL;
-	}
-	return 0;
-}
 
 /* vm ft disable of the VM on a peer: its secondary copy goes. */
 static void peer_disable(struct hostconn *c, const char *name)
@@ -162,7 +72,7 @@ static void add_why(char *why, size_t len, const char *host, const char *what)
 
 /* One peer: prepare there, then protect here. 1 when the VM is protected,
  * 0 to try the next peer (why says what this one said), -1 to give up. */
-static int try_peer(struct hostd_task *t, struct reprotect_job *j, const struct peer *p,
+static int try_peer(struct hostd_task *t, struct reprotect_job *j, const struct cluster_host *p,
                     const char *user, const char *pw, const char *model, char **features, size_t nf,
                     char *why, size_t whylen, char *msg, size_t msglen)
 {
@@ -257,7 +167,7 @@ static void *reprotect_worker(struct hostd_task *t, void *arg)
 {
 	struct reprotect_job *j = arg;
 	struct hostd *h = j->h;
-	static __thread struct peer peers[CLUSTER_HOSTS];
+	static __thread struct cluster_host peers[CLUSTER_HOSTS];
 	char user[128], pw[256], err[600], why[2000] = "", msg[800] = "";
 	char *model = NULL, **features = NULL;
 	size_t nf = 0;
@@ -273,10 +183,10 @@ static void *reprotect_worker(struct hostd_task *t, void *arg)
 	} else if (vmrun_vmx_cpu(j->rundir, &a, &model, &features, &nf) < 0) {
 		snprintf(msg, sizeof(msg), "VM %s: its vmx does not answer", j->name);
 		found = -1;
-	} else if ((n = read_hosts(h->cfg.cluster_hosts_file, peers, CLUSTER_HOSTS, err,
-	                           sizeof(err))) < 0 ||
-	           read_credentials(h->cfg.cluster_credentials_file, user, sizeof(user), pw,
-	                            sizeof(pw), err, sizeof(err)) < 0) {
+	} else if ((n = cluster_hosts(h->cfg.cluster_hosts_file, peers, CLUSTER_HOSTS, err,
+	                              sizeof(err))) < 0 ||
+	           cluster_credentials(h->cfg.cluster_credentials_file, user, sizeof(user), pw,
+	                               sizeof(pw), err, sizeof(err)) < 0) {
 		snprintf(msg, sizeof(msg), "%s", err);
 		found = -1;
 	}
