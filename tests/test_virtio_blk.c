@@ -808,6 +808,12 @@ static void test_disks_log(void **state)
 	assert_int_equal(apply_all(&dst, &s, &n), 0);
 	assert_int_equal(pread(fd2, b, 512, 0), 512);
 	assert_memory_equal(b, g(t, DATA), 512);
+	/* write-zeroes and discards change what the image reads: logged too */
+	uint64_t z[1][2] = { { 4096, 8 } }, dsc[1][2] = { { 8192, 8 } };
+	assert_int_equal(dwz(t, VIRTIO_BLK_T_WRITE_ZEROES, z, 1), VIRTIO_BLK_S_OK);
+	assert_int_equal(dwz(t, VIRTIO_BLK_T_DISCARD, dsc, 1), VIRTIO_BLK_S_OK);
+	assert_int_equal(vmm_disks_log_harvest(&src, &log), 2 * VMM_BLK_DIRTY_BLOCK);
+	assert_int_equal(vmm_disks_log_send(&src, &log, &out, NULL), 0);
 	vmm_disks_log_stop(&src, &log);
 	/* stopped: writes are no longer logged */
 	assert_int_equal(req(t, VIRTIO_BLK_T_OUT, 0, DATA, 512, false), VIRTIO_BLK_S_OK);

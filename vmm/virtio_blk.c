@@ -145,13 +145,18 @@ static uint8_t do_dwz(struct blk *b, const struct vmm_vq_chain *c, uint32_t type
 		uint64_t off = le64toh(sector) * SECTOR, n = (uint64_t)le32toh(num) * SECTOR;
 		if (!n)
 			continue;
-		if (discard) {
+		if (discard)
 			ret = vmm_disk_discard(b->disk, off, n); /* only a hint */
-		} else {
-			mark_written(b, off, n); /* marked before: harmless, it is sent again */
+		else
 			ret = vmm_disk_zero(b->disk, off, n,
 			                    le32toh(flags) & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
-		}
+		/* after the file changed, as for a write: marked before, a
+		 * harvest in between (a storage migration's pre-copy reads
+		 * while the guest runs) would send the old data and clear the
+		 * bit, and the zeros would never follow. A discard is marked
+		 * too: a raw image reads zeros where it punched, and the copy
+		 * must read the same */
+		mark_written(b, off, n);
 		if (ret < 0)
 			return VIRTIO_BLK_S_IOERR;
 	}
