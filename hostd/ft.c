@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "datastore.h"
 #include "dispatch.h"
 #include "events.h"
 #include "inventory_int.h"
@@ -573,15 +574,18 @@ static bool valid_text(const char *s, size_t max)
 /* ---- the secondary's host: prepare ---- */
 
 /* The secondary's own copies of the VM's disks: fresh sparse files of
- * their sizes in <the VM's directory>/ft-<this host>/, made for them
- * (ft-<this host>-1/... when that one is there, e.g. the VM runs from it
- * after an earlier failover here); the first copy fills them. Read-only disks are shared as they are. 0 with the
- * files in iv (their names in files) and the directory in dir ("" when
- * none was needed), or a Vmk status with err. */
-static int secondary_disks(struct hostd *h, const char *vmx, struct incoming_vm *iv,
+ * their sizes in <the VM's directory>/ft-<this host>/, or in
+ * <datastore ds of this host>/<VM>/ft-<this host>/ when ds is given, made
+ * for them (ft-<this host>-1/... when that one is there, e.g. the VM runs
+ * from it after an earlier failover here); the first copy fills them.
+ * Read-only disks are shared as they are. 0 with the files in iv (their
+ * names in files) and the directory in dir ("" when none was needed), or
+ * a Vmk status with err. */
+static int secondary_disks(struct hostd *h, const char *vmx, const char *ds, struct incoming_vm *iv,
                            char files[][PATH_MAX], char *dir, size_t dirlen, char *err,
                            size_t errlen)
 {
+	char home[PATH_MAX + 128];
 	struct vmcfg c;
 	char cerr[400] = "";
 	uint64_t size[VMCFG_MAX_DISKS] = { 0 };
@@ -616,12 +620,38 @@ static int secondary_disks(struct hostd *h, const char *vmx, struct incoming_vm 
 			any |= !c.disks[i].readonly;
 		}
 	}
+	snprintf(home, sizeof(home), "%s", c.dir);
+	if (any && !status && ds[0]) {
+		/* a datastore of this host: <root>/<VM>/, a directory (not a link) */
+		char root[PATH_MAX];
+		struct stat st;
+		if (hostd_datastore_path(h->datastores, ds, root, sizeof(root)) < 0) {
+			snprintf(err, errlen,
+			         "host %s has no datastore named %s for the secondary's disks (see "
+			         "storage datastore list)",
+			         h->cfg.name, ds);
+			status = VMK__STATUS__STATUS_NOT_FOUND;
+		} else {
+			snprintf(home, sizeof(home), "%s/%s", root, c.name);
+			const char *why = NULL;
+			if (mkdir(home, 0755) < 0 && errno != EEXIST)
+				why = strerror(errno);
+			else if (lstat(home, &st) < 0)
+				why = strerror(errno);
+			else if (!S_ISDIR(st.st_mode))
+				why = "not a directory";
+			if (why) {
+				snprintf(err, errlen, "host %s: %s: %s", h->cfg.name, home, why);
+				status = VMK__STATUS__STATUS_FAILED;
+			}
+		}
+	}
 	/* a directory of its own, made here: never one that was there (the
 	 * VM may run from it after an earlier failover, or it may be a link
 	 * elsewhere), so that nothing this host did not make is truncated */
 	bool made = false;
 	for (unsigned k = 0; any && !status && !made && k < 100; k++) {
-		snprintf(dir, dirlen, k ? "%s/ft-%s-%u" : "%s/ft-%s", c.dir, h->cfg.name, k);
+		snprintf(dir, dirlen, k ? "%s/ft-%s-%u" : "%s/ft-%s", home, h->cfg.name, k);
 		if (mkdir(dir, 0755) == 0)
 			made = true;
 		else if (errno != EEXIST)
@@ -629,7 +659,7 @@ static int secondary_disks(struct hostd *h, const char *vmx, struct incoming_vm 
 	}
 	if (any && !status && !made) {
 		snprintf(err, errlen, "host %s: a directory for the secondary's disks in %s: %s",
-		         h->cfg.name, c.dir, errno == EEXIST ? "ft-* all taken" : strerror(errno));
+		         h->cfg.name, home, errno == EEXIST ? "ft-* all taken" : strerror(errno));
 		dir[0] = '\0';
 		status = VMK__STATUS__STATUS_FAILED;
 	}
@@ -699,8 +729,8 @@ int hostd_op_vm_ft_prepare(struct hostd_call *call, const Vmk__Request *req)
 		free(iv);
 		return hostd_fail(call, ret, "%s", err);
 	}
-	if ((ret = secondary_disks(h, real, iv, files, disks_dir, sizeof(disks_dir), err,
-	                           sizeof(err))) ||
+	if ((ret = secondary_disks(h, real, p->disks_datastore, iv, files, disks_dir,
+	                           sizeof(disks_dir), err, sizeof(err))) ||
 	    (ret = incoming_spawn(h, iv, NET_TAG_FT, true, err, sizeof(err)))) {
 		incoming_undo(h, iv);
 		if (disks_dir[0])

@@ -283,6 +283,30 @@ expect 0 "power off dk" vmkctl -s esx2 vm power off -n dk
 ! grep -q CORRUPT "$shared/dk/serial.log" && ok "dk never saw CORRUPT" ||
 	not_ok "dk CORRUPT" "$(grep -m3 CORRUPT "$shared/dk/serial.log")"
 expect 0 "vm destroy dk (on esx2, which runs it now)" vmkctl -s esx2 vm destroy -n dk
+# the secondary's copies on a datastore of its own host
+expect 0 "vm create dl (8 MiB disk)" vmkctl -s esx1 vm create -n dl -m 32 --kernel "$ELF" \
+	--cmdline "disk blocks=256 passes=0" --disk 8 -d shared
+expect 0 "power on dl" vmkctl -s esx1 vm power on -n dl
+wait_line "$shared/dl/serial.log" "^disk pass 2 OK" || not_ok "dl passes" "$(tail -n 3 "$shared/dl/serial.log")"
+expect 4 "--secondary-datastore that esx2 lacks -> 4" vmkctl -s esx1 vm ft enable -n dl --secondary esx2 \
+	--secondary-datastore nosuch
+expect_match "no datastore named nosuch" "which names it" "$err"
+[[ $(names_on esx2) != *dl:* ]] && ok "and esx2 lists no dl" || not_ok "esx2 after the refusal" "$(names_on esx2)"
+expect 0 "vm ft enable dl --secondary esx2 --secondary-datastore datastore1" \
+	vmkctl -s esx1 vm ft enable -n dl --secondary esx2 --secondary-datastore datastore1
+local_copy=$LAB_DIR/esx2/datastore1/dl/ft-esx2/disk0.img
+[[ -f $local_copy ]] && ok "esx2 keeps its copy on its own datastore1" ||
+	not_ok "copy on datastore1" "$(ls -laR "$LAB_DIR/esx2/datastore1" 2>&1 | head)"
+run vmkctl -s esx1 vm ft failover-test -n dl
+n=$(grep -c "^disk pass" "$shared/dl/serial.log")
+[[ $rc -eq 0 ]] && wait_names esx2 "dl:poweredOn:primary" &&
+	wait_line "$shared/dl/serial.log" "^disk pass $((n + 2)) OK" && ! grep -q CORRUPT "$shared/dl/serial.log" &&
+	ok "failed over: dl runs on esx2 from datastore1 and reads back every block" ||
+	not_ok "dl failover" "$err" "$(names_on esx2)" "$(tail -n 3 "$shared/dl/serial.log")" "$(diag dl)"
+grep -qF "path = \"$local_copy\"" "$shared/dl/dl.vmx" && ok "dl.vmx names the copy on esx2's datastore1" ||
+	not_ok "dl.vmx" "$(grep -A2 disks "$shared/dl/dl.vmx")"
+expect 0 "power off dl" vmkctl -s esx2 vm power off -n dl
+expect 0 "vm destroy dl" vmkctl -s esx2 vm destroy -n dl
 # a snapshot layer is not copied: refused, nothing left on esx2
 expect 0 "vm create sn (8 MiB disk)" vmkctl -s esx1 vm create -n sn -m 32 --kernel "$ELF" \
 	--cmdline "heartbeat interval_ms=100" --disk 8 -d shared

@@ -159,6 +159,8 @@ int cmd_vm_ft_enable(struct vmkctl *v, const struct vmkctl_args *a, struct out_d
 	prep.reprotect = any; /* auto: a lost secondary is replaced without being asked */
 	prep.epoch_ms = (uint32_t)args_int(a, "epoch-ms", 0);
 	prep.detect_ms = (uint32_t)args_int(a, "detect-ms", 0);
+	const char *sds = args_str(a, "secondary-datastore");
+	prep.disks_datastore = (char *)(sds ? sds : "");
 	preq.body_case = VMK__REQUEST__BODY_VM_FT_PREPARE;
 	preq.vm_ft_prepare = &prep;
 	struct vmkctl d;

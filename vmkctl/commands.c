@@ -506,6 +506,9 @@ static const struct vmkctl_cmd commands[] = {
                     .required = true },
                   { .name = "epoch-ms", .type = OPT_INT, .metavar = "MS", .min = 1,
                     .max = 1000, .help = "the time between checkpoints (default 10)" },
+                  { .name = "secondary-datastore", .type = OPT_STR, .metavar = "DS",
+                    .help = "a datastore of the secondary's host for its copies of the "
+                            "VM's disks (default: the VM's own directory)" },
                   { .name = "detect-ms", .type = OPT_INT, .metavar = "MS", .min = 12,
                     .max = 5000,
                     .help = "a peer silent this long is declared failed, and the other "
