@@ -248,13 +248,11 @@ static void look_at(struct hostd *h, struct sec_seen *s)
  * the copies stay where they are, said loudly. Lock held. */
 static void promote_disks(struct hostd *h, struct vm *v)
 {
-	size_t dl = strlen(v->ft_disks_dir);
-	bool named = !dl;
+	bool named = !v->ft_disks_dir[0];
 
 	inv_reload(v);
-	for (unsigned i = 0; dl && v->valid && i < v->cfg.ndisks; i++)
-		named |= !strncmp(v->cfg.disks[i].path, v->ft_disks_dir, dl) &&
-		         v->cfg.disks[i].path[dl] == '/';
+	for (unsigned i = 0; !named && v->valid && i < v->cfg.ndisks; i++)
+		named = util_path_in(v->cfg.disks[i].path, v->ft_disks_dir);
 	if (!named) {
 		hostd_event(h, v->name, "-",
 		            "FT: ERROR: the VM runs on its disks in %s, but its .vmx names others "
@@ -356,7 +354,6 @@ static bool dir_in_use(const char *dir)
 {
 	DIR *proc = opendir("/proc");
 	struct dirent *p;
-	size_t dl = strlen(dir);
 	bool used = false;
 
 	if (!proc)
@@ -375,7 +372,7 @@ static bool dir_in_use(const char *dir)
 			if (n <= 0)
 				continue;
 			link[n] = '\0';
-			used = !strncmp(link, dir, dl) && link[dl] == '/';
+			used = util_path_in(link, dir);
 		}
 		if (fds)
 			closedir(fds);
@@ -391,7 +388,6 @@ static void remove_copies(const char *name, const char *dir, const char *vmxpath
 {
 	struct vmcfg c;
 	char cerr[300];
-	size_t dl = strlen(dir);
 	bool named = false;
 
 	if (vmcfg_load(vmxpath, &c, cerr, sizeof(cerr)) < 0) {
@@ -400,7 +396,7 @@ static void remove_copies(const char *name, const char *dir, const char *vmxpath
 		return;
 	}
 	for (unsigned i = 0; i < c.ndisks; i++)
-		named |= !strncmp(c.disks[i].path, dir, dl) && c.disks[i].path[dl] == '/';
+		named |= util_path_in(c.disks[i].path, dir);
 	vmcfg_free(&c);
 	if (named || dir_in_use(dir)) {
 		log_warn("vm %s: the FT secondary's disks %s are left: %s", name, dir,

@@ -343,3 +343,10 @@ int util_pwrite_all(int fd, const void *buf, size_t n, uint64_t off)
 	}
 	return 0;
 }
+
+bool util_path_in(const char *path, const char *dir)
+{
+	size_t dl = strlen(dir);
+
+	return !strncmp(path, dir, dl) && path[dl] == '/';
+}

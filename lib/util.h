@@ -34,6 +34,8 @@ bool util_ct_equal(const void *a, const void *b, size_t n);
 
 /* Object names (datastores, VMs, accounts...): 1..max characters of
  * [A-Za-z0-9._-], not starting with '.' or '-'. On failure writes why. */
+/* Whether path is inside directory dir (dir/..., not dir itself). */
+bool util_path_in(const char *path, const char *dir);
 bool util_valid_name(const char *s, size_t max, char *why, size_t whylen);
 
 /* printf into err[errlen] (nothing when err is NULL or errlen 0): the

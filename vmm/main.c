@@ -738,7 +738,7 @@ static void name_own_disks(const struct vmcfg *c)
 	for (unsigned i = 0; i < c->ndisks; i++) {
 		const char *p = c->disks[i].path;
 		/* relative when in the VM's directory, which may move */
-		paths[i] = !strncmp(p, c->dir, dl) && p[dl] == '/' ? p + dl + 1 : p;
+		paths[i] = util_path_in(p, c->dir) ? p + dl + 1 : p;
 	}
 	/* a few tries: a datastore that hiccups must not leave the .vmx
 	 * naming disks that lack the writes from now on */
