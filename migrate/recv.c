@@ -109,6 +109,8 @@ static void *xrecv_main(void *arg)
 			x->ret = loaded ? 0
 			                : vmm_ram_load(&x->vm->mem, p.data, p.len, x->err,
 			                               sizeof(x->err));
+		else if (type == SEC_RAMC)
+			x->ret = 0; /* loaded as it was read, always */
 		else if (type == SEC_RAMZ)
 			x->ret = vmm_ram_load_compressed(&x->vm->mem, p.data, p.len, x->err,
 			                                 sizeof(x->err));
@@ -245,11 +247,27 @@ int migrate_dst_receive(int lfd, const char *token, struct vmm_vm *vm, int timeo
 	struct sync_ctx sc = { x, n, c };
 	st.sync = main_sync;
 	st.sync_arg = &sc;
-	ret = vmm_vm_restore(vm, &st, err, errlen);
+	/* pages the source read while the guest wrote them arrive damaged
+	 * (RAMC) and are suspect until a newer copy comes: it always does
+	 * (the write is in its dirty log), so one left at the end was damaged
+	 * on the way */
+	ret = vmm_mem_suspect_start(&vm->mem);
+	if (ret < 0)
+		snprintf(err, errlen, "out of memory");
+	else
+		ret = vmm_vm_restore(vm, &st, err, errlen);
 	int xret = join_streams(x, n, ret < 0, ret < 0 ? err + strlen(err) : err,
 	                        ret < 0 ? 0 : errlen);
 	if (ret == 0 && xret < 0)
 		ret = xret;
+	uint64_t first, bad = ret == 0 ? vmm_mem_suspect_count(&vm->mem, &first) : 0;
+	if (bad) {
+		snprintf(err, errlen,
+		         "%llu pages of guest memory arrived damaged and no newer copy "
+		         "followed (the first at 0x%llx): the network corrupts data",
+		         (unsigned long long)bad, (unsigned long long)first);
+		ret = -EBADMSG;
+	}
 	if (ret < 0) {
 		char f[500];
 		snprintf(f, sizeof(f), "F %s\n", err);

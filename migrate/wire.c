@@ -134,6 +134,47 @@ static int wstream_write(void *arg, const void *p, size_t n)
 	return 0;
 }
 
+/* Without a cap, the buffers in one sendmsg (a RAMC section's header,
+ * pages and trailer); with one, each through wstream_write. */
+static int wstream_writev(void *arg, const struct iovec *iov, int n)
+{
+	struct wire_stream *w = arg;
+	struct iovec v[VMM_STATE_MAX_IOV + 2];
+	struct msghdr mh = { .msg_iov = v };
+	int ret;
+
+	if (w->max_bps || n > VMM_STATE_MAX_IOV + 2) {
+		for (int i = 0; i < n; i++)
+			if ((ret = wstream_write(w, iov[i].iov_base, iov[i].iov_len)) < 0)
+				return ret;
+		return 0;
+	}
+	memcpy(v, iov, (size_t)n * sizeof(*iov));
+	mh.msg_iovlen = (size_t)n;
+	while (mh.msg_iovlen) {
+		if (w->cancel && atomic_load(w->cancel))
+			return -ECANCELED;
+		ssize_t k = sendmsg(w->fd, &mh, MSG_NOSIGNAL);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		w->sent += (uint64_t)k;
+		/* past what went */
+		while (mh.msg_iovlen && (size_t)k >= mh.msg_iov->iov_len) {
+			k -= (ssize_t)mh.msg_iov->iov_len;
+			mh.msg_iov++;
+			mh.msg_iovlen--;
+		}
+		if (mh.msg_iovlen) {
+			mh.msg_iov->iov_base = (uint8_t *)mh.msg_iov->iov_base + k;
+			mh.msg_iov->iov_len -= (size_t)k;
+		}
+	}
+	return 0;
+}
+
 static int wstream_read(void *arg, void *p, size_t n)
 {
 	struct wire_stream *w = arg;
@@ -165,6 +206,7 @@ void wire_stream_init(struct wire_stream *w, struct vmm_stream *s, int fd, uint6
 	w->t0 = mono_s();
 	memset(s, 0, sizeof(*s));
 	s->write = wstream_write;
+	s->writev = wstream_writev;
 	s->read = wstream_read;
 	s->arg = w;
 }

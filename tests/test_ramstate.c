@@ -367,12 +367,134 @@ static void test_zero_sections(void **state)
 	vmm_mem_free(&m);
 }
 
+/* RAMC (live migration): pages straight from guest memory, a checksum
+ * each. A page the guest changed between the checksum and the send
+ * arrives damaged: suspect (tracked) until a newer copy of it comes, an
+ * error at once where nothing tracks them; the rest of the section is
+ * covered by its trailer as any section. */
+static void test_page_checksums(void **state)
+{
+	struct vmm_mem a, b;
+	struct membuf buf = { 0 };
+	struct vmm_stream s;
+	struct sbuf p;
+	char err[256];
+	uint32_t type, inst;
+	uint64_t first;
+	bool loaded;
+
+	(void)state;
+	membuf_stream(&s, &buf);
+	s.page_crcs = true;
+	sbuf_init(&p);
+	assert_int_equal(vmm_mem_init(&a, 16ull << 20, false), 0);
+	assert_int_equal(vmm_mem_init(&b, 16ull << 20, false), 0);
+	for (size_t i = 0; i < (1u << 20); i += 4096)
+		if (i / 4096 % 3)
+			for (size_t k = 0; k < 4096; k += 8)
+				memcpy(a.slots[0].host + i + k, &(uint64_t){ i * 7919 + k + 1 }, 8);
+	memset(b.slots[0].host, 0xee, 1u << 20); /* stale: zero pages clear it */
+	/* the page checksum is crc32c's, three chains or one */
+	for (size_t i = 0; i < 8; i++)
+		assert_int_equal(vmm_crc32c_page(a.slots[0].host + i * 4096),
+		                 vmm_crc32c(0, a.slots[0].host + i * 4096, 4096));
+
+	struct ram_stats st = { 0 };
+	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 256, 0, &st), 0);
+	/* [16 header][u64 gpa][u32 n][32 bitmap][4 x 170 crcs][170 pages][u32 crc] */
+	assert_int_equal(st.zero_pages, 86);
+	assert_int_equal(buf.len, 16 + 12 + 32 + 170 * (4 + 4096) + 4);
+	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
+	                 0);
+	assert_true(type == SEC_RAMC && loaded);
+	assert_memory_equal(a.slots[0].host, b.slots[0].host, 1u << 20);
+
+	/* page 1 (the first with data) changed after its checksum */
+	size_t page1 = 16 + 12 + 32 + 170 * 4;
+	buf.len = buf.off = 0;
+	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 256, 0, NULL), 0);
+	buf.data[page1 + 100] ^= 0x40;
+	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
+	                 -EBADMSG);
+	assert_non_null(strstr(err, "the page at 0x1000 arrived damaged"));
+	assert_int_equal(vmm_mem_suspect_start(&b), 0);
+	buf.off = 0;
+	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
+	                 0);
+	assert_int_equal(vmm_mem_suspect_count(&b, &first), 1);
+	assert_int_equal(first, 0x1000);
+	/* the newer copy, as RAMC or as RAM, makes it good */
+	buf.len = buf.off = 0;
+	assert_int_equal(vmm_ram_save_range(&a, &s, 0x1000, 2, 0, NULL), 0);
+	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
+	                 0);
+	assert_int_equal(vmm_mem_suspect_count(&b, &first), 0);
+	assert_memory_equal(a.slots[0].host, b.slots[0].host, 1u << 20);
+	buf.len = buf.off = 0;
+	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 4, 0, NULL), 0);
+	buf.data[page1 + 5] ^= 0x01;
+	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
+	                 0);
+	assert_int_equal(vmm_mem_suspect_count(&b, &first), 1);
+	s.page_crcs = false;
+	buf.len = buf.off = 0;
+	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 4, 0, NULL), 0);
+	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
+	                 0);
+	assert_true(type == SEC_RAM);
+	assert_int_equal(vmm_mem_suspect_count(&b, &first), 0);
+	/* and so does a ZERO section over it */
+	s.page_crcs = true;
+	buf.len = buf.off = 0;
+	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 4, 0, NULL), 0);
+	buf.data[page1] ^= 0x01;
+	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
+	                 0);
+	assert_int_equal(vmm_mem_suspect_count(&b, &first), 1);
+	uint8_t zp[16];
+	zero_payload(zp, 0, 2 * 4096);
+	assert_int_equal(vmm_ram_zero_load(&b, zp, sizeof(zp), err, sizeof(err)), 0);
+	assert_int_equal(vmm_mem_suspect_count(&b, &first), 0);
+
+	/* what the trailer covers: the address, bitmap and checksums */
+	/* (8 pages, 5 with data: a bitmap of one byte, 5 checksums) the gpa
+	 * moved inside guest RAM, two pages swapped in the bitmap, a checksum */
+	size_t at[] = { 16 + 2, 16 + 12, 16 + 13 + 2 };
+	uint8_t flip[] = { 0x02, 0x03, 0x02 };
+	for (size_t i = 0; i < 3; i++) {
+		buf.len = buf.off = 0;
+		assert_int_equal(vmm_ram_save_range(&a, &s, 0, 8, 0, NULL), 0);
+		buf.data[at[i]] ^= flip[i];
+		assert_int_equal(
+		        vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
+		        -EBADMSG);
+		assert_non_null(strstr(err, "RAMC/0 is corrupt (checksum mismatch)"));
+	}
+	/* a length that is not the bitmap's, or no guest memory to take it */
+	buf.len = buf.off = 0;
+	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 8, 0, NULL), 0);
+	buf.data[8] += 4;
+	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
+	                 -EBADMSG);
+	assert_non_null(strstr(err, "does not match its bitmap"));
+	buf.len = buf.off = 0;
+	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 8, 0, NULL), 0);
+	assert_int_equal(
+	        vmm_ram_read_section(&s, NULL, &type, &inst, &p, &loaded, err, sizeof(err)),
+	        -EBADMSG);
+	sbuf_free(&p);
+	free(buf.data);
+	vmm_mem_free(&a);
+	vmm_mem_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_round_trip),    cmocka_unit_test(test_anon_untouched),
-		cmocka_unit_test(test_zero_sections), cmocka_unit_test(test_malformed),
-		cmocka_unit_test(test_compressed),    cmocka_unit_test(test_direct_read),
+		cmocka_unit_test(test_round_trip),     cmocka_unit_test(test_anon_untouched),
+		cmocka_unit_test(test_zero_sections),  cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_compressed),     cmocka_unit_test(test_direct_read),
+		cmocka_unit_test(test_page_checksums),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -65,11 +65,10 @@ static inline int membuf_read(void *arg, void *p, size_t n)
 
 static inline void membuf_stream(struct vmm_stream *s, struct membuf *m)
 {
+	memset(s, 0, sizeof(*s));
 	s->write = membuf_write;
 	s->read = membuf_read;
 	s->arg = m;
-	s->bytes = 0;
-	s->compress = false;
 }
 
 #endif

@@ -103,15 +103,20 @@ void vmm_mem_anon_data(const struct vmm_mem *m, unsigned slot, uint64_t off, uin
 	}
 }
 
-int vmm_mem_dirty_start(struct vmm_mem *m)
+static uint64_t top_page(const struct vmm_mem *m)
 {
 	uint64_t top = 0;
 
 	for (unsigned i = 0; i < m->nslots; i++)
 		if (m->slots[i].gpa + m->slots[i].size > top)
 			top = m->slots[i].gpa + m->slots[i].size;
+	return top / VMM_PAGE_SIZE;
+}
+
+int vmm_mem_dirty_start(struct vmm_mem *m)
+{
 	if (!m->dirty_map) {
-		m->dirty_pages = top / VMM_PAGE_SIZE;
+		m->dirty_pages = top_page(m);
 		m->dirty_map = calloc((m->dirty_pages + 63) / 64, sizeof(uint64_t));
 		if (!m->dirty_map)
 			return -ENOMEM;
@@ -163,9 +168,65 @@ void vmm_mem_mark_dirty(const struct vmm_mem *m, uint64_t gpa, uint64_t len)
 			__atomic_fetch_or(&d[p / 64], 1ull << (p % 64), __ATOMIC_SEQ_CST);
 }
 
+int vmm_mem_suspect_start(struct vmm_mem *m)
+{
+	uint64_t pages = top_page(m);
+	uint64_t *b = calloc((pages + 63) / 64 ? (pages + 63) / 64 : 1, sizeof(uint64_t));
+
+	if (!b)
+		return -ENOMEM;
+	free(m->suspect);
+	m->suspect = b;
+	m->suspect_pages = pages;
+	return 0;
+}
+
+void vmm_mem_suspect_set(struct vmm_mem *m, uint64_t page, bool bad)
+{
+	if (!m->suspect || page >= m->suspect_pages)
+		return;
+	uint64_t bit = 1ull << (page % 64);
+	if (bad)
+		__atomic_fetch_or(&m->suspect[page / 64], bit, __ATOMIC_RELAXED);
+	else if (__atomic_load_n(&m->suspect[page / 64], __ATOMIC_RELAXED) & bit)
+		__atomic_fetch_and(&m->suspect[page / 64], ~bit, __ATOMIC_RELAXED);
+}
+
+void vmm_mem_suspect_clear(struct vmm_mem *m, uint64_t gpa, uint64_t len)
+{
+	if (!m->suspect || !len)
+		return;
+	for (uint64_t p = gpa / VMM_PAGE_SIZE; p <= (gpa + len - 1) / VMM_PAGE_SIZE; p++) {
+		if (p >= m->suspect_pages)
+			break;
+		if (p % 64 == 0 && p + 64 <= (gpa + len) / VMM_PAGE_SIZE) { /* a whole word */
+			if (__atomic_load_n(&m->suspect[p / 64], __ATOMIC_RELAXED))
+				__atomic_store_n(&m->suspect[p / 64], 0, __ATOMIC_RELAXED);
+			p += 63;
+			continue;
+		}
+		vmm_mem_suspect_set(m, p, false);
+	}
+}
+
+uint64_t vmm_mem_suspect_count(const struct vmm_mem *m, uint64_t *first)
+{
+	uint64_t n = 0;
+
+	*first = 0;
+	for (uint64_t w = 0; m->suspect && w < (m->suspect_pages + 63) / 64; w++) {
+		uint64_t v = __atomic_load_n(&m->suspect[w], __ATOMIC_RELAXED);
+		if (v && !n)
+			*first = (w * 64 + (uint64_t)__builtin_ctzll(v)) * VMM_PAGE_SIZE;
+		n += (uint64_t)__builtin_popcountll(v);
+	}
+	return n;
+}
+
 void vmm_mem_free(struct vmm_mem *m)
 {
 	free(m->dirty_map);
+	free(m->suspect);
 	for (unsigned i = 0; i < m->nslots; i++) {
 		munmap(m->slots[i].host, m->slots[i].size);
 		if (m->slots[i].memfd >= 0)

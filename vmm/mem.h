@@ -30,6 +30,12 @@ struct vmm_mem {
 	uint64_t *dirty_map;
 	uint64_t dirty_pages;
 	int pagemap_fd; /* /proc/self/pagemap for anonymous slots, or -1 */
+	/* Incoming live migration: a bit per page whose last copy arrived
+	 * with a checksum that did not match (the source read it while the
+	 * guest wrote it: a newer copy must follow); NULL: a mismatch is an
+	 * error at once. suspect_pages bits, words of 64. */
+	uint64_t *suspect;
+	uint64_t suspect_pages;
 };
 
 /* Lays out `bytes` of RAM (16 MiB .. 64 GiB) below and above the 32-bit
@@ -60,6 +66,15 @@ uint64_t vmm_mem_dirty_harvest(struct vmm_mem *m, uint64_t *out);
 void vmm_mem_merge_dirty(struct vmm_mem *m, uint64_t first, const uint64_t *bm, uint64_t npages);
 /* Marks [gpa, gpa + len) written (devices writing guest memory). */
 void vmm_mem_mark_dirty(const struct vmm_mem *m, uint64_t gpa, uint64_t len);
+
+/* Starts tracking suspect pages (none yet): 0 or -ENOMEM. */
+int vmm_mem_suspect_start(struct vmm_mem *m);
+/* Page `page` (gpa / 4 KiB): its last copy was damaged (bad) or good. */
+void vmm_mem_suspect_set(struct vmm_mem *m, uint64_t page, bool bad);
+/* Marks [gpa, gpa + len) good. */
+void vmm_mem_suspect_clear(struct vmm_mem *m, uint64_t gpa, uint64_t len);
+/* How many pages are suspect; *first: the lowest one's gpa. */
+uint64_t vmm_mem_suspect_count(const struct vmm_mem *m, uint64_t *first);
 
 /* Host pointer for [gpa, gpa+len) if it lies inside one slot, else NULL.
  * Every device access to guest memory goes through here (bounds). */

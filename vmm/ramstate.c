@@ -25,6 +25,69 @@ static bool page_is_zero(const uint8_t *p)
 	return acc == 0;
 }
 
+/* Whether a page holds anything but zeros, from its first non-zero line
+ * on (a page with data is then read once more, by its checksum, mostly
+ * from the cache). */
+static bool page_has_data(const uint8_t *p)
+{
+	const uint64_t *w = (const uint64_t *)p;
+
+	for (unsigned i = 0; i < PAGE / 8; i += 8)
+		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] |
+		    w[i + 7])
+			return true;
+	return false;
+}
+
+static void put_le32(uint8_t *b, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		b[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* A RAMC section: the pages go from guest memory as they are, each with
+ * the checksum of what was read. The guest may write a page between that
+ * read and the socket's copy of it; the write is in the dirty log, so a
+ * newer copy follows, and the destination counts the damaged one as
+ * suspect until then. The trailer covers the rest (address, bitmap,
+ * checksums). */
+static int save_range_crcs(const uint8_t *src, struct vmm_stream *s, uint64_t gpa, uint32_t npages,
+                           uint32_t instance, struct ram_stats *st)
+{
+	uint8_t meta[12 + RAMSTATE_CHUNK_PAGES / 8 + 4 * RAMSTATE_CHUNK_PAGES];
+	struct iovec iov[1 + RAMSTATE_CHUNK_PAGES];
+	uint32_t bm = (npages + 7) / 8, k = 0;
+	int n = 1;
+	size_t data = 0;
+
+	for (int i = 0; i < 8; i++)
+		meta[i] = (uint8_t)(gpa >> (8 * i));
+	put_le32(meta + 8, npages);
+	memset(meta + 12, 0, bm);
+	for (uint32_t i = 0; i < npages; i++) {
+		const uint8_t *p = src + (size_t)i * PAGE;
+		if (!page_has_data(p)) {
+			if (st)
+				st->zero_pages++;
+			continue;
+		}
+		meta[12 + i / 8] |= (uint8_t)(1u << (i % 8));
+		put_le32(meta + 12 + bm + 4 * k++, vmm_crc32c_page(p));
+		if (n > 1 && (const uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == p)
+			iov[n - 1].iov_len += PAGE;
+		else
+			iov[n++] = (struct iovec){ (void *)p, PAGE };
+		data += PAGE;
+	}
+	iov[0] = (struct iovec){ meta, 12 + bm + 4 * (size_t)k };
+	if (st)
+		st->pages += npages;
+	int ret = vmm_state_write_sectionv(s, SEC_RAMC, instance, iov, n, 1);
+	if (st && ret == 0)
+		st->bytes += iov[0].iov_len + data + 20;
+	return ret;
+}
+
 /* Copies a page to dst; whether it held anything but zeros. src is a
  * guest page (aligned); dst is anywhere in a section buffer, so it is
  * stored through memcpy (plain moves on x86, no alignment assumed). */
@@ -81,6 +144,8 @@ int vmm_ram_save_range(const struct vmm_mem *m, struct vmm_stream *s, uint64_t g
 	src = vmm_gpa(m, gpa, (uint64_t)npages * PAGE);
 	if (!src)
 		return -EFAULT;
+	if (s->page_crcs && !s->compress)
+		return save_range_crcs(src, s, gpa, npages, instance, st);
 	sbuf_init(&b);
 	sbuf_u64(&b, gpa);
 	sbuf_u32(&b, npages);
@@ -377,7 +442,87 @@ int vmm_ram_load(struct vmm_mem *m, const uint8_t *payload, size_t len, char *er
 			memset(p, 0, PAGE); /* a read maps no page; a write would */
 		}
 	}
+	vmm_mem_suspect_clear(m, gpa, (uint64_t)n * PAGE);
 	return 0;
+}
+
+/* A RAMC section (save_range_crcs) into guest memory: its address, page
+ * count, bitmap and length checked before a page is written; each page's
+ * checksum after it is: a mismatch makes the page suspect where m tracks
+ * them (a newer copy must come), else fails; the trailer last. */
+static int read_ramc(struct vmm_stream *s, struct vmm_mem *m, const uint8_t h[16], uint64_t len,
+                     uint32_t inst, char *err, size_t errlen)
+{
+	uint8_t meta[12 + RAMSTATE_CHUNK_PAGES / 8 + 4 * RAMSTATE_CHUNK_PAGES];
+	uint64_t gpa = 0;
+	uint32_t n = 0, k = 0;
+	int ret = 0;
+
+	if (len < 12 || (ret = vmm_state_read_part(s, meta, 12, SEC_RAMC, inst, err, errlen)) < 0)
+		goto bad;
+	for (int i = 0; i < 8; i++)
+		gpa |= (uint64_t)meta[i] << (8 * i);
+	for (int i = 0; i < 4; i++)
+		n |= (uint32_t)meta[8 + i] << (8 * i);
+	if ((ret = head_check(m, gpa, n, err, errlen)) < 0)
+		return ret;
+	uint32_t bm = (n + 7) / 8;
+	if (len < 12 + bm ||
+	    (ret = vmm_state_read_part(s, meta + 12, bm, SEC_RAMC, inst, err, errlen)) < 0)
+		goto bad;
+	const uint8_t *bitmap = meta + 12;
+	for (uint32_t i = 0; i < n; i++)
+		k += (bitmap[i / 8] >> (i % 8)) & 1;
+	/* the bitmap's bits past n, and the length: checksums and pages */
+	if ((ret = bitmap_check(bitmap, n, (uint64_t)k * PAGE, gpa, err, errlen)) < 0 ||
+	    len != 12 + bm + (uint64_t)k * (4 + PAGE))
+		goto bad;
+	const uint8_t *crcs = meta + 12 + bm;
+	if ((ret = vmm_state_read_part(s, meta + 12 + bm, 4 * (size_t)k, SEC_RAMC, inst, err,
+	                               errlen)) < 0)
+		return ret;
+	uint32_t crc = vmm_crc32c(vmm_crc32c(0, h, 16), meta, 12 + bm + 4 * (size_t)k);
+	uint8_t *dst = vmm_gpa(m, gpa, (uint64_t)n * PAGE);
+	uint64_t first = gpa / PAGE;
+	for (uint32_t i = 0, c = 0; i < n;) {
+		uint32_t j = i;
+		bool set = (bitmap[i / 8] >> (i % 8)) & 1;
+		while (j < n && (bool)((bitmap[j / 8] >> (j % 8)) & 1) == set)
+			j++;
+		uint8_t *p = dst + (size_t)i * PAGE;
+		if (set && (ret = vmm_state_read_part(s, p, (size_t)(j - i) * PAGE, SEC_RAMC, inst,
+		                                      err, errlen)) < 0)
+			return ret;
+		for (uint32_t q = i; q < j; q++, p += PAGE) {
+			if (!set) {
+				if (!page_is_zero(p))
+					memset(p, 0, PAGE); /* a read maps no page */
+				vmm_mem_suspect_set(m, first + q, false);
+				continue;
+			}
+			const uint8_t *cb = crcs + 4 * c++;
+			uint32_t want = (uint32_t)cb[0] | (uint32_t)cb[1] << 8 |
+			                (uint32_t)cb[2] << 16 | (uint32_t)cb[3] << 24;
+			bool good = vmm_crc32c_page(p) == want;
+			if (!good && !m->suspect) {
+				snprintf(err, errlen,
+				         "RAMC section at 0x%llx: the page at 0x%llx arrived "
+				         "damaged (checksum mismatch)",
+				         (unsigned long long)gpa,
+				         (unsigned long long)((first + q) * PAGE));
+				return -EBADMSG;
+			}
+			vmm_mem_suspect_set(m, first + q, !good);
+		}
+		i = j;
+	}
+	return vmm_state_read_trailer(s, crc, SEC_RAMC, inst, err, errlen);
+bad:
+	if (ret < 0)
+		return ret;
+	snprintf(err, errlen, "RAMC section at 0x%llx: its length does not match its bitmap",
+	         (unsigned long long)gpa);
+	return -EBADMSG;
 }
 
 int vmm_ram_read_section(struct vmm_stream *s, struct vmm_mem *m, uint32_t *type, uint32_t *inst,
@@ -393,6 +538,15 @@ int vmm_ram_read_section(struct vmm_stream *s, struct vmm_mem *m, uint32_t *type
 	payload->err = 0;
 	if ((ret = vmm_state_read_head(s, h, type, inst, &len, err, errlen)) < 0)
 		return ret;
+	if (*type == SEC_RAMC) {
+		if (!m) {
+			snprintf(err, errlen, "a RAMC section before the stream showed its VM");
+			return -EBADMSG;
+		}
+		ret = read_ramc(s, m, h, len, *inst, err, errlen);
+		*loaded = ret == 0;
+		return ret;
+	}
 	if (!m || *type != SEC_RAM) {
 		if ((ret = sbuf_reserve(payload, (size_t)len)) < 0)
 			return ret;
@@ -449,6 +603,7 @@ int vmm_ram_read_section(struct vmm_stream *s, struct vmm_mem *m, uint32_t *type
 	}
 	if ((ret = vmm_state_read_trailer(s, crc, *type, *inst, err, errlen)) < 0)
 		return ret;
+	vmm_mem_suspect_clear(m, gpa, (uint64_t)n * PAGE);
 	*loaded = true;
 	return 0;
 bad:
@@ -502,6 +657,7 @@ int vmm_ram_zero_load(struct vmm_mem *m, const uint8_t *payload, size_t len, cha
 		return vmm_ram_zero_check(m, payload, len, err, errlen);
 	struct vmm_mem_slot *sl = &m->slots[i];
 	uint64_t off = gpa - sl->gpa;
+	vmm_mem_suspect_clear(m, gpa, n);
 	if (sl->memfd >= 0 && fallocate(sl->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 	                                (off_t)off, (off_t)n) == 0)
 		return 0;

@@ -453,6 +453,9 @@ int vmm_vm_restore(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t er
 		case SEC_RAM:
 			ret = loaded ? 0 : vmm_ram_load(&vm->mem, p.data, p.len, err, errlen);
 			break;
+		case SEC_RAMC: /* loaded as it was read, always */
+			ret = 0;
+			break;
 		case SEC_ZERO:
 			ret = vmm_ram_zero_load(&vm->mem, p.data, p.len, err, errlen);
 			break;

@@ -1,6 +1,7 @@
 #include "state.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -101,6 +102,42 @@ __attribute__((target("sse4.2"))) static uint32_t crc_hw3(uint32_t crc, const ui
 	return crc_hw(st, p + 3 * l, n - 3 * l);
 }
 
+__attribute__((target("sse4.2"))) static uint32_t crc_hw3_page(const uint8_t *p)
+{
+	enum { L = 4096 / 3 / 8 * 8 }; /* 1360 bytes a chain, 16 left */
+	static _Atomic uint32_t shift;
+	uint64_t s0 = 0xffffffffu, s1 = 0, s2 = 0;
+	uint32_t sh = atomic_load_explicit(&shift, memory_order_relaxed);
+
+	if (!sh) {
+		sh = x8nmodp(L);
+		atomic_store_explicit(&shift, sh, memory_order_relaxed);
+	}
+	for (size_t i = 0; i < L; i += 8) {
+		uint64_t va, vb, vc;
+		memcpy(&va, p + i, 8);
+		memcpy(&vb, p + L + i, 8);
+		memcpy(&vc, p + 2 * L + i, 8);
+		s0 = __builtin_ia32_crc32di(s0, va);
+		s1 = __builtin_ia32_crc32di(s1, vb);
+		s2 = __builtin_ia32_crc32di(s2, vc);
+	}
+	uint32_t st = multmodp(sh, (uint32_t)s0) ^ (uint32_t)s1;
+	st = multmodp(sh, st) ^ (uint32_t)s2;
+	return ~crc_hw(st, p + 3 * L, 4096 - 3 * L);
+}
+
+uint32_t vmm_crc32c_page(const void *p)
+{
+	static int have_hw = -1;
+
+	if (have_hw < 0) {
+		unsigned a, b, c, d;
+		have_hw = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSE4_2);
+	}
+	return have_hw ? crc_hw3_page(p) : vmm_crc32c(0, p, 4096);
+}
+
 uint32_t vmm_crc32c(uint32_t crc, const void *p, size_t n)
 {
 	static int have_hw = -1;
@@ -157,11 +194,10 @@ static int fd_read(void *arg, void *p, size_t n)
 
 void vmm_stream_fd(struct vmm_stream *s, int *fd)
 {
+	memset(s, 0, sizeof(*s)); /* no sync answer, no writev, plain RAM sections */
 	s->write = fd_write;
 	s->read = fd_read;
 	s->arg = fd;
-	s->bytes = 0;
-	s->compress = false;
 }
 
 static int sbuf_write(void *arg, const void *p, size_t n)
@@ -296,6 +332,44 @@ int vmm_state_write_section(struct vmm_stream *s, uint32_t type, uint32_t instan
 	if ((ret = put(s, h, sizeof(h))) < 0 || (len && (ret = put(s, payload, len)) < 0) ||
 	    (ret = put(s, t, 4)) < 0)
 		return ret;
+	return 0;
+}
+
+int vmm_state_write_sectionv(struct vmm_stream *s, uint32_t type, uint32_t instance,
+                             const struct iovec *iov, int n, int checked)
+{
+	uint8_t h[16], t[4];
+	uint64_t len = 0;
+	uint32_t crc;
+	int ret;
+
+	for (int i = 0; i < n; i++)
+		len += iov[i].iov_len;
+	if (len > VMM_STATE_MAX_SECTION || n < 0 || n > VMM_STATE_MAX_IOV || checked > n)
+		return -E2BIG;
+	memcpy(h, &type, 4);
+	memcpy(h + 4, &instance, 4);
+	memcpy(h + 8, &len, 8);
+	crc = vmm_crc32c(0, h, sizeof(h));
+	for (int i = 0; i < checked; i++)
+		crc = vmm_crc32c(crc, iov[i].iov_base, iov[i].iov_len);
+	memcpy(t, &crc, 4);
+	if (!s->writev) {
+		if ((ret = put(s, h, sizeof(h))) < 0)
+			return ret;
+		for (int i = 0; i < n; i++)
+			if (iov[i].iov_len && (ret = put(s, iov[i].iov_base, iov[i].iov_len)) < 0)
+				return ret;
+		return put(s, t, 4);
+	}
+	/* header, payload and trailer in one call */
+	struct iovec all[VMM_STATE_MAX_IOV + 2];
+	all[0] = (struct iovec){ h, sizeof(h) };
+	memcpy(all + 1, iov, (size_t)n * sizeof(*iov));
+	all[n + 1] = (struct iovec){ t, 4 };
+	if ((ret = s->writev(s->arg, all, n + 2)) < 0)
+		return ret;
+	s->bytes += len + 20;
 	return 0;
 }
 

@@ -6,7 +6,7 @@
  *   the last section is type END.
  *
  * Little-endian; the crc32c of a section covers its type, instance, length
- * and payload. A reader refuses an unknown version, a section longer than
+ * and payload (a RAMC section's, all but its pages: ramstate.h). A reader refuses an unknown version, a section longer than
  * VMM_STATE_MAX_SECTION, and any checksum mismatch, naming what it found. */
 #ifndef VMM_STATE_H
 #define VMM_STATE_H
@@ -14,12 +14,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "sbuf.h"
 
 #define VMM_STATE_MAGIC       "VMKSTATE"
 #define VMM_STATE_VERSION     1
 #define VMM_STATE_MAX_SECTION (64u << 20)
+#define VMM_STATE_MAX_IOV     300 /* buffers of one vmm_state_write_sectionv */
 
 #define VMM_FOURCC(a, b, c, d)                                                                     \
 	((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
@@ -33,6 +35,7 @@
 #define SEC_DEVICE    VMM_FOURCC('D', 'E', 'V', 'S') /* instance = device index */
 #define SEC_RAM       VMM_FOURCC('R', 'A', 'M', ' ') /* pages, zero pages as flags */
 #define SEC_RAMZ      VMM_FOURCC('R', 'A', 'M', 'Z') /* a RAM payload, lz4-compressed */
+#define SEC_RAMC      VMM_FOURCC('R', 'A', 'M', 'C') /* RAM, a checksum per page (ramstate.h) */
 #define SEC_SLOG      VMM_FOURCC('S', 'L', 'O', 'G') /* the serial log so far (storage moves) */
 #define SEC_ZERO      VMM_FOURCC('Z', 'E', 'R', 'O') /* a range the guest never wrote */
 #define SEC_SYNC      VMM_FOURCC('S', 'Y', 'N', 'C') /* migration: a pass ends (u32 pass) */
@@ -42,10 +45,16 @@
  * 0 or -errno; read fails with -EPIPE at a premature end. */
 struct vmm_stream {
 	int (*write)(void *arg, const void *p, size_t n);
+	/* optional: n buffers in one call (a socket's sendmsg); NULL: each
+	 * through write */
+	int (*writev)(void *arg, const struct iovec *iov, int n);
 	int (*read)(void *arg, void *p, size_t n);
 	void *arg;
 	uint64_t bytes; /* moved so far */
 	bool compress;  /* RAM sections go lz4-compressed (RAMZ) where that is smaller */
+	/* RAM sections go as RAMC, their pages straight from guest memory
+	 * (live migration: see ramstate.h); not with compress */
+	bool page_crcs;
 	/* a reader's answer to a SYNC section (live migration: everything
 	 * before it is loaded); NULL: SYNC is refused as unknown */
 	int (*sync)(void *arg, uint32_t pass);
@@ -59,10 +68,17 @@ void vmm_stream_sbuf(struct vmm_stream *s, struct sbuf *b);
 void vmm_stream_rbuf(struct vmm_stream *s, struct rbuf *r);
 
 uint32_t vmm_crc32c(uint32_t crc, const void *p, size_t n);
+/* vmm_crc32c(0, p, 4096), the same value, three chains at once. */
+uint32_t vmm_crc32c_page(const void *p);
 
 int vmm_state_write_header(struct vmm_stream *s);
 int vmm_state_write_section(struct vmm_stream *s, uint32_t type, uint32_t instance,
                             const void *payload, size_t len);
+/* A section whose payload is n buffers (sent in one writev where the
+ * stream has it), its trailer the crc32c of the header and of the first
+ * `checked` buffers only: the others are the caller's to check (RAMC). */
+int vmm_state_write_sectionv(struct vmm_stream *s, uint32_t type, uint32_t instance,
+                             const struct iovec *iov, int n, int checked);
 
 int vmm_state_read_header(struct vmm_stream *s, char *err, size_t errlen);
 /* Reads the next section into payload (reset first). */
