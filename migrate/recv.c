@@ -276,6 +276,10 @@ int migrate_dst_receive(int lfd, const char *token, struct vmm_vm *vm, int timeo
 		return ret;
 	}
 	log_info("migration: %llu bytes received and loaded", (unsigned long long)ws.sent);
+	if (atomic_load(&vm->mem.suspect_seen))
+		log_info("migration: %llu page copies arrived damaged (the source read them while "
+		         "the guest wrote them); newer copies replaced every one",
+		         (unsigned long long)atomic_load(&vm->mem.suspect_seen));
 	if ((ret = wire_send_line(c, "R\n")) < 0) {
 		close(c);
 		snprintf(err, errlen, "the source went away: %s", strerror(-ret));

@@ -423,6 +423,7 @@ static void test_page_checksums(void **state)
 	                 0);
 	assert_int_equal(vmm_mem_suspect_count(&b, &first), 1);
 	assert_int_equal(first, 0x1000);
+	assert_int_equal(atomic_load(&b.suspect_seen), 1);
 	/* the newer copy, as RAMC or as RAM, makes it good */
 	buf.len = buf.off = 0;
 	assert_int_equal(vmm_ram_save_range(&a, &s, 0x1000, 2, 0, NULL), 0);

@@ -178,6 +178,7 @@ int vmm_mem_suspect_start(struct vmm_mem *m)
 	free(m->suspect);
 	m->suspect = b;
 	m->suspect_pages = pages;
+	atomic_store(&m->suspect_seen, 0);
 	return 0;
 }
 
@@ -186,10 +187,12 @@ void vmm_mem_suspect_set(struct vmm_mem *m, uint64_t page, bool bad)
 	if (!m->suspect || page >= m->suspect_pages)
 		return;
 	uint64_t bit = 1ull << (page % 64);
-	if (bad)
+	if (bad) {
 		__atomic_fetch_or(&m->suspect[page / 64], bit, __ATOMIC_RELAXED);
-	else if (__atomic_load_n(&m->suspect[page / 64], __ATOMIC_RELAXED) & bit)
+		atomic_fetch_add_explicit(&m->suspect_seen, 1, memory_order_relaxed);
+	} else if (__atomic_load_n(&m->suspect[page / 64], __ATOMIC_RELAXED) & bit) {
 		__atomic_fetch_and(&m->suspect[page / 64], ~bit, __ATOMIC_RELAXED);
+	}
 }
 
 void vmm_mem_suspect_clear(struct vmm_mem *m, uint64_t gpa, uint64_t len)
