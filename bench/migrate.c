@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -274,36 +275,49 @@ static void show(const char *who, const struct med *m, bool observe)
 	printf("  %8.1f MiB\n", m->bytes / 1048576);
 }
 
-static double best(double a, double b)
+/* Each metric: the better of two configurations' medians (either may
+ * have failed: absent). */
+static struct med best_of(const struct med *a, const struct med *b)
 {
-	return a <= 0 ? b : b <= 0 ? a : a < b ? a : b;
+	if (!a->n || !b->n)
+		return a->n ? *a : *b;
+	struct med m = *a;
+	m.total = fmin(a->total, b->total), m.down = fmin(a->down, b->down);
+	m.observed = fmin(a->observed, b->observed), m.bytes = fmin(a->bytes, b->bytes);
+	return m;
 }
 
-/* vmx against QEMU's best of its two configurations, metric by metric */
+static void ratio(const char *name, double v, double q)
+{
+	if (q > 0)
+		printf("  %s %.2f", name, v / q);
+	else
+		printf("  %s - (QEMU's is 0)", name);
+}
+
+/* vmx's best of its two configurations against QEMU's best of its two,
+ * metric by metric */
 static void line(const char *what, const struct result *v1, const struct result *v4,
                  const struct result *q, const struct result *qm, int n, bool observe)
 {
 	struct med m1 = medians(v1, n), m4 = medians(v4, n), mq = medians(q, n),
 	           mm = medians(qm, n);
-	/* vmx's best configuration by total time, as QEMU's below */
-	struct med mv = !m4.n || (m1.n && m1.total <= m4.total) ? m1 : m4;
+	struct med mv = best_of(&m1, &m4), bq = best_of(&mq, &mm);
 
 	printf("%s\n", what);
 	show("vmx", &m1, observe);
 	show("vmx 4 streams", &m4, observe);
 	show("QEMU", &mq, observe);
 	show("QEMU multifd", &mm, observe);
-	if (!mv.n || (!mq.n && !mm.n))
+	if (!mv.n || !bq.n)
 		return;
-	double bt = best(mq.n ? mq.total : 0, mm.n ? mm.total : 0);
-	double bd = best(mq.n ? mq.down : 0, mm.n ? mm.down : 0);
-	double bo = best(mq.n ? mq.observed : 0, mm.n ? mm.observed : 0);
-	double bb = best(mq.n ? mq.bytes : 0, mm.n ? mm.bytes : 0);
-	printf("    vmx's best / QEMU's best: total %.2f  downtime %.2f",
-	       bt > 0 ? mv.total / bt : 0, bd > 0 ? mv.down / bd : 0);
+	printf("    vmx's best / QEMU's best:");
+	ratio("total", mv.total, bq.total);
+	ratio("downtime", mv.down, bq.down);
 	if (observe)
-		printf("  seen %.2f", bo > 0 ? mv.observed / bo : 0);
-	printf("  bytes %.2f\n", bb > 0 ? mv.bytes / bb : 0);
+		ratio("seen", mv.observed, bq.observed);
+	ratio("bytes", mv.bytes, bq.bytes);
+	printf("\n");
 }
 
 int main(int argc, char **argv)
