@@ -10,24 +10,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "le.h"
 #include "sbuf.h"
 
 #define PAGE VMM_PAGE_SIZE
 
-static bool page_is_zero(const uint8_t *p)
-{
-	const uint64_t *w = (const uint64_t *)p;
-	uint64_t acc = 0;
-
-	for (unsigned i = 0; i < PAGE / 8; i += 8)
-		acc |= w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] |
-		       w[i + 7];
-	return acc == 0;
-}
-
-/* Whether a page holds anything but zeros, from its first non-zero line
- * on (a page with data is then read once more, by its checksum, mostly
- * from the cache). */
+/* Whether a page holds anything but zeros: it stops at its first non-zero
+ * line (a page with data is then read once more, by its checksum or its
+ * copy, mostly from the cache). */
 static bool page_has_data(const uint8_t *p)
 {
 	const uint64_t *w = (const uint64_t *)p;
@@ -39,10 +29,12 @@ static bool page_has_data(const uint8_t *p)
 	return false;
 }
 
-static void put_le32(uint8_t *b, uint32_t v)
+/* A page the section says is zero, at the destination: cleared only if it
+ * is not already (a read maps no page; a write would). */
+static void zero_page(uint8_t *p)
 {
-	for (int i = 0; i < 4; i++)
-		b[i] = (uint8_t)(v >> (8 * i));
+	if (page_has_data(p))
+		memset(p, 0, PAGE);
 }
 
 /* A RAMC section: the pages go from guest memory as they are, each with
@@ -60,9 +52,8 @@ static int save_range_crcs(const uint8_t *src, struct vmm_stream *s, uint64_t gp
 	int n = 1;
 	size_t data = 0;
 
-	for (int i = 0; i < 8; i++)
-		meta[i] = (uint8_t)(gpa >> (8 * i));
-	put_le32(meta + 8, npages);
+	le_put64(meta, gpa);
+	le_put32(meta + 8, npages);
 	memset(meta + 12, 0, bm);
 	for (uint32_t i = 0; i < npages; i++) {
 		const uint8_t *p = src + (size_t)i * PAGE;
@@ -72,7 +63,7 @@ static int save_range_crcs(const uint8_t *src, struct vmm_stream *s, uint64_t gp
 			continue;
 		}
 		meta[12 + i / 8] |= (uint8_t)(1u << (i % 8));
-		put_le32(meta + 12 + bm + 4 * k++, vmm_crc32c_page(p));
+		le_put32(meta + 12 + bm + 4 * k++, vmm_crc32c_page(p));
 		if (n > 1 && (const uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == p)
 			iov[n - 1].iov_len += PAGE;
 		else
@@ -117,8 +108,7 @@ static int write_compressed(struct vmm_stream *s, uint32_t instance, const uint8
 		return -ENOMEM;
 	int n = LZ4_compress_default((const char *)raw, (char *)z + 4, (int)len, bound);
 	if (n > 0 && (size_t)n + 4 < len) {
-		z[0] = (uint8_t)len, z[1] = (uint8_t)(len >> 8), z[2] = (uint8_t)(len >> 16),
-		z[3] = (uint8_t)(len >> 24);
+		le_put32(z, (uint32_t)len);
 		ret = vmm_state_write_section(s, SEC_RAMZ, instance, z, (size_t)n + 4);
 		if (st && ret == 0)
 			st->bytes += (uint64_t)n + 24;
@@ -186,8 +176,7 @@ int vmm_ram_load_compressed(struct vmm_mem *m, const uint8_t *payload, size_t le
 		snprintf(err, errlen, "RAMZ section of %zu bytes: too short", len);
 		return -EBADMSG;
 	}
-	uint32_t raw = (uint32_t)payload[0] | (uint32_t)payload[1] << 8 |
-	               (uint32_t)payload[2] << 16 | (uint32_t)payload[3] << 24;
+	uint32_t raw = le_get32(payload);
 	/* at most a full RAM section: its header, bitmap and pages */
 	if (raw < 12 || raw > 12 + RAMSTATE_CHUNK_PAGES / 8 + (size_t)RAMSTATE_CHUNK_PAGES * PAGE ||
 	    len - 4 > (size_t)INT_MAX) {
@@ -264,10 +253,8 @@ static int save_zero(struct vmm_stream *s, uint64_t gpa, uint64_t len, struct ra
 {
 	uint8_t p[16];
 
-	for (int i = 0; i < 8; i++) {
-		p[i] = (uint8_t)(gpa >> (8 * i));
-		p[8 + i] = (uint8_t)(len >> (8 * i));
-	}
+	le_put64(p, gpa);
+	le_put64(p + 8, len);
 	if (st) {
 		st->pages += len / PAGE;
 		st->zero_pages += len / PAGE;
@@ -425,12 +412,8 @@ int vmm_ram_load(struct vmm_mem *m, const uint8_t *payload, size_t len, char *er
 
 	if (ret < 0)
 		return ret; /* validated in full before touching guest memory */
-	uint64_t gpa = 0;
-	uint32_t n = 0;
-	for (int i = 0; i < 8; i++)
-		gpa |= (uint64_t)payload[i] << (8 * i);
-	for (int i = 0; i < 4; i++)
-		n |= (uint32_t)payload[8 + i] << (8 * i);
+	uint64_t gpa = le_get64(payload);
+	uint32_t n = le_get32(payload + 8);
 	uint8_t *dst = vmm_gpa(m, gpa, (uint64_t)n * PAGE);
 	const uint8_t *bitmap = payload + 12, *src = payload + 12 + (n + 7) / 8;
 	for (uint32_t i = 0; i < n; i++) {
@@ -438,8 +421,8 @@ int vmm_ram_load(struct vmm_mem *m, const uint8_t *payload, size_t len, char *er
 		if ((bitmap[i / 8] >> (i % 8)) & 1) {
 			memcpy(p, src, PAGE);
 			src += PAGE;
-		} else if (!page_is_zero(p)) {
-			memset(p, 0, PAGE); /* a read maps no page; a write would */
+		} else {
+			zero_page(p);
 		}
 	}
 	vmm_mem_suspect_clear(m, gpa, (uint64_t)n * PAGE);
@@ -460,10 +443,8 @@ static int read_ramc(struct vmm_stream *s, struct vmm_mem *m, const uint8_t h[16
 
 	if (len < 12 || (ret = vmm_state_read_part(s, meta, 12, SEC_RAMC, inst, err, errlen)) < 0)
 		goto bad;
-	for (int i = 0; i < 8; i++)
-		gpa |= (uint64_t)meta[i] << (8 * i);
-	for (int i = 0; i < 4; i++)
-		n |= (uint32_t)meta[8 + i] << (8 * i);
+	gpa = le_get64(meta);
+	n = le_get32(meta + 8);
 	if ((ret = head_check(m, gpa, n, err, errlen)) < 0)
 		return ret;
 	uint32_t bm = (n + 7) / 8;
@@ -495,15 +476,11 @@ static int read_ramc(struct vmm_stream *s, struct vmm_mem *m, const uint8_t h[16
 			return ret;
 		for (uint32_t q = i; q < j; q++, p += PAGE) {
 			if (!set) {
-				if (!page_is_zero(p))
-					memset(p, 0, PAGE); /* a read maps no page */
+				zero_page(p);
 				vmm_mem_suspect_set(m, first + q, false);
 				continue;
 			}
-			const uint8_t *cb = crcs + 4 * c++;
-			uint32_t want = (uint32_t)cb[0] | (uint32_t)cb[1] << 8 |
-			                (uint32_t)cb[2] << 16 | (uint32_t)cb[3] << 24;
-			bool good = vmm_crc32c_page(p) == want;
+			bool good = vmm_crc32c_page(p) == le_get32(crcs + 4 * c++);
 			if (!good && !m->suspect) {
 				snprintf(err, errlen,
 				         "RAMC section at 0x%llx: the page at 0x%llx arrived "
@@ -563,10 +540,8 @@ int vmm_ram_read_section(struct vmm_stream *s, struct vmm_mem *m, uint32_t *type
 	 * and a VM that is being restored has not run. */
 	if (len < 12 || (ret = vmm_state_read_part(s, hb, 12, *type, *inst, err, errlen)) < 0)
 		goto bad;
-	for (int i = 0; i < 8; i++)
-		gpa |= (uint64_t)hb[i] << (8 * i);
-	for (int i = 0; i < 4; i++)
-		n |= (uint32_t)hb[8 + i] << (8 * i);
+	gpa = le_get64(hb);
+	n = le_get32(hb + 8);
 	uint32_t bm = (n + 7) / 8;
 	if ((ret = head_check(m, gpa, n, err, errlen)) < 0)
 		return ret;
@@ -596,8 +571,7 @@ int vmm_ram_read_section(struct vmm_stream *s, struct vmm_mem *m, uint32_t *type
 			crc = vmm_crc32c(crc, p, run);
 		} else {
 			for (size_t off = 0; off < run; off += PAGE)
-				if (!page_is_zero(p + off))
-					memset(p + off, 0, PAGE); /* a read maps no page */
+				zero_page(p + off);
 		}
 		i = j;
 	}
@@ -621,10 +595,8 @@ static int zero_slot(const struct vmm_mem *m, const uint8_t *payload, size_t len
 	*gpa = *n = 0;
 	if (len != 16)
 		return -1;
-	for (int i = 0; i < 8; i++) {
-		*gpa |= (uint64_t)payload[i] << (8 * i);
-		*n |= (uint64_t)payload[8 + i] << (8 * i);
-	}
+	*gpa = le_get64(payload);
+	*n = le_get64(payload + 8);
 	if (!*n || (*gpa | *n) & (PAGE - 1))
 		return -1;
 	for (unsigned i = 0; i < m->nslots; i++) {
