@@ -313,28 +313,6 @@ int vmm_state_read_header(struct vmm_stream *s, char *err, size_t errlen)
 
 /* ---- sections ---- */
 
-int vmm_state_write_section(struct vmm_stream *s, uint32_t type, uint32_t instance,
-                            const void *payload, size_t len)
-{
-	uint8_t h[16], t[4];
-	uint32_t crc;
-	int ret;
-
-	if (len > VMM_STATE_MAX_SECTION)
-		return -E2BIG;
-	memcpy(h, &type, 4);
-	memcpy(h + 4, &instance, 4);
-	uint64_t l = len;
-	memcpy(h + 8, &l, 8);
-	crc = vmm_crc32c(0, h, sizeof(h));
-	crc = vmm_crc32c(crc, payload, len); /* continues the running crc */
-	memcpy(t, &crc, 4);
-	if ((ret = put(s, h, sizeof(h))) < 0 || (len && (ret = put(s, payload, len)) < 0) ||
-	    (ret = put(s, t, 4)) < 0)
-		return ret;
-	return 0;
-}
-
 int vmm_state_write_sectionv(struct vmm_stream *s, uint32_t type, uint32_t instance,
                              const struct iovec *iov, int n, int checked)
 {
@@ -371,6 +349,17 @@ int vmm_state_write_sectionv(struct vmm_stream *s, uint32_t type, uint32_t insta
 		return ret;
 	s->bytes += len + 20;
 	return 0;
+}
+
+/* One payload: the trailer covers all of it. */
+int vmm_state_write_section(struct vmm_stream *s, uint32_t type, uint32_t instance,
+                            const void *payload, size_t len)
+{
+	struct iovec iov = { (void *)payload, len };
+
+	if (len > VMM_STATE_MAX_SECTION)
+		return -E2BIG;
+	return vmm_state_write_sectionv(s, type, instance, &iov, 1, 1);
 }
 
 int vmm_state_read_head(struct vmm_stream *s, uint8_t h[16], uint32_t *type, uint32_t *instance,
