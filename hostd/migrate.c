@@ -808,6 +808,7 @@ int hostd_op_vm_migrate(struct hostd_call *call, const Vmk__Request *req)
 	j->ms.converge_timeout_s = m->converge_timeout_s;
 	j->ms.streams = m->streams;
 	j->ms.compress = m->compress;
+	j->ms.verify_pages = m->verify_pages;
 	j->ms.storage = m->storage;
 	j->ms.netns = j->route.netns;
 	int status = hostd_task_start_reply(call, "vm.migrate", j->name, send_worker, j);

@@ -178,16 +178,22 @@ n=$(grep -c "verify pass" "$shared/big/serial.log")
 wait_line "$shared/big/serial.log" "verify pass $((n + 1)) OK" && ok "big verifies a full pass on esx2" ||
 	not_ok "verify after migration" "$(tail -3 "$shared/big/serial.log")"
 ! grep -q CORRUPT "$shared/big/serial.log" && ok "no CORRUPT" || not_ok "corruption" "$(grep CORRUPT "$shared/big/serial.log")"
-# back over four parallel streams
+! grep -q "page copies checked" "$shared/big/vmx.log" && ok "by default the pages go without checksums of their own" ||
+	not_ok "default RAMD" "$(grep migration "$shared/big/vmx.log" | tail -5)"
+# back over four parallel streams, every page checked end to end
 expect 0 "migrate the verifier back to esx1 over 4 streams" vmkctl -s esx2 --formatter json vm migrate -n big \
-	--dest esx1 --streams 4
+	--dest esx1 --streams 4 --verify-pages
 grep -q "migration: 4 streams" "$shared/big/vmx.log" && ok "the destination took 4 streams" ||
 	not_ok "4 streams" "$(grep migration "$shared/big/vmx.log" | tail -3)"
+checked=$(grep -o "migration: [0-9]* page copies checked" "$shared/big/vmx.log" | tail -1 | awk '{print $2}')
+[[ ${checked:-0} -gt $((48 * 256)) ]] && ok "with --verify-pages the destination checked $checked page copies" ||
+	not_ok "--verify-pages" "$(grep migration "$shared/big/vmx.log" | tail -5)"
 n=$(grep -c "verify pass" "$shared/big/serial.log")
 wait_line "$shared/big/serial.log" "verify pass $((n + 1)) OK" && ok "big verifies a full pass on esx1" ||
 	not_ok "verify after the 4-stream migration" "$(tail -3 "$shared/big/serial.log")"
 ! grep -q CORRUPT "$shared/big/serial.log" && ok "still no CORRUPT" || not_ok "corruption" "$(grep CORRUPT "$shared/big/serial.log")"
 expect 2 "--streams 9 -> 2" vmkctl -s esx1 vm migrate -n big --dest esx2 --streams 9
+expect 2 "--verify-pages with --cold -> 2" vmkctl -s esx1 vm migrate -n big --dest esx2 --cold --verify-pages
 expect 0 "power off big" vmkctl -s esx1 vm power off -n big
 
 # ---- a dirtier faster than the link: auto-converge ----

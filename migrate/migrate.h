@@ -65,6 +65,7 @@ struct migrate_params {
 	uint32_t converge_timeout; /* s, 0: MIGRATE_CONVERGE_S */
 	uint32_t streams;          /* parallel connections, 0/1: one */
 	bool compress;             /* lz4 for the memory (RAMZ sections) */
+	bool verify_pages;         /* a crc32c for each page, checked at the destination (RAMC) */
 	bool storage;              /* the disks go too (storage migration) */
 	char serial_log[4096];     /* with storage: the log that moves along */
 };

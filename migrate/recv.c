@@ -109,7 +109,7 @@ static void *xrecv_main(void *arg)
 			x->ret = loaded ? 0
 			                : vmm_ram_load(&x->vm->mem, p.data, p.len, x->err,
 			                               sizeof(x->err));
-		else if (type == SEC_RAMC)
+		else if (type == SEC_RAMC || type == SEC_RAMD)
 			x->ret = 0; /* loaded as it was read, always */
 		else if (type == SEC_RAMZ)
 			x->ret = vmm_ram_load_compressed(&x->vm->mem, p.data, p.len, x->err,
@@ -247,8 +247,9 @@ int migrate_dst_receive(int lfd, const char *token, struct vmm_vm *vm, int timeo
 	struct sync_ctx sc = { x, n, c };
 	st.sync = main_sync;
 	st.sync_arg = &sc;
-	/* pages the source read while the guest wrote them arrive damaged
-	 * (RAMC) and are suspect until a newer copy comes: it always does
+	/* with --verify-pages, pages the source read while the guest wrote
+	 * them arrive damaged (RAMC) and are suspect until a newer copy
+	 * comes: it always does
 	 * (the write is in its dirty log), so one left at the end was damaged
 	 * on the way */
 	ret = vmm_mem_suspect_start(&vm->mem);
@@ -276,6 +277,9 @@ int migrate_dst_receive(int lfd, const char *token, struct vmm_vm *vm, int timeo
 		return ret;
 	}
 	log_info("migration: %llu bytes received and loaded", (unsigned long long)ws.sent);
+	if (atomic_load(&vm->mem.pages_checked))
+		log_info("migration: %llu page copies checked against the source's checksums",
+		         (unsigned long long)atomic_load(&vm->mem.pages_checked));
 	if (atomic_load(&vm->mem.suspect_seen))
 		log_info("migration: %llu page copies arrived damaged (the source read them while "
 		         "the guest wrote them); newer copies replaced every one",

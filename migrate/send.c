@@ -345,7 +345,8 @@ static void *send_main(void *arg)
 		}
 		wire_stream_init(&x[k].ws, &x[k].st, fd, max_bps / nstreams, &s->cancel);
 		x[k].st.compress = s->p.compress;
-		x[k].st.page_crcs = true; /* pages straight from guest memory */
+		x[k].st.direct = true; /* pages straight from guest memory */
+		x[k].st.page_crcs = s->p.verify_pages;
 		if ((ret = vmm_state_write_header(&x[k].st)) < 0) {
 			fail(s, atomic_load(&s->cancel) ? MIG_CANCELLED : MIG_FAILED,
 			     "stream %u: %s", k, strerror(-ret));
@@ -358,7 +359,8 @@ static void *send_main(void *arg)
 	}
 	wire_stream_init(&ws, &st, s->fd, max_bps / nstreams, &s->cancel);
 	st.compress = s->p.compress;
-	st.page_crcs = true;
+	st.direct = true;
+	st.page_crcs = s->p.verify_pages;
 	if (vmm_vm_save_begin(vm, &st, err, sizeof(err)) < 0 ||
 	    vmm_vm_dirty_start(vm, err, sizeof(err)) < 0) {
 		fail(s, MIG_FAILED, "%s", err);

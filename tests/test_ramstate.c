@@ -385,6 +385,7 @@ static void test_page_checksums(void **state)
 
 	(void)state;
 	membuf_stream(&s, &buf);
+	s.direct = true;
 	s.page_crcs = true;
 	sbuf_init(&p);
 	assert_int_equal(vmm_mem_init(&a, 16ull << 20, false), 0);
@@ -437,7 +438,7 @@ static void test_page_checksums(void **state)
 	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
 	                 0);
 	assert_int_equal(vmm_mem_suspect_count(&b, &first), 1);
-	s.page_crcs = false;
+	s.direct = false;
 	buf.len = buf.off = 0;
 	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 4, 0, NULL), 0);
 	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
@@ -445,7 +446,7 @@ static void test_page_checksums(void **state)
 	assert_true(type == SEC_RAM);
 	assert_int_equal(vmm_mem_suspect_count(&b, &first), 0);
 	/* and so does a ZERO section over it */
-	s.page_crcs = true;
+	s.direct = true;
 	buf.len = buf.off = 0;
 	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 4, 0, NULL), 0);
 	buf.data[page1] ^= 0x01;
@@ -489,13 +490,111 @@ static void test_page_checksums(void **state)
 	vmm_mem_free(&b);
 }
 
+/* RAMD (live migration without --verify-pages): pages straight from guest
+ * memory, no checksum of their own (a page the guest wrote on the way is
+ * in its dirty log: a newer copy follows); the address, bitmap and length
+ * are checked and the trailer covers them; its copy of a page clears a
+ * suspect mark as any newer copy does. */
+static void test_direct_pages(void **state)
+{
+	struct vmm_mem a, b;
+	struct membuf buf = { 0 };
+	struct vmm_stream s;
+	struct sbuf p;
+	char err[256];
+	uint32_t type, inst;
+	uint64_t first;
+	bool loaded;
+
+	(void)state;
+	membuf_stream(&s, &buf);
+	s.direct = true;
+	sbuf_init(&p);
+	assert_int_equal(vmm_mem_init(&a, 16ull << 20, false), 0);
+	assert_int_equal(vmm_mem_init(&b, 16ull << 20, false), 0);
+	for (size_t i = 0; i < (1u << 20); i += 4096)
+		if (i / 4096 % 3)
+			for (size_t k = 0; k < 4096; k += 8)
+				memcpy(a.slots[0].host + i + k, &(uint64_t){ i * 104729 + k + 3 },
+				       8);
+	memset(b.slots[0].host, 0xee, 1u << 20); /* stale: zero pages clear it */
+
+	struct ram_stats st = { 0 };
+	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 256, 0, &st), 0);
+	/* [16 header][u64 gpa][u32 n][32 bitmap][170 pages][u32 crc] */
+	assert_int_equal(st.zero_pages, 86);
+	assert_int_equal(st.bytes, buf.len);
+	assert_int_equal(buf.len, 16 + 12 + 32 + 170 * 4096 + 4);
+	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
+	                 0);
+	assert_true(type == SEC_RAMD && loaded);
+	assert_memory_equal(a.slots[0].host, b.slots[0].host, 1u << 20);
+
+	/* a suspect page (a damaged RAMC copy) is made good by a RAMD copy */
+	s.page_crcs = true;
+	buf.len = buf.off = 0;
+	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 4, 0, NULL), 0);
+	buf.data[16 + 12 + 1 + 3 * 4 + 7] ^= 0x10; /* page 1, after 3 checksums */
+	assert_int_equal(vmm_mem_suspect_start(&b), 0);
+	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
+	                 0);
+	assert_int_equal(vmm_mem_suspect_count(&b, &first), 1);
+	s.page_crcs = false;
+	buf.len = buf.off = 0;
+	assert_int_equal(vmm_ram_save_range(&a, &s, 0x1000, 1, 0, NULL), 0);
+	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
+	                 0);
+	assert_true(type == SEC_RAMD);
+	assert_int_equal(vmm_mem_suspect_count(&b, &first), 0);
+	assert_memory_equal(a.slots[0].host, b.slots[0].host, 1u << 20);
+
+	/* the trailer covers the address and the bitmap: the gpa moved
+	 * inside guest RAM, two pages swapped in the bitmap */
+	size_t at[] = { 16 + 2, 16 + 12 };
+	uint8_t flip[] = { 0x02, 0x03 };
+	for (size_t i = 0; i < 2; i++) {
+		buf.len = buf.off = 0;
+		assert_int_equal(vmm_ram_save_range(&a, &s, 0, 8, 0, NULL), 0);
+		buf.data[at[i]] ^= flip[i];
+		assert_int_equal(
+		        vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
+		        -EBADMSG);
+		assert_non_null(strstr(err, "RAMD/0 is corrupt (checksum mismatch)"));
+	}
+	/* a length that is not the bitmap's (one with checksums' room is not
+	 * RAMD's either), or no guest memory to take it */
+	buf.len = buf.off = 0;
+	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 8, 0, NULL), 0);
+	buf.data[8] += 4 * 5;
+	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
+	                 -EBADMSG);
+	assert_non_null(strstr(err, "RAMD section at 0x0: its length does not match its bitmap"));
+	buf.len = buf.off = 0;
+	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 8, 0, NULL), 0);
+	assert_int_equal(
+	        vmm_ram_read_section(&s, NULL, &type, &inst, &p, &loaded, err, sizeof(err)),
+	        -EBADMSG);
+	assert_non_null(strstr(err, "a RAMD section before the stream showed its VM"));
+	/* --compress wins: RAM or RAMZ */
+	s.compress = true;
+	buf.len = buf.off = 0;
+	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 8, 0, NULL), 0);
+	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
+	                 0);
+	assert_true(type == SEC_RAM || type == SEC_RAMZ);
+	sbuf_free(&p);
+	free(buf.data);
+	vmm_mem_free(&a);
+	vmm_mem_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),     cmocka_unit_test(test_anon_untouched),
 		cmocka_unit_test(test_zero_sections),  cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_compressed),     cmocka_unit_test(test_direct_read),
-		cmocka_unit_test(test_page_checksums),
+		cmocka_unit_test(test_page_checksums), cmocka_unit_test(test_direct_pages),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

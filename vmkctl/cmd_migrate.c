@@ -217,6 +217,10 @@ int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 		return vmkctl_error(v, 2, "VM %s is on %s already: --dest names another host", name,
 		                    dest);
 	const char *storage = args_str(a, "storage");
+	if (args_flag(a, "cold") && args_flag(a, "verify-pages"))
+		return vmkctl_error(v, 2,
+		                    "--verify-pages goes with a live migration; a cold migration "
+		                    "checks every file it copies already");
 	if (args_flag(a, "cold")) {
 		struct vmkctl cd;
 		vmkctl_peer_init(&cd, v, dest);
@@ -297,6 +301,7 @@ int cmd_vm_migrate(struct vmkctl *v, const struct vmkctl_args *a, struct out_doc
 	mig.converge_timeout_s = (uint32_t)args_int(a, "converge-timeout", 0);
 	mig.streams = (uint32_t)args_int(a, "streams", 0);
 	mig.compress = args_flag(a, "compress");
+	mig.verify_pages = args_flag(a, "verify-pages");
 	mig.storage = storage != NULL;
 	mreq.body_case = VMK__REQUEST__BODY_VM_MIGRATE;
 	mreq.vm_migrate = &mig;

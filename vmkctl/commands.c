@@ -442,6 +442,10 @@ static const struct vmkctl_cmd commands[] = {
                     .help = "parallel TCP connections for the memory (default 1)" },
                   { .name = "compress", .type = OPT_FLAG,
                     .help = "compress the memory with lz4 (for slow links)" },
+                  { .name = "verify-pages", .type = OPT_FLAG,
+                    .help = "checksum every page at the source and check it at the "
+                            "destination (end to end, beyond TCP's own checksum; costs "
+                            "about a quarter more CPU time)" },
                   { .name = "storage", .type = OPT_STR, .metavar = "DATASTORE",
                     .help = "move the VM's directory and disks to this datastore of the "
                             "destination too (for VMs on local storage); the source's files "

@@ -82,12 +82,14 @@ int vmm_control_cli(const char *path, int argc, char **argv, FILE *out)
 		ms.token = argv[3];
 		ms.downtime_ms = argc > 4 ? (uint32_t)strtoul(argv[4], NULL, 10) : 0;
 		ms.max_bandwidth_mibps = argc > 5 ? (uint32_t)strtoul(argv[5], NULL, 10) : 0;
-		/* then any of: storage, compress, streams=N */
+		/* then any of: storage, compress, verify, streams=N */
 		for (int i = 6; i < argc; i++) {
 			if (!strcmp(argv[i], "storage"))
 				ms.storage = true;
 			else if (!strcmp(argv[i], "compress"))
 				ms.compress = true;
+			else if (!strcmp(argv[i], "verify"))
+				ms.verify_pages = true;
 			else if (!strncmp(argv[i], "streams=", 8))
 				ms.streams = (uint32_t)strtoul(argv[i] + 8, NULL, 10);
 		}
@@ -117,12 +119,13 @@ int vmm_control_cli(const char *path, int argc, char **argv, FILE *out)
 		sv.path = argv[1];
 		req.save = &sv;
 	} else {
-		fprintf(stderr, "vmx --control SOCK: verbs are status, stats, pause, resume, "
-		                "power-off, save PATH, migrate HOST PORT TOKEN [DOWNTIME_MS "
-		                "[MIBPS [storage] [compress] [streams=N]]], migrate-status, "
-		                "migrate-cancel, ft-start HOST PORT TOKEN [EPOCH_MS [DETECT_MS]], "
-		                "ft-status, "
-		                "ft-stop\n");
+		fprintf(stderr,
+		        "vmx --control SOCK: verbs are status, stats, pause, resume, "
+		        "power-off, save PATH, migrate HOST PORT TOKEN [DOWNTIME_MS "
+		        "[MIBPS [storage] [compress] [verify] [streams=N]]], migrate-status, "
+		        "migrate-cancel, ft-start HOST PORT TOKEN [EPOCH_MS [DETECT_MS]], "
+		        "ft-status, "
+		        "ft-stop\n");
 		return 2;
 	}
 	if (vmm_control_call(path, &req, &r, 60000, err, sizeof(err)) < 0) {

@@ -189,6 +189,7 @@ static int ctl_migrate_send(void *arg, const Vmx__MigrateSendRequest *r, const c
 	p.converge_timeout = r->converge_timeout_s;
 	p.streams = r->streams;
 	p.compress = r->compress;
+	p.verify_pages = r->verify_pages;
 	p.storage = r->storage;
 	snprintf(p.serial_log, sizeof(p.serial_log), "%s", x->cfg->serial_log);
 	if (migrate_src_start(&x->mig, x->vm, x->lease, &p, err, sizeof(err)) < 0) {

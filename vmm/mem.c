@@ -179,6 +179,7 @@ int vmm_mem_suspect_start(struct vmm_mem *m)
 	m->suspect = b;
 	m->suspect_pages = pages;
 	atomic_store(&m->suspect_seen, 0);
+	atomic_store(&m->pages_checked, 0);
 	return 0;
 }
 

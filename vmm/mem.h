@@ -36,7 +36,8 @@ struct vmm_mem {
 	 * error at once. suspect_pages bits, words of 64. */
 	uint64_t *suspect;
 	uint64_t suspect_pages;
-	_Atomic uint64_t suspect_seen; /* damaged copies so far */
+	_Atomic uint64_t suspect_seen;  /* damaged copies so far */
+	_Atomic uint64_t pages_checked; /* copies checked against their checksums (RAMC) */
 };
 
 /* Lays out `bytes` of RAM (16 MiB .. 64 GiB) below and above the 32-bit

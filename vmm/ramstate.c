@@ -37,14 +37,14 @@ static void zero_page(uint8_t *p)
 		memset(p, 0, PAGE);
 }
 
-/* A RAMC section: the pages go from guest memory as they are, each with
- * the checksum of what was read. The guest may write a page between that
- * read and the socket's copy of it; the write is in the dirty log, so a
- * newer copy follows, and the destination counts the damaged one as
- * suspect until then. The trailer covers the rest (address, bitmap,
- * checksums). */
-static int save_range_crcs(const uint8_t *src, struct vmm_stream *s, uint64_t gpa, uint32_t npages,
-                           uint32_t instance, struct ram_stats *st)
+/* A RAMD section, or with crcs a RAMC one: the pages go from guest memory
+ * as they are, in one writev. The guest may write a page before the
+ * socket's copy of it; the write is in the dirty log, so a newer copy
+ * follows. RAMC adds the checksum of what was read of each page, and the
+ * destination counts a page that does not match as suspect until the newer
+ * copy comes. The trailer covers the rest (address, bitmap, checksums). */
+static int save_range_direct(const uint8_t *src, struct vmm_stream *s, uint64_t gpa,
+                             uint32_t npages, uint32_t instance, bool crcs, struct ram_stats *st)
 {
 	uint8_t meta[12 + RAMSTATE_CHUNK_PAGES / 8 + 4 * RAMSTATE_CHUNK_PAGES];
 	struct iovec iov[1 + RAMSTATE_CHUNK_PAGES];
@@ -63,17 +63,19 @@ static int save_range_crcs(const uint8_t *src, struct vmm_stream *s, uint64_t gp
 			continue;
 		}
 		meta[12 + i / 8] |= (uint8_t)(1u << (i % 8));
-		le_put32(meta + 12 + bm + 4 * k++, vmm_crc32c_page(p));
+		if (crcs)
+			le_put32(meta + 12 + bm + 4 * k, vmm_crc32c_page(p));
+		k++;
 		if (n > 1 && (const uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == p)
 			iov[n - 1].iov_len += PAGE;
 		else
 			iov[n++] = (struct iovec){ (void *)p, PAGE };
 		data += PAGE;
 	}
-	iov[0] = (struct iovec){ meta, 12 + bm + 4 * (size_t)k };
+	iov[0] = (struct iovec){ meta, 12 + bm + (crcs ? 4 * (size_t)k : 0) };
 	if (st)
 		st->pages += npages;
-	int ret = vmm_state_write_sectionv(s, SEC_RAMC, instance, iov, n, 1);
+	int ret = vmm_state_write_sectionv(s, crcs ? SEC_RAMC : SEC_RAMD, instance, iov, n, 1);
 	if (st && ret == 0)
 		st->bytes += iov[0].iov_len + data + 20;
 	return ret;
@@ -134,8 +136,8 @@ int vmm_ram_save_range(const struct vmm_mem *m, struct vmm_stream *s, uint64_t g
 	src = vmm_gpa(m, gpa, (uint64_t)npages * PAGE);
 	if (!src)
 		return -EFAULT;
-	if (s->page_crcs && !s->compress)
-		return save_range_crcs(src, s, gpa, npages, instance, st);
+	if (s->direct && !s->compress)
+		return save_range_direct(src, s, gpa, npages, instance, s->page_crcs, st);
 	sbuf_init(&b);
 	sbuf_u64(&b, gpa);
 	sbuf_u32(&b, npages);
@@ -429,19 +431,22 @@ int vmm_ram_load(struct vmm_mem *m, const uint8_t *payload, size_t len, char *er
 	return 0;
 }
 
-/* A RAMC section (save_range_crcs) into guest memory: its address, page
- * count, bitmap and length checked before a page is written; each page's
- * checksum after it is: a mismatch makes the page suspect where m tracks
- * them (a newer copy must come), else fails; the trailer last. */
-static int read_ramc(struct vmm_stream *s, struct vmm_mem *m, const uint8_t h[16], uint64_t len,
-                     uint32_t inst, char *err, size_t errlen)
+/* A RAMD or RAMC section (save_range_direct) into guest memory: its
+ * address, page count, bitmap and length checked before a page is written;
+ * a RAMC page's checksum after it is: a mismatch makes the page suspect
+ * where m tracks them (a newer copy must come), else fails; the trailer
+ * last. Any copy of a page clears its suspect mark. */
+static int read_direct(struct vmm_stream *s, struct vmm_mem *m, const uint8_t h[16], uint32_t type,
+                       uint64_t len, uint32_t inst, char *err, size_t errlen)
 {
 	uint8_t meta[12 + RAMSTATE_CHUNK_PAGES / 8 + 4 * RAMSTATE_CHUNK_PAGES];
+	const char *name = type == SEC_RAMC ? "RAMC" : "RAMD";
+	const size_t crc_len = type == SEC_RAMC ? 4 : 0; /* a page's checksum */
 	uint64_t gpa = 0;
 	uint32_t n = 0, k = 0;
 	int ret = 0;
 
-	if (len < 12 || (ret = vmm_state_read_part(s, meta, 12, SEC_RAMC, inst, err, errlen)) < 0)
+	if (len < 12 || (ret = vmm_state_read_part(s, meta, 12, type, inst, err, errlen)) < 0)
 		goto bad;
 	gpa = le_get64(meta);
 	n = le_get32(meta + 8);
@@ -449,20 +454,20 @@ static int read_ramc(struct vmm_stream *s, struct vmm_mem *m, const uint8_t h[16
 		return ret;
 	uint32_t bm = (n + 7) / 8;
 	if (len < 12 + bm ||
-	    (ret = vmm_state_read_part(s, meta + 12, bm, SEC_RAMC, inst, err, errlen)) < 0)
+	    (ret = vmm_state_read_part(s, meta + 12, bm, type, inst, err, errlen)) < 0)
 		goto bad;
 	const uint8_t *bitmap = meta + 12;
 	for (uint32_t i = 0; i < n; i++)
 		k += (bitmap[i / 8] >> (i % 8)) & 1;
 	/* the bitmap's bits past n, and the length: checksums and pages */
 	if ((ret = bitmap_check(bitmap, n, (uint64_t)k * PAGE, gpa, err, errlen)) < 0 ||
-	    len != 12 + bm + (uint64_t)k * (4 + PAGE))
+	    len != 12 + bm + (uint64_t)k * (crc_len + PAGE))
 		goto bad;
 	const uint8_t *crcs = meta + 12 + bm;
-	if ((ret = vmm_state_read_part(s, meta + 12 + bm, 4 * (size_t)k, SEC_RAMC, inst, err,
-	                               errlen)) < 0)
+	if ((ret = vmm_state_read_part(s, meta + 12 + bm, crc_len * k, type, inst, err, errlen)) <
+	    0)
 		return ret;
-	uint32_t crc = vmm_crc32c(vmm_crc32c(0, h, 16), meta, 12 + bm + 4 * (size_t)k);
+	uint32_t crc = vmm_crc32c(vmm_crc32c(0, h, 16), meta, 12 + bm + crc_len * k);
 	uint8_t *dst = vmm_gpa(m, gpa, (uint64_t)n * PAGE);
 	uint64_t first = gpa / PAGE;
 	for (uint32_t i = 0, c = 0; i < n;) {
@@ -471,16 +476,14 @@ static int read_ramc(struct vmm_stream *s, struct vmm_mem *m, const uint8_t h[16
 		while (j < n && (bool)((bitmap[j / 8] >> (j % 8)) & 1) == set)
 			j++;
 		uint8_t *p = dst + (size_t)i * PAGE;
-		if (set && (ret = vmm_state_read_part(s, p, (size_t)(j - i) * PAGE, SEC_RAMC, inst,
-		                                      err, errlen)) < 0)
+		if (set && (ret = vmm_state_read_part(s, p, (size_t)(j - i) * PAGE, type, inst, err,
+		                                      errlen)) < 0)
 			return ret;
 		for (uint32_t q = i; q < j; q++, p += PAGE) {
-			if (!set) {
+			if (!set)
 				zero_page(p);
-				vmm_mem_suspect_set(m, first + q, false);
-				continue;
-			}
-			bool good = vmm_crc32c_page(p) == le_get32(crcs + 4 * c++);
+			bool good =
+			        !set || !crc_len || vmm_crc32c_page(p) == le_get32(crcs + 4 * c++);
 			if (!good && !m->suspect) {
 				snprintf(err, errlen,
 				         "RAMC section at 0x%llx: the page at 0x%llx arrived "
@@ -493,11 +496,13 @@ static int read_ramc(struct vmm_stream *s, struct vmm_mem *m, const uint8_t h[16
 		}
 		i = j;
 	}
-	return vmm_state_read_trailer(s, crc, SEC_RAMC, inst, err, errlen);
+	if (crc_len)
+		atomic_fetch_add_explicit(&m->pages_checked, k, memory_order_relaxed);
+	return vmm_state_read_trailer(s, crc, type, inst, err, errlen);
 bad:
 	if (ret < 0)
 		return ret;
-	snprintf(err, errlen, "RAMC section at 0x%llx: its length does not match its bitmap",
+	snprintf(err, errlen, "%s section at 0x%llx: its length does not match its bitmap", name,
 	         (unsigned long long)gpa);
 	return -EBADMSG;
 }
@@ -515,12 +520,13 @@ int vmm_ram_read_section(struct vmm_stream *s, struct vmm_mem *m, uint32_t *type
 	payload->err = 0;
 	if ((ret = vmm_state_read_head(s, h, type, inst, &len, err, errlen)) < 0)
 		return ret;
-	if (*type == SEC_RAMC) {
+	if (*type == SEC_RAMC || *type == SEC_RAMD) {
 		if (!m) {
-			snprintf(err, errlen, "a RAMC section before the stream showed its VM");
+			snprintf(err, errlen, "a %s section before the stream showed its VM",
+			         *type == SEC_RAMC ? "RAMC" : "RAMD");
 			return -EBADMSG;
 		}
-		ret = read_ramc(s, m, h, len, *inst, err, errlen);
+		ret = read_direct(s, m, h, *type, len, *inst, err, errlen);
 		*loaded = ret == 0;
 		return ret;
 	}

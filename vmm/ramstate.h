@@ -41,7 +41,7 @@ int vmm_ram_zero_load(struct vmm_mem *m, const uint8_t *payload, size_t len, cha
 int vmm_ram_load_compressed(struct vmm_mem *m, const uint8_t *payload, size_t len, char *err,
                             size_t errlen);
 /* Reads the next section of s (as vmm_state_read_section). With m, a RAM
- * section is loaded as it is read, its pages straight into guest memory
+ * section (RAMD, RAMC too) is loaded as it is read, its pages straight into guest memory
  * (no copy through payload), and *loaded says so; its header and bitmap
  * are checked before a page is written, its checksum after: a VM whose
  * restore failed must not run. Other sections go into payload. */

@@ -453,7 +453,8 @@ int vmm_vm_restore(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t er
 		case SEC_RAM:
 			ret = loaded ? 0 : vmm_ram_load(&vm->mem, p.data, p.len, err, errlen);
 			break;
-		case SEC_RAMC: /* loaded as it was read, always */
+		case SEC_RAMC: /* loaded as they were read, always */
+		case SEC_RAMD:
 			ret = 0;
 			break;
 		case SEC_ZERO:

@@ -6,7 +6,7 @@
  *   the last section is type END.
  *
  * Little-endian; the crc32c of a section covers its type, instance, length
- * and payload (a RAMC section's, all but its pages: ramstate.h). A reader refuses an unknown version, a section longer than
+ * and payload (a RAMD or RAMC section's, all but its pages: ramstate.h). A reader refuses an unknown version, a section longer than
  * VMM_STATE_MAX_SECTION, and any checksum mismatch, naming what it found. */
 #ifndef VMM_STATE_H
 #define VMM_STATE_H
@@ -36,6 +36,7 @@
 #define SEC_RAM       VMM_FOURCC('R', 'A', 'M', ' ') /* pages, zero pages as flags */
 #define SEC_RAMZ      VMM_FOURCC('R', 'A', 'M', 'Z') /* a RAM payload, lz4-compressed */
 #define SEC_RAMC      VMM_FOURCC('R', 'A', 'M', 'C') /* RAM, a checksum per page (ramstate.h) */
+#define SEC_RAMD      VMM_FOURCC('R', 'A', 'M', 'D') /* RAM straight from guest memory */
 #define SEC_SLOG      VMM_FOURCC('S', 'L', 'O', 'G') /* the serial log so far (storage moves) */
 #define SEC_ZERO      VMM_FOURCC('Z', 'E', 'R', 'O') /* a range the guest never wrote */
 #define SEC_SYNC      VMM_FOURCC('S', 'Y', 'N', 'C') /* migration: a pass ends (u32 pass) */
@@ -52,8 +53,11 @@ struct vmm_stream {
 	void *arg;
 	uint64_t bytes; /* moved so far */
 	bool compress;  /* RAM sections go lz4-compressed (RAMZ) where that is smaller */
-	/* RAM sections go as RAMC, their pages straight from guest memory
+	/* RAM sections go as RAMD, their pages straight from guest memory
 	 * (live migration: see ramstate.h); not with compress */
+	bool direct;
+	/* with direct: each page with its crc32c, checked at the other end
+	 * (RAMC instead of RAMD) */
 	bool page_crcs;
 	/* a reader's answer to a SYNC section (live migration: everything
 	 * before it is loaded); NULL: SYNC is refused as unknown */
@@ -76,7 +80,7 @@ int vmm_state_write_section(struct vmm_stream *s, uint32_t type, uint32_t instan
                             const void *payload, size_t len);
 /* A section whose payload is n buffers (sent in one writev where the
  * stream has it), its trailer the crc32c of the header and of the first
- * `checked` buffers only: the others are the caller's to check (RAMC). */
+ * `checked` buffers only: the others go unchecked (RAMD) or are the caller's to check (RAMC). */
 int vmm_state_write_sectionv(struct vmm_stream *s, uint32_t type, uint32_t instance,
                              const struct iovec *iov, int n, int checked);
 

@@ -56,7 +56,7 @@ _vmkctl() {
     ["vm power reset"]="--help --name -n --async --wait-timeout"
     ["vm power suspend"]="--help --name -n --async --wait-timeout"
     ["vm power resume"]="--help --name -n --async --wait-timeout"
-    ["vm migrate"]="--help --name -n --dest --downtime-ms --max-bandwidth --streams --compress --storage --cold --datastore --converge-timeout --async --wait-timeout"
+    ["vm migrate"]="--help --name -n --dest --downtime-ms --max-bandwidth --streams --compress --verify-pages --storage --cold --datastore --converge-timeout --async --wait-timeout"
     ["vm clone"]="--help --vm -n --name --dest --datastore --linked --powered-on --max-bandwidth --async --wait-timeout"
     ["vm ft enable"]="--help --name -n --secondary --epoch-ms --secondary-datastore --detect-ms --async --wait-timeout"
     ["vm ft disable"]="--help --name -n"
