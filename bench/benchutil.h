@@ -266,14 +266,18 @@ static inline const char *bench_vmx_control(char *const argv[])
 	return out;
 }
 
-/* Arrivals of serial output, as the outside sees them: a thread polls the
- * size of the serial log(s) every 100 us and keeps the longest time
- * between two growths. Gaps count once armed; a growth before that only
- * marks where the next gap begins (a failover's gap: the primary's last
- * line, then the secondary's first). A hypervisor may stop the guest TSC
- * while paused, so the guest's own stamps cannot show such a gap. */
+/* Arrivals of serial lines, as the outside sees them: a thread reads what
+ * the serial log(s) gained every 100 us and keeps the longest time between
+ * two line ends. Lines, not bytes: QEMU writes its log a byte at a time and
+ * vmx a line at a time, so a byte's arrival would time the two VMMs
+ * differently. Gaps count once armed; a line before that only marks where
+ * the next gap begins (a failover's gap: the primary's last line, then the
+ * secondary's first). A hypervisor may stop the guest TSC while paused,
+ * so the guest's own stamps cannot show such a gap. */
 struct bench_watch {
 	const char *paths[2];
+	int fds[2];       /* each log, open once it exists */
+	off_t read_to[2]; /* what was read of it (counted for line ends) */
 	int n;
 	atomic_bool stop, armed;
 	_Atomic double max_gap_ms; /* the longest counted gap */
@@ -284,18 +288,34 @@ struct bench_watch {
 	pthread_t t;
 };
 
+/* The line ends log i gained since the last call (the logs are only
+ * appended to while watched; a log is opened once it exists). */
+static inline long long bench_watch_lines(struct bench_watch *w, int i)
+{
+	char buf[4096];
+	long long lines = 0;
+	ssize_t n;
+
+	if (w->fds[i] < 0 && (w->fds[i] = open(w->paths[i], O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	while ((n = pread(w->fds[i], buf, sizeof(buf), w->read_to[i])) > 0) {
+		w->read_to[i] += n;
+		for (ssize_t k = 0; k < n; k++)
+			lines += buf[k] == '\n';
+	}
+	return lines;
+}
+
 static inline void *bench_watch_main(void *arg)
 {
 	struct bench_watch *w = arg;
-	long long prev = -1;
+	long long prev = -1, total = 0;
 
+	for (int i = 0; i < w->n; i++) /* what is there already */
+		bench_watch_lines(w, i);
 	while (!atomic_load(&w->stop)) {
-		long long total = 0;
-		for (int i = 0; i < w->n; i++) {
-			struct stat st;
-			if (stat(w->paths[i], &st) == 0)
-				total += st.st_size;
-		}
+		for (int i = 0; i < w->n; i++)
+			total += bench_watch_lines(w, i);
 		double now = bench_now_ms(), last = atomic_load(&w->last_ms);
 		if (total != prev) {
 			if (prev >= 0 && atomic_load(&w->armed)) {
@@ -321,6 +341,7 @@ static inline void bench_watch_start(struct bench_watch *w, const char *a, const
                                      bool armed)
 {
 	memset(w, 0, sizeof(*w));
+	w->fds[0] = w->fds[1] = -1;
 	w->paths[w->n++] = a;
 	if (b)
 		w->paths[w->n++] = b;
@@ -335,6 +356,9 @@ static inline double bench_watch_stop(struct bench_watch *w)
 {
 	atomic_store(&w->stop, true);
 	pthread_join(w->t, NULL);
+	for (int i = 0; i < w->n; i++)
+		if (w->fds[i] >= 0)
+			close(w->fds[i]);
 	if (getenv("BENCH_DEBUG"))
 		fprintf(stderr, "longest gap %.1f ms, from +%.1f ms (at %.3f)\n",
 		        atomic_load(&w->max_gap_ms), w->gap_at_ms, w->gap_at_ms + w->t0);
