@@ -109,8 +109,16 @@ if true; then
 	seq_ok=$(awk '/^hb /{ if ($2 != n) bad=1; n++ } END { print (n == 200 && !bad) }' \
 		"$tmp/hb/serial.log")
 	[[ $seq_ok == 1 ]] && ok "${boot_tests[1]}" || not_ok "${boot_tests[1]}" "$(tail "$tmp/hb/serial.log")"
-	vmxcfg ver 128 "$ELF" "verify mib=32 passes=3"
+	vmxcfg ver 128 "$ELF" "verify mib=32 passes=3 tick_ms=2"
 	expect 0 "" "${boot_tests[2]}" -- timeout 120 "$VMX" -c "$tmp/ver/ver.vmx"
+	[[ $(grep -c '^t$' "$tmp/ver/serial.log") -gt 0 ]] && ok "verify prints its tick_ms lines besides" ||
+		not_ok "verify tick_ms" "$(tail -3 "$tmp/ver/serial.log")"
+	# a second of dirtying with a "t" line each 10 ms of guest time
+	vmxcfg dt 64 "$ELF" "dirty mib=8 seconds=1 tick_ms=10"
+	timeout 60 "$VMX" -c "$tmp/dt/dt.vmx" >/dev/null 2>&1
+	nt=$(grep -c '^t$' "$tmp/dt/serial.log")
+	[[ $nt -ge 50 && $nt -le 101 ]] && ok "dirty prints a tick_ms line each 10 ms ($nt in 1 s)" ||
+		not_ok "dirty tick_ms" "$nt lines: $(tail -3 "$tmp/dt/serial.log")"
 	# garbage at the entry point: the guest cannot run, vmx reports it
 	python3 - "$ELF" "$tmp/garbage.elf" <<'EOP'
 import struct, sys
