@@ -24,7 +24,7 @@
 #define SYNC_WAITS_MAX     3
 #define THROTTLE_STEP      20 /* % more held per auto-converge step */
 #define THROTTLE_MAX       99 /* as QEMU's cpu-throttle limit */
-#define THROTTLE_PERIOD_MS 20
+#define THROTTLE_PERIOD_MS 5  /* short holds: the guest sees gaps of pct% of this */
 
 #define FINAL_ONE_STREAM_BYTES (16u << 20)
 
