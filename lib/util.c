@@ -9,11 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/capability.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -354,22 +352,7 @@ bool util_path_in(const char *path, const char *dir)
 	return !strncmp(path, dir, dl) && path[dl] == '/';
 }
 
-/* Whether this thread may lower its nice value to `to` again. */
-static bool may_renice_to(int to)
-{
-	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
-	struct __user_cap_data_struct d[2] = { 0 };
-	struct rlimit rl;
-
-	if (syscall(SYS_capget, &h, d) == 0 &&
-	    (d[CAP_SYS_NICE / 32].effective >> (CAP_SYS_NICE % 32)) & 1)
-		return true;
-	/* RLIMIT_NICE: the lowest nice value is 20 - the limit */
-	return getrlimit(RLIMIT_NICE, &rl) == 0 &&
-	       (rl.rlim_cur == RLIM_INFINITY || 20 - (long)rl.rlim_cur <= to);
-}
-
-int util_thread_nice(int inc, int *saved)
+int util_thread_nice(int inc)
 {
 	id_t tid = (id_t)gettid();
 
@@ -377,15 +360,5 @@ int util_thread_nice(int inc, int *saved)
 	int cur = getpriority(PRIO_PROCESS, tid);
 	if (cur == -1 && errno)
 		return -errno;
-	if (!may_renice_to(cur))
-		return -EPERM;
-	if (setpriority(PRIO_PROCESS, tid, cur + inc) < 0)
-		return -errno;
-	*saved = cur;
-	return 0;
-}
-
-int util_thread_unnice(int saved)
-{
-	return setpriority(PRIO_PROCESS, (id_t)gettid(), saved) < 0 ? -errno : 0;
+	return setpriority(PRIO_PROCESS, tid, cur + inc) < 0 ? -errno : 0;
 }

@@ -65,13 +65,11 @@ bool util_all_zero(const void *p, size_t n);
  * -errno. */
 int util_pwrite_all(int fd, const void *buf, size_t n, uint64_t off);
 
-/* Raises the calling thread's nice value by inc (it yields CPU to the
- * others), with its old value in *saved, but only where it may return to
- * that value later (root with CAP_SYS_NICE, or RLIMIT_NICE allows it):
- * -EPERM, and no change, otherwise. util_thread_unnice puts it back.
- * Threads the caller creates meanwhile inherit the raised value. */
-int util_thread_nice(int inc, int *saved);
-int util_thread_unnice(int saved);
+/* Raises the calling thread's nice value by inc: it yields CPU to the
+ * process's other threads and everyone else. For threads that end at that
+ * priority (coming back needs CAP_SYS_NICE); threads it creates inherit
+ * the value. */
+int util_thread_nice(int inc);
 
 /* strerror for a negative errno. */
 const char *util_strerror(int neg_errno);

@@ -42,8 +42,8 @@
 #define MIGRATE_ACK_TIMEOUT_MS      30000
 #define MIGRATE_MAX_STREAMS         8
 #define MIGRATE_STREAM_CHUNK        2048 /* pages (8 MiB) a stream takes in turn */
-/* pre-copy's threads yield to the guest's vCPUs (the nice value they add);
- * the switchover runs at the old priority again */
+/* during pre-copy the extra streams' threads yield to the guest's vCPUs:
+ * the nice value they add */
 #define MIGRATE_PRECOPY_NICE 10
 
 enum migrate_phase {

@@ -96,6 +96,10 @@ static void *xrecv_main(void *arg)
 	struct sbuf p;
 	uint32_t type = 0, inst;
 
+	/* the extra streams are the bulk of pre-copy: they yield to the vCPUs
+	 * at this end too (the source's: send.c's share_main); the switchover's
+	 * rest goes on the main stream when it is small */
+	util_thread_nice(MIGRATE_PRECOPY_NICE);
 	sbuf_init(&p);
 	wire_stream_init(&ws, &st, x->fd, 0, NULL);
 	x->ret = vmm_state_read_header(&st, x->err, sizeof(x->err));

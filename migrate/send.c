@@ -142,7 +142,8 @@ struct share {
 	const uint64_t *bm;
 	uint32_t *inst;
 	unsigned k, n;
-	bool all; /* the first pass: all of RAM (holes as ZERO sections) */
+	bool all;   /* the first pass: all of RAM (holes as ZERO sections) */
+	bool yield; /* pre-copy: an extra stream's thread yields to the vCPUs */
 	int ret;
 };
 
@@ -150,6 +151,16 @@ static void *share_main(void *arg)
 {
 	struct share *sh = arg;
 	uint64_t pages = sh->vm->mem.dirty_pages;
+
+	/* At the same priority, the extra streams' threads at both ends (six
+	 * with 4 streams) kept a busy guest's vCPU waiting 13-33 ms at a time
+	 * on two cores (bench/migrate's "seen"); niced, 5-8 ms. The main
+	 * stream's thread is not: it alone keeps a migration going on a host
+	 * whose cores the vCPUs fill, and a niced sender that shared a core
+	 * with a busy vCPU took 1 s for a pass of 100 ms. The thread ends
+	 * with the pass: nothing to restore. */
+	if (sh->yield)
+		util_thread_nice(MIGRATE_PRECOPY_NICE);
 
 	for (uint64_t c = sh->k; sh->ret == 0 && c * MIGRATE_STREAM_CHUNK < pages; c += sh->n) {
 		uint64_t a = c * MIGRATE_STREAM_CHUNK;
@@ -199,9 +210,11 @@ static void cork_streams(struct wire_stream *ws, struct xstream *x, unsigned n, 
 		wire_stream_cork(&x[k].ws, on);
 }
 
-/* The pages set in bm over the main stream and the n - 1 others. */
+/* The pages set in bm over the main stream and the n - 1 others; yield:
+ * the others' threads yield to the vCPUs (pre-copy). */
 static int send_dirty_streams(struct vmm_vm *vm, struct vmm_stream *main_st, uint32_t *main_inst,
-                              struct xstream *x, unsigned n, const uint64_t *bm, bool all)
+                              struct xstream *x, unsigned n, const uint64_t *bm, bool all,
+                              bool yield)
 {
 	struct share sh[MIGRATE_MAX_STREAMS];
 	pthread_t t[MIGRATE_MAX_STREAMS];
@@ -209,13 +222,17 @@ static int send_dirty_streams(struct vmm_vm *vm, struct vmm_stream *main_st, uin
 	int ret = 0;
 
 	for (unsigned k = 0; k < n; k++) {
-		sh[k] = (struct share){
-			vm, k ? &x[k].st : main_st, bm, k ? &x[k].inst : main_inst, k, n, all, 0
-		};
-		if (k && pthread_create(&t[k], NULL, share_main, &sh[k]) == 0)
+		sh[k] = (struct share){ vm,  k ? &x[k].st : main_st,
+			                bm,  k ? &x[k].inst : main_inst,
+			                k,   n,
+			                all, k && yield,
+			                0 };
+		if (k && pthread_create(&t[k], NULL, share_main, &sh[k]) == 0) {
 			started[k] = true;
-		else if (k)
-			share_main(&sh[k]); /* no thread: in line */
+		} else if (k) { /* no thread: in line, and this thread stays as it is */
+			sh[k].yield = false;
+			share_main(&sh[k]);
+		}
 	}
 	share_main(&sh[0]);
 	for (unsigned k = 0; k < n; k++) {
@@ -392,13 +409,6 @@ static void *send_main(void *arg)
 
 	/* ---- pre-copy: all of RAM, then what the guest dirtied meanwhile ---- */
 	set_phase(s, MIG_PRECOPY);
-	/* this thread and the stream and throttle threads it starts yield to
-	 * the vCPUs while the guest runs: at the same priority, eight busy
-	 * migration threads on two cores kept a busy guest's vCPU waiting
-	 * 15-45 ms at a time (bench/migrate's "seen"), where it waits 4-6 ms
-	 * now; the passes take up to a fifth longer on such a host */
-	int nice_saved = 0;
-	bool niced = util_thread_nice(MIGRATE_PRECOPY_NICE, &nice_saved) == 0;
 	uint32_t downtime = s->p.downtime_ms ? s->p.downtime_ms : MIGRATE_DEFAULT_DOWNTIME_MS;
 	uint64_t converge_ms =
 	        (uint64_t)(s->p.converge_timeout ? s->p.converge_timeout : MIGRATE_CONVERGE_S) *
@@ -417,12 +427,12 @@ static void *send_main(void *arg)
 			memset(bm, 0xff, words * sizeof(uint64_t));
 			if (vm->mem.dirty_pages % 64)
 				bm[words - 1] = (1ull << (vm->mem.dirty_pages % 64)) - 1;
-			ret = send_dirty_streams(vm, &st, &main_inst, x, nstreams, bm, true);
+			ret = send_dirty_streams(vm, &st, &main_inst, x, nstreams, bm, true, true);
 			/* the disks whole (their allocated ranges), then what was written */
 			if (ret == 0)
 				ret = vmm_disks_log_save_all(vm, &dk, &st, NULL);
 		} else {
-			ret = send_dirty_streams(vm, &st, &main_inst, x, nstreams, bm, false);
+			ret = send_dirty_streams(vm, &st, &main_inst, x, nstreams, bm, false, true);
 			if (ret == 0)
 				ret = vmm_disks_log_send(vm, &dk, &st, NULL);
 		}
@@ -530,9 +540,6 @@ static void *send_main(void *arg)
 	/* ---- switchover: pause, the rest, the machine, END ---- */
 	set_phase(s, MIG_SWITCHOVER);
 	throttle_stop(&th);
-	if (niced && (ret = util_thread_unnice(nice_saved)) < 0)
-		log_warn("migration: the switchover runs at the pre-copy's lower priority: %s",
-		         strerror(-ret));
 	uint64_t tp = ms_now();
 	vmm_vm_pause(vm);
 	paused = true;
@@ -558,7 +565,7 @@ static void *send_main(void *arg)
 	unsigned final_streams = left * 4096 < FINAL_ONE_STREAM_BYTES ? 1 : nstreams;
 	/* the rest and the machine leave in full segments, flushed by END */
 	wire_stream_cork(&ws, true);
-	ret = send_dirty_streams(vm, &st, &main_inst, x, final_streams, bm, false);
+	ret = send_dirty_streams(vm, &st, &main_inst, x, final_streams, bm, false, false);
 	for (unsigned k = 1; ret == 0 && k < nstreams; k++)
 		ret = vmm_state_write_section(&x[k].st, SEC_END, 0, NULL, 0);
 	if (ret < 0 || (ret = vmm_disks_log_send(vm, &dk, &st, NULL)) < 0 ||
