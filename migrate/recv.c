@@ -97,8 +97,9 @@ static void *xrecv_main(void *arg)
 	uint32_t type = 0, inst;
 
 	/* the extra streams are the bulk of pre-copy: they yield to the vCPUs
-	 * at this end too (the source's: send.c's share_main); the switchover's
-	 * rest goes on the main stream when it is small */
+	 * at this end too (the source's: send.c's share_main). The switchover's
+	 * rest goes on the main stream alone unless it is 16 MiB or more
+	 * (FINAL_ONE_STREAM_BYTES): only then does the pause wait for these */
 	util_thread_nice(MIGRATE_PRECOPY_NICE);
 	sbuf_init(&p);
 	wire_stream_init(&ws, &st, x->fd, 0, NULL);

@@ -154,7 +154,7 @@ static void *share_main(void *arg)
 
 	/* At the same priority, the extra streams' threads at both ends (six
 	 * with 4 streams) kept a busy guest's vCPU waiting 13-33 ms at a time
-	 * on two cores (bench/migrate's "seen"); niced, 5-8 ms. The main
+	 * on two cores (bench/migrate's "seen"); niced, 6-10 ms. The main
 	 * stream's thread is not: it alone keeps a migration going on a host
 	 * whose cores the vCPUs fill, and a niced sender that shared a core
 	 * with a busy vCPU took 1 s for a pass of 100 ms. The thread ends
