@@ -5,7 +5,8 @@
  * device and a virtio-blk disk): every section kind, the CPU model check,
  * RAM/ZERO/DISK/SLOG loading and the devices' restore must refuse what is
  * malformed without crashing, leaking or touching memory outside the VM
- * (ASan, UBSan). Seeds: tests/corpus/fuzz_state/ (a stream vmx saved).
+ * (ASan, UBSan). Seeds: tests/corpus/fuzz_state/ (a stream vmx saved, and
+ * the same with its RAM sections as live migration's RAMD and RAMC).
  *   make fuzz FUZZ_SECONDS=60 */
 #include <errno.h>
 #include <fcntl.h>
