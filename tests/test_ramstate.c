@@ -367,6 +367,21 @@ static void test_zero_sections(void **state)
 	vmm_mem_free(&m);
 }
 
+/* Two 16 MiB memories for the RAMC and RAMD tests: a's first MiB with
+ * data (a pattern from mult) in two pages of every three, the third zero;
+ * b's first MiB stale (0xee), so the zero pages must clear it. */
+static void direct_fixture(struct vmm_mem *a, struct vmm_mem *b, uint64_t mult)
+{
+	assert_int_equal(vmm_mem_init(a, 16ull << 20, false), 0);
+	assert_int_equal(vmm_mem_init(b, 16ull << 20, false), 0);
+	for (size_t i = 0; i < (1u << 20); i += 4096)
+		if (i / 4096 % 3)
+			for (size_t k = 0; k < 4096; k += 8)
+				memcpy(a->slots[0].host + i + k, &(uint64_t){ i * mult + k + 1 },
+				       8);
+	memset(b->slots[0].host, 0xee, 1u << 20);
+}
+
 /* RAMC (live migration): pages straight from guest memory, a checksum
  * each. A page the guest changed between the checksum and the send
  * arrives damaged: suspect (tracked) until a newer copy of it comes, an
@@ -388,13 +403,7 @@ static void test_page_checksums(void **state)
 	s.direct = true;
 	s.page_crcs = true;
 	sbuf_init(&p);
-	assert_int_equal(vmm_mem_init(&a, 16ull << 20, false), 0);
-	assert_int_equal(vmm_mem_init(&b, 16ull << 20, false), 0);
-	for (size_t i = 0; i < (1u << 20); i += 4096)
-		if (i / 4096 % 3)
-			for (size_t k = 0; k < 4096; k += 8)
-				memcpy(a.slots[0].host + i + k, &(uint64_t){ i * 7919 + k + 1 }, 8);
-	memset(b.slots[0].host, 0xee, 1u << 20); /* stale: zero pages clear it */
+	direct_fixture(&a, &b, 7919);
 	/* the page checksum is crc32c's, three chains or one */
 	for (size_t i = 0; i < 8; i++)
 		assert_int_equal(vmm_crc32c_page(a.slots[0].host + i * 4096),
@@ -510,14 +519,7 @@ static void test_direct_pages(void **state)
 	membuf_stream(&s, &buf);
 	s.direct = true;
 	sbuf_init(&p);
-	assert_int_equal(vmm_mem_init(&a, 16ull << 20, false), 0);
-	assert_int_equal(vmm_mem_init(&b, 16ull << 20, false), 0);
-	for (size_t i = 0; i < (1u << 20); i += 4096)
-		if (i / 4096 % 3)
-			for (size_t k = 0; k < 4096; k += 8)
-				memcpy(a.slots[0].host + i + k, &(uint64_t){ i * 104729 + k + 3 },
-				       8);
-	memset(b.slots[0].host, 0xee, 1u << 20); /* stale: zero pages clear it */
+	direct_fixture(&a, &b, 104729);
 
 	struct ram_stats st = { 0 };
 	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 256, 0, &st), 0);
