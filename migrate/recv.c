@@ -110,12 +110,10 @@ static void *xrecv_main(void *arg)
 		                              sizeof(x->err));
 		if (x->ret < 0)
 			break;
-		if (type == SEC_RAM)
-			x->ret = loaded ? 0
-			                : vmm_ram_load(&x->vm->mem, p.data, p.len, x->err,
-			                               sizeof(x->err));
-		else if (type == SEC_RAMC || type == SEC_RAMD)
-			x->ret = 0; /* loaded as it was read, always */
+		if (loaded) /* RAM, RAMD, RAMC: read straight into guest memory */
+			x->ret = 0;
+		else if (type == SEC_RAM)
+			x->ret = vmm_ram_load(&x->vm->mem, p.data, p.len, x->err, sizeof(x->err));
 		else if (type == SEC_RAMZ)
 			x->ret = vmm_ram_load_compressed(&x->vm->mem, p.data, p.len, x->err,
 			                                 sizeof(x->err));
@@ -254,9 +252,8 @@ int migrate_dst_receive(int lfd, const char *token, struct vmm_vm *vm, int timeo
 	st.sync_arg = &sc;
 	/* with --verify-pages, pages the source read while the guest wrote
 	 * them arrive damaged (RAMC) and are suspect until a newer copy
-	 * comes: it always does
-	 * (the write is in its dirty log), so one left at the end was damaged
-	 * on the way */
+	 * comes: it always does (the write is in its dirty log), so one left
+	 * at the end was damaged on the way */
 	ret = vmm_mem_suspect_start(&vm->mem);
 	if (ret < 0)
 		snprintf(err, errlen, "out of memory");

@@ -372,23 +372,33 @@ static int head_check(const struct vmm_mem *m, uint64_t gpa, uint32_t n, char *e
 	return 0;
 }
 
+/* The pages a bitmap of n says have data, or -1 for a bit past n. */
+static int64_t bitmap_pages(const uint8_t *bitmap, uint32_t n)
+{
+	int64_t k = 0;
+
+	for (uint32_t i = 0; i < n; i++)
+		k += (bitmap[i / 8] >> (i % 8)) & 1;
+	for (uint32_t i = n; i < (n + 7) / 8 * 8; i++)
+		if ((bitmap[i / 8] >> (i % 8)) & 1)
+			return -1;
+	return k;
+}
+
+static int bitmap_mismatch(uint64_t gpa, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "RAM section at 0x%llx: page data does not match its bitmap",
+	         (unsigned long long)gpa);
+	return -EBADMSG;
+}
+
 /* Its bitmap: no bit past the page count, a page of data per bit set. */
 static int bitmap_check(const uint8_t *bitmap, uint32_t n, uint64_t data, uint64_t gpa, char *err,
                         size_t errlen)
 {
-	unsigned nonzero = 0;
+	int64_t k = bitmap_pages(bitmap, n);
 
-	for (uint32_t i = 0; i < n; i++)
-		nonzero += (bitmap[i / 8] >> (i % 8)) & 1;
-	for (uint32_t i = n; i < (n + 7) / 8 * 8; i++)
-		if ((bitmap[i / 8] >> (i % 8)) & 1)
-			goto bad; /* bits past the page count */
-	if (data == (uint64_t)nonzero * PAGE)
-		return 0;
-bad:
-	snprintf(err, errlen, "RAM section at 0x%llx: page data does not match its bitmap",
-	         (unsigned long long)gpa);
-	return -EBADMSG;
+	return k >= 0 && data == (uint64_t)k * PAGE ? 0 : bitmap_mismatch(gpa, err, errlen);
 }
 
 int vmm_ram_check(const struct vmm_mem *m, const uint8_t *payload, size_t len, char *err,
@@ -431,19 +441,23 @@ int vmm_ram_load(struct vmm_mem *m, const uint8_t *payload, size_t len, char *er
 	return 0;
 }
 
-/* A RAMD or RAMC section (save_range_direct) into guest memory: its
- * address, page count, bitmap and length checked before a page is written;
- * a RAMC page's checksum after it is: a mismatch makes the page suspect
- * where m tracks them (a newer copy must come), else fails; the trailer
- * last. Any copy of a page clears its suspect mark. */
-static int read_direct(struct vmm_stream *s, struct vmm_mem *m, const uint8_t h[16], uint32_t type,
-                       uint64_t len, uint32_t inst, char *err, size_t errlen)
+/* A RAM, RAMD or RAMC section read straight into guest memory: its
+ * address, page count, bitmap and length are checked before a page is
+ * written. RAM's trailer covers its pages; RAMD's and RAMC's cover all but
+ * the pages (save_range_direct), and RAMC has a checksum of each page,
+ * checked after it is written: a mismatch makes the page suspect where m
+ * tracks them (a newer copy must come), else fails. A section that turns
+ * out corrupt has written guest memory: the caller fails the restore, and
+ * a VM that is being restored has not run. Any good copy of a page clears
+ * its suspect mark. */
+static int read_in_place(struct vmm_stream *s, struct vmm_mem *m, const uint8_t h[16],
+                         uint32_t type, uint64_t len, uint32_t inst, char *err, size_t errlen)
 {
 	uint8_t meta[12 + RAMSTATE_CHUNK_PAGES / 8 + 4 * RAMSTATE_CHUNK_PAGES];
-	const char *name = type == SEC_RAMC ? "RAMC" : "RAMD";
+	const char *name = type == SEC_RAM ? "RAM" : type == SEC_RAMC ? "RAMC" : "RAMD";
 	const size_t crc_len = type == SEC_RAMC ? 4 : 0; /* a page's checksum */
 	uint64_t gpa = 0;
-	uint32_t n = 0, k = 0;
+	uint32_t n = 0;
 	int ret = 0;
 
 	if (len < 12 || (ret = vmm_state_read_part(s, meta, 12, type, inst, err, errlen)) < 0)
@@ -453,21 +467,26 @@ static int read_direct(struct vmm_stream *s, struct vmm_mem *m, const uint8_t h[
 	if ((ret = head_check(m, gpa, n, err, errlen)) < 0)
 		return ret;
 	uint32_t bm = (n + 7) / 8;
+	if (len < 12 + bm && type == SEC_RAM) {
+		snprintf(err, errlen, "RAM section: bad header (%u pages at 0x%llx)", n,
+		         (unsigned long long)gpa);
+		return -EBADMSG;
+	}
 	if (len < 12 + bm ||
 	    (ret = vmm_state_read_part(s, meta + 12, bm, type, inst, err, errlen)) < 0)
 		goto bad;
 	const uint8_t *bitmap = meta + 12;
-	for (uint32_t i = 0; i < n; i++)
-		k += (bitmap[i / 8] >> (i % 8)) & 1;
-	/* the bitmap's bits past n, and the length: checksums and pages */
-	if ((ret = bitmap_check(bitmap, n, (uint64_t)k * PAGE, gpa, err, errlen)) < 0 ||
-	    len != 12 + bm + (uint64_t)k * (crc_len + PAGE))
+	int64_t k = bitmap_pages(bitmap, n);
+	if (k < 0)
+		return bitmap_mismatch(gpa, err, errlen);
+	/* the length: checksums and pages */
+	if (len - 12 - bm != (uint64_t)k * (crc_len + PAGE))
 		goto bad;
 	const uint8_t *crcs = meta + 12 + bm;
-	if ((ret = vmm_state_read_part(s, meta + 12 + bm, crc_len * k, type, inst, err, errlen)) <
-	    0)
+	if ((ret = vmm_state_read_part(s, meta + 12 + bm, crc_len * (size_t)k, type, inst, err,
+	                               errlen)) < 0)
 		return ret;
-	uint32_t crc = vmm_crc32c(vmm_crc32c(0, h, 16), meta, 12 + bm + crc_len * k);
+	uint32_t crc = vmm_crc32c(vmm_crc32c(0, h, 16), meta, 12 + bm + crc_len * (size_t)k);
 	uint8_t *dst = vmm_gpa(m, gpa, (uint64_t)n * PAGE);
 	uint64_t first = gpa / PAGE;
 	for (uint32_t i = 0, c = 0; i < n;) {
@@ -476,14 +495,18 @@ static int read_direct(struct vmm_stream *s, struct vmm_mem *m, const uint8_t h[
 		while (j < n && (bool)((bitmap[j / 8] >> (j % 8)) & 1) == set)
 			j++;
 		uint8_t *p = dst + (size_t)i * PAGE;
-		if (set && (ret = vmm_state_read_part(s, p, (size_t)(j - i) * PAGE, type, inst, err,
-		                                      errlen)) < 0)
-			return ret;
-		for (uint32_t q = i; q < j; q++, p += PAGE) {
-			if (!set)
-				zero_page(p);
-			bool good =
-			        !set || !crc_len || vmm_crc32c_page(p) == le_get32(crcs + 4 * c++);
+		size_t run = (size_t)(j - i) * PAGE;
+		if (set) {
+			if ((ret = vmm_state_read_part(s, p, run, type, inst, err, errlen)) < 0)
+				return ret;
+			if (type == SEC_RAM)
+				crc = vmm_crc32c(crc, p, run);
+		} else {
+			for (size_t off = 0; off < run; off += PAGE)
+				zero_page(p + off);
+		}
+		for (uint32_t q = i; crc_len && q < j; q++, p += PAGE) {
+			bool good = !set || vmm_crc32c_page(p) == le_get32(crcs + 4 * c++);
 			if (!good && !m->suspect) {
 				snprintf(err, errlen,
 				         "RAMC section at 0x%llx: the page at 0x%llx arrived "
@@ -496,23 +519,26 @@ static int read_direct(struct vmm_stream *s, struct vmm_mem *m, const uint8_t h[
 		}
 		i = j;
 	}
+	if ((ret = vmm_state_read_trailer(s, crc, type, inst, err, errlen)) < 0)
+		return ret;
 	if (crc_len)
-		atomic_fetch_add_explicit(&m->pages_checked, k, memory_order_relaxed);
-	return vmm_state_read_trailer(s, crc, type, inst, err, errlen);
+		atomic_fetch_add_explicit(&m->pages_checked, (uint64_t)k, memory_order_relaxed);
+	else
+		vmm_mem_suspect_clear(m, gpa, (uint64_t)n * PAGE);
+	return 0;
 bad:
 	if (ret < 0)
 		return ret;
-	snprintf(err, errlen, "%s section at 0x%llx: its length does not match its bitmap", name,
-	         (unsigned long long)gpa);
+	snprintf(err, errlen, "%s section at 0x%llx: %s does not match its bitmap", name,
+	         (unsigned long long)gpa, type == SEC_RAM ? "page data" : "its length");
 	return -EBADMSG;
 }
 
 int vmm_ram_read_section(struct vmm_stream *s, struct vmm_mem *m, uint32_t *type, uint32_t *inst,
                          struct sbuf *payload, bool *loaded, char *err, size_t errlen)
 {
-	uint8_t h[16], hb[12 + RAMSTATE_CHUNK_PAGES / 8];
-	uint64_t len, gpa = 0;
-	uint32_t n = 0;
+	uint8_t h[16];
+	uint64_t len;
 	int ret;
 
 	*loaded = false;
@@ -520,78 +546,18 @@ int vmm_ram_read_section(struct vmm_stream *s, struct vmm_mem *m, uint32_t *type
 	payload->err = 0;
 	if ((ret = vmm_state_read_head(s, h, type, inst, &len, err, errlen)) < 0)
 		return ret;
-	if (*type == SEC_RAMC || *type == SEC_RAMD) {
-		if (!m) {
-			snprintf(err, errlen, "a %s section before the stream showed its VM",
-			         *type == SEC_RAMC ? "RAMC" : "RAMD");
-			return -EBADMSG;
-		}
-		ret = read_direct(s, m, h, *type, len, *inst, err, errlen);
+	bool direct = *type == SEC_RAMC || *type == SEC_RAMD;
+	if (m && (direct || *type == SEC_RAM)) {
+		ret = read_in_place(s, m, h, *type, len, *inst, err, errlen);
 		*loaded = ret == 0;
 		return ret;
 	}
-	if (!m || *type != SEC_RAM) {
-		if ((ret = sbuf_reserve(payload, (size_t)len)) < 0)
-			return ret;
-		payload->len = (size_t)len;
-		if ((ret = vmm_state_read_part(s, payload->data, (size_t)len, *type, *inst, err,
-		                               errlen)) < 0)
-			return ret;
-		uint32_t crc = vmm_crc32c(vmm_crc32c(0, h, 16), payload->data, (size_t)len);
-		return vmm_state_read_trailer(s, crc, *type, *inst, err, errlen);
-	}
-	/* RAM: its address, page count and bitmap, checked in full, then the
-	 * pages read into place. A section that turns out corrupt (its
-	 * checksum) has written guest memory: the caller fails the restore,
-	 * and a VM that is being restored has not run. */
-	if (len < 12 || (ret = vmm_state_read_part(s, hb, 12, *type, *inst, err, errlen)) < 0)
-		goto bad;
-	gpa = le_get64(hb);
-	n = le_get32(hb + 8);
-	uint32_t bm = (n + 7) / 8;
-	if ((ret = head_check(m, gpa, n, err, errlen)) < 0)
-		return ret;
-	if (len < 12 + bm) {
-		snprintf(err, errlen, "RAM section: bad header (%u pages at 0x%llx)", n,
-		         (unsigned long long)gpa);
+	if (direct) { /* its pages have nowhere to go */
+		snprintf(err, errlen, "a %s section before the stream showed its VM",
+		         *type == SEC_RAMC ? "RAMC" : "RAMD");
 		return -EBADMSG;
 	}
-	uint8_t *dst = vmm_gpa(m, gpa, (uint64_t)n * PAGE);
-	if ((ret = vmm_state_read_part(s, hb + 12, bm, *type, *inst, err, errlen)) < 0)
-		return ret;
-	const uint8_t *bitmap = hb + 12;
-	/* checked before a page is written */
-	if ((ret = bitmap_check(bitmap, n, len - 12 - bm, gpa, err, errlen)) < 0)
-		return ret;
-	uint32_t crc = vmm_crc32c(vmm_crc32c(0, h, 16), hb, 12 + bm);
-	for (uint32_t i = 0; i < n;) {
-		uint32_t j = i;
-		bool set = (bitmap[i / 8] >> (i % 8)) & 1;
-		while (j < n && (bool)((bitmap[j / 8] >> (j % 8)) & 1) == set)
-			j++;
-		uint8_t *p = dst + (size_t)i * PAGE;
-		size_t run = (size_t)(j - i) * PAGE;
-		if (set) {
-			if ((ret = vmm_state_read_part(s, p, run, *type, *inst, err, errlen)) < 0)
-				return ret;
-			crc = vmm_crc32c(crc, p, run);
-		} else {
-			for (size_t off = 0; off < run; off += PAGE)
-				zero_page(p + off);
-		}
-		i = j;
-	}
-	if ((ret = vmm_state_read_trailer(s, crc, *type, *inst, err, errlen)) < 0)
-		return ret;
-	vmm_mem_suspect_clear(m, gpa, (uint64_t)n * PAGE);
-	*loaded = true;
-	return 0;
-bad:
-	if (ret < 0)
-		return ret;
-	snprintf(err, errlen, "RAM section at 0x%llx: page data does not match its bitmap",
-	         (unsigned long long)gpa);
-	return -EBADMSG;
+	return vmm_state_read_rest(s, h, *type, *inst, len, payload, err, errlen);
 }
 
 /* The slot of a ZERO section's range, or -1. */

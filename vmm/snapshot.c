@@ -451,11 +451,9 @@ int vmm_vm_restore(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t er
 			break;
 		}
 		case SEC_RAM:
-			ret = loaded ? 0 : vmm_ram_load(&vm->mem, p.data, p.len, err, errlen);
-			break;
-		case SEC_RAMC: /* loaded as they were read, always */
+		case SEC_RAMC: /* RAMC and RAMD are always loaded as they are read */
 		case SEC_RAMD:
-			ret = 0;
+			ret = loaded ? 0 : vmm_ram_load(&vm->mem, p.data, p.len, err, errlen);
 			break;
 		case SEC_ZERO:
 			ret = vmm_ram_zero_load(&vm->mem, p.data, p.len, err, errlen);

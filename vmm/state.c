@@ -127,18 +127,9 @@ __attribute__((target("sse4.2"))) static uint32_t crc_hw3_page(const uint8_t *p)
 	return ~crc_hw(st, p + 3 * L, 4096 - 3 * L);
 }
 
-uint32_t vmm_crc32c_page(const void *p)
-{
-	static int have_hw = -1;
-
-	if (have_hw < 0) {
-		unsigned a, b, c, d;
-		have_hw = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSE4_2);
-	}
-	return have_hw ? crc_hw3_page(p) : vmm_crc32c(0, p, 4096);
-}
-
-uint32_t vmm_crc32c(uint32_t crc, const void *p, size_t n)
+/* Whether the CPU has the crc32 instruction (SSE4.2); the table for the
+ * software fallback is built on the first call. */
+static bool have_hw_crc(void)
 {
 	static int have_hw = -1;
 
@@ -147,8 +138,20 @@ uint32_t vmm_crc32c(uint32_t crc, const void *p, size_t n)
 		crc_table_init();
 		have_hw = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSE4_2);
 	}
+	return have_hw;
+}
+
+uint32_t vmm_crc32c_page(const void *p)
+{
+	return have_hw_crc() ? crc_hw3_page(p) : vmm_crc32c(0, p, 4096);
+}
+
+uint32_t vmm_crc32c(uint32_t crc, const void *p, size_t n)
+{
+	bool hw = have_hw_crc();
+
 	crc = ~crc;
-	crc = !have_hw ? crc_sw(crc, p, n) : n >= 16384 ? crc_hw3(crc, p, n) : crc_hw(crc, p, n);
+	crc = !hw ? crc_sw(crc, p, n) : n >= 16384 ? crc_hw3(crc, p, n) : crc_hw(crc, p, n);
 	return ~crc;
 }
 
@@ -357,9 +360,7 @@ int vmm_state_write_section(struct vmm_stream *s, uint32_t type, uint32_t instan
 {
 	struct iovec iov = { (void *)payload, len };
 
-	if (len > VMM_STATE_MAX_SECTION)
-		return -E2BIG;
-	return vmm_state_write_sectionv(s, type, instance, &iov, 1, 1);
+	return vmm_state_write_sectionv(s, type, instance, &iov, 1, 1); /* -E2BIG there */
 }
 
 int vmm_state_read_head(struct vmm_stream *s, uint8_t h[16], uint32_t *type, uint32_t *instance,
@@ -429,13 +430,20 @@ int vmm_state_read_section(struct vmm_stream *s, uint32_t *type, uint32_t *insta
 	payload->err = 0;
 	if ((ret = vmm_state_read_head(s, h, type, instance, &len, err, errlen)) < 0)
 		return ret;
+	return vmm_state_read_rest(s, h, *type, *instance, len, payload, err, errlen);
+}
+
+int vmm_state_read_rest(struct vmm_stream *s, const uint8_t h[16], uint32_t type, uint32_t instance,
+                        uint64_t len, struct sbuf *payload, char *err, size_t errlen)
+{
+	int ret;
+
 	if ((ret = sbuf_reserve(payload, (size_t)len)) < 0)
 		return ret;
 	payload->len = (size_t)len;
-	if ((ret = vmm_state_read_part(s, payload->data, (size_t)len, *type, *instance, err,
+	if ((ret = vmm_state_read_part(s, payload->data, (size_t)len, type, instance, err,
 	                               errlen)) < 0)
 		return ret;
-	uint32_t crc = vmm_crc32c(0, h, 16);
-	crc = vmm_crc32c(crc, payload->data, (size_t)len);
-	return vmm_state_read_trailer(s, crc, *type, *instance, err, errlen);
+	uint32_t crc = vmm_crc32c(vmm_crc32c(0, h, 16), payload->data, (size_t)len);
+	return vmm_state_read_trailer(s, crc, type, instance, err, errlen);
 }

@@ -6,7 +6,8 @@
  *   the last section is type END.
  *
  * Little-endian; the crc32c of a section covers its type, instance, length
- * and payload (a RAMD or RAMC section's, all but its pages: ramstate.h). A reader refuses an unknown version, a section longer than
+ * and payload (a RAMD or RAMC section's, all but its pages: ramstate.h).
+ * A reader refuses an unknown version, a section longer than
  * VMM_STATE_MAX_SECTION, and any checksum mismatch, naming what it found. */
 #ifndef VMM_STATE_H
 #define VMM_STATE_H
@@ -80,7 +81,8 @@ int vmm_state_write_section(struct vmm_stream *s, uint32_t type, uint32_t instan
                             const void *payload, size_t len);
 /* A section whose payload is n buffers (sent in one writev where the
  * stream has it), its trailer the crc32c of the header and of the first
- * `checked` buffers only: the others go unchecked (RAMD) or are the caller's to check (RAMC). */
+ * `checked` buffers only: the others go unchecked (RAMD) or are the
+ * caller's to check (RAMC). */
 int vmm_state_write_sectionv(struct vmm_stream *s, uint32_t type, uint32_t instance,
                              const struct iovec *iov, int n, int checked);
 
@@ -98,6 +100,10 @@ int vmm_state_read_part(struct vmm_stream *s, void *p, size_t n, uint32_t type, 
                         char *err, size_t errlen);
 int vmm_state_read_trailer(struct vmm_stream *s, uint32_t crc, uint32_t type, uint32_t instance,
                            char *err, size_t errlen);
+/* After vmm_state_read_head: the payload of len bytes into payload, and
+ * the trailer checked (what vmm_state_read_section does after the head). */
+int vmm_state_read_rest(struct vmm_stream *s, const uint8_t h[16], uint32_t type, uint32_t instance,
+                        uint64_t len, struct sbuf *payload, char *err, size_t errlen);
 
 /* "CPUM" etc. for messages. */
 void vmm_fourcc_str(uint32_t t, char out[5]);
