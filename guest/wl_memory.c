@@ -104,8 +104,8 @@ static inline uint64_t pattern(uint64_t seed, uint64_t addr, uint64_t gen, uint6
 	return x * 0x94d049bb133111ebull;
 }
 
-/* verify mib=W seed=S passes=N (0 = forever) [tick_ms=N]: fills the working set with a
- * seeded pattern, then in every pass checks each page against the
+/* verify mib=W seed=S passes=N (0 = forever) [tick_ms=N]: fills the
+ * working set with a seeded pattern, then in every pass checks each page against the
  * generation it must have at that point and rewrites it with the next. A
  * page lost, zeroed or left stale by a migration or restore shows up as
  * "CORRUPT <addr>" (and status 1). Prints "verify pass <n> OK". */

@@ -222,11 +222,14 @@ static int send_dirty_streams(struct vmm_vm *vm, struct vmm_stream *main_st, uin
 	int ret = 0;
 
 	for (unsigned k = 0; k < n; k++) {
-		sh[k] = (struct share){ vm,  k ? &x[k].st : main_st,
-			                bm,  k ? &x[k].inst : main_inst,
-			                k,   n,
-			                all, k && yield,
-			                0 };
+		sh[k] = (struct share){ .vm = vm,
+			                .st = k ? &x[k].st : main_st,
+			                .bm = bm,
+			                .inst = k ? &x[k].inst : main_inst,
+			                .k = k,
+			                .n = n,
+			                .all = all,
+			                .yield = k && yield };
 		if (k && pthread_create(&t[k], NULL, share_main, &sh[k]) == 0) {
 			started[k] = true;
 		} else if (k) { /* no thread: in line, and this thread stays as it is */

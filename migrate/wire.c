@@ -134,8 +134,9 @@ static int wstream_write(void *arg, const void *p, size_t n)
 	return 0;
 }
 
-/* Without a cap, the buffers in one sendmsg (a RAMC section's header,
- * pages and trailer); with one, each through wstream_write. */
+/* Without a cap, the buffers in one sendmsg (a section's header, payload
+ * and trailer: a RAMD or RAMC section's pages straight from guest memory);
+ * with one, each through wstream_write. */
 static int wstream_writev(void *arg, const struct iovec *iov, int n)
 {
 	struct wire_stream *w = arg;

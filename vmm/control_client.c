@@ -124,8 +124,7 @@ int vmm_control_cli(const char *path, int argc, char **argv, FILE *out)
 		        "power-off, save PATH, migrate HOST PORT TOKEN [DOWNTIME_MS "
 		        "[MIBPS [storage] [compress] [verify] [streams=N]]], migrate-status, "
 		        "migrate-cancel, ft-start HOST PORT TOKEN [EPOCH_MS [DETECT_MS]], "
-		        "ft-status, "
-		        "ft-stop\n");
+		        "ft-status, ft-stop\n");
 		return 2;
 	}
 	if (vmm_control_call(path, &req, &r, 60000, err, sizeof(err)) < 0) {
