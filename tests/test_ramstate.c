@@ -246,10 +246,28 @@ static void test_malformed(void **state)
 /* vmm_ram_read_section: RAM pages read straight into guest memory, other
  * sections into the payload; a malformed header or bitmap is refused
  * before a page is written, a corrupt page by its checksum. */
-static void one_section(struct membuf *buf, struct vmm_stream *s, struct vmm_mem *m, uint64_t gpa)
+static void one_section(struct membuf *buf, struct vmm_stream *s, struct vmm_mem *m, uint64_t gpa,
+                        uint32_t npages)
 {
 	buf->len = buf->off = 0;
-	assert_int_equal(vmm_ram_save_range(m, s, gpa, 4, 0, NULL), 0);
+	assert_int_equal(vmm_ram_save_range(m, s, gpa, npages, 0, NULL), 0);
+}
+
+/* The next section of s, read into m (NULL: no VM yet), is refused, with
+ * a message that holds want (when given). */
+static void refused(struct vmm_stream *s, struct vmm_mem *m, const char *want)
+{
+	struct sbuf p;
+	char err[256];
+	uint32_t type, inst;
+	bool loaded;
+
+	sbuf_init(&p);
+	assert_int_equal(vmm_ram_read_section(s, m, &type, &inst, &p, &loaded, err, sizeof(err)),
+	                 -EBADMSG);
+	if (want)
+		assert_non_null(strstr(err, want));
+	sbuf_free(&p);
 }
 
 static void test_direct_read(void **state)
@@ -288,39 +306,31 @@ static void test_direct_read(void **state)
 	assert_true(type == SEC_RAM && loaded);
 	assert_memory_equal(a.slots[0].host, b.slots[0].host, 2u << 20);
 	/* without guest memory a RAM section is a payload like any */
-	one_section(&buf, &s, &a, 0);
+	one_section(&buf, &s, &a, 0, 4);
 	assert_int_equal(
 	        vmm_ram_read_section(&s, NULL, &type, &inst, &p, &loaded, err, sizeof(err)), 0);
 	assert_true(type == SEC_RAM && !loaded && p.len == 12 + 1 + 2 * 4096);
 
 	/* [16 header][u64 gpa][u32 n][bitmap][pages][u32 crc] */
 	memset(b.slots[0].host, 0x77, 4 * 4096);
-	one_section(&buf, &s, &a, 0);
+	one_section(&buf, &s, &a, 0, 4);
 	buf.data[16 + 12] |= 0x01; /* a page more than the data has */
-	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
-	                 -EBADMSG);
-	assert_non_null(strstr(err, "does not match its bitmap"));
-	one_section(&buf, &s, &a, 0);
+	refused(&s, &b, "does not match its bitmap");
+	one_section(&buf, &s, &a, 0, 4);
 	buf.data[16 + 12] |= 0x80; /* a bit past the 4 pages */
-	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
-	                 -EBADMSG);
-	one_section(&buf, &s, &a, 0);
+	refused(&s, &b, NULL);
+	one_section(&buf, &s, &a, 0, 4);
 	buf.data[16 + 7] = 0x10; /* far outside guest RAM */
-	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
-	                 -EBADMSG);
-	assert_non_null(strstr(err, "outside guest RAM"));
-	one_section(&buf, &s, &a, 0);
+	refused(&s, &b, "outside guest RAM");
+	one_section(&buf, &s, &a, 0, 4);
 	buf.data[16 + 8] = 0; /* no pages */
-	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
-	                 -EBADMSG);
+	refused(&s, &b, NULL);
 	for (size_t i = 0; i < 4 * 4096; i++)
 		assert_int_equal(b.slots[0].host[i], 0x77); /* none of them wrote a page */
-	one_section(&buf, &s, &a, 0);
+	one_section(&buf, &s, &a, 0, 4);
 	buf.data[16 + 13 + 100] ^= 0x01; /* a flipped bit in a page */
-	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
-	                 -EBADMSG);
-	assert_non_null(strstr(err, "checksum mismatch"));
-	one_section(&buf, &s, &a, 0);
+	refused(&s, &b, "checksum mismatch");
+	one_section(&buf, &s, &a, 0, 4);
 	buf.len -= 5; /* truncated */
 	assert_true(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)) < 0);
 	sbuf_free(&p);
@@ -421,12 +431,9 @@ static void test_page_checksums(void **state)
 
 	/* page 1 (the first with data) changed after its checksum */
 	size_t page1 = 16 + 12 + 32 + 170 * 4;
-	buf.len = buf.off = 0;
-	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 256, 0, NULL), 0);
+	one_section(&buf, &s, &a, 0, 256);
 	buf.data[page1 + 100] ^= 0x40;
-	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
-	                 -EBADMSG);
-	assert_non_null(strstr(err, "the page at 0x1000 arrived damaged"));
+	refused(&s, &b, "the page at 0x1000 arrived damaged");
 	assert_int_equal(vmm_mem_suspect_start(&b), 0);
 	buf.off = 0;
 	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
@@ -435,29 +442,25 @@ static void test_page_checksums(void **state)
 	assert_int_equal(first, 0x1000);
 	assert_int_equal(atomic_load(&b.suspect_seen), 1);
 	/* the newer copy, as RAMC or as RAM, makes it good */
-	buf.len = buf.off = 0;
-	assert_int_equal(vmm_ram_save_range(&a, &s, 0x1000, 2, 0, NULL), 0);
+	one_section(&buf, &s, &a, 0x1000, 2);
 	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
 	                 0);
 	assert_int_equal(vmm_mem_suspect_count(&b, &first), 0);
 	assert_memory_equal(a.slots[0].host, b.slots[0].host, 1u << 20);
-	buf.len = buf.off = 0;
-	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 4, 0, NULL), 0);
+	one_section(&buf, &s, &a, 0, 4);
 	buf.data[page1 + 5] ^= 0x01;
 	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
 	                 0);
 	assert_int_equal(vmm_mem_suspect_count(&b, &first), 1);
 	s.direct = false;
-	buf.len = buf.off = 0;
-	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 4, 0, NULL), 0);
+	one_section(&buf, &s, &a, 0, 4);
 	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
 	                 0);
 	assert_true(type == SEC_RAM);
 	assert_int_equal(vmm_mem_suspect_count(&b, &first), 0);
 	/* and so does a ZERO section over it */
 	s.direct = true;
-	buf.len = buf.off = 0;
-	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 4, 0, NULL), 0);
+	one_section(&buf, &s, &a, 0, 4);
 	buf.data[page1] ^= 0x01;
 	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
 	                 0);
@@ -473,26 +476,16 @@ static void test_page_checksums(void **state)
 	size_t at[] = { 16 + 2, 16 + 12, 16 + 13 + 2 };
 	uint8_t flip[] = { 0x02, 0x03, 0x02 };
 	for (size_t i = 0; i < 3; i++) {
-		buf.len = buf.off = 0;
-		assert_int_equal(vmm_ram_save_range(&a, &s, 0, 8, 0, NULL), 0);
+		one_section(&buf, &s, &a, 0, 8);
 		buf.data[at[i]] ^= flip[i];
-		assert_int_equal(
-		        vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
-		        -EBADMSG);
-		assert_non_null(strstr(err, "RAMC/0 is corrupt (checksum mismatch)"));
+		refused(&s, &b, "RAMC/0 is corrupt (checksum mismatch)");
 	}
 	/* a length that is not the bitmap's, or no guest memory to take it */
-	buf.len = buf.off = 0;
-	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 8, 0, NULL), 0);
+	one_section(&buf, &s, &a, 0, 8);
 	buf.data[8] += 4;
-	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
-	                 -EBADMSG);
-	assert_non_null(strstr(err, "does not match its bitmap"));
-	buf.len = buf.off = 0;
-	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 8, 0, NULL), 0);
-	assert_int_equal(
-	        vmm_ram_read_section(&s, NULL, &type, &inst, &p, &loaded, err, sizeof(err)),
-	        -EBADMSG);
+	refused(&s, &b, "does not match its bitmap");
+	one_section(&buf, &s, &a, 0, 8);
+	refused(&s, NULL, "a RAMC section before the stream showed its VM");
 	sbuf_free(&p);
 	free(buf.data);
 	vmm_mem_free(&a);
@@ -534,16 +527,14 @@ static void test_direct_pages(void **state)
 
 	/* a suspect page (a damaged RAMC copy) is made good by a RAMD copy */
 	s.page_crcs = true;
-	buf.len = buf.off = 0;
-	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 4, 0, NULL), 0);
+	one_section(&buf, &s, &a, 0, 4);
 	buf.data[16 + 12 + 1 + 3 * 4 + 7] ^= 0x10; /* page 1, after 3 checksums */
 	assert_int_equal(vmm_mem_suspect_start(&b), 0);
 	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
 	                 0);
 	assert_int_equal(vmm_mem_suspect_count(&b, &first), 1);
 	s.page_crcs = false;
-	buf.len = buf.off = 0;
-	assert_int_equal(vmm_ram_save_range(&a, &s, 0x1000, 1, 0, NULL), 0);
+	one_section(&buf, &s, &a, 0x1000, 1);
 	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
 	                 0);
 	assert_true(type == SEC_RAMD);
@@ -555,32 +546,20 @@ static void test_direct_pages(void **state)
 	size_t at[] = { 16 + 2, 16 + 12 };
 	uint8_t flip[] = { 0x02, 0x03 };
 	for (size_t i = 0; i < 2; i++) {
-		buf.len = buf.off = 0;
-		assert_int_equal(vmm_ram_save_range(&a, &s, 0, 8, 0, NULL), 0);
+		one_section(&buf, &s, &a, 0, 8);
 		buf.data[at[i]] ^= flip[i];
-		assert_int_equal(
-		        vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
-		        -EBADMSG);
-		assert_non_null(strstr(err, "RAMD/0 is corrupt (checksum mismatch)"));
+		refused(&s, &b, "RAMD/0 is corrupt (checksum mismatch)");
 	}
 	/* a length that is not the bitmap's (one with checksums' room is not
 	 * RAMD's either), or no guest memory to take it */
-	buf.len = buf.off = 0;
-	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 8, 0, NULL), 0);
+	one_section(&buf, &s, &a, 0, 8);
 	buf.data[8] += 4 * 5;
-	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
-	                 -EBADMSG);
-	assert_non_null(strstr(err, "RAMD section at 0x0: its length does not match its bitmap"));
-	buf.len = buf.off = 0;
-	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 8, 0, NULL), 0);
-	assert_int_equal(
-	        vmm_ram_read_section(&s, NULL, &type, &inst, &p, &loaded, err, sizeof(err)),
-	        -EBADMSG);
-	assert_non_null(strstr(err, "a RAMD section before the stream showed its VM"));
+	refused(&s, &b, "RAMD section at 0x0: its length does not match its bitmap");
+	one_section(&buf, &s, &a, 0, 8);
+	refused(&s, NULL, "a RAMD section before the stream showed its VM");
 	/* --compress wins: RAM or RAMZ */
 	s.compress = true;
-	buf.len = buf.off = 0;
-	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 8, 0, NULL), 0);
+	one_section(&buf, &s, &a, 0, 8);
 	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
 	                 0);
 	assert_true(type == SEC_RAM || type == SEC_RAMZ);
