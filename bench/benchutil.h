@@ -368,6 +368,12 @@ static inline double bench_watch_stop(struct bench_watch *w)
 	for (int i = 0; i < w->n; i++)
 		if (w->fds[i] >= 0)
 			close(w->fds[i]);
+	static bool warned;
+	if (!w->realtime && !warned) {
+		warned = true;
+		fprintf(stderr, "bench: the serial watcher could not run real-time (SCHED_FIFO: "
+		                "run as root): its own waits for a core count as the guest's\n");
+	}
 	if (getenv("BENCH_DEBUG"))
 		fprintf(stderr, "longest gap %.1f ms, from +%.1f ms (at %.3f)\n",
 		        atomic_load(&w->max_gap_ms), w->gap_at_ms, w->gap_at_ms + w->t0);
