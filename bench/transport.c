@@ -1,6 +1,6 @@
 /* bench/transport: bulk throughput of the candidate transports for the
  * vMotion state stream, over loopback in one process: a raw TCP socket
- * (what migrate/ uses) against nng pair0 over tcp://, sending the same
+ * (what migrate/ uses, set up by migrate/wire.c) against nng pair0 over tcp://, sending the same
  * bytes in the same message sizes. Prints MiB/s and the
  * ratio to raw TCP; asserts nothing.
  * Usage: bench/transport [--mib N] */
@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "migrate/wire.h"
+
 static size_t total = 256u << 20;
 
 static double now_s(void)
@@ -27,7 +29,7 @@ static double now_s(void)
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-/* ---- raw TCP ---- */
+/* ---- raw TCP, as migrate/wire.c sets it up ---- */
 
 struct raw_rx {
 	int lfd;
@@ -37,33 +39,31 @@ struct raw_rx {
 static void *raw_reader(void *arg)
 {
 	struct raw_rx *r = arg;
-	int fd = accept(r->lfd, NULL, NULL);
+	char err[200];
+	int fd = wire_accept(r->lfd, 10000, "no sender", err, sizeof(err));
 	static char buf[1 << 20];
 	ssize_t n;
 
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
+	while (fd >= 0 && (n = read(fd, buf, sizeof(buf))) > 0)
 		r->got += (size_t)n;
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	return NULL;
 }
 
 static double raw_tcp(size_t msg)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t al = sizeof(a);
 	struct raw_rx r = { 0 };
+	char err[200];
+	uint16_t port = 0;
 	pthread_t t;
-	int one = 1, bufsz = 4 << 20;
 
-	r.lfd = socket(AF_INET, SOCK_STREAM, 0);
-	if (bind(r.lfd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(r.lfd, 1) < 0)
+	r.lfd = wire_listen(-1, "127.0.0.1", &port, err, sizeof(err));
+	if (r.lfd < 0)
 		return -1;
-	getsockname(r.lfd, (struct sockaddr *)&a, &al);
 	pthread_create(&t, NULL, raw_reader, &r);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof(bufsz));
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+	int fd = wire_connect(-1, "127.0.0.1", port, 10000, err, sizeof(err));
+	if (fd < 0)
 		return -1;
 	char *buf = calloc(1, msg);
 	double t0 = now_s();

@@ -19,28 +19,24 @@
 #include "netns.h"
 #include "util.h"
 
-/* The socket buffers hold what the path keeps in flight at
- * WIRE_BYTES_PER_US (100 Gbit/s) over the round trip TCP measured at the
- * handshake, within [WIRE_BUF_MIN, WIRE_BUF_MAX]. Not more: a sender
- * with 4 MiB buffers on loopback ran 4 ms ahead of its reader without
- * blocking, and a vCPU sharing its core waited those 4 ms (bench/migrate,
- * traced); with 256 KiB it blocks every ~0.1 ms and gives the core back.
- * A long path gets the window its bandwidth needs (up to 32 MiB). */
-#define WIRE_BYTES_PER_US 12500
-#define WIRE_BUF_MIN      (256u << 10)
-#define WIRE_BUF_MAX      (32u << 20)
+uint32_t wire_buffer_bytes(uint32_t rtt_us)
+{
+	uint64_t want = (uint64_t)rtt_us * WIRE_BYTES_PER_US;
+
+	return (uint32_t)(want < WIRE_BUF_MIN   ? WIRE_BUF_MIN
+	                  : want > WIRE_BUF_MAX ? WIRE_BUF_MAX
+	                                        : want);
+}
 
 static void tune(int fd)
 {
 	struct tcp_info ti = { 0 };
 	socklen_t tl = sizeof(ti);
 	int one = 1;
-	uint64_t want = getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0
-	                        ? (uint64_t)ti.tcpi_rtt * WIRE_BYTES_PER_US
-	                        : 0;
-	int buf = (int)(want < WIRE_BUF_MIN   ? WIRE_BUF_MIN
-	                : want > WIRE_BUF_MAX ? WIRE_BUF_MAX
-	                                      : want);
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) < 0)
+		ti.tcpi_rtt = 0;
+	int buf = (int)wire_buffer_bytes(ti.tcpi_rtt);
 
 	log_debug("migration socket: round trip %u us, buffers %d KiB", ti.tcpi_rtt, buf >> 10);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

@@ -9,7 +9,22 @@
 
 #include "vmm/state.h"
 
-/* A connected TCP socket (blocking, NODELAY, large buffers), or -errno. */
+/* The socket buffers hold what the path keeps in flight at
+ * WIRE_BYTES_PER_US (100 Gbit/s) over the round trip TCP measured at the
+ * handshake, within [WIRE_BUF_MIN, WIRE_BUF_MAX]. Not more: a sender
+ * with 4 MiB buffers on loopback ran 4 ms ahead of its reader without
+ * blocking, and a vCPU sharing its core waited those 4 ms (bench/migrate,
+ * traced with perf); with 256 KiB it blocks every ~0.1 ms and gives the
+ * core back. A long path gets the window its bandwidth needs. */
+#define WIRE_BYTES_PER_US 12500u
+#define WIRE_BUF_MIN      (256u << 10)
+#define WIRE_BUF_MAX      (32u << 20)
+/* The buffer size (each way, before the kernel doubles it) for a path
+ * whose round trip is rtt_us (0: unknown, the least). */
+uint32_t wire_buffer_bytes(uint32_t rtt_us);
+
+/* A connected TCP socket (blocking, NODELAY, buffers sized to the path:
+ * wire_buffer_bytes), or -errno. */
 int wire_connect(int nsfd, const char *host, uint16_t port, int timeout_ms, char *err,
                  size_t errlen);
 /* A listening socket on host:*port (0: the kernel picks; *port is set). */

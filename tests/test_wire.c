@@ -57,6 +57,48 @@ static void test_both_ends_nodelay(void **state)
 	close(l);
 }
 
+/* The buffers follow the path's round trip at 100 Gbit/s: the least on
+ * loopback (a sender with 4 MiB ran 4 ms ahead of its reader and kept a
+ * vCPU on its core waiting), a LAN's window at 100 us, the most on a long
+ * path. */
+static void test_buffers_sized_to_the_path(void **state)
+{
+	char err[200];
+	uint16_t port = 0;
+
+	(void)state;
+	assert_int_equal(wire_buffer_bytes(0), WIRE_BUF_MIN);
+	assert_int_equal(wire_buffer_bytes(20), WIRE_BUF_MIN);
+	assert_int_equal(wire_buffer_bytes(100), 100 * WIRE_BYTES_PER_US);
+	assert_int_equal(wire_buffer_bytes(150000), WIRE_BUF_MAX);
+	assert_int_equal(wire_buffer_bytes(UINT32_MAX), WIRE_BUF_MAX);
+
+	int l = wire_listen(-1, "127.0.0.1", &port, err, sizeof(err));
+	assert_true(l >= 0);
+	int c = wire_connect(-1, "127.0.0.1", port, 2000, err, sizeof(err));
+	assert_true(c >= 0);
+	int a = wire_accept(l, 2000, "no peer", err, sizeof(err));
+	assert_true(a >= 0);
+	int fds[] = { c, a };
+	for (int i = 0; i < 2; i++) {
+		int opts[] = { SO_SNDBUF, SO_RCVBUF };
+		for (int k = 0; k < 2; k++) {
+			int v = 0;
+			socklen_t vl = sizeof(v);
+			assert_int_equal(getsockopt(fds[i], SOL_SOCKET, opts[k], &v, &vl), 0);
+			/* the kernel doubles what it was given (capped at
+			 * net.core.[rw]mem_max when not root); loopback's
+			 * round trip is tens of us at most */
+			assert_true(v <= 2 * (int)wire_buffer_bytes(200));
+			if (geteuid() == 0) /* SO_*BUFFORCE */
+				assert_true(v >= 2 * (int)WIRE_BUF_MIN);
+		}
+	}
+	close(a);
+	close(c);
+	close(l);
+}
+
 /* A line whose rest comes after the timeout is still read whole: the
  * FT primary's acknowledgement reader, which retries after each 20 ms
  * timeout, once lost "A 35" of "A 359" and read "9" as the next line. */
@@ -104,6 +146,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_both_ends_nodelay),
+		cmocka_unit_test(test_buffers_sized_to_the_path),
 		cmocka_unit_test(test_line_split_across_timeout),
 		cmocka_unit_test(test_accept_timeout),
 	};
