@@ -51,6 +51,7 @@ static char bindir[PATH_MAX], elf[PATH_MAX + 32], tmp[64] = "/tmp/vmk-bench-mig-
 
 struct result {
 	double total_ms, downtime_ms, bytes;
+	double iterations;  /* pre-copy passes (vmx) or dirty-log syncs (QEMU) */
 	double observed_ms; /* the longest gap between arrivals of serial output, or -1 */
 	double floor_ms;    /* the same over FLOOR_MS of the guest before, not migrating */
 	bool ok;
@@ -124,6 +125,7 @@ static struct result run_vmx(int mib, const char *cmdline, const char *ready, co
 			r.total_ms = bench_field(o, "total_ms=");
 			r.downtime_ms = bench_field(o, "\ndowntime_ms=");
 			r.bytes = bench_field(o, "transferred=");
+			r.iterations = bench_field(o, "iteration=");
 			r.ok = true;
 			break;
 		}
@@ -221,6 +223,7 @@ static struct result run_qemu(int mib, const char *cmdline, const char *ready, b
 			r.total_ms = bench_field(o, "\"total-time\": ");
 			r.downtime_ms = bench_field(o, "\"downtime\": ");
 			r.bytes = bench_field(o, "\"transferred\": ");
+			r.iterations = bench_field(o, "\"dirty-sync-count\": ");
 			r.ok = true;
 			break;
 		}
@@ -242,25 +245,25 @@ out:
 
 struct med {
 	int n;
-	double total, down, observed, floor, bytes, worst;
+	double total, down, observed, floor, bytes, worst, iterations;
 };
 
 static struct med medians(const struct result *r, int n)
 {
-	double t[RUNS], d[RUNS], o[RUNS], f[RUNS], b[RUNS];
+	double t[RUNS], d[RUNS], o[RUNS], f[RUNS], b[RUNS], it[RUNS];
 	struct med m = { 0 };
 
 	for (int i = 0; i < n; i++) {
 		if (!r[i].ok)
 			continue;
 		t[m.n] = r[i].total_ms, d[m.n] = r[i].downtime_ms, o[m.n] = r[i].observed_ms,
-		f[m.n] = r[i].floor_ms, b[m.n++] = r[i].bytes;
+		f[m.n] = r[i].floor_ms, it[m.n] = r[i].iterations, b[m.n++] = r[i].bytes;
 	}
 	if (!m.n)
 		return m;
 	m.total = bench_median(t, m.n), m.down = bench_median(d, m.n);
 	m.observed = bench_median(o, m.n), m.bytes = bench_median(b, m.n);
-	m.floor = bench_median(f, m.n);
+	m.floor = bench_median(f, m.n), m.iterations = bench_median(it, m.n);
 	m.worst = t[m.n - 1]; /* sorted by bench_median */
 	return m;
 }
@@ -273,7 +276,7 @@ static void show(const char *who, const struct med *m)
 	}
 	printf("    %-13s %7.0f ms (worst %6.0f)  down %4.0f ms", who, m->total, m->worst, m->down);
 	printf("  seen %5.1f ms (floor %3.1f)", m->observed, m->floor);
-	printf("  %8.1f MiB\n", m->bytes / 1048576);
+	printf("  %8.1f MiB  %3.0f it\n", m->bytes / 1048576, m->iterations);
 }
 
 /* Each metric: the better of two configurations' medians (either may
@@ -285,6 +288,7 @@ static struct med best_of(const struct med *a, const struct med *b)
 	struct med m = *a;
 	m.total = fmin(a->total, b->total), m.down = fmin(a->down, b->down);
 	m.observed = fmin(a->observed, b->observed), m.bytes = fmin(a->bytes, b->bytes);
+	m.iterations = fmin(a->iterations, b->iterations);
 	return m;
 }
 
@@ -317,6 +321,7 @@ static void line(const char *what, const struct result *v1, const struct result 
 	ratio("downtime", mv.down, bq.down);
 	ratio("seen", mv.observed, bq.observed);
 	ratio("bytes", mv.bytes, bq.bytes);
+	ratio("iterations", mv.iterations, bq.iterations);
 	printf("\n");
 }
 
