@@ -8,19 +8,25 @@ int wl_hello(void)
 	return 0;
 }
 
-/* "hb <seq>" every interval_ms (default 1); count=N stops after N lines.
- * After a stall (pause, migration) it resumes with the next number and does
- * not burst to catch up: the gap itself is what observers measure. */
+/* "hb <seq>" every interval_ms (default 1); count=N stops after N lines;
+ * stamp=1: "hb <seq> <ms>", the guest's TSC in ms (its clock, which a
+ * migration must not set back). After a stall (pause, migration) it
+ * resumes with the next number and does not burst to catch up: the gap
+ * itself is what observers measure. */
 int wl_heartbeat(void)
 {
 	uint64_t interval = cmdline_u64("interval_ms", 1) * tsc_khz;
 	uint64_t count = cmdline_u64("count", 0);
+	bool stamp = cmdline_u64("stamp", 0) != 0;
 	uint64_t next = rdtsc();
 
 	for (uint64_t seq = 0; !count || seq < count; seq++) {
 		while (rdtsc() < next)
 			cpu_relax();
-		printf_("hb %lu\n", seq);
+		if (stamp)
+			printf_("hb %lu %lu\n", seq, rdtsc() / tsc_khz);
+		else
+			printf_("hb %lu\n", seq);
 		next += interval;
 		uint64_t now = rdtsc();
 		if (now > next + interval)

@@ -6,9 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kvmcaps.h"
+#include "log.h"
 #include "diskstate.h"
 #include "ramstate.h"
 #include "softcpu.h"
@@ -108,6 +110,36 @@ static int save_vcpu(struct vmm_vm *vm, struct vmm_vcpu *c, struct sbuf *b, char
 	return b->err;
 }
 
+/* Past this, the two hosts' clocks disagree rather than the state took
+ * that long (a switchover waits at most MIGRATE_ACK_TIMEOUT_MS for each
+ * answer): the guest's TSC then stands still across it, as from a file. */
+#define TSC_CATCH_UP_MAX_NS (60ull * 1000000000ull)
+#define MSR_IA32_TSC        0x10
+
+/* The guest TSC cycles the state spent on its way from the source, now
+ * (vm.h: src_realtime_ns); 0 without a TIME section. say: log it. */
+static uint64_t tsc_catch_up(const struct vmm_vm *vm, bool say)
+{
+	struct timespec t;
+
+	if (!vm->src_realtime_ns || !vm->tsc_khz || clock_gettime(CLOCK_REALTIME, &t) < 0)
+		return 0;
+	uint64_t now = (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+	if (now <= vm->src_realtime_ns)
+		return 0; /* this host's clock is behind the source's */
+	uint64_t lost = now - vm->src_realtime_ns;
+	if (lost > TSC_CATCH_UP_MAX_NS) {
+		log_warn("the source's clock is %llu s behind this host's: the guest's TSC is "
+		         "restored as it was read (synchronise the hosts' clocks)",
+		         (unsigned long long)(lost / 1000000000ull));
+		return 0;
+	}
+	if (say)
+		log_info("the guest's TSC set on by %llu us: the time its state took to arrive",
+		         (unsigned long long)(lost / 1000));
+	return lost / 1000 * vm->tsc_khz / 1000;
+}
+
 static int restore_vcpu(struct vmm_vcpu *c, struct rbuf *r, char *err, size_t errlen)
 {
 	uint8_t buf[8192];
@@ -134,9 +166,12 @@ static int restore_vcpu(struct vmm_vcpu *c, struct rbuf *r, char *err, size_t er
 	if (!m)
 		return -ENOMEM;
 	m->nmsrs = n;
+	uint64_t catch_up = tsc_catch_up(c->vm, c->index == 0);
 	for (uint32_t i = 0; i < n; i++) {
 		m->entries[i].index = rbuf_u32(r);
 		m->entries[i].data = rbuf_u64(r);
+		if (m->entries[i].index == MSR_IA32_TSC)
+			m->entries[i].data += catch_up;
 	}
 	int set = r->err ? -1 : ioctl(c->fd, KVM_SET_MSRS, m);
 	uint32_t refused = set >= 0 && (uint32_t)set < n ? m->entries[set].index : 0;
@@ -408,11 +443,26 @@ int vmm_vm_restore(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t er
 				break;
 			}
 			ret = softcpu_restore(vm->vcpus[0].soft, &r);
+			if (ret == 0)
+				vm->vcpus[0].soft->tsc_offset += (int64_t)tsc_catch_up(vm, true);
 			if (ret)
 				snprintf(err, errlen, "software CPU state: %s",
 				         ret == -EPROTONOSUPPORT ? "from a newer vmx"
 				                                 : "malformed or impossible");
 			break;
+		case SEC_TIME: { /* before the vCPUs */
+			vm->src_realtime_ns = rbuf_u64(&r);
+			if (rbuf_done(&r) < 0) {
+				snprintf(err, errlen, "malformed TIME section");
+				ret = -EBADMSG;
+			}
+			/* tests: the vCPUs' state arrives this much later, as
+			 * over a slow link (the guest's clock must not lose it) */
+			const char *delay = getenv("VMX_TEST_STATE_DELAY_MS");
+			if (delay)
+				usleep((useconds_t)strtoul(delay, NULL, 10) * 1000);
+			break;
+		}
 		case SEC_VCPU:
 		case SEC_IRQCHIP:
 		case SEC_PIT:

@@ -41,7 +41,11 @@
 #define SEC_SLOG      VMM_FOURCC('S', 'L', 'O', 'G') /* the serial log so far (storage moves) */
 #define SEC_ZERO      VMM_FOURCC('Z', 'E', 'R', 'O') /* a range the guest never wrote */
 #define SEC_SYNC      VMM_FOURCC('S', 'Y', 'N', 'C') /* migration: a pass ends (u32 pass) */
-#define SEC_END       VMM_FOURCC('E', 'N', 'D', ' ')
+/* migration: the source's CLOCK_REALTIME (u64 ns) as it read the vCPUs,
+ * before them: the destination sets the guest TSC forward by the time
+ * the state was on its way (vm.h: src_realtime_ns) */
+#define SEC_TIME VMM_FOURCC('T', 'I', 'M', 'E')
+#define SEC_END  VMM_FOURCC('E', 'N', 'D', ' ')
 
 /* Where bytes go to or come from: a file, a socket, a buffer. Both return
  * 0 or -errno; read fails with -EPIPE at a premature end. */

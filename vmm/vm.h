@@ -65,6 +65,15 @@ struct vmm_vm {
 	 * first pass must clear every page it sends (a harvest before it
 	 * would report all of memory). */
 	bool dirty_manual;
+	/* A live migration's TIME section (state.h): the source's
+	 * CLOCK_REALTIME in ns as it read the vCPUs' state, 0 when the stream
+	 * had none (a state file). The guest's TSC runs on at the source
+	 * while paused; restored from a stream with it, the TSC is set that
+	 * much further as the state took to arrive (as the KVM documentation
+	 * describes for migrating the TSC), so the guest's clock loses no
+	 * time to the switchover. A state file keeps the TSC it was saved
+	 * with. */
+	uint64_t src_realtime_ns;
 	char cpu_model_name[32];      /* from the .vmx; "host" by default */
 	struct vmm_cpumodel cpumodel; /* what the guest was given (state section CPUM) */
 
