@@ -288,13 +288,18 @@ static struct med best_of(const struct med *a, const struct med *b)
 	struct med m = *a;
 	m.total = fmin(a->total, b->total), m.down = fmin(a->down, b->down);
 	m.observed = fmin(a->observed, b->observed), m.bytes = fmin(a->bytes, b->bytes);
-	m.iterations = fmin(a->iterations, b->iterations);
+	/* a side that did not report its count (-1) has none to offer */
+	m.iterations = a->iterations < 0   ? b->iterations
+	               : b->iterations < 0 ? a->iterations
+	                                   : fmin(a->iterations, b->iterations);
 	return m;
 }
 
 static void ratio(const char *name, double v, double q)
 {
-	if (q > 0)
+	if (v < 0 || q < 0)
+		printf("  %s -", name); /* one side did not report it */
+	else if (q > 0)
 		printf("  %s %.2f", name, v / q);
 	else
 		printf("  %s - (QEMU's is 0)", name);

@@ -8,7 +8,8 @@ VMK_BIN=${VMK_BIN:-$top/build/bin}
 VMX=$VMK_BIN/vmx
 ELF=${VMK_GUEST_ELF:-$VMK_BIN/../guest/vmk-guest.elf}
 tmp=$(mktemp -d /tmp/vmk-test-vmx.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+clk_pids=()
+trap 'for p in "${clk_pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"' EXIT
 
 n=0 failed=0
 ok() { n=$((n + 1)); echo "ok $n - $*"; }
@@ -202,10 +203,10 @@ mig_clock() {
 	mkdir -p "$d/a" "$d/b"
 	tok=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 	echo "$tok" >"$d/tok"
-	"$VMX" --accel soft --run-dir "$d/a" -c "$d/clk.vmx" >"$d/a.log" 2>&1 &
+	timeout 120 "$VMX" --accel soft --run-dir "$d/a" -c "$d/clk.vmx" >"$d/a.log" 2>&1 &
 	clk_pids=($!)
-	VMX_TEST_STATE_DELAY_MS=1000 "$VMX" --accel soft --run-dir "$d/b" --incoming 127.0.0.1 \
-		--incoming-token-file "$d/tok" -c "$d/clk.vmx" >"$d/b.log" 2>&1 &
+	VMX_TEST_STATE_DELAY_MS=1000 timeout 120 "$VMX" --accel soft --run-dir "$d/b" \
+		--incoming 127.0.0.1 --incoming-token-file "$d/tok" -c "$d/clk.vmx" >"$d/b.log" 2>&1 &
 	clk_pids+=($!)
 	clk_wait "^hb 10 [0-9]+$" || { echo "no heartbeat"; return 1; }
 	for _ in $(seq 100); do
@@ -214,7 +215,7 @@ mig_clock() {
 		sleep 0.1
 	done
 	read -r h1 g1 < <(clk_stamp)
-	"$VMX" --control "$d/a/vmx.sock" migrate 127.0.0.1 "$port" "$tok" >/dev/null || return 1
+	timeout 30 "$VMX" --control "$d/a/vmx.sock" migrate 127.0.0.1 "$port" "$tok" >/dev/null || return 1
 	for _ in $(seq 300); do
 		st=$("$VMX" --control "$d/a/vmx.sock" migrate-status 2>/dev/null)
 		grep -q "phase=done" <<<"$st" && break
@@ -227,7 +228,6 @@ mig_clock() {
 	clk_wait "^hb $((n + 10)) [0-9]+$" || { echo "no heartbeat after the migration"; return 1; }
 	read -r h2 g2 < <(clk_stamp)
 }
-clk_pids=()
 if mig_clock >"$tmp/clk.out" 2>&1; then
 	lost=$(((h2 - h1) - (g2 - g1)))
 	# without TIME the guest falls 1000 ms behind; lines every 20 ms and the
@@ -241,6 +241,7 @@ else
 	not_ok "live migration for the clock check" "$(cat "$tmp/clk.out")" "$(cat "$tmp/clk/a.log" "$tmp/clk/b.log" 2>/dev/null | tail -5)"
 fi
 for p in "${clk_pids[@]}"; do kill "$p" 2>/dev/null; done
-wait 2>/dev/null
+wait "${clk_pids[@]}" 2>/dev/null
+clk_pids=()
 echo "1..$n"
 [[ $failed -eq 0 ]]

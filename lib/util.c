@@ -258,10 +258,15 @@ void util_deadline(struct timespec *ts, unsigned ms)
 
 uint64_t util_wall_ms(void)
 {
+	return util_wall_ns() / 1000000u;
+}
+
+uint64_t util_wall_ns(void)
+{
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static int rm_first_err; /* nftw has no callback argument; callers are serialised below */

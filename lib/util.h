@@ -54,6 +54,8 @@ uint64_t util_now_ms(void);
 void util_deadline(struct timespec *ts, unsigned ms);
 /* Wall-clock milliseconds since the epoch (what survives a restart). */
 uint64_t util_wall_ms(void);
+/* The same in nanoseconds. */
+uint64_t util_wall_ns(void);
 /* rm -r of dir (without following symlinks): removes what it can; 0 or
  * the -errno of the first failure. */
 int util_rm_tree(const char *dir);

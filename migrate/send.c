@@ -247,19 +247,6 @@ static int send_dirty_streams(struct vmm_vm *vm, struct vmm_stream *main_st, uin
 	return ret;
 }
 
-/* The TIME section, right before the vCPUs' state: this host's clock as
- * they are read, so the destination sets the guest's TSC on by the time
- * the state takes to arrive (vm.h: src_realtime_ns). */
-static int send_time(struct vmm_stream *st)
-{
-	struct timespec t;
-
-	if (clock_gettime(CLOCK_REALTIME, &t) < 0)
-		return 0; /* no section: the TSC stands still across the switchover */
-	uint64_t ns = (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-	return vmm_state_write_section(st, SEC_TIME, 0, &ns, 8);
-}
-
 /* With the storage, the serial log moves too: its content so far (the
  * last 64 MiB at most), sent while paused, before END. */
 static int send_serial_log(const char *path, struct vmm_stream *st)
@@ -585,8 +572,7 @@ static void *send_main(void *arg)
 	for (unsigned k = 1; ret == 0 && k < nstreams; k++)
 		ret = vmm_state_write_section(&x[k].st, SEC_END, 0, NULL, 0);
 	if (ret < 0 || (ret = vmm_disks_log_send(vm, &dk, &st, NULL)) < 0 ||
-	    (ret = send_time(&st)) < 0 ||
-	    (ret = vmm_vm_save_machine(vm, &st, err, sizeof(err))) < 0 ||
+	    (ret = vmm_vm_save_machine(vm, &st, true, err, sizeof(err))) < 0 ||
 	    (s->p.storage && (ret = send_serial_log(s->p.serial_log, &st)) < 0) ||
 	    (ret = vmm_state_write_section(&st, SEC_END, 0, NULL, 0)) < 0) {
 		fail(s, atomic_load(&s->cancel) ? MIG_CANCELLED : MIG_FAILED,

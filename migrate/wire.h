@@ -15,7 +15,9 @@
  * with 4 MiB buffers on loopback ran 4 ms ahead of its reader without
  * blocking, and a vCPU sharing its core waited those 4 ms (bench/migrate,
  * traced with perf); with 256 KiB it blocks every ~0.1 ms and gives the
- * core back. A long path gets the window its bandwidth needs. */
+ * core back. A long path gets the window its bandwidth needs, up to what
+ * the window scale agreed at the handshake allows (from net.ipv4.tcp_rmem's
+ * maximum: 6 MiB on a stock host gives windows up to 8 MiB). */
 #define WIRE_BYTES_PER_US 12500u
 #define WIRE_BUF_MIN      (256u << 10)
 #define WIRE_BUF_MAX      (32u << 20)

@@ -340,7 +340,7 @@ static void *ft_main(void *arg)
 		if (ret == 0)
 			ret = vmm_disks_log_send(vm, &dk, &mst, NULL);
 		if (ret == 0)
-			ret = vmm_vm_save_machine(vm, &mst, err, sizeof(err));
+			ret = vmm_vm_save_machine(vm, &mst, false, err, sizeof(err));
 		uint64_t mark = uart ? vmm_uart_held_mark(uart) : 0;
 		uint64_t net_mark[FT_MAX_NICS] = { 0 };
 		for (unsigned i = 0; i < f->nnics; i++)

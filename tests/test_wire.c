@@ -88,8 +88,9 @@ static void test_buffers_sized_to_the_path(void **state)
 			assert_int_equal(getsockopt(fds[i], SOL_SOCKET, opts[k], &v, &vl), 0);
 			/* the kernel doubles what it was given (capped at
 			 * net.core.[rw]mem_max when not root); loopback's
-			 * round trip is tens of us at most */
-			assert_true(v <= 2 * (int)wire_buffer_bytes(200));
+			 * round trip is tens of us (300: a loaded host), and
+			 * the 4 MiB of old would read 8 MiB here */
+			assert_true(v <= 2 * (int)wire_buffer_bytes(300));
 			if (geteuid() == 0) /* SO_*BUFFORCE */
 				assert_true(v >= 2 * (int)WIRE_BUF_MIN);
 		}

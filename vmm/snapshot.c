@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "kvmcaps.h"
@@ -116,28 +115,38 @@ static int save_vcpu(struct vmm_vm *vm, struct vmm_vcpu *c, struct sbuf *b, char
 #define TSC_CATCH_UP_MAX_NS (60ull * 1000000000ull)
 #define MSR_IA32_TSC        0x10
 
-/* The guest TSC cycles the state spent on its way from the source, now
- * (vm.h: src_realtime_ns); 0 without a TIME section. say: log it. */
-static uint64_t tsc_catch_up(const struct vmm_vm *vm, bool say)
+/* The ns the state spent on its way from the source, until now (vm.h:
+ * src_realtime_ns); 0 without a TIME section, or when the two hosts'
+ * clocks disagree. say: log it (once a restore). */
+static uint64_t time_on_the_way(const struct vmm_vm *vm, bool say)
 {
-	struct timespec t;
-
-	if (!vm->src_realtime_ns || !vm->tsc_khz || clock_gettime(CLOCK_REALTIME, &t) < 0)
+	if (!vm->src_realtime_ns)
 		return 0;
-	uint64_t now = (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-	if (now <= vm->src_realtime_ns)
-		return 0; /* this host's clock is behind the source's */
+	uint64_t now = util_wall_ns();
+	if (now <= vm->src_realtime_ns) {
+		if (say)
+			log_warn("the source's clock is ahead of this host's: the guest's clock is "
+			         "restored as it was read (synchronise the hosts' clocks)");
+		return 0;
+	}
 	uint64_t lost = now - vm->src_realtime_ns;
 	if (lost > TSC_CATCH_UP_MAX_NS) {
-		log_warn("the source's clock is %llu s behind this host's: the guest's TSC is "
-		         "restored as it was read (synchronise the hosts' clocks)",
-		         (unsigned long long)(lost / 1000000000ull));
+		if (say)
+			log_warn("the source's clock is %llu s behind this host's: the guest's "
+			         "clock is restored as it was read (synchronise the hosts' clocks)",
+			         (unsigned long long)(lost / 1000000000ull));
 		return 0;
 	}
 	if (say)
 		log_info("the guest's TSC set on by %llu us: the time its state took to arrive",
 		         (unsigned long long)(lost / 1000));
-	return lost / 1000 * vm->tsc_khz / 1000;
+	return lost;
+}
+
+/* The same in guest TSC cycles. */
+static uint64_t tsc_catch_up(const struct vmm_vm *vm, bool say)
+{
+	return time_on_the_way(vm, say) / 1000 * vm->tsc_khz / 1000;
 }
 
 static int restore_vcpu(struct vmm_vcpu *c, struct rbuf *r, char *err, size_t errlen)
@@ -225,22 +234,30 @@ io:
 	return ret;
 }
 
-int vmm_vm_save_machine(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t errlen)
+int vmm_vm_save_machine(struct vmm_vm *vm, struct vmm_stream *s, bool live, char *err,
+                        size_t errlen)
 {
 	struct sbuf b;
 	int ret;
+	/* the clock as the first vCPU is read, written once its state is in
+	 * memory: a TIME write that waited for the socket (the final pages
+	 * ahead of it) would otherwise count that wait as time on the way */
+	uint64_t t = util_wall_ns();
 
 	sbuf_init(&b);
 	if (vm->accel == VMM_ACCEL_SOFT) {
 		softcpu_save(vm->vcpus[0].soft, &b);
-		if ((ret = put_section(s, SEC_SOFTCPU, 0, &b)) < 0)
+		if ((live && (ret = vmm_state_write_section(s, SEC_TIME, 0, &t, 8)) < 0) ||
+		    (ret = put_section(s, SEC_SOFTCPU, 0, &b)) < 0)
 			goto io;
 		goto devices;
 	}
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		if ((ret = save_vcpu(vm, &vm->vcpus[i], &b, err, errlen)) < 0)
 			goto out;
-		if ((ret = put_section(s, SEC_VCPU, i, &b)) < 0)
+		if ((i == 0 && live &&
+		     (ret = vmm_state_write_section(s, SEC_TIME, 0, &t, 8)) < 0) ||
+		    (ret = put_section(s, SEC_VCPU, i, &b)) < 0)
 			goto io;
 	}
 	for (uint32_t chip = 0; chip < 3; chip++) {
@@ -296,7 +313,7 @@ int vmm_vm_save(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t errle
 	int ret;
 
 	if ((ret = vmm_vm_save_begin(vm, s, err, errlen)) < 0 ||
-	    (ret = vmm_vm_save_machine(vm, s, err, errlen)) < 0)
+	    (ret = vmm_vm_save_machine(vm, s, false, err, errlen)) < 0)
 		return ret;
 	if ((ret = vmm_ram_save_all(&vm->mem, s, NULL)) < 0 ||
 	    (ret = vmm_state_write_section(s, SEC_END, 0, NULL, 0)) < 0) {
@@ -374,7 +391,8 @@ static int restore_kvm_section(struct vmm_vm *vm, uint32_t type, uint32_t inst, 
 	case SEC_CLOCK: {
 		struct kvm_clock_data clk;
 		memset(&clk, 0, sizeof(clk));
-		clk.clock = rbuf_u64(&r);
+		/* kvmclock too runs on at the source while the VM is paused */
+		clk.clock = rbuf_u64(&r) + time_on_the_way(vm, false);
 		ret = rbuf_done(&r) < 0                           ? -EBADMSG
 		      : ioctl(vm->vm_fd, KVM_SET_CLOCK, &clk) < 0 ? -errno
 		                                                  : 0;
@@ -450,17 +468,24 @@ int vmm_vm_restore(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t er
 				         ret == -EPROTONOSUPPORT ? "from a newer vmx"
 				                                 : "malformed or impossible");
 			break;
-		case SEC_TIME: { /* before the vCPUs */
-			vm->src_realtime_ns = rbuf_u64(&r);
+		case SEC_TIME: { /* before the vCPUs; live migration only */
+			uint64_t t = rbuf_u64(&r);
 			if (rbuf_done(&r) < 0) {
 				snprintf(err, errlen, "malformed TIME section");
 				ret = -EBADMSG;
+				break;
 			}
+			if (!s->sync)
+				break; /* not a migration stream: the clock stays as saved */
+			vm->src_realtime_ns = t;
 			/* tests: the vCPUs' state arrives this much later, as
 			 * over a slow link (the guest's clock must not lose it) */
 			const char *delay = getenv("VMX_TEST_STATE_DELAY_MS");
-			if (delay)
-				usleep((useconds_t)strtoul(delay, NULL, 10) * 1000);
+			unsigned long ms = delay ? strtoul(delay, NULL, 10) : 0;
+			if (ms && ms <= 10000) {
+				log_warn("VMX_TEST_STATE_DELAY_MS: the state held back %lu ms", ms);
+				usleep((useconds_t)(ms * 1000));
+			}
 			break;
 		}
 		case SEC_VCPU:

@@ -11,9 +11,12 @@ int vmm_vm_save(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t errle
 
 /* The pieces of vmm_vm_save, for migration, which sends RAM while the VM
  * runs: the header with CPUM and CONF (any time), then the vCPUs and
- * devices (paused); the caller sends RAM sections and END. */
+ * devices (paused); the caller sends RAM sections and END. live: a live
+ * migration's switchover, whose stream carries a TIME section (state.h)
+ * stamped as the first vCPU is read, ahead of its state. */
 int vmm_vm_save_begin(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t errlen);
-int vmm_vm_save_machine(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t errlen);
+int vmm_vm_save_machine(struct vmm_vm *vm, struct vmm_stream *s, bool live, char *err,
+                        size_t errlen);
 
 /* Restores into a VM created with the same memory size, vCPU count and
  * devices (in the same order). Refuses a stream whose CPU model needs
