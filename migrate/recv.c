@@ -278,6 +278,12 @@ int migrate_dst_receive(int lfd, const char *token, struct vmm_vm *vm, int timeo
 		close(c);
 		return ret;
 	}
+	/* the answer first: the guest is paused until the source hears it */
+	if ((ret = wire_send_line(c, "R\n")) < 0) {
+		close(c);
+		snprintf(err, errlen, "the source went away: %s", strerror(-ret));
+		return ret;
+	}
 	log_info("migration: %llu bytes received and loaded", (unsigned long long)ws.sent);
 	if (atomic_load(&vm->mem.pages_checked))
 		log_info("migration: %llu page copies checked against the source's checksums",
@@ -286,11 +292,6 @@ int migrate_dst_receive(int lfd, const char *token, struct vmm_vm *vm, int timeo
 		log_info("migration: %llu page copies arrived damaged (the source read them while "
 		         "the guest wrote them); newer copies replaced every one",
 		         (unsigned long long)atomic_load(&vm->mem.suspect_seen));
-	if ((ret = wire_send_line(c, "R\n")) < 0) {
-		close(c);
-		snprintf(err, errlen, "the source went away: %s", strerror(-ret));
-		return ret;
-	}
 	*conn = c;
 	return 0;
 }
