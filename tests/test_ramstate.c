@@ -15,18 +15,35 @@
 
 #include "vmm/ramstate.h"
 
+/* What most tests here start with: a source a and a destination b of the
+ * same size, a stream s into buf, and p for section payloads. */
+static void pair_open(struct vmm_mem *a, struct vmm_mem *b, uint64_t bytes, bool memfd,
+                      struct vmm_stream *s, struct membuf *buf, struct sbuf *p)
+{
+	membuf_stream(s, buf);
+	sbuf_init(p);
+	assert_int_equal(vmm_mem_init(a, bytes, memfd), 0);
+	assert_int_equal(vmm_mem_init(b, bytes, memfd), 0);
+}
+
+static void pair_close(struct vmm_mem *a, struct vmm_mem *b, struct membuf *buf, struct sbuf *p)
+{
+	sbuf_free(p);
+	free(buf->data);
+	vmm_mem_free(a);
+	vmm_mem_free(b);
+}
+
 static void round_trip(bool use_memfd)
 {
 	struct vmm_mem a, b;
 	struct membuf buf = { 0 };
 	struct vmm_stream s;
-	membuf_stream(&s, &buf);
 	struct ram_stats st = { 0 };
 	struct sbuf p;
 	char err[256];
 
-	assert_int_equal(vmm_mem_init(&a, 16ull << 20, use_memfd), 0);
-	assert_int_equal(vmm_mem_init(&b, 16ull << 20, use_memfd), 0);
+	pair_open(&a, &b, 16ull << 20, use_memfd, &s, &buf, &p);
 	/* every 7th page written; the rest stays zero */
 	size_t pages = (16u << 20) / VMM_PAGE_SIZE;
 	for (size_t i = 0; i < pages; i += 7)
@@ -38,7 +55,6 @@ static void round_trip(bool use_memfd)
 	assert_int_equal(st.zero_pages, pages - (pages + 6) / 7);
 	/* zero pages cost a bit, not 4 KiB */
 	assert_true(buf.len < ((pages + 6) / 7 + 64) * VMM_PAGE_SIZE);
-	sbuf_init(&p);
 	uint32_t type, inst;
 	while (buf.off < buf.len) {
 		assert_int_equal(vmm_state_read_section(&s, &type, &inst, &p, err, sizeof(err)), 0);
@@ -49,10 +65,7 @@ static void round_trip(bool use_memfd)
 			assert_int_equal(vmm_ram_zero_load(&b, p.data, p.len, err, sizeof(err)), 0);
 	}
 	assert_memory_equal(a.slots[0].host, b.slots[0].host, 16u << 20);
-	sbuf_free(&p);
-	free(buf.data);
-	vmm_mem_free(&a);
-	vmm_mem_free(&b);
+	pair_close(&a, &b, &buf, &p);
 }
 
 static void test_round_trip(void **state)
@@ -77,9 +90,7 @@ static void test_anon_untouched(void **state)
 	uint64_t bits[(8u << 20) / VMM_PAGE_SIZE / 64];
 
 	(void)state;
-	membuf_stream(&s, &buf);
-	assert_int_equal(vmm_mem_init(&a, 64ull << 20, false), 0);
-	assert_int_equal(vmm_mem_init(&b, 64ull << 20, false), 0);
+	pair_open(&a, &b, 64ull << 20, false, &s, &buf, &p);
 	assert_true(a.pagemap_fd >= 0);
 	a.slots[0].host[5] = 0x42;
 	a.slots[0].host[(33u << 20) + 100] = 0x43;
@@ -95,7 +106,6 @@ static void test_anon_untouched(void **state)
 
 	assert_int_equal(vmm_ram_save_all(&a, &s, &st), 0);
 	assert_int_equal(st.pages, (64u << 20) / VMM_PAGE_SIZE);
-	sbuf_init(&p);
 	while (buf.off < buf.len) {
 		assert_int_equal(vmm_state_read_section(&s, &type, &inst, &p, err, sizeof(err)), 0);
 		if (type == SEC_RAM) {
@@ -116,10 +126,7 @@ static void test_anon_untouched(void **state)
 	assert_int_equal(b.slots[0].host[(33u << 20) + 100], 0x43);
 	assert_int_equal(b.slots[0].host[(64u << 20) - 1], 0x44);
 	assert_memory_equal(a.slots[0].host, b.slots[0].host, 64u << 20);
-	sbuf_free(&p);
-	free(buf.data);
-	vmm_mem_free(&a);
-	vmm_mem_free(&b);
+	pair_close(&a, &b, &buf, &p);
 }
 
 /* lz4: compressible memory goes as RAMZ, smaller, and comes back exact;
@@ -134,10 +141,8 @@ static void test_compressed(void **state)
 	uint32_t type, inst, nz = 0, nr = 0;
 
 	(void)state;
-	membuf_stream(&s, &buf);
+	pair_open(&a, &b, 16ull << 20, false, &s, &buf, &p);
 	s.compress = true;
-	assert_int_equal(vmm_mem_init(&a, 16ull << 20, false), 0);
-	assert_int_equal(vmm_mem_init(&b, 16ull << 20, false), 0);
 	/* 1 MiB of a text-like pattern, then 1 MiB of pseudo-random bytes */
 	for (size_t i = 0; i < (1u << 20); i++)
 		a.slots[0].host[i] = (uint8_t)("the quick brown fox "[i % 20]);
@@ -149,7 +154,6 @@ static void test_compressed(void **state)
 	assert_int_equal(vmm_ram_save_range(&a, &s, 0, 256, 0, NULL), 0);
 	assert_int_equal(vmm_ram_save_range(&a, &s, 1u << 20, 256, 1, NULL), 0);
 	assert_true(buf.len < (1u << 20) + (64u << 10)); /* the text shrank */
-	sbuf_init(&p);
 	while (buf.off < buf.len) {
 		assert_int_equal(vmm_state_read_section(&s, &type, &inst, &p, err, sizeof(err)), 0);
 		if (type == SEC_RAMZ) {
@@ -185,10 +189,7 @@ static void test_compressed(void **state)
 	assert_int_equal(vmm_ram_load_compressed(&b, copy, p.len - 10, err, sizeof(err)), -EBADMSG);
 	assert_int_equal(vmm_ram_load_compressed(&b, copy, 3, err, sizeof(err)), -EBADMSG);
 	free(copy);
-	sbuf_free(&p);
-	free(buf.data);
-	vmm_mem_free(&a);
-	vmm_mem_free(&b);
+	pair_close(&a, &b, &buf, &p);
 }
 
 static void test_malformed(void **state)
@@ -281,10 +282,7 @@ static void test_direct_read(void **state)
 	bool loaded;
 
 	(void)state;
-	membuf_stream(&s, &buf);
-	sbuf_init(&p);
-	assert_int_equal(vmm_mem_init(&a, 16ull << 20, false), 0);
-	assert_int_equal(vmm_mem_init(&b, 16ull << 20, false), 0);
+	pair_open(&a, &b, 16ull << 20, false, &s, &buf, &p);
 	for (size_t i = 0; i < (2u << 20); i += 4096)
 		if (i / 4096 % 3)
 			memset(a.slots[0].host + i, (int)(i / 4096 % 250) + 1, 4096);
@@ -333,10 +331,7 @@ static void test_direct_read(void **state)
 	one_section(&buf, &s, &a, 0, 4);
 	buf.len -= 5; /* truncated */
 	assert_true(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)) < 0);
-	sbuf_free(&p);
-	free(buf.data);
-	vmm_mem_free(&a);
-	vmm_mem_free(&b);
+	pair_close(&a, &b, &buf, &p);
 }
 
 static void zero_payload(uint8_t p[16], uint64_t gpa, uint64_t n)
@@ -377,13 +372,11 @@ static void test_zero_sections(void **state)
 	vmm_mem_free(&m);
 }
 
-/* Two 16 MiB memories for the RAMC and RAMD tests: a's first MiB with
+/* The RAMC and RAMD tests' memories (pair_open's): a's first MiB with
  * data (a pattern from mult) in two pages of every three, the third zero;
  * b's first MiB stale (0xee), so the zero pages must clear it. */
 static void direct_fixture(struct vmm_mem *a, struct vmm_mem *b, uint64_t mult)
 {
-	assert_int_equal(vmm_mem_init(a, 16ull << 20, false), 0);
-	assert_int_equal(vmm_mem_init(b, 16ull << 20, false), 0);
 	for (size_t i = 0; i < (1u << 20); i += 4096)
 		if (i / 4096 % 3)
 			for (size_t k = 0; k < 4096; k += 8)
@@ -409,10 +402,9 @@ static void test_page_checksums(void **state)
 	bool loaded;
 
 	(void)state;
-	membuf_stream(&s, &buf);
+	pair_open(&a, &b, 16ull << 20, false, &s, &buf, &p);
 	s.direct = true;
 	s.page_crcs = true;
-	sbuf_init(&p);
 	direct_fixture(&a, &b, 7919);
 	/* the page checksum is crc32c's, three chains or one */
 	for (size_t i = 0; i < 8; i++)
@@ -486,10 +478,7 @@ static void test_page_checksums(void **state)
 	refused(&s, &b, "does not match its bitmap");
 	one_section(&buf, &s, &a, 0, 8);
 	refused(&s, NULL, "a RAMC section before the stream showed its VM");
-	sbuf_free(&p);
-	free(buf.data);
-	vmm_mem_free(&a);
-	vmm_mem_free(&b);
+	pair_close(&a, &b, &buf, &p);
 }
 
 /* RAMD (live migration without --verify-pages): pages straight from guest
@@ -509,9 +498,8 @@ static void test_direct_pages(void **state)
 	bool loaded;
 
 	(void)state;
-	membuf_stream(&s, &buf);
+	pair_open(&a, &b, 16ull << 20, false, &s, &buf, &p);
 	s.direct = true;
-	sbuf_init(&p);
 	direct_fixture(&a, &b, 104729);
 
 	struct ram_stats st = { 0 };
@@ -563,10 +551,7 @@ static void test_direct_pages(void **state)
 	assert_int_equal(vmm_ram_read_section(&s, &b, &type, &inst, &p, &loaded, err, sizeof(err)),
 	                 0);
 	assert_true(type == SEC_RAM || type == SEC_RAMZ);
-	sbuf_free(&p);
-	free(buf.data);
-	vmm_mem_free(&a);
-	vmm_mem_free(&b);
+	pair_close(&a, &b, &buf, &p);
 }
 
 int main(void)
