@@ -51,14 +51,6 @@ struct pinger {
 	struct in_addr offender; /* who sent that ICMP error (0: unknown) */
 };
 
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static uint16_t inet_cksum(const uint8_t *p, size_t n)
 {
 	uint32_t sum = 0;
@@ -97,7 +89,7 @@ static void send_one(struct pinger *p, unsigned seq)
 	ic->un.echo.id = htons(p->id);
 	ic->un.echo.sequence = htons((uint16_t)seq);
 	ic->checksum = inet_cksum(p->pkt, len);
-	uint64_t t = now_us();
+	uint64_t t = util_now_us();
 	n = sendto(p->fd, p->pkt, len, 0, (struct sockaddr *)&sa, sizeof(sa));
 	if (n < 0) {
 		if (!p->send_err)
@@ -127,7 +119,7 @@ static void take_reply(struct pinger *p, size_t n, struct in_addr from)
 		return; /* not ours, or a duplicate */
 	if (from.s_addr != p->o.dst.s_addr || n - ihl != ICMP_HDR + p->o.size)
 		return;
-	double rtt = (double)(now_us() - p->sent_us[seq - 1]) / 1000.0;
+	double rtt = (double)(util_now_us() - p->sent_us[seq - 1]) / 1000.0;
 	p->got[seq - 1] = 1;
 	if (p->r->received == 0 || rtt < p->r->rtt_min_ms)
 		p->r->rtt_min_ms = rtt;
@@ -319,17 +311,17 @@ static int explain(struct pinger *p)
 static int run(struct pinger *p)
 {
 	const struct ping_opts *o = &p->o;
-	uint64_t start = now_us(), deadline = 0;
+	uint64_t start = util_now_us(), deadline = 0;
 	unsigned next = 0; /* requests sent or tried so far */
 
 	for (;;) {
-		uint64_t now = now_us(), wake;
+		uint64_t now = util_now_us(), wake;
 
 		if (next < o->count && now >= start + (uint64_t)next * o->interval_ms * 1000u) {
 			send_one(p, next + 1);
 			next++;
 			if (next == o->count)
-				deadline = now_us() + (uint64_t)o->timeout_ms * 1000u;
+				deadline = util_now_us() + (uint64_t)o->timeout_ms * 1000u;
 			continue;
 		}
 		if (next == o->count && (p->r->received == p->r->sent || now >= deadline))

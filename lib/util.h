@@ -50,6 +50,8 @@ uint32_t util_fnv1a(uint32_t h, const char *s);
 
 /* Milliseconds on CLOCK_MONOTONIC. */
 uint64_t util_now_ms(void);
+/* The same in microseconds. */
+uint64_t util_now_us(void);
 /* ms from now on CLOCK_REALTIME: the deadline of pthread_cond_timedwait. */
 void util_deadline(struct timespec *ts, unsigned ms);
 /* Wall-clock milliseconds since the epoch (what survives a restart). */

@@ -34,13 +34,6 @@ const char *ft_phase_name(enum ft_phase p)
 	return (unsigned)p < sizeof(phase_names) / sizeof(phase_names[0]) ? phase_names[p] : "?";
 }
 
-static uint64_t now_us(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000 + (uint64_t)t.tv_nsec / 1000;
-}
-
 static struct vmm_device *find_uart(struct vmm_vm *vm)
 {
 	for (unsigned i = 0; i < vm->ndevs; i++)
@@ -314,9 +307,9 @@ static void *ft_main(void *arg)
 	sp0.sched_priority = 0;
 	if (rt)
 		pthread_setschedparam(pthread_self(), SCHED_OTHER, &sp0);
-	uint64_t next = now_us();
+	uint64_t next = util_now_us();
 	for (uint64_t n = 1; !atomic_load(&f->stop); n++) {
-		uint64_t t = now_us();
+		uint64_t t = util_now_us();
 		if (t < next)
 			usleep((useconds_t)(next - t));
 		if (atomic_load(&vm->state) != VM_RUNNING)
@@ -324,7 +317,7 @@ static void *ft_main(void *arg)
 		eb.len = 0;
 		eb.err = 0;
 		uint32_t inst = 0;
-		uint64_t t0 = now_us();
+		uint64_t t0 = util_now_us();
 		rt_epoch(rt, true);
 		vmm_vm_pause(vm);
 		vmm_vm_dirty_harvest(vm, bm);
@@ -378,7 +371,7 @@ static void *ft_main(void *arg)
 		}
 		vmm_vm_resume(vm);
 		rt_epoch(rt, false);
-		uint64_t pause = now_us() - t0;
+		uint64_t pause = util_now_us() - t0;
 		/* a steady cadence; a late epoch pushes the next one back
 		 * instead of bunching them up */
 		next += (uint64_t)epoch_ms * 1000;
@@ -418,7 +411,7 @@ static void *ft_main(void *arg)
 		int64_t silent =
 		        behind ? (int64_t)(util_now_ms() - f->sent_ms[(f->st.acked + 1) % FT_RING])
 		               : 0;
-		if (now_us() > next)
+		if (util_now_us() > next)
 			f->st.stretched++; /* the next epoch starts late: longer, not stalled */
 		pthread_mutex_unlock(&f->m);
 		if (atomic_load(&f->stop))
