@@ -216,6 +216,10 @@ mig_clock() {
 	done
 	read -r h1 g1 < <(clk_stamp)
 	timeout 30 "$VMX" --control "$d/a/vmx.sock" migrate 127.0.0.1 "$port" "$tok" >/dev/null || return 1
+	# while its state is on the way, the destination refuses to run the guest
+	sleep 0.3
+	timeout 10 "$VMX" --control "$d/b/vmx.sock" resume >"$d/resume.out" 2>&1 &&
+		echo "resumed" >>"$d/resume.out"
 	for _ in $(seq 300); do
 		st=$("$VMX" --control "$d/a/vmx.sock" migrate-status 2>/dev/null)
 		grep -q "phase=done" <<<"$st" && break
@@ -237,6 +241,9 @@ if mig_clock >"$tmp/clk.out" 2>&1; then
 		not_ok "the guest's clock across a slow switchover" "downtime $downtime ms, host $((h2 - h1)) ms, guest $((g2 - g1)) ms"
 	grep -q "TSC set on by" "$tmp/clk/b.log" && ok "the destination says it set the guest's TSC on" ||
 		not_ok "the destination's TSC line" "$(cat "$tmp/clk/b.log")"
+	grep -q "still arriving by migration" "$tmp/clk/resume.out" && ! grep -q "^resumed" "$tmp/clk/resume.out" &&
+		ok "an incoming VM refuses resume before the hand-over" ||
+		not_ok "resume of an incoming VM" "$(cat "$tmp/clk/resume.out")"
 else
 	not_ok "live migration for the clock check" "$(cat "$tmp/clk.out")" "$(cat "$tmp/clk/a.log" "$tmp/clk/b.log" 2>/dev/null | tail -5)"
 fi

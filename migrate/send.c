@@ -544,7 +544,8 @@ static void *send_main(void *arg)
 	set_phase(s, MIG_SWITCHOVER);
 	throttle_stop(&th);
 	uint64_t tp = ms_now();
-	vmm_vm_pause(vm);
+	/* the vCPUs' threads read their state while this one harvests */
+	vmm_vm_pause_saving(vm);
 	paused = true;
 	{
 		/* bm: dirtied during the last pass, not sent yet; plus what came since */

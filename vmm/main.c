@@ -250,6 +250,12 @@ static int ctl_resume(void *arg, const char **why)
 	if (ft_busy(x, why))
 		return 5;
 
+	if (x->incoming_port) {
+		/* parked until the source hands it over: exactly one host runs it */
+		*why = "the VM is still arriving by migration: it runs here once the source "
+		       "hands it over";
+		return 5;
+	}
 	if (atomic_load(&x->vm->state) != VM_PAUSED) {
 		*why = "the VM is not paused";
 		return 5;
@@ -788,6 +794,18 @@ static int add_disks(struct vmm_vm *vm, const struct vmcfg *c, char *err, size_t
 	return 0;
 }
 
+/* An incoming VM's vCPU threads, parked from when its state is loaded
+ * until the hand-over: the guest then resumes without a thread to create. */
+static int start_parked(struct vmm_vm *vm, bool *parked, char *err, size_t errlen)
+{
+	if (vmm_vm_start_paused(vm) < 0) {
+		snprintf(err, errlen, "cannot start vCPU threads");
+		return -EAGAIN;
+	}
+	*parked = true;
+	return 0;
+}
+
 static int run(const struct vmcfg *c)
 {
 	struct vmm_vm *vm = calloc(1, sizeof(*vm));
@@ -900,6 +918,7 @@ static int run(const struct vmcfg *c)
 		ctx->mig.xfd[k] = -1;
 	ctx->lease = lock_host ? &lease : NULL;
 	int lfd = -1, conn = -1;
+	bool parked = false; /* vCPU threads started paused (start_parked) */
 	char token[MIGRATE_TOKEN_HEX + 2] = "";
 	if (incoming) {
 		/* listen first: the port goes out through the control socket */
@@ -972,6 +991,7 @@ static int run(const struct vmcfg *c)
 			}
 		} else if (migrate_dst_receive(lfd, token, vm, INCOMING_WAIT_MS, &conn, err,
 		                               sizeof(err)) < 0 ||
+		           start_parked(vm, &parked, err, sizeof(err)) < 0 ||
 		           migrate_dst_wait_handover(conn, err, sizeof(err)) < 0) {
 			fprintf(stderr, "vmx: incoming migration: %s\n", err);
 			rc = EXIT_INCOMING;
@@ -1001,7 +1021,9 @@ static int run(const struct vmcfg *c)
 		fprintf(stderr, "vmx: cannot start the lock renewal thread\n");
 		goto out;
 	}
-	if (vmm_vm_start(vm) < 0) {
+	if (parked) {
+		vmm_vm_resume(vm);
+	} else if (vmm_vm_start(vm) < 0) {
 		fprintf(stderr, "vmx: cannot start vCPU threads\n");
 		if (conn >= 0)
 			close(conn);

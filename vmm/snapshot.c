@@ -109,6 +109,39 @@ static int save_vcpu(struct vmm_vm *vm, struct vmm_vcpu *c, struct sbuf *b, char
 	return b->err;
 }
 
+void vmm_vcpu_presave(struct vmm_vcpu *c)
+{
+	c->presaved.len = 0;
+	c->presaved.err = 0;
+	c->presave_err[0] = '\0';
+	c->presave_wall_ns = util_wall_ns();
+	c->presave_ret = save_vcpu(c->vm, c, &c->presaved, c->presave_err, sizeof(c->presave_err));
+}
+
+static bool presaving(const void *arg)
+{
+	const struct vmm_vcpu *c = arg;
+	return atomic_load(&c->presave) == VMM_PRESAVE_BUSY;
+}
+
+/* The vCPU's state its thread read for this pause (vmm_vm_pause_saving),
+ * waiting for a read in progress; false when none was asked for, or its
+ * thread has not taken it (then nobody will: the caller reads it). */
+static bool presaved(struct vmm_vcpu *c)
+{
+	struct vmm_vm *vm = c->vm;
+	int want = VMM_PRESAVE_WANTED;
+
+	vmm_spin_while(presaving, c);
+	pthread_mutex_lock(&vm->lock);
+	atomic_compare_exchange_strong(&c->presave, &want, VMM_PRESAVE_NONE);
+	while (atomic_load(&c->presave) == VMM_PRESAVE_BUSY)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	bool done = atomic_load(&c->presave) == VMM_PRESAVE_DONE;
+	pthread_mutex_unlock(&vm->lock);
+	return done;
+}
+
 /* Past this, the two hosts' clocks disagree rather than the state took
  * that long (a switchover waits at most MIGRATE_ACK_TIMEOUT_MS for each
  * answer): the guest's TSC then stands still across it, as from a file. */
@@ -239,9 +272,10 @@ int vmm_vm_save_machine(struct vmm_vm *vm, struct vmm_stream *s, bool live, char
 {
 	struct sbuf b;
 	int ret;
-	/* the clock as the first vCPU is read, written once its state is in
-	 * memory: a TIME write that waited for the socket (the final pages
-	 * ahead of it) would otherwise count that wait as time on the way */
+	/* the clock as the first vCPU is read (here, or by its own thread
+	 * after vmm_vm_pause_saving), written once its state is in memory: a
+	 * TIME write that waited for the socket (the final pages ahead of
+	 * it) would otherwise count that wait as time on the way */
 	uint64_t t = util_wall_ns();
 
 	sbuf_init(&b);
@@ -253,8 +287,18 @@ int vmm_vm_save_machine(struct vmm_vm *vm, struct vmm_stream *s, bool live, char
 		goto devices;
 	}
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
-		if ((ret = save_vcpu(vm, &vm->vcpus[i], &b, err, errlen)) < 0)
+		struct vmm_vcpu *c = &vm->vcpus[i];
+		if (presaved(c)) {
+			if ((ret = c->presave_ret) < 0) {
+				snprintf(err, errlen, "%s", c->presave_err);
+				goto out;
+			}
+			sbuf_put(&b, c->presaved.data, c->presaved.len);
+			if (i == 0)
+				t = c->presave_wall_ns;
+		} else if ((ret = save_vcpu(vm, c, &b, err, errlen)) < 0) {
 			goto out;
+		}
 		if ((i == 0 && live &&
 		     (ret = vmm_state_write_section(s, SEC_TIME, 0, &t, 8)) < 0) ||
 		    (ret = put_section(s, SEC_VCPU, i, &b)) < 0)

@@ -18,6 +18,10 @@ int vmm_vm_save_begin(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t
 int vmm_vm_save_machine(struct vmm_vm *vm, struct vmm_stream *s, bool live, char *err,
                         size_t errlen);
 
+/* Reads the vCPU's KVM state into c->presaved (presave_ret, presave_err):
+ * what its own thread does as it parks for vmm_vm_pause_saving. */
+void vmm_vcpu_presave(struct vmm_vcpu *c);
+
 /* Restores into a VM created with the same memory size, vCPU count and
  * devices (in the same order). Refuses a stream whose CPU model needs
  * features this host's KVM lacks, naming them. */

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 
 #include "kvmcaps.h"
 #include "log.h"
+#include "snapshot.h"
 #include "softcpu.h"
 #include "util.h"
 
@@ -263,6 +265,7 @@ void vmm_vm_destroy(struct vmm_vm *vm)
 		struct vmm_vcpu *c = &vm->vcpus[i];
 		if (c->started)
 			pthread_join(c->thread, NULL);
+		sbuf_free(&c->presaved);
 		if (c->soft) {
 			free(c->soft);
 			free(c->run);
@@ -422,8 +425,19 @@ static void park(struct vmm_vcpu *c)
 	if (vm->pause_requested) {
 		vm->vcpus_paused++;
 		pthread_cond_broadcast(&vm->cond);
-		while (vm->pause_requested)
+		while (vm->pause_requested) {
+			int want = VMM_PRESAVE_WANTED;
+			if (atomic_compare_exchange_strong(&c->presave, &want, VMM_PRESAVE_BUSY)) {
+				/* counted as paused already: the pauser goes on meanwhile */
+				pthread_mutex_unlock(&vm->lock);
+				vmm_vcpu_presave(c);
+				pthread_mutex_lock(&vm->lock);
+				atomic_store(&c->presave, VMM_PRESAVE_DONE);
+				pthread_cond_broadcast(&vm->cond);
+				continue;
+			}
 			pthread_cond_wait(&vm->cond, &vm->lock);
+		}
 		vm->vcpus_paused--;
 	}
 	c->run->immediate_exit = 0;
@@ -551,11 +565,14 @@ static void *vcpu_main(void *arg)
 	return NULL;
 }
 
-int vmm_vm_start(struct vmm_vm *vm)
+static int start(struct vmm_vm *vm, bool paused)
 {
 	sigset_t set;
 
-	atomic_store(&vm->state, VM_RUNNING);
+	pthread_mutex_lock(&vm->lock);
+	vm->pause_requested = paused;
+	atomic_store(&vm->state, paused ? VM_PAUSED : VM_RUNNING);
+	pthread_mutex_unlock(&vm->lock);
 	/* vCPU threads take the kick signal; others block it */
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
@@ -567,13 +584,46 @@ int vmm_vm_start(struct vmm_vm *vm)
 		}
 		c->started = true;
 	}
+	/* paused: a thread parks as it starts, or runs once resumed if that
+	 * comes first; nothing waits for it here */
 	return 0;
 }
 
-void vmm_vm_pause(struct vmm_vm *vm)
+int vmm_vm_start(struct vmm_vm *vm)
+{
+	return start(vm, false);
+}
+
+int vmm_vm_start_paused(struct vmm_vm *vm)
+{
+	return start(vm, true);
+}
+
+void vmm_spin_while(bool (*waiting)(const void *arg), const void *arg)
+{
+	if (sched_getscheduler(0) != SCHED_OTHER)
+		return;
+	uint64_t until = util_now_us() + VMM_SPIN_US;
+	while (waiting(arg) && util_now_us() < until)
+		sched_yield();
+}
+
+static bool parking(const void *arg)
+{
+	const struct vmm_vm *vm = arg;
+	return atomic_load(&vm->vcpus_paused) < vm->nvcpus;
+}
+
+static void pause_vm(struct vmm_vm *vm, bool saving)
 {
 	pthread_mutex_lock(&vm->lock);
-	if (atomic_load(&vm->state) != VM_RUNNING) {
+	int st = atomic_load(&vm->state);
+	if (saving && vm->accel == VMM_ACCEL_KVM && (st == VM_RUNNING || st == VM_PAUSED)) {
+		for (unsigned i = 0; i < vm->nvcpus; i++)
+			atomic_store(&vm->vcpus[i].presave, VMM_PRESAVE_WANTED);
+		pthread_cond_broadcast(&vm->cond); /* parked already: read it now */
+	}
+	if (st != VM_RUNNING) {
 		pthread_mutex_unlock(&vm->lock);
 		return;
 	}
@@ -584,11 +634,23 @@ void vmm_vm_pause(struct vmm_vm *vm)
 		vm->vcpus[i].run->immediate_exit = 1;
 		pthread_kill(vm->vcpus[i].thread, VCPU_KICK_SIGNAL);
 	}
+	if (saving) /* the caller goes on at once: not a throttle's hold (vm.h) */
+		vmm_spin_while(parking, vm);
 	pthread_mutex_lock(&vm->lock);
 	while ((vm->vcpus_paused < vm->nvcpus || vm->io_busy) &&
 	       atomic_load(&vm->state) == VM_PAUSED)
 		pthread_cond_wait(&vm->cond, &vm->lock);
 	pthread_mutex_unlock(&vm->lock);
+}
+
+void vmm_vm_pause(struct vmm_vm *vm)
+{
+	pause_vm(vm, false);
+}
+
+void vmm_vm_pause_saving(struct vmm_vm *vm)
+{
+	pause_vm(vm, true);
 }
 
 bool vmm_vm_io_begin(struct vmm_vm *vm)
@@ -613,6 +675,13 @@ void vmm_vm_resume(struct vmm_vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
 	if (atomic_load(&vm->state) == VM_PAUSED) {
+		/* a state read still in progress ends first: none is left to
+		 * finish into the next pause */
+		for (unsigned i = 0; i < vm->nvcpus; i++) {
+			while (atomic_load(&vm->vcpus[i].presave) == VMM_PRESAVE_BUSY)
+				pthread_cond_wait(&vm->cond, &vm->lock);
+			atomic_store(&vm->vcpus[i].presave, VMM_PRESAVE_NONE);
+		}
 		atomic_store(&vm->state, VM_RUNNING);
 		vm->pause_requested = false;
 		pthread_cond_broadcast(&vm->cond);

@@ -12,6 +12,7 @@
 #include "cpumodel.h"
 #include "device.h"
 #include "mem.h"
+#include "sbuf.h"
 
 #define VMM_MAX_VCPUS   64
 #define VMM_MAX_DEVICES 16
@@ -34,6 +35,29 @@ enum vmm_run_state {
 struct vmm_vm;
 struct softcpu;
 
+/* A wait for the vCPU threads (parking, reading their state) first looks
+ * for them this long, yielding its core each time, and then sleeps: these
+ * waits take tens of us, and a sleeper waits as long again for the
+ * scheduler to wake it (30-70 us under nested KVM, traced). */
+#define VMM_SPIN_US 200
+/* Returns once waiting(arg) is false or VMM_SPIN_US have passed; at once
+ * for a real-time caller (an FT epoch), whose yield would not give its
+ * core to a vCPU thread on it. Only for a pause that is followed by work
+ * (vmm_vm_pause_saving), not by a sleep: a thread that yielded its way
+ * through the pause was woken late from the sleep after it by the
+ * scheduler, behind the vCPU thread it had let run, and auto-converge's
+ * 50 us run windows at 99 % became 2 ms (the guest dirtied on at 60 of
+ * its 64 MiB/s and never converged). */
+void vmm_spin_while(bool (*waiting)(const void *arg), const void *arg);
+
+/* A vCPU's state read by its own thread as it parks (vmm_vm_pause_saving) */
+enum vmm_presave {
+	VMM_PRESAVE_NONE,
+	VMM_PRESAVE_WANTED, /* asked for; the vCPU's thread, or whoever saves first, takes it */
+	VMM_PRESAVE_BUSY,   /* the vCPU's thread is reading it */
+	VMM_PRESAVE_DONE,   /* in presaved, for this pause */
+};
+
 struct vmm_vcpu {
 	struct vmm_vm *vm;
 	unsigned index;
@@ -45,6 +69,15 @@ struct vmm_vcpu {
 	bool started;
 	bool io_pending; /* a KVM I/O or MMIO exit KVM completes on the next KVM_RUN */
 	uint64_t exits;  /* counted, for stats and tuning */
+	/* vmm_vm_pause_saving (KVM): the thread reads its own vCPU's state
+	 * (a dozen ioctls, ~0.1 ms here) as it parks, while the pauser goes
+	 * on with the dirty log and the last pages; vmm_vm_save_machine
+	 * then writes it. Under vm->lock, except the read itself (BUSY). */
+	_Atomic int presave; /* enum vmm_presave */
+	struct sbuf presaved;
+	int presave_ret;          /* 0, or -errno with presave_err */
+	uint64_t presave_wall_ns; /* CLOCK_REALTIME as the read began (the TIME section) */
+	char presave_err[160];
 };
 
 struct vmm_vm {
@@ -81,8 +114,8 @@ struct vmm_vm {
 	pthread_cond_t cond;
 	_Atomic int state; /* enum vmm_run_state */
 	bool pause_requested;
-	unsigned vcpus_paused; /* vCPU threads parked outside KVM_RUN */
-	unsigned io_busy;      /* device work outside the vCPUs (a NIC's receive) */
+	_Atomic unsigned vcpus_paused; /* vCPU threads parked outside KVM_RUN */
+	unsigned io_busy;              /* device work outside the vCPUs (a NIC's receive) */
 	int power_status;
 	char exit_reason[256];
 };
@@ -115,8 +148,18 @@ int vmm_vm_setup_boot(struct vmm_vm *vm, const struct vmm_boot *b, char *err, si
 
 /* Starts the vCPU threads. */
 int vmm_vm_start(struct vmm_vm *vm);
+/* Starts them parked, as if paused (a migration's destination, before the
+ * hand-over): vmm_vm_resume runs the guest without a thread to create.
+ * Returns without waiting for them to park. */
+int vmm_vm_start_paused(struct vmm_vm *vm);
 /* Pause: every vCPU leaves KVM_RUN and parks; returns when all are parked. */
 void vmm_vm_pause(struct vmm_vm *vm);
+/* The same, and each KVM vCPU's thread then reads its state for
+ * vmm_vm_save_machine while the caller goes on (a switchover, a
+ * checkpoint: the dirty log and the last pages meanwhile). Also on a VM
+ * paused already. */
+void vmm_vm_pause_saving(struct vmm_vm *vm);
+/* Resumes a paused VM (after any vCPU state read in progress is done). */
 void vmm_vm_resume(struct vmm_vm *vm);
 /* Device work that writes guest memory or device state from a thread of
  * its own (a NIC's receive): it runs between begin and end, which returns
