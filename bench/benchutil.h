@@ -4,6 +4,7 @@
 #define VMK_BENCHUTIL_H
 
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -268,8 +270,14 @@ static inline const char *bench_vmx_control(char *const argv[])
 }
 
 /* Arrivals of serial lines, as the outside sees them: a thread reads what
- * the serial log(s) gained every 100 us and keeps the longest time between
- * two line ends. Lines, not bytes: QEMU writes its log a byte at a time and
+ * the serial log(s) gained each time one grows (inotify) and keeps the
+ * longest time between two line ends. Woken by the writes, not by a
+ * clock: polling every 100 us, its 10000 wake-ups a second preempted the
+ * guest's vCPU on its core (an exit and an entry each under nested KVM),
+ * slowed the guest's output and the migration it timed, and quantised
+ * every arrival by up to the period. The wake-ups now follow each VMM's
+ * writes (QEMU writes its log a byte at a time, vmx a line at a time);
+ * BENCH_WATCH=poll brings back the 100 us polling, to compare. Lines, not bytes: QEMU writes its log a byte at a time and
  * vmx a line at a time, so a byte's arrival would time the two VMMs
  * differently. Gaps count once armed; a line before that only marks where
  * the next gap begins (a failover's gap: the primary's last line, then the
@@ -286,6 +294,8 @@ struct bench_watch {
 	atomic_int growths;        /* growths since armed */
 	double gap_at_ms;          /* when the longest gap began, from t0 */
 	bool realtime;             /* the watching thread got SCHED_FIFO */
+	int in;                    /* inotify, or -1: polled */
+	int wd[2];                 /* each log's watch, once it exists; -1 before */
 	double t0;
 	pthread_t t;
 };
@@ -300,6 +310,8 @@ static inline long long bench_watch_lines(struct bench_watch *w, int i)
 
 	if (w->fds[i] < 0 && (w->fds[i] = open(w->paths[i], O_RDONLY | O_CLOEXEC)) < 0)
 		return 0;
+	if (w->in >= 0 && w->wd[i] < 0)
+		w->wd[i] = inotify_add_watch(w->in, w->paths[i], IN_MODIFY);
 	while ((n = pread(w->fds[i], buf, sizeof(buf), w->read_to[i])) > 0) {
 		w->read_to[i] += n;
 		for (ssize_t k = 0; k < n; k++)
@@ -320,6 +332,19 @@ static inline void *bench_watch_main(void *arg)
 	 * thread runs as soon as its 100 us sleep ends, for a few us. */
 	struct sched_param sp = { .sched_priority = 1 };
 	w->realtime = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0;
+	const char *how = getenv("BENCH_WATCH");
+	w->in = how && strcmp(how, "poll") == 0 ? -1 : inotify_init1(IN_CLOEXEC);
+	w->wd[0] = w->wd[1] = -1;
+	/* a log that does not exist yet (a destination's) is created in its
+	 * directory: watched there until it is */
+	for (int i = 0; w->in >= 0 && i < w->n; i++) {
+		char d[PATH_MAX];
+		snprintf(d, sizeof(d), "%s", w->paths[i]);
+		char *sl = strrchr(d, '/');
+		if (sl)
+			*sl = '\0';
+		inotify_add_watch(w->in, sl ? d : ".", IN_CREATE);
+	}
 	for (int i = 0; i < w->n; i++) /* what is there already */
 		bench_watch_lines(w, i);
 	while (!atomic_load(&w->stop)) {
@@ -340,8 +365,17 @@ static inline void *bench_watch_main(void *arg)
 			prev = total;
 			atomic_store(&w->last_ms, now);
 		}
-		nanosleep(&(struct timespec){ .tv_nsec = 100000 }, NULL);
+		if (w->in >= 0) { /* the next write; 10 ms at most, to see stop */
+			struct pollfd pf = { .fd = w->in, .events = POLLIN };
+			char ev[4096];
+			if (poll(&pf, 1, 10) > 0 && read(w->in, ev, sizeof(ev)) < 0)
+				break;
+		} else {
+			nanosleep(&(struct timespec){ .tv_nsec = 100000 }, NULL);
+		}
 	}
+	if (w->in >= 0)
+		close(w->in);
 	return NULL;
 }
 
