@@ -27,12 +27,6 @@
 #define THROTTLE_PERIOD_MS 5  /* short holds: the guest sees gaps of pct% of this */
 
 #define FINAL_ONE_STREAM_BYTES (16u << 20)
-/* A pass this big measures the link; a smaller one mostly the wake-ups at
- * both ends (a busy guest's pass of 344 KiB took 2 ms, "168 MiB/s" on a
- * 2 GB/s loopback, and the estimate then sent two more passes and
- * auto-converge's first hold after it), or only the socket's buffer. The
- * estimate keeps the last pass this big, or the first pass. */
-#define BW_SAMPLE_BYTES (4u << 20)
 
 static const char *const phase_names[] = { "idle",     "connecting", "precopy", "switchover",
 	                                   "handover", "done",       "failed",  "cancelled" };
@@ -463,11 +457,7 @@ static void *send_main(void *arg)
 			goto out;
 		}
 		uint64_t el = ms_now() - ti, bytes = sent_total(&ws, x, nstreams) - b0;
-		uint64_t el_us = util_now_us() - ti_us;
-		if (el_us && (bytes >= BW_SAMPLE_BYTES || !bw))
-			bw = bytes * 1000000 / el_us;
-		if (!bw)
-			bw = 100ull << 20;
+		bw = wire_bw_estimate(bw, bytes, util_now_us() - ti_us);
 		/* what the guest dirtied while that pass ran */
 		uint64_t n = vmm_vm_dirty_harvest(vm, bm);
 		uint64_t remaining = n * VMM_PAGE_SIZE + vmm_disks_log_harvest(vm, &dk);

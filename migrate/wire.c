@@ -28,6 +28,13 @@ uint32_t wire_buffer_bytes(uint32_t rtt_us)
 	                                        : want);
 }
 
+uint64_t wire_bw_estimate(uint64_t prev, uint64_t bytes, uint64_t el_us)
+{
+	if (el_us && (bytes >= WIRE_BW_SAMPLE_BYTES || !prev))
+		prev = bytes * 1000000 / el_us;
+	return prev ? prev : 100ull << 20;
+}
+
 static void tune(int fd)
 {
 	struct tcp_info ti = { 0 };

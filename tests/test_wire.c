@@ -57,6 +57,24 @@ static void test_both_ends_nodelay(void **state)
 	close(l);
 }
 
+/* The bandwidth estimate follows passes big enough to measure the link;
+ * a small pass (344 KiB in 2 ms on a 2 GB/s loopback) leaves it alone,
+ * unless there is none yet. */
+static void test_bw_estimate_ignores_small_passes(void **state)
+{
+	(void)state;
+	uint64_t bw = wire_bw_estimate(0, 64ull << 20, 32000); /* 64 MiB in 32 ms */
+	assert_true(bw == 2000ull << 20);
+	assert_true(wire_bw_estimate(bw, 344 << 10, 2000) == bw);
+	assert_true(wire_bw_estimate(bw, 100 << 10, 10) == bw); /* into the socket buffer */
+	/* a big pass moves it, down as well as up */
+	assert_true(wire_bw_estimate(bw, 8ull << 20, 8000) == 1000ull << 20);
+	/* the first pass counts whatever its size; nothing measured: 100 MiB/s */
+	assert_true(wire_bw_estimate(0, 1 << 20, 1000) == 1000ull << 20);
+	assert_true(wire_bw_estimate(0, 0, 0) == 100ull << 20);
+	assert_true(wire_bw_estimate(0, 1 << 20, 0) == 100ull << 20);
+}
+
 /* The buffers follow the path's round trip at 100 Gbit/s: the least on
  * loopback (a sender with 4 MiB ran 4 ms ahead of its reader and kept a
  * vCPU on its core waiting), a LAN's window at 100 us, the most on a long
@@ -148,6 +166,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_both_ends_nodelay),
 		cmocka_unit_test(test_buffers_sized_to_the_path),
+		cmocka_unit_test(test_bw_estimate_ignores_small_passes),
 		cmocka_unit_test(test_line_split_across_timeout),
 		cmocka_unit_test(test_accept_timeout),
 	};
