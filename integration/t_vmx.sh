@@ -9,7 +9,8 @@ VMX=$VMK_BIN/vmx
 ELF=${VMK_GUEST_ELF:-$VMK_BIN/../guest/vmk-guest.elf}
 tmp=$(mktemp -d /tmp/vmk-test-vmx.XXXXXX)
 clk_pids=()
-trap 'for p in "${clk_pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"' EXIT
+stp_pids=()
+trap 'for p in "${clk_pids[@]}" "${stp_pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"' EXIT
 
 n=0 failed=0
 ok() { n=$((n + 1)); echo "ok $n - $*"; }
@@ -250,5 +251,52 @@ fi
 for p in "${clk_pids[@]}"; do kill "$p" 2>/dev/null; done
 wait "${clk_pids[@]}" 2>/dev/null
 clk_pids=()
+# ---- the destination stopped before it answers: the source keeps the VM ----
+# The state held back a second again; the destination's vmx gets SIGTERM
+# meanwhile. It answers "F", and the guest runs on at the source.
+mig_stopped() {
+	local d=$tmp/stp port="" st="" tok
+	vmxcfg stp 32 "$ELF" "heartbeat interval_ms=20"
+	mkdir -p "$d/a" "$d/b"
+	tok=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+	echo "$tok" >"$d/tok"
+	timeout 120 "$VMX" --accel soft --run-dir "$d/a" -c "$d/stp.vmx" >"$d/a.log" 2>&1 &
+	stp_pids=($!)
+	VMX_TEST_STATE_DELAY_MS=1000 timeout 120 "$VMX" --accel soft --run-dir "$d/b" \
+		--incoming 127.0.0.1 --incoming-token-file "$d/tok" -c "$d/stp.vmx" >"$d/b.log" 2>&1 &
+	stp_pids+=($!)
+	for _ in $(seq 300); do grep -q "^hb 10$" "$d/serial.log" 2>/dev/null && break; sleep 0.1; done
+	for _ in $(seq 100); do
+		port=$("$VMX" --control "$d/b/vmx.sock" status 2>/dev/null | sed -n 's/^incoming_port=//p')
+		[[ -n $port && $port != 0 ]] && break
+		sleep 0.1
+	done
+	timeout 30 "$VMX" --control "$d/a/vmx.sock" migrate 127.0.0.1 "$port" "$tok" >/dev/null || return 1
+	sleep 0.4
+	kill -TERM "${stp_pids[1]}"
+	for _ in $(seq 300); do
+		st=$("$VMX" --control "$d/a/vmx.sock" migrate-status 2>/dev/null)
+		grep -q "phase=failed\|phase=done" <<<"$st" && break
+		sleep 0.1
+	done
+	echo "$st"
+	grep -q "phase=failed" <<<"$st" || return 1
+	local n
+	n=$(awk '/^hb [0-9]+$/ { n = $2 } END { print n }' "$d/serial.log")
+	for _ in $(seq 100); do
+		grep -q "^hb $((n + 5))$" "$d/serial.log" && return 0
+		sleep 0.1
+	done
+	echo "no heartbeat at the source after the failed migration"
+	return 1
+}
+if mig_stopped >"$tmp/stp.out" 2>&1; then
+	ok "a destination stopped before the hand-over fails the migration; the source runs on"
+else
+	not_ok "a destination stopped before the hand-over" "$(cat "$tmp/stp.out")" "$(tail -3 "$tmp/stp/b.log" 2>/dev/null)"
+fi
+for p in "${stp_pids[@]}"; do kill "$p" 2>/dev/null; done
+wait "${stp_pids[@]}" 2>/dev/null
+stp_pids=()
 echo "1..$n"
 [[ $failed -eq 0 ]]

@@ -263,6 +263,13 @@ int migrate_dst_receive(int lfd, const char *token, struct vmm_vm *vm, int timeo
 	                        ret < 0 ? 0 : errlen);
 	if (ret == 0 && xret < 0)
 		ret = xret;
+	int vm_st = atomic_load(&vm->state);
+	if (ret == 0 && (vm_st == VM_POWERED_OFF || vm_st == VM_CRASHED)) {
+		/* stopped here meanwhile (a signal): before "R" the source
+		 * still resumes it */
+		snprintf(err, errlen, "the destination's vmx was stopped: %s", vm->exit_reason);
+		ret = -ECANCELED;
+	}
 	uint64_t first, bad = ret == 0 ? vmm_mem_suspect_count(&vm->mem, &first) : 0;
 	if (bad) {
 		snprintf(err, errlen,

@@ -112,7 +112,11 @@ static int ctl_status(void *arg, Vmx__StatusInfo *o)
 	struct vmx_ctx *x = arg;
 
 	o->name = x->cfg->name;
-	o->state = (char *)vmm_run_state_name((enum vmm_run_state)atomic_load(&x->vm->state));
+	/* parked before the hand-over, an incoming VM is not yet a paused
+	 * one: hostd takes "paused" for a VM that runs here */
+	o->state = x->incoming_port ? (char *)vmm_run_state_name(VM_CREATED)
+	                            : (char *)vmm_run_state_name(
+	                                      (enum vmm_run_state)atomic_load(&x->vm->state));
 	o->pid = (int32_t)getpid();
 	o->uptime_ms = util_now_ms() - x->start_ms;
 	o->exit_reason = x->vm->exit_reason;
@@ -138,6 +142,17 @@ static bool ft_busy(struct vmx_ctx *x, const char **why)
 	if (!ft_primary_active(&x->ft))
 		return false;
 	*why = "fault tolerance protects this VM: stop it first (ft-stop)";
+	return true;
+}
+
+/* An incoming VM: its state arrives, or it waits parked for the hand-over
+ * (exactly one host runs it): nothing may run, save or change it here. */
+static bool incoming_busy(struct vmx_ctx *x, const char **why)
+{
+	if (!x->incoming_port)
+		return false;
+	*why = "the VM is still arriving by migration: it runs here once the source hands it "
+	       "over";
 	return true;
 }
 
@@ -250,12 +265,8 @@ static int ctl_resume(void *arg, const char **why)
 	if (ft_busy(x, why))
 		return 5;
 
-	if (x->incoming_port) {
-		/* parked until the source hands it over: exactly one host runs it */
-		*why = "the VM is still arriving by migration: it runs here once the source "
-		       "hands it over";
+	if (incoming_busy(x, why))
 		return 5;
-	}
 	if (atomic_load(&x->vm->state) != VM_PAUSED) {
 		*why = "the VM is not paused";
 		return 5;
@@ -294,7 +305,7 @@ static int ctl_save(void *arg, const char *path, const char **why)
 	static char msg[700];
 	char tmp[4200];
 	int st = atomic_load(&x->vm->state), fd, ret;
-	if (ft_busy(x, why))
+	if (ft_busy(x, why) || incoming_busy(x, why))
 		return 5;
 
 	if (st != VM_RUNNING && st != VM_PAUSED) {
@@ -346,7 +357,7 @@ static int ctl_disk_snapshot(void *arg, const Vmx__DiskSnapshotRequest *r, const
 	struct vmm_device *disks[VMCFG_MAX_DISKS];
 	unsigned n = disks_of(x, disks, VMCFG_MAX_DISKS), done = 0;
 	int st = atomic_load(&x->vm->state), status = 0;
-	if (ft_busy(x, why))
+	if (ft_busy(x, why) || incoming_busy(x, why))
 		return 5;
 
 	if (st != VM_RUNNING && st != VM_PAUSED) {
@@ -387,7 +398,7 @@ static int ctl_disk_consolidate(void *arg, const Vmx__DiskConsolidateRequest *r,
 	struct vmm_device *disks[VMCFG_MAX_DISKS];
 	unsigned n = disks_of(x, disks, VMCFG_MAX_DISKS);
 	int st = atomic_load(&x->vm->state), status = 0;
-	if (ft_busy(x, why))
+	if (ft_busy(x, why) || incoming_busy(x, why))
 		return 5;
 
 	if (st != VM_RUNNING && st != VM_PAUSED) {
@@ -798,9 +809,12 @@ static int add_disks(struct vmm_vm *vm, const struct vmcfg *c, char *err, size_t
  * until the hand-over: the guest then resumes without a thread to create. */
 static int start_parked(struct vmm_vm *vm, bool *parked, char *err, size_t errlen)
 {
-	if (vmm_vm_start_paused(vm) < 0) {
-		snprintf(err, errlen, "cannot start vCPU threads");
-		return -EAGAIN;
+	int ret = vmm_vm_start_paused(vm);
+	if (ret < 0) {
+		snprintf(err, errlen, "%s",
+		         ret == -ECANCELED ? "the vmx was stopped during the hand-over"
+		                           : "cannot start vCPU threads");
+		return ret;
 	}
 	*parked = true;
 	return 0;
@@ -1042,6 +1056,15 @@ static int run(const struct vmcfg *c)
 				if (vmm_virtio_net_announce(rxl.nics[i]) < 0 && k == 0)
 					log_warn("vm %s: NIC %u: announcing its MAC: %s", c->name,
 					         i, strerror(errno));
+	}
+	int now_st = atomic_load(&vm->state);
+	if (conn >= 0 && (now_st == VM_POWERED_OFF || now_st == VM_CRASHED)) {
+		/* stopped during the hand-over (a signal): the source let go, so
+		 * the VM stays stopped, as asked; no "G" tells it otherwise */
+		log_warn("vm %s: stopped during the hand-over (%s): it does not run on either host",
+		         c->name, vm->exit_reason);
+		close(conn);
+		conn = -1;
 	}
 	if (conn >= 0) {
 		migrate_dst_running(conn);

@@ -118,6 +118,49 @@ void vmm_vcpu_presave(struct vmm_vcpu *c)
 	c->presave_ret = save_vcpu(c->vm, c, &c->presaved, c->presave_err, sizeof(c->presave_err));
 }
 
+/* The VM's own KVM state, read in one go: the interrupt controllers, the
+ * PIT and kvmclock, with the wall clock as kvmclock was read. */
+struct chips {
+	struct kvm_irqchip ic[3];
+	struct kvm_pit_state2 pit;
+	uint64_t clock, clock_wall_ns;
+};
+
+static int read_chips(struct vmm_vm *vm, struct chips *k, char *err, size_t errlen)
+{
+	struct kvm_clock_data clk;
+
+	memset(k, 0, sizeof(*k));
+	for (uint32_t chip = 0; chip < 3; chip++) {
+		k->ic[chip].chip_id = chip;
+		if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &k->ic[chip]) < 0) {
+			snprintf(err, errlen, "KVM_GET_IRQCHIP %u: %s", chip, strerror(errno));
+			return -errno;
+		}
+	}
+	memset(&clk, 0, sizeof(clk));
+	if (ioctl(vm->vm_fd, KVM_GET_PIT2, &k->pit) < 0 ||
+	    ioctl(vm->vm_fd, KVM_GET_CLOCK, &clk) < 0) {
+		snprintf(err, errlen, "KVM_GET_PIT2/KVM_GET_CLOCK: %s", strerror(errno));
+		return -errno;
+	}
+	k->clock_wall_ns = util_wall_ns();
+	k->clock = clk.clock;
+	return 0;
+}
+
+void vmm_vm_presave_chips(struct vmm_vm *vm)
+{
+	struct chips k;
+	char err[200];
+
+	vm->presaved_chips.len = 0;
+	vm->presaved_chips.err = 0;
+	if (read_chips(vm, &k, err, sizeof(err)) == 0)
+		sbuf_put(&vm->presaved_chips, &k, sizeof(k));
+	/* else: vmm_vm_save_machine reads them again, and reports that */
+}
+
 static bool presaving(const void *arg)
 {
 	const struct vmm_vcpu *c = arg;
@@ -304,29 +347,23 @@ int vmm_vm_save_machine(struct vmm_vm *vm, struct vmm_stream *s, bool live, char
 		    (ret = put_section(s, SEC_VCPU, i, &b)) < 0)
 			goto io;
 	}
-	for (uint32_t chip = 0; chip < 3; chip++) {
-		struct kvm_irqchip ic = { .chip_id = chip };
-		if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &ic) < 0) {
-			snprintf(err, errlen, "KVM_GET_IRQCHIP %u: %s", chip, strerror(errno));
-			ret = -errno;
-			goto out;
-		}
-		sbuf_put(&b, &ic, sizeof(ic));
-	}
+	struct chips k;
+	if (vm->presaved_chips.len == sizeof(k) && !vm->presaved_chips.err)
+		memcpy(&k, vm->presaved_chips.data, sizeof(k));
+	else if ((ret = read_chips(vm, &k, err, errlen)) < 0)
+		goto out;
+	for (uint32_t chip = 0; chip < 3; chip++)
+		sbuf_put(&b, &k.ic[chip], sizeof(k.ic[chip]));
 	if ((ret = put_section(s, SEC_IRQCHIP, 0, &b)) < 0)
 		goto io;
-	struct kvm_pit_state2 pit;
-	struct kvm_clock_data clk;
-	memset(&clk, 0, sizeof(clk));
-	if (ioctl(vm->vm_fd, KVM_GET_PIT2, &pit) < 0 || ioctl(vm->vm_fd, KVM_GET_CLOCK, &clk) < 0) {
-		snprintf(err, errlen, "KVM_GET_PIT2/KVM_GET_CLOCK: %s", strerror(errno));
-		ret = -errno;
-		goto out;
-	}
-	sbuf_put(&b, &pit, sizeof(pit));
+	sbuf_put(&b, &k.pit, sizeof(k.pit));
 	if ((ret = put_section(s, SEC_PIT, 0, &b)) < 0)
 		goto io;
-	sbuf_u64(&b, clk.clock);
+	/* with TIME, kvmclock as it was at t: the destination sets it on
+	 * from t, and a clock read later would count that stretch twice */
+	if (live)
+		k.clock = k.clock + t - k.clock_wall_ns;
+	sbuf_u64(&b, k.clock);
 	if ((ret = put_section(s, SEC_CLOCK, 0, &b)) < 0)
 		goto io;
 devices:

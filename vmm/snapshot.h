@@ -21,6 +21,10 @@ int vmm_vm_save_machine(struct vmm_vm *vm, struct vmm_stream *s, bool live, char
 /* Reads the vCPU's KVM state into c->presaved (presave_ret, presave_err):
  * what its own thread does as it parks for vmm_vm_pause_saving. */
 void vmm_vcpu_presave(struct vmm_vcpu *c);
+/* Reads the VM's interrupt controllers, PIT and kvmclock into
+ * vm->presaved_chips (left empty on failure): what vmm_vm_pause_saving
+ * does once every vCPU is parked. */
+void vmm_vm_presave_chips(struct vmm_vm *vm);
 
 /* Restores into a VM created with the same memory size, vCPU count and
  * devices (in the same order). Refuses a stream whose CPU model needs

@@ -277,6 +277,7 @@ void vmm_vm_destroy(struct vmm_vm *vm)
 		if (c->fd >= 0)
 			close(c->fd);
 	}
+	sbuf_free(&vm->presaved_chips);
 	for (unsigned i = 0; i < vm->ndevs; i++)
 		if (vm->devs[i]->ops->destroy)
 			vm->devs[i]->ops->destroy(vm->devs[i]);
@@ -427,7 +428,12 @@ static void park(struct vmm_vcpu *c)
 		pthread_cond_broadcast(&vm->cond);
 		while (vm->pause_requested) {
 			int want = VMM_PRESAVE_WANTED;
-			if (atomic_compare_exchange_strong(&c->presave, &want, VMM_PRESAVE_BUSY)) {
+			/* once every vCPU is out and no device works: until then
+			 * another vCPU's IPI or a NIC's interrupt could still land in
+			 * this one's LAPIC after it was read (the last to park and
+			 * vmm_vm_io_end broadcast) */
+			if (vm->vcpus_paused == vm->nvcpus && !vm->io_busy &&
+			    atomic_compare_exchange_strong(&c->presave, &want, VMM_PRESAVE_BUSY)) {
 				/* counted as paused already: the pauser goes on meanwhile */
 				pthread_mutex_unlock(&vm->lock);
 				vmm_vcpu_presave(c);
@@ -570,6 +576,11 @@ static int start(struct vmm_vm *vm, bool paused)
 	sigset_t set;
 
 	pthread_mutex_lock(&vm->lock);
+	int st = atomic_load(&vm->state);
+	if (paused && (st == VM_POWERED_OFF || st == VM_CRASHED)) {
+		pthread_mutex_unlock(&vm->lock); /* stopped meanwhile: not to be started */
+		return -ECANCELED;
+	}
 	vm->pause_requested = paused;
 	atomic_store(&vm->state, paused ? VM_PAUSED : VM_RUNNING);
 	pthread_mutex_unlock(&vm->lock);
@@ -640,7 +651,12 @@ static void pause_vm(struct vmm_vm *vm, bool saving)
 	while ((vm->vcpus_paused < vm->nvcpus || vm->io_busy) &&
 	       atomic_load(&vm->state) == VM_PAUSED)
 		pthread_cond_wait(&vm->cond, &vm->lock);
+	bool paused = atomic_load(&vm->state) == VM_PAUSED;
 	pthread_mutex_unlock(&vm->lock);
+	/* the VM's own state (interrupt controllers, PIT, kvmclock) read now,
+	 * as the vCPUs read theirs, not after the last pages */
+	if (saving && paused && vm->accel == VMM_ACCEL_KVM)
+		vmm_vm_presave_chips(vm);
 }
 
 void vmm_vm_pause(struct vmm_vm *vm)
@@ -682,6 +698,7 @@ void vmm_vm_resume(struct vmm_vm *vm)
 				pthread_cond_wait(&vm->cond, &vm->lock);
 			atomic_store(&vm->vcpus[i].presave, VMM_PRESAVE_NONE);
 		}
+		vm->presaved_chips.len = 0;
 		atomic_store(&vm->state, VM_RUNNING);
 		vm->pause_requested = false;
 		pthread_cond_broadcast(&vm->cond);

@@ -115,7 +115,11 @@ struct vmm_vm {
 	_Atomic int state; /* enum vmm_run_state */
 	bool pause_requested;
 	_Atomic unsigned vcpus_paused; /* vCPU threads parked outside KVM_RUN */
-	unsigned io_busy;              /* device work outside the vCPUs (a NIC's receive) */
+	/* vmm_vm_pause_saving (KVM): the interrupt controllers, PIT and
+	 * kvmclock, read by the pauser as the vCPUs read theirs (snapshot.c
+	 * vmm_vm_presave_chips); empty when not read for this pause */
+	struct sbuf presaved_chips;
+	unsigned io_busy; /* device work outside the vCPUs (a NIC's receive) */
 	int power_status;
 	char exit_reason[256];
 };
