@@ -8,9 +8,8 @@ VMK_BIN=${VMK_BIN:-$top/build/bin}
 VMX=$VMK_BIN/vmx
 ELF=${VMK_GUEST_ELF:-$VMK_BIN/../guest/vmk-guest.elf}
 tmp=$(mktemp -d /tmp/vmk-test-vmx.XXXXXX)
-clk_pids=()
-stp_pids=()
-trap 'for p in "${clk_pids[@]}" "${stp_pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"' EXIT
+pair_pids=()
+trap 'for p in "${pair_pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"' EXIT
 
 n=0 failed=0
 ok() { n=$((n + 1)); echo "ok $n - $*"; }
@@ -198,23 +197,36 @@ clk_wait() { # REGEX: bounded
 	for _ in $(seq 300); do grep -Eq "$1" "$tmp/clk/serial.log" 2>/dev/null && return 0; sleep 0.1; done
 	return 1
 }
-mig_clock() {
-	local d=$tmp/clk port="" st="" tok
-	vmxcfg clk 32 "$ELF" "heartbeat interval_ms=20 stamp=1"
+# slow_pair NAME CMDLINE READY: a source vmx running CMDLINE (software
+# CPU) and an incoming one whose state is held back a second (a test
+# hook), into $tmp/NAME; once READY is in the serial log, pair_port and
+# pair_tok say where to migrate; their pids go to pair_pids.
+slow_pair() {
+	local d=$tmp/$1
+	vmxcfg "$1" 32 "$ELF" "$2"
 	mkdir -p "$d/a" "$d/b"
-	tok=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-	echo "$tok" >"$d/tok"
-	timeout 120 "$VMX" --accel soft --run-dir "$d/a" -c "$d/clk.vmx" >"$d/a.log" 2>&1 &
-	clk_pids=($!)
+	pair_tok=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+	echo "$pair_tok" >"$d/tok"
+	timeout 120 "$VMX" --accel soft --run-dir "$d/a" -c "$d/$1.vmx" >"$d/a.log" 2>&1 &
+	pair_pids+=($!)
 	VMX_TEST_STATE_DELAY_MS=1000 timeout 120 "$VMX" --accel soft --run-dir "$d/b" \
-		--incoming 127.0.0.1 --incoming-token-file "$d/tok" -c "$d/clk.vmx" >"$d/b.log" 2>&1 &
-	clk_pids+=($!)
-	clk_wait "^hb 10 [0-9]+$" || { echo "no heartbeat"; return 1; }
+		--incoming 127.0.0.1 --incoming-token-file "$d/tok" -c "$d/$1.vmx" >"$d/b.log" 2>&1 &
+	pair_pids+=($!)
+	for _ in $(seq 300); do grep -Eq "$3" "$d/serial.log" 2>/dev/null && break; sleep 0.1; done
+	grep -Eq "$3" "$d/serial.log" 2>/dev/null || { echo "no heartbeat"; return 1; }
+	pair_port=""
 	for _ in $(seq 100); do
-		port=$("$VMX" --control "$d/b/vmx.sock" status 2>/dev/null | sed -n 's/^incoming_port=//p')
-		[[ -n $port && $port != 0 ]] && break
+		pair_port=$("$VMX" --control "$d/b/vmx.sock" status 2>/dev/null | sed -n 's/^incoming_port=//p')
+		[[ -n $pair_port && $pair_port != 0 ]] && return 0
 		sleep 0.1
 	done
+	echo "no incoming port"
+	return 1
+}
+mig_clock() {
+	local d=$tmp/clk st=""
+	slow_pair clk "heartbeat interval_ms=20 stamp=1" "^hb 10 [0-9]+$" || return 1
+	local port=$pair_port tok=$pair_tok
 	read -r h1 g1 < <(clk_stamp)
 	timeout 30 "$VMX" --control "$d/a/vmx.sock" migrate 127.0.0.1 "$port" "$tok" >/dev/null || return 1
 	# while its state is on the way, the destination refuses to run the guest
@@ -248,32 +260,19 @@ if mig_clock >"$tmp/clk.out" 2>&1; then
 else
 	not_ok "live migration for the clock check" "$(cat "$tmp/clk.out")" "$(cat "$tmp/clk/a.log" "$tmp/clk/b.log" 2>/dev/null | tail -5)"
 fi
-for p in "${clk_pids[@]}"; do kill "$p" 2>/dev/null; done
-wait "${clk_pids[@]}" 2>/dev/null
-clk_pids=()
+for p in "${pair_pids[@]}"; do kill "$p" 2>/dev/null; done
+wait "${pair_pids[@]}" 2>/dev/null
+pair_pids=()
 # ---- the destination stopped before it answers: the source keeps the VM ----
 # The state held back a second again; the destination's vmx gets SIGTERM
 # meanwhile. It answers "F", and the guest runs on at the source.
 mig_stopped() {
-	local d=$tmp/stp port="" st="" tok
-	vmxcfg stp 32 "$ELF" "heartbeat interval_ms=20"
-	mkdir -p "$d/a" "$d/b"
-	tok=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-	echo "$tok" >"$d/tok"
-	timeout 120 "$VMX" --accel soft --run-dir "$d/a" -c "$d/stp.vmx" >"$d/a.log" 2>&1 &
-	stp_pids=($!)
-	VMX_TEST_STATE_DELAY_MS=1000 timeout 120 "$VMX" --accel soft --run-dir "$d/b" \
-		--incoming 127.0.0.1 --incoming-token-file "$d/tok" -c "$d/stp.vmx" >"$d/b.log" 2>&1 &
-	stp_pids+=($!)
-	for _ in $(seq 300); do grep -q "^hb 10$" "$d/serial.log" 2>/dev/null && break; sleep 0.1; done
-	for _ in $(seq 100); do
-		port=$("$VMX" --control "$d/b/vmx.sock" status 2>/dev/null | sed -n 's/^incoming_port=//p')
-		[[ -n $port && $port != 0 ]] && break
-		sleep 0.1
-	done
-	timeout 30 "$VMX" --control "$d/a/vmx.sock" migrate 127.0.0.1 "$port" "$tok" >/dev/null || return 1
+	local d=$tmp/stp st=""
+	slow_pair stp "heartbeat interval_ms=20" "^hb 10$" || return 1
+	timeout 30 "$VMX" --control "$d/a/vmx.sock" migrate 127.0.0.1 "$pair_port" "$pair_tok" \
+		>/dev/null || return 1
 	sleep 0.4
-	kill -TERM "${stp_pids[1]}"
+	kill -TERM "${pair_pids[1]}"
 	for _ in $(seq 300); do
 		st=$("$VMX" --control "$d/a/vmx.sock" migrate-status 2>/dev/null)
 		grep -q "phase=failed\|phase=done" <<<"$st" && break
@@ -295,8 +294,8 @@ if mig_stopped >"$tmp/stp.out" 2>&1; then
 else
 	not_ok "a destination stopped before the hand-over" "$(cat "$tmp/stp.out")" "$(tail -3 "$tmp/stp/b.log" 2>/dev/null)"
 fi
-for p in "${stp_pids[@]}"; do kill "$p" 2>/dev/null; done
-wait "${stp_pids[@]}" 2>/dev/null
-stp_pids=()
+for p in "${pair_pids[@]}"; do kill "$p" 2>/dev/null; done
+wait "${pair_pids[@]}" 2>/dev/null
+pair_pids=()
 echo "1..$n"
 [[ $failed -eq 0 ]]
