@@ -23,6 +23,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char dir[64], base[128], top[128];
 
+static void remove_dir(void) /* libFuzzer exits at its time limit */
+{
+	util_rm_tree(dir);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
@@ -30,6 +35,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(dir, sizeof(dir), "/tmp/vmk-fuzz-disk-XXXXXX");
 	if (!mkdtemp(dir))
 		abort();
+	atexit(remove_dir);
 	snprintf(base, sizeof(base), "%s/base.img", dir);
 	snprintf(top, sizeof(top), "%s/top.delta", dir);
 	int fd = open(base, O_WRONLY | O_CREAT | O_TRUNC, 0644);
