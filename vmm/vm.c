@@ -634,20 +634,20 @@ static void pause_vm(struct vmm_vm *vm, bool saving)
 			atomic_store(&vm->vcpus[i].presave, VMM_PRESAVE_WANTED);
 		pthread_cond_broadcast(&vm->cond); /* parked already: read it now */
 	}
-	if (st != VM_RUNNING) {
+	if (st == VM_RUNNING) {
+		vm->pause_requested = true;
+		atomic_store(&vm->state, VM_PAUSED);
 		pthread_mutex_unlock(&vm->lock);
-		return;
+		for (unsigned i = 0; i < vm->nvcpus; i++) {
+			vm->vcpus[i].run->immediate_exit = 1;
+			pthread_kill(vm->vcpus[i].thread, VCPU_KICK_SIGNAL);
+		}
+		if (saving) /* the caller goes on at once: not a throttle's hold (vm.h) */
+			vmm_spin_while(parking, vm);
+		pthread_mutex_lock(&vm->lock);
 	}
-	vm->pause_requested = true;
-	atomic_store(&vm->state, VM_PAUSED);
-	pthread_mutex_unlock(&vm->lock);
-	for (unsigned i = 0; i < vm->nvcpus; i++) {
-		vm->vcpus[i].run->immediate_exit = 1;
-		pthread_kill(vm->vcpus[i].thread, VCPU_KICK_SIGNAL);
-	}
-	if (saving) /* the caller goes on at once: not a throttle's hold (vm.h) */
-		vmm_spin_while(parking, vm);
-	pthread_mutex_lock(&vm->lock);
+	/* paused here or already: every vCPU parked and no device working
+	 * (at once unless another pause is still under way) */
 	while ((vm->vcpus_paused < vm->nvcpus || vm->io_busy) &&
 	       atomic_load(&vm->state) == VM_PAUSED)
 		pthread_cond_wait(&vm->cond, &vm->lock);
