@@ -430,7 +430,7 @@ static void *send_main(void *arg)
 	unsigned behind = 0, syncs = 0;
 	unsigned waits = 0; /* long waits for SYNCs, each followed by more passes */
 	for (uint32_t it = 0;; it++) {
-		uint64_t ti = ms_now(), ti_us = util_now_us(), b0 = sent_total(&ws, x, nstreams);
+		uint64_t ti_us = util_now_us(), b0 = sent_total(&ws, x, nstreams);
 		cork_streams(&ws, x, nstreams, true);
 		if (it == 0) {
 			/* all of RAM (holes as ZERO sections), shared out like any
@@ -466,8 +466,9 @@ static void *send_main(void *arg)
 				     strerror(-ret));
 			goto out;
 		}
-		uint64_t el = ms_now() - ti, bytes = sent_total(&ws, x, nstreams) - b0;
-		bw = wire_bw_estimate(bw, bytes, util_now_us() - ti_us);
+		uint64_t el_us = util_now_us() - ti_us, el = el_us / 1000;
+		uint64_t bytes = sent_total(&ws, x, nstreams) - b0;
+		bw = wire_bw_estimate(bw, bytes, el_us);
 		/* what the guest dirtied while that pass ran */
 		uint64_t n = vmm_vm_dirty_harvest(vm, bm);
 		uint64_t remaining = n * VMM_PAGE_SIZE + vmm_disks_log_harvest(vm, &dk);
