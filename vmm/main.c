@@ -262,11 +262,9 @@ static int ctl_pause(void *arg, const char **why)
 static int ctl_resume(void *arg, const char **why)
 {
 	struct vmx_ctx *x = arg;
-	if (ft_busy(x, why))
+	if (ft_busy(x, why) || incoming_busy(x, why))
 		return 5;
 
-	if (incoming_busy(x, why))
-		return 5;
 	if (atomic_load(&x->vm->state) != VM_PAUSED) {
 		*why = "the VM is not paused";
 		return 5;
