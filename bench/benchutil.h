@@ -275,13 +275,12 @@ static inline const char *bench_vmx_control(char *const argv[])
  * clock: polling every 100 us, its 10000 wake-ups a second preempted the
  * guest's vCPU on its core (an exit and an entry each under nested KVM),
  * slowed the guest's output and the migration it timed, and quantised
- * every arrival by up to the period. The wake-ups now follow each VMM's
- * writes (QEMU writes its log a byte at a time, vmx a line at a time);
- * BENCH_WATCH=poll brings back the 100 us polling, to compare. Lines, not bytes: QEMU writes its log a byte at a time and
- * vmx a line at a time, so a byte's arrival would time the two VMMs
- * differently. Gaps count once armed; a line before that only marks where
- * the next gap begins (a failover's gap: the primary's last line, then the
- * secondary's first). A hypervisor may stop the guest TSC while paused,
+ * every arrival by up to the period; BENCH_WATCH=poll brings the polling
+ * back, to compare. Lines, not bytes: QEMU writes its log a byte at a
+ * time and vmx a line at a time, so a byte's arrival would time the two
+ * VMMs differently (the wake-ups follow those writes). Gaps count once
+ * armed; a line before that only marks where the next gap begins (a
+ * failover's gap: the primary's last line, then the secondary's first). A hypervisor may stop the guest TSC while paused,
  * so the guest's own stamps cannot show such a gap. */
 struct bench_watch {
 	const char *paths[2];
@@ -329,7 +328,7 @@ static inline void *bench_watch_main(void *arg)
 	 * waited behind the migration's threads on two cores, up to a 4 ms
 	 * tick, and timed its own wait as the guest's (KVM's trace showed
 	 * the guest's lines leaving every 1 ms meanwhile). A real-time
-	 * thread runs as soon as its 100 us sleep ends, for a few us. */
+	 * thread runs as soon as a log grows, for a few us. */
 	struct sched_param sp = { .sched_priority = 1 };
 	w->realtime = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0;
 	const char *how = getenv("BENCH_WATCH");
