@@ -280,11 +280,6 @@ static int send_serial_log(const char *path, struct vmm_stream *st)
 	return ret;
 }
 
-static uint64_t ms_now(void)
-{
-	return util_now_ms();
-}
-
 /* Fails the migration before the hand-over: the VM runs on here. */
 static void fail(struct migrate_src *s, enum migrate_phase ph, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
@@ -330,7 +325,7 @@ static void *send_main(void *arg)
 	struct vmm_stream st;
 	struct throttle th = { 0 };
 	char err[400], line[300];
-	uint64_t t0 = ms_now(), words = 0, *bm = NULL;
+	uint64_t t0 = util_now_ms(), words = 0, *bm = NULL;
 	bool logging = false, paused = false;
 	struct vmm_disks_log dk = { 0 };
 	static struct xstream x[MIGRATE_MAX_STREAMS]; /* one migration per vmx */
@@ -504,23 +499,23 @@ static void *send_main(void *arg)
 		if (expect <= downtime &&
 		    (expect_us <= (uint64_t)downtime * 4 ||
 		     (prev_remaining != UINT64_MAX && !shrank) || it + 1 >= MAX_ITERATIONS ||
-		     ms_now() - t0 > converge_ms)) {
+		     util_now_ms() - t0 > converge_ms)) {
 			/* the destination must have loaded every pass before the
 			 * pause (what it still had queued would be loaded during
 			 * it); a wait of more than a few ms for that let the guest
 			 * dirty more: one more pass sends it live */
-			uint64_t tw = ms_now();
+			uint64_t tw = util_now_ms();
 			if ((ret = read_syncs(s, &syncs, line, sizeof(line))) < 0)
 				goto out;
-			if (ms_now() - tw <= SYNC_WAIT_AGAIN_MS || ++waits > SYNC_WAITS_MAX ||
-			    it + 1 >= MAX_ITERATIONS || ms_now() - t0 > converge_ms)
+			if (util_now_ms() - tw <= SYNC_WAIT_AGAIN_MS || ++waits > SYNC_WAITS_MAX ||
+			    it + 1 >= MAX_ITERATIONS || util_now_ms() - t0 > converge_ms)
 				break;
 			/* converge again from what the wait let in */
 			prev_remaining = UINT64_MAX;
 			continue;
 		}
 		prev_remaining = remaining;
-		if (ms_now() - t0 > converge_ms) {
+		if (util_now_ms() - t0 > converge_ms) {
 			fail(s, MIG_FAILED,
 			     "did not converge in %llu s: the guest dirties %llu MiB/s, the link "
 			     "carries %llu MiB/s (even with the vCPUs held %u%% of the time); "
@@ -551,7 +546,7 @@ static void *send_main(void *arg)
 	/* ---- switchover: pause, the rest, the machine, END ---- */
 	set_phase(s, MIG_SWITCHOVER);
 	throttle_stop(&th);
-	uint64_t tp = ms_now();
+	uint64_t tp = util_now_ms();
 	/* the vCPUs' threads read their state while this one harvests */
 	vmm_vm_pause_saving(vm);
 	paused = true;
@@ -612,8 +607,8 @@ static void *send_main(void *arg)
 		          "lock is released and the VM stays stopped here",
 		          ret < 0 ? strerror(-ret) : line);
 	pthread_mutex_lock(&s->m);
-	s->prog.downtime_ms = ms_now() - tp;
-	s->prog.total_ms = ms_now() - t0;
+	s->prog.downtime_ms = util_now_ms() - tp;
+	s->prog.total_ms = util_now_ms() - t0;
 	s->prog.transferred = sent_total(&ws, x, nstreams);
 	s->prog.phase = MIG_DONE;
 	pthread_mutex_unlock(&s->m);
@@ -643,7 +638,7 @@ out:
 	else if (atomic_load(&vm->state) == VM_PAUSED)
 		vmm_vm_resume(vm); /* a throttle pause that was cut short */
 	pthread_mutex_lock(&s->m);
-	s->prog.total_ms = ms_now() - t0;
+	s->prog.total_ms = util_now_ms() - t0;
 	pthread_mutex_unlock(&s->m);
 	free(bm);
 	close_streams(s);
