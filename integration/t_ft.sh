@@ -6,7 +6,9 @@
 # generation record, the primary stops its copy when it wakes, nothing is
 # said twice; ft-stop: the secondary ends without going live; a wrong
 # token. Both vmx use the same .vmx directory, as two hosts would use the
-# shared datastore (serial log and generation record). Needs /dev/kvm.
+# shared datastore (serial log and generation record). Guests run on KVM
+# where /dev/kvm opens, else on vmx's software CPU (its checkpoints work
+# the same way; the disk guest only takes longer).
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 VMK_BIN=${VMK_BIN:-$top/build/bin}
@@ -24,13 +26,12 @@ trap cleanup EXIT
 n=0 failed=0
 ok() { n=$((n + 1)); echo "ok $n - $*"; }
 not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; shift; printf '#   %s\n' "$@"; }
-skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
 
-if ! [[ -r /dev/kvm && -w /dev/kvm ]]; then
-	skip "fault tolerance" "no /dev/kvm"
-	echo "1..$n"
-	exit 0
+if [[ ! -c /dev/kvm ]] || ! exec 3<>/dev/kvm 2>/dev/null; then
+	export VMK_ACCEL=soft
+	echo "# no usable /dev/kvm: guests run on vmx's software CPU"
 fi
+exec 3>&- 2>/dev/null || true
 
 token=$(printf 'a%.0s' $(seq 64))
 printf '%s\n' "$token" >"$tmp/token"
@@ -49,9 +50,10 @@ wait_grep() { # FILE REGEX [TENTHS]
 	for _ in $(seq "${3:-100}"); do grep -Eq "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
 	return 1
 }
-# wait_exit PID: its exit status, or 124 after 10 s (then it is killed)
+# wait_exit PID [TENTHS]: its exit status, or 124 after 10 s (then it is
+# killed)
 wait_exit() {
-	for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+	for _ in $(seq "${2:-100}"); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
 	kill -0 "$1" 2>/dev/null && { kill -9 "$1"; wait "$1" 2>/dev/null; return 124; }
 	wait "$1"
 }
@@ -282,8 +284,9 @@ kill -9 "$ppid"
 wait_grep "$d/b.out" "going live" 50 && ok "the primary killed mid-pass: the secondary went live" ||
 	not_ok "disk VM go-live" "$(cat "$d/b.out")"
 # the guest goes on from the last epoch: it reads back what it wrote
-# before, which only the replicated writes hold
-wait_exit "$spid"
+# before, which only the replicated writes hold (60 passes take about
+# 14 s on the software CPU)
+wait_exit "$spid" 900
 rc=$?
 last=$(grep "^disk pass" "$d/serial.log" | tail -1)
 [[ $rc -eq 0 && $last == "disk pass 60 OK" ]] && ! grep -q CORRUPT "$d/serial.log" &&
