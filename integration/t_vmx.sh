@@ -105,6 +105,14 @@ if true; then
 	expect 0 "" "${boot_tests[0]}" -- timeout 30 "$VMX" -c "$tmp/good/good.vmx"
 	grep -q "hello from vmk guest" "$tmp/good/serial.log" && ok "hello wrote serial.log" ||
 		not_ok "hello wrote serial.log" "$(cat "$tmp/good/serial.log" 2>&1)"
+	# where the control socket cannot go: refused before the guest runs
+	# (it was started, then stopped as "crashed")
+	rm -f "$tmp/good/serial.log"
+	expect 102 "^vmx: --run-dir $tmp/no-such-dir: No such file or directory \\(vmx.sock goes there" \
+		"a missing --run-dir refused before the guest runs (exit 102)" -- \
+		timeout 30 "$VMX" -c "$tmp/good/good.vmx" --run-dir "$tmp/no-such-dir"
+	[[ ! -e $tmp/good/serial.log ]] && ok "... and the guest never ran" ||
+		not_ok "missing --run-dir: the guest ran" "$(cat "$tmp/good/serial.log")"
 	vmxcfg hb 64 "$ELF" "heartbeat interval_ms=1 count=200"
 	timeout 60 "$VMX" -c "$tmp/hb/hb.vmx" >/dev/null 2>&1
 	seq_ok=$(awk '/^hb /{ if ($2 != n) bad=1; n++ } END { print (n == 200 && !bad) }' \

@@ -10,6 +10,7 @@
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -826,7 +827,7 @@ static int run(const struct vmcfg *c)
 	char *cmdline = NULL;
 	struct rx_loop rxl = { 0 };
 	pthread_t rx_thread;
-	bool rx_started = false;
+	bool rx_started = false, no_control = false;
 	struct vmm_boot b;
 	char err[600];
 	int rc = EXIT_HOST, ret, logfd;
@@ -835,6 +836,25 @@ static int run(const struct vmcfg *c)
 
 	if (!vm)
 		return EXIT_HOST;
+	/* the control socket goes there once the vCPUs run: a directory that
+	 * cannot take it is refused before the guest starts */
+	const char *rd = run_dir ? run_dir : c->dir;
+	struct stat rst;
+	const char *rd_bad = NULL;
+	if (stat(rd, &rst) < 0)
+		rd_bad = strerror(errno);
+	else if (!S_ISDIR(rst.st_mode))
+		rd_bad = "not a directory";
+	else if (access(rd, W_OK | X_OK) < 0)
+		rd_bad = strerror(errno);
+	if (rd_bad) {
+		fprintf(stderr, "vmx: %s %s: %s (vmx.sock goes there: %s)\n",
+		        run_dir ? "--run-dir" : "the VM's directory", rd, rd_bad,
+		        run_dir ? "create it, or name another"
+		                : "make it writable, or use --run-dir");
+		free(vm);
+		return EXIT_HOST;
+	}
 	logfd = open(c->serial_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 	if (logfd < 0) {
 		fprintf(stderr, "vmx: serial log %s: %s\n", c->serial_log, strerror(errno));
@@ -1045,7 +1065,8 @@ static int run(const struct vmcfg *c)
 	    vmm_control_start(&control, sock, &control_ops, ctx, err, sizeof(err)) < 0) {
 		/* unreachable for hostd: stop the guest rather than run it blind */
 		fprintf(stderr, "vmx: %s\n", err);
-		vmm_vm_stop(vm, VM_CRASHED, "no control socket");
+		vmm_vm_stop(vm, VM_POWERED_OFF, "no control socket");
+		no_control = true;
 	}
 	if (incoming && ft_secondary) {
 		/* gone live: the switches learn the MACs here */
@@ -1104,7 +1125,9 @@ static int run(const struct vmcfg *c)
 		exits += vm->vcpus[i].exits;
 	log_info("vm %s: %s: %s (%llu exits)", c->name, vmm_run_state_name(st), vm->exit_reason,
 	         (unsigned long long)exits);
-	if (st == VM_CRASHED) {
+	if (no_control) {
+		rc = EXIT_HOST; /* the host's fault, not the guest's */
+	} else if (st == VM_CRASHED) {
 		fprintf(stderr, "vmx: %s crashed: %s\n", c->name, vm->exit_reason);
 		rc = EXIT_CRASHED;
 	} else if (ctx && ft_primary_lost(&ctx->ft)) {
