@@ -9,6 +9,28 @@
 
 #include "util.h"
 
+int conf_refuse_includes(const char *text, const char *file, char *err, size_t errlen)
+{
+	int line = 1;
+
+	for (const char *p = text; *p; line++) {
+		const char *q = p + strspn(p, " \t");
+		if (strncmp(q, "@include", 8) == 0) {
+			snprintf(err, errlen,
+			         "%s:%d: @include is not allowed here (it would read another "
+			         "file, of any size, as this process): put the settings in "
+			         "this file",
+			         file, line);
+			return -EINVAL;
+		}
+		const char *nl = strchr(p, '\n');
+		if (!nl)
+			break;
+		p = nl + 1;
+	}
+	return 0;
+}
+
 int conf_read(config_t *cfg, const char *path, size_t max, char *err, size_t errlen)
 {
 	char *text = NULL;
@@ -25,7 +47,8 @@ int conf_read(config_t *cfg, const char *path, size_t max, char *err, size_t err
 			snprintf(err, errlen, "%s: %s", path, util_strerror(ret));
 		return ret;
 	}
-	if (!config_read_string(cfg, text)) {
+	ret = conf_refuse_includes(text, path, err, errlen);
+	if (ret == 0 && !config_read_string(cfg, text)) {
 		snprintf(err, errlen,
 		         "%s:%d: %s (libconfig syntax: key = value; groups in { }, lists in ( ))",
 		         path, config_error_line(cfg), config_error_text(cfg));

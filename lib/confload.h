@@ -13,8 +13,14 @@ struct conf_ctx {
 	size_t errlen;
 };
 
+/* libconfig reads the file a line "@include \"PATH\"" names, whatever it
+ * is (a FIFO blocks the reader, a device never ends) and of any size:
+ * -EINVAL with "FILE:LINE: ..." in err for text holding one, else 0.
+ * Every parse of a file or text goes through it first. */
+int conf_refuse_includes(const char *text, const char *file, char *err, size_t errlen);
+
 /* Reads at most max bytes of path and parses them into cfg (initialised
- * here; the caller destroys it, also on failure). */
+ * here; the caller destroys it, also on failure); @include refused. */
 int conf_read(config_t *cfg, const char *path, size_t max, char *err, size_t errlen);
 
 /* Sets the error "FILE:LINE: message" (line of setting s, if any) and

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -127,6 +128,31 @@ static void test_bad(void **state)
 	bad(VM("memory_mib = 64;") "\ndisks = ( { readonly = true; } );", "path is missing");
 	bad("vm = { name = ", "syntax error");
 	bad("disks = ();", "no vm group");
+	/* libconfig would read the named file (a FIFO would block hostd) */
+	bad("# a VM\n\t @include \"/etc/hostname\"\n" VM("memory_mib = 64;"),
+	    "vm1.vmx:2: @include is not allowed here");
+	bad(VM("memory_mib = 64;") "\n@include \"/dev/zero\"\n", "vm1.vmx:2: @include");
+}
+
+/* A FIFO named by @include: refused before libconfig opens it (it would
+ * wait for a writer forever). */
+static void test_include_fifo(void **state)
+{
+	char fifo[128], text[256], err[512];
+	struct vmcfg c;
+
+	(void)state;
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	snprintf(text, sizeof(text), "@include \"%s\"\n", fifo);
+	assert_int_equal(load(text, &c, err), -EINVAL);
+	assert_non_null(strstr(err, "@include is not allowed"));
+	char *out = NULL;
+	size_t len = 0;
+	assert_int_equal(vmcfg_clone_text(text, "x", UUID, &out, &len, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "@include is not allowed"));
+	assert_null(out);
+	unlink(fifo);
 }
 
 /* A clone's .vmx: new name and uuid, MACs that follow the new uuid, no
@@ -176,6 +202,7 @@ int main(void)
 		cmocka_unit_test(test_good),
 		cmocka_unit_test(test_bad),
 		cmocka_unit_test(test_clone_text),
+		cmocka_unit_test(test_include_fifo),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

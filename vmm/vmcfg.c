@@ -301,6 +301,8 @@ static int edit_text(const char *text,
 
 	*out = NULL;
 	*outlen = 0;
+	if ((ret = conf_refuse_includes(text, "the .vmx", err, errlen)) < 0)
+		return ret;
 	config_init(&cfg);
 	if (config_read_string(&cfg, text) != CONFIG_TRUE) {
 		snprintf(err, errlen, "the .vmx does not parse: line %d: %s",

@@ -55,8 +55,8 @@ int main(void)
 		printf("vmk-linux-smoke: %ld CPUs online\n", sysconf(_SC_NPROCESSORS_ONLN));
 	}
 	if (mount("sysfs", "/sys", "sysfs", 0, NULL) == 0 &&
-	    read_line("/sys/devices/system/clocksource/clocksource0/current_clocksource", "",
-	              line, sizeof(line)))
+	    read_line("/sys/devices/system/clocksource/clocksource0/current_clocksource", "", line,
+	              sizeof(line)))
 		printf("vmk-linux-smoke: clocksource %s\n", line);
 	printf("vmk-linux-smoke: done, powering off\n");
 	power_off(0);
