@@ -43,6 +43,9 @@ int conf_read(config_t *cfg, const char *path, size_t max, char *err, size_t err
 		if (ret == -EFBIG)
 			snprintf(err, errlen, "%s: larger than %zu bytes; is this the right file?",
 			         path, max);
+		else if (ret == -EINVAL)
+			snprintf(err, errlen, "%s: not a regular file; is this the right file?",
+			         path);
 		else
 			snprintf(err, errlen, "%s: %s", path, util_strerror(ret));
 		return ret;

@@ -22,7 +22,9 @@ int util_read_file(const char *path, size_t max, char **buf, size_t *len)
 	size_t have = 0;
 	int fd, ret;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: opening a FIFO would wait for a writer (regular files
+	 * ignore the flag) */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0) {
@@ -30,7 +32,7 @@ int util_read_file(const char *path, size_t max, char **buf, size_t *len)
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		ret = -EINVAL;
+		ret = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
 		goto out;
 	}
 	if ((size_t)st.st_size > max) {

@@ -11,7 +11,9 @@
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Reads a whole file of at most `max` bytes into a NUL-terminated buffer.
- * -EFBIG when larger. Ownership: *buf is malloc'd, the caller frees it. */
+ * -EFBIG when larger; -EISDIR for a directory and -EINVAL for any other
+ * file that is not a regular one (a FIFO or a device: refused at once,
+ * never waited on). Ownership: *buf is malloc'd, the caller frees it. */
 int util_read_file(const char *path, size_t max, char **buf, size_t *len);
 
 /* Writes via PATH.tmp + fsync + rename, so readers see old or new, never half. */
