@@ -1,6 +1,7 @@
 /* The destination side of a live migration (migrate.h): one connection,
  * the token, the state stream into a VM that has not run, the acks. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@ struct xrecv {
 	char err[300];
 	uint32_t synced; /* the last SYNC read, + 1; under sync_m */
 	bool ended;      /* no more will come; under sync_m */
+	atomic_bool cut; /* join_streams shut it down: its failure is not news */
 };
 
 /* The streams' progress through the passes: the main stream answers a
@@ -133,8 +135,11 @@ static void *xrecv_main(void *arg)
 	}
 	x->bytes = st.bytes;
 	mark(x, 0, true);
-	if (x->ret < 0) /* the source must not block on a stream nobody reads */
+	if (x->ret < 0) { /* the source must not block on a stream nobody reads */
+		if (!atomic_load(&x->cut))
+			log_warn("migration: a memory stream failed: %s", x->err);
 		shutdown(x->fd, SHUT_RDWR);
+	}
 	sbuf_free(&p);
 	return NULL;
 }
@@ -188,8 +193,10 @@ static int join_streams(struct xrecv *x, unsigned n, bool abort_them, char *err,
 	int ret = 0;
 
 	for (unsigned k = 1; k < n; k++) {
-		if (x[k].fd >= 0 && abort_them)
+		if (x[k].fd >= 0 && abort_them) {
+			atomic_store(&x[k].cut, true);
 			shutdown(x[k].fd, SHUT_RDWR);
+		}
 		if (x[k].started)
 			pthread_join(x[k].t, NULL);
 		if (x[k].fd >= 0)
@@ -234,7 +241,17 @@ int migrate_dst_receive(int lfd, const char *token, struct vmm_vm *vm, int timeo
 	wire_send_line(c, "OK\n");
 	for (unsigned k = 0; k < MIGRATE_MAX_STREAMS; k++)
 		x[k] = (struct xrecv){ .fd = -1 };
-	ret = accept_streams(lfd, token, vm, x, n, err, errlen);
+	/* with --verify-pages, pages the source read while the guest wrote
+	 * them arrive damaged (RAMC) and are suspect until a newer copy
+	 * comes: it always does (the write is in its dirty log), so one left
+	 * at the end was damaged on the way. The marks exist before any
+	 * stream's reader starts: one that read a damaged page before them
+	 * failed the migration ("arrived damaged") */
+	ret = vmm_mem_suspect_start(&vm->mem);
+	if (ret < 0)
+		snprintf(err, errlen, "out of memory");
+	else
+		ret = accept_streams(lfd, token, vm, x, n, err, errlen);
 	/* these connections, once: whatever they present, nobody else gets in */
 	close(lfd);
 	if (ret < 0) {
@@ -250,15 +267,7 @@ int migrate_dst_receive(int lfd, const char *token, struct vmm_vm *vm, int timeo
 	struct sync_ctx sc = { x, n, c };
 	st.sync = main_sync;
 	st.sync_arg = &sc;
-	/* with --verify-pages, pages the source read while the guest wrote
-	 * them arrive damaged (RAMC) and are suspect until a newer copy
-	 * comes: it always does (the write is in its dirty log), so one left
-	 * at the end was damaged on the way */
-	ret = vmm_mem_suspect_start(&vm->mem);
-	if (ret < 0)
-		snprintf(err, errlen, "out of memory");
-	else
-		ret = vmm_vm_restore(vm, &st, err, errlen);
+	ret = vmm_vm_restore(vm, &st, err, errlen);
 	int xret = join_streams(x, n, ret < 0, ret < 0 ? err + strlen(err) : err,
 	                        ret < 0 ? 0 : errlen);
 	if (ret == 0 && xret < 0)
