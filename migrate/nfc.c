@@ -510,19 +510,46 @@ static bool resumable(int ret)
 	       ret != -EPROTO && ret != -ENOMEM;
 }
 
+/* A file of a VM's directory to copy, opened: a regular file of its own.
+ * A symbolic link in its place would have hostd (root) copy whatever it
+ * names, a FIFO would block the copy. fd, or -errno with err. */
+static int open_source(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+
+	if (fd < 0) {
+		int e = errno;
+		if (e == ELOOP)
+			snprintf(err, errlen,
+			         "%s is a symbolic link: vmk copies the VM's own files only "
+			         "(put the file it names there instead)",
+			         path);
+		else
+			snprintf(err, errlen, "%s: %s", path, strerror(e));
+		return -e;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		int e = errno;
+		snprintf(err, errlen, "%s: %s", path,
+		         S_ISREG(st.st_mode) ? strerror(e) : "not a regular file");
+		close(fd);
+		return S_ISREG(st.st_mode) ? -e : -EINVAL;
+	}
+	fcntl(fd, F_SETFL, 0); /* reads of a regular file ignore it; leave none set */
+	return fd;
+}
+
 int nfc_send_path(int nsfd, const char *host, uint16_t port, const char *path, const char *token,
                   struct nfc_progress *p, const struct nfc_faults *faults, atomic_bool *cancel,
                   int resume_ms, char *err, size_t errlen)
 {
-	int src = open(path, O_RDONLY | O_CLOEXEC);
+	int src = open_source(path, err, errlen);
 	uint64_t failing_since = 0;
 	int ret;
 
-	if (src < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return ret;
-	}
+	if (src < 0)
+		return src;
 	for (;;) {
 		char cerr[300];
 		int fd = wire_connect(nsfd, host, port, RECONNECT_MS, cerr, sizeof(cerr));
@@ -624,9 +651,10 @@ int nfc_copy_local(const char *src, const char *dst, char *err, size_t errlen)
 	int in = -1, out = -1, ret = 0;
 
 	snprintf(part, sizeof(part), "%s.part", dst);
-	if ((in = open(src, O_RDONLY | O_CLOEXEC)) < 0 || fstat(in, &st) < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "%s: %s", src, strerror(errno));
+	if ((in = open_source(src, err, errlen)) < 0 || fstat(in, &st) < 0) {
+		ret = in < 0 ? in : -errno;
+		if (in >= 0)
+			snprintf(err, errlen, "%s: %s", src, strerror(errno));
 		goto out;
 	}
 	if ((out = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, st.st_mode & 0777)) < 0) {

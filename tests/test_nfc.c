@@ -323,6 +323,24 @@ static void test_copy_local(void **state)
 	assert_true(b.st_blocks <= a.st_blocks); /* the holes stayed holes */
 	assert_int_equal(nfc_copy_local("/nonexistent/x", out, err, sizeof(err)), -ENOENT);
 	assert_non_null(strstr(err, "/nonexistent/x"));
+	/* a VM's file that is a symbolic link (to a host file hostd, root,
+	 * would copy into a datastore) or a FIFO (the copy would wait for a
+	 * writer): refused, and nothing is left under the copy's name */
+	char link[160], fifo[160], out2[160];
+	snprintf(link, sizeof(link), "%s/linked-flat.vmdk", dir);
+	snprintf(fifo, sizeof(fifo), "%s/fifo-flat.vmdk", dir);
+	snprintf(out2, sizeof(out2), "%s/refused-copy.vmdk", dir);
+	assert_int_equal(symlink("/etc/hostname", link), 0);
+	assert_int_equal(nfc_copy_local(link, out2, err, sizeof(err)), -ELOOP);
+	assert_non_null(strstr(err, "is a symbolic link"));
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	alarm(10); /* before: the open waited for a writer */
+	assert_int_equal(nfc_copy_local(fifo, out2, err, sizeof(err)), -EINVAL);
+	alarm(0);
+	assert_non_null(strstr(err, "not a regular file"));
+	assert_int_not_equal(access(out2, F_OK), 0);
+	unlink(link);
+	unlink(fifo);
 }
 
 /* ---- over TCP: nfc_send_path, takeover, commit ---- */
