@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz/fuzzutil.h"
 #include "util.h"
 #include "vmm/disk.h"
 
@@ -21,21 +22,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define BASE_SIZE (256u << 10)
 
-static char dir[64], base[128], top[128];
-
-static void remove_dir(void) /* libFuzzer exits at its time limit */
-{
-	util_rm_tree(dir);
-}
+static char base[128], top[128];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	snprintf(dir, sizeof(dir), "/tmp/vmk-fuzz-disk-XXXXXX");
-	if (!mkdtemp(dir))
-		abort();
-	atexit(remove_dir);
+	const char *dir = fuzz_tmpdir("disk");
 	snprintf(base, sizeof(base), "%s/base.img", dir);
 	snprintf(top, sizeof(top), "%s/top.delta", dir);
 	int fd = open(base, O_WRONLY | O_CREAT | O_TRUNC, 0644);

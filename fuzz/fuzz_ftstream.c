@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fuzz/fuzzutil.h"
 #include "log.h"
 #include "util.h"
 #include "replica/replica.h"
@@ -42,19 +43,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct vmm_vm vm;
-static char dir[] = "/tmp/vmk-fuzz-ftstream.XXXXXX", gen_path[64];
+static char gen_path[96];
 static const char token[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
-static void remove_dir(void) /* libFuzzer exits at its time limit */
-{
-	util_rm_tree(dir);
-}
-
-static void on_poweroff(void *arg, int status)
-{
-	(void)arg;
-	(void)status;
-}
 
 struct primary {
 	uint16_t port;
@@ -201,32 +191,15 @@ static void write_seed(const char *file)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	struct vmm_device *d;
-	char err[400], disk[96];
+	char disk[96];
 
 	(void)argc;
 	(void)argv;
 	log_set_level(LOG_ERROR);
-	if (!mkdtemp(dir))
-		abort();
-	atexit(remove_dir);
+	const char *dir = fuzz_tmpdir("ftstream");
 	snprintf(gen_path, sizeof(gen_path), "%s/vm.ftgen", dir);
 	snprintf(disk, sizeof(disk), "%s/disk0.img", dir);
-	if (vmm_vm_create(&vm, VMM_ACCEL_SOFT, 16ull << 20, 1, true, err, sizeof(err)) < 0) {
-		fprintf(stderr, "fuzz_ftstream: %s\n", err);
-		abort();
-	}
-	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
-	int fd = open(disk, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0 || ftruncate(fd, 1 << 20) < 0)
-		abort();
-	close(fd);
-	if (vmm_uart_create(&d, &vm.bus, null) < 0 || vmm_vm_add_device(&vm, d) < 0 ||
-	    vmm_power_create(&d, &vm.bus, on_poweroff, NULL) < 0 || vmm_vm_add_device(&vm, d) < 0 ||
-	    vmm_virtio_blk_create(&d, &vm.bus, 0xd0000000ull, 5, disk, false, "fuzz", err,
-	                          sizeof(err)) < 0 ||
-	    vmm_vm_add_device(&vm, d) < 0)
-		abort();
+	fuzz_vm_create(&vm, disk);
 	const char *seed = getenv("FUZZ_FTSTREAM_SEED");
 	if (seed) {
 		write_seed(seed);

@@ -13,6 +13,7 @@
 
 #include "hostd/network.h"
 #include "log.h"
+#include "fuzz/fuzzutil.h"
 #include "util.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -28,21 +29,14 @@ const char *__lsan_default_suppressions(void)
 	return "leak:strbuf_append\nleak:libconfig_yylex\n";
 }
 
-static char dir[] = "/tmp/vmk-fuzz-netconf.XXXXXX", host_cfg[64], runtime[64];
-
-static void remove_dir(void) /* libFuzzer exits at its time limit */
-{
-	util_rm_tree(dir);
-}
+static char host_cfg[96], runtime[96];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
 	log_set_level(LOG_ERROR); /* the skipped entries are the point */
-	if (!mkdtemp(dir))
-		abort();
-	atexit(remove_dir);
+	const char *dir = fuzz_tmpdir("netconf");
 	snprintf(host_cfg, sizeof(host_cfg), "%s/host.cfg", dir);
 	snprintf(runtime, sizeof(runtime), "%s/network.cfg", dir);
 	FILE *f = fopen(host_cfg, "w");

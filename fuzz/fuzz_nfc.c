@@ -17,29 +17,21 @@
 #include "log.h"
 #include "migrate/nfc.h"
 #include "net.h"
+#include "fuzz/fuzzutil.h"
 #include "util.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char TOKEN[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-static char dir[64], path[128];
-
-static void remove_dir(void) /* libFuzzer exits at its time limit */
-{
-	util_rm_tree(dir);
-}
+static char path[128];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
 	log_set_level(LOG_ERROR);
-	snprintf(dir, sizeof(dir), "/tmp/vmk-fuzz-nfc-XXXXXX");
-	if (!mkdtemp(dir))
-		abort();
-	atexit(remove_dir);
-	snprintf(path, sizeof(path), "%s/f", dir);
+	snprintf(path, sizeof(path), "%s/f", fuzz_tmpdir("nfc"));
 	return 0;
 }
 

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz/fuzzutil.h"
 #include "log.h"
 #include "vmm/power.h"
 #include "vmm/snapshot.h"
@@ -54,36 +55,15 @@ static int in_write(void *arg, const void *p, size_t n)
 	return -EIO;
 }
 
-static void on_poweroff(void *arg, int status)
-{
-	(void)arg;
-	(void)status;
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	struct vmm_device *d;
-	char err[400], disk[] = "/tmp/vmk-fuzz-state-XXXXXX";
+	char disk[96];
 
 	(void)argc;
 	(void)argv;
 	log_set_level(LOG_ERROR);
-	if (vmm_vm_create(&vm, VMM_ACCEL_SOFT, 16ull << 20, 1, true, err, sizeof(err)) < 0) {
-		fprintf(stderr, "fuzz_state: %s\n", err);
-		abort();
-	}
-	int null = open("/dev/null", O_WRONLY);
-	int fd = mkstemp(disk);
-	if (fd < 0 || ftruncate(fd, 1 << 20) < 0)
-		abort();
-	close(fd);
-	if (vmm_uart_create(&d, &vm.bus, null) < 0 || vmm_vm_add_device(&vm, d) < 0 ||
-	    vmm_power_create(&d, &vm.bus, on_poweroff, NULL) < 0 || vmm_vm_add_device(&vm, d) < 0 ||
-	    vmm_virtio_blk_create(&d, &vm.bus, 0xd0000000ull, 5, disk, false, "fuzz", err,
-	                          sizeof(err)) < 0 ||
-	    vmm_vm_add_device(&vm, d) < 0)
-		abort();
-	unlink(disk); /* the open image stays */
+	snprintf(disk, sizeof(disk), "%s/disk0.img", fuzz_tmpdir("state"));
+	fuzz_vm_create(&vm, disk);
 	return 0;
 }
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "fuzz/fuzzutil.h"
 #include "util.h"
 #include "vmm/vmcfg.h"
 
@@ -27,21 +28,14 @@ const char *__lsan_default_suppressions(void)
 	return "leak:strbuf_append\nleak:libconfig_yylex\n";
 }
 
-static char dir[] = "/tmp/vmk-fuzz-vmcfg.XXXXXX", path[64], path2[64];
-
-static void remove_dir(void) /* libFuzzer exits at its time limit */
-{
-	util_rm_tree(dir);
-}
+static char path[96], path2[96];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
 	log_set_level(LOG_ERROR);
-	if (!mkdtemp(dir))
-		abort();
-	atexit(remove_dir);
+	const char *dir = fuzz_tmpdir("vmcfg");
 	snprintf(path, sizeof(path), "%s/vm.vmx", dir);
 	snprintf(path2, sizeof(path2), "%s/again.vmx", dir);
 	return 0;
