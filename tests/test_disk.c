@@ -274,6 +274,16 @@ static void test_refused(void **state)
 	vmm_disk_close(d);
 	/* not a disk */
 	assert_int_equal(vmm_disk_open(&d, dir, true, err, sizeof(err)), -EINVAL);
+	/* a FIFO in a read-only image's place: refused at once (the open
+	 * waited for a writer before) */
+	char fifo[300];
+	snprintf(fifo, sizeof(fifo), "%s/fifo.img", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	alarm(10);
+	assert_int_equal(vmm_disk_open(&d, fifo, true, err, sizeof(err)), -EINVAL);
+	alarm(0);
+	assert_non_null(strstr(err, "not a regular file"));
+	unlink(fifo);
 	/* a raw image whose guest wrote a delta header into it stays raw: its
 	 * "parent" is never opened */
 	assert_int_equal(vmm_delta_create(d1, "disk0.img", err, sizeof(err)), 0);

@@ -265,7 +265,9 @@ static int layer_open(struct layer *l, const char *path, bool writable, uint64_t
 	memset(l, 0, sizeof(*l));
 	snprintf(l->path, sizeof(l->path), "%s", path);
 	l->writable = writable;
-	l->fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO in the image's place is refused below, not
+	 * waited on (a read-only open waits for a writer) */
+	l->fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (l->fd < 0 || fstat(l->fd, &st) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "disk %s: %s", path, strerror(-ret));
@@ -275,6 +277,7 @@ static int layer_open(struct layer *l, const char *path, bool writable, uint64_t
 		snprintf(err, errlen, "disk %s: not a regular file", path);
 		return -EINVAL;
 	}
+	fcntl(l->fd, F_SETFL, 0);
 	parent[0] = '\0';
 	/* the name says which: a raw image's first bytes are the guest's to
 	 * write, and must never make it a delta pointing at other files */
@@ -923,7 +926,8 @@ int vmm_delta_probe(const char *path)
 
 	if (!vmm_disk_is_delta_name(path))
 		return 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd =
+	        open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY); /* a FIFO: ESPIPE below */
 	if (fd < 0)
 		return -errno;
 	ssize_t k = pread(fd, b, sizeof(b), 0);
@@ -952,7 +956,7 @@ int vmm_delta_info(const char *path, char *parent, size_t parentlen, uint64_t *s
 		layer_close(&l);
 	} else if (!vmm_disk_is_delta_name(path)) {
 		ret = -EINVAL;
-	} else if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+	} else if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 	} else if ((ret = read_hdr(fd, path, &h, err, errlen)) > 0) {
