@@ -122,11 +122,13 @@ if true; then
 	expect 0 "" "${boot_tests[2]}" -- timeout 120 "$VMX" -c "$tmp/ver/ver.vmx"
 	[[ $(grep -c '^t$' "$tmp/ver/serial.log") -gt 0 ]] && ok "verify prints its tick_ms lines besides" ||
 		not_ok "verify tick_ms" "$(tail -3 "$tmp/ver/serial.log")"
-	# a second of dirtying with a "t" line each 10 ms of guest time
+	# a second of dirtying with a "t" line each 10 ms of guest time (the
+	# guest looks at the clock every MiB, which a slow CPU, the software
+	# one under ASan, takes 20 ms or more to write: a line or two more)
 	vmxcfg dt 64 "$ELF" "dirty mib=8 seconds=1 tick_ms=10"
 	timeout 60 "$VMX" -c "$tmp/dt/dt.vmx" >/dev/null 2>&1
 	nt=$(grep -c '^t$' "$tmp/dt/serial.log")
-	[[ $nt -ge 50 && $nt -le 101 ]] && ok "dirty prints a tick_ms line each 10 ms ($nt in 1 s)" ||
+	[[ $nt -ge 50 && $nt -le 110 ]] && ok "dirty prints a tick_ms line each 10 ms ($nt in 1 s)" ||
 		not_ok "dirty tick_ms" "$nt lines: $(tail -3 "$tmp/dt/serial.log")"
 	# garbage at the entry point: the guest cannot run, vmx reports it
 	python3 - "$ELF" "$tmp/garbage.elf" <<'EOP'
