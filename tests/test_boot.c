@@ -59,8 +59,8 @@ static void test_pvh_guest(void **state)
 	size_t len;
 	char *img = guest_elf(&len);
 
-	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, len, "heartbeat interval_ms=1", &b, err,
-	                              sizeof(err)),
+	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, len, NULL, 0, "heartbeat interval_ms=1",
+	                              &b, err, sizeof(err)),
 	                 0);
 	assert_int_equal(b.kind, BOOT_PVH);
 	assert_int_equal(b.entry, 0x100000); /* pvh_start is the first byte of .boot.text */
@@ -80,6 +80,46 @@ static void test_pvh_guest(void **state)
 	free(img);
 }
 
+/* An initrd with PVH: module 0 of start_info, page-aligned at the top of
+ * RAM and clear of the kernel; one too large for the RAM left is refused. */
+static void test_pvh_initrd(void **state)
+{
+	struct vmm_mem *m = *state;
+	struct vmm_boot b;
+	char err[256];
+	size_t len, rdlen = 3 * 4096 + 5;
+	char *img = guest_elf(&len);
+	uint8_t *rd = malloc(rdlen);
+
+	assert_non_null(rd);
+	for (size_t i = 0; i < rdlen; i++)
+		rd[i] = (uint8_t)(i * 7 + 1);
+	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, len, rd, rdlen, "", &b, err, sizeof(err)),
+	                 0);
+	struct hvm_start_info *si = vmm_gpa(m, b.arg, sizeof(*si));
+	assert_int_equal(si->nr_modules, 1);
+	uint64_t *ml = vmm_gpa(m, si->modlist_paddr, 32);
+	assert_non_null(ml);
+	assert_int_equal(ml[0] & 0xfff, 0);                 /* paddr: page-aligned */
+	assert_true(ml[0] + rdlen <= 64ull << 20);          /* within RAM */
+	assert_true(ml[0] >= (64ull << 20) - rdlen - 4096); /* at its top */
+	assert_int_equal(ml[1], rdlen);
+	assert_int_equal(ml[2], 0); /* no module command line */
+	assert_memory_equal(vmm_gpa(m, ml[0], rdlen), rd, rdlen);
+	/* the memory map still follows start_info, untouched */
+	assert_int_equal(si->memmap_entries, 3);
+	free(rd);
+	/* 63 MiB of initrd cannot sit above a kernel at 1 MiB in 64 MiB */
+	rdlen = 63ull << 20;
+	rd = calloc(1, rdlen);
+	assert_non_null(rd);
+	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, len, rd, rdlen, "", &b, err, sizeof(err)),
+	                 -E2BIG);
+	assert_non_null(strstr(err, "give the VM more memory"));
+	free(rd);
+	free(img);
+}
+
 static void test_pvh_truncated(void **state)
 {
 	struct vmm_mem *m = *state;
@@ -96,9 +136,10 @@ static void test_pvh_truncated(void **state)
 	for (int i = 0; i < eh->e_phnum; i++)
 		if (ph[i].p_offset + ph[i].p_filesz > need)
 			need = ph[i].p_offset + ph[i].p_filesz;
-	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, need, "", &b, err, sizeof(err)), 0);
+	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, need, NULL, 0, "", &b, err, sizeof(err)),
+	                 0);
 	for (size_t n = 0; n < need; n += n < 512 ? 1 : 509) {
-		int ret = vmm_boot_pvh(m, (uint8_t *)img, n, "", &b, err, sizeof(err));
+		int ret = vmm_boot_pvh(m, (uint8_t *)img, n, NULL, 0, "", &b, err, sizeof(err));
 		assert_int_not_equal(ret, 0);
 		assert_true(strlen(err) > 5);
 	}
@@ -126,7 +167,8 @@ static void test_pvh_no_note(void **state)
 		}
 	}
 	assert_true(found);
-	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, len, "", &b, err, sizeof(err)), -ENOEXEC);
+	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, len, NULL, 0, "", &b, err, sizeof(err)),
+	                 -ENOEXEC);
 	assert_non_null(strstr(err, "CONFIG_PVH"));
 	free(img);
 }
@@ -143,39 +185,47 @@ static void test_pvh_bad_headers(void **state)
 	Elf64_Ehdr save = *eh;
 
 	eh->e_ident[EI_CLASS] = ELFCLASS32;
-	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, len, "", &b, err, sizeof(err)), -EBADMSG);
+	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, len, NULL, 0, "", &b, err, sizeof(err)),
+	                 -EBADMSG);
 	assert_non_null(strstr(err, "ELF64"));
 	*eh = save;
 	eh->e_phnum = 60000;
-	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, len, "", &b, err, sizeof(err)), -EBADMSG);
+	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, len, NULL, 0, "", &b, err, sizeof(err)),
+	                 -EBADMSG);
 	*eh = save;
 	eh->e_phoff = ~0ull - 8;
-	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, len, "", &b, err, sizeof(err)), -EBADMSG);
+	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, len, NULL, 0, "", &b, err, sizeof(err)),
+	                 -EBADMSG);
 	*eh = save;
 	/* a segment that would land past the end of guest RAM */
 	Elf64_Phdr sp = ph[0];
 	ph[0].p_paddr = 63ull << 20;
 	ph[0].p_memsz = 8ull << 20;
-	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, len, "", &b, err, sizeof(err)), -E2BIG);
+	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, len, NULL, 0, "", &b, err, sizeof(err)),
+	                 -E2BIG);
 	assert_non_null(strstr(err, "does not fit in guest RAM"));
 	ph[0] = sp;
 	/* file size larger than memory size */
 	ph[0].p_filesz = ph[0].p_memsz + 1;
-	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, len, "", &b, err, sizeof(err)), -EBADMSG);
+	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, len, NULL, 0, "", &b, err, sizeof(err)),
+	                 -EBADMSG);
 	ph[0] = sp;
 	/* overflowing offset */
 	ph[0].p_offset = ~0ull - 4;
-	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, len, "", &b, err, sizeof(err)), -EBADMSG);
+	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, len, NULL, 0, "", &b, err, sizeof(err)),
+	                 -EBADMSG);
 	ph[0] = sp;
 	/* a segment in low memory would overwrite start_info and page tables */
 	ph[0].p_paddr = 0x5000;
-	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, len, "", &b, err, sizeof(err)), -EBADMSG);
+	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, len, NULL, 0, "", &b, err, sizeof(err)),
+	                 -EBADMSG);
 	ph[0] = sp;
 	/* command line too long */
 	char *cl = malloc(BOOT_CMDLINE_MAX + 10);
 	memset(cl, 'x', BOOT_CMDLINE_MAX + 9);
 	cl[BOOT_CMDLINE_MAX + 9] = '\0';
-	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, len, cl, &b, err, sizeof(err)), -E2BIG);
+	assert_int_equal(vmm_boot_pvh(m, (uint8_t *)img, len, NULL, 0, cl, &b, err, sizeof(err)),
+	                 -E2BIG);
 	free(cl);
 	free(img);
 }
@@ -286,6 +336,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_pvh_guest, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pvh_initrd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pvh_truncated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pvh_no_note, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pvh_bad_headers, setup, teardown),

@@ -33,13 +33,8 @@ int vmm_boot_load(struct vmm_mem *m, const char *kernel, const char *initrd, con
 	                       "\x7f"
 	                       "ELF",
 	                       4) == 0) {
-		if (rd) {
-			snprintf(err, errlen,
-			         "kernel %s: an initrd is only supported with a bzImage", kernel);
-			ret = -EINVAL;
-			goto out;
-		}
-		ret = vmm_boot_pvh(m, u, len, cmdline, out, why, sizeof(why));
+		ret = vmm_boot_pvh(m, u, len, (const uint8_t *)rd, rdlen, cmdline, out, why,
+		                   sizeof(why));
 	} else if (len >= 0x206 && memcmp(u + 0x202, "HdrS", 4) == 0) {
 		ret = vmm_boot_linux(m, u, len, (const uint8_t *)rd, rdlen, cmdline, out, why,
 		                     sizeof(why));

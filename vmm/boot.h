@@ -3,6 +3,7 @@
  * Low memory layout written by the loaders (all below 1 MiB):
  *   0x0500  GDT for the Linux 64-bit entry
  *   0x6000  hvm_start_info (PVH), memory map right after it
+ *   0x6800  PVH module list (the initrd)
  *   0x7000  boot_params "zero page" (Linux)
  *   0x9000  identity page tables for the Linux 64-bit entry (PML4, PDPT, 4 PDs)
  *   0x20000 command line (2 KiB)
@@ -17,6 +18,7 @@
 
 #define BOOT_GDT_GPA        0x500ull
 #define BOOT_START_INFO_GPA 0x6000ull
+#define BOOT_MODLIST_GPA    0x6800ull
 #define BOOT_ZERO_PAGE_GPA  0x7000ull
 #define BOOT_PML4_GPA       0x9000ull
 #define BOOT_CMDLINE_GPA    0x20000ull
@@ -35,9 +37,11 @@ struct vmm_boot {
 	uint64_t arg; /* %ebx for PVH, %rsi for Linux */
 };
 
-/* PVH: an ELF64 x86-64 image with a XEN_ELFNOTE_PHYS32_ENTRY note. */
-int vmm_boot_pvh(struct vmm_mem *m, const uint8_t *img, size_t len, const char *cmdline,
-                 struct vmm_boot *out, char *err, size_t errlen);
+/* PVH: an ELF64 x86-64 image with a XEN_ELFNOTE_PHYS32_ENTRY note; initrd
+ * (may be NULL) becomes start_info's module 0. */
+int vmm_boot_pvh(struct vmm_mem *m, const uint8_t *img, size_t len, const uint8_t *initrd,
+                 size_t initrd_len, const char *cmdline, struct vmm_boot *out, char *err,
+                 size_t errlen);
 
 /* Linux bzImage with the 64-bit entry (boot protocol >= 2.12, XLF_KERNEL_64);
  * initrd may be NULL. */

@@ -1,8 +1,9 @@
 /* PVH boot (as QEMU, Firecracker and Cloud Hypervisor do it): load the ELF's
  * PT_LOAD segments at their physical addresses, find the entry in the
  * XEN_ELFNOTE_PHYS32_ENTRY note, and leave an hvm_start_info with the
- * command line and memory map. Every offset and size from the file is
- * checked before use. */
+ * command line, memory map and, given an initrd, one module: the initrd
+ * at the top of low RAM (Linux's PVH entry takes module 0 as its
+ * initrd). Every offset and size from the file is checked before use. */
 #include <elf.h>
 #include <errno.h>
 #include <stdio.h>
@@ -23,6 +24,10 @@ struct hvm_start_info {
 struct hvm_memmap_entry {
 	uint64_t addr, size;
 	uint32_t type, reserved;
+};
+
+struct hvm_modlist_entry {
+	uint64_t paddr, size, cmdline_paddr, reserved;
 };
 
 unsigned vmm_boot_e820(const struct vmm_mem *m, struct vmm_e820 *e, unsigned max)
@@ -101,8 +106,9 @@ static int find_entry(const uint8_t *img, size_t len, const Elf64_Phdr *ph, unsi
 	return -ENOENT;
 }
 
-int vmm_boot_pvh(struct vmm_mem *m, const uint8_t *img, size_t len, const char *cmdline,
-                 struct vmm_boot *out, char *err, size_t errlen)
+int vmm_boot_pvh(struct vmm_mem *m, const uint8_t *img, size_t len, const uint8_t *initrd,
+                 size_t initrd_len, const char *cmdline, struct vmm_boot *out, char *err,
+                 size_t errlen)
 {
 	Elf64_Ehdr eh;
 	Elf64_Phdr ph[MAX_PHDRS];
@@ -159,6 +165,7 @@ int vmm_boot_pvh(struct vmm_mem *m, const uint8_t *img, size_t len, const char *
 		return -EBADMSG;
 	}
 	bool entry_loaded = false;
+	uint64_t kernel_end = 0;
 	for (unsigned i = 0; i < eh.e_phnum; i++) {
 		const Elf64_Phdr *p = &ph[i];
 		if (p->p_type != PT_LOAD || p->p_memsz == 0)
@@ -186,6 +193,8 @@ int vmm_boot_pvh(struct vmm_mem *m, const uint8_t *img, size_t len, const char *
 		memset(dst + p->p_filesz, 0, p->p_memsz - p->p_filesz);
 		if (entry >= p->p_paddr && entry - p->p_paddr < p->p_memsz)
 			entry_loaded = true;
+		if (p->p_paddr + p->p_memsz > kernel_end)
+			kernel_end = p->p_paddr + p->p_memsz;
 	}
 	if (!entry_loaded) {
 		snprintf(err, errlen, "PVH entry 0x%llx is not inside a loaded segment",
@@ -209,6 +218,26 @@ int vmm_boot_pvh(struct vmm_mem *m, const uint8_t *img, size_t len, const char *
 	struct hvm_memmap_entry *mm = (void *)(si + 1);
 	for (unsigned i = 0; i < n; i++)
 		mm[i] = (struct hvm_memmap_entry){ e[i].addr, e[i].size, e[i].type, 0 };
+	if (initrd && initrd_len) {
+		/* below 4 GiB, page-aligned, clear of the kernel */
+		uint64_t top = m->slots[0].gpa + m->slots[0].size;
+		if (top > (4ull << 30))
+			top = 4ull << 30;
+		uint64_t at = initrd_len < top ? (top - initrd_len) & ~0xfffull : 0;
+		struct hvm_modlist_entry *ml = vmm_gpa(m, BOOT_MODLIST_GPA, sizeof(*ml));
+		if (at < kernel_end || !vmm_gpa(m, at, initrd_len) || !ml) {
+			snprintf(err, errlen,
+			         "the initrd (%zu bytes) does not fit between the kernel's end "
+			         "(0x%llx) and 0x%llx: give the VM more memory",
+			         initrd_len, (unsigned long long)kernel_end,
+			         (unsigned long long)top);
+			return -E2BIG;
+		}
+		memcpy(vmm_gpa(m, at, initrd_len), initrd, initrd_len);
+		*ml = (struct hvm_modlist_entry){ at, initrd_len, 0, 0 };
+		si->nr_modules = 1;
+		si->modlist_paddr = BOOT_MODLIST_GPA;
+	}
 	out->kind = BOOT_PVH;
 	out->entry = entry;
 	out->arg = BOOT_START_INFO_GPA;
