@@ -113,6 +113,14 @@ if true; then
 		timeout 30 "$VMX" -c "$tmp/good/good.vmx" --run-dir "$tmp/no-such-dir"
 	[[ ! -e $tmp/good/serial.log ]] && ok "... and the guest never ran" ||
 		not_ok "missing --run-dir: the guest ran" "$(cat "$tmp/good/serial.log")"
+	# a serial log that is a FIFO nobody reads: refused at once (the open
+	# waited for a reader before)
+	vmxcfg fifo 64 "$ELF" "hello"
+	mkfifo "$tmp/fifo/console.fifo"
+	sed -i 's|cmdline = "hello";|cmdline = "hello"; serial_log = "console.fifo";|' "$tmp/fifo/fifo.vmx"
+	expect 102 "serial log .*console.fifo: No such device or address \\(a FIFO nobody reads" \
+		"a serial log FIFO nobody reads: refused at once (exit 102)" -- \
+		timeout 30 "$VMX" -c "$tmp/fifo/fifo.vmx"
 	vmxcfg hb 64 "$ELF" "heartbeat interval_ms=1 count=200"
 	timeout 60 "$VMX" -c "$tmp/hb/hb.vmx" >/dev/null 2>&1
 	seq_ok=$(awk '/^hb /{ if ($2 != n) bad=1; n++ } END { print (n == 200 && !bad) }' \

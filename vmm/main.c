@@ -855,12 +855,17 @@ static int run(const struct vmcfg *c)
 		free(vm);
 		return EXIT_HOST;
 	}
-	logfd = open(c->serial_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	/* O_NONBLOCK: a FIFO without a reader fails at once (ENXIO) instead
+	 * of holding the VM's start; writes block again afterwards */
+	logfd = open(c->serial_log,
+	             O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0644);
 	if (logfd < 0) {
-		fprintf(stderr, "vmx: serial log %s: %s\n", c->serial_log, strerror(errno));
+		fprintf(stderr, "vmx: serial log %s: %s%s\n", c->serial_log, strerror(errno),
+		        errno == ENXIO ? " (a FIFO nobody reads: start its reader first)" : "");
 		free(vm);
 		return EXIT_HOST;
 	}
+	fcntl(logfd, F_SETFL, O_APPEND);
 	enum vmm_accel accel;
 	char why[200];
 	if (vmm_accel_choose(accel_name, &accel, why, sizeof(why)) < 0) {
