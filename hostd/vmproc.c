@@ -166,7 +166,8 @@ int hostd_op_vm_console(struct hostd_call *call, const Vmk__Request *req)
 	r->running = running;
 	call->resp->body_case = VMK__RESPONSE__BODY_VM_CONSOLE;
 	call->resp->vm_console = r;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* O_NONBLOCK: a FIFO there would hold this worker until a writer came */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return VMK__STATUS__STATUS_OK; /* never powered on: nothing yet */
@@ -174,7 +175,13 @@ int hostd_op_vm_console(struct hostd_call *call, const Vmk__Request *req)
 		                  c->name, path, strerror(errno));
 	}
 	struct stat st;
-	fstat(fd, &st);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return hostd_fail(call, VMK__STATUS__STATUS_FAILED,
+		                  "VM %s: console log %s is not a regular file: vm console reads "
+		                  "the log vmx writes to a file",
+		                  c->name, path);
+	}
 	size_t max = c->max_bytes ? c->max_bytes : CONSOLE_DEFAULT_BYTES;
 	if (max > CONSOLE_MAX_BYTES)
 		max = CONSOLE_MAX_BYTES;

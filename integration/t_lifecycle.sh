@@ -154,6 +154,20 @@ for _ in $(seq 50); do
 done
 [[ $(vm_field esx1 a 'd["state"]') == poweredOff ]] && ok "a forced kill by a user is no crash" || not_ok "after force kill" "$out"
 
+# ---- a console log that is a FIFO: vm console refuses it at once ----
+# (before, the open waited for a writer and held a hostd worker for good)
+mkdir -p "$shared/fifocon"
+mkfifo "$shared/fifocon/console.fifo"
+cat >"$shared/fifocon/fifocon.vmx" <<EOC
+vm = { name = "fifocon"; uuid = "564d0000-0000-4000-8000-00000000f1f0"; memory_mib = 32;
+       vcpus = 1; kernel = "$ELF"; cmdline = "hello"; serial_log = "console.fifo"; };
+EOC
+expect 0 "register a VM whose serial log is a FIFO" vmkctl -s esx1 vm register --path shared:fifocon/fifocon.vmx
+expect 1 "vm console of it: refused" timeout 20 "$VMK_BIN/vmkctl" --lab "$LAB_DIR" -s esx1 vm console -n fifocon
+expect_match "console log .*console.fifo is not a regular file" "the message says why" "$err"
+expect 0 "unregister it" vmkctl -s esx1 vm unregister -n fifocon
+rm -rf "$shared/fifocon"
+
 # ---- destroy ----
 expect 0 "vm destroy hb" vmkctl -s esx1 vm destroy -n hb
 [[ ! -e $shared/hb ]] && ok "its directory is gone" || not_ok "hb directory left" "$(ls "$shared/hb")"
