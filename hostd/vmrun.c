@@ -293,7 +293,7 @@ int vmrun_spawn(struct hostd *h, const char *cfgpath, const char *dir, const cha
 	}
 	argv[n] = NULL;
 	snprintf(logpath, sizeof(logpath), "%s/vmx.log", dir);
-	int logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	int logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644);
 	int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (logfd < 0 || nullfd < 0) {
 		snprintf(err, errlen, "%s: %s", logpath, strerror(errno));

@@ -16,7 +16,9 @@
  * never waited on). Ownership: *buf is malloc'd, the caller frees it. */
 int util_read_file(const char *path, size_t max, char **buf, size_t *len);
 
-/* Writes via PATH.tmp + fsync + rename, so readers see old or new, never half. */
+/* Writes via PATH.tmp + fsync + rename, so readers see old or new, never
+ * half. PATH.tmp is never followed as a symbolic link (one put there, in a
+ * datastore, would have root write through it): -ELOOP. */
 int util_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode);
 
 /* mkdir -p; existing directories are fine. */

@@ -263,7 +263,7 @@ int nfc_serve(int fd, nfc_lookup_fn lookup, void *arg, char *err, size_t errlen)
 		return refuse(fd, busy, -EBUSY, err, errlen);
 
 	snprintf(part, sizeof(part), "%s.part", x->path);
-	int pfd = open(part, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	int pfd = open(part, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (pfd < 0 || ftruncate(pfd, (off_t)from) < 0) { /* no unverified tail */
 		ret = -errno;
 		char why[300];
@@ -657,7 +657,8 @@ int nfc_copy_local(const char *src, const char *dst, char *err, size_t errlen)
 			snprintf(err, errlen, "%s: %s", src, strerror(errno));
 		goto out;
 	}
-	if ((out = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, st.st_mode & 0777)) < 0) {
+	if ((out = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+	                st.st_mode & 0777)) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "%s: %s", part, strerror(errno));
 		goto out;

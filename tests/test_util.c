@@ -82,6 +82,17 @@ static void test_read_file(void **state)
 	assert_int_equal(util_read_file(path, 4096, &buf, &len), -EINVAL);
 	alarm(0);
 	assert_int_equal(util_read_file("/dev/zero", 4096, &buf, &len), -EINVAL);
+	/* a symbolic link at the temporary name is not written through */
+	char tmpname[80], target[64];
+	snprintf(path, sizeof(path), "%s/g", dir);
+	snprintf(tmpname, sizeof(tmpname), "%s/g.tmp", dir);
+	snprintf(target, sizeof(target), "%s/target", dir);
+	assert_int_equal(util_write_file_atomic(target, "keep", 4, 0644), 0);
+	assert_int_equal(symlink(target, tmpname), 0);
+	assert_int_equal(util_write_file_atomic(path, "evil", 4, 0644), -ELOOP);
+	assert_int_equal(util_read_file(target, 64, &buf, &len), 0);
+	assert_string_equal(buf, "keep");
+	free(buf);
 	util_rm_tree(dir);
 }
 

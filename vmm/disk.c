@@ -1045,7 +1045,7 @@ int vmm_disk_copy_flat(const char *src, const char *dst, uint64_t *copied, char 
 		return ret;
 	}
 	snprintf(part, sizeof(part), "%s.part", dst);
-	if ((fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0 ||
+	if ((fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644)) < 0 ||
 	    ftruncate(fd, (off_t)d->size) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "%s: %s", part, strerror(errno));

@@ -316,7 +316,7 @@ static int ctl_save(void *arg, const char *path, const char **why)
 		if (strcmp(x->vm->devs[i]->ops->name, "uart") == 0)
 			vmm_uart_flush(x->vm->devs[i]);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		snprintf(msg, sizeof(msg), "cannot write %s: %s", tmp, strerror(errno));
 		*why = msg;
