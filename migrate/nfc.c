@@ -529,12 +529,16 @@ static int open_source(const char *path, char *err, size_t errlen)
 			snprintf(err, errlen, "%s: %s", path, strerror(e));
 		return -e;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	if (fstat(fd, &st) < 0) {
 		int e = errno;
-		snprintf(err, errlen, "%s: %s", path,
-		         S_ISREG(st.st_mode) ? strerror(e) : "not a regular file");
+		snprintf(err, errlen, "%s: %s", path, strerror(e));
 		close(fd);
-		return S_ISREG(st.st_mode) ? -e : -EINVAL;
+		return -e;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		close(fd);
+		return -EINVAL;
 	}
 	fcntl(fd, F_SETFL, 0); /* reads of a regular file ignore it; leave none set */
 	return fd;
