@@ -242,6 +242,22 @@ slow_pair() {
 	echo "no incoming port"
 	return 1
 }
+# mig_wait SOCK: polls the source's migrate-status until the migration is
+# done or failed (30 s at most); the last status in st
+mig_wait() {
+	for _ in $(seq 300); do
+		st=$("$VMX" --control "$1" migrate-status 2>/dev/null)
+		grep -q "phase=failed\|phase=done" <<<"$st" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+# pair_end: stops the pair slow_pair started
+pair_end() {
+	for p in "${pair_pids[@]}"; do kill "$p" 2>/dev/null; done
+	wait "${pair_pids[@]}" 2>/dev/null
+	pair_pids=()
+}
 mig_clock() {
 	local d=$tmp/clk st=""
 	slow_pair clk "heartbeat interval_ms=20 stamp=1" "^hb 10 [0-9]+$" || return 1
@@ -252,11 +268,7 @@ mig_clock() {
 	sleep 0.3
 	timeout 10 "$VMX" --control "$d/b/vmx.sock" resume >"$d/resume.out" 2>&1 &&
 		echo "resumed" >>"$d/resume.out"
-	for _ in $(seq 300); do
-		st=$("$VMX" --control "$d/a/vmx.sock" migrate-status 2>/dev/null)
-		grep -q "phase=done" <<<"$st" && break
-		sleep 0.1
-	done
+	mig_wait "$d/a/vmx.sock"
 	grep -q "phase=done" <<<"$st" || { echo "$st"; return 1; }
 	downtime=$(sed -n 's/^downtime_ms=//p' <<<"$st")
 	local n
@@ -279,9 +291,7 @@ if mig_clock >"$tmp/clk.out" 2>&1; then
 else
 	not_ok "live migration for the clock check" "$(cat "$tmp/clk.out")" "$(cat "$tmp/clk/a.log" "$tmp/clk/b.log" 2>/dev/null | tail -5)"
 fi
-for p in "${pair_pids[@]}"; do kill "$p" 2>/dev/null; done
-wait "${pair_pids[@]}" 2>/dev/null
-pair_pids=()
+pair_end
 # ---- the destination stopped before it answers: the source keeps the VM ----
 # The state held back a second again; the destination's vmx gets SIGTERM
 # meanwhile. It answers "F", and the guest runs on at the source.
@@ -292,11 +302,7 @@ mig_stopped() {
 		>/dev/null || return 1
 	sleep 0.4
 	kill -TERM "${pair_pids[1]}"
-	for _ in $(seq 300); do
-		st=$("$VMX" --control "$d/a/vmx.sock" migrate-status 2>/dev/null)
-		grep -q "phase=failed\|phase=done" <<<"$st" && break
-		sleep 0.1
-	done
+	mig_wait "$d/a/vmx.sock"
 	echo "$st"
 	grep -q "phase=failed" <<<"$st" || return 1
 	local n
@@ -313,9 +319,7 @@ if mig_stopped >"$tmp/stp.out" 2>&1; then
 else
 	not_ok "a destination stopped before the hand-over" "$(cat "$tmp/stp.out")" "$(tail -3 "$tmp/stp/b.log" 2>/dev/null)"
 fi
-for p in "${pair_pids[@]}"; do kill "$p" 2>/dev/null; done
-wait "${pair_pids[@]}" 2>/dev/null
-pair_pids=()
+pair_end
 # ---- --verify-pages over 4 streams, the extra streams ahead ----
 # A dirtier's pages read while it writes them arrive damaged (RAMC) and
 # stay suspect until their newer copy. The destination's main stream
@@ -328,11 +332,7 @@ mig_verify_streams() {
 	slow_pair vps "dirty mib=16 tick_ms=50" "^t$" VMX_TEST_STREAMS_DELAY_MS=1000 || return 1
 	timeout 30 "$VMX" --control "$d/a/vmx.sock" migrate 127.0.0.1 "$pair_port" "$pair_tok" 50 0 \
 		verify streams=4 >/dev/null || return 1
-	for _ in $(seq 300); do
-		st=$("$VMX" --control "$d/a/vmx.sock" migrate-status 2>/dev/null)
-		grep -q "phase=failed\|phase=done" <<<"$st" && break
-		sleep 0.1
-	done
+	mig_wait "$d/a/vmx.sock"
 	echo "$st"
 	grep -q "phase=done" <<<"$st"
 }
@@ -341,8 +341,6 @@ if mig_verify_streams >"$tmp/vps.out" 2>&1; then
 else
 	not_ok "--verify-pages over 4 streams with the main stream behind" "$(grep -E 'phase|error' "$tmp/vps.out")" "$(tail -4 "$tmp/vps/b.log" 2>/dev/null)"
 fi
-for p in "${pair_pids[@]}"; do kill "$p" 2>/dev/null; done
-wait "${pair_pids[@]}" 2>/dev/null
-pair_pids=()
+pair_end
 echo "1..$n"
 [[ $failed -eq 0 ]]
