@@ -1,4 +1,5 @@
 #include "util.h"
+#include "log.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -85,6 +86,17 @@ out:
 	free(b);
 	close(fd);
 	return ret;
+}
+
+void util_test_delay(const char *env, const char *what)
+{
+	const char *v = getenv(env);
+	unsigned long ms = v ? strtoul(v, NULL, 10) : 0;
+
+	if (ms && ms <= 10000) {
+		log_warn("%s: %s waits %lu ms", env, what, ms);
+		usleep((useconds_t)(ms * 1000));
+	}
 }
 
 int util_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode)

@@ -16,6 +16,10 @@
  * never waited on). Ownership: *buf is malloc'd, the caller frees it. */
 int util_read_file(const char *path, size_t max, char **buf, size_t *len);
 
+/* A test hook: when the environment variable env holds a number of ms
+ * (1 to 10000), logs that what waits that long, and sleeps. */
+void util_test_delay(const char *env, const char *what);
+
 /* Writes via PATH.tmp + fsync + rename, so readers see old or new, never
  * half. PATH.tmp is never followed as a symbolic link (one put there, in a
  * datastore, would have root write through it): -ELOOP. */

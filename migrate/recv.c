@@ -261,12 +261,8 @@ int migrate_dst_receive(int lfd, const char *token, struct vmm_vm *vm, int timeo
 	}
 	if (n > 1)
 		log_info("migration: %u streams", n);
-	const char *delay = getenv("VMX_TEST_STREAMS_DELAY_MS");
-	if (delay && n > 1) { /* tests: the extra streams run ahead of the main one */
-		unsigned long ms = strtoul(delay, NULL, 10);
-		log_warn("VMX_TEST_STREAMS_DELAY_MS: the main stream waits %lu ms", ms);
-		usleep((useconds_t)(ms > 10000 ? 10000 : ms) * 1000);
-	}
+	if (n > 1) /* tests: the extra streams run ahead of the main one */
+		util_test_delay("VMX_TEST_STREAMS_DELAY_MS", "the main stream");
 	struct wire_stream ws;
 	struct vmm_stream st;
 	wire_stream_init(&ws, &st, c, 0, NULL);

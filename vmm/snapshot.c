@@ -561,12 +561,7 @@ int vmm_vm_restore(struct vmm_vm *vm, struct vmm_stream *s, char *err, size_t er
 			vm->src_realtime_ns = t;
 			/* tests: the vCPUs' state arrives this much later, as
 			 * over a slow link (the guest's clock must not lose it) */
-			const char *delay = getenv("VMX_TEST_STATE_DELAY_MS");
-			unsigned long ms = delay ? strtoul(delay, NULL, 10) : 0;
-			if (ms && ms <= 10000) {
-				log_warn("VMX_TEST_STATE_DELAY_MS: the state held back %lu ms", ms);
-				usleep((useconds_t)(ms * 1000));
-			}
+			util_test_delay("VMX_TEST_STATE_DELAY_MS", "the vCPUs' state");
 			break;
 		}
 		case SEC_VCPU:
