@@ -166,22 +166,19 @@ int hostd_op_vm_console(struct hostd_call *call, const Vmk__Request *req)
 	r->running = running;
 	call->resp->body_case = VMK__RESPONSE__BODY_VM_CONSOLE;
 	call->resp->vm_console = r;
-	/* O_NONBLOCK: a FIFO there would hold this worker until a writer came */
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return VMK__STATUS__STATUS_OK; /* never powered on: nothing yet */
-		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "VM %s: console log %s: %s",
-		                  c->name, path, strerror(errno));
-	}
+	/* a FIFO there would hold this worker until a writer came */
 	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
+	int fd = util_open_regular(path, O_RDONLY | O_NOFOLLOW, &st);
+	if (fd == -ENOENT)
+		return VMK__STATUS__STATUS_OK; /* never powered on: nothing yet */
+	if (fd == -EINVAL || fd == -EISDIR)
 		return hostd_fail(call, VMK__STATUS__STATUS_FAILED,
 		                  "VM %s: console log %s is not a regular file: vm console reads "
 		                  "the log vmx writes to a file",
 		                  c->name, path);
-	}
+	if (fd < 0)
+		return hostd_fail(call, VMK__STATUS__STATUS_FAILED, "VM %s: console log %s: %s",
+		                  c->name, path, strerror(-fd));
 	size_t max = c->max_bytes ? c->max_bytes : CONSOLE_DEFAULT_BYTES;
 	if (max > CONSOLE_MAX_BYTES)
 		max = CONSOLE_MAX_BYTES;

@@ -16,6 +16,29 @@
 #include <time.h>
 #include <unistd.h>
 
+int util_open_regular(const char *path, int flags, struct stat *st)
+{
+	struct stat own;
+	int ret;
+
+	if (!st)
+		st = &own;
+	/* O_NONBLOCK: a read-only open of a FIFO waits for a writer */
+	int fd = open(path, flags | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, st) < 0)
+		ret = -errno;
+	else if (!S_ISREG(st->st_mode))
+		ret = S_ISDIR(st->st_mode) ? -EISDIR : -EINVAL;
+	else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
+		ret = -errno;
+	else
+		return fd;
+	close(fd);
+	return ret;
+}
+
 int util_read_file(const char *path, size_t max, char **buf, size_t *len)
 {
 	struct stat st;
@@ -23,19 +46,9 @@ int util_read_file(const char *path, size_t max, char **buf, size_t *len)
 	size_t have = 0;
 	int fd, ret;
 
-	/* O_NONBLOCK: opening a FIFO would wait for a writer (regular files
-	 * ignore the flag) */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	fd = util_open_regular(path, O_RDONLY, &st);
 	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		ret = -errno;
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		ret = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
-		goto out;
-	}
+		return fd;
 	if ((size_t)st.st_size > max) {
 		ret = -EFBIG;
 		goto out;

@@ -6,9 +6,18 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Opens path (flags: O_RDONLY or O_RDWR, plus O_NOFOLLOW to refuse a
+ * symbolic link) as a regular file without waiting on it: a FIFO or a
+ * device, whose open may wait for a peer for good, is refused at once.
+ * The fd (close-on-exec, blocking), with its stat in *st if st; or
+ * -errno: -EISDIR for a directory, -EINVAL for any other file that is not
+ * a regular one, -ELOOP for a link under O_NOFOLLOW. */
+int util_open_regular(const char *path, int flags, struct stat *st);
 
 /* Reads a whole file of at most `max` bytes into a NUL-terminated buffer.
  * -EFBIG when larger; -EISDIR for a directory and -EINVAL for any other

@@ -515,33 +515,18 @@ static bool resumable(int ret)
  * names, a FIFO would block the copy. fd, or -errno with err. */
 static int open_source(const char *path, char *err, size_t errlen)
 {
-	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+	int fd = util_open_regular(path, O_RDONLY | O_NOFOLLOW, NULL);
 
-	if (fd < 0) {
-		int e = errno;
-		if (e == ELOOP)
-			snprintf(err, errlen,
-			         "%s is a symbolic link: vmk copies the VM's own files only "
-			         "(put the file it names there instead)",
-			         path);
-		else
-			snprintf(err, errlen, "%s: %s", path, strerror(e));
-		return -e;
-	}
-	if (fstat(fd, &st) < 0) {
-		int e = errno;
-		snprintf(err, errlen, "%s: %s", path, strerror(e));
-		close(fd);
-		return -e;
-	}
-	if (!S_ISREG(st.st_mode)) {
+	if (fd == -ELOOP)
+		snprintf(err, errlen,
+		         "%s is a symbolic link: vmk copies the VM's own files only "
+		         "(put the file it names there instead)",
+		         path);
+	else if (fd == -EINVAL || fd == -EISDIR)
 		snprintf(err, errlen, "%s: not a regular file", path);
-		close(fd);
-		return -EINVAL;
-	}
-	fcntl(fd, F_SETFL, 0); /* reads of a regular file ignore it; leave none set */
-	return fd;
+	else if (fd < 0)
+		snprintf(err, errlen, "%s: %s", path, strerror(-fd));
+	return fd == -EISDIR ? -EINVAL : fd;
 }
 
 int nfc_send_path(int nsfd, const char *host, uint16_t port, const char *path, const char *token,

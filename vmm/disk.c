@@ -265,19 +265,15 @@ static int layer_open(struct layer *l, const char *path, bool writable, uint64_t
 	memset(l, 0, sizeof(*l));
 	snprintf(l->path, sizeof(l->path), "%s", path);
 	l->writable = writable;
-	/* O_NONBLOCK: a FIFO in the image's place is refused below, not
-	 * waited on (a read-only open waits for a writer) */
-	l->fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-	if (l->fd < 0 || fstat(l->fd, &st) < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "disk %s: %s", path, strerror(-ret));
+	l->fd = util_open_regular(path, writable ? O_RDWR : O_RDONLY, &st);
+	if (l->fd < 0) {
+		/* a directory: EISDIR from a writable open, as open(2) says */
+		ret = l->fd == -EISDIR && !writable ? -EINVAL : l->fd;
+		l->fd = -1;
+		snprintf(err, errlen, "disk %s: %s", path,
+		         ret == -EINVAL ? "not a regular file" : strerror(-ret));
 		return ret;
 	}
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "disk %s: not a regular file", path);
-		return -EINVAL;
-	}
-	fcntl(l->fd, F_SETFL, 0);
 	parent[0] = '\0';
 	/* the name says which: a raw image's first bytes are the guest's to
 	 * write, and must never make it a delta pointing at other files */

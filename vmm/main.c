@@ -115,9 +115,9 @@ static int ctl_status(void *arg, Vmx__StatusInfo *o)
 	o->name = x->cfg->name;
 	/* parked before the hand-over, an incoming VM is not yet a paused
 	 * one: hostd takes "paused" for a VM that runs here */
-	o->state = x->incoming_port ? (char *)vmm_run_state_name(VM_CREATED)
-	                            : (char *)vmm_run_state_name(
-	                                      (enum vmm_run_state)atomic_load(&x->vm->state));
+	enum vmm_run_state st =
+	        x->incoming_port ? VM_CREATED : (enum vmm_run_state)atomic_load(&x->vm->state);
+	o->state = (char *)vmm_run_state_name(st);
 	o->pid = (int32_t)getpid();
 	o->uptime_ms = util_now_ms() - x->start_ms;
 	o->exit_reason = x->vm->exit_reason;
@@ -988,7 +988,7 @@ static int run(const struct vmcfg *c)
 		ctx->incoming_port = port;
 	}
 	char sock[300];
-	snprintf(sock, sizeof(sock), "%s/vmx.sock", run_dir ? run_dir : c->dir);
+	snprintf(sock, sizeof(sock), "%s/vmx.sock", rd);
 	/* an incoming VM needs its socket at once (hostd reads the port
 	 * there); any other starts its vCPUs first: the socket and its
 	 * thread are time to first instruction otherwise */
