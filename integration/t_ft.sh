@@ -50,8 +50,8 @@ wait_grep() { # FILE REGEX [TENTHS]
 	for _ in $(seq "${3:-100}"); do grep -Eq "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
 	return 1
 }
-# wait_exit PID [TENTHS]: its exit status, or 124 after 10 s (then it is
-# killed)
+# wait_exit PID [TENTHS]: its exit status, or 124 after TENTHS tenths of a
+# second, 100 by default (then it is killed)
 wait_exit() {
 	for _ in $(seq "${2:-100}"); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
 	kill -0 "$1" 2>/dev/null && { kill -9 "$1"; wait "$1" 2>/dev/null; return 124; }

@@ -7,6 +7,25 @@
 #include "boot.h"
 #include "util.h"
 
+int vmm_boot_place_initrd(struct vmm_mem *m, const uint8_t *initrd, size_t len, uint64_t top,
+                          uint64_t kernel_end, uint64_t *at, char *err, size_t errlen)
+{
+	uint64_t end = m->slots[0].gpa + m->slots[0].size;
+
+	if (top && top < end)
+		end = top;
+	*at = len < end ? (end - len) & ~0xfffull : 0;
+	if (*at < kernel_end || !vmm_gpa(m, *at, len)) {
+		snprintf(err, errlen,
+		         "the initrd (%zu bytes) does not fit between the kernel's end (0x%llx) "
+		         "and 0x%llx: give the VM more memory",
+		         len, (unsigned long long)kernel_end, (unsigned long long)end);
+		return -E2BIG;
+	}
+	memcpy(vmm_gpa(m, *at, len), initrd, len);
+	return 0;
+}
+
 int vmm_boot_load(struct vmm_mem *m, const char *kernel, const char *initrd, const char *cmdline,
                   struct vmm_boot *out, char *err, size_t errlen)
 {

@@ -49,6 +49,13 @@ int vmm_boot_linux(struct vmm_mem *m, const uint8_t *img, size_t len, const uint
                    size_t initrd_len, const char *cmdline, struct vmm_boot *out, char *err,
                    size_t errlen);
 
+/* Copies the initrd to the top of the first RAM slot, below top (an
+ * address limit; 0: none), page-aligned and at or above kernel_end:
+ * 0 and its address in *at, or -E2BIG with err (give the VM more memory).
+ * Both protocols place it this way. */
+int vmm_boot_place_initrd(struct vmm_mem *m, const uint8_t *initrd, size_t len, uint64_t top,
+                          uint64_t kernel_end, uint64_t *at, char *err, size_t errlen);
+
 /* Reads kernel (and initrd) files, bounded by BOOT_IMAGE_MAX, detects the
  * format (ELF -> PVH, "HdrS" -> bzImage) and loads it. Errors name the
  * file, what is wrong and what would work. */

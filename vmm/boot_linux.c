@@ -135,19 +135,11 @@ int vmm_boot_linux(struct vmm_mem *m, const uint8_t *img, size_t len, const uint
 	zp[HEAP_END_PTR + 1] = 0xfe;
 	le_put32(zp + CMD_LINE_PTR, (uint32_t)BOOT_CMDLINE_GPA);
 	if (initrd && initrd_len) {
-		uint64_t max = le_get32(img + INITRD_ADDR_MAX);
-		uint64_t top = m->slots[0].gpa + m->slots[0].size;
-		if (max && max + 1 < top)
-			top = max + 1;
-		uint64_t at = (top - initrd_len) & ~0xfffull;
-		if (initrd_len > top || at < load + init_size || !vmm_gpa(m, at, initrd_len)) {
-			snprintf(err, errlen,
-			         "the initrd (%zu bytes) does not fit below 0x%llx after "
-			         "the kernel: give the VM more memory",
-			         initrd_len, (unsigned long long)top);
-			return -E2BIG;
-		}
-		memcpy(vmm_gpa(m, at, initrd_len), initrd, initrd_len);
+		uint64_t max = le_get32(img + INITRD_ADDR_MAX), at;
+		int ret = vmm_boot_place_initrd(m, initrd, initrd_len, max ? max + 1 : 0,
+		                                load + init_size, &at, err, errlen);
+		if (ret < 0)
+			return ret;
 		le_put32(zp + RAMDISK_IMAGE, (uint32_t)at);
 		le_put32(zp + RAMDISK_SIZE, (uint32_t)initrd_len);
 	}

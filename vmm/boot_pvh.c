@@ -219,21 +219,14 @@ int vmm_boot_pvh(struct vmm_mem *m, const uint8_t *img, size_t len, const uint8_
 	for (unsigned i = 0; i < n; i++)
 		mm[i] = (struct hvm_memmap_entry){ e[i].addr, e[i].size, e[i].type, 0 };
 	if (initrd && initrd_len) {
-		/* below 4 GiB, page-aligned, clear of the kernel */
-		uint64_t top = m->slots[0].gpa + m->slots[0].size;
-		if (top > (4ull << 30))
-			top = 4ull << 30;
-		uint64_t at = initrd_len < top ? (top - initrd_len) & ~0xfffull : 0;
+		/* below 4 GiB */
+		uint64_t at;
 		struct hvm_modlist_entry *ml = vmm_gpa(m, BOOT_MODLIST_GPA, sizeof(*ml));
-		if (at < kernel_end || !vmm_gpa(m, at, initrd_len) || !ml) {
-			snprintf(err, errlen,
-			         "the initrd (%zu bytes) does not fit between the kernel's end "
-			         "(0x%llx) and 0x%llx: give the VM more memory",
-			         initrd_len, (unsigned long long)kernel_end,
-			         (unsigned long long)top);
-			return -E2BIG;
-		}
-		memcpy(vmm_gpa(m, at, initrd_len), initrd, initrd_len);
+		if (!ml)
+			return -EFAULT;
+		if ((ret = vmm_boot_place_initrd(m, initrd, initrd_len, 4ull << 30, kernel_end, &at,
+		                                 err, errlen)) < 0)
+			return ret;
 		*ml = (struct hvm_modlist_entry){ at, initrd_len, 0, 0 };
 		si->nr_modules = 1;
 		si->modlist_paddr = BOOT_MODLIST_GPA;
